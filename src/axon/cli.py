@@ -1,0 +1,201 @@
+"""Command line: each subcommand parses its flags and calls one plain function.
+
+User errors (AxonError) end with one line on stderr and exit status 2; programming errors keep
+their traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+from axon.errors import AxonError
+
+TRAIN_EPILOG = """\
+Any config value can be set as --section.key=value (sections: model, data, optim, schedule,
+train, log; top level: out_dir, name). Precedence: defaults < --config recipe < overrides.
+Examples:
+  axon train                                   # the default job: char-level tiny Shakespeare
+  axon train --config configs/gpt2_shakespeare_char.yaml --train.max_steps=500
+  axon train --model.preset=tiny --model.n_kv_head=1 --optim.name=adamw --optim.lr=3e-3
+  axon train --resume runs/20261122-101500    # continue a killed or finished run
+Run `axon config` to print every key with its default.
+"""
+
+
+def cmd_train(args, overrides: list[str]) -> int:
+    from axon.config import load_config
+    from axon.train.run import train
+
+    if args.resume:
+        if args.config:
+            raise AxonError("--resume continues a run with its own config.yaml; drop --config")
+        result = train(resume=args.resume, overrides=overrides)
+    else:
+        result = train(load_config(args.config, overrides))
+    parts = [f"run: {result['run_dir']}", f"steps {result['step']}", f"{result['elapsed']:.1f} s"]
+    if result.get("val_loss") is not None:
+        parts.append(f"val loss {result['val_loss']:.4f}")
+    if "val_bits_per_char" in result:
+        parts.append(f"{result['val_bits_per_char']:.3f} bits/char")
+    print(" | ".join(parts))
+    return 0
+
+
+def cmd_config(args, overrides: list[str]) -> int:
+    from axon.config import dump_config, load_config
+
+    print(dump_config(load_config(args.config, overrides)), end="")
+    return 0
+
+
+def cmd_sample(args, overrides: list[str]) -> int:
+    import torch
+
+    from axon.errors import ConfigError
+    from axon.generate import generate
+    from axon.train.run import load_run
+
+    if overrides:
+        raise ConfigError(f"unknown option {overrides[0]}; see axon sample --help")
+    if args.temperature < 0:
+        raise ConfigError("--temperature must be >= 0 (0 is greedy)")
+    if args.top_p is not None and not 0 < args.top_p <= 1:
+        raise ConfigError("--top-p must be in (0, 1]")
+    cfg, model, tokenizer = load_run(args.run_dir, args.device)
+    prompt = Path(args.prompt_file).read_text() if args.prompt_file else args.prompt
+    ids = tokenizer.encode(prompt) if prompt else [0]
+    if len(ids) > cfg.model.block_size:
+        raise ConfigError(
+            f"prompt is {len(ids)} tokens but the model's context is {cfg.model.block_size}; shorten it"
+        )
+    device = next(model.parameters()).device
+    gen = torch.Generator(device=device).manual_seed(args.seed)
+    for i in range(args.num_samples):
+        x = torch.tensor([ids], dtype=torch.long, device=device)
+        out = generate(model, x, args.max_new_tokens, temperature=args.temperature,
+                       top_k=args.top_k, top_p=args.top_p, generator=gen)
+        if args.num_samples > 1:
+            print(f"--- sample {i + 1} ---")
+        print(tokenizer.decode(out[0].tolist()))
+    return 0
+
+
+def cmd_eval(args, overrides: list[str]) -> int:
+    from axon.data.loader import TokenDataset
+    from axon.errors import ConfigError
+    from axon.eval import evaluate_loss, language_model_metrics
+    from axon.objectives import CausalLM
+    from axon.train.run import load_run, resolve_data_dir, split_ratios
+
+    if overrides:
+        raise ConfigError(f"unknown option {overrides[0]}; see axon eval --help")
+    cfg, model, _ = load_run(args.run_dir, args.device)
+    data_dir = Path(args.data) if args.data else resolve_data_dir(cfg.data)
+    data = TokenDataset.from_dir(data_dir, args.split)
+    device = next(model.parameters()).device
+    batches = ((x.to(device), y.to(device)) for x, y in data.iter_eval_batches(args.batch_size, cfg.model.block_size, args.max_batches))
+    loss, n = evaluate_loss(model, CausalLM(), batches)
+    metrics = language_model_metrics(loss, *split_ratios(data_dir, args.split))
+    metrics.update(split=args.split, tokens=n)
+    if args.json:
+        print(json.dumps(metrics))
+    else:
+        print(f"{args.split}: " + " | ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in metrics.items() if k != "split"))
+    return 0
+
+
+def cmd_prepare(args, overrides: list[str]) -> int:
+    from axon.data.prepare import prepare
+    from axon.errors import ConfigError
+
+    if overrides:
+        raise ConfigError(f"unknown option {overrides[0]}; see axon prepare --help")
+    if not args.inputs and not args.hf_dataset:
+        raise ConfigError("give input files (.txt, .jsonl) or --hf-dataset NAME")
+    meta = prepare(
+        args.inputs, args.out, tokenizer=args.tokenizer, vocab_size=args.vocab_size, val_fraction=args.val_fraction,
+        text_field=args.text_field, hf_dataset=args.hf_dataset, hf_split=args.hf_split, hf_config=args.hf_config,
+        max_docs=args.max_docs,
+    )
+    splits = meta["splits"]
+    print(f"wrote {args.out}: vocab {meta['vocab_size']}, " + ", ".join(f"{k} {v['num_tokens']:,} tokens" for k, v in splits.items()))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from axon import __version__
+
+    p = argparse.ArgumentParser(prog="axon", description="Axon: an open research lab for language models.")
+    p.add_argument("--version", action="version", version=f"axon {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    t = sub.add_parser("train", help="train a model (default: char-level tiny Shakespeare on CPU)",
+                       epilog=TRAIN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    t.add_argument("--config", help="YAML recipe (see configs/)")
+    t.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its newest valid checkpoint")
+    t.set_defaults(func=cmd_train)
+
+    c = sub.add_parser("config", help="print the resolved config (every key, with its value)",
+                       epilog="Takes the same --config and --section.key=value overrides as train.")
+    c.add_argument("--config", help="YAML recipe")
+    c.set_defaults(func=cmd_config)
+
+    s = sub.add_parser("sample", help="generate text from a trained run")
+    s.add_argument("run_dir", metavar="RUN_DIR")
+    s.add_argument("--prompt", default="\n", help="prompt text (default: a newline)")
+    s.add_argument("--prompt-file", help="read the prompt from this file")
+    s.add_argument("--max-new-tokens", type=int, default=500)
+    s.add_argument("--temperature", type=float, default=0.8, help="0 = greedy")
+    s.add_argument("--top-k", type=int, default=None)
+    s.add_argument("--top-p", type=float, default=None, help="nucleus sampling mass, in (0, 1]")
+    s.add_argument("--num-samples", type=int, default=1)
+    s.add_argument("--seed", type=int, default=1337)
+    s.add_argument("--device", default="auto")
+    s.set_defaults(func=cmd_sample)
+
+    e = sub.add_parser("eval", help="validation loss, perplexity and bits per character/byte of a run")
+    e.add_argument("run_dir", metavar="RUN_DIR")
+    e.add_argument("--data", help="prepared data directory (default: the run's own data)")
+    e.add_argument("--split", default="val")
+    e.add_argument("--batch-size", type=int, default=32)
+    e.add_argument("--max-batches", type=int, default=None, help="default: the whole split")
+    e.add_argument("--device", default="auto")
+    e.add_argument("--json", action="store_true", help="print one JSON object")
+    e.set_defaults(func=cmd_eval)
+
+    r = sub.add_parser("prepare", help="tokenise text/JSONL files (or a HF dataset) into token shards")
+    r.add_argument("inputs", nargs="*", metavar="INPUT", help=".txt or .jsonl files")
+    r.add_argument("--out", required=True, help="output directory")
+    r.add_argument("--tokenizer", default="char", help="char, bpe, or a path to a tokenizer.json")
+    r.add_argument("--vocab-size", type=int, default=None, help="BPE vocabulary size")
+    r.add_argument("--val-fraction", type=float, default=0.1)
+    r.add_argument("--text-field", default="text", help="JSONL / dataset field holding the text")
+    r.add_argument("--hf-dataset", help="Hugging Face dataset name, streamed (needs `datasets` and a network)")
+    r.add_argument("--hf-split", default="train")
+    r.add_argument("--hf-config", default=None)
+    r.add_argument("--max-docs", type=int, default=None)
+    r.set_defaults(func=cmd_prepare)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args, rest = parser.parse_known_args(argv)
+    if args.command not in ("train", "config") and rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    try:
+        return args.func(args, rest)
+    except AxonError as e:
+        print(f"axon {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"axon {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

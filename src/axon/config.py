@@ -1,0 +1,334 @@
+"""Typed configuration: dataclass defaults < YAML recipe < ``--section.key=value`` overrides.
+
+Every section is a dataclass whose ``__post_init__`` validates its values, so a bad config fails
+before any tensor is allocated, with a message that names the field (DESIGN.md, rule 2). Unknown
+keys and wrong types are :class:`~axon.errors.ConfigError`s that list the valid choices. The
+``model`` section is the config dataclass of the family named by ``model.family``; ``model.preset``
+starts it from a named size (``gpt2``, ``llama-1b``, ``tiny``, ...).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from axon.errors import ConfigError
+
+
+# --------------------------------------------------------------------------------------------
+# Generic dataclass <-> dict machinery
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp))
+    if tp is type(None):
+        return "null"
+    return getattr(tp, "__name__", str(tp))
+
+
+def coerce(value: Any, tp: Any, key: str) -> Any:
+    """Check ``value`` against the annotation ``tp`` (int, float, bool, str, Literal, Optional,
+    tuple, list) and return it in that type; a mismatch is a ConfigError naming ``key``."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return coerce(value, arg, key)
+            except ConfigError:
+                continue
+        raise ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r}")
+    if origin is Literal:
+        choices = typing.get_args(tp)
+        if value not in choices:
+            raise ConfigError(f"{key}: {value!r} is not valid; choose one of: {', '.join(map(str, choices))}")
+        return value
+    if origin in (tuple, list):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        args = typing.get_args(tp)
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            if len(value) != len(args):
+                raise ConfigError(f"{key}: expected {len(args)} values, got {len(value)}")
+            return tuple(coerce(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+        inner = args[0] if args else Any
+        return origin(coerce(v, inner, f"{key}[{i}]") for i, v in enumerate(value))
+    if tp is Any:
+        return value
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key}: expected true or false, got {value!r}")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)  # YAML reads 1e6 as a float
+        raise ConfigError(f"{key}: expected an integer, got {value!r}")
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise ConfigError(f"{key}: expected a number, got {value!r}")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"{key}: expected a string, got {value!r}")
+    if tp is type(None):
+        if value is None:
+            return None
+        raise ConfigError(f"{key}: expected null, got {value!r}")
+    raise TypeError(f"unsupported config annotation {tp!r} for {key}")
+
+
+def from_dict(cls: type, data: dict[str, Any], prefix: str) -> Any:
+    """Build dataclass ``cls`` from ``data``; unknown keys and wrong types are ConfigErrors."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{prefix}: expected a mapping of keys, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls) if f.init]
+    unknown = sorted(set(data) - set(names))
+    if unknown:
+        raise ConfigError(f"unknown key {prefix}.{unknown[0]}; valid keys in {prefix}: {', '.join(names)}")
+    kwargs = {k: coerce(v, hints[k], f"{prefix}.{k}") for k, v in data.items()}
+    try:
+        return cls(**kwargs)
+    except ConfigError as e:
+        raise ConfigError(f"{prefix}.{e}") if not str(e).startswith(prefix) else e
+
+
+def to_dict(obj: Any) -> dict[str, Any]:
+    """A dataclass as plain YAML-safe data (tuples become lists)."""
+
+    def plain(v):
+        if dataclasses.is_dataclass(v):
+            return {f.name: plain(getattr(v, f.name)) for f in dataclasses.fields(v)}
+        if isinstance(v, (list, tuple)):
+            return [plain(x) for x in v]
+        return v
+
+    return plain(obj)
+
+
+def check(cond: bool, field_name: str, message: str) -> None:
+    """Raise ConfigError "<field_name>: <message>" unless ``cond`` — for ``__post_init__`` checks."""
+    if not cond:
+        raise ConfigError(f"{field_name}: {message}")
+
+
+# --------------------------------------------------------------------------------------------
+# The run config. Defaults are the default job: a character-level model of tiny Shakespeare
+# that trains on a 2-core CPU in under three minutes (see README, "The default job").
+
+
+@dataclass
+class DataConfig:
+    corpus: str = "shakespeare"  # bundled corpus, prepared on first use, when `dir` is null
+    dir: str | None = None  # a directory written by `axon prepare` (train*.bin, val*.bin, tokenizer.json)
+    tokenizer: str = "char"  # for the bundled corpus: char, bpe, or a path to a tokenizer.json
+    vocab_size: int | None = None  # BPE vocabulary size when the bundled corpus is tokenised with bpe
+    cache_dir: str | None = None  # where the bundled corpus is prepared (default ~/.cache/axon)
+
+    def __post_init__(self):
+        check(self.vocab_size is None or self.vocab_size > 0, "vocab_size", "must be positive")
+
+
+@dataclass
+class OptimConfig:
+    name: str = "muon"  # any torch.optim optimizer by name (adamw, sgd, ...), or muon
+    lr: float = 1e-3  # for muon: the lr of the AdamW part (embeddings, head, norms, biases)
+    weight_decay: float = 0.1  # applied to matrices only (2-D weights), never to norms/biases
+    betas: tuple[float, float] = (0.9, 0.95)
+    eps: float = 1e-8
+    momentum: float = 0.9  # sgd, rmsprop
+    nesterov: bool = False  # sgd
+    amsgrad: bool = False  # adam/adamw
+    muon_lr: float = 0.02  # Muon's lr for hidden matrices
+    muon_momentum: float = 0.95
+    grad_clip: float = 1.0  # max global grad norm; 0 disables clipping (the norm is still logged)
+
+    def __post_init__(self):
+        check(self.lr > 0, "lr", f"must be positive, got {self.lr}")
+        check(self.weight_decay >= 0, "weight_decay", "must be >= 0")
+        check(self.grad_clip >= 0, "grad_clip", "must be >= 0 (0 disables clipping)")
+        from axon.train.optim import OPTIMIZERS
+
+        check(self.name.lower() in OPTIMIZERS, "name", f"unknown optimizer {self.name!r}; choose one of: {', '.join(OPTIMIZERS)}")
+
+
+@dataclass
+class ScheduleConfig:
+    name: Literal["cosine", "wsd", "constant"] = "cosine"
+    warmup_steps: int = 100
+    min_lr_ratio: float = 0.1  # final lr / peak lr for cosine and wsd
+    decay_fraction: float = 0.2  # wsd: share of training spent decaying
+
+    def __post_init__(self):
+        check(self.warmup_steps >= 0, "warmup_steps", "must be >= 0")
+        check(0 <= self.min_lr_ratio <= 1, "min_lr_ratio", "must be in [0, 1]")
+        check(0 < self.decay_fraction <= 1, "decay_fraction", "must be in (0, 1]")
+
+
+@dataclass
+class TrainConfig:
+    seed: int = 1337
+    batch_size: int = 32  # sequences per micro-batch
+    grad_accum: int = 1  # micro-batches per optimizer step
+    max_steps: int | None = 2000
+    max_tokens: int | None = None  # stop after this many training tokens (sets the step count)
+    max_seconds: float | None = None  # wall-clock cap; the lr schedule follows whichever budget runs out first
+    eval_interval: int = 250
+    eval_batches: int = 20
+    log_interval: int = 10
+    checkpoint_interval: int = 250
+    keep_checkpoints: int = 2
+    device: str = "auto"  # auto, cpu, cuda, cuda:1, ...
+    dtype: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast on GPU, fp32 on CPU
+    compile: bool = False
+    threads: int | None = None  # torch intra-op threads on CPU (default: torch's choice)
+    z_loss: float = 0.0  # output z-loss coefficient (PaLM uses 1e-4)
+    on_nonfinite: Literal["stop", "skip"] = "stop"
+    sample_tokens: int = 200  # tokens sampled into samples.txt at each eval (0 disables)
+    sample_prompt: str = "\n"
+    peak_flops: float | None = None  # for MFU; default: measured (CPU) or the GPU's bf16 peak
+
+    def __post_init__(self):
+        check(self.batch_size > 0, "batch_size", "must be positive")
+        check(self.grad_accum > 0, "grad_accum", "must be positive")
+        check(
+            self.max_steps is not None or self.max_tokens is not None,
+            "max_steps",
+            "set max_steps or max_tokens (max_seconds alone leaves the lr schedule without a length)",
+        )
+        check(self.max_steps is None or self.max_steps > 0, "max_steps", "must be positive")
+        check(self.max_tokens is None or self.max_tokens > 0, "max_tokens", "must be positive")
+        check(self.max_seconds is None or self.max_seconds > 0, "max_seconds", "must be positive")
+        for name in ("eval_interval", "log_interval", "checkpoint_interval", "keep_checkpoints", "eval_batches"):
+            check(getattr(self, name) > 0, name, "must be positive")
+        check(self.z_loss >= 0, "z_loss", "must be >= 0")
+
+
+@dataclass
+class LogConfig:
+    progress: bool = True  # progress bar on stderr
+    tensorboard: bool = False  # needs the tensorboard package
+    wandb: bool = False  # needs the wandb package
+    wandb_project: str = "axon"
+    wandb_mode: Literal["offline", "online", "disabled"] = "offline"
+
+
+@dataclass
+class RunConfig:
+    out_dir: str = "runs"
+    name: str | None = None  # run directory name; default: <date>-<time>
+    model: Any = None  # the family's config dataclass, e.g. axon.models.decoder.DecoderConfig
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+
+    def __post_init__(self):
+        if self.model is None:
+            self.model = build_model_config({})
+
+
+SECTIONS = {"data": DataConfig, "optim": OptimConfig, "schedule": ScheduleConfig, "train": TrainConfig, "log": LogConfig}
+TOP_LEVEL = ("out_dir", "name")
+
+
+def build_model_config(data: dict[str, Any]) -> Any:
+    """The ``model`` section: family config dataclass, started from ``preset`` when given."""
+    from axon.models import FAMILIES
+
+    data = dict(data)
+    family = data.pop("family", "decoder")
+    if family not in FAMILIES:
+        raise ConfigError(f"model.family: unknown family {family!r}; choose one of: {', '.join(FAMILIES)}")
+    cls = FAMILIES[family].config
+    preset = data.get("preset")
+    if preset is not None:
+        presets = FAMILIES[family].presets
+        if preset not in presets:
+            raise ConfigError(f"model.preset: unknown preset {preset!r}; choose one of: {', '.join(presets)}")
+        data = {**presets[preset]["config"], **data}
+    return from_dict(cls, data, "model")
+
+
+def parse_overrides(args: list[str]) -> dict[str, Any]:
+    """``--section.key=value`` strings -> nested dict. Values are parsed as YAML scalars/lists."""
+    tree: dict[str, Any] = {}
+    for arg in args:
+        if not arg.startswith("--") or "=" not in arg:
+            raise ConfigError(f"cannot read override {arg!r}; write it as --section.key=value (e.g. --train.max_steps=100)")
+        key, raw = arg[2:].split("=", 1)
+        try:
+            value = yaml.safe_load(raw) if raw != "" else ""
+        except yaml.YAMLError:
+            value = raw
+        if isinstance(value, (dict,)) or (value is not None and not isinstance(value, (str, int, float, bool, list))):
+            value = raw
+        node = tree
+        parts = key.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {arg!r} conflicts with another override of {part}")
+        node[parts[-1]] = value
+    return tree
+
+
+def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"cannot parse {path}: {str(e).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections at the top level")
+    return data
+
+
+def build_config(data: dict[str, Any]) -> RunConfig:
+    """A RunConfig from nested plain data (a parsed recipe merged with overrides)."""
+    valid = [*TOP_LEVEL, "model", *SECTIONS]
+    unknown = sorted(set(data) - set(valid))
+    if unknown:
+        raise ConfigError(f"unknown key {unknown[0]}; valid top-level keys: {', '.join(valid)}")
+    kwargs: dict[str, Any] = {k: coerce(data[k], typing.get_type_hints(RunConfig)[k], k) for k in TOP_LEVEL if k in data}
+    kwargs["model"] = build_model_config(data.get("model") or {})
+    for name, cls in SECTIONS.items():
+        kwargs[name] = from_dict(cls, data.get(name) or {}, name)
+    return RunConfig(**kwargs)
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
+    """Defaults < YAML recipe at ``path`` < ``--section.key=value`` overrides."""
+    data = load_yaml(path) if path else {}
+    return build_config(merge(data, parse_overrides(overrides or [])))
+
+
+def dump_config(cfg: RunConfig) -> str:
+    return yaml.safe_dump(to_dict(cfg), sort_keys=False)

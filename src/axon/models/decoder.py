@@ -1,0 +1,227 @@
+"""Decoder-only Transformer: GPT-2 and Llama are the same family with different switches.
+
+  GPT-2 (Radford et al. 2019): learned positions, LayerNorm with bias, GELU MLP, MHA, tied head.
+  Llama (Touvron et al. 2023): RoPE, RMSNorm, SwiGLU, grouped-query attention (Llama 2), untied.
+
+     tokens (B, T)
+        |
+     wte  [+ wpe]                   token embedding, plus learned positions when pos="learned"
+        |
+     +--+------------------+
+     |  norm -> attention  |  x n_layer   pre-norm residual blocks: x = x + attn(norm(x)),
+     |  norm -> mlp        |              x = x + mlp(norm(x))   (GPT-2 sec. 2.3)
+     +--+------------------+
+        |
+     norm_f -> lm_head -> logits (B, T, vocab_size)
+
+The model returns logits; losses live in ``axon.objectives``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import nn
+
+from axon.config import check
+from axon.models.flops import transformer_flops_per_token
+from axon.nn import CausalSelfAttention, RMSNorm, RotaryEmbedding, build_mlp, build_norm
+
+
+@dataclass
+class DecoderConfig:
+    family: Literal["decoder"] = "decoder"
+    preset: str | None = None  # the named size this config started from, for the record
+    vocab_size: int | None = None  # null: taken from the tokenizer of the training data
+    block_size: int = 128  # context length
+    n_layer: int = 4
+    n_head: int = 4
+    n_kv_head: int | None = None  # null = n_head (MHA); 1 = multi-query; in between = grouped-query
+    n_embd: int = 128
+    mlp: Literal["gelu", "swiglu"] = "swiglu"
+    mlp_hidden: int | None = None  # null: 4 * n_embd (gelu) or 8/3 * n_embd rounded up to 32 (swiglu)
+    norm: Literal["layernorm", "rmsnorm"] = "rmsnorm"
+    norm_eps: float = 1e-5
+    norm_bias: bool = False  # LayerNorm bias (GPT-2: true); RMSNorm has none
+    pos: Literal["learned", "rope"] = "rope"
+    rope_theta: float = 10000.0
+    qk_norm: bool = False  # normalise q and k per head (Chameleon), with the model's norm type
+    bias: bool = False  # biases in the attention and MLP linears (GPT-2: true)
+    tie_embeddings: bool = True  # lm_head shares the token embedding matrix
+    dropout: float = 0.0
+    attn_impl: Literal["sdpa", "reference"] = "sdpa"
+    init_std: float = 0.02
+
+    def __post_init__(self):
+        check(self.vocab_size is None or self.vocab_size > 0, "model.vocab_size", "must be positive")
+        for name in ("block_size", "n_layer", "n_head", "n_embd"):
+            check(getattr(self, name) > 0, f"model.{name}", "must be positive")
+        check(
+            self.n_embd % self.n_head == 0,
+            "model.n_embd",
+            f"{self.n_embd} is not divisible by n_head={self.n_head}; pick n_embd = n_head * head_dim",
+        )
+        kv = self.kv_heads
+        check(kv > 0, "model.n_kv_head", "must be positive")
+        check(
+            self.n_head % kv == 0,
+            "model.n_kv_head",
+            f"n_head={self.n_head} is not a multiple of n_kv_head={kv}; each kv head must serve a whole group of query heads",
+        )
+        check(
+            self.pos != "rope" or self.head_dim % 2 == 0,
+            "model.n_embd",
+            f"RoPE rotates channel pairs, so head_dim = n_embd / n_head must be even (got {self.head_dim})",
+        )
+        check(0.0 <= self.dropout < 1.0, "model.dropout", "must be in [0, 1)")
+        check(self.mlp_hidden is None or self.mlp_hidden > 0, "model.mlp_hidden", "must be positive")
+        check(self.rope_theta > 0, "model.rope_theta", "must be positive")
+
+    @property
+    def kv_heads(self) -> int:
+        return self.n_head if self.n_kv_head is None else self.n_kv_head
+
+    @property
+    def head_dim(self) -> int:
+        return self.n_embd // self.n_head
+
+    @property
+    def hidden(self) -> int:
+        if self.mlp_hidden is not None:
+            return self.mlp_hidden
+        if self.mlp == "gelu":
+            return 4 * self.n_embd
+        # SwiGLU has three matrices; 2/3 of 4d keeps the parameter count of a 4d GELU MLP.
+        return 32 * math.ceil(8 * self.n_embd / 3 / 32)
+
+
+# Named sizes. Parameter counts are what this module builds (tests/models check them against
+# the published figures); `source` is where the shape comes from.
+PRESETS: dict[str, dict] = {
+    "tiny": dict(
+        params="0.1M", source="for tests",
+        config=dict(vocab_size=256, block_size=64, n_layer=2, n_head=4, n_embd=64),
+    ),
+    "nanogpt-cpu": dict(
+        params="0.80M (vocab 65)", source="nanoGPT's shakespeare_char CPU recipe (README)",
+        config=dict(block_size=64, n_layer=4, n_head=4, n_embd=128, mlp="gelu", norm="layernorm",
+                    norm_bias=False, pos="learned", bias=False, tie_embeddings=True),
+    ),
+    **{
+        name: dict(
+            params=params, source="Radford et al. 2019, GPT-2 (Hugging Face config)",
+            config=dict(vocab_size=50257, block_size=1024, n_layer=nl, n_head=nh, n_embd=ne, mlp="gelu",
+                        norm="layernorm", norm_bias=True, pos="learned", bias=True, tie_embeddings=True),
+        )
+        for name, nl, nh, ne, params in [
+            ("gpt2", 12, 12, 768, "124,439,808"),
+            ("gpt2-medium", 24, 16, 1024, "354,823,168"),
+            ("gpt2-large", 36, 20, 1280, "774,030,080"),
+            ("gpt2-xl", 48, 25, 1600, "1,557,611,200"),
+        ]
+    },
+    "smollm-135m": dict(
+        params="134,515,008", source="HuggingFaceTB/SmolLM-135M (Llama architecture, GQA 9/3, tied)",
+        config=dict(vocab_size=49152, block_size=2048, n_layer=30, n_head=9, n_kv_head=3, n_embd=576,
+                    mlp_hidden=1536, rope_theta=10000.0, norm_eps=1e-5, tie_embeddings=True),
+    ),
+    "tinyllama-1.1b": dict(
+        params="1,100,048,384", source="Zhang et al. 2024, TinyLlama (GQA 32/4)",
+        config=dict(vocab_size=32000, block_size=2048, n_layer=22, n_head=32, n_kv_head=4, n_embd=2048,
+                    mlp_hidden=5632, norm_eps=1e-5, tie_embeddings=False),
+    ),
+    "llama-3.2-1b": dict(
+        params="1,235,814,400", source="Meta Llama 3.2 1B (GQA 32/8, theta 500k, tied)",
+        config=dict(vocab_size=128256, block_size=131072, n_layer=16, n_head=32, n_kv_head=8, n_embd=2048,
+                    mlp_hidden=8192, rope_theta=500000.0, norm_eps=1e-5, tie_embeddings=True),
+    ),
+    "llama2-7b": dict(
+        params="6,738,415,616", source="Touvron et al. 2023, Llama 2 7B",
+        config=dict(vocab_size=32000, block_size=4096, n_layer=32, n_head=32, n_embd=4096,
+                    mlp_hidden=11008, norm_eps=1e-5, tie_embeddings=False),
+    ),
+}
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: DecoderConfig):
+        super().__init__()
+        self.norm1 = build_norm(cfg.norm, cfg.n_embd, cfg.norm_eps, cfg.norm_bias)
+        self.attn = CausalSelfAttention(
+            cfg.n_embd, cfg.n_head, cfg.kv_heads, bias=cfg.bias,
+            qk_norm=cfg.norm if cfg.qk_norm else None, norm_eps=cfg.norm_eps,
+            dropout=cfg.dropout, impl=cfg.attn_impl,
+        )
+        self.norm2 = build_norm(cfg.norm, cfg.n_embd, cfg.norm_eps, cfg.norm_bias)
+        self.mlp = build_mlp(cfg.mlp, cfg.n_embd, cfg.hidden, cfg.bias, cfg.dropout)
+
+    def forward(self, x: torch.Tensor, rope=None) -> torch.Tensor:
+        x = x + self.attn(self.norm1(x), rope)
+        return x + self.mlp(self.norm2(x))
+
+
+class Decoder(nn.Module):
+    def __init__(self, cfg: DecoderConfig):
+        super().__init__()
+        if cfg.vocab_size is None:
+            raise ValueError("DecoderConfig.vocab_size must be set before building the model")
+        self.config = cfg
+        self.wte = nn.Embedding(cfg.vocab_size, cfg.n_embd)
+        self.wpe = nn.Embedding(cfg.block_size, cfg.n_embd) if cfg.pos == "learned" else None
+        self.rope = RotaryEmbedding(cfg.head_dim, cfg.block_size, cfg.rope_theta) if cfg.pos == "rope" else None
+        self.drop = nn.Dropout(cfg.dropout)
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
+        self.norm_f = build_norm(cfg.norm, cfg.n_embd, cfg.norm_eps, cfg.norm_bias)
+        self.lm_head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
+        if cfg.tie_embeddings:
+            self.lm_head.weight = self.wte.weight
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """GPT-2 init: N(0, 0.02) weights, zero biases, unit norm gains, and the projections that
+        write into the residual stream scaled by 1/sqrt(2 * n_layer) so its variance does not
+        grow with depth (GPT-2 sec. 2.3)."""
+        std = self.config.init_std
+        for name, module in self.named_modules():
+            if isinstance(module, (nn.Linear, nn.Embedding)):
+                scale = math.sqrt(2 * self.config.n_layer) if name.endswith(".proj") else 1.0
+                nn.init.normal_(module.weight, 0.0, std / scale)
+                if getattr(module, "bias", None) is not None:
+                    nn.init.zeros_(module.bias)
+            elif isinstance(module, (nn.LayerNorm, RMSNorm)):
+                module.reset_parameters()
+
+    def num_params(self, non_embedding: bool = False) -> int:
+        """Parameter count, shared tensors once. ``non_embedding`` drops the lookup tables (token
+        and position embeddings) as Kaplan et al. do; a tied head goes with the token table."""
+        n = sum(p.numel() for p in self.parameters())
+        if non_embedding:
+            n -= self.wte.weight.numel()
+            if self.wpe is not None:
+                n -= self.wpe.weight.numel()
+        return n
+
+    def flops_per_token(self, seq_len: int | None = None) -> float:
+        """Training FLOPs per token at context ``seq_len`` (default block_size), for MFU."""
+        cfg = self.config
+        matmul_params = self.num_params(non_embedding=True)
+        if cfg.tie_embeddings:  # the head's matmul is work even though its matrix is the embedding
+            matmul_params += cfg.vocab_size * cfg.n_embd
+        return transformer_flops_per_token(matmul_params, cfg.n_layer, cfg.n_embd, seq_len or cfg.block_size)
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        """idx (B, T) token ids -> logits (B, T, vocab_size)."""
+        B, T = idx.shape
+        if T > self.config.block_size:
+            raise ValueError(f"sequence length {T} exceeds block_size {self.config.block_size}")
+        x = self.wte(idx)  # (B, T, C)
+        if self.wpe is not None:
+            x = x + self.wpe.weight[:T]
+        rope = self.rope(0, T) if self.rope is not None else None
+        x = self.drop(x)
+        for block in self.blocks:
+            x = block(x, rope)
+        return self.lm_head(self.norm_f(x))  # (B, T, V)

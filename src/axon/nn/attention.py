@@ -1,0 +1,97 @@
+"""Causal self-attention: multi-head, grouped-query and multi-query by ``n_kv_head``.
+
+          x (B, T, C)
+              |
+         qkv Linear           one fused matrix: rows [q (nh*hs); k (nkv*hs); v (nkv*hs)]
+        /     |     \\
+       q      k      v        q: (B, nh, T, hs)   k, v: (B, nkv, T, hs)
+       |      |
+   [qk-norm] [qk-norm]        optional, per head (Chameleon / OLMo 2)
+       |      |
+    [RoPE]  [RoPE]            when positions are rotary
+        \\     |     /
+   softmax(q k^T / sqrt(hs) + causal mask) v     each group of nh/nkv query heads shares one k/v head
+              |
+         proj Linear -> (B, T, C)
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from axon.nn.norms import build_norm
+from axon.nn.positional import apply_rotary
+
+ATTENTION_IMPLS = ("sdpa", "reference")
+
+
+def reference_attention(q, k, v, dropout_p: float = 0.0, training: bool = False) -> torch.Tensor:
+    """softmax(Q K^T / sqrt(d)) V with a causal mask, written out ("Attention Is All You Need", eq. 1).
+
+    q, k, v: (B, nh, T, hs) with k/v already expanded to nh heads. The test oracle for SDPA.
+    """
+    T, S = q.size(-2), k.size(-2)
+    scores = (q @ k.transpose(-2, -1)) / math.sqrt(q.size(-1))  # (B, nh, T, S)
+    # Query i sits at absolute position S - T + i (S > T when earlier keys are cached).
+    mask = torch.ones(T, S, dtype=torch.bool, device=q.device).tril(diagonal=S - T)
+    scores = scores.masked_fill(~mask, float("-inf"))
+    weights = F.dropout(scores.softmax(dim=-1), p=dropout_p, training=training)
+    return weights @ v  # (B, nh, T, hs)
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(
+        self,
+        n_embd: int,
+        n_head: int,
+        n_kv_head: int,
+        bias: bool = True,
+        qk_norm: str | None = None,
+        norm_eps: float = 1e-5,
+        dropout: float = 0.0,
+        impl: str = "sdpa",
+    ):
+        super().__init__()
+        assert n_embd % n_head == 0 and n_head % n_kv_head == 0, "validated by the model config"
+        self.n_head, self.n_kv_head = n_head, n_kv_head
+        self.head_dim = n_embd // n_head
+        self.impl = impl
+        self.dropout = dropout
+        self.qkv = nn.Linear(n_embd, (n_head + 2 * n_kv_head) * self.head_dim, bias=bias)
+        self.proj = nn.Linear(n_head * self.head_dim, n_embd, bias=bias)
+        self.resid_dropout = nn.Dropout(dropout)
+        # QK-norm normalises each head's query and key before the dot product, which bounds the
+        # logits and keeps large-LR training stable (Chameleon, sec. 2.3).
+        self.q_norm = build_norm(qk_norm, self.head_dim, norm_eps) if qk_norm else None
+        self.k_norm = build_norm(qk_norm, self.head_dim, norm_eps) if qk_norm else None
+
+    def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+        B, T, _ = x.shape
+        hs, nh, nkv = self.head_dim, self.n_head, self.n_kv_head
+        q, k, v = self.qkv(x).split([nh * hs, nkv * hs, nkv * hs], dim=-1)
+        q = q.view(B, T, nh, hs).transpose(1, 2)  # (B, nh, T, hs)
+        k = k.view(B, T, nkv, hs).transpose(1, 2)  # (B, nkv, T, hs)
+        v = v.view(B, T, nkv, hs).transpose(1, 2)  # (B, nkv, T, hs)
+        if self.q_norm is not None:
+            q, k = self.q_norm(q), self.k_norm(k)
+        if rope is not None:
+            cos, sin = rope
+            q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+        y = self.attend(q, k, v)  # (B, nh, T, hs)
+        y = y.transpose(1, 2).reshape(B, T, nh * hs)
+        return self.resid_dropout(self.proj(y))
+
+    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """Causal attention of q over k/v; with fewer k/v heads, each serves n_head / n_kv_head queries."""
+        if self.n_kv_head != self.n_head:
+            rep = self.n_head // self.n_kv_head
+            k, v = k.repeat_interleave(rep, dim=1), v.repeat_interleave(rep, dim=1)  # (B, nh, S, hs)
+        p = self.dropout if self.training else 0.0
+        if self.impl == "reference":
+            return reference_attention(q, k, v, p, self.training)
+        # is_causal assumes T == S (no cache); the reference handles the general offset.
+        return F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=True)

@@ -1,0 +1,39 @@
+"""Causal language modelling: predict token t+1 from tokens <= t."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+IGNORE_INDEX = -100  # targets with this value (padding) contribute nothing
+
+
+def causal_lm_loss(logits: torch.Tensor, targets: torch.Tensor, z_loss: float = 0.0) -> tuple[torch.Tensor, dict]:
+    """Mean next-token cross-entropy, plus ``z_loss * mean(log Z)^2`` when z_loss > 0.
+
+    logits (B, T, V), targets (B, T) already shifted (targets[:, t] is the token after t).
+    The z-loss pulls the softmax normaliser log Z = logsumexp(logits) towards 0, which keeps
+    output logits from drifting and stabilises training (PaLM sec. 5; Chameleon sec. 2.3).
+    Returns (loss to optimise, {"ce": cross-entropy, "z_loss": the added term}).
+    """
+    logits = logits.float()  # softmax statistics in fp32 even under bf16 autocast
+    flat, tgt = logits.view(-1, logits.size(-1)), targets.reshape(-1)
+    ce = F.cross_entropy(flat, tgt, ignore_index=IGNORE_INDEX)
+    if z_loss <= 0:
+        return ce, {"ce": ce}
+    keep = tgt != IGNORE_INDEX
+    log_z = torch.logsumexp(flat[keep], dim=-1)
+    zl = z_loss * log_z.pow(2).mean()
+    return ce + zl, {"ce": ce, "z_loss": zl}
+
+
+class CausalLM:
+    """Objective for any model that maps token ids (B, T) to logits (B, T, V)."""
+
+    def __init__(self, z_loss: float = 0.0):
+        self.z_loss = z_loss
+
+    def __call__(self, model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, dict]:
+        x, y = batch
+        return causal_lm_loss(model(x), y, self.z_loss)

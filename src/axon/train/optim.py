@@ -1,0 +1,90 @@
+"""Optimizers by name, with weight decay on matrices only, and Muon for hidden matrices.
+
+Any of ``torch.optim``'s classic optimizers is one name away; ``muon`` pairs PyTorch's Muon
+(Jordan et al. 2024: momentum, then Newton-Schulz orthogonalisation of the update) for the hidden
+weight matrices with AdamW for everything Muon is not meant for (embeddings, the output head,
+norm gains and biases).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+# name -> (torch.optim class name, fixed keyword arguments)
+OPTIMIZERS: dict[str, tuple[str, dict]] = {
+    "adamw": ("AdamW", {}),
+    "adam": ("Adam", {}),
+    "amsgrad": ("AdamW", {"amsgrad": True}),
+    "adamax": ("Adamax", {}),
+    "nadam": ("NAdam", {}),
+    "sgd": ("SGD", {}),
+    "rmsprop": ("RMSprop", {}),
+    "adagrad": ("Adagrad", {}),
+    "adadelta": ("Adadelta", {}),
+    "muon": ("Muon", {}),
+}
+
+
+def _hyperparams(cls_name: str, cfg) -> dict:
+    """The config values each torch.optim class accepts."""
+    if cls_name in ("AdamW", "Adam", "Adamax", "NAdam"):
+        kw = {"betas": tuple(cfg.betas), "eps": cfg.eps}
+        if cls_name in ("AdamW", "Adam"):
+            kw["amsgrad"] = cfg.amsgrad
+        return kw
+    if cls_name == "SGD":
+        return {"momentum": cfg.momentum, "nesterov": cfg.nesterov}
+    if cls_name == "RMSprop":
+        return {"momentum": cfg.momentum, "eps": cfg.eps}
+    if cls_name in ("Adagrad", "Adadelta"):
+        return {"eps": cfg.eps}
+    raise AssertionError(cls_name)
+
+
+def _is_head_or_embedding(module_name: str, module: nn.Module) -> bool:
+    return isinstance(module, nn.Embedding) or module_name.rsplit(".", 1)[-1] in ("lm_head", "head")
+
+
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """Two groups: matrices (decayed) and vectors such as norm gains and biases (not decayed)."""
+    params = [p for p in model.parameters() if p.requires_grad]  # parameters() yields tied tensors once
+    decay = [p for p in params if p.dim() >= 2]
+    no_decay = [p for p in params if p.dim() < 2]
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return [g for g in groups if g["params"]]
+
+
+def build_optimizers(model: nn.Module, cfg) -> list[torch.optim.Optimizer]:
+    """One optimizer, or two for Muon (Muon for hidden matrices + AdamW for the rest).
+
+    Each param group remembers its peak lr as ``base_lr``; the schedule scales from it.
+    """
+    name = cfg.name.lower()
+    cls_name, fixed = OPTIMIZERS[name]
+    if name != "muon":
+        cls = getattr(torch.optim, cls_name)
+        opts = [cls(param_groups(model, cfg.weight_decay), lr=cfg.lr, **_hyperparams(cls_name, cfg), **fixed)]
+    else:
+        excluded = {
+            id(p)
+            for mname, module in model.named_modules()
+            if _is_head_or_embedding(mname, module)
+            for p in module.parameters(recurse=False)
+        }
+        trainable = [p for p in model.parameters() if p.requires_grad]
+        hidden = [p for p in trainable if p.dim() == 2 and id(p) not in excluded]
+        hidden_ids = {id(p) for p in hidden}
+        rest = [p for p in trainable if id(p) not in hidden_ids]
+        opts = [
+            torch.optim.Muon(hidden, lr=cfg.muon_lr, weight_decay=cfg.weight_decay, momentum=cfg.muon_momentum),
+        ]
+        if rest:
+            decay = [p for p in rest if p.dim() >= 2]
+            no_decay = [p for p in rest if p.dim() < 2]
+            groups = [g for g in ({"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}) if g["params"]]
+            opts.append(torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps))
+    for opt in opts:
+        for group in opt.param_groups:
+            group["base_lr"] = group["lr"]
+    return opts

@@ -1,0 +1,174 @@
+"""Wiring of a training run: config -> data -> model -> objective -> Trainer -> run directory.
+
+A run directory holds everything about one run:
+
+    config.yaml       the resolved config (defaults < recipe < overrides)
+    tokenizer.json    the tokenizer of the training data
+    metrics.jsonl     one record per logged step (loss, lr, grad norm, tokens/s, MFU, val loss)
+    loss.png          loss curves
+    samples.txt       text sampled at each evaluation
+    checkpoints/      step_XXXXXXXX/{model,optimizer}.safetensors + state.json (see checkpoint.py)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+import torch
+
+from axon.config import RunConfig, dump_config, load_config, to_dict
+from axon.errors import ConfigError, DataError
+from axon.models import build_model
+from axon.objectives import CausalLM
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"train.device: unknown device {name!r}; use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("train.device: cuda requested but no CUDA device is available; use cpu or auto")
+    return device
+
+
+def cache_root(data_cfg) -> Path:
+    return Path(data_cfg.cache_dir or os.environ.get("AXON_CACHE") or Path.home() / ".cache" / "axon")
+
+
+def resolve_data_dir(data_cfg) -> Path:
+    """The prepared data directory: ``data.dir``, or the bundled corpus prepared into the cache.
+
+    Preparing writes to a temporary directory renamed into place, so concurrent runs never see
+    half-written shards.
+    """
+    if data_cfg.dir is not None:
+        path = Path(data_cfg.dir)
+        if not (path / "meta.json").is_file():
+            raise DataError(f"data.dir: {path} is not a prepared data directory (no meta.json); run `axon prepare` first")
+        return path
+    from axon.data.prepare import prepare_corpus
+
+    tok = data_cfg.tokenizer
+    tag = tok if tok in ("char", "bpe") else "custom-" + str(abs(hash(os.path.abspath(tok))) % 10**8)
+    if data_cfg.vocab_size:
+        tag += f"-{data_cfg.vocab_size}"
+    path = cache_root(data_cfg) / "data" / f"{data_cfg.corpus}-{tag}"
+    if not (path / "meta.json").is_file():
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        prepare_corpus(data_cfg.corpus, tmp, tokenizer=tok, vocab_size=data_cfg.vocab_size)
+        try:
+            os.replace(tmp, path)
+        except OSError:  # another process prepared it first
+            shutil.rmtree(tmp, ignore_errors=True)
+    return path
+
+
+def split_ratios(data_dir: Path, split: str = "val") -> tuple[float | None, float | None]:
+    """(characters per token, bytes per token) of a split, from meta.json, for bits per char/byte."""
+    meta = json.loads((data_dir / "meta.json").read_text())
+    s = meta["splits"][split]
+    n = s["num_tokens"]
+    return (s["num_chars"] / n if n else None), (s["num_bytes"] / n if n else None)
+
+
+def make_sampler(tokenizer, cfg: RunConfig, device: torch.device):
+    """sample_fn(model, step) -> text, for samples.txt; seeded so it never touches the global RNG."""
+    from axon.generate import generate
+
+    def sample(model, step: int) -> str:
+        try:
+            ids = tokenizer.encode(cfg.train.sample_prompt) or [0]
+        except DataError:
+            ids = [0]
+        gen = torch.Generator(device=device).manual_seed(cfg.train.seed + step)
+        x = torch.tensor([ids], dtype=torch.long, device=device)
+        out = generate(model, x, cfg.train.sample_tokens, temperature=1.0, top_k=None, generator=gen)
+        return tokenizer.decode(out[0].tolist())
+
+    return sample
+
+
+def new_run_dir(cfg: RunConfig) -> Path:
+    name = cfg.name or time.strftime("%Y%m%d-%H%M%S")
+    path = Path(cfg.out_dir) / name
+    if path.exists() and any(path.iterdir()):
+        raise ConfigError(f"run directory {path} already exists; pick another name or continue it with --resume {path}")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def train(cfg: RunConfig | None = None, resume: str | Path | None = None, overrides: list[str] | None = None) -> dict:
+    """Train a run (or continue ``resume``); returns a summary with the run directory."""
+    from axon.data.loader import TokenDataset
+    from axon.data.tokenizers import load_tokenizer
+    from axon.train.trainer import Trainer
+
+    if resume is not None:
+        run_dir = Path(resume)
+        if not (run_dir / "config.yaml").is_file():
+            raise ConfigError(f"--resume: {run_dir} is not a run directory (no config.yaml)")
+        cfg = load_config(run_dir / "config.yaml", overrides)
+    else:
+        cfg = cfg or RunConfig()
+    tc = cfg.train
+    if tc.threads:
+        torch.set_num_threads(tc.threads)
+    device = resolve_device(tc.device)
+    if device.type == "cpu" and tc.dtype == "bf16":
+        raise ConfigError("train.dtype: bf16 on CPU is ~400x slower than fp32 here; use fp32 (or auto)")
+
+    data_dir = resolve_data_dir(cfg.data)
+    tokenizer = load_tokenizer(data_dir)
+    if cfg.model.vocab_size is None:
+        cfg.model.vocab_size = tokenizer.vocab_size
+    elif cfg.model.vocab_size < tokenizer.vocab_size:
+        raise ConfigError(f"model.vocab_size={cfg.model.vocab_size} is smaller than the tokenizer's {tokenizer.vocab_size}")
+    train_data = TokenDataset.from_dir(data_dir, "train")
+    val_data = TokenDataset.from_dir(data_dir, "val")
+
+    if resume is None:
+        run_dir = new_run_dir(cfg)
+        (run_dir / "config.yaml").write_text(dump_config(cfg))
+        tokenizer.save(run_dir / "tokenizer.json")
+
+    torch.manual_seed(tc.seed)
+    model = build_model(cfg.model).to(device)
+    flops = model.flops_per_token() if hasattr(model, "flops_per_token") else None
+    trainer = Trainer(cfg, model, CausalLM(z_loss=tc.z_loss), train_data, val_data, run_dir, device,
+                      sample_fn=make_sampler(tokenizer, cfg, device), flops_per_token=flops,
+                      config_dict=to_dict(cfg))
+    result = trainer.fit(resume=resume is not None)
+    chars, nbytes = split_ratios(data_dir)
+    result.update(run_dir=str(run_dir), params=model.num_params())
+    if result["val_loss"] is not None and chars:
+        from axon.eval import language_model_metrics
+
+        result.update({f"val_{k}": v for k, v in language_model_metrics(result["val_loss"], chars, nbytes).items() if k != "loss"})
+    return result
+
+
+def load_run(run_dir: str | Path, device: str = "auto"):
+    """(config, model with the newest valid checkpoint's weights, tokenizer) of a run directory."""
+    from axon.data.tokenizers import load_tokenizer
+    from axon.train.checkpoint import load_latest
+
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.yaml").is_file():
+        raise ConfigError(f"{run_dir} is not a run directory (no config.yaml)")
+    cfg = load_config(run_dir / "config.yaml")
+    tokenizer = load_tokenizer(run_dir / "tokenizer.json")
+    dev = resolve_device(device)
+    model = build_model(cfg.model)
+    load_latest(run_dir / "checkpoints", model)
+    return cfg, model.to(dev).eval(), tokenizer
+
+
+__all__ = ["train", "load_run", "resolve_data_dir", "resolve_device", "split_ratios"]

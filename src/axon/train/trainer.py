@@ -1,0 +1,234 @@
+"""The one trainer. It knows no model: it takes a module, an objective and a token dataset.
+
+Per step: ``grad_accum`` micro-batches of forward/backward, gradient clipping, a non-finite
+check, the optimizer step with the scheduled lr. Around it: logging, periodic evaluation on a
+fixed validation set, samples, atomic checkpoints, and stop by steps, tokens or wall-clock.
+
+Exact resume: batches are a pure function of (seed, step) (see ``axon.data.loader``), the lr is
+a function of the step, and the checkpoint holds model, optimizer and RNG states, so a run
+resumed from step s computes bit for bit what the uninterrupted run computed (on CPU).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from axon.errors import AxonError
+from axon.eval import evaluate_loss
+from axon.train.checkpoint import list_checkpoints, load_latest, save_checkpoint
+from axon.train.logging import MetricsLogger, plot_losses
+from axon.train.optim import build_optimizers
+from axon.train.schedule import lr_factor
+
+
+class NonFiniteError(AxonError):
+    pass
+
+
+@dataclass
+class TrainState:
+    step: int = 0  # optimizer steps completed
+    tokens: int = 0  # training tokens consumed
+    elapsed: float = 0.0  # training wall-clock seconds, summed over resumes
+    skipped_steps: int = 0  # non-finite steps skipped (on_nonfinite=skip)
+
+
+class Trainer:
+    def __init__(self, cfg, model: nn.Module, objective, train_data, val_data, run_dir: Path, device: torch.device,
+                 sample_fn=None, flops_per_token: float | None = None, config_dict: dict | None = None):
+        self.cfg, self.tc = cfg, cfg.train
+        self.model, self.objective = model, objective
+        self.train_data, self.val_data = train_data, val_data
+        self.run_dir, self.device = run_dir, device
+        self.sample_fn = sample_fn
+        self.flops_per_token = flops_per_token
+        self.config_dict = config_dict
+        self.block_size = cfg.model.block_size
+        self.tokens_per_step = self.tc.batch_size * self.block_size * self.tc.grad_accum
+        steps = [s for s in (self.tc.max_steps, self.tc.max_tokens and math.ceil(self.tc.max_tokens / self.tokens_per_step)) if s]
+        self.max_steps = min(steps)
+        self.optimizers = build_optimizers(model, cfg.optim)
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        self.state = TrainState()
+        self.ckpt_dir = run_dir / "checkpoints"
+        use_bf16 = self.tc.dtype == "bf16" or (self.tc.dtype == "auto" and device.type == "cuda")
+        self.autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if use_bf16 else None
+        self.forward_model = torch.compile(model) if self.tc.compile else model
+        self._stop_requested = False
+
+    # ---------------------------------------------------------------------------------------
+
+    def resume(self) -> None:
+        path, state = load_latest(self.ckpt_dir, self.model, self.optimizers)
+        self.state = TrainState(**state)
+        tqdm.write(f"resumed from {path} (step {self.state.step})")
+
+    def fit(self, resume: bool = False) -> dict:
+        if resume:
+            self.resume()
+        logger = MetricsLogger(self.run_dir, self.cfg.log, self.config_dict, resume_step=self.state.step if resume else None)
+        old_handlers = self._install_signal_handlers()
+        bar = tqdm(total=self.max_steps, initial=self.state.step, disable=not self.cfg.log.progress,
+                   dynamic_ncols=True, unit="step", desc="train")
+        final: dict = {}
+        try:
+            final = self._loop(logger, bar)
+        finally:
+            bar.close()
+            logger.close()
+            self._restore_signal_handlers(old_handlers)
+            plot_losses(self.run_dir)
+        return final
+
+    def _loop(self, logger: MetricsLogger, bar) -> dict:
+        tc, st = self.tc, self.state
+        self.model.train()
+        start = time.perf_counter() - st.elapsed
+        window_t, window_tokens = time.perf_counter(), 0
+        val_loss = None
+        while st.step < self.max_steps:
+            now = time.perf_counter() - start
+            if tc.max_seconds is not None and now >= tc.max_seconds:
+                tqdm.write(f"wall-clock budget of {tc.max_seconds:g} s reached at step {st.step}")
+                break
+            if self._stop_requested:
+                tqdm.write(f"interrupted: saving a checkpoint at step {st.step}")
+                break
+            lr_scale = self._set_lr(st.step, now)
+            loss, grad_norm = self._train_step(st.step)
+            if not math.isfinite(loss) or not math.isfinite(grad_norm):
+                self._handle_nonfinite(loss, grad_norm)  # raises, or skips the update
+            st.step += 1
+            st.tokens += self.tokens_per_step
+            window_tokens += self.tokens_per_step
+            st.elapsed = time.perf_counter() - start
+
+            done = st.step == self.max_steps
+            evaluate = st.step % tc.eval_interval == 0 and not done  # the final eval is on the full set
+            if st.step % tc.log_interval == 0 or evaluate:
+                dt = time.perf_counter() - window_t
+                tps = window_tokens / dt if dt > 0 else 0.0
+                record = {"step": st.step, "tokens": st.tokens, "train_loss": loss, "lr_scale": lr_scale,
+                          "lr": lr_scale * self.optimizers[0].param_groups[0]["base_lr"],
+                          "grad_norm": grad_norm, "tokens_per_s": tps, "elapsed": st.elapsed}
+                if self.flops_per_token and self.peak:
+                    record["mfu"] = self.flops_per_token * tps / self.peak
+                if st.skipped_steps:
+                    record["skipped_steps"] = st.skipped_steps
+                if evaluate:
+                    val_loss = record["val_loss"] = self.evaluate(tc.eval_batches)
+                    self._sample(st.step)
+                logger.log(record)
+                bar.set_postfix_str(f"loss {loss:.4f}" + (f" val {val_loss:.4f}" if val_loss is not None else "") + f" {tps:,.0f} tok/s")
+                window_t, window_tokens = time.perf_counter(), 0
+            bar.update(1)
+            if st.step % tc.checkpoint_interval == 0 and not done:
+                self.save()
+        # Final evaluation over the whole validation split: the figure a run reports.
+        val_loss = self.evaluate(None)
+        st.elapsed = time.perf_counter() - start
+        logger.log({"step": st.step, "tokens": st.tokens, "val_loss": val_loss, "val_full": True, "elapsed": st.elapsed})
+        self._sample(st.step)
+        self.save()
+        return {"step": st.step, "tokens": st.tokens, "elapsed": st.elapsed, "val_loss": val_loss, "skipped_steps": st.skipped_steps}
+
+    # ---------------------------------------------------------------------------------------
+
+    @property
+    def peak(self) -> float | None:
+        if not hasattr(self, "_peak"):
+            from axon.train.flops import peak_flops
+
+            self._peak = self.tc.peak_flops or peak_flops(self.device)
+        return self._peak
+
+    def _set_lr(self, step: int, elapsed: float) -> float:
+        """Scale every group's lr; a wall-clock budget moves the schedule as fast as time runs out."""
+        tc, sc = self.tc, self.cfg.schedule
+        position = float(step)
+        if tc.max_seconds:
+            position = max(position, elapsed / tc.max_seconds * self.max_steps)
+        scale = lr_factor(position, self.max_steps, sc.name, sc.warmup_steps, sc.min_lr_ratio, sc.decay_fraction)
+        for opt in self.optimizers:
+            for group in opt.param_groups:
+                group["lr"] = group["base_lr"] * scale
+        return scale
+
+    def _train_step(self, step: int) -> tuple[float, float]:
+        tc = self.tc
+        total = torch.zeros((), device=self.device)
+        for micro in range(tc.grad_accum):
+            x, y = self.train_data.get_batch(step, tc.batch_size, self.block_size, tc.seed, micro_step=micro)
+            x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+            with self.autocast() if self.autocast else contextlib.nullcontext():
+                loss, _ = self.objective(self.forward_model, (x, y))
+            (loss / tc.grad_accum).backward()
+            total += loss.detach()
+        clip = self.cfg.optim.grad_clip if self.cfg.optim.grad_clip > 0 else float("inf")
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.params, clip)
+        loss_value, norm_value = (total / tc.grad_accum).item(), grad_norm.item()
+        if math.isfinite(loss_value) and math.isfinite(norm_value):
+            for opt in self.optimizers:
+                opt.step()
+        for opt in self.optimizers:
+            opt.zero_grad(set_to_none=True)
+        return loss_value, norm_value
+
+    def _handle_nonfinite(self, loss: float, grad_norm: float) -> None:
+        st = self.state
+        if self.tc.on_nonfinite == "skip":
+            st.skipped_steps += 1
+            tqdm.write(f"step {st.step + 1}: non-finite loss {loss} / grad norm {grad_norm}; update skipped ({st.skipped_steps} so far)")
+            return
+        ckpts = list_checkpoints(self.ckpt_dir)
+        kept = f"last good checkpoint: {ckpts[0]}" if ckpts else "no checkpoint was written yet"
+        raise NonFiniteError(
+            f"non-finite loss at step {st.step + 1} (loss={loss}, grad_norm={grad_norm}); run stopped, {kept}. "
+            "Lower optim.lr, or set train.on_nonfinite=skip to skip such steps"
+        )
+
+    def evaluate(self, max_batches: int | None) -> float:
+        batches = (
+            (x.to(self.device), y.to(self.device))
+            for x, y in self.val_data.iter_eval_batches(self.tc.batch_size, self.block_size, max_batches)
+        )
+        loss, _ = evaluate_loss(self.forward_model, self.objective, batches, self.autocast)
+        return loss
+
+    def _sample(self, step: int) -> None:
+        if self.sample_fn is not None and self.tc.sample_tokens > 0:
+            text = self.sample_fn(self.model, step)
+            with open(self.run_dir / "samples.txt", "a") as f:
+                f.write(f"--- step {step} ---\n{text}\n")
+
+    def save(self) -> Path:
+        return save_checkpoint(self.ckpt_dir, self.state.step, self.model, self.optimizers, vars(self.state), self.tc.keep_checkpoints)
+
+    # ---------------------------------------------------------------------------------------
+
+    def _install_signal_handlers(self):
+        """First Ctrl-C / SIGTERM: finish the step, checkpoint, exit. A second Ctrl-C aborts."""
+
+        def request_stop(signum, frame):
+            if self._stop_requested and signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            self._stop_requested = True
+
+        try:
+            return {s: signal.signal(s, request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
+        except ValueError:  # not the main thread
+            return {}
+
+    @staticmethod
+    def _restore_signal_handlers(old) -> None:
+        for s, h in old.items():
+            signal.signal(s, h)

@@ -1,0 +1,84 @@
+import math
+
+import pytest
+import torch
+
+from axon.nn import CausalSelfAttention, RotaryEmbedding, apply_rotary, reference_attention
+
+
+def make(n_head=4, n_kv_head=4, n_embd=32, **kw):
+    return CausalSelfAttention(n_embd, n_head, n_kv_head, **kw)
+
+
+@pytest.mark.parametrize("n_kv_head", [4, 2, 1])  # MHA, GQA, MQA
+@pytest.mark.parametrize("qk_norm", [None, "rmsnorm"])
+def test_sdpa_matches_reference(n_kv_head, qk_norm):
+    attn = make(n_kv_head=n_kv_head, qk_norm=qk_norm).eval()
+    x = torch.randn(3, 11, 32)
+    rope = RotaryEmbedding(8, 16)(0, 11)
+    y_sdpa = attn(x, rope)
+    attn.impl = "reference"
+    torch.testing.assert_close(attn(x, rope), y_sdpa, rtol=1e-5, atol=1e-6)
+
+
+def test_reference_is_softmax_qkt_v():
+    """The reference path against a by-hand loop over query positions."""
+    q, k, v = (torch.randn(1, 2, 5, 4) for _ in range(3))
+    out = reference_attention(q, k, v)
+    for t in range(5):
+        w = torch.softmax(q[..., t : t + 1, :] @ k[..., : t + 1, :].transpose(-1, -2) / math.sqrt(4), dim=-1)
+        torch.testing.assert_close(out[..., t : t + 1, :], w @ v[..., : t + 1, :])
+
+
+def test_gqa_with_all_kv_heads_equals_mha():
+    """n_kv_head == n_head is plain multi-head attention; and a GQA layer whose kv heads are
+    copies equals the MHA layer with those copies spelled out."""
+    mha = make(n_head=4, n_kv_head=4).eval()
+    gqa = make(n_head=4, n_kv_head=2).eval()
+    hs, C = 8, 32
+    with torch.no_grad():
+        wq, wk, wv = mha.qkv.weight.split([C, C, C])
+        # GQA kv head j serves query heads 2j and 2j+1: give MHA identical k/v rows for them.
+        gk, gv = torch.randn(2 * hs, C), torch.randn(2 * hs, C)
+        gqa.qkv.weight.copy_(torch.cat([wq, gk, gv]))
+        rep = lambda w: w.view(2, hs, C).repeat_interleave(2, dim=0).reshape(4 * hs, C)  # noqa: E731
+        mha.qkv.weight.copy_(torch.cat([wq, rep(gk), rep(gv)]))
+        gqa.qkv.bias.copy_(torch.cat([mha.qkv.bias[:C], torch.zeros(4 * hs)]))
+        mha.qkv.bias[C:].zero_()
+        gqa.proj.load_state_dict(mha.proj.state_dict())
+    x = torch.randn(2, 9, C)
+    torch.testing.assert_close(gqa(x), mha(x), rtol=1e-5, atol=1e-6)
+
+
+def test_causality_future_tokens_do_not_change_past_outputs():
+    attn = make(n_kv_head=2).eval()
+    x = torch.randn(1, 10, 32)
+    y = attn(x)
+    x2 = x.clone()
+    x2[:, 6:] = torch.randn(1, 4, 32)
+    y2 = attn(x2)
+    torch.testing.assert_close(y2[:, :6], y[:, :6])
+    assert not torch.allclose(y2[:, 6:], y[:, 6:])
+
+
+def test_rope_scores_depend_only_on_relative_position():
+    rope = RotaryEmbedding(16, 64, theta=10000.0)
+    q, k = torch.randn(16), torch.randn(16)
+
+    def score(m, n):
+        cos_m, sin_m = rope(m, 1)
+        cos_n, sin_n = rope(n, 1)
+        return (apply_rotary(q.view(1, 1, 1, 16), cos_m, sin_m) * apply_rotary(k.view(1, 1, 1, 16), cos_n, sin_n)).sum()
+
+    torch.testing.assert_close(score(7, 3), score(40, 36), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(score(0, 0), score(50, 50), rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(score(7, 3), score(7, 4))
+    # Rotation preserves norms.
+    cos, sin = rope(13, 1)
+    torch.testing.assert_close(apply_rotary(q.view(1, 1, 1, 16), cos, sin).norm(), q.norm())
+
+
+def test_rope_theta_changes_frequencies():
+    a, b = RotaryEmbedding(8, 10, theta=10000.0), RotaryEmbedding(8, 10, theta=500000.0)
+    assert torch.equal(a.cos[0], b.cos[0])  # position 0 is the identity for every theta
+    assert not torch.allclose(a.cos[5], b.cos[5])
