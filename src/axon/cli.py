@@ -7,7 +7,6 @@ their traceback.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -77,7 +76,7 @@ def cmd_sample(args, overrides: list[str]) -> int:
     for i in range(args.num_samples):
         x = torch.tensor([ids], dtype=torch.long, device=device)
         out = generate(model, x, args.max_new_tokens, temperature=args.temperature,
-                       top_k=args.top_k, top_p=args.top_p, generator=gen)
+                       top_k=args.top_k, top_p=args.top_p, generator=gen, vocab_limit=tokenizer.vocab_size)
         if args.num_samples > 1:
             print(f"--- sample {i + 1} ---")
         print(tokenizer.decode(out[0].tolist()))

@@ -73,6 +73,12 @@ def coerce(value: Any, tp: Any, key: str) -> Any:
         if isinstance(value, bool):
             return value
         raise ConfigError(f"{key}: expected true or false, got {value!r}")
+    if tp in (int, float) and isinstance(value, str):
+        # YAML 1.1 reads "3e-4" (no dot) as a string; numbers written that way are still numbers.
+        try:
+            value = float(value)
+        except ValueError:
+            pass
     if tp is int:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
@@ -269,24 +275,39 @@ def build_model_config(data: dict[str, Any]) -> Any:
 
 
 def parse_overrides(args: list[str]) -> dict[str, Any]:
-    """``--section.key=value`` strings -> nested dict. Values are parsed as YAML scalars/lists."""
+    """``--section.key=value`` (or ``--section.key value``) strings -> nested dict.
+
+    Values are read as YAML scalars or lists, so ``1e-3``, ``true``, ``null`` and ``[0.9, 0.95]``
+    mean what they say; the field's type then checks them.
+    """
+    pairs: list[tuple[str, str]] = []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if not arg.startswith("--") or len(arg) == 2:
+            raise ConfigError(f"cannot read {arg!r}; write overrides as --section.key=value (e.g. --train.max_steps=100)")
+        if "=" in arg:
+            pairs.append(tuple(arg[2:].split("=", 1)))
+        elif i + 1 < len(args) and not args[i + 1].startswith("--"):
+            pairs.append((arg[2:], args[i + 1]))
+            i += 1
+        else:
+            raise ConfigError(f"{arg} needs a value: write {arg}=VALUE")
+        i += 1
     tree: dict[str, Any] = {}
-    for arg in args:
-        if not arg.startswith("--") or "=" not in arg:
-            raise ConfigError(f"cannot read override {arg!r}; write it as --section.key=value (e.g. --train.max_steps=100)")
-        key, raw = arg[2:].split("=", 1)
+    for key, raw in pairs:
         try:
             value = yaml.safe_load(raw) if raw != "" else ""
         except yaml.YAMLError:
             value = raw
-        if isinstance(value, (dict,)) or (value is not None and not isinstance(value, (str, int, float, bool, list))):
-            value = raw
+        if isinstance(value, dict) or not isinstance(value, (str, int, float, bool, list, type(None))):
+            value = raw  # e.g. "a: b" or a date: keep the text and let the field's type decide
         node = tree
         parts = key.split(".")
         for part in parts[:-1]:
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
-                raise ConfigError(f"override {arg!r} conflicts with another override of {part}")
+                raise ConfigError(f"--{key} conflicts with --{part}")
         node[parts[-1]] = value
     return tree
 

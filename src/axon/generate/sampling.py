@@ -35,18 +35,20 @@ def generate(
     top_p: float | None = None,
     generator: torch.Generator | None = None,
     block_size: int | None = None,
+    vocab_limit: int | None = None,
 ) -> torch.Tensor:
     """Extend ``idx`` (B, T) by ``max_new_tokens`` tokens; temperature 0 is greedy decoding.
 
     Without a cache each step re-reads the last ``block_size`` tokens (the context window slides).
     Sampling draws from ``generator`` so that it never disturbs the global RNG (exact resume
-    depends on that).
+    depends on that). ``vocab_limit`` restricts choices to the tokenizer's ids when the model's
+    vocabulary is padded beyond it.
     """
     was_training = model.training
     model.eval()
     block_size = block_size or model.config.block_size
     for _ in range(max_new_tokens):
-        logits = model(idx[:, -block_size:])[:, -1, :].float()  # (B, V)
+        logits = model(idx[:, -block_size:])[:, -1, :vocab_limit].float()  # (B, V)
         if temperature == 0:
             nxt = logits.argmax(dim=-1, keepdim=True)
         else:

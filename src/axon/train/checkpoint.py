@@ -23,7 +23,7 @@ import warnings
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorsError
+from safetensors import SafetensorError
 from safetensors.torch import load_file, load_model, save_file, save_model
 from torch import nn
 
@@ -156,7 +156,7 @@ def load_checkpoint(path: Path, model: nn.Module, optimizers: list | None = None
     record = verify_checkpoint(path)
     try:
         missing, unexpected = load_model(model, str(path / "model.safetensors"), strict=False)
-    except (SafetensorsError, RuntimeError) as e:
+    except (SafetensorError, RuntimeError) as e:
         raise CheckpointError(f"{path / 'model.safetensors'}: does not fit this model ({str(e).splitlines()[0]})") from None
     if missing or unexpected:
         raise CheckpointError(

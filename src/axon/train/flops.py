@@ -20,8 +20,9 @@ GPU_BF16_PEAK = {
 
 def matmul_peak_flops(device: torch.device, dtype: torch.dtype = torch.float32, n: int = 1024, reps: int = 5) -> float:
     """Measured FLOP/s of an n x n matmul on ``device`` (best of ``reps``): the CPU's practical peak."""
-    a = torch.randn(n, n, device=device, dtype=dtype)
-    b = torch.randn(n, n, device=device, dtype=dtype)
+    gen = torch.Generator(device).manual_seed(0)  # never the global RNG: exact resume relies on it
+    a = torch.randn(n, n, device=device, dtype=dtype, generator=gen)
+    b = torch.randn(n, n, device=device, dtype=dtype, generator=gen)
     best = float("inf")
     for _ in range(reps + 1):
         if device.type == "cuda":

@@ -38,7 +38,7 @@ def _hyperparams(cls_name: str, cfg) -> dict:
     if cls_name == "RMSprop":
         return {"momentum": cfg.momentum, "eps": cfg.eps}
     if cls_name in ("Adagrad", "Adadelta"):
-        return {"eps": cfg.eps}
+        return {}  # their eps plays another role (Adadelta's sets the first steps' size): torch's defaults
     raise AssertionError(cls_name)
 
 
@@ -64,7 +64,7 @@ def build_optimizers(model: nn.Module, cfg) -> list[torch.optim.Optimizer]:
     cls_name, fixed = OPTIMIZERS[name]
     if name != "muon":
         cls = getattr(torch.optim, cls_name)
-        opts = [cls(param_groups(model, cfg.weight_decay), lr=cfg.lr, **_hyperparams(cls_name, cfg), **fixed)]
+        opts = [cls(param_groups(model, cfg.weight_decay), lr=cfg.lr, **{**_hyperparams(cls_name, cfg), **fixed})]
     else:
         excluded = {
             id(p)

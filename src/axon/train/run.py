@@ -90,7 +90,7 @@ def make_sampler(tokenizer, cfg: RunConfig, device: torch.device):
             ids = [0]
         gen = torch.Generator(device=device).manual_seed(cfg.train.seed + step)
         x = torch.tensor([ids], dtype=torch.long, device=device)
-        out = generate(model, x, cfg.train.sample_tokens, temperature=1.0, top_k=None, generator=gen)
+        out = generate(model, x, cfg.train.sample_tokens, temperature=1.0, generator=gen, vocab_limit=tokenizer.vocab_size)
         return tokenizer.decode(out[0].tolist())
 
     return sample

@@ -1,0 +1,89 @@
+import pytest
+import yaml
+
+from axon.config import RunConfig, build_config, dump_config, load_config, parse_overrides
+from axon.errors import ConfigError
+
+
+def test_defaults_are_the_default_job():
+    cfg = RunConfig()
+    assert cfg.model.family == "decoder" and cfg.data.corpus == "shakespeare" and cfg.data.tokenizer == "char"
+
+
+def test_precedence_defaults_yaml_cli(tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("model:\n  preset: tiny\n  n_layer: 3\ntrain:\n  max_steps: 7\n  batch_size: 5\n")
+    cfg = load_config(recipe, ["--train.max_steps=9", "--optim.betas=[0.8, 0.9]", "--name", "x"])
+    assert cfg.model.n_layer == 3  # recipe over preset
+    assert cfg.model.n_embd == 64  # preset over defaults
+    assert cfg.train.max_steps == 9  # CLI over recipe
+    assert cfg.train.batch_size == 5
+    assert cfg.optim.betas == (0.8, 0.9)
+    assert cfg.name == "x"
+    assert cfg.train.eval_interval == RunConfig().train.eval_interval
+
+
+def test_resolved_config_round_trips(tmp_path):
+    cfg = load_config(None, ["--model.preset=gpt2", "--model.block_size=256", "--schedule.name=wsd"])
+    path = tmp_path / "c.yaml"
+    path.write_text(dump_config(cfg))
+    assert load_config(path) == cfg
+
+
+@pytest.mark.parametrize(
+    "overrides, match",
+    [
+        (["--train.max_stepz=3"], r"unknown key train\.max_stepz; valid keys in train: seed, batch_size"),
+        (["--nope.x=1"], "unknown key nope; valid top-level keys"),
+        (["--model.n_layer=two"], r"model\.n_layer: expected an integer, got 'two'"),
+        (["--model.norm=batchnorm"], r"model\.norm: 'batchnorm' is not valid; choose one of: layernorm, rmsnorm"),
+        (["--model.preset=gpt5"], r"model\.preset: unknown preset 'gpt5'; choose one of: tiny"),
+        (["--model.family=cnn"], "unknown family 'cnn'"),
+        (["--optim.name=adamq"], r"optim\.name: unknown optimizer 'adamq'; choose one of: adamw"),
+        (["--train.batch_size=0"], r"train\.batch_size: must be positive"),
+        (["--log.progress=maybe"], r"log\.progress: expected true or false"),
+        (["--model.n_embd=100", "--model.n_head=3"], r"model\.n_embd: 100 is not divisible by n_head=3"),
+        (["--train.max_steps"], "needs a value"),
+        (["train.max_steps=3"], "write overrides as --section.key=value"),
+        (["--train.max_steps=null"], "set max_steps or max_tokens"),
+    ],
+)
+def test_bad_values_name_the_key(overrides, match):
+    with pytest.raises(ConfigError, match=match):
+        load_config(None, overrides)
+
+
+def test_yaml_errors(tmp_path):
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model: [1, 2\n")
+    with pytest.raises(ConfigError, match="cannot parse"):
+        load_config(bad)
+    bad.write_text("- 1\n- 2\n")
+    with pytest.raises(ConfigError, match="mapping"):
+        load_config(bad)
+
+
+def test_override_values_are_yaml_scalars():
+    tree = parse_overrides(["--model.n_kv_head=null", "--log.tensorboard=true", "--train.sample_prompt=ROMEO:"])
+    assert tree == {"model": {"n_kv_head": None}, "log": {"tensorboard": True}, "train": {"sample_prompt": "ROMEO:"}}
+    # YAML 1.1 reads 3e-4 as text; the float field still takes it as a number.
+    assert load_config(None, ["--optim.lr=3e-4", "--train.max_tokens=1e6"]).optim.lr == 3e-4
+    assert load_config(None, ["--train.max_tokens=1e6"]).train.max_tokens == 1_000_000
+
+
+def test_every_shipped_recipe_loads():
+    from pathlib import Path
+
+    recipes = sorted((Path(__file__).parents[1] / "configs").glob("*.yaml"))
+    assert recipes, "configs/ has recipes"
+    for recipe in recipes:
+        cfg = build_config(yaml.safe_load(recipe.read_text()))
+        assert cfg.model is not None
+
+
+def test_default_job_recipe_is_the_defaults():
+    from pathlib import Path
+
+    assert load_config(Path(__file__).parents[1] / "configs" / "shakespeare_char.yaml") == RunConfig()
