@@ -103,7 +103,7 @@ class DecoderConfig:
 PRESETS: dict[str, dict] = {
     "tiny": dict(
         params="0.1M", source="for tests",
-        config=dict(vocab_size=256, block_size=64, n_layer=2, n_head=4, n_embd=64),
+        config=dict(block_size=64, n_layer=2, n_head=4, n_embd=64),
     ),
     "nanogpt-cpu": dict(
         params="0.80M (vocab 65)", source="nanoGPT's shakespeare_char CPU recipe (README)",

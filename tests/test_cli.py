@@ -1,0 +1,99 @@
+"""End-to-end through the command line on the `tiny` preset."""
+
+import json
+import re
+import subprocess
+import sys
+
+import pytest
+
+from axon.cli import main
+
+TRAIN = ["--model.preset=tiny", "--train.batch_size=8", "--train.max_steps=30", "--train.eval_interval=15",
+         "--train.eval_batches=2", "--train.sample_tokens=10", "--log.progress=false", "--train.threads=1",
+         "--schedule.warmup_steps=5"]
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cli")
+    rc = main(["train", *TRAIN, f"--out_dir={root}", "--name=run", f"--data.cache_dir={root / 'cache'}"])
+    assert rc == 0
+    return root / "run"
+
+
+def test_train_prints_a_summary(run_dir, capsys):
+    assert (run_dir / "checkpoints").is_dir()
+
+
+def test_sample_greedy_is_deterministic_and_keeps_the_prompt(run_dir, capsys):
+    assert main(["sample", str(run_dir), "--prompt", "ROMEO:", "--max-new-tokens", "20", "--temperature", "0"]) == 0
+    first = capsys.readouterr().out
+    assert first.startswith("ROMEO:") and len(first.rstrip("\n")) >= 26
+    main(["sample", str(run_dir), "--prompt", "ROMEO:", "--max-new-tokens", "20", "--temperature", "0"])
+    assert capsys.readouterr().out == first
+
+
+def test_sample_seeded_strategies(run_dir, capsys, tmp_path):
+    prompt = tmp_path / "p.txt"
+    prompt.write_text("JULIET:\n")
+    common = ["sample", str(run_dir), "--prompt-file", str(prompt), "--max-new-tokens", "30", "--seed", "3"]
+    for flags in (["--top-k", "5"], ["--top-p", "0.9"], ["--temperature", "1.2", "--num-samples", "2"]):
+        assert main(common + flags) == 0
+        a = capsys.readouterr().out
+        main(common + flags)
+        assert capsys.readouterr().out == a and a.startswith(("JULIET:", "--- sample 1 ---\nJULIET:"))
+
+
+def test_eval_reports_loss_perplexity_bits(run_dir, capsys):
+    assert main(["eval", str(run_dir), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["split"] == "val" and out["tokens"] > 100_000
+    assert abs(out["perplexity"] - 2.718281828 ** out["loss"]) < 1e-6
+    assert out["bits_per_char"] == pytest.approx(out["loss"] / 0.6931471805599453)  # char-level: 1 char/token
+    assert 1.0 < out["loss"] < 3.5  # it learned: ln(65) = 4.17 is chance
+
+
+def test_prepare_then_train_on_it(tmp_path, capsys):
+    text = tmp_path / "a.txt"
+    text.write_text("the quick brown fox jumps over the lazy dog. " * 400)
+    assert main(["prepare", str(text), "--out", str(tmp_path / "d"), "--tokenizer", "bpe", "--vocab-size", "300"]) == 0
+    assert re.search(r"vocab \d+, train [\d,]+ tokens, val [\d,]+ tokens", capsys.readouterr().out)
+    rc = main(["train", *TRAIN, "--train.max_steps=5", "--model.block_size=32", "--model.vocab_size=null",
+               f"--data.dir={tmp_path / 'd'}", f"--out_dir={tmp_path}", "--name=bpe"])
+    assert rc == 0
+    assert "bits/char" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["train", "--train.max_stepz=3"], "unknown key train.max_stepz; valid keys in train:"),
+        (["train", "--model.norm=batchnorm"], "choose one of: layernorm, rmsnorm"),
+        (["train", "--config", "nope.yaml"], "config file not found: nope.yaml"),
+        (["sample", "no/such/run"], "is not a run directory"),
+        (["eval", "no/such/run"], "is not a run directory"),
+        (["prepare", "missing.txt", "--out", "x"], "missing.txt"),
+        (["train", "--data.dir=/no/such/dir"], "not a prepared data directory"),
+    ],
+)
+def test_user_errors_are_one_line(argv, message, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_over_long_prompt_is_refused(run_dir, capsys):
+    assert main(["sample", str(run_dir), "--prompt", "a" * 65]) == 2  # tiny's context is 64
+    assert "context is 64" in capsys.readouterr().err
+
+
+def test_console_script_help_for_every_subcommand():
+    for sub in ("train", "sample", "eval", "prepare", "config"):
+        out = subprocess.run([sys.executable, "-m", "axon", sub, "--help"], capture_output=True, text=True)
+        assert out.returncode == 0 and "usage: axon " + sub in out.stdout
+
+
+def test_config_prints_resolved_values(capsys):
+    assert main(["config", "--model.preset=gpt2"]) == 0
+    assert "n_embd: 768" in capsys.readouterr().out
