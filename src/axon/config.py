@@ -155,14 +155,14 @@ class DataConfig:
 @dataclass
 class OptimConfig:
     name: str = "muon"  # any torch.optim optimizer by name (adamw, sgd, ...), or muon
-    lr: float = 1e-3  # for muon: the lr of the AdamW part (embeddings, head, norms, biases)
+    lr: float = 2e-3  # for muon: the lr of the AdamW part (embeddings, head, norms, biases)
     weight_decay: float = 0.1  # applied to matrices only (2-D weights), never to norms/biases
     betas: tuple[float, float] = (0.9, 0.95)
     eps: float = 1e-8
     momentum: float = 0.9  # sgd, rmsprop
     nesterov: bool = False  # sgd
     amsgrad: bool = False  # adam/adamw
-    muon_lr: float = 0.02  # Muon's lr for hidden matrices
+    muon_lr: float = 0.03  # Muon's lr for hidden matrices
     muon_momentum: float = 0.95
     grad_clip: float = 1.0  # max global grad norm; 0 disables clipping (the norm is still logged)
 
@@ -193,7 +193,7 @@ class TrainConfig:
     seed: int = 1337
     batch_size: int = 32  # sequences per micro-batch
     grad_accum: int = 1  # micro-batches per optimizer step
-    max_steps: int | None = 2000
+    max_steps: int | None = 600
     max_tokens: int | None = None  # stop after this many training tokens (sets the step count)
     max_seconds: float | None = None  # wall-clock cap; the lr schedule follows whichever budget runs out first
     eval_interval: int = 250

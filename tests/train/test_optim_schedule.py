@@ -59,6 +59,8 @@ def test_options_reach_torch():
     assert sgd.param_groups[0]["nesterov"] and sgd.param_groups[0]["momentum"] == 0.8
     (ams,) = build_optimizers(tiny_model(), OptimConfig(name="amsgrad"))
     assert ams.param_groups[0]["amsgrad"]
+    (adamw,) = build_optimizers(tiny_model(), OptimConfig(name="adamw"))
+    assert adamw.param_groups[0]["fused"]  # one kernel over all tensors
 
 
 def test_schedules():

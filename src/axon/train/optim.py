@@ -55,6 +55,13 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     return [g for g in groups if g["params"]]
 
 
+def _fused(cls_name: str, params: list[torch.Tensor]) -> dict:
+    """Adam/AdamW's fused kernel (one pass over all tensors; ~4x faster steps on CPU here) when
+    every parameter is a float tensor on CPU or CUDA."""
+    ok = cls_name in ("Adam", "AdamW") and all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params)
+    return {"fused": True} if ok else {}
+
+
 def build_optimizers(model: nn.Module, cfg) -> list[torch.optim.Optimizer]:
     """One optimizer, or two for Muon (Muon for hidden matrices + AdamW for the rest).
 
@@ -64,7 +71,9 @@ def build_optimizers(model: nn.Module, cfg) -> list[torch.optim.Optimizer]:
     cls_name, fixed = OPTIMIZERS[name]
     if name != "muon":
         cls = getattr(torch.optim, cls_name)
-        opts = [cls(param_groups(model, cfg.weight_decay), lr=cfg.lr, **{**_hyperparams(cls_name, cfg), **fixed})]
+        groups = param_groups(model, cfg.weight_decay)
+        params = [p for g in groups for p in g["params"]]
+        opts = [cls(groups, lr=cfg.lr, **{**_hyperparams(cls_name, cfg), **fixed, **_fused(cls_name, params)})]
     else:
         excluded = {
             id(p)
@@ -83,7 +92,7 @@ def build_optimizers(model: nn.Module, cfg) -> list[torch.optim.Optimizer]:
             decay = [p for p in rest if p.dim() >= 2]
             no_decay = [p for p in rest if p.dim() < 2]
             groups = [g for g in ({"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}) if g["params"]]
-            opts.append(torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps))
+            opts.append(torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps, **_fused("AdamW", rest)))
     for opt in opts:
         for group in opt.param_groups:
             group["base_lr"] = group["lr"]
