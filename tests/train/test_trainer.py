@@ -166,3 +166,41 @@ def test_tensorboard_logging(tmp_path, cache_dir):
     pytest.importorskip("tensorboard")
     result = train(load_config(None, args(tmp_path, cache_dir, "tb", "--train.max_steps=3", "--log.tensorboard=true")))
     assert any((Path(result["run_dir"]) / "tensorboard").glob("events.out.tfevents.*"))
+
+
+def test_gradient_accumulation_averages_micro_batches(tmp_path, cache_dir):
+    """One step with grad_accum=2 moves the weights by the mean of the two micro-batch gradients."""
+    from axon.data.loader import TokenDataset
+    from axon.objectives import CausalLM
+    from axon.train.run import resolve_data_dir
+    from axon.train.trainer import Trainer
+
+    cfg = load_config(None, args(tmp_path, cache_dir, "acc", "--train.max_steps=1", "--train.grad_accum=2",
+                                 "--optim.name=sgd", "--optim.momentum=0", "--optim.weight_decay=0",
+                                 "--optim.grad_clip=0", "--optim.lr=0.1", "--schedule.warmup_steps=0",
+                                 "--model.dropout=0", "--train.sample_tokens=0"))
+    data_dir = resolve_data_dir(cfg.data)
+    cfg.model.vocab_size = 65
+    model = build_model(cfg.model)
+    start = {n: p.detach().clone() for n, p in model.named_parameters()}
+    train_data = TokenDataset.from_dir(data_dir, "train")
+    grads = {n: torch.zeros_like(p) for n, p in model.named_parameters()}
+    for micro in range(2):
+        x, y = train_data.get_batch(0, 4, 32, cfg.train.seed, micro_step=micro)
+        loss, _ = CausalLM()(model, (x, y))
+        model.zero_grad()
+        loss.backward()
+        for n, p in model.named_parameters():
+            grads[n] += p.grad / 2
+    model.zero_grad()
+    run = tmp_path / "acc"
+    run.mkdir()
+    Trainer(cfg, model, CausalLM(), train_data, TokenDataset.from_dir(data_dir, "val"), run, torch.device("cpu")).fit()
+    for n, p in model.named_parameters():
+        torch.testing.assert_close(p.detach(), start[n] - 0.1 * grads[n], rtol=1e-5, atol=1e-6)
+
+
+def test_compiled_model_trains(tmp_path, cache_dir):
+    result = train(load_config(None, args(tmp_path, cache_dir, "compiled", "--train.max_steps=3", "--train.compile=true",
+                                          "--model.dropout=0")))
+    assert result["step"] == 3 and result["val_loss"] < 6
