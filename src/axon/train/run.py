@@ -12,6 +12,7 @@ A run directory holds everything about one run:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -56,7 +57,8 @@ def resolve_data_dir(data_cfg) -> Path:
     from axon.data.prepare import prepare_corpus
 
     tok = data_cfg.tokenizer
-    tag = tok if tok in ("char", "bpe") else "custom-" + str(abs(hash(os.path.abspath(tok))) % 10**8)
+    # A tokenizer file is named by a digest of its path (Python's hash() changes every process).
+    tag = tok if tok in ("char", "bpe") else "custom-" + hashlib.sha256(os.path.abspath(tok).encode()).hexdigest()[:10]
     if data_cfg.vocab_size:
         tag += f"-{data_cfg.vocab_size}"
     path = cache_root(data_cfg) / "data" / f"{data_cfg.corpus}-{tag}"
