@@ -126,7 +126,7 @@ class Trainer:
                     record["skipped_steps"] = st.skipped_steps
                 if evaluate:
                     val_loss = record["val_loss"] = self.evaluate(tc.eval_batches)
-                    self._sample(st.step)
+                    self._sample(st.step, val_loss)
                 logger.log(record)
                 bar.set_postfix_str(f"loss {loss:.4f}" + (f" val {val_loss:.4f}" if val_loss is not None else "") + f" {tps:,.0f} tok/s")
                 window_t, window_tokens = time.perf_counter(), 0
@@ -137,7 +137,7 @@ class Trainer:
         val_loss = self.evaluate(None)
         st.elapsed = time.perf_counter() - start
         logger.log({"step": st.step, "tokens": st.tokens, "val_loss": val_loss, "val_full": True, "elapsed": st.elapsed})
-        self._sample(st.step)
+        self._sample(st.step, val_loss)
         self.save()
         return {"step": st.step, "tokens": st.tokens, "elapsed": st.elapsed, "val_loss": val_loss, "skipped_steps": st.skipped_steps}
 
@@ -204,8 +204,9 @@ class Trainer:
         loss, _ = evaluate_loss(self.forward_model, self.objective, batches, self.autocast)
         return loss
 
-    def _sample(self, step: int) -> None:
-        if self.sample_fn is not None and self.tc.sample_tokens > 0:
+    def _sample(self, step: int, val_loss: float) -> None:
+        # Weights that give a non-finite loss (a run skipping bad steps) give no distribution to sample.
+        if self.sample_fn is not None and self.tc.sample_tokens > 0 and math.isfinite(val_loss):
             text = self.sample_fn(self.model, step)
             with open(self.run_dir / "samples.txt", "a") as f:
                 f.write(f"--- step {step} ---\n{text}\n")
