@@ -37,7 +37,7 @@ class MetricsLogger:
     def log(self, record: dict) -> None:
         self.file.write(json.dumps(record) + "\n")
         step = record["step"]
-        numbers = {k: v for k, v in record.items() if isinstance(v, (int, float)) and k != "step"}
+        numbers = {k: v for k, v in record.items() if isinstance(v, (int, float)) and not isinstance(v, bool) and k != "step"}
         if self.tb is not None:
             for k, v in numbers.items():
                 self.tb.add_scalar(k, v, step)
