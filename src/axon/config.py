@@ -113,7 +113,9 @@ def from_dict(cls: type, data: dict[str, Any], prefix: str) -> Any:
     try:
         return cls(**kwargs)
     except ConfigError as e:
-        raise ConfigError(f"{prefix}.{e}") if not str(e).startswith(prefix) else e
+        if str(e).startswith(prefix + "."):
+            raise
+        raise ConfigError(f"{prefix}.{e}") from None  # section checks name their field alone
 
 
 def to_dict(obj: Any) -> dict[str, Any]:
