@@ -97,3 +97,17 @@ def test_console_script_help_for_every_subcommand():
 def test_config_prints_resolved_values(capsys):
     assert main(["config", "--model.preset=gpt2"]) == 0
     assert "n_embd: 768" in capsys.readouterr().out
+
+
+def test_corrupt_shard_is_refused_naming_the_file(tmp_path, capsys):
+    text = tmp_path / "a.txt"
+    text.write_text("to be or not to be, that is the question. " * 200)
+    assert main(["prepare", str(text), "--out", str(tmp_path / "d")]) == 0
+    shard = tmp_path / "d" / "train.bin"
+    data = bytearray(shard.read_bytes())
+    data[-10] ^= 0x01
+    shard.write_bytes(bytes(data))
+    capsys.readouterr()
+    assert main(["train", *TRAIN, f"--data.dir={tmp_path / 'd'}", f"--out_dir={tmp_path}", "--name=c"]) == 2
+    err = capsys.readouterr().err
+    assert "train.bin" in err and len(err.strip().splitlines()) == 1
