@@ -42,7 +42,7 @@ def test_sample_seeded_strategies(run_dir, capsys, tmp_path):
         assert main(common + flags) == 0
         a = capsys.readouterr().out
         main(common + flags)
-        assert capsys.readouterr().out == a and a.startswith(("JULIET:", "--- sample 1 ---\nJULIET:"))
+        assert capsys.readouterr().out == a and a.startswith(("JULIET:", "--- sample 1 (length) ---\nJULIET:"))
 
 
 def test_eval_reports_loss_perplexity_bits(run_dir, capsys):

@@ -55,7 +55,7 @@ def cmd_sample(args, overrides: list[str]) -> int:
     import torch
 
     from axon.errors import ConfigError
-    from axon.generate import generate
+    from axon.generate import cut_at_stop, generate
     from axon.train.run import load_run
 
     if overrides:
@@ -64,8 +64,20 @@ def cmd_sample(args, overrides: list[str]) -> int:
         raise ConfigError("--temperature must be >= 0 (0 is greedy)")
     if args.top_p is not None and not 0 < args.top_p <= 1:
         raise ConfigError("--top-p must be in (0, 1]")
+    if args.min_p is not None and not 0 <= args.min_p <= 1:
+        raise ConfigError("--min-p must be in [0, 1]")
+    if args.repetition_penalty <= 0:
+        raise ConfigError("--repetition-penalty must be positive (1 disables it)")
+    if args.num_samples < 1 or args.max_new_tokens < 0:
+        raise ConfigError("--num-samples must be >= 1 and --max-new-tokens >= 0")
     cfg, model, tokenizer = load_run(args.run_dir, args.device)
-    prompt = Path(args.prompt_file).read_text() if args.prompt_file else args.prompt
+    if args.prompt_file:
+        try:
+            prompt = Path(args.prompt_file).read_text()
+        except OSError as e:
+            raise ConfigError(f"--prompt-file: cannot read {args.prompt_file}: {e.strerror}") from None
+    else:
+        prompt = args.prompt
     ids = tokenizer.encode(prompt) if prompt else [0]
     if len(ids) > cfg.model.block_size:
         raise ConfigError(
@@ -73,13 +85,40 @@ def cmd_sample(args, overrides: list[str]) -> int:
         )
     device = next(model.parameters()).device
     gen = torch.Generator(device=device).manual_seed(args.seed)
-    for i in range(args.num_samples):
-        x = torch.tensor([ids], dtype=torch.long, device=device)
-        out = generate(model, x, args.max_new_tokens, temperature=args.temperature,
-                       top_k=args.top_k, top_p=args.top_p, generator=gen, vocab_limit=tokenizer.vocab_size)
+    stream = args.num_samples == 1 and not args.no_stream
+    printed = [prompt]
+
+    def on_token(b: int, tok: int) -> None:
+        # Decode the whole continuation and print what is new: byte-level BPE tokens can split
+        # a character, so wait while the text ends in an incomplete one.
+        text = prompt + tokenizer.decode(new_tokens + [tok])
+        new_tokens.append(tok)
+        if not text.endswith("\ufffd"):
+            stop_at = cut_at_stop(text[len(prompt):], args.stop) if args.stop else None
+            if stop_at is not None:
+                text = prompt + stop_at
+            print(text[len(printed[0]):], end="", flush=True)
+            printed[0] = text
+
+    new_tokens: list[int] = []
+    if stream:
+        print(prompt, end="", flush=True)
+    result = generate(
+        model, [ids] * args.num_samples, args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,
+        top_p=args.top_p, min_p=args.min_p, repetition_penalty=args.repetition_penalty,
+        stop_tokens=args.stop_token, stop_strings=args.stop, decode=tokenizer.decode, generator=gen,
+        vocab_limit=tokenizer.vocab_size, on_token=on_token if stream else None,
+    )
+    if stream:
+        print()
+        return 0
+    for i, toks in enumerate(result.tokens):
+        text = tokenizer.decode(toks)
+        if args.stop:
+            text = cut_at_stop(text, args.stop)
         if args.num_samples > 1:
-            print(f"--- sample {i + 1} ---")
-        print(tokenizer.decode(out[0].tolist()))
+            print(f"--- sample {i + 1} ({result.finish_reasons[i]}) ---")
+        print(prompt + text)
     return 0
 
 
@@ -151,7 +190,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--temperature", type=float, default=0.8, help="0 = greedy")
     s.add_argument("--top-k", type=int, default=None)
     s.add_argument("--top-p", type=float, default=None, help="nucleus sampling mass, in (0, 1]")
-    s.add_argument("--num-samples", type=int, default=1)
+    s.add_argument("--min-p", type=float, default=None, help="keep tokens with p >= min_p * p_max")
+    s.add_argument("--repetition-penalty", type=float, default=1.0, help="CTRL's penalty on seen tokens (1 = off)")
+    s.add_argument("--stop", action="append", default=[], metavar="TEXT", help="stop at this text (repeatable)")
+    s.add_argument("--stop-token", action="append", type=int, default=[], metavar="ID", help="stop at this token id (repeatable)")
+    s.add_argument("--no-stream", action="store_true", help="print when done instead of token by token")
+    s.add_argument("--num-samples", type=int, default=1, help="independent samples, generated as one batch")
     s.add_argument("--seed", type=int, default=1337)
     s.add_argument("--device", default="auto")
     s.set_defaults(func=cmd_sample)

@@ -1,5 +1,7 @@
-"""Decoding: sampling strategies over any model that returns logits."""
+"""Decoding for every autoregressive family through the cache interface (``model.make_cache``,
+``model(idx, cache=...)``): sampling strategies, beam search, speculative decoding."""
 
-from axon.generate.sampling import filter_logits, generate
+from axon.generate.cache import KVCache
+from axon.generate.sampling import Generation, cut_at_stop, filter_logits, generate, process_logits
 
-__all__ = ["generate", "filter_logits"]
+__all__ = ["KVCache", "Generation", "generate", "filter_logits", "process_logits", "cut_at_stop"]

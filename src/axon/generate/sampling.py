@@ -1,59 +1,165 @@
-"""Autoregressive sampling: greedy, temperature, top-k and top-p (nucleus)."""
+"""Autoregressive generation with a cache: greedy, temperature, top-k, top-p, min-p,
+repetition penalty, stop tokens and strings, batches of prompts of different lengths.
+
+    prompts --left-pad--> prefill (one forward over every prompt) --> logits of the last token
+        ^                                                                   |
+        |        process: repetition penalty -> temperature -> top-k/top-p/min-p
+        |                                                                   |
+    decode step (one forward of one new token per sequence) <-- pick: argmax or sample
+
+Context policy: a prompt longer than the model's context (block_size) is an error; a sequence
+that reaches the context stops with finish reason "context". Positions are never wrapped or
+slid, so no token is ever computed at a wrong position.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 
-def filter_logits(logits: torch.Tensor, top_k: int | None = None, top_p: float | None = None) -> torch.Tensor:
-    """Set logits outside the top-k / the smallest nucleus of mass >= top_p to -inf.
+def filter_logits(logits: torch.Tensor, top_k: int | None = None, top_p: float | None = None,
+                  min_p: float | None = None) -> torch.Tensor:
+    """Set logits outside the allowed set to -inf. logits: (B, V).
 
-    logits: (B, V). Top-p keeps the highest-probability tokens whose cumulative probability first
-    reaches ``top_p`` (Holtzman et al. 2020), always at least one.
+    - top_k keeps the k largest;
+    - top_p keeps the smallest set of highest-probability tokens whose mass reaches top_p
+      (nucleus sampling, Holtzman et al. 2020), always at least one;
+    - min_p keeps tokens whose probability is at least min_p times the top token's (Nguyen et
+      al. 2024).
     """
     if top_k is not None and 0 < top_k < logits.size(-1):
         kth = torch.topk(logits, top_k, dim=-1).values[..., -1:]  # (B, 1)
         logits = logits.masked_fill(logits < kth, float("-inf"))
     if top_p is not None and 0 < top_p < 1:
         sorted_logits, order = logits.sort(dim=-1, descending=True)
-        cum = sorted_logits.softmax(dim=-1).cumsum(dim=-1)
+        probs = sorted_logits.softmax(dim=-1)
         # Drop a token when the mass before it already reaches top_p.
-        drop_sorted = (cum - sorted_logits.softmax(dim=-1)) >= top_p
+        drop_sorted = (probs.cumsum(dim=-1) - probs) >= top_p
         drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
         logits = logits.masked_fill(drop, float("-inf"))
+    if min_p is not None and min_p > 0:
+        probs = logits.softmax(dim=-1)
+        logits = logits.masked_fill(probs < min_p * probs.max(dim=-1, keepdim=True).values, float("-inf"))
     return logits
+
+
+def apply_repetition_penalty(logits: torch.Tensor, seen: torch.Tensor, penalty: float) -> torch.Tensor:
+    """CTRL's penalty (Keskar et al. 2019): a token already in the sequence has its logit divided
+    by ``penalty`` when positive, multiplied when negative. seen: (B, V) bool."""
+    if penalty == 1.0:
+        return logits
+    penalised = torch.where(logits > 0, logits / penalty, logits * penalty)
+    return torch.where(seen, penalised, logits)
+
+
+def process_logits(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
+                   min_p: float | None = None) -> torch.Tensor:
+    """The distribution sampling draws from, as logits: temperature, then the filters.
+    (Speculative decoding uses the same function, so both sample the same distribution.)"""
+    return filter_logits(logits / temperature, top_k, top_p, min_p)
+
+
+@dataclass
+class Generation:
+    tokens: list[list[int]]  # new tokens of each sequence (prompt excluded, stop token included)
+    finish_reasons: list[str]  # "length", "stop_token", "stop_string" or "context"
 
 
 @torch.no_grad()
 def generate(
     model: nn.Module,
-    idx: torch.Tensor,
+    prompts: Sequence[Sequence[int]] | torch.Tensor,
     max_new_tokens: int,
+    *,
     temperature: float = 1.0,
     top_k: int | None = None,
     top_p: float | None = None,
+    min_p: float | None = None,
+    repetition_penalty: float = 1.0,
+    stop_tokens: Sequence[int] = (),
+    stop_strings: Sequence[str] = (),
+    decode: Callable[[list[int]], str] | None = None,
     generator: torch.Generator | None = None,
-    block_size: int | None = None,
     vocab_limit: int | None = None,
-) -> torch.Tensor:
-    """Extend ``idx`` (B, T) by ``max_new_tokens`` tokens; temperature 0 is greedy decoding.
+    on_token: Callable[[int, int], None] | None = None,
+) -> Generation:
+    """Continue each prompt by up to ``max_new_tokens`` tokens; ``temperature=0`` is greedy.
 
-    Without a cache each step re-reads the last ``block_size`` tokens (the context window slides).
-    Sampling draws from ``generator`` so that it never disturbs the global RNG (exact resume
-    depends on that). ``vocab_limit`` restricts choices to the tokenizer's ids when the model's
-    vocabulary is padded beyond it.
+    ``prompts``: lists of token ids (any lengths; left-padded into one batch) or a (B, T) tensor.
+    A sequence stops at a token in ``stop_tokens`` (kept in its output), when its decoded new
+    text contains one of ``stop_strings`` (needs ``decode``; the text is cut before the stop
+    string by the caller with :func:`cut_at_stop`), or at the context limit. Randomness comes
+    only from ``generator``: the same seed gives the same text, and the global RNG is untouched.
+    ``on_token(b, token)`` is called for each new token as it is produced (streaming).
     """
+    if stop_strings and decode is None:
+        raise ValueError("stop_strings need a decode function")
+    if isinstance(prompts, torch.Tensor):
+        prompts = prompts.tolist()
+    prompts = [list(p) for p in prompts]
+    if any(len(p) == 0 for p in prompts):
+        raise ValueError("every prompt needs at least one token")
+    block = model.config.block_size
+    longest = max(len(p) for p in prompts)
+    if longest > block:
+        raise ValueError(f"prompt of {longest} tokens is longer than the model's context of {block} tokens")
+    device = next(model.parameters()).device
+    B = len(prompts)
     was_training = model.training
     model.eval()
-    block_size = block_size or model.config.block_size
-    for _ in range(max_new_tokens):
-        logits = model(idx[:, -block_size:])[:, -1, :vocab_limit].float()  # (B, V)
+
+    idx = torch.zeros(B, longest, dtype=torch.long, device=device)
+    pad = torch.zeros(B, longest, dtype=torch.bool, device=device)
+    for b, p in enumerate(prompts):  # left padding: every sequence's last token in the last slot
+        idx[b, longest - len(p):] = torch.tensor(p, device=device)
+        pad[b, longest - len(p):] = True
+    V = vocab_limit or model.config.vocab_size
+    seen = torch.zeros(B, V, dtype=torch.bool, device=device)
+    if repetition_penalty != 1.0:
+        for b, p in enumerate(prompts):
+            seen[b, torch.tensor([t for t in p if t < V], dtype=torch.long, device=device)] = True
+
+    cache = model.make_cache(B)
+    logits = model(idx, cache=cache, pad_mask=None if bool(pad.all()) else pad)[:, -1, :V].float()  # (B, V)
+    out: list[list[int]] = [[] for _ in range(B)]
+    reasons: list[str | None] = [None] * B
+    stop_set = set(stop_tokens)
+    for step in range(max_new_tokens):
+        logits = apply_repetition_penalty(logits, seen, repetition_penalty)
         if temperature == 0:
-            nxt = logits.argmax(dim=-1, keepdim=True)
+            nxt = logits.argmax(dim=-1)
         else:
-            probs = filter_logits(logits / temperature, top_k, top_p).softmax(dim=-1)
-            nxt = torch.multinomial(probs, 1, generator=generator)
-        idx = torch.cat([idx, nxt], dim=1)
+            probs = process_logits(logits, temperature, top_k, top_p, min_p).softmax(dim=-1)
+            nxt = torch.multinomial(probs, 1, generator=generator).squeeze(1)
+        seen[torch.arange(B, device=device), nxt] = True
+        for b, tok in enumerate(nxt.tolist()):
+            if reasons[b] is not None:
+                continue
+            out[b].append(tok)
+            if on_token is not None:
+                on_token(b, tok)
+            if tok in stop_set:
+                reasons[b] = "stop_token"
+            elif stop_strings and any(s in decode(out[b]) for s in stop_strings):
+                reasons[b] = "stop_string"
+        if all(r is not None for r in reasons):
+            break
+        if step == max_new_tokens - 1:
+            break
+        if cache.length >= block:
+            reasons = [r or "context" for r in reasons]
+            break
+        # Finished sequences keep decoding (their tokens are dropped): batch shapes stay fixed.
+        logits = model(nxt[:, None], cache=cache)[:, -1, :V].float()
     model.train(was_training)
-    return idx
+    return Generation(out, [r or "length" for r in reasons])
+
+
+def cut_at_stop(text: str, stop_strings: Sequence[str]) -> str:
+    """``text`` up to (not including) the earliest stop string."""
+    cuts = [text.find(s) for s in stop_strings if s in text]
+    return text[: min(cuts)] if cuts else text

@@ -158,8 +158,8 @@ class Block(nn.Module):
         self.norm2 = build_norm(cfg.norm, cfg.n_embd, cfg.norm_eps, cfg.norm_bias)
         self.mlp = build_mlp(cfg.mlp, cfg.n_embd, cfg.hidden, cfg.bias, cfg.dropout)
 
-    def forward(self, x: torch.Tensor, rope=None) -> torch.Tensor:
-        x = x + self.attn(self.norm1(x), rope)
+    def forward(self, x: torch.Tensor, rope=None, cache=None, layer: int = 0, mask=None) -> torch.Tensor:
+        x = x + self.attn(self.norm1(x), rope, cache, layer, mask)
         return x + self.mlp(self.norm2(x))
 
 
@@ -212,16 +212,37 @@ class Decoder(nn.Module):
             matmul_params += cfg.vocab_size * cfg.n_embd
         return transformer_flops_per_token(matmul_params, cfg.n_layer, cfg.n_embd, seq_len or cfg.block_size)
 
-    def forward(self, idx: torch.Tensor) -> torch.Tensor:
-        """idx (B, T) token ids -> logits (B, T, vocab_size)."""
+    def make_cache(self, batch_size: int, max_len: int | None = None):
+        """An empty KV cache for ``batch_size`` sequences of up to ``max_len`` (block_size) tokens."""
+        from axon.generate.cache import KVCache
+
+        cfg, p = self.config, self.lm_head.weight
+        return KVCache(cfg.n_layer, batch_size, cfg.kv_heads, cfg.head_dim, max_len or cfg.block_size, p.dtype, p.device)
+
+    def forward(self, idx: torch.Tensor, cache=None, pad_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """idx (B, T) token ids -> logits (B, T, vocab_size).
+
+        With ``cache``, idx continues the cached sequences (``pad_mask`` (B, T) marks left padding
+        of a prompt batch) and the cache is extended; see ``axon.generate.cache``.
+        """
         B, T = idx.shape
-        if T > self.config.block_size:
-            raise ValueError(f"sequence length {T} exceeds block_size {self.config.block_size}")
+        if cache is None:
+            if T > self.config.block_size:
+                raise ValueError(f"sequence length {T} exceeds block_size {self.config.block_size}")
+            positions, mask = None, None
+        else:
+            if cache.length + T > self.config.block_size:
+                raise ValueError(f"{cache.length} cached + {T} new tokens exceed block_size {self.config.block_size}")
+            positions, mask = cache.prepare(T, pad_mask)  # (B, T), (B, 1, T, S) or None
         x = self.wte(idx)  # (B, T, C)
-        if self.wpe is not None:
-            x = x + self.wpe.weight[:T]
-        rope = self.rope(0, T) if self.rope is not None else None
+        if self.wpe is not None:  # positions 0..T-1 are a slice of the table when there is no cache
+            x = x + (self.wpe.weight[:T] if positions is None else self.wpe(positions))
+        rope = None
+        if self.rope is not None:
+            rope = self.rope(0, T) if positions is None else self.rope(positions)
         x = self.drop(x)
-        for block in self.blocks:
-            x = block(x, rope)
+        for i, block in enumerate(self.blocks):
+            x = block(x, rope, cache, i, mask)
+        if cache is not None:
+            cache.commit()
         return self.lm_head(self.norm_f(x))  # (B, T, V)

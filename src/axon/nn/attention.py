@@ -29,15 +29,17 @@ from axon.nn.positional import apply_rotary
 ATTENTION_IMPLS = ("sdpa", "reference")
 
 
-def reference_attention(q, k, v, dropout_p: float = 0.0, training: bool = False) -> torch.Tensor:
+def reference_attention(q, k, v, dropout_p: float = 0.0, training: bool = False, mask=None) -> torch.Tensor:
     """softmax(Q K^T / sqrt(d)) V with a causal mask, written out ("Attention Is All You Need", eq. 1).
 
-    q, k, v: (B, nh, T, hs) with k/v already expanded to nh heads. The test oracle for SDPA.
+    q, k, v: (B, nh, T, hs) with k/v already expanded to nh heads; ``mask`` (B, 1, T, S), True
+    where attending is allowed, replaces the causal mask. The test oracle for SDPA.
     """
     T, S = q.size(-2), k.size(-2)
     scores = (q @ k.transpose(-2, -1)) / math.sqrt(q.size(-1))  # (B, nh, T, S)
-    # Query i sits at absolute position S - T + i (S > T when earlier keys are cached).
-    mask = torch.ones(T, S, dtype=torch.bool, device=q.device).tril(diagonal=S - T)
+    if mask is None:
+        # Query i sits at absolute position S - T + i (S > T when earlier keys are cached).
+        mask = torch.ones(T, S, dtype=torch.bool, device=q.device).tril(diagonal=S - T)
     scores = scores.masked_fill(~mask, float("-inf"))
     weights = F.dropout(scores.softmax(dim=-1), p=dropout_p, training=training)
     return weights @ v  # (B, nh, T, hs)
@@ -69,7 +71,10 @@ class CausalSelfAttention(nn.Module):
         self.q_norm = build_norm(qk_norm, self.head_dim, norm_eps) if qk_norm else None
         self.k_norm = build_norm(qk_norm, self.head_dim, norm_eps) if qk_norm else None
 
-    def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None = None,
+                cache=None, layer: int = 0, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """x (B, T, C) -> (B, T, C). With a cache (see ``axon.generate.cache``), x continues the
+        cached sequence and ``mask`` is the cache's attention mask (None: causal)."""
         B, T, _ = x.shape
         hs, nh, nkv = self.head_dim, self.n_head, self.n_kv_head
         q, k, v = self.qkv(x).split([nh * hs, nkv * hs, nkv * hs], dim=-1)
@@ -81,17 +86,22 @@ class CausalSelfAttention(nn.Module):
         if rope is not None:
             cos, sin = rope
             q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
-        y = self.attend(q, k, v)  # (B, nh, T, hs)
+        if cache is not None:
+            k, v = cache.update(layer, k, v)  # (B, nkv, S, hs): everything so far
+        y = self.attend(q, k, v, mask)  # (B, nh, T, hs)
         y = y.transpose(1, 2).reshape(B, T, nh * hs)
         return self.resid_dropout(self.proj(y))
 
-    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        """Causal attention of q over k/v; with fewer k/v heads, each serves n_head / n_kv_head queries."""
+    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Attention of q (B, nh, T, hs) over k/v (B, nkv, S, hs); with fewer k/v heads, each
+        serves n_head / n_kv_head queries. Without a mask: causal when T == S, and all keys when
+        a cached sequence gets one new token (T == 1)."""
         if self.n_kv_head != self.n_head:
             rep = self.n_head // self.n_kv_head
             k, v = k.repeat_interleave(rep, dim=1), v.repeat_interleave(rep, dim=1)  # (B, nh, S, hs)
         p = self.dropout if self.training else 0.0
         if self.impl == "reference":
-            return reference_attention(q, k, v, p, self.training)
-        # is_causal assumes T == S (no cache); the reference handles the general offset.
-        return F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=True)
+            return reference_attention(q, k, v, p, self.training, mask)
+        if mask is not None:
+            return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
+        return F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=q.size(2) == k.size(2))

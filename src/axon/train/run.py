@@ -91,9 +91,9 @@ def make_sampler(tokenizer, cfg: RunConfig, device: torch.device):
         except DataError:
             ids = [0]
         gen = torch.Generator(device=device).manual_seed(cfg.train.seed + step)
-        x = torch.tensor([ids], dtype=torch.long, device=device)
-        out = generate(model, x, cfg.train.sample_tokens, temperature=1.0, generator=gen, vocab_limit=tokenizer.vocab_size)
-        return tokenizer.decode(out[0].tolist())
+        ids = ids[-cfg.model.block_size :]
+        out = generate(model, [ids], cfg.train.sample_tokens, temperature=1.0, generator=gen, vocab_limit=tokenizer.vocab_size)
+        return tokenizer.decode(ids + out.tokens[0])
 
     return sample
 

@@ -1,0 +1,101 @@
+"""The KV cache computes exactly what a full forward pass computes."""
+
+import pytest
+import torch
+
+from axon.generate.cache import KVCache
+from axon.models.decoder import Decoder, DecoderConfig
+
+VARIANTS = {
+    "mha-rope": dict(pos="rope"),
+    "gqa-rope": dict(pos="rope", n_kv_head=2),
+    "mqa-rope": dict(pos="rope", n_kv_head=1),
+    "mha-learned": dict(pos="learned", mlp="gelu", norm="layernorm", bias=True),
+    "gqa-learned-qknorm": dict(pos="learned", n_kv_head=2, qk_norm=True),
+}
+
+
+def model_for(variant, impl="sdpa"):
+    torch.manual_seed(0)
+    cfg = DecoderConfig(vocab_size=50, block_size=24, n_layer=2, n_head=4, n_embd=32, attn_impl=impl, **VARIANTS[variant])
+    return Decoder(cfg).eval()
+
+
+@pytest.mark.parametrize("impl", ["sdpa", "reference"])
+@pytest.mark.parametrize("variant", VARIANTS)
+@torch.no_grad()
+def test_prefill_then_decode_equals_full_forward(variant, impl):
+    model = model_for(variant, impl)
+    idx = torch.randint(0, 50, (3, 20))
+    full = model(idx)  # (B, T, V)
+    cache = model.make_cache(3)
+    out = [model(idx[:, :7], cache=cache)]  # prefill
+    for t in range(7, 20):  # one token at a time
+        out.append(model(idx[:, t : t + 1], cache=cache))
+    torch.testing.assert_close(torch.cat(out, 1), full, rtol=1e-5, atol=1e-5)
+    assert cache.length == 20
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@torch.no_grad()
+def test_chunks_of_several_tokens(variant):
+    """Speculative decoding verifies several tokens at once on top of a cache."""
+    model = model_for(variant)
+    idx = torch.randint(0, 50, (2, 18))
+    cache = model.make_cache(2)
+    chunks = [model(idx[:, a:b], cache=cache) for a, b in [(0, 5), (5, 9), (9, 10), (10, 18)]]
+    torch.testing.assert_close(torch.cat(chunks, 1), model(idx), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@torch.no_grad()
+def test_left_padded_batch_matches_each_sequence_alone(variant):
+    model = model_for(variant)
+    lengths = [9, 4, 6]
+    seqs = [torch.randint(1, 50, (n + 8,)) for n in lengths]  # prompt + 8 continuation tokens
+    P = max(lengths)
+    prompts = torch.zeros(3, P, dtype=torch.long)
+    pad = torch.zeros(3, P, dtype=torch.bool)
+    for b, (s, n) in enumerate(zip(seqs, lengths)):
+        prompts[b, P - n :] = s[:n]
+        pad[b, P - n :] = True
+    cache = model.make_cache(3)
+    first = model(prompts, cache=cache, pad_mask=pad)
+    steps = [model(torch.stack([s[n + t] for s, n in zip(seqs, lengths)])[:, None], cache=cache) for t in range(8)]
+    for b, (s, n) in enumerate(zip(seqs, lengths)):
+        alone = model(s[None])[0]  # (n + 8, V)
+        torch.testing.assert_close(first[b, P - n :], alone[:n], rtol=1e-5, atol=1e-5)
+        got = torch.cat([st[b] for st in steps])  # logits after tokens n .. n+7
+        torch.testing.assert_close(got, alone[n:], rtol=1e-5, atol=1e-5)
+        assert torch.isfinite(first[b]).all()  # pad rows stay finite
+
+
+@torch.no_grad()
+def test_crop_and_reorder():
+    model = model_for("gqa-rope")
+    idx = torch.randint(0, 50, (2, 12))
+    cache = model.make_cache(2)
+    model(idx[:, :8], cache=cache)
+    model(torch.randint(0, 50, (2, 3)), cache=cache)  # tokens that get rejected
+    cache.crop(8)
+    torch.testing.assert_close(model(idx[:, 8:], cache=cache), model(idx)[:, 8:], rtol=1e-5, atol=1e-5)
+    cache = model.make_cache(2)
+    model(idx[:, :8], cache=cache)
+    cache.reorder(torch.tensor([1, 1, 0]))  # beams: sequence 1 twice, then 0
+    out = model(idx[[1, 1, 0], 8:9], cache=cache)
+    torch.testing.assert_close(out, model(idx[[1, 1, 0], :9])[:, 8:], rtol=1e-5, atol=1e-5)
+
+
+def test_cache_stores_only_kv_heads():
+    mha, gqa, mqa = (model_for(v).make_cache(1) for v in ("mha-rope", "gqa-rope", "mqa-rope"))
+    assert mha.k.numel() == 2 * gqa.k.numel() == 4 * mqa.k.numel()
+    assert KVCache.bytes_per_token(n_layer=2, n_kv_head=4, head_dim=8) == 2 * 2 * 4 * 8 * 4
+
+
+@torch.no_grad()
+def test_overflowing_the_context_is_an_error():
+    model = model_for("mha-rope")
+    cache = model.make_cache(1)
+    model(torch.zeros(1, 20, dtype=torch.long), cache=cache)
+    with pytest.raises(ValueError, match="exceed block_size"):
+        model(torch.zeros(1, 5, dtype=torch.long), cache=cache)
