@@ -33,6 +33,7 @@ class KVCache:
         self.next_pos = torch.zeros(batch_size, dtype=torch.long, device=device)  # position id of the next token
         self.length = 0  # slots filled
         self.max_len = max_len
+        self.padded = False  # any padding slot in the batch (then attention needs an explicit mask)
         self._pending = 0
 
     @property
@@ -57,16 +58,21 @@ class KVCache:
         L, B = self.length, self.batch_size
         if L + T > self.max_len:
             raise ValueError(f"cache holds {self.max_len} positions; {L} used, {T} more requested")
-        new_valid = torch.ones(B, T, dtype=torch.bool, device=self.valid.device) if pad_mask is None else pad_mask.bool()
-        self.valid[:, L : L + T] = new_valid
-        positions = self.next_pos[:, None] + new_valid.long().cumsum(1) - 1  # (B, T)
-        positions = positions.clamp(min=0)  # a leading pad's position is never used
-        self.next_pos += new_valid.sum(1)
+        if pad_mask is None:  # the common case, kept cheap: it runs once per decoded token
+            self.valid[:, L : L + T] = True
+            positions = self.next_pos[:, None] + torch.arange(T, device=self.valid.device)  # (B, T)
+            self.next_pos += T
+        else:
+            pad_mask = pad_mask.bool()
+            self.valid[:, L : L + T] = pad_mask
+            positions = (self.next_pos[:, None] + pad_mask.long().cumsum(1) - 1).clamp(min=0)  # a leading pad's is unused
+            self.next_pos += pad_mask.sum(1)
+            self.padded = self.padded or not bool(pad_mask.all())
         self._pending = T
         S = L + T
-        valid = self.valid[:, :S]
-        if bool(valid.all()) and (L == 0 or T == 1):
+        if not self.padded and (L == 0 or T == 1):
             return positions, None
+        valid = self.valid[:, :S]
         causal = torch.ones(T, S, dtype=torch.bool, device=valid.device).tril(diagonal=L)  # query i is slot L + i
         mask = causal[None] & valid[:, None, :]  # (B, T, S)
         # A pad query has no real key before it; letting it see itself keeps softmax finite.

@@ -135,7 +135,8 @@ def generate(
         else:
             probs = process_logits(logits, temperature, top_k, top_p, min_p).softmax(dim=-1)
             nxt = torch.multinomial(probs, 1, generator=generator).squeeze(1)
-        seen[torch.arange(B, device=device), nxt] = True
+        if repetition_penalty != 1.0:
+            seen[torch.arange(B, device=device), nxt] = True
         for b, tok in enumerate(nxt.tolist()):
             if reasons[b] is not None:
                 continue
