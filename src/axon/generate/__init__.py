@@ -1,7 +1,8 @@
 """Decoding for every autoregressive family through the cache interface (``model.make_cache``,
 ``model(idx, cache=...)``): sampling strategies, beam search, speculative decoding."""
 
+from axon.generate.beam import BeamHypothesis, beam_search
 from axon.generate.cache import KVCache
 from axon.generate.sampling import Generation, cut_at_stop, filter_logits, generate, process_logits
 
-__all__ = ["KVCache", "Generation", "generate", "filter_logits", "process_logits", "cut_at_stop"]
+__all__ = ["beam_search", "BeamHypothesis", "KVCache", "Generation", "generate", "filter_logits", "process_logits", "cut_at_stop"]

@@ -23,8 +23,8 @@ Score (Hugging Face's convention, ``BeamHypotheses.add`` with ``generated_len``)
 where ``logprob`` is the sum of the log-probabilities of the new tokens and ``len`` is their
 number, the stop token included, the prompt excluded. length_penalty = 0 ranks by total
 log-probability (favours short outputs), 1 by mean log-probability per token; > 1 favours longer
-outputs. (Wu et al. 2016, eq. 14, divide by ((5 + len) / 6) ** alpha instead; the two orders
-differ only through the constant 5.)
+outputs. (Wu et al. 2016, eq. 14, divide by ((5 + len) / 6) ** alpha instead, a gentler penalty
+for short outputs; that form is not implemented here.)
 """
 
 from __future__ import annotations
@@ -132,7 +132,14 @@ def beam_search(
         raise ValueError(f"prompt of {len(prompt)} tokens is longer than the model's context of {block} tokens")
     # The longest output: max_new_tokens, or the last token predicted with a full cache.
     max_len = max_new_tokens if block is None else min(max_new_tokens, block - len(prompt) + 1)
-    eos = [] if eos_token_id is None else [eos_token_id] if isinstance(eos_token_id, int) else sorted(set(eos_token_id))
+    if isinstance(eos_token_id, torch.Tensor):
+        eos_token_id = eos_token_id.tolist()
+    if eos_token_id is None:
+        eos = []
+    elif isinstance(eos_token_id, Collection):
+        eos = sorted({int(e) for e in eos_token_id})
+    else:
+        eos = [int(eos_token_id)]
 
     device = next(model.parameters()).device
     was_training = model.training
