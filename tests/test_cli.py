@@ -111,3 +111,25 @@ def test_corrupt_shard_is_refused_naming_the_file(tmp_path, capsys):
     assert main(["train", *TRAIN, f"--data.dir={tmp_path / 'd'}", f"--out_dir={tmp_path}", "--name=c"]) == 2
     err = capsys.readouterr().err
     assert "train.bin" in err and len(err.strip().splitlines()) == 1
+
+
+def test_sample_beam_search_prints_n_best(run_dir, capsys):
+    assert main(["sample", str(run_dir), "--prompt", "ROMEO:", "--max-new-tokens", "6", "--beams", "3", "--num-samples", "2"]) == 0
+    out = capsys.readouterr().out
+    scores = [float(m) for m in re.findall(r"--- beam \d: score (-?[\d.]+)", out)]
+    assert len(scores) == 2 and scores[0] >= scores[1]
+    assert out.count("ROMEO:") == 2
+    # Width 1 is greedy decoding.
+    main(["sample", str(run_dir), "--prompt", "ROMEO:", "--max-new-tokens", "6", "--beams", "1"])
+    beam = capsys.readouterr().out.splitlines()[1]
+    main(["sample", str(run_dir), "--prompt", "ROMEO:", "--max-new-tokens", "6", "--temperature", "0", "--no-stream"])
+    assert capsys.readouterr().out.splitlines()[0] == beam
+
+
+def test_streamed_output_equals_the_batch_output(run_dir, capsys):
+    common = ["sample", str(run_dir), "--prompt", "KING:", "--max-new-tokens", "15", "--seed", "7", "--stop", "e"]
+    main(common)
+    streamed = capsys.readouterr().out
+    main(common + ["--no-stream"])
+    assert streamed == capsys.readouterr().out
+    assert "e" not in streamed[len("KING:"):]  # cut before the stop string

@@ -83,6 +83,8 @@ def cmd_sample(args, overrides: list[str]) -> int:
         raise ConfigError(
             f"prompt is {len(ids)} tokens but the model's context is {cfg.model.block_size}; shorten it"
         )
+    if args.beams:
+        return _print_beams(args, model, tokenizer, prompt, ids)
     device = next(model.parameters()).device
     gen = torch.Generator(device=device).manual_seed(args.seed)
     stream = args.num_samples == 1 and not args.no_stream
@@ -118,6 +120,24 @@ def cmd_sample(args, overrides: list[str]) -> int:
             text = cut_at_stop(text, args.stop)
         if args.num_samples > 1:
             print(f"--- sample {i + 1} ({result.finish_reasons[i]}) ---")
+        print(prompt + text)
+    return 0
+
+
+def _print_beams(args, model, tokenizer, prompt: str, ids: list[int]) -> int:
+    """Beam search: the n best continuations with their scores, best first."""
+    from axon.errors import ConfigError
+    from axon.generate import beam_search, cut_at_stop
+
+    if args.num_samples > args.beams:
+        raise ConfigError(f"--num-samples {args.num_samples} exceeds --beams {args.beams}")
+    hyps = beam_search(model, ids, args.max_new_tokens, num_beams=args.beams, length_penalty=args.length_penalty,
+                       eos_token_id=args.stop_token or None, num_return=args.num_samples, vocab_limit=tokenizer.vocab_size)
+    for i, h in enumerate(hyps):
+        text = tokenizer.decode(h.tokens)
+        if args.stop:
+            text = cut_at_stop(text, args.stop)
+        print(f"--- beam {i + 1}: score {h.score:.4f} (log-prob {h.logprob:.4f}, {len(h.tokens)} tokens) ---")
         print(prompt + text)
     return 0
 
@@ -195,7 +215,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--stop", action="append", default=[], metavar="TEXT", help="stop at this text (repeatable)")
     s.add_argument("--stop-token", action="append", type=int, default=[], metavar="ID", help="stop at this token id (repeatable)")
     s.add_argument("--no-stream", action="store_true", help="print when done instead of token by token")
-    s.add_argument("--num-samples", type=int, default=1, help="independent samples, generated as one batch")
+    s.add_argument("--num-samples", type=int, default=1, help="independent samples, generated as one batch (with --beams: the n best)")
+    s.add_argument("--beams", type=int, default=0, metavar="N", help="beam search with N beams instead of sampling")
+    s.add_argument("--length-penalty", type=float, default=1.0, help="beam score = log-prob / length ** penalty")
     s.add_argument("--seed", type=int, default=1337)
     s.add_argument("--device", default="auto")
     s.set_defaults(func=cmd_sample)
