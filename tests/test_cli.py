@@ -133,3 +133,18 @@ def test_streamed_output_equals_the_batch_output(run_dir, capsys):
     main(common + ["--no-stream"])
     assert streamed == capsys.readouterr().out
     assert "e" not in streamed[len("KING:"):]  # cut before the stop string
+
+
+def test_sample_with_a_draft_model_is_the_targets_greedy_output(run_dir, tmp_path, capsys):
+    """Greedy speculative decoding through the CLI equals the target's own greedy output."""
+    root = run_dir.parent
+    assert main(["train", *TRAIN, "--model.n_layer=1", "--model.n_embd=32", "--train.max_steps=10",
+                 f"--out_dir={root}", "--name=draft", f"--data.cache_dir={root / 'cache'}"]) == 0
+    capsys.readouterr()
+    common = ["sample", str(run_dir), "--prompt", "ROMEO:", "--max-new-tokens", "12", "--temperature", "0", "--no-stream"]
+    main(common)
+    plain = capsys.readouterr().out
+    assert main(common + ["--draft", str(root / "draft"), "--num-draft", "3"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out == plain
+    assert re.search(r"speculative: \d+/\d+ draft tokens accepted", captured.err)

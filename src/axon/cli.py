@@ -85,6 +85,8 @@ def cmd_sample(args, overrides: list[str]) -> int:
         )
     if args.beams:
         return _print_beams(args, model, tokenizer, prompt, ids)
+    if args.draft:
+        return _print_speculative(args, model, tokenizer, prompt, ids)
     device = next(model.parameters()).device
     gen = torch.Generator(device=device).manual_seed(args.seed)
     stream = args.num_samples == 1 and not args.no_stream
@@ -139,6 +141,30 @@ def _print_beams(args, model, tokenizer, prompt: str, ids: list[int]) -> int:
             text = cut_at_stop(text, args.stop)
         print(f"--- beam {i + 1}: score {h.score:.4f} (log-prob {h.logprob:.4f}, {len(h.tokens)} tokens) ---")
         print(prompt + text)
+    return 0
+
+
+def _print_speculative(args, model, tokenizer, prompt: str, ids: list[int]) -> int:
+    """Speculative decoding with a small draft run: the target's distribution, fewer target calls."""
+    import torch
+
+    from axon.errors import ConfigError
+    from axon.generate import cut_at_stop, speculative_generate
+    from axon.train.run import load_run
+
+    if args.num_samples != 1 or args.min_p is not None or args.repetition_penalty != 1.0:
+        raise ConfigError("--draft supports one sample with temperature, top-k and top-p only")
+    _, draft, draft_tok = load_run(args.draft, args.device)
+    if draft_tok.vocab_size != tokenizer.vocab_size:
+        raise ConfigError(f"--draft: its tokenizer has {draft_tok.vocab_size} tokens, the target's {tokenizer.vocab_size}")
+    gen = torch.Generator(device=next(model.parameters()).device).manual_seed(args.seed)
+    result = speculative_generate(model, draft, ids, args.max_new_tokens, num_draft=args.num_draft,
+                                  temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, generator=gen,
+                                  eos_token_id=args.stop_token or None, vocab_limit=tokenizer.vocab_size)
+    text = tokenizer.decode(result.tokens)
+    print(prompt + (cut_at_stop(text, args.stop) if args.stop else text))
+    print(f"speculative: {result.accepted}/{result.proposed} draft tokens accepted "
+          f"({result.acceptance_rate:.1%}), {result.target_calls} target forward passes", file=sys.stderr)
     return 0
 
 
@@ -217,6 +243,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-stream", action="store_true", help="print when done instead of token by token")
     s.add_argument("--num-samples", type=int, default=1, help="independent samples, generated as one batch (with --beams: the n best)")
     s.add_argument("--beams", type=int, default=0, metavar="N", help="beam search with N beams instead of sampling")
+    s.add_argument("--draft", metavar="RUN_DIR", help="speculative decoding with this smaller run as the draft model")
+    s.add_argument("--num-draft", type=int, default=4, help="draft tokens proposed per target pass")
     s.add_argument("--length-penalty", type=float, default=1.0, help="beam score = log-prob / length ** penalty")
     s.add_argument("--seed", type=int, default=1337)
     s.add_argument("--device", default="auto")

@@ -3,6 +3,13 @@
 
 from axon.generate.beam import BeamHypothesis, beam_search
 from axon.generate.cache import KVCache
-from axon.generate.sampling import Generation, cut_at_stop, filter_logits, generate, process_logits
+from axon.generate.sampling import (
+    Generation,
+    cut_at_stop,
+    filter_logits,
+    generate,
+    process_logits,
+)
+from axon.generate.speculative import SpeculativeResult, speculative_generate
 
-__all__ = ["beam_search", "BeamHypothesis", "KVCache", "Generation", "generate", "filter_logits", "process_logits", "cut_at_stop"]
+__all__ = ["speculative_generate", "SpeculativeResult", "beam_search", "BeamHypothesis", "KVCache", "Generation", "generate", "filter_logits", "process_logits", "cut_at_stop"]

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from axon.generate.sampling import filter_logits
+from axon.generate.sampling import process_logits
 
 
 @dataclass
@@ -104,12 +104,12 @@ def speculative_generate(
     if temperature < 0:
         raise ValueError(f"temperature must be >= 0 (0 is greedy), got {temperature}")
     v_target, v_draft = _config_value(target, "vocab_size"), _config_value(draft, "vocab_size")
-    if v_target is not None and v_draft is not None and v_target != v_draft:
-        if vocab_limit is None or vocab_limit > min(v_target, v_draft):
-            raise ValueError(
-                f"target and draft vocabularies differ ({v_target} vs {v_draft} ids); speculative "
-                "decoding needs a shared vocabulary (pass vocab_limit <= both when one is only padded)"
-            )
+    if (v_target is not None and v_draft is not None and v_target != v_draft
+            and (vocab_limit is None or vocab_limit > min(v_target, v_draft))):
+        raise ValueError(
+            f"target and draft vocabularies differ ({v_target} vs {v_draft} ids); speculative "
+            "decoding needs a shared vocabulary (pass vocab_limit <= both when one is only padded)"
+        )
     if vocab_limit is not None and vocab_limit <= 0:
         raise ValueError(f"vocab_limit must be positive, got {vocab_limit}")
     if v_target is not None and not all(0 <= t < v_target for t in seq):
@@ -142,7 +142,7 @@ def _speculate(target, draft, seq, max_new_tokens, num_draft, temperature, top_k
         logits = logits[:, :vocab_limit].float()
         if greedy:
             return logits
-        return filter_logits(logits / temperature, top_k, top_p).softmax(dim=-1)
+        return process_logits(logits, temperature, top_k, top_p).softmax(dim=-1)
 
     def choose(dist: torch.Tensor) -> int:
         """Argmax (greedy) or a draw from the (unnormalised) weights ``dist`` (V,)."""
