@@ -72,7 +72,7 @@ class _NBest:
         return [h for _, _, h in sorted(self.heap, key=lambda e: (e[0], e[1]), reverse=True)[:k]]
 
 
-@torch.no_grad()
+@torch.inference_mode()  # no autograd bookkeeping at all: cheaper than no_grad per op
 def beam_search(
     model: nn.Module,
     prompt: Sequence[int] | torch.Tensor,
@@ -114,7 +114,7 @@ def beam_search(
 
     ``vocab_limit`` restricts the choice to ids < vocab_limit (a vocabulary padded for speed);
     log-probabilities are then normalised over those ids, as sampling does. The model runs in
-    eval mode under no_grad; its train/eval mode is restored afterwards.
+    eval mode under inference_mode; its train/eval mode is restored afterwards.
     """
     prompt = [int(t) for t in (prompt.tolist() if isinstance(prompt, torch.Tensor) else prompt)]
     if not prompt:

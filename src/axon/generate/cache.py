@@ -1,8 +1,9 @@
 """Caches that let a decoder process only its new tokens at each step.
 
-A family plugs into generation through the cache it builds (``model.make_cache``) and one
-keyword of its forward: ``model(idx, cache=cache)`` processes ``idx`` as the continuation of
-everything the cache has seen and returns logits for the new tokens only. Callers (sampling,
+A family plugs into generation through the cache it builds (``model.make_cache``) and the
+keywords of its forward: ``model(idx, cache=cache)`` processes ``idx`` as the continuation of
+everything the cache has seen and returns logits for the new tokens only; ``pad_mask`` marks
+left padding of a prompt batch, and ``last_only=True`` asks for the last position's logits. Callers (sampling,
 beam search, speculative decoding) never look inside: they create, ``reorder`` (beams) and
 ``crop`` (rejected draft tokens) caches through this small interface, which a recurrent state
 cache (Mamba) implements as well.
@@ -55,7 +56,7 @@ class KVCache:
         fresh cache, nothing at all for one new token); otherwise a boolean (B, 1, T, S) mask,
         True where query i may attend key j: j is a real token at or before i.
         """
-        L, B = self.length, self.batch_size
+        L = self.length
         if L + T > self.max_len:
             raise ValueError(f"cache holds {self.max_len} positions; {L} used, {T} more requested")
         if pad_mask is None:  # the common case, kept cheap: it runs once per decoded token

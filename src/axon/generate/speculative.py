@@ -68,7 +68,7 @@ def _device(model: nn.Module) -> torch.device:
     return p.device if p is not None else torch.device("cpu")
 
 
-@torch.no_grad()
+@torch.inference_mode()  # no autograd bookkeeping at all: cheaper than no_grad per op
 def speculative_generate(
     target: nn.Module,
     draft: nn.Module,

@@ -172,7 +172,7 @@ class Decoder(nn.Module):
         self.wte = nn.Embedding(cfg.vocab_size, cfg.n_embd)
         self.wpe = nn.Embedding(cfg.block_size, cfg.n_embd) if cfg.pos == "learned" else None
         self.rope = RotaryEmbedding(cfg.head_dim, cfg.block_size, cfg.rope_theta) if cfg.pos == "rope" else None
-        self.drop = nn.Dropout(cfg.dropout)
+        self.drop = nn.Dropout(cfg.dropout) if cfg.dropout > 0 else nn.Identity()
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
         self.norm_f = build_norm(cfg.norm, cfg.n_embd, cfg.norm_eps, cfg.norm_bias)
         self.lm_head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
@@ -219,8 +219,9 @@ class Decoder(nn.Module):
         cfg, p = self.config, self.lm_head.weight
         return KVCache(cfg.n_layer, batch_size, cfg.kv_heads, cfg.head_dim, max_len or cfg.block_size, p.dtype, p.device)
 
-    def forward(self, idx: torch.Tensor, cache=None, pad_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """idx (B, T) token ids -> logits (B, T, vocab_size).
+    def forward(self, idx: torch.Tensor, cache=None, pad_mask: torch.Tensor | None = None, last_only: bool = False) -> torch.Tensor:
+        """idx (B, T) token ids -> logits (B, T, vocab_size), or (B, 1, vocab_size) with ``last_only``
+        (a prefill needs only the next-token distribution; the head is the largest matmul).
 
         With ``cache``, idx continues the cached sequences (``pad_mask`` (B, T) marks left padding
         of a prompt batch) and the cache is extended; see ``axon.generate.cache``.
@@ -245,4 +246,6 @@ class Decoder(nn.Module):
             x = block(x, rope, cache, i, mask)
         if cache is not None:
             cache.commit()
+        if last_only:
+            x = x[:, -1:]
         return self.lm_head(self.norm_f(x))  # (B, T, V)

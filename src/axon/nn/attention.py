@@ -65,7 +65,7 @@ class CausalSelfAttention(nn.Module):
         self.dropout = dropout
         self.qkv = nn.Linear(n_embd, (n_head + 2 * n_kv_head) * self.head_dim, bias=bias)
         self.proj = nn.Linear(n_head * self.head_dim, n_embd, bias=bias)
-        self.resid_dropout = nn.Dropout(dropout)
+        self.resid_dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         # QK-norm normalises each head's query and key before the dot product, which bounds the
         # logits and keeps large-LR training stable (Chameleon, sec. 2.3).
         self.q_norm = build_norm(qk_norm, self.head_dim, norm_eps) if qk_norm else None
@@ -77,10 +77,8 @@ class CausalSelfAttention(nn.Module):
         cached sequence and ``mask`` is the cache's attention mask (None: causal)."""
         B, T, _ = x.shape
         hs, nh, nkv = self.head_dim, self.n_head, self.n_kv_head
-        q, k, v = self.qkv(x).split([nh * hs, nkv * hs, nkv * hs], dim=-1)
-        q = q.view(B, T, nh, hs).transpose(1, 2)  # (B, nh, T, hs)
-        k = k.view(B, T, nkv, hs).transpose(1, 2)  # (B, nkv, T, hs)
-        v = v.view(B, T, nkv, hs).transpose(1, 2)  # (B, nkv, T, hs)
+        # One view and one transpose for all heads, then split: (B, nh + 2 nkv, T, hs)
+        q, k, v = self.qkv(x).view(B, T, nh + 2 * nkv, hs).transpose(1, 2).split([nh, nkv, nkv], dim=1)
         if self.q_norm is not None:
             q, k = self.q_norm(q), self.k_norm(k)
         if rope is not None:
