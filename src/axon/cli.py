@@ -90,21 +90,21 @@ def cmd_sample(args, overrides: list[str]) -> int:
     device = next(model.parameters()).device
     gen = torch.Generator(device=device).manual_seed(args.seed)
     stream = args.num_samples == 1 and not args.no_stream
-    printed = [prompt]
+    new_tokens: list[int] = []
+    shown = [0]  # characters of the continuation already printed
 
     def on_token(b: int, tok: int) -> None:
         # Decode the whole continuation and print what is new: byte-level BPE tokens can split
         # a character, so wait while the text ends in an incomplete one.
-        text = prompt + tokenizer.decode(new_tokens + [tok])
         new_tokens.append(tok)
-        if not text.endswith("\ufffd"):
-            stop_at = cut_at_stop(text[len(prompt):], args.stop) if args.stop else None
-            if stop_at is not None:
-                text = prompt + stop_at
-            print(text[len(printed[0]):], end="", flush=True)
-            printed[0] = text
+        text = tokenizer.decode(new_tokens)
+        if text.endswith("\ufffd"):
+            return
+        if args.stop:
+            text = cut_at_stop(text, args.stop)
+        print(text[shown[0]:], end="", flush=True)
+        shown[0] = len(text)
 
-    new_tokens: list[int] = []
     if stream:
         print(prompt, end="", flush=True)
     result = generate(

@@ -118,8 +118,8 @@ def generate(
         idx[b, longest - len(p):] = torch.tensor(p, device=device)
         pad[b, longest - len(p):] = True
     V = vocab_limit or model.config.vocab_size
-    seen = torch.zeros(B, V, dtype=torch.bool, device=device)
-    if repetition_penalty != 1.0:
+    seen = torch.zeros(B, V, dtype=torch.bool, device=device) if repetition_penalty != 1.0 else None
+    if seen is not None:
         for b, p in enumerate(prompts):
             seen[b, torch.tensor([t for t in p if t < V], dtype=torch.long, device=device)] = True
 
@@ -129,13 +129,14 @@ def generate(
     reasons: list[str | None] = [None] * B
     stop_set = set(stop_tokens)
     for step in range(max_new_tokens):
-        logits = apply_repetition_penalty(logits, seen, repetition_penalty)
+        if seen is not None:
+            logits = apply_repetition_penalty(logits, seen, repetition_penalty)
         if temperature == 0:
             nxt = logits.argmax(dim=-1)
         else:
             probs = process_logits(logits, temperature, top_k, top_p, min_p).softmax(dim=-1)
             nxt = torch.multinomial(probs, 1, generator=generator).squeeze(1)
-        if repetition_penalty != 1.0:
+        if seen is not None:
             seen[torch.arange(B, device=device), nxt] = True
         for b, tok in enumerate(nxt.tolist()):
             if reasons[b] is not None:
