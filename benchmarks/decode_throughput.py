@@ -9,9 +9,14 @@ run, for each config and batch size:
   (Axon: ``model(idx, cache=model.make_cache(B))``; HF: ``model(idx, use_cache=True)``, a fresh
   ``DynamicCache``). Both compute logits at every prompt position here (the like-for-like forward);
   inside ``generate()`` HF computes only the last position's (``logits_to_keep=1``), Axon all.
-- decode tokens/s = B * new_tokens / (generate time - prefill time), greedy, where both times come
-  from the same ``generate`` call: a forward hook on the model stamps the end of the first forward
-  (the prefill), so the figure is the time of the new-token loop alone, as each library runs it.
+- decode tokens/s = B * (new_tokens - 1) / (end of the last forward - end of the first forward),
+  greedy, inside one ``generate`` call: a forward hook on the model stamps the end of every forward.
+  The first forward is the prefill; between it and the last one the loop chooses N - 1 tokens and
+  runs N - 1 one-token forwards: the new-token loop alone, as each library runs it. What a call
+  does before its prefill or after its last forward is a fixed cost per call, not per token, and
+  is in the whole-call time ("gen s") only: Axon relays its weights column-major for a batch-1
+  CPU call and back (``axon.generate.layout``), HF assembles its output tensor. The older clock
+  (to the return of ``generate``, B * N tokens) is printed beside as "to return".
   HF: ``generate(ids, attention_mask, max_new_tokens=N, min_new_tokens=N, do_sample=False,
   use_cache=True)``, sdpa attention, its default cache (``DynamicCache``). No eos token is set on
   either side, so both produce exactly N tokens and no logits processor changes the argmax.
@@ -30,7 +35,6 @@ fp32 CPU. Also prints KV-cache bytes per token for MHA / GQA / MQA at the Llama-
     python benchmarks/decode_throughput.py --threads 1              # steadier on a busy shared machine
     python benchmarks/decode_throughput.py --configs tiny --batch-sizes 1 --repeats 15
     python benchmarks/decode_throughput.py --profile                # + torch.profiler of Axon decode steps
-    python benchmarks/decode_throughput.py --what-if                # + Axon with candidate src changes monkeypatched
 
 Run by hand, never in CI.
 """
@@ -91,25 +95,28 @@ def build_pair(shape: dict, block_size: int, hf_attn: str, seed: int):
     return hf, ax
 
 
-class FirstForwardClock:
-    """Forward hook that stamps the end of the first forward after ``arm()``: the prefill."""
+class ForwardClock:
+    """Forward hook that stamps the end of the first (the prefill) and the last forward after ``arm()``."""
 
     def __init__(self, model: torch.nn.Module):
         self.t_first: float | None = None
+        self.t_last: float | None = None
         self.calls = 0
         model.register_forward_hook(self._hook)
 
     def _hook(self, module, inputs, output):
         self.calls += 1
+        self.t_last = time.perf_counter()
         if self.t_first is None:
-            self.t_first = time.perf_counter()
+            self.t_first = self.t_last
 
     def arm(self) -> None:
-        self.t_first, self.calls = None, 0
+        self.t_first, self.t_last, self.calls = None, None, 0
 
 
 # ----------------------------------------------------------------------------------------------
-# the two contestants: each returns (prefill seconds) or (new tokens, total seconds, decode seconds)
+# the two contestants: each returns (prefill seconds) or
+# (new tokens, whole-call seconds, new-token loop seconds, first forward end to return seconds)
 
 
 @torch.no_grad()
@@ -126,21 +133,17 @@ def hf_prefill(hf, idx: torch.Tensor) -> float:
     return time.perf_counter() - t
 
 
-def axon_generate(ax: Decoder, clock: FirstForwardClock, idx: torch.Tensor, n: int, inference_mode: bool = False):
+def axon_generate(ax: Decoder, clock: ForwardClock, idx: torch.Tensor, n: int):
     clock.arm()
     t = time.perf_counter()
-    if inference_mode:
-        with torch.inference_mode():
-            out = generate(ax, idx, n, temperature=0)
-    else:
-        out = generate(ax, idx, n, temperature=0)
+    out = generate(ax, idx, n, temperature=0)
     t_end = time.perf_counter()
     assert clock.calls == n and all(len(s) == n for s in out.tokens), (clock.calls, [len(s) for s in out.tokens])
-    return out.tokens, t_end - t, t_end - clock.t_first
+    return out.tokens, t_end - t, clock.t_last - clock.t_first, t_end - clock.t_first
 
 
 @torch.no_grad()
-def hf_generate(hf, clock: FirstForwardClock, idx: torch.Tensor, n: int):
+def hf_generate(hf, clock: ForwardClock, idx: torch.Tensor, n: int):
     clock.arm()
     t = time.perf_counter()
     out = hf.generate(idx, attention_mask=torch.ones_like(idx), max_new_tokens=n, min_new_tokens=n,
@@ -148,140 +151,7 @@ def hf_generate(hf, clock: FirstForwardClock, idx: torch.Tensor, n: int):
     t_end = time.perf_counter()
     new = out[:, idx.size(1):].tolist()
     assert clock.calls == n and all(len(s) == n for s in new), (clock.calls, [len(s) for s in new])
-    return new, t_end - t, t_end - clock.t_first
-
-
-# ----------------------------------------------------------------------------------------------
-# what-if: candidate changes to src/axon, monkeypatched here (nothing in src is edited)
-
-
-WHAT_IF = ("lean", "inference-mode", "fast-prepare", "gemv-layout", "functional", "last-logits")
-
-
-def install_what_if(ax: Decoder, names: list[str]):
-    """Patch Axon in place; returns an undo function. Candidates (each a possible src change):
-
-    - lean: attention splits q/k/v with one ``view`` of the fused projection (then slices on the
-      head axis) instead of split + 3 view + 3 transpose, and attention/MLP skip their Dropout
-      module calls when dropout is off (eval or p = 0): fewer Python calls and aten ops per layer;
-    - inference-mode: ``generate`` runs under ``torch.inference_mode()`` instead of ``no_grad()``
-      (no version counters / view tracking on the many small tensors of a decode step);
-    - fast-prepare: ``KVCache.prepare`` of a batch without padding skips the valid-mask tensor
-      ops (ones, cumsum, clamp, sum, ``valid.all()``) and returns positions as an arange;
-    - functional: every Linear/LayerNorm of a block called as ``F.linear``/``F.layer_norm`` on the
-      module's parameters: measures what ``nn.Module.__call__`` costs (GPT-2 switches only; not a
-      proposal as such, LoRA and hooks need the module calls);
-    - gemv-layout: a Linear that gets one row (batch-1 decode) multiplies by a contiguous copy of
-      its weight transposed to (in, out), ``addmm(b, x, W_t)``, the layout of HF's GPT-2 Conv1D;
-      on this machine's MKL that GEMV reads DRAM faster than the (out, in) one of ``F.linear``.
-      Costs a second copy of every weight (the tied head included) while generating;
-    - last-logits: the prefill applies norm_f + lm_head to the last position only (HF's
-      ``logits_to_keep=1``): changes prefill / whole-generate time, not decode.
-    """
-    import torch.nn.functional as F
-
-    import axon.generate.cache as cache_mod
-    import axon.models.decoder as decoder_mod
-    import axon.nn.attention as attn_mod
-    import axon.nn.mlp as mlp_mod
-
-    bad = set(names) - set(WHAT_IF)
-    if bad:
-        raise SystemExit(f"error: unknown --what-if patch {sorted(bad)}; choose from {', '.join(WHAT_IF)}")
-    if {"functional", "gemv-layout"} <= set(names):
-        raise SystemExit("error: functional bypasses the Linear modules that gemv-layout patches: use one of them")
-    undo = []
-
-    def patch(obj, attr, value):
-        old = getattr(obj, attr)
-        setattr(obj, attr, value)
-        undo.append(lambda: setattr(obj, attr, old))
-
-    if "lean" in names:
-        def attn_forward(self, x, rope=None, cache=None, layer=0, mask=None):
-            B, T, _ = x.shape
-            hs, nh, nkv = self.head_dim, self.n_head, self.n_kv_head
-            qkv = self.qkv(x).view(B, T, nh + 2 * nkv, hs).transpose(1, 2)  # (B, nh + 2 nkv, T, hs)
-            q, k, v = qkv[:, :nh], qkv[:, nh:nh + nkv], qkv[:, nh + nkv:]
-            if self.q_norm is not None:
-                q, k = self.q_norm(q), self.k_norm(k)
-            if rope is not None:
-                cos, sin = rope
-                q, k = attn_mod.apply_rotary(q, cos, sin), attn_mod.apply_rotary(k, cos, sin)
-            if cache is not None:
-                k, v = cache.update(layer, k, v)
-            y = self.proj(self.attend(q, k, v, mask).transpose(1, 2).reshape(B, T, nh * hs))
-            return self.resid_dropout(y) if self.training and self.dropout else y
-
-        def mlp_forward(self, x):
-            y = self.proj(F.gelu(self.fc(x), approximate="tanh"))
-            return self.dropout(y) if self.training and self.dropout.p else y
-
-        patch(attn_mod.CausalSelfAttention, "forward", attn_forward)
-        patch(mlp_mod.GeluMLP, "forward", mlp_forward)
-    if "functional" in names:
-        cfg = ax.config
-        assert cfg.pos != "rope" and not cfg.qk_norm and cfg.mlp == "gelu" and cfg.norm == "layernorm", "GPT-2 switches only"
-
-        def block_forward(self, x, rope=None, cache=None, layer=0, mask=None):
-            a, m, n1, n2 = self.attn, self.mlp, self.norm1, self.norm2
-            B, T, _ = x.shape
-            hs, nh, nkv = a.head_dim, a.n_head, a.n_kv_head
-            h = F.layer_norm(x, n1.normalized_shape, n1.weight, n1.bias, n1.eps)
-            qkv = F.linear(h, a.qkv.weight, a.qkv.bias).view(B, T, nh + 2 * nkv, hs).transpose(1, 2)
-            q, k, v = qkv[:, :nh], qkv[:, nh:nh + nkv], qkv[:, nh + nkv:]
-            if cache is not None:
-                k, v = cache.update(layer, k, v)
-            y = a.attend(q, k, v, mask).transpose(1, 2).reshape(B, T, nh * hs)
-            x = x + F.linear(y, a.proj.weight, a.proj.bias)
-            h = F.layer_norm(x, n2.normalized_shape, n2.weight, n2.bias, n2.eps)
-            return x + F.linear(F.gelu(F.linear(h, m.fc.weight, m.fc.bias), approximate="tanh"), m.proj.weight, m.proj.bias)
-
-        patch(decoder_mod.Block, "forward", block_forward)
-    if "fast-prepare" in names:
-        orig_prepare = cache_mod.KVCache.prepare
-
-        def prepare(self, T, pad_mask=None):
-            if pad_mask is None and getattr(self, "_no_pad", self.length == 0):
-                self._no_pad = True  # every slot so far is real
-                L = self.length
-                if L + T > self.max_len:
-                    raise ValueError(f"cache holds {self.max_len} positions; {L} used, {T} more requested")
-                self.valid[:, L:L + T] = True
-                self.next_pos += T
-                self._pending = T
-                return torch.arange(L, L + T, device=self.valid.device).expand(self.batch_size, T), None
-            self._no_pad = False
-            return orig_prepare(self, T, pad_mask)
-
-        patch(cache_mod.KVCache, "prepare", prepare)
-    if "gemv-layout" in names:
-        for mod in ax.modules():
-            if isinstance(mod, torch.nn.Linear):
-                w_t = getattr(mod, "_w_t", None)
-                if w_t is None or w_t.data_ptr() == mod.weight.data_ptr():
-                    mod._w_t = w_t = mod.weight.detach().t().contiguous()  # (in, out), kept across runs
-
-                def lin(x, mod=mod, w_t=w_t):
-                    if x.numel() != x.size(-1):  # more than one row: the (out, in) GEMM is as fast or faster
-                        return F.linear(x, mod.weight, mod.bias)
-                    x2 = x.reshape(1, -1)
-                    y = x2 @ w_t if mod.bias is None else torch.addmm(mod.bias, x2, w_t)
-                    return y.view(*x.shape[:-1], w_t.size(1))
-
-                mod.forward = lin
-                undo.append(lambda mod=mod: delattr(mod, "forward"))
-    if "last-logits" in names:
-        norm_f = ax.norm_f
-        orig_norm = norm_f.forward  # generate reads [:, -1] of the prefill's logits
-        norm_f.forward = lambda x: orig_norm(x[:, -1:]) if x.size(1) > 1 else orig_norm(x)
-        undo.append(lambda: delattr(norm_f, "forward"))
-
-    def undo_all():
-        for u in reversed(undo):
-            u()
-
-    return undo_all
+    return new, t_end - t, clock.t_last - clock.t_first, t_end - clock.t_first
 
 
 # ----------------------------------------------------------------------------------------------
@@ -299,10 +169,7 @@ def run_config(name: str, args, deadline: float) -> list[dict]:
 
     with torch.no_grad():  # same weights, same function
         torch.testing.assert_close(ax(prompts[:2]), hf(prompts[:2], use_cache=False).logits, rtol=1e-4, atol=1e-4)
-    ax_clock, hf_clock = FirstForwardClock(ax), FirstForwardClock(hf)
-    if args.apply:  # the main table's Axon runs with these candidate changes (what the bars would read after them)
-        install_what_if(ax, args.apply)
-    im = "inference-mode" in args.apply
+    ax_clock, hf_clock = ForwardClock(ax), ForwardClock(hf)
     print(f"[{name}] n_layer={shape['n_layer']} n_head={shape['n_head']} n_embd={shape['n_embd']} vocab={shape['vocab_size']} "
           f"block={block} params={n_params:,} | prompt {T}, new {n_new}: logits equal (fp32)", file=sys.stderr, flush=True)
 
@@ -311,11 +178,11 @@ def run_config(name: str, args, deadline: float) -> list[dict]:
         idx = prompts[:B].contiguous()
         # warm-up: a short generate and a prefill each
         for _ in range(args.warmup):
-            axon_generate(ax, ax_clock, idx, min(8, n_new), inference_mode=im)
+            axon_generate(ax, ax_clock, idx, min(8, n_new))
             hf_generate(hf, hf_clock, idx, min(8, n_new))
             axon_prefill(ax, idx)
             hf_prefill(hf, idx)
-        res = {"axon": {"prefill": [], "total": [], "decode": []}, "hf": {"prefill": [], "total": [], "decode": []}}
+        res = {w: {"prefill": [], "total": [], "decode": [], "to_return": []} for w in ("axon", "hf")}
         toks = {}
         for r in range(args.repeats[name]):
             if r >= 1 and time.perf_counter() > deadline:
@@ -325,13 +192,14 @@ def run_config(name: str, args, deadline: float) -> list[dict]:
             for who in order:
                 if who == "axon":
                     pre = axon_prefill(ax, idx)
-                    toks["axon"], total, dec = axon_generate(ax, ax_clock, idx, n_new, inference_mode=im)
+                    toks["axon"], total, loop, to_return = axon_generate(ax, ax_clock, idx, n_new)
                 else:
                     pre = hf_prefill(hf, idx)
-                    toks["hf"], total, dec = hf_generate(hf, hf_clock, idx, n_new)
+                    toks["hf"], total, loop, to_return = hf_generate(hf, hf_clock, idx, n_new)
                 res[who]["prefill"].append(B * T / pre)
                 res[who]["total"].append(total)
-                res[who]["decode"].append(B * n_new / dec)
+                res[who]["decode"].append(B * (n_new - 1) / loop)
+                res[who]["to_return"].append(B * n_new / to_return)
             print(f"  {name} b{B} repeat {r + 1}: decode tok/s axon {res['axon']['decode'][-1]:,.0f} hf {res['hf']['decode'][-1]:,.0f}",
                   file=sys.stderr, flush=True)
         same = sum(a == h for a, h in zip(toks["axon"], toks["hf"]))
@@ -340,7 +208,8 @@ def run_config(name: str, args, deadline: float) -> list[dict]:
             a, h = next((a, h) for a, h in zip(toks["axon"], toks["hf"]) if a != h)
             first_diff = next(i for i, (x, y) in enumerate(zip(a, h)) if x != y)
         med = {w: {k: statistics.median(v) for k, v in d.items()} for w, d in res.items()}
-        best = {w: {"prefill": max(d["prefill"]), "decode": max(d["decode"]), "total": min(d["total"])} for w, d in res.items()}
+        best = {w: {"prefill": max(d["prefill"]), "decode": max(d["decode"]), "to_return": max(d["to_return"]),
+                    "total": min(d["total"])} for w, d in res.items()}
         rows.append({
             "config": name, "batch": B, "prompt_len": T, "new_tokens": n_new, "params": n_params, "repeats": len(res["axon"]["decode"]),
             "prefill_tok_s": {"axon": best["axon"]["prefill"], "hf": best["hf"]["prefill"]},  # best of the repeats
@@ -348,6 +217,8 @@ def run_config(name: str, args, deadline: float) -> list[dict]:
             "generate_s": {"axon": best["axon"]["total"], "hf": best["hf"]["total"]},
             "prefill_ratio": best["axon"]["prefill"] / best["hf"]["prefill"],
             "decode_ratio": best["axon"]["decode"] / best["hf"]["decode"],
+            "to_return_tok_s": {"axon": best["axon"]["to_return"], "hf": best["hf"]["to_return"]},
+            "to_return_ratio": best["axon"]["to_return"] / best["hf"]["to_return"],
             "median": {"prefill_tok_s": {w: med[w]["prefill"] for w in med}, "decode_tok_s": {w: med[w]["decode"] for w in med},
                        "prefill_ratio": med["axon"]["prefill"] / med["hf"]["prefill"],
                        "decode_ratio": med["axon"]["decode"] / med["hf"]["decode"]},
@@ -356,42 +227,8 @@ def run_config(name: str, args, deadline: float) -> list[dict]:
         })
     if args.profile and name in args.profile_configs:
         profile_decode_step(ax, prompts[:1].contiguous(), args)
-    if args.what_if and not args.apply:
-        rows_wi = what_if(name, ax, ax_clock, prompts, n_new, args, deadline)
-        for r in rows:
-            r["what_if"] = rows_wi.get(r["batch"])
     del hf, ax
     return rows
-
-
-def what_if(name, ax, clock, prompts, n_new, args, deadline) -> dict:
-    """Axon decode tok/s with each candidate patch, against unpatched, alternating, same run."""
-    out = {}
-    variants = [("baseline", [])] + [(p, [p]) for p in args.what_if]
-    proposals = [p for p in args.what_if if p not in ("functional", "last-logits")]  # functional and gemv-layout exclude each other
-    if len(proposals) > 1:
-        variants.append(("+".join(proposals), proposals))
-    for B in args.batch_sizes:
-        idx = prompts[:B].contiguous()
-        ref_tokens = generate(ax, idx, n_new, temperature=0).tokens
-        res = {v: [] for v, _ in variants}
-        tot = {v: [] for v, _ in variants}
-        for r in range(args.repeats[name]):
-            if r >= 1 and time.perf_counter() > deadline:
-                break
-            for vname, patches in (variants if r % 2 == 0 else variants[::-1]):
-                undo = install_what_if(ax, patches)
-                try:
-                    toks, total, dec = axon_generate(ax, clock, idx, n_new, inference_mode="inference-mode" in patches)
-                finally:
-                    undo()
-                assert toks == ref_tokens, f"what-if {vname} changed the greedy tokens"
-                res[vname].append(B * n_new / dec)
-                tot[vname].append(total)
-        out[B] = {v: {"decode_tok_s": max(res[v]), "generate_s": min(tot[v])} for v in res}  # best, as the main table
-        print(f"  what-if {name} b{B}: " + ", ".join(f"{v} {x['decode_tok_s']:,.0f}" for v, x in out[B].items()) + " decode tok/s",
-              file=sys.stderr, flush=True)
-    return out
 
 
 @torch.no_grad()
@@ -449,23 +286,12 @@ def parse_args(argv=None):
     p.add_argument("--profile", action="store_true", help="torch.profiler over Axon decode steps (batch 1)")
     p.add_argument("--profile-configs", default="tiny,124m")
     p.add_argument("--profile-rows", type=int, default=18)
-    p.add_argument("--what-if", nargs="?", const=",".join(WHAT_IF), default=None,
-                   help="also time Axon decode with candidate src changes monkeypatched (comma list; default all)")
-    p.add_argument("--apply", default="",
-                   help="run the main table's Axon with these --what-if candidates monkeypatched (comma list), "
-                        "to read the bars as they would be after the src change; not with --what-if")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="also print one JSON line with the results")
     args = p.parse_args(argv)
     args.configs = [c.strip() for c in args.configs.split(",") if c.strip()]
     args.batch_sizes = [int(b) for b in args.batch_sizes.split(",") if b.strip()]
     args.profile_configs = [c.strip() for c in args.profile_configs.split(",")]
-    args.what_if = [w.strip() for w in args.what_if.split(",")] if args.what_if else []
-    args.apply = [w.strip() for w in args.apply.split(",") if w.strip()]
-    if args.apply and args.what_if:
-        p.error("--apply and --what-if exclude each other")
-    if set(args.apply) - set(WHAT_IF):
-        p.error(f"--apply: unknown candidate(s) {sorted(set(args.apply) - set(WHAT_IF))}; choose from {', '.join(WHAT_IF)}")
     for c in args.configs:
         shape_of(c, args.tiny_vocab)
 
@@ -514,32 +340,24 @@ def main(argv=None) -> int:
         print(f"1-min load average: {load_start:.2f} at start, {load_end:.2f} at end"
               + (" -- WARNING: the machine was busy; absolute figures are noisy, the interleaved ratios less so" if busy else ""))
     print(f"HF: GPT2LMHeadModel, attn_implementation={args.hf_attn}, generate(do_sample=False, use_cache=True, min_new_tokens=max_new_tokens), "
-          f"default cache DynamicCache | Axon: Decoder (GPT-2 switches, sdpa), axon.generate.generate(temperature=0), KVCache"
-          + (f" | Axon PATCHED with: {', '.join(args.apply)} (not src as it is)" if args.apply else ""))
+          f"default cache DynamicCache | Axon: Decoder (GPT-2 switches, sdpa), axon.generate.generate(temperature=0), KVCache")
     print(f"same weights (HF -> Axon, logits checked equal), same prompts (random ids, length {args.prompt_len}, batch 8 = 8 different prompts), "
           f"new tokens {', '.join(f'{c}={args.new_tokens[c]}' for c in args.configs)} | warm-up {args.warmup}, best of "
           f"{', '.join(f'{c}={args.repeats[c]}' for c in args.configs)} alternating repeats (median ratio beside) | wall {wall:.0f} s")
     print("prefill = B*prompt / one forward with a fresh cache (all positions' logits, both); "
-          "decode = B*new / (generate time - time to the end of its first forward)")
+          "decode = B*(new-1) / (last forward end - first forward end): the new-token loop; "
+          "to return = B*new / (generate return - first forward end), the older clock, with the per-call teardown")
     print()
     hdr = (f"{'config':<7}{'batch':>6}{'prefill tok/s: axon':>21}{'hf':>10}{'ratio':>7}{'(med)':>7}"
-           f"{'decode tok/s: axon':>21}{'hf':>10}{'ratio':>7}{'(med)':>7}{'gen s: axon':>13}{'hf':>8}  greedy same")
+           f"{'decode tok/s: axon':>21}{'hf':>10}{'ratio':>7}{'(med)':>7}{'to return: ratio':>18}"
+           f"{'gen s: axon':>13}{'hf':>8}  greedy same")
     print(hdr)
     for r in rows:
         same = f"{r['greedy_same_sequences']}/{r['batch']}" + (f" (first diff at token {r['first_diff_at']})" if r["first_diff_at"] is not None else "")
         print(f"{r['config']:<7}{r['batch']:>6}{r['prefill_tok_s']['axon']:>21,.0f}{r['prefill_tok_s']['hf']:>10,.0f}{r['prefill_ratio']:>6.2f}x{r['median']['prefill_ratio']:>6.2f}x"
               f"{r['decode_tok_s']['axon']:>21,.0f}{r['decode_tok_s']['hf']:>10,.0f}{r['decode_ratio']:>6.2f}x{r['median']['decode_ratio']:>6.2f}x"
+              f"{r['to_return_ratio']:>17.2f}x"
               f"{r['generate_s']['axon']:>13.3f}{r['generate_s']['hf']:>8.3f}  {same}")
-    if any(r.get("what_if") for r in rows):
-        print()
-        print("what-if: Axon with candidate src/axon changes monkeypatched (same greedy tokens checked); "
-              "decode tok/s (x baseline) | whole generate s:")
-        for r in rows:
-            if r.get("what_if"):
-                base = r["what_if"]["baseline"]
-                print(f"  {r['config']} b{r['batch']}: " + ", ".join(
-                    f"{v} {x['decode_tok_s']:,.0f} ({x['decode_tok_s'] / base['decode_tok_s']:.2f}x) | {x['generate_s']:.3f} s"
-                    for v, x in r["what_if"].items()))
     print()
     verdicts = {}
     for name, bar in BARS.items():
@@ -549,8 +367,7 @@ def main(argv=None) -> int:
         ok = r["decode_ratio"] >= bar
         verdicts[name] = ok
         same = "" if r["greedy_same_sequences"] == 1 else " -- WARNING: greedy tokens differ at batch 1"
-        patched = f" -- Axon PATCHED ({', '.join(args.apply)}): a what-if, not the bar" if args.apply else ""
-        print(f"{name} b1 decode >= {bar:g}x: {'PASS' if ok else 'FAIL'} ({r['decode_ratio']:.2f}; median ratio {r['median']['decode_ratio']:.2f}){same}{patched}")
+        print(f"{name} b1 decode >= {bar:g}x: {'PASS' if ok else 'FAIL'} ({r['decode_ratio']:.2f}; median ratio {r['median']['decode_ratio']:.2f}){same}")
     print()
     print("KV cache bytes per token (keys + values, all layers) -- KVCache.bytes_per_token:")
     kv = kv_table()
@@ -562,7 +379,7 @@ def main(argv=None) -> int:
         print(json.dumps({
             "torch": torch.__version__, "transformers": transformers.__version__, "threads": torch.get_num_threads(), "cpu": cpu_model(),
             "load_average": [load_start, load_end], "hf_attn": args.hf_attn, "hf_cache": "DynamicCache", "prompt_len": args.prompt_len,
-            "new_tokens": args.new_tokens, "axon_patched_with": args.apply, "tiny_vocab": args.tiny_vocab, "results": rows, "bars": BARS, "passed": verdicts, "kv_cache": kv,
+            "new_tokens": args.new_tokens, "tiny_vocab": args.tiny_vocab, "results": rows, "bars": BARS, "passed": verdicts, "kv_cache": kv,
             "wall_s": wall,
         }))
     return 0

@@ -170,7 +170,7 @@ class Bigram(nn.Module):
         self.config = SimpleNamespace(block_size=block_size)
         self.calls = []
 
-    def make_cache(self, batch_size):
+    def make_cache(self, batch_size, max_len=None):
         return RowCache(batch_size)
 
     def forward(self, idx, cache=None):

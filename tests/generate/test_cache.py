@@ -99,3 +99,43 @@ def test_overflowing_the_context_is_an_error():
     model(torch.zeros(1, 20, dtype=torch.long), cache=cache)
     with pytest.raises(ValueError, match="exceed block_size"):
         model(torch.zeros(1, 5, dtype=torch.long), cache=cache)
+
+
+@torch.no_grad()
+def test_crop_and_reorder_keep_padded_positions():
+    """After padding, positions are per sequence: crop and reorder must keep them right."""
+    model = model_for("gqa-rope")
+    lengths = [7, 3]
+    seqs = [torch.randint(1, 50, (n + 4,)) for n in lengths]
+    prompts = torch.zeros(2, 7, dtype=torch.long)
+    pad = torch.zeros(2, 7, dtype=torch.bool)
+    for b, (s, n) in enumerate(zip(seqs, lengths)):
+        prompts[b, 7 - n :] = s[:n]
+        pad[b, 7 - n :] = True
+    cache = model.make_cache(2)
+    model(prompts, cache=cache, pad_mask=pad)
+    model(torch.randint(0, 50, (2, 3)), cache=cache)  # rejected draft tokens
+    cache.crop(7)
+    cache.reorder(torch.tensor([1, 0, 1]))
+    nxt = torch.stack([seqs[b][lengths[b] : lengths[b] + 4] for b in (1, 0, 1)])  # (3, 4)
+    got = model(nxt, cache=cache)
+    for row, b in enumerate((1, 0, 1)):
+        alone = model(seqs[b][None])[0]
+        torch.testing.assert_close(got[row], alone[lengths[b] :], rtol=1e-5, atol=1e-5)
+
+
+@torch.no_grad()
+def test_a_pad_mask_without_padding_keeps_the_cheap_path():
+    model = model_for("mha-learned")
+    idx = torch.randint(0, 50, (2, 10))
+    cache = model.make_cache(2)
+    out = [model(idx[:, :6], cache=cache, pad_mask=torch.ones(2, 6, dtype=torch.bool))]
+    out += [model(idx[:, t : t + 1], cache=cache) for t in range(6, 10)]
+    assert not cache.padded  # every slot real: positions are slot numbers, no mask bookkeeping
+    torch.testing.assert_close(torch.cat(out, 1), model(idx), rtol=1e-5, atol=1e-5)
+
+
+def test_make_cache_is_capped_at_the_context():
+    model = model_for("mha-rope")  # block_size 24
+    assert model.make_cache(1, 10).max_len == 10
+    assert model.make_cache(1, 100).max_len == model.make_cache(1).max_len == 24

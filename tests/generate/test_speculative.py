@@ -189,7 +189,7 @@ class Trigram(nn.Module):
         self.config = SimpleNamespace(vocab_size=vocab, block_size=16)
         self.table = nn.Parameter(torch.randn(2, vocab + 1, vocab, vocab, generator=g) * scale)  # row `vocab`: no token
 
-    def make_cache(self, batch_size: int) -> TrigramCache:
+    def make_cache(self, batch_size: int, max_len: int | None = None) -> TrigramCache:
         assert batch_size == 1
         return TrigramCache()
 

@@ -145,7 +145,7 @@ def beam_search(
     was_training = model.training
     model.eval()
     try:
-        cache = model.make_cache(1)
+        cache = model.make_cache(1, len(prompt) + max_len)  # the family caps it at its context
         logits = model(torch.tensor([prompt], device=device), cache=cache)[:, -1]  # (1, V)
         V = logits.size(-1) if vocab_limit is None else min(vocab_limit, logits.size(-1))
         eos_t = torch.tensor(eos, dtype=torch.long, device=device)

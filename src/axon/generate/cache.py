@@ -1,7 +1,8 @@
 """Caches that let a decoder process only its new tokens at each step.
 
-A family plugs into generation through the cache it builds (``model.make_cache``) and the
-keywords of its forward: ``model(idx, cache=cache)`` processes ``idx`` as the continuation of
+A family plugs into generation through the cache it builds (``model.make_cache(batch_size,
+max_len)``, ``max_len`` the most tokens a sequence will hold, which a state cache may ignore) and
+the keywords of its forward: ``model(idx, cache=cache)`` processes ``idx`` as the continuation of
 everything the cache has seen and returns logits for the new tokens only; ``pad_mask`` marks
 left padding of a prompt batch, and ``last_only=True`` asks for the last position's logits. Callers (sampling,
 beam search, speculative decoding) never look inside: they create, ``reorder`` (beams) and
@@ -30,11 +31,15 @@ class KVCache:
         shape = (n_layer, batch_size, n_kv_head, max_len, head_dim)
         self.k = torch.zeros(shape, dtype=dtype, device=device)  # (L, B, nkv, S_max, hs)
         self.v = torch.zeros(shape, dtype=dtype, device=device)
+        self._layers = list(zip(self.k.unbind(0), self.v.unbind(0)))  # per-layer views, made once
         self.valid = torch.zeros(batch_size, max_len, dtype=torch.bool, device=device)  # real token in slot?
         self.next_pos = torch.zeros(batch_size, dtype=torch.long, device=device)  # position id of the next token
         self.length = 0  # slots filled
         self.max_len = max_len
-        self.padded = False  # any padding slot in the batch (then attention needs an explicit mask)
+        # Any padding slot in the batch? Until there is one, every slot holds a real token, so
+        # slot number = position for every sequence and ``valid``/``next_pos`` need no upkeep:
+        # a decode step then costs no tensor ops here at all.
+        self.padded = False
         self._pending = 0
 
     @property
@@ -48,33 +53,41 @@ class KVCache:
 
     # --- the model's side ---------------------------------------------------------------------
 
-    def prepare(self, T: int, pad_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Claim slots for ``T`` new tokens; return their positions (B, T) and the attention mask.
+    def prepare(self, T: int, pad_mask: torch.Tensor | None = None) -> tuple[torch.Tensor | int, torch.Tensor | None]:
+        """Claim slots for ``T`` new tokens; return their positions and the attention mask.
 
-        ``pad_mask`` (B, T), True for real tokens, marks left padding of a prompt batch. The mask
-        is None when plain causal attention is right (no padding anywhere: ``is_causal`` for a
-        fresh cache, nothing at all for one new token); otherwise a boolean (B, 1, T, S) mask,
-        True where query i may attend key j: j is a real token at or before i.
+        ``pad_mask`` (B, T), True for real tokens, marks left padding of a prompt batch.
+        Positions are an int (the first new token's position, the same for every sequence) while
+        the batch has no padding, else a (B, T) tensor. The mask is None when plain causal
+        attention is right (no padding: ``is_causal`` for a fresh cache, nothing at all for one
+        new token); otherwise a boolean (B or 1, 1, T, S) mask, True where query i may attend
+        key j: j is a real token at or before i.
         """
         L = self.length
         if L + T > self.max_len:
             raise ValueError(f"cache holds {self.max_len} positions; {L} used, {T} more requested")
-        if pad_mask is None:  # the common case, kept cheap: it runs once per decoded token
-            self.valid[:, L : L + T] = True
+        self._pending = T
+        S = L + T
+        if not self.padded and (pad_mask is None or bool(pad_mask.all())):
+            if L == 0 or T == 1:
+                return L, None
+            causal = torch.ones(T, S, dtype=torch.bool, device=self.k.device).tril(diagonal=L)  # query i is slot L + i
+            return L, causal[None, None]
+        if not self.padded:  # the first padding: write down what was implicit so far
+            self.valid[:, :L] = True
+            self.next_pos.fill_(L)
+            self.padded = True
+        if pad_mask is None:
+            self.valid[:, L:S] = True
             positions = self.next_pos[:, None] + torch.arange(T, device=self.valid.device)  # (B, T)
             self.next_pos += T
         else:
             pad_mask = pad_mask.bool()
-            self.valid[:, L : L + T] = pad_mask
+            self.valid[:, L:S] = pad_mask
             positions = (self.next_pos[:, None] + pad_mask.long().cumsum(1) - 1).clamp(min=0)  # a leading pad's is unused
             self.next_pos += pad_mask.sum(1)
-            self.padded = self.padded or not bool(pad_mask.all())
-        self._pending = T
-        S = L + T
-        if not self.padded and (L == 0 or T == 1):
-            return positions, None
         valid = self.valid[:, :S]
-        causal = torch.ones(T, S, dtype=torch.bool, device=valid.device).tril(diagonal=L)  # query i is slot L + i
+        causal = torch.ones(T, S, dtype=torch.bool, device=valid.device).tril(diagonal=L)
         mask = causal[None] & valid[:, None, :]  # (B, T, S)
         # A pad query has no real key before it; letting it see itself keeps softmax finite.
         mask[:, torch.arange(T), torch.arange(L, S)] = True
@@ -83,9 +96,10 @@ class KVCache:
     def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Store this layer's new keys/values (B, nkv, T, hs); return all of them so far (B, nkv, S, hs)."""
         L, T = self.length, k.size(2)
-        self.k[layer, :, :, L : L + T] = k
-        self.v[layer, :, :, L : L + T] = v
-        return self.k[layer, :, :, : L + T], self.v[layer, :, :, : L + T]
+        keys, values = self._layers[layer]
+        keys[:, :, L : L + T] = k
+        values[:, :, L : L + T] = v
+        return keys[:, :, : L + T], values[:, :, : L + T]
 
     def commit(self) -> None:
         """The forward that called ``prepare`` is done: its slots are now part of the context."""
@@ -98,6 +112,7 @@ class KVCache:
         """Keep/duplicate sequences by batch ``index`` (beam search); the batch size may change."""
         self.k = self.k.index_select(1, index)
         self.v = self.v.index_select(1, index)
+        self._layers = list(zip(self.k.unbind(0), self.v.unbind(0)))
         self.valid = self.valid.index_select(0, index)
         self.next_pos = self.next_pos.index_select(0, index)
 
@@ -105,6 +120,7 @@ class KVCache:
         """Forget every slot from ``length`` on (rejected speculative tokens)."""
         if not 0 <= length <= self.length:
             raise ValueError(f"cannot crop a cache of length {self.length} to {length}")
-        self.next_pos -= self.valid[:, length : self.length].sum(1)
-        self.valid[:, length:] = False
+        if self.padded:
+            self.next_pos -= self.valid[:, length : self.length].sum(1)
+            self.valid[:, length:] = False
         self.length = length

@@ -15,10 +15,13 @@ slid, so no token is ever computed at a wrong position.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
 
 import torch
 from torch import nn
+
+from axon.generate.layout import column_major_linears
 
 
 def filter_logits(logits: torch.Tensor, top_k: int | None = None, top_p: float | None = None,
@@ -69,7 +72,6 @@ class Generation:
     finish_reasons: list[str]  # "length", "stop_token", "stop_string" or "context"
 
 
-@torch.inference_mode()  # no autograd bookkeeping at all: cheaper than no_grad per op
 def generate(
     model: nn.Module,
     prompts: Sequence[Sequence[int]] | torch.Tensor,
@@ -111,6 +113,21 @@ def generate(
     B = len(prompts)
     was_training = model.training
     model.eval()
+    with ExitStack() as stack:
+        if B == 1 and device.type == "cpu":  # one sequence: every matmul is a GEMV (see generate.layout)
+            stack.enter_context(column_major_linears(model))
+        stack.enter_context(torch.inference_mode())  # no autograd bookkeeping at all: cheaper than no_grad per op
+        stack.callback(model.train, was_training)
+        return _generate(model, prompts, max_new_tokens, device, temperature=temperature, top_k=top_k, top_p=top_p,
+                         min_p=min_p, repetition_penalty=repetition_penalty, stop_tokens=stop_tokens,
+                         stop_strings=stop_strings, decode=decode, generator=generator, vocab_limit=vocab_limit,
+                         on_token=on_token)
+
+
+def _generate(model, prompts, max_new_tokens, device, *, temperature, top_k, top_p, min_p, repetition_penalty,
+              stop_tokens, stop_strings, decode, generator, vocab_limit, on_token) -> Generation:
+    """The loop of :func:`generate`, which has checked the arguments and set up eval mode."""
+    B, block, longest = len(prompts), model.config.block_size, max(len(p) for p in prompts)
 
     idx = torch.zeros(B, longest, dtype=torch.long, device=device)
     pad = torch.zeros(B, longest, dtype=torch.bool, device=device)
@@ -123,8 +140,14 @@ def generate(
         for b, p in enumerate(prompts):
             seen[b, torch.tensor([t for t in p if t < V], dtype=torch.long, device=device)] = True
 
-    cache = model.make_cache(B)
-    logits = model(idx, cache=cache, pad_mask=None if bool(pad.all()) else pad, last_only=True)[:, -1, :V].float()  # (B, V)
+    cache = model.make_cache(B, min(block, longest + max_new_tokens))  # room for what this call can use
+    full_vocab = V == model.config.vocab_size
+
+    def next_logits(logits: torch.Tensor) -> torch.Tensor:  # (B, T, vocab) -> (B, V), fp32
+        logits = logits[:, -1] if full_vocab else logits[:, -1, :V]
+        return logits if logits.dtype == torch.float32 else logits.float()
+
+    logits = next_logits(model(idx, cache=cache, pad_mask=None if bool(pad.all()) else pad, last_only=True))  # (B, V)
     out: list[list[int]] = [[] for _ in range(B)]
     reasons: list[str | None] = [None] * B
     stop_set = set(stop_tokens)
@@ -156,8 +179,7 @@ def generate(
             reasons = [r or "context" for r in reasons]
             break
         # Finished sequences keep decoding (their tokens are dropped): batch shapes stay fixed.
-        logits = model(nxt[:, None], cache=cache)[:, -1, :V].float()
-    model.train(was_training)
+        logits = next_logits(model(nxt[:, None], cache=cache))
     return Generation(out, [r or "length" for r in reasons])
 
 

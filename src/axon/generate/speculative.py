@@ -135,7 +135,9 @@ def _speculate(target, draft, seq, max_new_tokens, num_draft, temperature, top_k
     greedy = temperature == 0
     t_block, d_block = _config_value(target, "block_size"), _config_value(draft, "block_size")
     t_dev, d_dev = _device(target), _device(draft)
-    t_cache, d_cache = target.make_cache(1), draft.make_cache(1)
+    room = len(seq) + max_new_tokens + num_draft + 1  # the most any forward below can hold
+    t_cache = target.make_cache(1, min(room, t_block) if t_block else room)
+    d_cache = draft.make_cache(1, min(room, d_block) if d_block else room)
 
     def process(logits: torch.Tensor) -> torch.Tensor:
         """Raw logits (T, V) -> what a choice is made from: logits (greedy) or probabilities."""

@@ -213,11 +213,13 @@ class Decoder(nn.Module):
         return transformer_flops_per_token(matmul_params, cfg.n_layer, cfg.n_embd, seq_len or cfg.block_size)
 
     def make_cache(self, batch_size: int, max_len: int | None = None):
-        """An empty KV cache for ``batch_size`` sequences of up to ``max_len`` (block_size) tokens."""
+        """An empty KV cache for ``batch_size`` sequences of up to ``max_len`` tokens (at most
+        block_size, the default: size it to the prompt plus new tokens to save memory)."""
         from axon.generate.cache import KVCache
 
         cfg, p = self.config, self.lm_head.weight
-        return KVCache(cfg.n_layer, batch_size, cfg.kv_heads, cfg.head_dim, max_len or cfg.block_size, p.dtype, p.device)
+        max_len = min(max_len or cfg.block_size, cfg.block_size)
+        return KVCache(cfg.n_layer, batch_size, cfg.kv_heads, cfg.head_dim, max_len, p.dtype, p.device)
 
     def forward(self, idx: torch.Tensor, cache=None, pad_mask: torch.Tensor | None = None, last_only: bool = False) -> torch.Tensor:
         """idx (B, T) token ids -> logits (B, T, vocab_size), or (B, 1, vocab_size) with ``last_only``
@@ -230,18 +232,21 @@ class Decoder(nn.Module):
         if cache is None:
             if T > self.config.block_size:
                 raise ValueError(f"sequence length {T} exceeds block_size {self.config.block_size}")
-            positions, mask = None, None
+            positions, mask = 0, None
         else:
             if cache.length + T > self.config.block_size:
                 raise ValueError(f"{cache.length} cached + {T} new tokens exceed block_size {self.config.block_size}")
-            positions, mask = cache.prepare(T, pad_mask)  # (B, T), (B, 1, T, S) or None
+            # positions: an int start shared by the batch, or (B, T) with padding; mask (B, 1, T, S) or None
+            positions, mask = cache.prepare(T, pad_mask)
         x = self.wte(idx)  # (B, T, C)
-        if self.wpe is not None:  # positions 0..T-1 are a slice of the table when there is no cache
-            x = x + (self.wpe.weight[:T] if positions is None else self.wpe(positions))
+        shared = isinstance(positions, int)  # then positions p..p+T-1 are a slice of the tables
+        if self.wpe is not None:
+            x = x + (self.wpe.weight[positions : positions + T] if shared else self.wpe(positions))
         rope = None
         if self.rope is not None:
-            rope = self.rope(0, T) if positions is None else self.rope(positions)
-        x = self.drop(x)
+            rope = self.rope(positions, T) if shared else self.rope(positions)
+        if self.training and self.config.dropout:
+            x = self.drop(x)
         for i, block in enumerate(self.blocks):
             x = block(x, rope, cache, i, mask)
         if cache is not None:

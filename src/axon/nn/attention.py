@@ -87,19 +87,21 @@ class CausalSelfAttention(nn.Module):
         if cache is not None:
             k, v = cache.update(layer, k, v)  # (B, nkv, S, hs): everything so far
         y = self.attend(q, k, v, mask)  # (B, nh, T, hs)
-        y = y.transpose(1, 2).reshape(B, T, nh * hs)
-        return self.resid_dropout(self.proj(y))
+        y = self.proj(y.transpose(1, 2).reshape(B, T, nh * hs))
+        return self.resid_dropout(y) if self.training and self.dropout else y
 
     def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """Attention of q (B, nh, T, hs) over k/v (B, nkv, S, hs); with fewer k/v heads, each
         serves n_head / n_kv_head queries. Without a mask: causal when T == S, and all keys when
         a cached sequence gets one new token (T == 1)."""
-        if self.n_kv_head != self.n_head:
-            rep = self.n_head // self.n_kv_head
-            k, v = k.repeat_interleave(rep, dim=1), v.repeat_interleave(rep, dim=1)  # (B, nh, S, hs)
         p = self.dropout if self.training else 0.0
+        gqa = self.n_kv_head != self.n_head
         if self.impl == "reference":
+            if gqa:
+                rep = self.n_head // self.n_kv_head
+                k, v = k.repeat_interleave(rep, dim=1), v.repeat_interleave(rep, dim=1)  # (B, nh, S, hs)
             return reference_attention(q, k, v, p, self.training, mask)
-        if mask is not None:
-            return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
-        return F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=q.size(2) == k.size(2))
+        # enable_gqa: SDPA maps query head h to kv head h // (n_head / n_kv_head) itself, without
+        # copying the keys/values n_head / n_kv_head times (the copy would undo GQA's saving).
+        causal = mask is None and q.size(2) == k.size(2)
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p, is_causal=causal, enable_gqa=gqa)

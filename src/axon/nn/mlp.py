@@ -16,10 +16,11 @@ class GeluMLP(nn.Module):
         super().__init__()
         self.fc = nn.Linear(dim, hidden, bias=bias)
         self.proj = nn.Linear(hidden, dim, bias=bias)
-        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.dropout = nn.Dropout(dropout)  # called only while training with p > 0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.dropout(self.proj(F.gelu(self.fc(x), approximate="tanh")))
+        y = self.proj(F.gelu(self.fc(x), approximate="tanh"))
+        return self.dropout(y) if self.training and self.dropout.p else y
 
 
 class SwiGLU(nn.Module):
@@ -33,11 +34,12 @@ class SwiGLU(nn.Module):
         super().__init__()
         self.gate_up = nn.Linear(dim, 2 * hidden, bias=bias)
         self.proj = nn.Linear(hidden, dim, bias=bias)
-        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.dropout = nn.Dropout(dropout)  # called only while training with p > 0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         gate, up = self.gate_up(x).chunk(2, dim=-1)
-        return self.dropout(self.proj(F.silu(gate) * up))
+        y = self.proj(F.silu(gate) * up)
+        return self.dropout(y) if self.training and self.dropout.p else y
 
 
 def build_mlp(name: str, dim: int, hidden: int, bias: bool, dropout: float) -> nn.Module:
