@@ -71,6 +71,8 @@ def cmd_sample(args, overrides: list[str]) -> int:
     if args.num_samples < 1 or args.max_new_tokens < 0:
         raise ConfigError("--num-samples must be >= 1 and --max-new-tokens >= 0")
     cfg, model, tokenizer = load_run(args.run_dir, args.device)
+    if tokenizer is None:
+        raise ConfigError(f"{args.run_dir} has no tokenizer.json; copy the model's tokenizer.json into it")
     if args.prompt_file:
         try:
             prompt = Path(args.prompt_file).read_text()
@@ -155,6 +157,8 @@ def _print_speculative(args, model, tokenizer, prompt: str, ids: list[int]) -> i
     if args.num_samples != 1 or args.min_p is not None or args.repetition_penalty != 1.0:
         raise ConfigError("--draft supports one sample with temperature, top-k and top-p only")
     _, draft, draft_tok = load_run(args.draft, args.device)
+    if draft_tok is None:
+        raise ConfigError(f"--draft: {args.draft} has no tokenizer.json")
     if draft_tok.vocab_size != tokenizer.vocab_size:
         raise ConfigError(f"--draft: its tokenizer has {draft_tok.vocab_size} tokens, the target's {tokenizer.vocab_size}")
     gen = torch.Generator(device=next(model.parameters()).device).manual_seed(args.seed)
@@ -207,6 +211,27 @@ def cmd_prepare(args, overrides: list[str]) -> int:
     )
     splits = meta["splits"]
     print(f"wrote {args.out}: vocab {meta['vocab_size']}, " + ", ".join(f"{k} {v['num_tokens']:,} tokens" for k, v in splits.items()))
+    return 0
+
+
+def cmd_convert(args, overrides: list[str]) -> int:
+    import torch
+
+    from axon.errors import ConfigError
+    from axon.interop.runs import hf_to_run, run_to_hf
+
+    if overrides:
+        raise ConfigError(f"unknown option {overrides[0]}; see axon convert --help")
+    if bool(args.from_hf) == bool(args.to_hf):
+        raise ConfigError("give exactly one of --from-hf HF_DIR or --to-hf RUN_DIR")
+    if args.from_hf:
+        dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[args.dtype]
+        info = hf_to_run(args.from_hf, args.out, dtype=dtype)
+        print(f"wrote run {info['run_dir']}: {info['params']:,} parameters"
+              + ("" if info["tokenizer"] else " (no tokenizer.json in the source: sample and eval need one)"))
+    else:
+        out = run_to_hf(args.to_hf, args.out)
+        print(f"wrote {out}: load it with transformers.AutoModelForCausalLM.from_pretrained({str(out)!r})")
     return 0
 
 
@@ -272,6 +297,17 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--hf-config", default=None)
     r.add_argument("--max-docs", type=int, default=None)
     r.set_defaults(func=cmd_prepare)
+
+    v = sub.add_parser("convert", help="Hugging Face model directory <-> Axon run directory",
+                       epilog="Examples:\n  axon convert --from-hf ./gpt2 --out runs/gpt2\n"
+                              "  axon convert --to-hf runs/20261122-101500 --out ./exported\n"
+                              "A converted run works with sample, eval and train --train.init_from RUN.",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    v.add_argument("--from-hf", metavar="HF_DIR", help="a directory with config.json and *.safetensors (gpt2, llama)")
+    v.add_argument("--to-hf", metavar="RUN_DIR", help="an Axon run; its newest checkpoint is written")
+    v.add_argument("--out", required=True, help="the run directory (--from-hf) or Hugging Face directory (--to-hf) to write")
+    v.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default="fp32", help="weights of the converted run (--from-hf)")
+    v.set_defaults(func=cmd_convert)
     return p
 
 

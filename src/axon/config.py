@@ -38,7 +38,7 @@ def _type_name(tp: Any) -> str:
 
 def coerce(value: Any, tp: Any, key: str) -> Any:
     """Check ``value`` against the annotation ``tp`` (int, float, bool, str, Literal, Optional,
-    tuple, list) and return it in that type; a mismatch is a ConfigError naming ``key``."""
+    tuple, list, dict) and return it in that type; a mismatch is a ConfigError naming ``key``."""
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
         args = typing.get_args(tp)
@@ -67,6 +67,11 @@ def coerce(value: Any, tp: Any, key: str) -> Any:
             return tuple(coerce(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
         inner = args[0] if args else Any
         return origin(coerce(v, inner, f"{key}[{i}]") for i, v in enumerate(value))
+    if origin is dict or tp is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+        k_tp, v_tp = typing.get_args(tp) or (Any, Any)
+        return {coerce(k, k_tp, key): coerce(v, v_tp, f"{key}.{k}") for k, v in value.items()}
     if tp is Any:
         return value
     if tp is bool:
@@ -212,6 +217,7 @@ class TrainConfig:
     sample_tokens: int = 200  # tokens sampled into samples.txt at each eval (0 disables)
     sample_prompt: str = "\n"
     peak_flops: float | None = None  # for MFU; default: measured (CPU) or the GPU's bf16 peak
+    init_from: str | None = None  # start from these weights: a run directory (its newest checkpoint) or a step_* directory
 
     def __post_init__(self):
         check(self.batch_size > 0, "batch_size", "must be positive")

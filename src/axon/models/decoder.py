@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -29,6 +29,7 @@ from torch import nn
 from axon.config import check
 from axon.models.flops import transformer_flops_per_token
 from axon.nn import CausalSelfAttention, RMSNorm, RotaryEmbedding, build_mlp, build_norm
+from axon.nn.positional import check_rope_scaling
 
 
 @dataclass
@@ -48,6 +49,9 @@ class DecoderConfig:
     norm_bias: bool = False  # LayerNorm bias (GPT-2: true); RMSNorm has none
     pos: Literal["learned", "rope"] = "rope"
     rope_theta: float = 10000.0
+    # Context-extension rescaling of the RoPE frequencies: null, {rope_type: linear, factor} or
+    # {rope_type: llama3, factor, low_freq_factor, high_freq_factor, original_max_position_embeddings}
+    rope_scaling: dict[str, Any] | None = None
     qk_norm: bool = False  # normalise q and k per head (Chameleon), with the model's norm type
     bias: bool = False  # biases in the attention and MLP linears (GPT-2: true)
     tie_embeddings: bool = True  # lm_head shares the token embedding matrix
@@ -79,6 +83,8 @@ class DecoderConfig:
         check(0.0 <= self.dropout < 1.0, "model.dropout", "must be in [0, 1)")
         check(self.mlp_hidden is None or self.mlp_hidden > 0, "model.mlp_hidden", "must be positive")
         check(self.rope_theta > 0, "model.rope_theta", "must be positive")
+        problem = check_rope_scaling(self.rope_scaling)
+        check(problem is None, "model.rope_scaling", problem or "")
 
     @property
     def kv_heads(self) -> int:
@@ -171,7 +177,7 @@ class Decoder(nn.Module):
         self.config = cfg
         self.wte = nn.Embedding(cfg.vocab_size, cfg.n_embd)
         self.wpe = nn.Embedding(cfg.block_size, cfg.n_embd) if cfg.pos == "learned" else None
-        self.rope = RotaryEmbedding(cfg.head_dim, cfg.block_size, cfg.rope_theta) if cfg.pos == "rope" else None
+        self.rope = RotaryEmbedding(cfg.head_dim, cfg.block_size, cfg.rope_theta, cfg.rope_scaling) if cfg.pos == "rope" else None
         self.drop = nn.Dropout(cfg.dropout) if cfg.dropout > 0 else nn.Identity()
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
         self.norm_f = build_norm(cfg.norm, cfg.n_embd, cfg.norm_eps, cfg.norm_bias)

@@ -3,6 +3,8 @@ are a plain ``nn.Embedding`` in the model that uses them."""
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -17,13 +19,14 @@ class RotaryEmbedding(nn.Module):
     depends only on the offset m - n (RoFormer, eq. 16).
     """
 
-    def __init__(self, head_dim: int, max_positions: int, theta: float = 10000.0):
+    def __init__(self, head_dim: int, max_positions: int, theta: float = 10000.0, scaling: dict | None = None):
         super().__init__()
         if head_dim % 2:
             raise ValueError(f"RoPE needs an even head dim, got {head_dim}")
         self.head_dim = head_dim
         self.theta = theta
         inv_freq = theta ** (-torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim)  # (hs/2,)
+        inv_freq = scale_frequencies(inv_freq, scaling)
         angles = torch.outer(torch.arange(max_positions, dtype=torch.float64), inv_freq)  # (T, hs/2)
         angles = torch.cat([angles, angles], dim=-1)  # (T, hs): the same angle for i and i + hs/2
         # Buffers are derived state: not saved in checkpoints, rebuilt from the config.
@@ -35,6 +38,54 @@ class RotaryEmbedding(nn.Module):
         if isinstance(positions, int):
             return self.cos[positions : positions + length], self.sin[positions : positions + length]
         return self.cos[positions], self.sin[positions]
+
+
+ROPE_SCALINGS = {
+    "linear": ("factor",),
+    "llama3": ("factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings"),
+}
+
+
+def check_rope_scaling(scaling: dict | None) -> str | None:
+    """None when ``scaling`` is usable, else what is wrong with it (one line)."""
+    if scaling is None:
+        return None
+    kind = scaling.get("rope_type")
+    if kind not in ROPE_SCALINGS:
+        return f"rope_type {kind!r} is not supported; choose one of {', '.join(ROPE_SCALINGS)} (or no scaling)"
+    missing = [k for k in ROPE_SCALINGS[kind] if not isinstance(scaling.get(k), (int, float))]
+    extra = sorted(set(scaling) - {"rope_type", *ROPE_SCALINGS[kind]})
+    if missing or extra:
+        return f"{kind} scaling needs exactly the numbers {', '.join(ROPE_SCALINGS[kind])} (missing {missing}, unknown {extra})"
+    if scaling["factor"] <= 0:
+        return "factor must be positive"
+    if kind == "llama3" and not 0 < scaling["low_freq_factor"] < scaling["high_freq_factor"]:
+        return "llama3 scaling needs 0 < low_freq_factor < high_freq_factor"
+    return None
+
+
+def scale_frequencies(inv_freq: torch.Tensor, scaling: dict | None) -> torch.Tensor:
+    """Context-extension rescaling of the RoPE frequencies.
+
+    - linear (position interpolation, Chen et al. 2023): every frequency / factor, i.e. position
+      m is treated as m / factor;
+    - llama3 (Meta's Llama 3.1): wavelengths longer than original_context / low_freq_factor are
+      interpolated (/ factor), shorter than original_context / high_freq_factor kept, and the band
+      between blends the two linearly in original_context / wavelength.
+    """
+    problem = check_rope_scaling(scaling)
+    if problem:
+        raise ValueError(f"rope scaling: {problem}")
+    if scaling is None:
+        return inv_freq
+    factor = scaling["factor"]
+    if scaling["rope_type"] == "linear":
+        return inv_freq / factor
+    low, high = scaling["low_freq_factor"], scaling["high_freq_factor"]
+    context = scaling["original_max_position_embeddings"]
+    wavelen = 2 * math.pi / inv_freq
+    smooth = ((context / wavelen - low) / (high - low)).clamp(0.0, 1.0)  # 0: interpolate, 1: keep
+    return (1 - smooth) * inv_freq / factor + smooth * inv_freq
 
 
 def rotate_half(x: torch.Tensor) -> torch.Tensor:

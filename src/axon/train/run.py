@@ -107,6 +107,19 @@ def new_run_dir(cfg: RunConfig) -> Path:
     return path
 
 
+def _is_converted(run_dir: Path) -> bool:
+    """Is the newest checkpoint one written by ``axon convert`` (weights, no training state)?"""
+    from axon.train.checkpoint import list_checkpoints
+
+    found = list_checkpoints(run_dir / "checkpoints")
+    if not found:
+        return False
+    try:
+        return "converted_from" in json.loads((found[0] / "state.json").read_text()).get("trainer", {})
+    except (OSError, json.JSONDecodeError):
+        return False
+
+
 def train(cfg: RunConfig | None = None, resume: str | Path | None = None, overrides: list[str] | None = None) -> dict:
     """Train a run (or continue ``resume``); returns a summary with the run directory."""
     from axon.data.loader import TokenDataset
@@ -118,6 +131,9 @@ def train(cfg: RunConfig | None = None, resume: str | Path | None = None, overri
         if not (run_dir / "config.yaml").is_file():
             raise ConfigError(f"--resume: {run_dir} is not a run directory (no config.yaml)")
         cfg = load_config(run_dir / "config.yaml", overrides)
+        if _is_converted(run_dir):
+            raise ConfigError(f"--resume: {run_dir} holds converted weights, not a training run to continue; "
+                              f"to fine-tune converted weights use --train.init_from {run_dir}")
     else:
         cfg = cfg or RunConfig()
     tc = cfg.train
@@ -142,7 +158,10 @@ def train(cfg: RunConfig | None = None, resume: str | Path | None = None, overri
         tokenizer.save(run_dir / "tokenizer.json")
 
     torch.manual_seed(tc.seed)
-    model = build_model(cfg.model).to(device)
+    model = build_model(cfg.model)
+    if tc.init_from and resume is None:
+        init_weights(model, tc.init_from)
+    model = model.to(device)
     flops = model.flops_per_token() if hasattr(model, "flops_per_token") else None
     trainer = Trainer(cfg, model, CausalLM(z_loss=tc.z_loss), train_data, val_data, run_dir, device,
                       sample_fn=make_sampler(tokenizer, cfg, device), flops_per_token=flops,
@@ -157,8 +176,22 @@ def train(cfg: RunConfig | None = None, resume: str | Path | None = None, overri
     return result
 
 
+def init_weights(model: torch.nn.Module, source: str | Path) -> Path:
+    """Load model weights (no optimizer state) from a run directory's newest valid checkpoint or
+    from one ``step_*`` checkpoint directory: fine-tuning, e.g. of a converted Hugging Face model."""
+    from axon.train.checkpoint import load_checkpoint, load_latest
+
+    path = Path(source)
+    if (path / "checkpoints").is_dir():
+        return load_latest(path / "checkpoints", model)[0]
+    if (path / "state.json").is_file():
+        load_checkpoint(path, model)
+        return path
+    raise ConfigError(f"train.init_from: {path} is neither a run directory nor a checkpoint directory")
+
+
 def load_run(run_dir: str | Path, device: str = "auto"):
-    """(config, model with the newest valid checkpoint's weights, tokenizer) of a run directory."""
+    """(config, model with the newest valid checkpoint's weights, tokenizer or None) of a run directory."""
     from axon.data.tokenizers import load_tokenizer
     from axon.train.checkpoint import load_latest
 
@@ -166,11 +199,12 @@ def load_run(run_dir: str | Path, device: str = "auto"):
     if not (run_dir / "config.yaml").is_file():
         raise ConfigError(f"{run_dir} is not a run directory (no config.yaml)")
     cfg = load_config(run_dir / "config.yaml")
-    tokenizer = load_tokenizer(run_dir / "tokenizer.json")
+    # A run converted from a Hugging Face directory without tokenizer.json has none.
+    tokenizer = load_tokenizer(run_dir / "tokenizer.json") if (run_dir / "tokenizer.json").is_file() else None
     dev = resolve_device(device)
     model = build_model(cfg.model)
     load_latest(run_dir / "checkpoints", model)
     return cfg, model.to(dev).eval(), tokenizer
 
 
-__all__ = ["train", "load_run", "resolve_data_dir", "resolve_device", "split_ratios"]
+__all__ = ["train", "init_weights", "load_run", "resolve_data_dir", "resolve_device", "split_ratios"]

@@ -1,0 +1,206 @@
+"""Hugging Face checkpoints in and out: ``from_hf`` and ``to_hf``.
+
+    HF directory (config.json, *.safetensors [+ index], tokenizer.json)  or  a transformers model
+        |  config.json -> model_type -> the family's key map (interop/gpt2.py, interop/llama.py)
+        v
+    Axon config + every tensor renamed/fused/transposed, shapes checked, nothing left over
+        |
+        v
+    Axon model (+ tokenizer)  --to_hf-->  config.json + model.safetensors + tokenizer files
+
+Loading reads JSON and safetensors only: it never imports code from the directory (no
+``trust_remote_code``) and never unpickles; a directory that holds only ``pytorch_model.bin``
+is refused with a line saying how to convert it. Unsupported architectures and config fields
+are refused by name.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from axon.config import to_dict
+from axon.errors import CheckpointError, ConfigError
+from axon.interop import gpt2, llama
+from axon.interop.tensors import Source, fill
+from axon.models.decoder import Decoder, DecoderConfig
+
+#: model_type -> key map module (config_to_axon, tensors_to_axon, exportable, config_to_hf, tensors_to_hf)
+FAMILIES = {gpt2.MODEL_TYPE: gpt2, llama.MODEL_TYPE: llama}
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt")
+
+
+@dataclass
+class HFCheckpoint:
+    config: dict[str, Any]
+    tensors: dict[str, torch.Tensor]
+    tokenizer: Any  # an Axon tokenizer, or None
+    origin: str  # for messages: the directory or the model class
+
+
+def read_hf_dir(path: str | Path) -> HFCheckpoint:
+    """config.json, every safetensors tensor (one file or shards listed by the index) and the tokenizer."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not path.is_dir():
+        raise ConfigError(f"{path}: not a directory (expected a Hugging Face model directory)")
+    cfg_file = path / "config.json"
+    if not cfg_file.is_file():
+        raise ConfigError(f"{path}: no config.json (expected a Hugging Face model directory)")
+    try:
+        config = json.loads(cfg_file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{cfg_file}: not valid JSON ({e})") from None
+    if not isinstance(config, dict):
+        raise ConfigError(f"{cfg_file}: expected a JSON object")
+
+    index = path / "model.safetensors.index.json"
+    if index.is_file():
+        try:
+            weight_map = json.loads(index.read_text())["weight_map"]
+        except (json.JSONDecodeError, KeyError, TypeError):
+            raise CheckpointError(f"{index}: not a safetensors index (no weight_map)") from None
+        files = sorted(set(weight_map.values()))
+    elif (path / "model.safetensors").is_file():
+        weight_map, files = None, ["model.safetensors"]
+    else:
+        pickles = sorted(p.name for p in path.iterdir() if p.suffix in PICKLE_SUFFIXES)
+        if pickles:
+            raise CheckpointError(
+                f"{path}: weights only as pickle ({pickles[0]}); Axon never unpickles. Save them as safetensors first, "
+                "in a trusted environment: model.save_pretrained(dir, safe_serialization=True)")
+        raise CheckpointError(f"{path}: no model.safetensors or model.safetensors.index.json")
+
+    tensors: dict[str, torch.Tensor] = {}
+    for name in files:
+        file = path / name
+        if Path(name).name != name:  # the index names files inside this directory only
+            raise CheckpointError(f"{index}: shard name {name!r} points outside the directory")
+        if not file.is_file():
+            raise CheckpointError(f"{path}: shard {name} is missing (listed in {index.name})")
+        try:
+            part = load_file(str(file))
+        except (SafetensorError, OSError) as e:
+            raise CheckpointError(f"{file}: unreadable safetensors file ({e})") from None
+        tensors.update(part)
+    if weight_map is not None:
+        absent = sorted(k for k in weight_map if k not in tensors)
+        if absent:
+            raise CheckpointError(f"{path}: {absent[0]} is listed in {index.name} but in no shard")
+
+    tokenizer = None
+    if (path / "tokenizer.json").is_file():
+        from axon.data.tokenizers import load_tokenizer
+
+        tokenizer = load_tokenizer(path / "tokenizer.json")
+    return HFCheckpoint(config, tensors, tokenizer, str(path))
+
+
+def _from_transformers(model) -> HFCheckpoint:
+    if not (hasattr(model, "config") and hasattr(model.config, "to_dict") and hasattr(model, "state_dict")):
+        raise ConfigError(f"from_hf: expected a directory path or a transformers model, got {type(model).__name__}")
+    tensors = {k: v.detach() for k, v in model.state_dict().items()}
+    return HFCheckpoint(model.config.to_dict(), tensors, None, type(model).__name__)
+
+
+def from_hf(source, dtype: torch.dtype = torch.float32) -> tuple[Decoder, Any]:
+    """(Axon model, tokenizer or None) from a Hugging Face model directory or a transformers model.
+
+    The model is in eval mode, in ``dtype`` (fp32 by default: this project's CPUs are slow in
+    bf16). ``model(input_ids)`` returns logits (B, T, vocab_size).
+    """
+    ckpt = read_hf_dir(source) if isinstance(source, (str, Path)) else _from_transformers(source)
+    model_type = ckpt.config.get("model_type")
+    family = FAMILIES.get(model_type)
+    if family is None:
+        raise ConfigError(f"{ckpt.origin}: model_type {model_type!r} is not supported; Axon converts {', '.join(FAMILIES)}")
+    try:
+        cfg = family.config_to_axon(ckpt.config)
+    except KeyError as e:
+        raise ConfigError(f"{ckpt.origin}: config.json lacks {e.args[0]!r}") from None
+    except ConfigError as e:
+        raise ConfigError(f"{ckpt.origin}: {e}") from None
+    cfg = _apply_axon_record(cfg, ckpt.config.get("axon"), family.HINT_ONLY)
+    src = Source(ckpt.tensors, ckpt.origin, family.PREFIXES, family.IGNORE, dtype)
+    state = family.tensors_to_axon(src, cfg)
+    src.finish()
+    model = Decoder(cfg).to(dtype)
+    fill(model, state, ckpt.origin)
+    tok = ckpt.tokenizer
+    if tok is not None and tok.vocab_size > cfg.vocab_size:
+        raise ConfigError(f"{ckpt.origin}: the tokenizer has {tok.vocab_size} ids but the model only {cfg.vocab_size}")
+    return model.eval(), tok
+
+
+def _semantics(cfg: DecoderConfig, skip: tuple[str, ...]) -> tuple:
+    """What a config means for the computation (None defaults resolved), less the ``skip`` fields."""
+    fields = {"vocab_size": cfg.vocab_size, "block_size": cfg.block_size, "n_layer": cfg.n_layer, "n_head": cfg.n_head,
+              "kv_heads": cfg.kv_heads, "n_embd": cfg.n_embd, "mlp": cfg.mlp, "hidden": cfg.hidden, "norm": cfg.norm,
+              "norm_eps": cfg.norm_eps, "norm_bias": cfg.norm_bias if cfg.norm == "layernorm" else None,
+              "pos": cfg.pos, "rope": (cfg.rope_theta, cfg.rope_scaling) if cfg.pos == "rope" else None,
+              "qk_norm": cfg.qk_norm, "bias": cfg.bias, "tie_embeddings": cfg.tie_embeddings}
+    return tuple(v for k, v in fields.items() if k not in skip)
+
+
+def _apply_axon_record(cfg: DecoderConfig, record: Any, hint_only: tuple[str, ...]) -> DecoderConfig:
+    """The Axon config that ``to_hf`` recorded in config.json, when it says what the Hugging Face
+    fields say (so a round trip gives back the same config, preset and init included); the
+    fields in ``hint_only`` are taken from the record alone. Otherwise (an edited config.json,
+    a model from elsewhere) the config built from the Hugging Face fields."""
+    if not isinstance(record, dict):
+        return cfg
+    try:
+        recorded = DecoderConfig(**record)
+    except (TypeError, ValueError, ConfigError):
+        return cfg
+    return recorded if _semantics(recorded, hint_only) == _semantics(cfg, hint_only) else cfg
+
+
+def export_family(cfg: DecoderConfig):
+    """The key map that can write ``cfg``, or a ConfigError saying why none can."""
+    reasons = []
+    for family in FAMILIES.values():
+        why = family.exportable(cfg)
+        if why is None:
+            return family
+        reasons.append(why)
+    raise ConfigError("no transformers architecture matches this model: " + "; ".join(reasons))
+
+
+def to_hf(model: torch.nn.Module, out_dir: str | Path, tokenizer=None, overwrite: bool = False) -> Path:
+    """Write ``model`` (and ``tokenizer``) as a directory that
+    ``transformers.AutoModelForCausalLM.from_pretrained`` (and ``AutoTokenizer``) load."""
+    from safetensors.torch import save_file
+
+    from axon.interop.tokenizer import save_hf_tokenizer
+
+    cfg = getattr(model, "config", None)
+    if not isinstance(cfg, DecoderConfig):
+        raise ConfigError(f"to_hf: {type(model).__name__} is not an Axon decoder; export supports {', '.join(FAMILIES)}")
+    family = export_family(cfg)
+    out = Path(out_dir)
+    if out.exists() and any(out.iterdir()):
+        if not overwrite:
+            raise ConfigError(f"{out} exists and is not empty; pick a new directory")
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    tensors = family.tensors_to_hf(state, cfg)
+    save_file(tensors, str(out / "model.safetensors"), metadata={"format": "pt"})
+    hf_config = family.config_to_hf(cfg)
+    hf_config["torch_dtype"] = str(next(iter(tensors.values())).dtype).removeprefix("torch.")
+    if tokenizer is not None and tokenizer.eot_id is not None:
+        hf_config.update(bos_token_id=tokenizer.eot_id, eos_token_id=tokenizer.eot_id)
+    hf_config["axon"] = to_dict(cfg)  # what HF's config cannot say (preset, dropped biases, init), for the way back
+    (out / "config.json").write_text(json.dumps(hf_config, indent=2) + "\n")
+    if tokenizer is not None:
+        save_hf_tokenizer(tokenizer, out, model_max_length=cfg.block_size)
+    return out
