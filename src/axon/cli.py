@@ -173,22 +173,28 @@ def _print_speculative(args, model, tokenizer, prompt: str, ids: list[int]) -> i
 
 
 def cmd_eval(args, overrides: list[str]) -> int:
-    from axon.data.loader import TokenDataset
     from axon.errors import ConfigError
-    from axon.eval import evaluate_loss, language_model_metrics
-    from axon.objectives import CausalLM
-    from axon.train.run import load_run, resolve_data_dir, split_ratios
+    from axon.eval import evaluate
+    from axon.train.run import load_run
+    from axon.train.tasks import build_task
 
     if overrides:
         raise ConfigError(f"unknown option {overrides[0]}; see axon eval --help")
+    if args.split not in ("train", "val"):
+        raise ConfigError(f"--split must be train or val, got {args.split!r}")
     cfg, model, _ = load_run(args.run_dir, args.device)
-    data_dir = Path(args.data) if args.data else resolve_data_dir(cfg.data)
-    data = TokenDataset.from_dir(data_dir, args.split)
+    if args.data:
+        cfg.data.dir = args.data
     device = next(model.parameters()).device
-    batches = ((x.to(device), y.to(device)) for x, y in data.iter_eval_batches(args.batch_size, cfg.model.block_size, args.max_batches))
-    loss, n = evaluate_loss(model, CausalLM(), batches)
-    metrics = language_model_metrics(loss, *split_ratios(data_dir, args.split))
-    metrics.update(split=args.split, tokens=n)
+    task = build_task(cfg, device)  # the run's own task: its data, objective and metrics
+    data = task.val_data if args.split == "val" else task.train_data
+    batches = (tuple(t.to(device) for t in b) for b in data.iter_eval_batches(args.batch_size, cfg.model.block_size, args.max_batches))
+    result = evaluate(model, task.objective, batches)
+    metrics = {"loss": result["loss"]}
+    if "accuracy" in result:
+        metrics["accuracy"] = result["accuracy"]
+    metrics.update(task.summarize(result["loss"], args.split))
+    metrics.update(split=args.split, tokens=result["count"])
     if args.json:
         print(json.dumps(metrics))
     else:

@@ -248,6 +248,7 @@ class LogConfig:
 class RunConfig:
     out_dir: str = "runs"
     name: str | None = None  # run directory name; default: <date>-<time>
+    task: str | None = None  # what the run trains on (lm, ...; see axon.train.tasks); null: the model family's own
     model: Any = None  # the family's config dataclass, e.g. axon.models.decoder.DecoderConfig
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
@@ -261,7 +262,7 @@ class RunConfig:
 
 
 SECTIONS = {"data": DataConfig, "optim": OptimConfig, "schedule": ScheduleConfig, "train": TrainConfig, "log": LogConfig}
-TOP_LEVEL = ("out_dir", "name")
+TOP_LEVEL = ("out_dir", "name", "task")
 
 
 def build_model_config(data: dict[str, Any]) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import torch
@@ -9,27 +10,38 @@ from torch import nn
 
 
 @torch.no_grad()
-def evaluate_loss(model: nn.Module, objective, batches, autocast=None) -> tuple[float, int]:
-    """Mean loss (nats per target token) over ``batches`` of (x, y); returns (loss, tokens seen).
+def evaluate(model: nn.Module, objective, batches, autocast=None) -> dict[str, float]:
+    """Metrics over ``batches`` (tuples of tensors, the targets last).
 
-    Each batch is weighted by its number of targets, so a short last batch counts fairly.
+    ``loss``: mean per target (the objective's ``ce`` part when it adds regularisers), each batch
+    weighted by its number of targets (``parts["count"]``, default ``batch[-1].numel()``), so a
+    short last batch counts fairly; ``count``: targets seen; ``accuracy`` when the objective
+    reports ``correct`` (classification).
     """
     was_training = model.training
     model.eval()
-    total, count = 0.0, 0
-    for x, y in batches:
-        if autocast is not None:
-            with autocast():
-                loss, parts = objective(model, (x, y))
-        else:
-            loss, parts = objective(model, (x, y))
-        n = y.numel()
+    total, count, correct = 0.0, 0, None
+    for batch in batches:
+        with autocast() if autocast is not None else contextlib.nullcontext():
+            loss, parts = objective(model, batch)
+        n = int(parts.get("count", batch[-1].numel()))
         total += float(parts.get("ce", loss)) * n
         count += n
+        if "correct" in parts:
+            correct = (correct or 0) + int(parts["correct"])
     model.train(was_training)
     if count == 0:
         raise ValueError("no evaluation batches")
-    return total / count, count
+    out = {"loss": total / count, "count": count}
+    if correct is not None:
+        out["accuracy"] = correct / count
+    return out
+
+
+def evaluate_loss(model: nn.Module, objective, batches, autocast=None) -> tuple[float, int]:
+    """(mean loss per target, targets seen) over ``batches``; see :func:`evaluate`."""
+    m = evaluate(model, objective, batches, autocast)
+    return m["loss"], m["count"]
 
 
 def language_model_metrics(loss: float, chars_per_token: float | None, bytes_per_token: float | None) -> dict:

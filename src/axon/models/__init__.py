@@ -15,6 +15,7 @@ class Family:
     config: type
     model: type
     presets: dict
+    task: str = "lm"  # the task a run of this family trains on unless the config names one (axon.train.tasks)
 
 
 FAMILIES: dict[str, Family] = {

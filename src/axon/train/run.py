@@ -24,7 +24,6 @@ import torch
 from axon.config import RunConfig, dump_config, load_config, to_dict
 from axon.errors import ConfigError, DataError
 from axon.models import build_model
-from axon.objectives import CausalLM
 
 
 def resolve_device(name: str) -> torch.device:
@@ -122,8 +121,7 @@ def _is_converted(run_dir: Path) -> bool:
 
 def train(cfg: RunConfig | None = None, resume: str | Path | None = None, overrides: list[str] | None = None) -> dict:
     """Train a run (or continue ``resume``); returns a summary with the run directory."""
-    from axon.data.loader import TokenDataset
-    from axon.data.tokenizers import load_tokenizer
+    from axon.train.tasks import build_task
     from axon.train.trainer import Trainer
 
     if resume is not None:
@@ -143,19 +141,14 @@ def train(cfg: RunConfig | None = None, resume: str | Path | None = None, overri
     if device.type == "cpu" and tc.dtype == "bf16":
         raise ConfigError("train.dtype: bf16 on CPU is ~400x slower than fp32 here; use fp32 (or auto)")
 
-    data_dir = resolve_data_dir(cfg.data)
-    tokenizer = load_tokenizer(data_dir)
-    if cfg.model.vocab_size is None:
-        cfg.model.vocab_size = tokenizer.vocab_size
-    elif cfg.model.vocab_size < tokenizer.vocab_size:
-        raise ConfigError(f"model.vocab_size={cfg.model.vocab_size} is smaller than the tokenizer's {tokenizer.vocab_size}")
-    train_data = TokenDataset.from_dir(data_dir, "train")
-    val_data = TokenDataset.from_dir(data_dir, "val")
-
+    task = build_task(cfg, device)
     if resume is None:
         run_dir = new_run_dir(cfg)
         (run_dir / "config.yaml").write_text(dump_config(cfg))
-        tokenizer.save(run_dir / "tokenizer.json")
+        if task.tokenizer is not None:
+            task.tokenizer.save(run_dir / "tokenizer.json")
+        for name, write in task.extra_files.items():
+            write(run_dir / name)
 
     torch.manual_seed(tc.seed)
     model = build_model(cfg.model)
@@ -163,16 +156,12 @@ def train(cfg: RunConfig | None = None, resume: str | Path | None = None, overri
         init_weights(model, tc.init_from)
     model = model.to(device)
     flops = model.flops_per_token() if hasattr(model, "flops_per_token") else None
-    trainer = Trainer(cfg, model, CausalLM(z_loss=tc.z_loss), train_data, val_data, run_dir, device,
-                      sample_fn=make_sampler(tokenizer, cfg, device), flops_per_token=flops,
-                      config_dict=to_dict(cfg))
+    trainer = Trainer(cfg, model, task.objective, task.train_data, task.val_data, run_dir, device,
+                      sample_fn=task.sample_fn, flops_per_token=flops, config_dict=to_dict(cfg))
     result = trainer.fit(resume=resume is not None)
-    chars, nbytes = split_ratios(data_dir)
-    result.update(run_dir=str(run_dir), params=model.num_params())
-    if result["val_loss"] is not None and chars:
-        from axon.eval import language_model_metrics
-
-        result.update({f"val_{k}": v for k, v in language_model_metrics(result["val_loss"], chars, nbytes).items() if k != "loss"})
+    result.update(run_dir=str(run_dir), params=sum(p.numel() for p in model.parameters()))
+    if result["val_loss"] is not None:
+        result.update({f"val_{k}": v for k, v in task.summarize(result["val_loss"], "val").items()})
     return result
 
 

@@ -1,4 +1,9 @@
-"""The one trainer. It knows no model: it takes a module, an objective and a token dataset.
+"""The one trainer. It knows no model: it takes a module, an objective and datasets of batches.
+
+A dataset gives ``get_batch(step, batch_size, block_size, seed, micro_step=)`` (a tuple of tensors,
+a pure function of its arguments) and ``iter_eval_batches(batch_size, block_size, max_batches)``;
+the objective maps ``(model, batch)`` to ``(loss, parts)`` (see ``axon.eval.evaluate``). Which
+datasets and objective a run uses is its task (``axon.train.tasks``).
 
 Per step: ``grad_accum`` micro-batches of forward/backward, gradient clipping, a non-finite
 check, the optimizer step with the scheduled lr. Around it: logging, periodic evaluation on a
@@ -23,7 +28,7 @@ from torch import nn
 from tqdm import tqdm
 
 from axon.errors import AxonError
-from axon.eval import evaluate_loss
+from axon.eval import evaluate
 from axon.train.checkpoint import list_checkpoints, load_latest, save_checkpoint
 from axon.train.logging import MetricsLogger, plot_losses
 from axon.train.optim import build_optimizers
@@ -125,7 +130,9 @@ class Trainer:
                 if st.skipped_steps:
                     record["skipped_steps"] = st.skipped_steps
                 if evaluate:
-                    val_loss = record["val_loss"] = self.evaluate(tc.eval_batches)
+                    val = self.evaluate(tc.eval_batches)
+                    val_loss = record["val_loss"] = val["loss"]
+                    record.update({f"val_{k}": v for k, v in val.items() if k not in ("loss", "count")})
                     self._sample(st.step, val_loss)
                 logger.log(record)
                 bar.set_postfix_str(f"loss {loss:.4f}" + (f" val {val_loss:.4f}" if val_loss is not None else "") + f" {tps:,.0f} tok/s")
@@ -134,12 +141,15 @@ class Trainer:
             if st.step % tc.checkpoint_interval == 0 and not done:
                 self.save()
         # Final evaluation over the whole validation split: the figure a run reports.
-        val_loss = self.evaluate(None)
+        val = self.evaluate(None)
+        val_loss = val["loss"]
+        extra = {f"val_{k}": v for k, v in val.items() if k not in ("loss", "count")}
         st.elapsed = time.perf_counter() - start
-        logger.log({"step": st.step, "tokens": st.tokens, "val_loss": val_loss, "val_full": True, "elapsed": st.elapsed})
+        logger.log({"step": st.step, "tokens": st.tokens, "val_loss": val_loss, **extra, "val_full": True, "elapsed": st.elapsed})
         self._sample(st.step, val_loss)
         self.save()
-        return {"step": st.step, "tokens": st.tokens, "elapsed": st.elapsed, "val_loss": val_loss, "skipped_steps": st.skipped_steps}
+        return {"step": st.step, "tokens": st.tokens, "elapsed": st.elapsed, "val_loss": val_loss, **extra,
+                "skipped_steps": st.skipped_steps}
 
     # ---------------------------------------------------------------------------------------
 
@@ -167,10 +177,9 @@ class Trainer:
         tc = self.tc
         total = torch.zeros((), device=self.device)
         for micro in range(tc.grad_accum):
-            x, y = self.train_data.get_batch(step, tc.batch_size, self.block_size, tc.seed, micro_step=micro)
-            x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+            batch = self._to_device(self.train_data.get_batch(step, tc.batch_size, self.block_size, tc.seed, micro_step=micro))
             with self.autocast() if self.autocast else contextlib.nullcontext():
-                loss, _ = self.objective(self.forward_model, (x, y))
+                loss, _ = self.objective(self.forward_model, batch)
             (loss / tc.grad_accum).backward()
             total += loss.detach()
         clip = self.cfg.optim.grad_clip if self.cfg.optim.grad_clip > 0 else float("inf")
@@ -196,13 +205,13 @@ class Trainer:
             "Lower optim.lr, or set train.on_nonfinite=skip to skip such steps"
         )
 
-    def evaluate(self, max_batches: int | None) -> float:
-        batches = (
-            (x.to(self.device), y.to(self.device))
-            for x, y in self.val_data.iter_eval_batches(self.tc.batch_size, self.block_size, max_batches)
-        )
-        loss, _ = evaluate_loss(self.forward_model, self.objective, batches, self.autocast)
-        return loss
+    def _to_device(self, batch: tuple) -> tuple:
+        return tuple(t.to(self.device, non_blocking=True) for t in batch)
+
+    def evaluate(self, max_batches: int | None) -> dict[str, float]:
+        """Validation metrics: ``loss`` (and e.g. ``accuracy``), over ``max_batches`` or the whole split."""
+        batches = (self._to_device(b) for b in self.val_data.iter_eval_batches(self.tc.batch_size, self.block_size, max_batches))
+        return evaluate(self.forward_model, self.objective, batches, self.autocast)
 
     def _sample(self, step: int, val_loss: float) -> None:
         # Weights that give a non-finite loss (a run skipping bad steps) give no distribution to sample.
