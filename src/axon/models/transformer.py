@@ -1,0 +1,319 @@
+"""The encoder-decoder Transformer of "Attention Is All You Need" (Vaswani et al. 2017).
+
+    source ids (B, S)                              target ids, shifted right (B, T): BOS y1 y2 ...
+        |                                               |
+    embed * sqrt(d) + sinusoids  (sec. 3.4, 3.5)   embed * sqrt(d) + sinusoids   (the same matrix)
+        |                                               |
+    +---+----------------------------+             +---+-----------------------------------+
+    |  self-attention (all real      |             |  masked self-attention (causal)       |
+    |  source positions)             |  x N        |  cross-attention over the memory      |  x N
+    |  feed-forward                  |             |  feed-forward                         |
+    +---+----------------------------+             +---+-----------------------------------+
+        |                                               |
+     memory (B, S, d)  ----------------------------->   |
+                                                   logits = x E^T (B, T, V)  (E: the embedding)
+
+Each sub-layer is wrapped in a residual connection and a LayerNorm. The paper normalises after
+the residual sum, ``LN(x + sublayer(x))`` (post-LN, sec. 3.1; the default here);
+``norm_first=True`` normalises the sub-layer's input instead, ``x + sublayer(LN(x))``, and adds a
+final LayerNorm to the encoder and the decoder (pre-LN, Xiong et al. 2020; trains without the
+warmup that post-LN needs). Source padding is masked everywhere the source is read; target
+padding needs no mask because targets are right-padded and the decoder is causal, so no real
+target position ever sees a pad.
+
+Decoding goes through ``axon.generate``: :meth:`Transformer.conditioned` encodes the sources once
+and returns the decoder conditioned on them, which has the cache interface that ``generate`` and
+``beam_search`` use (``make_cache`` / ``forward(idx, cache=...)``); its cache holds the decoder's
+self-attention keys/values and the cross-attention keys/values of the memory, computed once.
+
+The model returns logits; label-smoothed cross-entropy is ``axon.objectives.seq2seq``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from axon.config import check
+from axon.errors import ConfigError
+from axon.nn import (
+    CausalSelfAttention,
+    CrossAttention,
+    SinusoidalPositions,
+    key_padding_mask,
+)
+
+
+@dataclass
+class TransformerConfig:
+    family: Literal["seq2seq"] = "seq2seq"
+    preset: str | None = None  # the named size this config started from, for the record
+    vocab_size: int | None = None  # one vocabulary for source and target; null: the tokenizer's + 3 special ids
+    block_size: int = 64  # the longest source and the longest target, in tokens, special tokens included
+    n_layer: int = 3  # layers of the encoder and of the decoder (the paper's N)
+    n_enc_layer: int | None = None  # null = n_layer
+    n_dec_layer: int | None = None  # null = n_layer
+    n_head: int = 4
+    n_embd: int = 128  # the paper's d_model
+    mlp_hidden: int | None = None  # the paper's d_ff; null = 4 * n_embd
+    activation: Literal["relu", "gelu"] = "relu"  # of the feed-forward sub-layer (the paper: relu)
+    norm_first: bool = False  # false: post-LN as in the paper; true: pre-LN with final norms
+    norm_eps: float = 1e-5
+    dropout: float = 0.1  # the paper's P_drop: sub-layer outputs, embedding sums, attention weights
+    tie_embeddings: bool = True  # the output projection is the (source = target) embedding matrix (sec. 3.4)
+    attn_impl: Literal["sdpa", "reference"] = "sdpa"
+
+    def __post_init__(self):
+        check(self.vocab_size is None or self.vocab_size > 0, "model.vocab_size", "must be positive")
+        for name in ("block_size", "n_layer", "n_head", "n_embd"):
+            check(getattr(self, name) > 0, f"model.{name}", "must be positive")
+        for name in ("n_enc_layer", "n_dec_layer", "mlp_hidden"):
+            check(getattr(self, name) is None or getattr(self, name) > 0, f"model.{name}", "must be positive (or null)")
+        check(
+            self.n_embd % self.n_head == 0,
+            "model.n_embd",
+            f"{self.n_embd} is not divisible by n_head={self.n_head}; pick n_embd = n_head * head_dim",
+        )
+        check(self.n_embd % 2 == 0, "model.n_embd", "sinusoidal positions pair sin/cos channels: n_embd must be even")
+        check(0.0 <= self.dropout < 1.0, "model.dropout", "must be in [0, 1)")
+        check(self.norm_eps > 0, "model.norm_eps", "must be positive")
+
+    @property
+    def enc_layers(self) -> int:
+        return self.n_enc_layer or self.n_layer
+
+    @property
+    def dec_layers(self) -> int:
+        return self.n_dec_layer or self.n_layer
+
+    @property
+    def head_dim(self) -> int:
+        return self.n_embd // self.n_head
+
+    @property
+    def hidden(self) -> int:
+        return self.mlp_hidden or 4 * self.n_embd
+
+
+# Named sizes. `params` is what this module builds (tests/models/test_transformer.py checks the
+# counts against torch.nn.Transformer's plus the embedding).
+PRESETS: dict[str, dict] = {
+    "tiny": dict(
+        params="44,800 (vocab 64)", source="for tests",
+        config=dict(block_size=32, n_layer=2, n_head=2, n_embd=32, mlp_hidden=64, dropout=0.0),
+    ),
+    "dates-cpu": dict(
+        params="933,760 (vocab 63: the dates characters + PAD, BOS, EOS)",
+        source="the bundled date-normalisation task on a 2-core CPU (configs/seq2seq_dates.yaml)",
+        config=dict(block_size=64, n_layer=2, n_head=4, n_embd=128, mlp_hidden=512, dropout=0.1),
+    ),
+    "transformer-base": dict(
+        params="63,082,496 (vocab 37000)",
+        source="Vaswani et al. 2017, Table 3 'base' (N=6, d=512, d_ff=2048, h=8; the paper counts 65M)",
+        config=dict(vocab_size=37000, block_size=256, n_layer=6, n_head=8, n_embd=512, mlp_hidden=2048, dropout=0.1),
+    ),
+    "transformer-big": dict(
+        params="214,245,376 (vocab 37000)",
+        source="Vaswani et al. 2017, Table 3 'big' (N=6, d=1024, d_ff=4096, h=16, P_drop=0.3; the paper counts 213M)",
+        config=dict(vocab_size=37000, block_size=256, n_layer=6, n_head=16, n_embd=1024, mlp_hidden=4096, dropout=0.3),
+    ),
+}
+
+
+class FeedForward(nn.Module):
+    """FFN(x) = max(0, x W1 + b1) W2 + b2, applied to each position alike (eq. 2)."""
+
+    def __init__(self, dim: int, hidden: int, activation: str, dropout: float):
+        super().__init__()
+        self.fc = nn.Linear(dim, hidden)
+        self.proj = nn.Linear(hidden, dim)
+        self.act = F.relu if activation == "relu" else F.gelu
+        self.dropout = nn.Dropout(dropout)  # called only while training with p > 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.proj(self.act(self.fc(x)))
+        return self.dropout(y) if self.training and self.dropout.p else y
+
+
+class EncoderLayer(nn.Module):
+    def __init__(self, cfg: TransformerConfig):
+        super().__init__()
+        self.norm_first = cfg.norm_first
+        self.attn = CrossAttention(cfg.n_embd, cfg.n_head, bias=True, dropout=cfg.dropout, impl=cfg.attn_impl)
+        self.norm1 = nn.LayerNorm(cfg.n_embd, eps=cfg.norm_eps)
+        self.mlp = FeedForward(cfg.n_embd, cfg.hidden, cfg.activation, cfg.dropout)
+        self.norm2 = nn.LayerNorm(cfg.n_embd, eps=cfg.norm_eps)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        """x (B, S, C); mask (B, 1, 1, S), True = a real source token (None: no padding)."""
+        if self.norm_first:
+            h = self.norm1(x)
+            x = x + self.attn(h, h, mask)
+            return x + self.mlp(self.norm2(x))
+        x = self.norm1(x + self.attn(x, x, mask))  # LN(x + Sublayer(x)), sec. 3.1
+        return self.norm2(x + self.mlp(x))
+
+
+class DecoderLayer(nn.Module):
+    def __init__(self, cfg: TransformerConfig):
+        super().__init__()
+        self.norm_first = cfg.norm_first
+        self.self_attn = CausalSelfAttention(cfg.n_embd, cfg.n_head, cfg.n_head, bias=True, dropout=cfg.dropout,
+                                             impl=cfg.attn_impl)
+        self.norm1 = nn.LayerNorm(cfg.n_embd, eps=cfg.norm_eps)
+        self.cross_attn = CrossAttention(cfg.n_embd, cfg.n_head, bias=True, dropout=cfg.dropout, impl=cfg.attn_impl)
+        self.norm2 = nn.LayerNorm(cfg.n_embd, eps=cfg.norm_eps)
+        self.mlp = FeedForward(cfg.n_embd, cfg.hidden, cfg.activation, cfg.dropout)
+        self.norm3 = nn.LayerNorm(cfg.n_embd, eps=cfg.norm_eps)
+
+    def forward(self, y: torch.Tensor, memory: torch.Tensor | None, memory_mask: torch.Tensor | None,
+                cache=None, layer: int = 0, self_mask: torch.Tensor | None = None,
+                memory_kv: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+        """y (B, T, C) attends causally to itself (through ``cache`` when decoding step by step,
+        ``self_mask`` being the cache's mask), then to the memory (B, S, C) or to its precomputed
+        ``memory_kv``; ``memory_mask`` (B, 1, 1, S) marks real source tokens."""
+        if self.norm_first:
+            y = y + self.self_attn(self.norm1(y), None, cache, layer, self_mask)
+            y = y + self.cross_attn(self.norm2(y), memory, memory_mask, memory_kv)
+            return y + self.mlp(self.norm3(y))
+        y = self.norm1(y + self.self_attn(y, None, cache, layer, self_mask))
+        y = self.norm2(y + self.cross_attn(y, memory, memory_mask, memory_kv))
+        return self.norm3(y + self.mlp(y))
+
+
+class Transformer(nn.Module):
+    def __init__(self, cfg: TransformerConfig):
+        super().__init__()
+        if cfg.vocab_size is None:
+            raise ValueError("TransformerConfig.vocab_size must be set before building the model")
+        self.config = cfg
+        C = cfg.n_embd
+        self.embed = nn.Embedding(cfg.vocab_size, C)  # source and target share one vocabulary and one matrix
+        self.pos = SinusoidalPositions(C, cfg.block_size)
+        self.drop = nn.Dropout(cfg.dropout) if cfg.dropout > 0 else nn.Identity()
+        self.encoder = nn.ModuleList(EncoderLayer(cfg) for _ in range(cfg.enc_layers))
+        self.decoder = nn.ModuleList(DecoderLayer(cfg) for _ in range(cfg.dec_layers))
+        # Post-LN layers already end in a LayerNorm; pre-LN stacks need one at the end.
+        self.encoder_norm = nn.LayerNorm(C, eps=cfg.norm_eps) if cfg.norm_first else nn.Identity()
+        self.decoder_norm = nn.LayerNorm(C, eps=cfg.norm_eps) if cfg.norm_first else nn.Identity()
+        self.lm_head = nn.Linear(C, cfg.vocab_size, bias=False)
+        if cfg.tie_embeddings:
+            self.lm_head.weight = self.embed.weight
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Xavier-uniform matrices and zero biases (as the tensor2tensor and PyTorch
+        implementations do), embeddings N(0, d^-1/2): times sqrt(d) they enter at unit scale."""
+        for module in self.modules():
+            if isinstance(module, nn.Linear):
+                nn.init.xavier_uniform_(module.weight)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+            elif isinstance(module, nn.LayerNorm):
+                module.reset_parameters()
+        nn.init.normal_(self.embed.weight, 0.0, self.config.n_embd ** -0.5)
+
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())  # a tied head counted once
+
+    def embed_tokens(self, idx: torch.Tensor, positions: torch.Tensor | int = 0) -> torch.Tensor:
+        """Token embeddings times sqrt(d_model) plus sinusoids (sec. 3.4, 3.5), then dropout.
+        ``positions``: an int start shared by the batch, or (B, T) per-sequence positions."""
+        T = idx.size(1)
+        pos = self.pos(positions, T) if isinstance(positions, int) else self.pos(positions)  # (T, C) or (B, T, C)
+        x = self.embed(idx) * math.sqrt(self.config.n_embd) + pos
+        return self.drop(x) if self.training and self.config.dropout else x
+
+    def _check_length(self, n: int, what: str) -> None:
+        if n > self.config.block_size:
+            raise ValueError(f"{what} of {n} tokens exceeds block_size {self.config.block_size}")
+
+    def encode(self, src: torch.Tensor, src_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """src (B, S) ids, src_mask (B, S) True = real token (None: no padding) -> memory (B, S, C)."""
+        self._check_length(src.size(1), "source")
+        mask = key_padding_mask(src_mask)
+        x = self.embed_tokens(src)
+        for layer in self.encoder:
+            x = layer(x, mask)
+        return self.encoder_norm(x)
+
+    def decode(self, tgt: torch.Tensor, memory: torch.Tensor | None = None, src_mask: torch.Tensor | None = None,
+               cache=None, pad_mask: torch.Tensor | None = None, last_only: bool = False) -> torch.Tensor:
+        """tgt (B, T) ids (BOS first) -> logits (B, T, V) of the next target token at each position.
+
+        Without a cache the decoder reads ``memory`` (B, S, C) with ``src_mask`` (B, S). With an
+        :class:`~axon.generate.encoder_decoder.EncoderDecoderCache` (see :meth:`conditioned`),
+        ``tgt`` continues the cached targets (``pad_mask`` marks left padding) and the memory's
+        keys/values come from the cache.
+        """
+        T = tgt.size(1)
+        if cache is None:
+            self._check_length(T, "target")
+            positions, self_mask, memory_mask, cross = 0, None, key_padding_mask(src_mask), None
+        else:
+            if cache.length + T > self.config.block_size:
+                raise ValueError(f"{cache.length} cached + {T} new target tokens exceed "
+                                 f"block_size {self.config.block_size}")
+            positions, self_mask = cache.prepare(T, pad_mask)
+            memory_mask, cross = cache.memory_mask, cache.cross
+        y = self.embed_tokens(tgt, positions)
+        for i, layer in enumerate(self.decoder):
+            y = layer(y, memory, memory_mask, cache, i, self_mask, None if cross is None else cross[i])
+        if cache is not None:
+            cache.commit()
+        if last_only:
+            y = y[:, -1:]
+        return self.lm_head(self.decoder_norm(y))  # (B, T, V)
+
+    def forward(self, src: torch.Tensor, tgt: torch.Tensor, src_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Teacher forcing: source (B, S) and shifted target (B, T) -> logits (B, T, V)."""
+        return self.decode(tgt, self.encode(src, src_mask), src_mask)
+
+    def conditioned(self, src: torch.Tensor, src_mask: torch.Tensor | None = None) -> EncodedSource:
+        """Encode ``src`` once; the result decodes targets for it through ``axon.generate``."""
+        with torch.no_grad():
+            memory = self.encode(src, src_mask)
+        return EncodedSource(self, memory, src_mask)
+
+    def make_cache(self, batch_size: int, max_len: int | None = None):
+        raise ConfigError("an encoder-decoder model generates from a source, not a prompt: "
+                          "use `axon translate RUN_DIR --input TEXT` (or model.conditioned(src) in Python)")
+
+
+class EncodedSource(nn.Module):
+    """The decoder of ``model`` conditioned on encoded sources: what ``generate`` and
+    ``beam_search`` decode. ``memory`` (B, S, C) with ``src_mask`` (B, S); a single source
+    (B = 1) serves a batch of any size (several samples, or beams)."""
+
+    def __init__(self, model: Transformer, memory: torch.Tensor, src_mask: torch.Tensor | None):
+        super().__init__()
+        self.model = model
+        self.config = model.config
+        self.memory, self.src_mask = memory, src_mask
+        self.train(model.training)  # generate() restores this module's mode, and with it the model's
+
+    def make_cache(self, batch_size: int, max_len: int | None = None):
+        from axon.generate.encoder_decoder import EncoderDecoderCache
+
+        memory, mask = self.memory, self.src_mask
+        if batch_size != memory.size(0):
+            if memory.size(0) != 1:
+                raise ValueError(f"{memory.size(0)} encoded sources cannot serve a batch of {batch_size}")
+            memory = memory.expand(batch_size, -1, -1)
+            mask = None if mask is None else mask.expand(batch_size, -1)
+        cfg = self.config
+        cross = [layer.cross_attn.memory_kv(memory) for layer in self.model.decoder]  # once per source
+        max_len = min(max_len or cfg.block_size, cfg.block_size)
+        return EncoderDecoderCache(cfg.dec_layers, batch_size, cfg.n_head, cfg.head_dim, max_len, cross,
+                                   key_padding_mask(mask), memory.dtype, memory.device)
+
+    def forward(self, idx: torch.Tensor, cache=None, pad_mask: torch.Tensor | None = None,
+                last_only: bool = False) -> torch.Tensor:
+        if cache is None:
+            return self.model.decode(idx, self.memory, self.src_mask, last_only=last_only)
+        return self.model.decode(idx, cache=cache, pad_mask=pad_mask, last_only=last_only)

@@ -1,0 +1,74 @@
+"""Multi-head attention of queries over a memory, with a key padding mask.
+
+"Attention Is All You Need" (sec. 3.2.3) uses attention three ways; this module is two of them:
+
+- encoder self-attention: queries, keys and values all come from the encoder's input,
+  ``attn(x, x, key_mask)``; every position sees every real position (no causal mask);
+- encoder-decoder ("cross") attention: queries come from the decoder, keys and values from the
+  encoder's output (the memory), ``attn(y, memory, key_mask)``; every target position sees every
+  real source position.
+
+(The third, the decoder's masked self-attention, is ``axon.nn.CausalSelfAttention``.)
+
+          x (B, T, C)            memory (B, S, C)
+              |                        |
+          q Linear                 kv Linear      rows [k (C); v (C)]
+              |                    /        \\
+       q (B, nh, T, hs)    k (B, nh, S, hs)  v (B, nh, S, hs)
+              \\               |          /
+        softmax(q k^T / sqrt(hs) + key mask) v      a padded key gets weight 0
+                            |
+                  proj Linear -> (B, T, C)
+
+For decoding, the memory's keys and values do not change from one target step to the next:
+``memory_kv(memory)`` computes them once per source and ``forward(x, kv=...)`` reuses them.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from axon.nn.attention import reference_attention
+
+
+def key_padding_mask(mask: torch.Tensor | None) -> torch.Tensor | None:
+    """A (B, S) mask, True = a real token, as the (B, 1, 1, S) boolean attention mask that SDPA
+    broadcasts over heads and queries; None (no padding) stays None."""
+    return None if mask is None else mask.bool()[:, None, None, :]
+
+
+class CrossAttention(nn.Module):
+    def __init__(self, n_embd: int, n_head: int, bias: bool = True, dropout: float = 0.0, impl: str = "sdpa"):
+        super().__init__()
+        assert n_embd % n_head == 0, "validated by the model config"
+        self.n_head, self.head_dim = n_head, n_embd // n_head
+        self.dropout, self.impl = dropout, impl
+        self.q = nn.Linear(n_embd, n_embd, bias=bias)
+        self.kv = nn.Linear(n_embd, 2 * n_embd, bias=bias)
+        self.proj = nn.Linear(n_embd, n_embd, bias=bias)
+        self.resid_dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+
+    def memory_kv(self, memory: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Keys and values of the memory (B, S, C): each (B, nh, S, hs)."""
+        B, S, _ = memory.shape
+        k, v = self.kv(memory).view(B, S, 2 * self.n_head, self.head_dim).transpose(1, 2).split(self.n_head, dim=1)
+        return k, v
+
+    def forward(self, x: torch.Tensor, memory: torch.Tensor | None = None, mask: torch.Tensor | None = None,
+                kv: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+        """x (B, T, C) attends over ``memory`` (B, S, C), or over precomputed ``kv`` from
+        :meth:`memory_kv`. ``mask``: (B, 1, 1, S) boolean, True = a real key (see
+        :func:`key_padding_mask`); None = every key is real. Returns (B, T, C)."""
+        B, T, C = x.shape
+        k, v = kv if kv is not None else self.memory_kv(memory)
+        q = self.q(x).view(B, T, self.n_head, self.head_dim).transpose(1, 2)  # (B, nh, T, hs)
+        p = self.dropout if self.training else 0.0
+        if self.impl == "reference":
+            full = mask if mask is not None else torch.ones(1, 1, 1, k.size(2), dtype=torch.bool, device=x.device)
+            y = reference_attention(q, k, v, p, self.training, full.expand(B, 1, T, k.size(2)))
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)  # (B, nh, T, hs)
+        y = self.proj(y.transpose(1, 2).reshape(B, T, C))
+        return self.resid_dropout(y) if self.training and self.dropout else y
