@@ -1,0 +1,172 @@
+"""word2vec: skip-gram and CBOW with negative sampling (Mikolov et al. 2013a, 2013b).
+
+Two tables of D-dimensional vectors: v_w ("input", ``wte``; the word vectors one keeps) and u_w
+("output", ``out``). A training example is a centre word c with its context words o within a
+window, and k "negative" words n_1..n_k drawn from the unigram distribution raised to 3/4.
+
+  skip-gram (2013b, eq. 4): every context word o is predicted from the centre c:
+      loss(c, o) = -log sigma(u_o . v_c) - sum_k log sigma(-u_{n_k} . v_c)
+  CBOW (2013a): the centre is predicted from the mean of its context vectors h = mean_o v_o:
+      loss(c)    = -log sigma(u_c . h)   - sum_k log sigma(-u_{n_k} . h)
+
+Negative sampling replaces the softmax over the vocabulary with k + 1 binary logistic
+regressions: tell the true pair from k noise pairs. The model returns those logits (the dot
+products); the loss lives in ``axon.objectives.negative_sampling``; windows, subsampling and
+negatives are drawn by the data (``axon.data.word2vec``).
+
+After training, words are compared by the cosine of their v vectors: nearest neighbours and
+analogies (b - a + c, 2013a sec. 4) below, and export in the word2vec text format.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from axon.config import check
+
+
+@dataclass
+class Word2VecConfig:
+    family: Literal["word2vec"] = "word2vec"
+    preset: str | None = None  # the named size this config started from, for the record
+    vocab_size: int | None = None  # null: the vocabulary built from the text (words seen >= min_count times)
+    block_size: int = 64  # corpus positions per batch row, each a centre word: batch_size * block_size centres per batch
+    n_embd: int = 100  # vector size (word2vec's -size)
+    mode: Literal["skipgram", "cbow"] = "skipgram"
+    window: int = 5  # largest context distance; each centre draws its own from 1..window (dynamic window)
+    negatives: int = 5  # k noise words per positive (2013b: 5-20 for small data, 2-5 for large)
+    ns_exponent: float = 0.75  # negatives ~ unigram ** 0.75 (2013b sec. 2.2)
+    min_count: int = 5  # words seen fewer times are dropped from the text, as word2vec does
+    lowercase: bool = True
+    subsample: float = 1e-4  # t: a word of frequency f is dropped with probability 1 - sqrt(t / f) (2013b eq. 5); 0 = off
+
+    def __post_init__(self):
+        check(self.vocab_size is None or self.vocab_size > 1, "model.vocab_size", "must be at least 2")
+        for name in ("block_size", "n_embd", "window", "negatives", "min_count"):
+            check(getattr(self, name) > 0, f"model.{name}", "must be positive")
+        check(self.ns_exponent >= 0, "model.ns_exponent", "must be >= 0 (0: uniform negatives, 1: unigram)")
+        check(0 <= self.subsample < 1, "model.subsample", "must be in [0, 1) (0 disables subsampling)")
+
+
+PRESETS: dict[str, dict] = {
+    "tiny": dict(params="for tests", source="for tests", config=dict(block_size=16, n_embd=16, window=2, negatives=3)),
+    "word2vec": dict(params="2 * vocab * 100", source="word2vec.c defaults: -size 100 -window 5 -negative 5",
+                     config=dict(n_embd=100, window=5, negatives=5)),
+}
+
+
+class Word2Vec(nn.Module):
+    def __init__(self, cfg: Word2VecConfig):
+        super().__init__()
+        if cfg.vocab_size is None:
+            raise ValueError("Word2VecConfig.vocab_size must be set before building the model")
+        self.config = cfg
+        self.wte = nn.Embedding(cfg.vocab_size, cfg.n_embd)  # v: input (word) vectors
+        self.out = nn.Embedding(cfg.vocab_size, cfg.n_embd)  # u: output (context) vectors
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """word2vec.c: v uniform in +-0.5 / D, u zero (so every first logit is 0, sigma = 1/2)."""
+        D = self.config.n_embd
+        nn.init.uniform_(self.wte.weight, -0.5 / D, 0.5 / D)
+        nn.init.zeros_(self.out.weight)
+
+    def forward(self, centers: torch.Tensor, contexts: torch.Tensor, context_mask: torch.Tensor,
+                negatives: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits of the true pairs and of the noise pairs.
+
+        centers (N,), contexts (N, C) with context_mask (N, C) True where a context word is real
+        (the window is dynamic, so rows hold fewer than C). Skip-gram: negatives (N, C, K), one
+        set per (centre, context) pair -> (pos (N, C), neg (N, C, K)). CBOW: negatives (N, K)
+        -> (pos (N,), neg (N, K)).
+        """
+        N = centers.size(0)
+        if self.config.mode == "skipgram":
+            v = self.wte(centers)[:, :, None]  # (N, D, 1)
+            pos = torch.bmm(self.out(contexts), v).squeeze(-1)  # (N, C): u_o . v_c
+            C, K = negatives.shape[1:]
+            neg = torch.bmm(self.out(negatives.reshape(N, C * K)), v).view(N, C, K)  # u_n . v_c
+            return pos, neg
+        m = context_mask.to(self.wte.weight.dtype)
+        h = (self.wte(contexts) * m[..., None]).sum(1) / m.sum(1, keepdim=True).clamp(min=1)  # (N, D): mean of real contexts
+        pos = (self.out(centers) * h).sum(-1)  # (N,)
+        neg = torch.bmm(self.out(negatives), h[:, :, None]).squeeze(-1)  # (N, K)
+        return pos, neg
+
+    def vectors(self) -> torch.Tensor:
+        """The word vectors (V, D): the input table, as word2vec.c writes them."""
+        return self.wte.weight.detach()
+
+
+# ----------------------------------------------------------------------------------------------
+# Queries on trained vectors: cosine similarity of L2-normalised rows.
+
+
+def _unit(vectors: torch.Tensor) -> torch.Tensor:
+    return F.normalize(vectors.float(), dim=-1)
+
+
+def nearest(vectors: torch.Tensor, query: torch.Tensor, k: int, exclude: list[int] = ()) -> list[tuple[int, float]]:
+    """The ``k`` rows of ``vectors`` (V, D) with the largest cosine to ``query`` (D,), as (index,
+    cosine), best first, skipping indices in ``exclude``."""
+    sims = _unit(vectors) @ _unit(query[None])[0]  # (V,)
+    if exclude:
+        sims[torch.tensor(list(exclude), dtype=torch.long)] = float("-inf")
+    k = min(k, vectors.size(0) - len(set(exclude)))
+    top = torch.topk(sims, k)
+    return list(zip(top.indices.tolist(), top.values.tolist()))
+
+
+def neighbors(vectors: torch.Tensor, word: int, k: int = 10) -> list[tuple[int, float]]:
+    """The ``k`` nearest words to word index ``word`` by cosine, itself excluded."""
+    return nearest(vectors, vectors[word], k, exclude=[word])
+
+
+def analogy(vectors: torch.Tensor, a: int, b: int, c: int, k: int = 10) -> list[tuple[int, float]]:
+    """a is to b as c is to ?: the words nearest to unit(b) - unit(a) + unit(c), excluding a, b, c
+    (Mikolov et al. 2013a sec. 4; the 3CosAdd of Levy & Goldberg 2014)."""
+    u = _unit(vectors)
+    return nearest(vectors, u[b] - u[a] + u[c], k, exclude=[a, b, c])
+
+
+def save_word2vec_format(path: str | Path, words: list[str], vectors: torch.Tensor) -> None:
+    """The word2vec text format: a header line "V D", then "word v1 ... vD" per word."""
+    V, D = vectors.shape
+    if len(words) != V:
+        raise ValueError(f"{len(words)} words for {V} vectors")
+    rows = vectors.float().tolist()
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(f"{V} {D}\n")
+        for word, row in zip(words, rows):
+            f.write(word + " " + " ".join(f"{x:.6g}" for x in row) + "\n")
+
+
+def load_word2vec_format(path: str | Path) -> tuple[list[str], torch.Tensor]:
+    """Read the word2vec text format (as written by :func:`save_word2vec_format`, gensim or word2vec.c)."""
+    from axon.errors import DataError
+
+    lines = Path(path).read_text(encoding="utf-8").splitlines()
+    try:
+        V, D = (int(x) for x in lines[0].split())
+    except (IndexError, ValueError):
+        raise DataError(f"{path}: the first line must be 'V D' (vocabulary size, dimension)") from None
+    if len(lines) - 1 != V:
+        raise DataError(f"{path}: header says {V} words, the file has {len(lines) - 1}")
+    words, rows = [], []
+    for i, line in enumerate(lines[1:], start=2):
+        parts = line.rstrip().split(" ")
+        if len(parts) != D + 1:
+            raise DataError(f"{path}:{i}: expected a word and {D} numbers, got {len(parts)} fields")
+        words.append(parts[0])
+        rows.append([float(x) for x in parts[1:]])
+    return words, torch.tensor(rows, dtype=torch.float32).reshape(V, D)
+
+
+__all__ = ["Word2VecConfig", "Word2Vec", "PRESETS", "nearest", "neighbors", "analogy",
+           "save_word2vec_format", "load_word2vec_format"]
