@@ -40,6 +40,10 @@ def cmd_train(args, overrides: list[str]) -> int:
         parts.append(f"val loss {result['val_loss']:.4f}")
     if "val_bits_per_char" in result:
         parts.append(f"{result['val_bits_per_char']:.3f} bits/char")
+    if "val_accuracy" in result:  # classifiers (and masked-LM: the share of blanks filled right)
+        parts.append(f"val accuracy {result['val_accuracy']:.4f}")
+    if "val_bleu" in result:  # seq2seq: greedy translations of the validation set
+        parts.append(f"BLEU {result['val_bleu']:.2f} | chrF {result['val_chrf']:.2f} | exact match {result['val_exact_match']:.4f}")
     print(" | ".join(parts))
     return 0
 
@@ -56,6 +60,7 @@ def cmd_sample(args, overrides: list[str]) -> int:
 
     from axon.errors import ConfigError
     from axon.generate import cut_at_stop, generate
+    from axon.generate.cache import context_limit
     from axon.train.run import load_run
 
     if overrides:
@@ -71,6 +76,10 @@ def cmd_sample(args, overrides: list[str]) -> int:
     if args.num_samples < 1 or args.max_new_tokens < 0:
         raise ConfigError("--num-samples must be >= 1 and --max-new-tokens >= 0")
     cfg, model, tokenizer = load_run(args.run_dir, args.device)
+    if cfg.model.family == "seq2seq":
+        raise ConfigError(f"{args.run_dir} is an encoder-decoder run: it translates sources, use axon translate RUN_DIR --input TEXT")
+    if cfg.model.family == "bert":
+        raise ConfigError(f"{args.run_dir} is a BERT (encoder) run: it fills in blanks and classifies, it does not continue text")
     if tokenizer is None:
         raise ConfigError(f"{args.run_dir} has no tokenizer.json; copy the model's tokenizer.json into it")
     if args.prompt_file:
@@ -81,9 +90,10 @@ def cmd_sample(args, overrides: list[str]) -> int:
     else:
         prompt = args.prompt
     ids = tokenizer.encode(prompt) if prompt else [0]
-    if len(ids) > cfg.model.block_size:
+    limit = context_limit(model)  # None: a recurrent model reads prompts of any length
+    if limit is not None and len(ids) > limit:
         raise ConfigError(
-            f"prompt is {len(ids)} tokens but the model's context is {cfg.model.block_size}; shorten it"
+            f"prompt is {len(ids)} tokens but the model's context is {limit}; shorten it"
         )
     if args.beams:
         return _print_beams(args, model, tokenizer, prompt, ids)
@@ -194,6 +204,8 @@ def cmd_eval(args, overrides: list[str]) -> int:
     if "accuracy" in result:
         metrics["accuracy"] = result["accuracy"]
     metrics.update(task.summarize(result["loss"], args.split))
+    if task.model_metrics is not None:
+        metrics.update(task.model_metrics(model, args.split))
     metrics.update(split=args.split, tokens=result["count"])
     if args.json:
         print(json.dumps(metrics))
@@ -238,6 +250,93 @@ def cmd_convert(args, overrides: list[str]) -> int:
     else:
         out = run_to_hf(args.to_hf, args.out)
         print(f"wrote {out}: load it with transformers.AutoModelForCausalLM.from_pretrained({str(out)!r})")
+    return 0
+
+
+def cmd_finetune(args, overrides: list[str]) -> int:
+    from axon.data.classify import finetune_config
+    from axon.train.run import train
+
+    result = train(finetune_config(args.pretrained, args.config, overrides))
+    parts = [f"run: {result['run_dir']}", f"steps {result['step']}", f"{result['elapsed']:.1f} s",
+             f"val loss {result['val_loss']:.4f}", f"val accuracy {result['val_accuracy']:.4f}"]
+    if "val_majority_baseline" in result:
+        parts.append(f"majority baseline {result['val_majority_baseline']:.4f}")
+    print(" | ".join(parts))
+    return 0
+
+
+def cmd_translate(args, overrides: list[str]) -> int:
+    """Decode new sources with a seq2seq run, or score it on a TSV of pairs (BLEU, chrF, exact match)."""
+    from axon.errors import ConfigError, DataError
+    from axon.eval.translation import evaluate_translation, translate
+    from axon.train.run import load_run
+
+    if overrides:
+        raise ConfigError(f"unknown option {overrides[0]}; see axon translate --help")
+    if sum(map(bool, (args.input, args.input_file, args.eval))) != 1:
+        raise ConfigError("give one of --input TEXT (repeatable), --input-file FILE or --eval FILE.tsv")
+    if args.beams < 1 or args.batch_size < 1:
+        raise ConfigError("--beams and --batch-size must be >= 1")
+    if args.max_new_tokens is not None and args.max_new_tokens < 1:
+        raise ConfigError("--max-new-tokens must be >= 1")
+    cfg, model, tokenizer = load_run(args.run_dir, args.device)
+    if cfg.model.family != "seq2seq":
+        raise ConfigError(f"{args.run_dir} is a {cfg.model.family} run; translate needs a seq2seq run (axon sample continues text)")
+    if tokenizer is None:
+        raise ConfigError(f"{args.run_dir} has no tokenizer.json")
+    options = dict(beams=args.beams, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size)
+    if args.eval:
+        from axon.data.seq2seq import read_pairs
+
+        pairs = read_pairs(args.eval)
+        m = evaluate_translation(model, tokenizer, [p.source for p in pairs], [p.target for p in pairs], **options)
+        scores = {"bleu": m["bleu"], "chrf": m["chrf"], "exact_match": m["exact_match"], "pairs": len(pairs)}
+        if args.json:
+            print(json.dumps(scores))
+        else:
+            print(f"{args.eval}: {len(pairs)} pairs | BLEU {m['bleu']:.2f} | chrF {m['chrf']:.2f} | "
+                  f"exact match {m['exact_match']:.4f}")
+        return 0
+    if args.input_file:
+        try:
+            text = Path(args.input_file).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            raise DataError(f"--input-file: cannot read {args.input_file}: {getattr(e, 'strerror', None) or e}") from None
+        sources = [s.removesuffix("\r") for s in text.removesuffix("\n").split("\n")]  # one per line; empty ones are errors
+    else:
+        sources = args.input
+    for line in translate(model, tokenizer, sources, **options):
+        print(line)
+    return 0
+
+
+def cmd_embed(args, overrides: list[str]) -> int:
+    """A word2vec run's vectors: nearest neighbours, analogies, export in the word2vec text format."""
+    from axon.data.word2vec import load_embeddings, lookup
+    from axon.errors import ConfigError
+    from axon.models.word2vec import analogy, neighbors, save_word2vec_format
+
+    if overrides:
+        raise ConfigError(f"unknown option {overrides[0]}; see axon embed --help")
+    if not (args.neighbors or args.analogy or args.export):
+        raise ConfigError("give --neighbors WORD, --analogy A B C or --export FILE")
+    if args.k < 1:
+        raise ConfigError("--k must be >= 1")
+    cfg, vocab, vectors = load_embeddings(args.run_dir)
+    ids = [lookup(vocab, w, cfg.model.lowercase) for w in args.neighbors + (args.analogy or [])]  # unknown: an error first
+    for word, i in zip(args.neighbors, ids):
+        print(f"nearest to {word!r}:")
+        for j, sim in neighbors(vectors, i, args.k):
+            print(f"  {vocab.words[j]:<20} {sim:.4f}")
+    if args.analogy:
+        a, b, c = ids[len(args.neighbors):]
+        print(f"{args.analogy[0]} : {args.analogy[1]} :: {args.analogy[2]} : ?")
+        for i, sim in analogy(vectors, a, b, c, args.k):
+            print(f"  {vocab.words[i]:<20} {sim:.4f}")
+    if args.export:
+        save_word2vec_format(args.export, vocab.words, vectors)
+        print(f"wrote {args.export}: {len(vocab):,} words x {vectors.size(1)} dimensions (word2vec text format)")
     return 0
 
 
@@ -314,13 +413,51 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--out", required=True, help="the run directory (--from-hf) or Hugging Face directory (--to-hf) to write")
     v.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default="fp32", help="weights of the converted run (--from-hf)")
     v.set_defaults(func=cmd_convert)
+    f = sub.add_parser("finetune", help="fine-tune a pretrained encoder run (BERT) as a text classifier",
+                       epilog="The model is the pretrained run's with a classification head; its tokenizer is used.\n"
+                              "Examples:\n  axon finetune runs/bert-mlm --config configs/bert_tiny_speakers.yaml\n"
+                              "  axon finetune runs/bert-mlm --data.train_file=reviews.jsonl --model.pooling=mean\n"
+                              "Other keys as for train (--section.key=value); data files: JSONL or TSV (see classify).",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    f.add_argument("pretrained", metavar="PRETRAINED_RUN", help="a run directory (e.g. masked-LM pretraining)")
+    f.add_argument("--config", help="YAML recipe: data, optim, schedule, train (of its model section only "
+                                    "head, num_labels, pooling, dropout, attn_impl are read)")
+    f.set_defaults(func=cmd_finetune)
+    tr = sub.add_parser("translate", help="translate with a seq2seq run (greedy or beam search), or score it (BLEU, chrF)",
+                        epilog="Examples:\n  axon translate runs/dates --input \"the 3rd of May, 1999\" --input \"7/4/1976\"\n"
+                               "  axon translate runs/dates --input-file sources.txt --beams 4\n"
+                               "  axon translate runs/dates --eval pairs.tsv        # BLEU, chrF, exact match\n",
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    tr.add_argument("run_dir", metavar="RUN_DIR")
+    tr.add_argument("--input", action="append", default=[], metavar="TEXT", help="a source to translate (repeatable)")
+    tr.add_argument("--input-file", help="translate each line of this file, one translation per line")
+    tr.add_argument("--eval", metavar="FILE.tsv", help="score against source<TAB>reference pairs")
+    tr.add_argument("--beams", type=int, default=1, metavar="N", help="beam search with N beams (1 = greedy)")
+    tr.add_argument("--max-new-tokens", type=int, default=None, help="longest translation (default: the model's block_size)")
+    tr.add_argument("--batch-size", type=int, default=128, help="sources decoded together (greedy)")
+    tr.add_argument("--json", action="store_true", help="--eval: print one JSON object")
+    tr.add_argument("--device", default="auto")
+    tr.set_defaults(func=cmd_translate)
+
+    em = sub.add_parser("embed", help="nearest neighbours, analogies and export of a word2vec run's vectors",
+                        epilog="examples:\n"
+                               "  axon embed runs/w2v --neighbors king --neighbors romeo --k 5\n"
+                               "  axon embed runs/w2v --analogy man king woman      # king - man + woman\n"
+                               "  axon embed runs/w2v --export vectors.txt          # header 'V D', then 'word v1 ... vD'\n",
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    em.add_argument("run_dir", metavar="RUN_DIR")
+    em.add_argument("--neighbors", action="append", default=[], metavar="WORD", help="the k words nearest by cosine (repeatable)")
+    em.add_argument("--analogy", nargs=3, metavar=("A", "B", "C"), help="A is to B as C is to ?: nearest to B - A + C, excluding A, B, C")
+    em.add_argument("--k", type=int, default=10, help="how many words to list")
+    em.add_argument("--export", metavar="FILE", help="write every vector in the word2vec text format")
+    em.set_defaults(func=cmd_embed)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, rest = parser.parse_known_args(argv)
-    if args.command not in ("train", "config") and rest:
+    if args.command not in ("train", "config", "finetune") and rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     try:
         return args.func(args, rest)

@@ -154,9 +154,19 @@ class DataConfig:
     tokenizer: str = "char"  # for the bundled corpus: char, bpe, or a path to a tokenizer.json
     vocab_size: int | None = None  # BPE vocabulary size when the bundled corpus is tokenised with bpe
     cache_dir: str | None = None  # where the bundled corpus is prepared (default ~/.cache/axon)
+    # Files of a task (axon.data.classify, axon.data.mlm): classify reads JSONL ({"text": ..., "label": ...})
+    # or TSV (text<TAB>label); mlm reads plain text. "bundled:speakers/train.jsonl" names a shipped file.
+    # The BERT tasks build char, wordpiece and bpe tokenizers with [PAD] [UNK] [CLS] [SEP] [MASK] (axon.data.bert_tokens).
+    train_file: str | None = None
+    val_file: str | None = None  # null: classify holds out every 10th example of train_file, mlm the last 10%
+    text_field: str = "text"  # JSONL keys read by classify
+    label_field: str = "label"
+    truncate: bool = False  # classify: cut texts longer than model.block_size (else: an error naming the line)
+    mask_prob: float = 0.15  # mlm: share of tokens to predict (BERT: 15%; of them 80% [MASK], 10% random, 10% kept)
 
     def __post_init__(self):
         check(self.vocab_size is None or self.vocab_size > 0, "vocab_size", "must be positive")
+        check(0.0 < self.mask_prob < 1.0, "mask_prob", f"must be in (0, 1), got {self.mask_prob}")
 
 
 @dataclass
@@ -184,7 +194,8 @@ class OptimConfig:
 
 @dataclass
 class ScheduleConfig:
-    name: Literal["cosine", "wsd", "constant"] = "cosine"
+    # inverse_sqrt: the Transformer paper's warmup then 1/sqrt(step) (axon.train.schedule.lr_factor)
+    name: Literal["cosine", "wsd", "constant", "inverse_sqrt"] = "cosine"
     warmup_steps: int = 100
     min_lr_ratio: float = 0.1  # final lr / peak lr for cosine and wsd
     decay_fraction: float = 0.2  # wsd: share of training spent decaying
@@ -193,6 +204,8 @@ class ScheduleConfig:
         check(self.warmup_steps >= 0, "warmup_steps", "must be >= 0")
         check(0 <= self.min_lr_ratio <= 1, "min_lr_ratio", "must be in [0, 1]")
         check(0 < self.decay_fraction <= 1, "decay_fraction", "must be in (0, 1]")
+        check(self.name != "inverse_sqrt" or self.warmup_steps > 0, "warmup_steps",
+              "inverse_sqrt peaks at the end of warmup: set warmup_steps > 0 (the paper: 4000)")
 
 
 @dataclass
@@ -213,6 +226,7 @@ class TrainConfig:
     compile: bool = False
     threads: int | None = None  # torch intra-op threads on CPU (default: torch's choice)
     z_loss: float = 0.0  # output z-loss coefficient (PaLM uses 1e-4)
+    label_smoothing: float = 0.0  # seq2seq objective: eps of label-smoothed cross-entropy (the Transformer paper: 0.1)
     on_nonfinite: Literal["stop", "skip"] = "stop"
     sample_tokens: int = 200  # tokens sampled into samples.txt at each eval (0 disables)
     sample_prompt: str = "\n"
@@ -233,6 +247,7 @@ class TrainConfig:
         for name in ("eval_interval", "log_interval", "checkpoint_interval", "keep_checkpoints", "eval_batches"):
             check(getattr(self, name) > 0, name, "must be positive")
         check(self.z_loss >= 0, "z_loss", "must be >= 0")
+        check(0 <= self.label_smoothing < 1, "label_smoothing", "must be in [0, 1)")
 
 
 @dataclass

@@ -11,5 +11,6 @@ from axon.generate.sampling import (
     process_logits,
 )
 from axon.generate.speculative import SpeculativeResult, speculative_generate
+from axon.generate.state import RecurrentStateCache
 
-__all__ = ["speculative_generate", "SpeculativeResult", "beam_search", "BeamHypothesis", "KVCache", "Generation", "generate", "filter_logits", "process_logits", "cut_at_stop"]
+__all__ = ["speculative_generate", "SpeculativeResult", "beam_search", "BeamHypothesis", "KVCache", "RecurrentStateCache", "Generation", "generate", "filter_logits", "process_logits", "cut_at_stop"]

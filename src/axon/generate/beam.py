@@ -38,6 +38,8 @@ from typing import Literal
 import torch
 from torch import nn
 
+from axon.generate.cache import context_limit
+
 
 @dataclass
 class BeamHypothesis:
@@ -127,7 +129,7 @@ def beam_search(
         raise ValueError(f"num_return must be between 1 and num_beams={num_beams} (got {num_return})")
     if early_stopping not in (True, False, "never"):
         raise ValueError(f"early_stopping must be True, False or 'never' (got {early_stopping!r})")
-    block = getattr(model.config, "block_size", None)  # None: a family without a context limit
+    block = context_limit(model)  # None: a family without a context limit (recurrent)
     if block is not None and len(prompt) > block:
         raise ValueError(f"prompt of {len(prompt)} tokens is longer than the model's context of {block} tokens")
     # The longest output: max_new_tokens, or the last token predicted with a full cache.

@@ -12,11 +12,26 @@ cache (Mamba) implements as well.
 Batches of prompts of different lengths are left-padded so that every sequence's newest token
 sits in the same slot; ``valid`` marks which slots hold real tokens, and each sequence counts its
 own positions, so RoPE and learned positions see 0, 1, 2, ... whatever the padding.
+
+Context limit: the decoding functions read it with :func:`context_limit`, which is
+``model.config.block_size`` unless the config declares ``context_limit`` (None: no limit, as for
+a recurrent family, whose block_size is only its training window; see ``axon.generate.state``).
 """
 
 from __future__ import annotations
 
 import torch
+
+
+def context_limit(model) -> int | None:
+    """The most tokens a sequence may hold when ``model`` decodes (None: no limit).
+
+    ``model.config.context_limit`` when the config declares one, else ``model.config.block_size``
+    (None when neither exists)."""
+    cfg = getattr(model, "config", None)
+    if hasattr(cfg, "context_limit"):
+        return cfg.context_limit
+    return getattr(cfg, "block_size", None)
 
 
 class KVCache:

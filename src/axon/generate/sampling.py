@@ -9,7 +9,8 @@ repetition penalty, stop tokens and strings, batches of prompts of different len
 
 Context policy: a prompt longer than the model's context (block_size) is an error; a sequence
 that reaches the context stops with finish reason "context". Positions are never wrapped or
-slid, so no token is ever computed at a wrong position.
+slid, so no token is ever computed at a wrong position. A family without a context limit
+(recurrent; ``axon.generate.cache.context_limit`` is None) only stops at max_new_tokens or a stop.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from axon.generate.cache import context_limit
 from axon.generate.layout import column_major_linears
 
 
@@ -105,9 +107,9 @@ def generate(
     prompts = [list(p) for p in prompts]
     if any(len(p) == 0 for p in prompts):
         raise ValueError("every prompt needs at least one token")
-    block = model.config.block_size
+    block = context_limit(model)
     longest = max(len(p) for p in prompts)
-    if longest > block:
+    if block is not None and longest > block:
         raise ValueError(f"prompt of {longest} tokens is longer than the model's context of {block} tokens")
     device = next(model.parameters()).device
     B = len(prompts)
@@ -127,7 +129,7 @@ def generate(
 def _generate(model, prompts, max_new_tokens, device, *, temperature, top_k, top_p, min_p, repetition_penalty,
               stop_tokens, stop_strings, decode, generator, vocab_limit, on_token) -> Generation:
     """The loop of :func:`generate`, which has checked the arguments and set up eval mode."""
-    B, block, longest = len(prompts), model.config.block_size, max(len(p) for p in prompts)
+    B, block, longest = len(prompts), context_limit(model), max(len(p) for p in prompts)
 
     idx = torch.zeros(B, longest, dtype=torch.long, device=device)
     pad = torch.zeros(B, longest, dtype=torch.bool, device=device)
@@ -140,7 +142,8 @@ def _generate(model, prompts, max_new_tokens, device, *, temperature, top_k, top
         for b, p in enumerate(prompts):
             seen[b, torch.tensor([t for t in p if t < V], dtype=torch.long, device=device)] = True
 
-    cache = model.make_cache(B, min(block, longest + max_new_tokens))  # room for what this call can use
+    room = longest + max_new_tokens if block is None else min(block, longest + max_new_tokens)
+    cache = model.make_cache(B, room)  # room for what this call can use
     full_vocab = V == model.config.vocab_size
 
     def next_logits(logits: torch.Tensor) -> torch.Tensor:  # (B, T, vocab) -> (B, V), fp32
@@ -175,7 +178,7 @@ def _generate(model, prompts, max_new_tokens, device, *, temperature, top_k, top
             break
         if step == max_new_tokens - 1:
             break
-        if cache.length >= block:
+        if block is not None and cache.length >= block:
             reasons = [r or "context" for r in reasons]
             break
         # Finished sequences keep decoding (their tokens are dropped): batch shapes stay fixed.

@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from axon.generate.cache import context_limit
 from axon.generate.sampling import process_logits
 
 
@@ -114,7 +115,7 @@ def speculative_generate(
         raise ValueError(f"vocab_limit must be positive, got {vocab_limit}")
     if v_target is not None and not all(0 <= t < v_target for t in seq):
         raise ValueError(f"prompt holds ids outside the target's vocabulary [0, {v_target})")
-    block = _config_value(target, "block_size")
+    block = context_limit(target)
     if block is not None and len(seq) > block:
         raise ValueError(f"prompt of {len(seq)} tokens exceeds the target's block_size {block}")
     eos = set() if eos_token_id is None else {eos_token_id} if isinstance(eos_token_id, int) else set(eos_token_id)
@@ -133,7 +134,7 @@ def speculative_generate(
 def _speculate(target, draft, seq, max_new_tokens, num_draft, temperature, top_k, top_p, generator, eos,
                vocab_limit) -> SpeculativeResult:
     greedy = temperature == 0
-    t_block, d_block = _config_value(target, "block_size"), _config_value(draft, "block_size")
+    t_block, d_block = context_limit(target), context_limit(draft)  # None: no limit (recurrent)
     t_dev, d_dev = _device(target), _device(draft)
     room = len(seq) + max_new_tokens + num_draft + 1  # the most any forward below can hold
     t_cache = target.make_cache(1, min(room, t_block) if t_block else room)

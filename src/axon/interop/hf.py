@@ -26,12 +26,14 @@ import torch
 
 from axon.config import to_dict
 from axon.errors import CheckpointError, ConfigError
-from axon.interop import gpt2, llama
+from axon.interop import bert, gpt2, llama
 from axon.interop.tensors import Source, fill
 from axon.models.decoder import Decoder, DecoderConfig
 
 #: model_type -> key map module (config_to_axon, tensors_to_axon, exportable, config_to_hf, tensors_to_hf)
-FAMILIES = {gpt2.MODEL_TYPE: gpt2, llama.MODEL_TYPE: llama}
+# A module may name the model class it builds (MODEL; default Decoder) and complete the config from the
+# checkpoint's tensors (config_from_tensors: BERT's head); only modules with `exportable` are written by to_hf.
+FAMILIES = {gpt2.MODEL_TYPE: gpt2, llama.MODEL_TYPE: llama, bert.MODEL_TYPE: bert}
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt")
 
 
@@ -110,11 +112,12 @@ def _from_transformers(model) -> HFCheckpoint:
     return HFCheckpoint(model.config.to_dict(), tensors, None, type(model).__name__)
 
 
-def from_hf(source, dtype: torch.dtype = torch.float32) -> tuple[Decoder, Any]:
+def from_hf(source, dtype: torch.dtype = torch.float32) -> tuple[torch.nn.Module, Any]:
     """(Axon model, tokenizer or None) from a Hugging Face model directory or a transformers model.
 
     The model is in eval mode, in ``dtype`` (fp32 by default: this project's CPUs are slow in
-    bf16). ``model(input_ids)`` returns logits (B, T, vocab_size).
+    bf16). ``model(input_ids)`` returns logits (B, T, vocab_size); a BERT (``axon.models.bert``)
+    returns what its checkpoint's head gives: MLM logits, class logits, or hidden states.
     """
     ckpt = read_hf_dir(source) if isinstance(source, (str, Path)) else _from_transformers(source)
     model_type = ckpt.config.get("model_type")
@@ -123,6 +126,8 @@ def from_hf(source, dtype: torch.dtype = torch.float32) -> tuple[Decoder, Any]:
         raise ConfigError(f"{ckpt.origin}: model_type {model_type!r} is not supported; Axon converts {', '.join(FAMILIES)}")
     try:
         cfg = family.config_to_axon(ckpt.config)
+        if hasattr(family, "config_from_tensors"):
+            cfg = family.config_from_tensors(cfg, ckpt.tensors)
     except KeyError as e:
         raise ConfigError(f"{ckpt.origin}: config.json lacks {e.args[0]!r}") from None
     except ConfigError as e:
@@ -131,7 +136,7 @@ def from_hf(source, dtype: torch.dtype = torch.float32) -> tuple[Decoder, Any]:
     src = Source(ckpt.tensors, ckpt.origin, family.PREFIXES, family.IGNORE, dtype)
     state = family.tensors_to_axon(src, cfg)
     src.finish()
-    model = Decoder(cfg).to(dtype)
+    model = getattr(family, "MODEL", Decoder)(cfg).to(dtype)
     fill(model, state, ckpt.origin)
     tok = ckpt.tokenizer
     if tok is not None and tok.vocab_size > cfg.vocab_size:
@@ -166,7 +171,7 @@ def _apply_axon_record(cfg: DecoderConfig, record: Any, hint_only: tuple[str, ..
 def export_family(cfg: DecoderConfig):
     """The key map that can write ``cfg``, or a ConfigError saying why none can."""
     reasons = []
-    for family in FAMILIES.values():
+    for family in (f for f in FAMILIES.values() if hasattr(f, "exportable")):
         why = family.exportable(cfg)
         if why is None:
             return family
@@ -183,7 +188,7 @@ def to_hf(model: torch.nn.Module, out_dir: str | Path, tokenizer=None, overwrite
 
     cfg = getattr(model, "config", None)
     if not isinstance(cfg, DecoderConfig):
-        raise ConfigError(f"to_hf: {type(model).__name__} is not an Axon decoder; export supports {', '.join(FAMILIES)}")
+        raise ConfigError(f"to_hf: {type(model).__name__} is not an Axon decoder; export supports {', '.join(k for k, f in FAMILIES.items() if hasattr(f, 'exportable'))}")
     family = export_family(cfg)
     out = Path(out_dir)
     if out.exists() and any(out.iterdir()):

@@ -6,8 +6,18 @@ from dataclasses import dataclass
 
 from torch import nn
 
+from axon.models.bert import PRESETS as BERT_PRESETS
+from axon.models.bert import Bert, BertConfig
 from axon.models.decoder import PRESETS as DECODER_PRESETS
 from axon.models.decoder import Decoder, DecoderConfig
+from axon.models.rnn import PRESETS as RNN_PRESETS
+from axon.models.rnn import RNNLM, RNNConfig
+from axon.models.rnn_classifier import PRESETS as RNN_CLASSIFIER_PRESETS
+from axon.models.rnn_classifier import RNNClassifier, RNNClassifierConfig
+from axon.models.transformer import PRESETS as SEQ2SEQ_PRESETS
+from axon.models.transformer import Transformer, TransformerConfig
+from axon.models.word2vec import PRESETS as WORD2VEC_PRESETS
+from axon.models.word2vec import Word2Vec, Word2VecConfig
 
 
 @dataclass(frozen=True)
@@ -20,6 +30,11 @@ class Family:
 
 FAMILIES: dict[str, Family] = {
     "decoder": Family(DecoderConfig, Decoder, DECODER_PRESETS),
+    "bert": Family(BertConfig, Bert, BERT_PRESETS, task="mlm"),  # Devlin et al. 2019; task: classify to fine-tune
+    "rnn": Family(RNNConfig, RNNLM, RNN_PRESETS),  # RNN / LSTM / GRU language models
+    "rnn_classifier": Family(RNNClassifierConfig, RNNClassifier, RNN_CLASSIFIER_PRESETS, task="classify"),  # BiLSTM/GRU
+    "word2vec": Family(Word2VecConfig, Word2Vec, WORD2VEC_PRESETS, task="word2vec"),  # Mikolov et al. 2013
+    "seq2seq": Family(TransformerConfig, Transformer, SEQ2SEQ_PRESETS, task="seq2seq"),  # Vaswani et al. 2017
 }
 
 

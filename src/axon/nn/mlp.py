@@ -10,16 +10,17 @@ MLPS = ("gelu", "swiglu")
 
 
 class GeluMLP(nn.Module):
-    """fc -> GELU (tanh approximation, as GPT-2) -> proj."""
+    """fc -> GELU (tanh approximation, as GPT-2; ``approximate="none"``: the exact erf form, as BERT) -> proj."""
 
-    def __init__(self, dim: int, hidden: int, bias: bool = True, dropout: float = 0.0):
+    def __init__(self, dim: int, hidden: int, bias: bool = True, dropout: float = 0.0, approximate: str = "tanh"):
         super().__init__()
+        self.approximate = approximate
         self.fc = nn.Linear(dim, hidden, bias=bias)
         self.proj = nn.Linear(hidden, dim, bias=bias)
         self.dropout = nn.Dropout(dropout)  # called only while training with p > 0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.proj(F.gelu(self.fc(x), approximate="tanh"))
+        y = self.proj(F.gelu(self.fc(x), approximate=self.approximate))
         return self.dropout(y) if self.training and self.dropout.p else y
 
 

@@ -1,5 +1,6 @@
-"""Positional encodings: rotary embeddings (RoPE, Su et al. 2021). Learned absolute positions
-are a plain ``nn.Embedding`` in the model that uses them."""
+"""Positional encodings: rotary embeddings (RoPE, Su et al. 2021) and the fixed sinusoids of
+"Attention Is All You Need" (Vaswani et al. 2017). Learned absolute positions are a plain
+``nn.Embedding`` in the model that uses them."""
 
 from __future__ import annotations
 
@@ -98,3 +99,31 @@ def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch
     if cos.dim() == 3:  # per-sequence positions: broadcast over heads
         cos, sin = cos[:, None], sin[:, None]
     return x * cos + rotate_half(x) * sin
+
+
+class SinusoidalPositions(nn.Module):
+    """The fixed positional encodings of "Attention Is All You Need" (sec. 3.5):
+
+        PE(pos, 2i)     = sin(pos / 10000^(2i / d))
+        PE(pos, 2i + 1) = cos(pos / 10000^(2i / d))
+
+    Each pair of channels is a sinusoid whose wavelength grows geometrically from 2 pi to
+    10000 * 2 pi, so PE(pos + k) is a fixed linear function (a rotation per pair) of PE(pos).
+    The table (max_positions, dim) is a non-persistent buffer: derived from the config, never
+    saved in checkpoints.
+    """
+
+    def __init__(self, dim: int, max_positions: int, base: float = 10000.0):
+        super().__init__()
+        if dim % 2:
+            raise ValueError(f"sinusoidal positions pair sin and cos channels: dim must be even, got {dim}")
+        inv_freq = base ** (-torch.arange(0, dim, 2, dtype=torch.float64) / dim)  # (d/2,)
+        angles = torch.outer(torch.arange(max_positions, dtype=torch.float64), inv_freq)  # (T, d/2)
+        table = torch.stack([angles.sin(), angles.cos()], dim=-1).flatten(1)  # (T, d): sin, cos interleaved
+        self.register_buffer("table", table.float(), persistent=False)
+
+    def forward(self, positions: torch.Tensor | int, length: int | None = None) -> torch.Tensor:
+        """(T, dim) for ``length`` positions from an int start, or (..., dim) for a tensor of positions."""
+        if isinstance(positions, int):
+            return self.table[positions : positions + length]
+        return self.table[positions]

@@ -153,7 +153,7 @@ def train(cfg: RunConfig | None = None, resume: str | Path | None = None, overri
     torch.manual_seed(tc.seed)
     model = build_model(cfg.model)
     if tc.init_from and resume is None:
-        init_weights(model, tc.init_from)
+        (task.init_weights or init_weights)(model, tc.init_from)
     model = model.to(device)
     flops = model.flops_per_token() if hasattr(model, "flops_per_token") else None
     trainer = Trainer(cfg, model, task.objective, task.train_data, task.val_data, run_dir, device,
@@ -162,6 +162,8 @@ def train(cfg: RunConfig | None = None, resume: str | Path | None = None, overri
     result.update(run_dir=str(run_dir), params=sum(p.numel() for p in model.parameters()))
     if result["val_loss"] is not None:
         result.update({f"val_{k}": v for k, v in task.summarize(result["val_loss"], "val").items()})
+        if task.model_metrics is not None:
+            result.update({f"val_{k}": v for k, v in task.model_metrics(model, "val").items()})
     return result
 
 

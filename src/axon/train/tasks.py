@@ -32,12 +32,23 @@ class TaskSetup:
     sample_fn: Callable | None = None  # (model, step) -> text for samples.txt
     summarize: Callable[[float, str], dict] = field(default=lambda loss, split: {})  # (mean loss, split) -> extra metrics
     extra_files: dict[str, Any] = field(default_factory=dict)  # name -> callable(path) writing a file into the run
+    # (trained model, split) -> metrics that need the model itself, e.g. BLEU of decoded translations;
+    # added to the final result of a run and to `axon eval`
+    model_metrics: Callable[[Any, str], dict] | None = None
+    # (model, train.init_from) -> loads the starting weights itself, e.g. a pretrained encoder under a new
+    # classification head (axon.data.classify); None: train.run.init_weights, which loads strictly
+    init_weights: Callable[[Any, Any], Any] | None = None
 
 
 TaskBuilder = Callable[[Any, torch.device], TaskSetup]  # (RunConfig, device) -> TaskSetup; may fill cfg.model fields
 TASKS: dict[str, TaskBuilder] = {}
 # Modules that register more tasks (``@register_task``) when imported; one line per module.
-TASK_MODULES: tuple[str, ...] = ()
+TASK_MODULES: tuple[str, ...] = (
+    "axon.data.seq2seq",  # seq2seq: sentence pairs for encoder-decoder models
+    "axon.data.mlm",  # mlm: BERT's masked-LM pretraining on a token stream
+    "axon.data.classify",  # classify: one label per text (JSONL / TSV), for every classifier family
+    "axon.data.word2vec",  # word2vec: skip-gram / CBOW examples with negatives from any text
+)
 
 
 def register_task(name: str) -> Callable[[TaskBuilder], TaskBuilder]:

@@ -1,0 +1,24 @@
+"""Sequence classification loss: cross-entropy of one label per sequence."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class Classification:
+    """For any classifier that follows the classification batch contract:
+
+    batch = (input_ids (B, T) int64, attention_mask (B, T) bool, True = a real token,
+    labels (B,) int64); ``model(input_ids, attention_mask)`` -> logits (B, num_labels).
+    Parts: ``ce`` (the mean cross-entropy), ``count`` = B, ``correct`` = argmax hits (evaluation
+    reports accuracy from them).
+    """
+
+    def __call__(self, model: nn.Module, batch: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, dict]:
+        ids, mask, labels = batch
+        logits = model(ids, mask).float()  # (B, num_labels)
+        loss = F.cross_entropy(logits, labels)
+        correct = (logits.argmax(-1) == labels).sum()
+        return loss, {"ce": loss, "count": labels.numel(), "correct": correct}
