@@ -248,3 +248,16 @@ def test_build_tokenizer(tmp_path):
         build_tokenizer("wordpiece", ["x"])
     with pytest.raises(DataError, match="nope.json"):
         build_tokenizer(str(tmp_path / "nope.json"), [])
+
+
+def test_loaded_tokenizer_drops_fixed_padding_and_truncation(tmp_path):
+    """A published tokenizer.json may pad/cut every encoding (all-MiniLM-L6-v2: 128); Axon encodes whole texts."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    tok = Tokenizer(models.WordLevel({"[PAD]": 0, "[UNK]": 1, "a": 2, "b": 3}, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.enable_padding(length=16, pad_id=0, pad_token="[PAD]")
+    tok.enable_truncation(max_length=3)
+    tok.save(str(tmp_path / "tokenizer.json"))
+    loaded = load_tokenizer(tmp_path)
+    assert loaded.encode("a b a b a") == [2, 3, 2, 3, 2]

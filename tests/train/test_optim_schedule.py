@@ -77,3 +77,11 @@ def test_schedules():
     values = [lr_factor(s, 100, "cosine", **kw) for s in range(10, 101)]
     assert all(a >= b for a, b in zip(values, values[1:]))
     assert not math.isnan(lr_factor(5, 5, "cosine", warmup=5, min_ratio=0.0, decay_fraction=0.2))
+
+
+def test_muon_refuses_a_model_without_hidden_matrices():
+    from axon.errors import ConfigError
+
+    model = torch.nn.Sequential(torch.nn.Embedding(10, 4))
+    with pytest.raises(ConfigError, match="muon needs hidden weight matrices"):
+        build_optimizers(model, OptimConfig(name="muon"))

@@ -314,6 +314,10 @@ def load_tokenizer(path: str | Path) -> AnyTokenizer:
         tok = Tokenizer.from_str(text)
     except Exception as e:  # the Rust parser raises bare Exception on a malformed file
         raise DataError(f"{file}: not a valid Hugging Face tokenizer ({e})") from None
+    # A published tokenizer.json may pad or cut every encoding to a fixed length (MiniLM's: 128);
+    # Axon encodes whole texts and pads batches itself.
+    tok.no_padding()
+    tok.no_truncation()
     is_bpe = isinstance(obj.get("model"), dict) and obj["model"].get("type") == "BPE"
     return (BPETokenizer if is_bpe else HFTokenizer)(tok)
 

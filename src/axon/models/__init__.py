@@ -26,11 +26,12 @@ class Family:
     model: type
     presets: dict
     task: str = "lm"  # the task a run of this family trains on unless the config names one (axon.train.tasks)
+    other_tasks: tuple[str, ...] = ()  # further tasks its model serves (e.g. BERT: classify)
 
 
 FAMILIES: dict[str, Family] = {
     "decoder": Family(DecoderConfig, Decoder, DECODER_PRESETS),
-    "bert": Family(BertConfig, Bert, BERT_PRESETS, task="mlm"),  # Devlin et al. 2019; task: classify to fine-tune
+    "bert": Family(BertConfig, Bert, BERT_PRESETS, task="mlm", other_tasks=("classify",)),  # Devlin et al. 2019; task: classify to fine-tune
     "rnn": Family(RNNConfig, RNNLM, RNN_PRESETS),  # RNN / LSTM / GRU language models
     "rnn_classifier": Family(RNNClassifierConfig, RNNClassifier, RNN_CLASSIFIER_PRESETS, task="classify"),  # BiLSTM/GRU
     "word2vec": Family(Word2VecConfig, Word2Vec, WORD2VEC_PRESETS, task="word2vec"),  # Mikolov et al. 2013

@@ -11,6 +11,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from axon.errors import ConfigError
+
 # name -> (torch.optim class name, fixed keyword arguments)
 OPTIMIZERS: dict[str, tuple[str, dict]] = {
     "adamw": ("AdamW", {}),
@@ -85,6 +87,9 @@ def build_optimizers(model: nn.Module, cfg) -> list[torch.optim.Optimizer]:
         hidden = [p for p in trainable if p.dim() == 2 and id(p) not in excluded]
         hidden_ids = {id(p) for p in hidden}
         rest = [p for p in trainable if id(p) not in hidden_ids]
+        if not hidden:
+            raise ConfigError("optim.name: muon needs hidden weight matrices and this model has none "
+                              "(only embeddings, heads and vectors); use adamw")
         opts = [
             torch.optim.Muon(hidden, lr=cfg.muon_lr, weight_decay=cfg.weight_decay, momentum=cfg.muon_momentum),
         ]

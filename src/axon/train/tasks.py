@@ -73,6 +73,14 @@ def build_task(cfg, device: torch.device) -> TaskSetup:
     name = task_name(cfg)
     if name not in TASKS:
         raise ConfigError(f"task: unknown task {name!r}; choose one of: {', '.join(sorted(TASKS))}")
+    from axon.models import FAMILIES
+
+    family = FAMILIES[cfg.model.family]
+    served = (family.task, *family.other_tasks)
+    if name not in served:
+        doers = [f for f, fam in FAMILIES.items() if name in (fam.task, *fam.other_tasks)]
+        raise ConfigError(f"task: a {cfg.model.family} model does not do {name!r} (it does {', '.join(served)}); "
+                          f"for {name} set " + " or ".join(f"model.family={f}" for f in doers))
     return TASKS[name](cfg, device)
 
 
