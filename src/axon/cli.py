@@ -62,6 +62,7 @@ def cmd_sample(args, overrides: list[str]) -> int:
     from axon.generate import cut_at_stop, generate
     from axon.generate.cache import context_limit
     from axon.train.run import load_run
+    from axon.train.tasks import task_name
 
     if overrides:
         raise ConfigError(f"unknown option {overrides[0]}; see axon sample --help")
@@ -76,10 +77,11 @@ def cmd_sample(args, overrides: list[str]) -> int:
     if args.num_samples < 1 or args.max_new_tokens < 0:
         raise ConfigError("--num-samples must be >= 1 and --max-new-tokens >= 0")
     cfg, model, tokenizer = load_run(args.run_dir, args.device)
-    if cfg.model.family == "seq2seq":
-        raise ConfigError(f"{args.run_dir} is an encoder-decoder run: it translates sources, use axon translate RUN_DIR --input TEXT")
-    if cfg.model.family == "bert":
-        raise ConfigError(f"{args.run_dir} is a BERT (encoder) run: it fills in blanks and classifies, it does not continue text")
+    task = task_name(cfg)
+    if task != "lm":  # only a language model continues text
+        hint = {"seq2seq": "; use axon translate RUN_DIR --input TEXT", "word2vec": "; use axon embed RUN_DIR --neighbors WORD"}
+        raise ConfigError(f"{args.run_dir} is a {cfg.model.family} run trained for {task!r}: it does not continue text"
+                          + hint.get(task, ""))
     if tokenizer is None:
         raise ConfigError(f"{args.run_dir} has no tokenizer.json; copy the model's tokenizer.json into it")
     if args.prompt_file:

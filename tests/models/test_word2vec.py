@@ -281,3 +281,8 @@ def test_embed_refuses_other_families_and_word2vec_refuses_muon(tmp_path, capsys
     assert "Muon does not train" in capsys.readouterr().err
     assert main(["embed", str(tmp_path / "missing"), "--neighbors", "a"]) == 2
     assert "is not a run directory" in capsys.readouterr().err
+
+
+def test_sample_on_a_word2vec_run_points_to_embed(w2v_run, capsys):
+    assert main(["sample", str(w2v_run)]) == 2
+    assert "trained for 'word2vec': it does not continue text; use axon embed" in capsys.readouterr().err
