@@ -342,6 +342,24 @@ def cmd_embed(args, overrides: list[str]) -> int:
     return 0
 
 
+def cmd_lora(args, overrides: list[str]) -> int:
+    """LoRA runs -> plain runs or adapter files (axon.train.lora)."""
+    from axon.errors import ConfigError
+    from axon.train.lora import apply_adapters, export_adapters, merge_run
+
+    if overrides:
+        raise ConfigError(f"unknown option {overrides[0]}; see axon lora --help")
+    if (args.action == "apply") != (args.adapters is not None):
+        raise ConfigError("axon lora apply takes BASE_RUN ADAPTERS; merge and export take one RUN_DIR")
+    if args.action == "export":
+        info = export_adapters(args.run_dir, args.out)
+        print(f"wrote {info['path']}: {info['bytes']:,} bytes")
+        return 0
+    info = merge_run(args.run_dir, args.out) if args.action == "merge" else apply_adapters(args.run_dir, args.adapters, args.out)
+    print(f"wrote run {info['run_dir']}: {info['params']:,} parameters, adapters merged (works with sample, eval, convert)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from axon import __version__
 
@@ -453,6 +471,18 @@ def build_parser() -> argparse.ArgumentParser:
     em.add_argument("--k", type=int, default=10, help="how many words to list")
     em.add_argument("--export", metavar="FILE", help="write every vector in the word2vec text format")
     em.set_defaults(func=cmd_embed)
+    lo = sub.add_parser("lora", help="merge a LoRA run into a plain run, export its adapters, or apply adapters to a base",
+                        epilog="examples:\n"
+                               "  axon lora merge runs/lora --out runs/lora-merged       # W0 + (alpha/r) B A, a plain run\n"
+                               "  axon lora export runs/lora --out adapters.safetensors  # adapters (+ train_also tensors)\n"
+                               "  axon lora apply runs/base adapters.safetensors --out runs/merged\n"
+                               "Train adapters with --lora.targets='[\"*.qkv\"]' (see the lora config section).\n",
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    lo.add_argument("action", choices=["merge", "export", "apply"])
+    lo.add_argument("run_dir", metavar="RUN_DIR", help="a LoRA run (merge, export) or the base run (apply)")
+    lo.add_argument("adapters", nargs="?", metavar="ADAPTERS", help="apply: an adapters.safetensors file")
+    lo.add_argument("--out", required=True, help="the run directory (merge, apply) or file (export) to write")
+    lo.set_defaults(func=cmd_lora)
     return p
 
 

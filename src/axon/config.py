@@ -260,6 +260,25 @@ class LogConfig:
 
 
 @dataclass
+class LoRAConfig:
+    # LoRA fine-tuning (Hu et al. 2021; axon.nn.lora): the nn.Linear layers whose names match `targets`
+    # (fnmatch patterns: "*.qkv", "blocks.*.mlp.*", "lm_head") get rank-r adapters; everything else is frozen
+    targets: list[str] = field(default_factory=list)  # empty: LoRA off
+    rank: int = 8
+    alpha: float = 16.0  # the update is scaled by alpha / rank
+    dropout: float = 0.0  # on the adapters' input only
+    # other parameters left trainable (fnmatch on parameter names, e.g. "head.*"); parameters that
+    # train.init_from did not provide (a new classification head) are added here automatically
+    train_also: list[str] = field(default_factory=list)
+
+    def __post_init__(self):
+        check(self.rank >= 1, "rank", f"must be >= 1, got {self.rank}")
+        check(self.alpha > 0, "alpha", f"must be > 0, got {self.alpha}")
+        check(0.0 <= self.dropout < 1.0, "dropout", f"must be in [0, 1), got {self.dropout}")
+        check(not self.train_also or bool(self.targets), "train_also", "needs lora.targets (LoRA is off without them)")
+
+
+@dataclass
 class RunConfig:
     out_dir: str = "runs"
     name: str | None = None  # run directory name; default: <date>-<time>
@@ -270,13 +289,14 @@ class RunConfig:
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    lora: LoRAConfig = field(default_factory=LoRAConfig)
 
     def __post_init__(self):
         if self.model is None:
             self.model = build_model_config({})
 
 
-SECTIONS = {"data": DataConfig, "optim": OptimConfig, "schedule": ScheduleConfig, "train": TrainConfig, "log": LogConfig}
+SECTIONS = {"data": DataConfig, "optim": OptimConfig, "schedule": ScheduleConfig, "train": TrainConfig, "log": LogConfig, "lora": LoRAConfig}
 TOP_LEVEL = ("out_dir", "name", "task")
 
 

@@ -106,6 +106,12 @@ def test_export_of_a_model_no_transformers_class_matches(tmp_path):
     model = Decoder(DecoderConfig(vocab_size=20, block_size=8, n_layer=1, n_head=2, n_embd=8, qk_norm=True))
     with pytest.raises(ConfigError, match="qk_norm=true"):
         axon.to_hf(model, tmp_path / "y")
+    # a sliding window or block-sparse pattern has no GPT-2/Llama field: refused, never dropped
+    for i, pattern in enumerate((dict(attention="sliding", attn_window=4), dict(attention="block_sparse", attn_block=4))):
+        for switches in (dict(), dict(pos="learned", norm="layernorm", mlp="gelu")):
+            model = Decoder(DecoderConfig(vocab_size=20, block_size=8, n_layer=1, n_head=2, n_embd=8, **switches, **pattern))
+            with pytest.raises(ConfigError, match=f"attention={pattern['attention']}"):
+                axon.to_hf(model, tmp_path / f"z{i}{len(switches)}")
 
 
 def test_nonzero_bias_against_a_no_bias_record(tmp_path):

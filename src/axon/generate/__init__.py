@@ -12,5 +12,6 @@ from axon.generate.sampling import (
 )
 from axon.generate.speculative import SpeculativeResult, speculative_generate
 from axon.generate.state import RecurrentStateCache
+from axon.generate.window import WindowCache
 
-__all__ = ["speculative_generate", "SpeculativeResult", "beam_search", "BeamHypothesis", "KVCache", "RecurrentStateCache", "Generation", "generate", "filter_logits", "process_logits", "cut_at_stop"]
+__all__ = ["speculative_generate", "SpeculativeResult", "beam_search", "BeamHypothesis", "KVCache", "RecurrentStateCache", "WindowCache", "Generation", "generate", "filter_logits", "process_logits", "cut_at_stop"]

@@ -99,7 +99,11 @@ def exportable(cfg: DecoderConfig) -> str | None:
         wrong.append(f"n_kv_head={cfg.n_kv_head}")
     if cfg.qk_norm:
         wrong.append("qk_norm=true")
-    return None if not wrong else "GPT-2 needs pos=learned, norm=layernorm, mlp=gelu, multi-head attention, no qk_norm; got " + ", ".join(wrong)
+    if cfg.moe_experts:
+        wrong.append(f"moe_experts={cfg.moe_experts} (a mixture of experts)")
+    if cfg.attention != "dense":
+        wrong.append(f"attention={cfg.attention} (a sparse attention pattern)")
+    return None if not wrong else "GPT-2 needs pos=learned, norm=layernorm, mlp=gelu, dense multi-head attention, no qk_norm; got " + ", ".join(wrong)
 
 
 def config_to_hf(cfg: DecoderConfig) -> dict[str, Any]:

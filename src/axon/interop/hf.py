@@ -26,7 +26,7 @@ import torch
 
 from axon.config import to_dict
 from axon.errors import CheckpointError, ConfigError
-from axon.interop import bert, gpt2, llama
+from axon.interop import bert, gpt2, llama, mamba, mixtral
 from axon.interop.tensors import Source, fill
 from axon.models.decoder import Decoder, DecoderConfig
 
@@ -34,6 +34,8 @@ from axon.models.decoder import Decoder, DecoderConfig
 # A module may name the model class it builds (MODEL; default Decoder) and complete the config from the
 # checkpoint's tensors (config_from_tensors: BERT's head); only modules with `exportable` are written by to_hf.
 FAMILIES = {gpt2.MODEL_TYPE: gpt2, llama.MODEL_TYPE: llama, bert.MODEL_TYPE: bert}
+FAMILIES[mixtral.MODEL_TYPE] = mixtral  # Llama with sparse MoE feed-forwards (axon.interop.mixtral)
+FAMILIES[mamba.MODEL_TYPE] = mamba  # selective state spaces (axon.interop.mamba); exports the Mamba family
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt")
 
 
@@ -150,7 +152,10 @@ def _semantics(cfg: DecoderConfig, skip: tuple[str, ...]) -> tuple:
               "kv_heads": cfg.kv_heads, "n_embd": cfg.n_embd, "mlp": cfg.mlp, "hidden": cfg.hidden, "norm": cfg.norm,
               "norm_eps": cfg.norm_eps, "norm_bias": cfg.norm_bias if cfg.norm == "layernorm" else None,
               "pos": cfg.pos, "rope": (cfg.rope_theta, cfg.rope_scaling) if cfg.pos == "rope" else None,
-              "qk_norm": cfg.qk_norm, "bias": cfg.bias, "tie_embeddings": cfg.tie_embeddings}
+              "qk_norm": cfg.qk_norm, "bias": cfg.bias, "tie_embeddings": cfg.tie_embeddings,
+              "moe": (cfg.moe_experts, cfg.moe_top_k, cfg.moe_every, cfg.moe_shared_experts, cfg.moe_hidden or cfg.hidden,
+                      cfg.moe_norm_topk if cfg.moe_norm_topk is not None else cfg.moe_top_k > 1) if cfg.moe_experts else None,
+              "moe_capacity_factor": cfg.moe_capacity_factor or None, "moe_aux_loss": cfg.moe_aux_loss, "moe_z_loss": cfg.moe_z_loss}
     return tuple(v for k, v in fields.items() if k not in skip)
 
 
@@ -187,9 +192,13 @@ def to_hf(model: torch.nn.Module, out_dir: str | Path, tokenizer=None, overwrite
     from axon.interop.tokenizer import save_hf_tokenizer
 
     cfg = getattr(model, "config", None)
-    if not isinstance(cfg, DecoderConfig):
+    own = [f for f in FAMILIES.values() if isinstance(cfg, getattr(f, "CONFIG", ()))]  # a family with its own config class (Mamba)
+    if own:
+        family = own[0]
+    elif not isinstance(cfg, DecoderConfig):
         raise ConfigError(f"to_hf: {type(model).__name__} is not an Axon decoder; export supports {', '.join(k for k, f in FAMILIES.items() if hasattr(f, 'exportable'))}")
-    family = export_family(cfg)
+    else:
+        family = export_family(cfg)
     out = Path(out_dir)
     if out.exists() and any(out.iterdir()):
         if not overwrite:

@@ -63,7 +63,9 @@ def config_to_axon(hf: dict[str, Any]) -> DecoderConfig:
     )
 
 
-def tensors_to_axon(src: Source, cfg: DecoderConfig) -> dict[str, torch.Tensor]:
+def tensors_to_axon(src: Source, cfg: DecoderConfig, mlp=None) -> dict[str, torch.Tensor]:
+    """``mlp(src, out, layer, block)``, when given, maps each layer's feed-forward instead of the
+    dense SwiGLU (Mixtral's experts, ``axon.interop.mixtral``)."""
     C, hs, nh, nkv, H = cfg.n_embd, cfg.head_dim, cfg.n_head, cfg.kv_heads, cfg.hidden
     out: dict[str, torch.Tensor] = {"wte.weight": src.take("embed_tokens.weight", (cfg.vocab_size, C))}
 
@@ -79,6 +81,9 @@ def tensors_to_axon(src: Source, cfg: DecoderConfig) -> dict[str, torch.Tensor]:
         fused([(f"{att}.q_proj", nh * hs), (f"{att}.k_proj", nkv * hs), (f"{att}.v_proj", nkv * hs)], C, f"{b}.attn.qkv")
         fused([(f"{att}.o_proj", C)], nh * hs, f"{b}.attn.proj")
         out[f"{b}.norm2.weight"] = src.take(f"{layer}.post_attention_layernorm.weight", (C,))
+        if mlp is not None:
+            mlp(src, out, layer, b)
+            continue
         fused([(f"{layer}.mlp.gate_proj", H), (f"{layer}.mlp.up_proj", H)], C, f"{b}.mlp.gate_up")
         fused([(f"{layer}.mlp.down_proj", C)], H, f"{b}.mlp.proj")
     out["norm_f.weight"] = src.take("norm.weight", (C,))
@@ -91,7 +96,11 @@ def exportable(cfg: DecoderConfig) -> str | None:
              if getattr(cfg, k) != v]
     if cfg.qk_norm:
         wrong.append("qk_norm=true")
-    return None if not wrong else "Llama needs pos=rope, norm=rmsnorm, mlp=swiglu, no qk_norm; got " + ", ".join(wrong)
+    if cfg.moe_experts:
+        wrong.append(f"moe_experts={cfg.moe_experts} (a mixture of experts)")
+    if cfg.attention != "dense":
+        wrong.append(f"attention={cfg.attention} (a sparse attention pattern)")
+    return None if not wrong else "Llama needs pos=rope, norm=rmsnorm, mlp=swiglu, no qk_norm, dense attention; got " + ", ".join(wrong)
 
 
 def config_to_hf(cfg: DecoderConfig) -> dict[str, Any]:
@@ -106,7 +115,8 @@ def config_to_hf(cfg: DecoderConfig) -> dict[str, Any]:
     }
 
 
-def tensors_to_hf(state: dict[str, torch.Tensor], cfg: DecoderConfig) -> dict[str, torch.Tensor]:
+def tensors_to_hf(state: dict[str, torch.Tensor], cfg: DecoderConfig, mlp=None) -> dict[str, torch.Tensor]:
+    """``mlp(state, out, layer, block)``, when given, writes each layer's feed-forward instead."""
     hs, nh, nkv, H = cfg.head_dim, cfg.n_head, cfg.kv_heads, cfg.hidden
     out = {"model.embed_tokens.weight": state["wte.weight"], "model.norm.weight": state["norm_f.weight"]}
 
@@ -122,6 +132,9 @@ def tensors_to_hf(state: dict[str, torch.Tensor], cfg: DecoderConfig) -> dict[st
         split(f"{b}.attn.qkv", [(f"{att}.q_proj", nh * hs), (f"{att}.k_proj", nkv * hs), (f"{att}.v_proj", nkv * hs)])
         split(f"{b}.attn.proj", [(f"{att}.o_proj", cfg.n_embd)])
         out[f"{layer}.post_attention_layernorm.weight"] = state[f"{b}.norm2.weight"]
+        if mlp is not None:
+            mlp(state, out, layer, b)
+            continue
         split(f"{b}.mlp.gate_up", [(f"{layer}.mlp.gate_proj", H), (f"{layer}.mlp.up_proj", H)])
         split(f"{b}.mlp.proj", [(f"{layer}.mlp.down_proj", cfg.n_embd)])
     if not cfg.tie_embeddings:

@@ -8,8 +8,14 @@ from torch import nn
 
 from axon.models.bert import PRESETS as BERT_PRESETS
 from axon.models.bert import Bert, BertConfig
+from axon.models.conv_attention import PRESETS as CONV_ATTENTION_PRESETS
+from axon.models.conv_attention import ConvAttention, ConvAttentionConfig
 from axon.models.decoder import PRESETS as DECODER_PRESETS
 from axon.models.decoder import Decoder, DecoderConfig
+from axon.models.mamba import PRESETS as MAMBA_PRESETS
+from axon.models.mamba import Mamba, MambaConfig
+from axon.models.progressive import PRESETS as PROGRESSIVE_PRESETS
+from axon.models.progressive import ProgressiveConfig, ProgressiveDecoder
 from axon.models.rnn import PRESETS as RNN_PRESETS
 from axon.models.rnn import RNNLM, RNNConfig
 from axon.models.rnn_classifier import PRESETS as RNN_CLASSIFIER_PRESETS
@@ -36,6 +42,9 @@ FAMILIES: dict[str, Family] = {
     "rnn_classifier": Family(RNNClassifierConfig, RNNClassifier, RNN_CLASSIFIER_PRESETS, task="classify"),  # BiLSTM/GRU
     "word2vec": Family(Word2VecConfig, Word2Vec, WORD2VEC_PRESETS, task="word2vec"),  # Mikolov et al. 2013
     "seq2seq": Family(TransformerConfig, Transformer, SEQ2SEQ_PRESETS, task="seq2seq"),  # Vaswani et al. 2017
+    "progressive": Family(ProgressiveConfig, ProgressiveDecoder, PROGRESSIVE_PRESETS),  # grows by duplicating layers (ours)
+    "conv_attention": Family(ConvAttentionConfig, ConvAttention, CONV_ATTENTION_PRESETS),  # causal hourglass (ours)
+    "mamba": Family(MambaConfig, Mamba, MAMBA_PRESETS),  # selective state spaces, Gu & Dao 2023
 }
 
 

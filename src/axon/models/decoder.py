@@ -29,6 +29,13 @@ from torch import nn
 from axon.config import check
 from axon.models.flops import transformer_flops_per_token
 from axon.nn import CausalSelfAttention, RMSNorm, RotaryEmbedding, build_mlp, build_norm
+from axon.nn.masks import (
+    check_attention_pattern,
+    decoder_pattern_mask,
+    sliding_everywhere,
+    uses_pattern,
+)
+from axon.nn.moe import MoE, aux_losses, build_moe, moe_layers, routing_metrics
 from axon.nn.positional import check_rope_scaling
 
 
@@ -44,6 +51,16 @@ class DecoderConfig:
     n_embd: int = 128
     mlp: Literal["gelu", "swiglu"] = "swiglu"
     mlp_hidden: int | None = None  # null: 4 * n_embd (gelu) or 8/3 * n_embd rounded up to 32 (swiglu)
+    # Mixture-of-experts feed-forward (axon.nn.moe: Switch, GLaM/Mixtral, ST-MoE, DeepSeekMoE)
+    moe_experts: int = 0  # routed experts per MoE layer; 0 = dense MLP everywhere
+    moe_top_k: int = 2  # experts per token (1 = Switch, 2 = GLaM/Mixtral)
+    moe_every: int = 1  # MoE in every moe_every-th layer (layers moe_every-1, 2*moe_every-1, ...), dense MLP elsewhere
+    moe_capacity_factor: float | None = None  # capacity = ceil(f * tokens * k / experts) in training; null/0: no dropping
+    moe_norm_topk: bool | None = None  # renormalise the top-k gates to sum 1 (Mixtral); null: true iff top_k > 1
+    moe_shared_experts: int = 0  # always-active experts (DeepSeekMoE), each moe_hidden wide
+    moe_hidden: int | None = None  # hidden size of one expert; null: the dense MLP's (hidden)
+    moe_aux_loss: float = 0.01  # Switch load-balancing loss coefficient
+    moe_z_loss: float = 0.001  # ST-MoE router z-loss coefficient
     norm: Literal["layernorm", "rmsnorm"] = "rmsnorm"
     norm_eps: float = 1e-5
     norm_bias: bool = False  # LayerNorm bias (GPT-2: true); RMSNorm has none
@@ -57,6 +74,13 @@ class DecoderConfig:
     tie_embeddings: bool = True  # lm_head shares the token embedding matrix
     dropout: float = 0.0
     attn_impl: Literal["sdpa", "reference"] = "sdpa"
+    # Sparse attention patterns (axon.nn.masks): sliding window (Longformer / Mistral; HF's
+    # sliding_window = attn_window) or the Sparse Transformer's "fixed" block pattern.
+    attention: Literal["dense", "sliding", "block_sparse"] = "dense"
+    attn_window: int | None = None  # sliding: each query sees the last attn_window keys, itself included
+    attn_block: int | None = None  # block_sparse: block length l (blocks aligned to position 0)
+    attn_summary: int | None = None  # block_sparse: the last c positions of each block every later query sees (null: 1)
+    attn_layers: list[int] | None = None  # layers that use the pattern (null: all); the others are dense
     init_std: float = 0.02
 
     def __post_init__(self):
@@ -82,9 +106,40 @@ class DecoderConfig:
         )
         check(0.0 <= self.dropout < 1.0, "model.dropout", "must be in [0, 1)")
         check(self.mlp_hidden is None or self.mlp_hidden > 0, "model.mlp_hidden", "must be positive")
+        self._check_moe()
         check(self.rope_theta > 0, "model.rope_theta", "must be positive")
         problem = check_rope_scaling(self.rope_scaling)
         check(problem is None, "model.rope_scaling", problem or "")
+        check_attention_pattern(self)
+
+    def _check_moe(self) -> None:
+        check(self.moe_experts >= 0, "model.moe_experts", "must be >= 0 (0 = dense)")
+        check(self.moe_experts > 0 or self.moe_shared_experts == 0, "model.moe_shared_experts",
+              "shared experts belong to an MoE layer; set model.moe_experts > 0")
+        if self.moe_experts == 0:
+            return
+        check(self.moe_top_k >= 1, "model.moe_top_k", "must be >= 1")
+        check(self.moe_top_k <= self.moe_experts, "model.moe_top_k",
+              f"{self.moe_top_k} is larger than moe_experts={self.moe_experts}; a token cannot pick more experts than exist")
+        check(self.moe_every >= 1, "model.moe_every", "must be >= 1 (1 = every layer)")
+        check(self.moe_every <= self.n_layer, "model.moe_every",
+              f"{self.moe_every} > n_layer={self.n_layer} leaves no MoE layer; use moe_experts=0 for a dense model")
+        check(self.moe_capacity_factor is None or self.moe_capacity_factor >= 0, "model.moe_capacity_factor",
+              "must be positive (or null / 0: no token dropping)")
+        check(self.moe_shared_experts >= 0, "model.moe_shared_experts", "must be >= 0")
+        check(self.moe_hidden is None or self.moe_hidden > 0, "model.moe_hidden", "must be positive")
+        check(self.moe_aux_loss >= 0, "model.moe_aux_loss", "must be >= 0")
+        check(self.moe_z_loss >= 0, "model.moe_z_loss", "must be >= 0")
+
+    def is_moe_layer(self, i: int) -> bool:
+        return self.moe_experts > 0 and (i + 1) % self.moe_every == 0
+
+    @property
+    def context_limit(self) -> int | None:
+        """Most tokens a sequence may hold in generation (``axon.generate.cache.context_limit``):
+        none for a RoPE model that slides in every layer (its keys reach back attn_window tokens
+        and rotary positions keep counting, as Mistral's), block_size otherwise."""
+        return None if self.pos == "rope" and sliding_everywhere(self) else self.block_size
 
     @property
     def kv_heads(self) -> int:
@@ -153,7 +208,7 @@ PRESETS: dict[str, dict] = {
 
 
 class Block(nn.Module):
-    def __init__(self, cfg: DecoderConfig):
+    def __init__(self, cfg: DecoderConfig, layer: int = 0):
         super().__init__()
         self.norm1 = build_norm(cfg.norm, cfg.n_embd, cfg.norm_eps, cfg.norm_bias)
         self.attn = CausalSelfAttention(
@@ -162,7 +217,7 @@ class Block(nn.Module):
             dropout=cfg.dropout, impl=cfg.attn_impl,
         )
         self.norm2 = build_norm(cfg.norm, cfg.n_embd, cfg.norm_eps, cfg.norm_bias)
-        self.mlp = build_mlp(cfg.mlp, cfg.n_embd, cfg.hidden, cfg.bias, cfg.dropout)
+        self.mlp = build_moe(cfg) if cfg.is_moe_layer(layer) else build_mlp(cfg.mlp, cfg.n_embd, cfg.hidden, cfg.bias, cfg.dropout)
 
     def forward(self, x: torch.Tensor, rope=None, cache=None, layer: int = 0, mask=None) -> torch.Tensor:
         x = x + self.attn(self.norm1(x), rope, cache, layer, mask)
@@ -179,7 +234,7 @@ class Decoder(nn.Module):
         self.wpe = nn.Embedding(cfg.block_size, cfg.n_embd) if cfg.pos == "learned" else None
         self.rope = RotaryEmbedding(cfg.head_dim, cfg.block_size, cfg.rope_theta, cfg.rope_scaling) if cfg.pos == "rope" else None
         self.drop = nn.Dropout(cfg.dropout) if cfg.dropout > 0 else nn.Identity()
-        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
+        self.blocks = nn.ModuleList(Block(cfg, i) for i in range(cfg.n_layer))
         self.norm_f = build_norm(cfg.norm, cfg.n_embd, cfg.norm_eps, cfg.norm_bias)
         self.lm_head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
         if cfg.tie_embeddings:
@@ -199,6 +254,8 @@ class Decoder(nn.Module):
                     nn.init.zeros_(module.bias)
             elif isinstance(module, (nn.LayerNorm, RMSNorm)):
                 module.reset_parameters()
+            elif isinstance(module, MoE):  # stacked expert weights, same rule
+                module.reset_parameters(std, math.sqrt(2 * self.config.n_layer))
 
     def num_params(self, non_embedding: bool = False) -> int:
         """Parameter count, shared tensors once. ``non_embedding`` drops the lookup tables (token
@@ -210,20 +267,41 @@ class Decoder(nn.Module):
                 n -= self.wpe.weight.numel()
         return n
 
+    def active_params(self, non_embedding: bool = False) -> int:
+        """Parameters one token uses: all of them, less the experts an MoE layer does not route it to."""
+        return self.num_params(non_embedding) - sum(m.inactive_params() for m in moe_layers(self))
+
+    def aux_losses(self) -> dict[str, torch.Tensor]:
+        """MoE balance and router z-losses of the last forward, scaled; the objective adds them."""
+        return aux_losses(self)
+
+    def routing_metrics(self) -> dict[str, float]:
+        """Per-expert load and dropped share since the last call (the trainer logs them)."""
+        return routing_metrics(self)
+
     def flops_per_token(self, seq_len: int | None = None) -> float:
-        """Training FLOPs per token at context ``seq_len`` (default block_size), for MFU."""
+        """Training FLOPs per token at context ``seq_len`` (default block_size), for MFU; an MoE
+        counts its active parameters (the k experts a token visits, plus router and shared ones)."""
         cfg = self.config
-        matmul_params = self.num_params(non_embedding=True)
+        matmul_params = self.active_params(non_embedding=True)
         if cfg.tie_embeddings:  # the head's matmul is work even though its matrix is the embedding
             matmul_params += cfg.vocab_size * cfg.n_embd
         return transformer_flops_per_token(matmul_params, cfg.n_layer, cfg.n_embd, seq_len or cfg.block_size)
 
     def make_cache(self, batch_size: int, max_len: int | None = None):
         """An empty KV cache for ``batch_size`` sequences of up to ``max_len`` tokens (at most
-        block_size, the default: size it to the prompt plus new tokens to save memory)."""
+        block_size, the default: size it to the prompt plus new tokens to save memory). A model that
+        slides in every layer gets a ring buffer of its window instead (``axon.generate.window``)."""
         from axon.generate.cache import KVCache
 
         cfg, p = self.config, self.lm_head.weight
+        if sliding_everywhere(cfg):
+            from axon.generate.window import WindowCache
+
+            limit = cfg.context_limit  # None (RoPE): the ring may be fed past block_size
+            max_len = max_len if limit is None else min(max_len or limit, limit)
+            return WindowCache(cfg.n_layer, batch_size, cfg.kv_heads, cfg.head_dim, cfg.attn_window, max_len,
+                               dtype=p.dtype, device=p.device)
         max_len = min(max_len or cfg.block_size, cfg.block_size)
         return KVCache(cfg.n_layer, batch_size, cfg.kv_heads, cfg.head_dim, max_len, p.dtype, p.device)
 
@@ -240,7 +318,8 @@ class Decoder(nn.Module):
                 raise ValueError(f"sequence length {T} exceeds block_size {self.config.block_size}")
             positions, mask = 0, None
         else:
-            if cache.length + T > self.config.block_size:
+            limit = self.config.context_limit
+            if limit is not None and cache.length + T > limit:
                 raise ValueError(f"{cache.length} cached + {T} new tokens exceed block_size {self.config.block_size}")
             # positions: an int start shared by the batch, or (B, T) with padding; mask (B, 1, T, S) or None
             positions, mask = cache.prepare(T, pad_mask)
@@ -250,11 +329,15 @@ class Decoder(nn.Module):
             x = x + (self.wpe.weight[positions : positions + T] if shared else self.wpe(positions))
         rope = None
         if self.rope is not None:
-            rope = self.rope(positions, T) if shared else self.rope(positions)
+            if cache is not None and cache.length + T > self.config.block_size:  # sliding models only
+                rope = self.rope.at(positions, T)  # computed, beyond the tables
+            else:
+                rope = self.rope(positions, T) if shared else self.rope(positions)
         if self.training and self.config.dropout:
             x = self.drop(x)
+        local = decoder_pattern_mask(self.config, cache, positions, T, mask, idx.device)  # None: all dense
         for i, block in enumerate(self.blocks):
-            x = block(x, rope, cache, i, mask)
+            x = block(x, rope, cache, i, local if uses_pattern(self.config, i) else mask)
         if cache is not None:
             cache.commit()
         if last_only:

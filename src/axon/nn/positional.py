@@ -28,6 +28,7 @@ class RotaryEmbedding(nn.Module):
         self.theta = theta
         inv_freq = theta ** (-torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim)  # (hs/2,)
         inv_freq = scale_frequencies(inv_freq, scaling)
+        self._inv_freq = inv_freq  # fp64 on the CPU, not a buffer (a dtype cast of the model must not round it): for at()
         angles = torch.outer(torch.arange(max_positions, dtype=torch.float64), inv_freq)  # (T, hs/2)
         angles = torch.cat([angles, angles], dim=-1)  # (T, hs): the same angle for i and i + hs/2
         # Buffers are derived state: not saved in checkpoints, rebuilt from the config.
@@ -39,6 +40,15 @@ class RotaryEmbedding(nn.Module):
         if isinstance(positions, int):
             return self.cos[positions : positions + length], self.sin[positions : positions + length]
         return self.cos[positions], self.sin[positions]
+
+    def at(self, positions: torch.Tensor | int, length: int | None = None):
+        """Like ``forward`` but computed, so positions may lie beyond the tables (a sliding-window
+        model decodes past block_size); the same fp64 arithmetic gives the tables' values."""
+        if isinstance(positions, int):
+            positions = torch.arange(positions, positions + length, device=self.cos.device)
+        angles = positions.to(torch.float64)[..., None] * self._inv_freq.to(positions.device)  # (..., hs/2)
+        angles = torch.cat([angles, angles], dim=-1)
+        return angles.cos().to(self.cos.dtype), angles.sin().to(self.cos.dtype)
 
 
 ROPE_SCALINGS = {

@@ -29,11 +29,18 @@ def causal_lm_loss(logits: torch.Tensor, targets: torch.Tensor, z_loss: float = 
 
 
 class CausalLM:
-    """Objective for any model that maps token ids (B, T) to logits (B, T, V)."""
+    """Objective for any model that maps token ids (B, T) to logits (B, T, V); adds the model's
+    ``aux_losses()`` (a dict of scalar tensors from its last forward) when it has that method."""
 
     def __init__(self, z_loss: float = 0.0):
         self.z_loss = z_loss
 
     def __call__(self, model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, dict]:
         x, y = batch
-        return causal_lm_loss(model(x), y, self.z_loss)
+        loss, parts = causal_lm_loss(model(x), y, self.z_loss)
+        # Auxiliary losses a model reports for its last forward (MoE load balance, router z-loss):
+        # optimised with the loss, reported as their own parts, never in "ce".
+        for name, value in (model.aux_losses() if hasattr(model, "aux_losses") else {}).items():
+            loss = loss + value
+            parts[name] = value
+        return loss, parts

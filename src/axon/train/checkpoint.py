@@ -172,6 +172,16 @@ def load_checkpoint(path: Path, model: nn.Module, optimizers: list | None = None
     return record["trainer"]
 
 
+def latest_step(root: Path) -> int | None:
+    """The step of the newest checkpoint that verifies (the one load_latest loads), or None."""
+    for path in list_checkpoints(root):
+        try:
+            return verify_checkpoint(path)["step"]
+        except CheckpointError:
+            continue
+    return None
+
+
 def load_latest(root: Path, model: nn.Module, optimizers: list | None = None) -> tuple[Path, dict]:
     """Load the newest checkpoint that verifies; warn about each damaged one skipped."""
     candidates = list_checkpoints(root)

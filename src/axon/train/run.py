@@ -153,13 +153,28 @@ def train(cfg: RunConfig | None = None, resume: str | Path | None = None, overri
     torch.manual_seed(tc.seed)
     model = build_model(cfg.model)
     if tc.init_from and resume is None:
-        (task.init_weights or init_weights)(model, tc.init_from)
+        report = (task.init_weights or init_weights)(model, tc.init_from)
+        fresh = report.get("initialised", []) if isinstance(report, dict) else []
+        if cfg.lora.targets and fresh:  # a new head stays trainable; recorded so resume agrees
+            cfg.lora.train_also = [*cfg.lora.train_also, *(n for n in fresh if n not in cfg.lora.train_also)]
+            (run_dir / "config.yaml").write_text(dump_config(cfg))
+    if cfg.lora.targets:
+        from axon.train.lora import setup_lora
+
+        lora_info = setup_lora(model, cfg.lora)
     model = model.to(device)
     flops = model.flops_per_token() if hasattr(model, "flops_per_token") else None
     trainer = Trainer(cfg, model, task.objective, task.train_data, task.val_data, run_dir, device,
                       sample_fn=task.sample_fn, flops_per_token=flops, config_dict=to_dict(cfg))
     result = trainer.fit(resume=resume is not None)
     result.update(run_dir=str(run_dir), params=sum(p.numel() for p in model.parameters()))
+    if hasattr(model, "active_params"):  # a mixture of experts uses fewer per token than it has
+        result["active_params"] = model.active_params()
+    if cfg.lora.targets:
+        from axon.train.lora import ADAPTERS_FILE, write_adapters
+
+        path = write_adapters(model, cfg, run_dir / ADAPTERS_FILE)
+        result.update(trainable_params=lora_info["trainable"], adapters=str(path), adapter_bytes=path.stat().st_size)
     if result["val_loss"] is not None:
         result.update({f"val_{k}": v for k, v in task.summarize(result["val_loss"], "val").items()})
         if task.model_metrics is not None:
@@ -194,6 +209,14 @@ def load_run(run_dir: str | Path, device: str = "auto"):
     tokenizer = load_tokenizer(run_dir / "tokenizer.json") if (run_dir / "tokenizer.json").is_file() else None
     dev = resolve_device(device)
     model = build_model(cfg.model)
+    if hasattr(model, "grow_to_step"):  # a model that grew in training: the checkpoint's depth first
+        from axon.train.checkpoint import latest_step
+
+        model.grow_to_step(latest_step(run_dir / "checkpoints") or 0)
+    if cfg.lora.targets:  # the same LoRA layers as in training, before the checkpoint is loaded
+        from axon.train.lora import setup_lora
+
+        setup_lora(model, cfg.lora, log=False)
     load_latest(run_dir / "checkpoints", model)
     return cfg, model.to(dev).eval(), tokenizer
 

@@ -27,9 +27,14 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from axon.errors import AxonError
+from axon.errors import AxonError, ConfigError
 from axon.eval import evaluate
-from axon.train.checkpoint import list_checkpoints, load_latest, save_checkpoint
+from axon.train.checkpoint import (
+    latest_step,
+    list_checkpoints,
+    load_latest,
+    save_checkpoint,
+)
 from axon.train.logging import MetricsLogger, plot_losses
 from axon.train.optim import build_optimizers
 from axon.train.schedule import lr_factor
@@ -63,6 +68,10 @@ class Trainer:
         self.max_steps = min(steps)
         self.optimizers = build_optimizers(model, cfg.optim)
         self.params = [p for p in model.parameters() if p.requires_grad]
+        late = [s for s in getattr(model, "growth_steps", ()) if s >= self.max_steps]
+        if late:  # a model that grows (axon.models.progressive) would silently never reach that depth
+            raise ConfigError(f"model.grow_at: step {late[0]} is not before the run's last step {self.max_steps}; "
+                              f"grow earlier or train longer")
         self.state = TrainState()
         self.ckpt_dir = run_dir / "checkpoints"
         use_bf16 = self.tc.dtype == "bf16" or (self.tc.dtype == "auto" and device.type == "cuda")
@@ -73,6 +82,10 @@ class Trainer:
     # ---------------------------------------------------------------------------------------
 
     def resume(self) -> None:
+        # A model that grew during training has more tensors in later checkpoints: grow the fresh
+        # model to the checkpoint's step first (axon.models.progressive.grow_to_step).
+        if hasattr(self.model, "grow_to_step") and self.model.grow_to_step(latest_step(self.ckpt_dir) or 0):
+            self._rebuild_optimizers()
         path, state = load_latest(self.ckpt_dir, self.model, self.optimizers)
         self.state = TrainState(**state)
         tqdm.write(f"resumed from {path} (step {self.state.step})")
@@ -108,6 +121,8 @@ class Trainer:
             if self._stop_requested:
                 tqdm.write(f"interrupted: saving a checkpoint at step {st.step}")
                 break
+            if hasattr(self.model, "grow_for_step") and self.model.grow_for_step(st.step):
+                self._rebuild_optimizers()  # the model grew new parameters before this step
             lr_scale = self._set_lr(st.step, now)
             loss, grad_norm = self._train_step(st.step)
             if not math.isfinite(loss) or not math.isfinite(grad_norm):
@@ -129,6 +144,8 @@ class Trainer:
                     record["mfu"] = self.flops_per_token * tps / self.peak
                 if st.skipped_steps:
                     record["skipped_steps"] = st.skipped_steps
+                if hasattr(self.model, "routing_metrics"):  # e.g. MoE expert loads since the last record
+                    record.update(self.model.routing_metrics())
                 if evaluate:
                     val = self.evaluate(tc.eval_batches)
                     val_loss = record["val_loss"] = val["loss"]
@@ -160,6 +177,22 @@ class Trainer:
 
             self._peak = self.tc.peak_flops or peak_flops(self.device)
         return self._peak
+
+    def _rebuild_optimizers(self) -> None:
+        """After the model gained parameters: new optimizers over all of them, each existing
+        parameter keeping its state (Adam moments, Muon momentum), the new ones starting fresh.
+        FLOPs per token (hence MFU) follow the new depth."""
+        old = {p: st for opt in self.optimizers for p, st in opt.state.items()}
+        self.optimizers = build_optimizers(self.model, self.cfg.optim)
+        for opt in self.optimizers:
+            for group in opt.param_groups:
+                for p in group["params"]:
+                    if p in old:
+                        opt.state[p] = old[p]
+        self.params = [p for p in self.model.parameters() if p.requires_grad]
+        self.forward_model = torch.compile(self.model) if self.tc.compile else self.model
+        if self.flops_per_token is not None:
+            self.flops_per_token = self.model.flops_per_token()
 
     def _set_lr(self, step: int, elapsed: float) -> float:
         """Scale every group's lr; a wall-clock budget moves the schedule as fast as time runs out."""
