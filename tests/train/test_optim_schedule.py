@@ -3,6 +3,8 @@ import math
 import pytest
 import torch
 
+from axon.errors import ConfigError
+
 from axon.config import OptimConfig
 from axon.models.decoder import Decoder, DecoderConfig
 from axon.objectives import causal_lm_loss
@@ -85,3 +87,37 @@ def test_muon_refuses_a_model_without_hidden_matrices():
     model = torch.nn.Sequential(torch.nn.Embedding(10, 4))
     with pytest.raises(ConfigError, match="muon needs hidden weight matrices"):
         build_optimizers(model, OptimConfig(name="muon"))
+
+
+def test_mamba_dynamics_and_lora_factors_are_not_decayed_nor_given_to_muon():
+    """A_log and D (Mamba's dynamics) take no weight decay and stay off Muon; LoRA's factors go
+    to AdamW; an MoE's stacked 3-D experts go to AdamW (torch's Muon takes matrices only)."""
+    from axon.models.mamba import Mamba, MambaConfig
+    from axon.nn.lora import apply_lora, mark_only_lora_trainable
+
+    mamba = Mamba(MambaConfig(preset="tiny", vocab_size=20))
+    dynamics = {id(p) for n, p in mamba.named_parameters() if n.endswith(("A_log", "D"))}
+    assert len(dynamics) == 2 * mamba.config.n_layer
+    (opt,) = build_optimizers(mamba, OptimConfig(name="adamw", weight_decay=0.1))
+    decayed = {id(p) for g in opt.param_groups if g["weight_decay"] > 0 for p in g["params"]}
+    assert decayed and dynamics.isdisjoint(decayed)
+    muon, adamw = build_optimizers(mamba, OptimConfig(name="muon", weight_decay=0.1))
+    assert dynamics.isdisjoint({id(p) for g in muon.param_groups for p in g["params"]})
+    assert all(g["weight_decay"] == 0 for g in adamw.param_groups for p in g["params"] if id(p) in dynamics)
+
+    model = tiny_model()
+    apply_lora(model, ["*.qkv"], rank=2, alpha=4)
+    mark_only_lora_trainable(model)
+    with pytest.raises(ConfigError, match="LoRA factors"):  # nothing left for Muon: said, not ignored
+        build_optimizers(model, OptimConfig(name="muon"))
+    for p in model.blocks[0].mlp.parameters():  # with hidden matrices trainable too, Muon takes only those
+        p.requires_grad_(True)
+    muon, adamw = build_optimizers(model, OptimConfig(name="muon"))
+    lora = {id(p) for n, p in model.named_parameters() if "lora_" in n}
+    assert lora and lora <= {id(p) for g in adamw.param_groups for p in g["params"]}
+    assert lora.isdisjoint({id(p) for g in muon.param_groups for p in g["params"]})
+
+    moe = Decoder(DecoderConfig(vocab_size=20, block_size=8, n_layer=1, n_head=2, n_embd=16, moe_experts=4, moe_top_k=2))
+    muon, adamw = build_optimizers(moe, OptimConfig(name="muon"))
+    experts = [p for p in moe.parameters() if p.dim() == 3]
+    assert experts and {id(p) for p in experts} <= {id(p) for g in adamw.param_groups for p in g["params"]}

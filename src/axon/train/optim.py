@@ -48,11 +48,18 @@ def _is_head_or_embedding(module_name: str, module: nn.Module) -> bool:
     return isinstance(module, nn.Embedding) or module_name.rsplit(".", 1)[-1] in ("lm_head", "head")
 
 
+def decays(p: torch.Tensor) -> bool:
+    """Weight decay applies to weight matrices, not to vectors (norm gains, biases) nor to
+    parameters a model marks ``p._no_weight_decay = True`` (e.g. Mamba's A_log and D, which
+    parametrise the dynamics rather than map features; as in the reference implementation)."""
+    return p.dim() >= 2 and not getattr(p, "_no_weight_decay", False)
+
+
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     """Two groups: matrices (decayed) and vectors such as norm gains and biases (not decayed)."""
     params = [p for p in model.parameters() if p.requires_grad]  # parameters() yields tied tensors once
-    decay = [p for p in params if p.dim() >= 2]
-    no_decay = [p for p in params if p.dim() < 2]
+    decay = [p for p in params if decays(p)]
+    no_decay = [p for p in params if not decays(p)]
     groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     return [g for g in groups if g["params"]]
 
@@ -77,25 +84,31 @@ def build_optimizers(model: nn.Module, cfg) -> list[torch.optim.Optimizer]:
         params = [p for g in groups for p in g["params"]]
         opts = [cls(groups, lr=cfg.lr, **{**_hyperparams(cls_name, cfg), **fixed, **_fused(cls_name, params)})]
     else:
+        # Not for Muon: embeddings and heads (Jordan et al.), parameters that are not feature maps
+        # (marked _no_weight_decay), and LoRA's low-rank factors (trained with AdamW, as in Hu et
+        # al. 2021). Tensors of other than 2 dimensions (an MoE's stacked (E, out, in) experts) go
+        # to AdamW too: torch's Muon orthogonalises matrices only.
         excluded = {
             id(p)
             for mname, module in model.named_modules()
             if _is_head_or_embedding(mname, module)
             for p in module.parameters(recurse=False)
         }
+        excluded |= {id(p) for name, p in model.named_parameters() if getattr(p, "_no_weight_decay", False)
+                     or name.rsplit(".", 1)[-1] in ("lora_A", "lora_B")}
         trainable = [p for p in model.parameters() if p.requires_grad]
         hidden = [p for p in trainable if p.dim() == 2 and id(p) not in excluded]
         hidden_ids = {id(p) for p in hidden}
         rest = [p for p in trainable if id(p) not in hidden_ids]
         if not hidden:
-            raise ConfigError("optim.name: muon needs hidden weight matrices and this model has none "
-                              "(only embeddings, heads and vectors); use adamw")
+            raise ConfigError("optim.name: muon needs hidden weight matrices to train and this model has none "
+                              "(only embeddings, heads, vectors or LoRA factors, which take AdamW); use adamw")
         opts = [
             torch.optim.Muon(hidden, lr=cfg.muon_lr, weight_decay=cfg.weight_decay, momentum=cfg.muon_momentum),
         ]
         if rest:
-            decay = [p for p in rest if p.dim() >= 2]
-            no_decay = [p for p in rest if p.dim() < 2]
+            decay = [p for p in rest if decays(p)]
+            no_decay = [p for p in rest if not decays(p)]
             groups = [g for g in ({"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}) if g["params"]]
             opts.append(torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps, **_fused("AdamW", rest)))
     for opt in opts:
