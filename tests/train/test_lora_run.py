@@ -158,3 +158,14 @@ def test_finetune_with_lora_keeps_the_new_head_trainable(root, capsys):
     assert main(["lora", "merge", str(run), "--out", str(root / "ft-merged")]) == 0
     assert main(["eval", str(root / "ft-merged"), "--json"]) == 0
     assert 0 <= json.loads(capsys.readouterr().out.splitlines()[-1])["accuracy"] <= 1
+
+
+def test_adapters_only_under_muon_is_one_line_and_leaves_no_run_directory(root, capsys):
+    """Nothing is left for Muon when only LoRA factors train: the error says so, and the refused
+    run leaves no directory behind, so the same --name works once the setting is fixed."""
+    bad = [a for a in args(root, "muon-lora", "--train.max_steps=2", *LORA) if not a.startswith("--optim.name")]
+    assert main(["train", *bad, "--optim.name=muon"]) == 2
+    assert "LoRA factors, which take AdamW); use adamw" in capsys.readouterr().err
+    assert not (root / "muon-lora").exists()
+    assert main(["train", *bad, "--optim.name=adamw"]) == 0
+    assert (root / "muon-lora" / "adapters.safetensors").is_file()

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from axon.config import RunConfig, dump_config, load_config, to_dict
-from axon.errors import ConfigError, DataError
+from axon.errors import AxonError, ConfigError, DataError
 from axon.models import build_model
 
 
@@ -150,22 +150,27 @@ def train(cfg: RunConfig | None = None, resume: str | Path | None = None, overri
         for name, write in task.extra_files.items():
             write(run_dir / name)
 
-    torch.manual_seed(tc.seed)
-    model = build_model(cfg.model)
-    if tc.init_from and resume is None:
-        report = (task.init_weights or init_weights)(model, tc.init_from)
-        fresh = report.get("initialised", []) if isinstance(report, dict) else []
-        if cfg.lora.targets and fresh:  # a new head stays trainable; recorded so resume agrees
-            cfg.lora.train_also = [*cfg.lora.train_also, *(n for n in fresh if n not in cfg.lora.train_also)]
-            (run_dir / "config.yaml").write_text(dump_config(cfg))
-    if cfg.lora.targets:
-        from axon.train.lora import setup_lora
+    try:
+        torch.manual_seed(tc.seed)
+        model = build_model(cfg.model)
+        if tc.init_from and resume is None:
+            report = (task.init_weights or init_weights)(model, tc.init_from)
+            fresh = report.get("initialised", []) if isinstance(report, dict) else []
+            if cfg.lora.targets and fresh:  # a new head stays trainable; recorded so resume agrees
+                cfg.lora.train_also = [*cfg.lora.train_also, *(n for n in fresh if n not in cfg.lora.train_also)]
+                (run_dir / "config.yaml").write_text(dump_config(cfg))
+        if cfg.lora.targets:
+            from axon.train.lora import setup_lora
 
-        lora_info = setup_lora(model, cfg.lora)
-    model = model.to(device)
-    flops = model.flops_per_token() if hasattr(model, "flops_per_token") else None
-    trainer = Trainer(cfg, model, task.objective, task.train_data, task.val_data, run_dir, device,
-                      sample_fn=task.sample_fn, flops_per_token=flops, config_dict=to_dict(cfg))
+            lora_info = setup_lora(model, cfg.lora)
+        model = model.to(device)
+        flops = model.flops_per_token() if hasattr(model, "flops_per_token") else None
+        trainer = Trainer(cfg, model, task.objective, task.train_data, task.val_data, run_dir, device,
+                          sample_fn=task.sample_fn, flops_per_token=flops, config_dict=to_dict(cfg))
+    except AxonError:  # a setting refused before the first step: leave no half-made run directory behind
+        if resume is None:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
     result = trainer.fit(resume=resume is not None)
     result.update(run_dir=str(run_dir), params=sum(p.numel() for p in model.parameters()))
     if hasattr(model, "active_params"):  # a mixture of experts uses fewer per token than it has
