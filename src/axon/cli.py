@@ -36,6 +36,10 @@ def cmd_train(args, overrides: list[str]) -> int:
     else:
         result = train(load_config(args.config, overrides))
     parts = [f"run: {result['run_dir']}", f"steps {result['step']}", f"{result['elapsed']:.1f} s"]
+    if result.get("active_params", result["params"]) < result["params"]:  # a mixture of experts
+        parts.append(f"params {result['params']:,} ({result['active_params']:,} active per token)")
+    if "trainable_params" in result:  # LoRA
+        parts.append(f"trainable {result['trainable_params']:,} of {result['params']:,} params")
     if result.get("val_loss") is not None:
         parts.append(f"val loss {result['val_loss']:.4f}")
     if "val_bits_per_char" in result:

@@ -7,7 +7,6 @@ import pytest
 import torch
 
 from axon.cli import main
-from axon.config import load_config
 from axon.errors import ConfigError
 from axon.eval import evaluate
 from axon.models.decoder import Decoder, DecoderConfig
@@ -137,15 +136,17 @@ def test_hf_export_refuses_what_mixtral_cannot_hold(tmp_path):
         to_hf(moe_model(n_layer=2, moe_every=2), tmp_path / "b")
 
 
-def test_training_run_logs_expert_loads_and_reports_active_params(tmp_path):
+def test_training_run_logs_expert_loads_and_reports_active_params(tmp_path, capsys):
     args = ["--model.preset=tiny", "--model.moe_experts=4", "--model.moe_top_k=1", "--model.moe_capacity_factor=1.0",
             "--train.batch_size=32", "--train.max_steps=4", "--train.log_interval=2", "--train.eval_interval=100",
             "--train.eval_batches=1", "--train.sample_tokens=0", "--log.progress=false", "--train.threads=1",
             "--schedule.warmup_steps=1", f"--out_dir={tmp_path}", "--name=run", f"--data.cache_dir={tmp_path / 'cache'}"]
-    from axon.train.run import train
+    import re
 
-    result = train(load_config(None, args))
-    assert result["active_params"] < result["params"]
+    assert main(["train", *args]) == 0
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    total, active = (int(n.replace(",", "")) for n in re.search(r"params ([\d,]+) \(([\d,]+) active per token\)", line).groups())
+    assert active < total
     records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     logged = [r for r in records if "train_loss" in r]
     assert len(logged) == 2
