@@ -281,12 +281,17 @@ class Decoder(nn.Module):
 
     def flops_per_token(self, seq_len: int | None = None) -> float:
         """Training FLOPs per token at context ``seq_len`` (default block_size), for MFU; an MoE
-        counts its active parameters (the k experts a token visits, plus router and shared ones)."""
+        counts its active parameters (the k experts a token visits, plus router and shared ones);
+        a sliding-window layer attends to min(seq_len, attn_window) keys (axon.models.flops)."""
+        from axon.nn.masks import uses_pattern
+
         cfg = self.config
+        T = seq_len or cfg.block_size
         matmul_params = self.active_params(non_embedding=True)
         if cfg.tie_embeddings:  # the head's matmul is work even though its matrix is the embedding
             matmul_params += cfg.vocab_size * cfg.n_embd
-        return transformer_flops_per_token(matmul_params, cfg.n_layer, cfg.n_embd, seq_len or cfg.block_size)
+        keys = [min(T, cfg.attn_window) if cfg.attention == "sliding" and uses_pattern(cfg, i) else T for i in range(cfg.n_layer)]
+        return transformer_flops_per_token(matmul_params, cfg.n_layer, cfg.n_head * cfg.head_dim, T, layer_keys=keys)
 
     def make_cache(self, batch_size: int, max_len: int | None = None):
         """An empty KV cache for ``batch_size`` sequences of up to ``max_len`` tokens (at most

@@ -221,6 +221,21 @@ class Transformer(nn.Module):
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())  # a tied head counted once
 
+    def flops_per_token(self, seq_len: int | None = None) -> float:
+        """Training FLOPs per position of a (source, target) pair, both ``seq_len`` long (default
+        block_size; the trainer's tokens per step are batch_size * block_size pairs): 6 per weight
+        of the encoder, the decoder and the output projection (tied or not), and 12 * d per key:
+        encoder self-attention over the source, decoder self-attention over the target and
+        cross-attention over the source (axon.models.flops)."""
+        from axon.models.flops import transformer_flops_per_token
+
+        cfg = self.config
+        T = seq_len or cfg.block_size
+        weights = sum(p.numel() for m in (*self.encoder, *self.decoder, self.encoder_norm, self.decoder_norm) for p in m.parameters())
+        keys = [T] * cfg.enc_layers + [T + T] * cfg.dec_layers  # self-attention (+ cross-attention in the decoder)
+        return transformer_flops_per_token(weights + cfg.vocab_size * cfg.n_embd, cfg.enc_layers + cfg.dec_layers,
+                                           cfg.n_embd, T, layer_keys=keys)
+
     def embed_tokens(self, idx: torch.Tensor, positions: torch.Tensor | int = 0) -> torch.Tensor:
         """Token embeddings times sqrt(d_model) plus sinusoids (sec. 3.4, 3.5), then dropout.
         ``positions``: an int start shared by the batch, or (B, T) per-sequence positions."""

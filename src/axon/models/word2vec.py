@@ -99,6 +99,17 @@ class Word2Vec(nn.Module):
         neg = torch.bmm(self.out(negatives), h[:, :, None]).squeeze(-1)  # (N, K)
         return pos, neg
 
+    def flops_per_token(self, seq_len: int | None = None) -> float:
+        """Training FLOPs per centre word (forward 2 per multiply-add, x3 for training), counting
+        the 2 * window context slots the batches hold (masked ones included: they are computed).
+        Skip-gram: (1 + negatives) dot products of n_embd per slot. CBOW: the masked mean of the
+        slots, then (1 + negatives) dot products. No lookup costs anything."""
+        cfg = self.config
+        slots, D, K = 2 * cfg.window, cfg.n_embd, cfg.negatives
+        if cfg.mode == "skipgram":
+            return 6.0 * D * (1 + K) * slots
+        return 6.0 * D * (1 + K + slots)
+
     def vectors(self) -> torch.Tensor:
         """The word vectors (V, D): the input table, as word2vec.c writes them."""
         return self.wte.weight.detach()

@@ -8,6 +8,7 @@ A run directory holds everything about one run:
     loss.png          loss curves
     samples.txt       text sampled at each evaluation
     checkpoints/      step_XXXXXXXX/{model,optimizer}.safetensors + state.json (see checkpoint.py)
+    result.json       the summary train() returns (val loss, steps, tokens, ...), written at the end
 """
 
 from __future__ import annotations
@@ -184,7 +185,19 @@ def train(cfg: RunConfig | None = None, resume: str | Path | None = None, overri
         result.update({f"val_{k}": v for k, v in task.summarize(result["val_loss"], "val").items()})
         if task.model_metrics is not None:
             result.update({f"val_{k}": v for k, v in task.model_metrics(model, "val").items()})
+    if not result.get("interrupted"):  # an interrupted run is continued with --resume, not finished
+        write_result(run_dir, result)
     return result
+
+
+def write_result(run_dir: Path, result: dict) -> Path:
+    """``<run_dir>/result.json``: the finished run's summary, for other processes (axon.lab).
+    Written to a temporary file and renamed, so a reader never sees half a file."""
+    path = Path(run_dir) / "result.json"
+    tmp = path.with_name(f".result.json.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(result, indent=2, default=float) + "\n")
+    os.replace(tmp, path)
+    return path
 
 
 def init_weights(model: torch.nn.Module, source: str | Path) -> Path:

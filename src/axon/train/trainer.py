@@ -78,6 +78,7 @@ class Trainer:
         self.autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if use_bf16 else None
         self.forward_model = torch.compile(model) if self.tc.compile else model
         self._stop_requested = False
+        self.interrupted = False  # stopped by Ctrl-C / SIGTERM before its budget ran out
 
     # ---------------------------------------------------------------------------------------
 
@@ -120,6 +121,7 @@ class Trainer:
                 break
             if self._stop_requested:
                 tqdm.write(f"interrupted: saving a checkpoint at step {st.step}")
+                self.interrupted = True
                 break
             if hasattr(self.model, "grow_for_step") and self.model.grow_for_step(st.step):
                 self._rebuild_optimizers()  # the model grew new parameters before this step
@@ -166,7 +168,7 @@ class Trainer:
         self._sample(st.step, val_loss)
         self.save()
         return {"step": st.step, "tokens": st.tokens, "elapsed": st.elapsed, "val_loss": val_loss, **extra,
-                "skipped_steps": st.skipped_steps}
+                "skipped_steps": st.skipped_steps, "interrupted": self.interrupted}
 
     # ---------------------------------------------------------------------------------------
 
