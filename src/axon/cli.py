@@ -364,6 +364,98 @@ def cmd_lora(args, overrides: list[str]) -> int:
     return 0
 
 
+SCALING_EPILOG = """\
+examples:
+  axon scaling plan --config configs/shakespeare_char.yaml --budgets 1e12,3e12,1e13 --sizes 32,64,96,128
+  axon scaling run  --config configs/shakespeare_char.yaml --budgets 1e12,3e12,1e13 --sizes 32,64,96,128 --out scaling/shakespeare
+  axon scaling run  ... --tokens 1e6,4e6 --sizes 2x64,4x128 --out scaling/grid   # a grid of N and D instead of IsoFLOP budgets
+  axon scaling fit scaling/shakespeare            # refit its sweep.csv (or any CSV with columns N, D, loss)
+  axon scaling predict scaling/shakespeare --flops 1e15,1e16   # loss-optimal N and D with 95% intervals
+Sizes: n_embd, or n_layer x n_embd (depth defaults to the recipe's; heads keep the recipe's head width).
+plan/run also take the recipe's --section.key=value overrides (write them with '='). Re-running `run`
+redoes no finished run and resumes killed ones.
+"""
+
+
+def cmd_scaling(args, overrides: list[str]) -> int:
+    """Scaling-law sweeps: plan, run, fit, predict (axon.lab.scaling, fits in axon.lab.fit)."""
+    from axon.errors import ConfigError
+    from axon.lab import scaling as S
+
+    if overrides and args.action not in ("plan", "run"):
+        raise ConfigError(f"unknown option {overrides[0]}; see axon scaling --help")
+    flops = S.parse_numbers(args.flops, "--flops") if args.flops else []
+    if args.action in ("plan", "run"):
+        if args.source:
+            raise ConfigError(f"axon scaling {args.action} takes no positional argument (got {args.source!r}); the sweep goes to --out")
+        if not args.sizes:
+            raise ConfigError(f"axon scaling {args.action} needs --sizes (e.g. --sizes 32,64,96 or 2x64,4x128)")
+        runs, notes = S.plan_sweep(args.config, overrides, args.sizes, args.budgets, args.tokens, args.head_dim, args.min_steps)
+        print(S.plan_table(runs))
+        for note in notes:
+            print(note)
+        if args.action == "plan":
+            return 0
+        if not args.out:
+            raise ConfigError("axon scaling run needs --out DIR (the sweep directory; re-running it resumes)")
+        out = Path(args.out)
+        rows = S.run_sweep(runs, out, workers=args.workers, threads=args.threads, progress=not args.no_progress)
+    elif args.action == "fit":
+        if not args.source:
+            raise ConfigError("axon scaling fit needs a sweep directory or a CSV with columns N, D, loss")
+        src = Path(args.source)
+        out = Path(args.out) if args.out else (src if src.is_dir() else src.parent)
+        rows = S.read_csv(src)
+    else:  # predict
+        if not args.source or not flops:
+            raise ConfigError("axon scaling predict needs a sweep directory (or fits.json) and --flops, e.g. --flops 1e15")
+        fits = S.load_fits(args.source)
+        predictions = [S.predict(fits, f) for f in flops]
+        if args.json:
+            print(json.dumps(predictions, indent=1))
+        else:
+            S.echo(line for p in predictions for line in S.prediction_lines(p))
+        return 0
+    fits, predictions = S.fit_and_report(rows, out, bootstrap=args.bootstrap, seed=args.seed, flops=flops)
+    S.echo(S.summary_lines(fits))
+    for p in predictions:
+        S.echo(S.prediction_lines(p))
+    print(f"wrote {out / 'fits.json'}, {out / 'scaling.png'}, {out / 'report.html'}")
+    return 0
+
+
+COMPARE_EPILOG = """\
+examples:
+  # two recipes, 3 seeds each, equal training FLOPs (the baseline's own: its steps x tokens x FLOPs/token)
+  axon compare configs/gpt2_shakespeare_char.yaml configs/shakespeare_char.yaml --seeds 3 --budget flops
+  # one recipe, named override lists; overrides after the options apply to every variant
+  axon compare configs/shakespeare_char.yaml --variant "llama:" \\
+      --variant "gpt2: --model.pos=learned --model.norm=layernorm --model.mlp=gelu" \\
+      --seeds 0,1,2 --budget tokens --train.max_steps=300 --out runs/cmp
+Write overrides as --section.key=value (with '='). Running the same command again continues: no
+finished run is redone. The report (results.md, results.csv, report.html) goes into --out.
+"""
+
+
+def cmd_compare(args, overrides: list[str]) -> int:
+    import shlex
+
+    from axon.lab.compare import compare
+
+    words = [*args.recipes, *(w for v in args.variant for w in ("--variant", v)), "--seeds", args.seeds, "--budget", args.budget]
+    for flag, value in (("--budget-value", args.budget_value), ("--baseline", args.baseline), ("--workers", args.workers),
+                        ("--threads-per-run", args.threads_per_run), ("--out", args.out)):
+        if value is not None:
+            words += [flag, f"{value:g}" if isinstance(value, float) else str(value)]
+    command = "axon compare " + " ".join(shlex.quote(w) for w in [*words, *overrides])  # recorded in the report
+    report = compare(args.recipes, args.variant, overrides, args.out, seeds=args.seeds, budget=args.budget,
+                     budget_value=args.budget_value, baseline=args.baseline, workers=args.workers,
+                     threads_per_run=args.threads_per_run, progress=not args.no_progress, command=command)
+    print(report["markdown"])
+    print(f"report: {Path(report['out']) / 'report.html'} (also results.md, results.csv)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from axon import __version__
 
@@ -487,13 +579,47 @@ def build_parser() -> argparse.ArgumentParser:
     lo.add_argument("adapters", nargs="?", metavar="ADAPTERS", help="apply: an adapters.safetensors file")
     lo.add_argument("--out", required=True, help="the run directory (merge, apply) or file (export) to write")
     lo.set_defaults(func=cmd_lora)
+    sc = sub.add_parser("scaling", help="scaling laws: plan and run a sweep, fit Kaplan and Chinchilla laws, predict N and D",
+                        epilog=SCALING_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sc.add_argument("action", choices=["plan", "run", "fit", "predict"])
+    sc.add_argument("source", nargs="?", metavar="SWEEP", help="fit: a sweep directory or CSV (N, D, loss); predict: a sweep directory or fits.json")
+    sc.add_argument("--config", help="plan/run: the base recipe (YAML) whose model is scaled")
+    sc.add_argument("--budgets", help="plan/run: training FLOPs per run, comma-separated (IsoFLOP profiles)")
+    sc.add_argument("--tokens", help="plan/run: training tokens per run, comma-separated (a grid of N and D)")
+    sc.add_argument("--sizes", help="plan/run: model sizes, n_embd or n_layer x n_embd, comma-separated")
+    sc.add_argument("--head-dim", type=int, default=None, help="head width for the sizes (default: the recipe's)")
+    sc.add_argument("--min-steps", type=int, default=10, help="leave out runs shorter than this (default 10)")
+    sc.add_argument("--out", help="run: the sweep directory; fit: where fits and report go (default: beside the CSV)")
+    sc.add_argument("--workers", type=int, default=None, help="runs at once (default: cores / threads)")
+    sc.add_argument("--threads", type=int, default=1, help="torch threads per run (default 1)")
+    sc.add_argument("--no-progress", action="store_true", help="no progress bar")
+    sc.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples for the intervals (default 200)")
+    sc.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
+    sc.add_argument("--flops", help="compute budget(s) to predict N_opt, D_opt and the loss for, comma-separated")
+    sc.add_argument("--json", action="store_true", help="predict: print JSON")
+    sc.set_defaults(func=cmd_scaling)
+    cp = sub.add_parser("compare", help="train variants x seeds under a matched budget; results table, significance, report",
+                        epilog=COMPARE_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    cp.add_argument("recipes", nargs="*", metavar="RECIPE", help="YAML recipes, one variant each (or one recipe for --variant)")
+    cp.add_argument("--variant", action="append", default=[], metavar='"NAME: --k=v ..."',
+                    help="a named list of overrides of the recipe (repeatable; may hold its own --config)")
+    cp.add_argument("--baseline", help="the variant the others are tested against (default: the first)")
+    cp.add_argument("--seeds", default="1", help="a count (3 = seeds 0,1,2) or a list (0,5,7); default 1")
+    cp.add_argument("--budget", default="steps", choices=["steps", "tokens", "flops", "time"], help="what is matched (default steps)")
+    cp.add_argument("--budget-value", type=float, default=None,
+                    help="steps, tokens, FLOPs or seconds per run (default: the baseline recipe's own)")
+    cp.add_argument("--workers", type=int, default=None, help="runs at once (default: cores / threads per run)")
+    cp.add_argument("--threads-per-run", type=int, default=1, help="torch threads per run (default 1)")
+    cp.add_argument("--out", default="compare", help="report directory, also the runs' home (resumable; default ./compare)")
+    cp.add_argument("--no-progress", action="store_true", help="no progress bar")
+    cp.set_defaults(func=cmd_compare)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, rest = parser.parse_known_args(argv)
-    if args.command not in ("train", "config", "finetune") and rest:
+    if args.command not in ("train", "config", "finetune", "scaling", "compare") and rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     try:
         return args.func(args, rest)

@@ -1,0 +1,517 @@
+"""`axon compare`: train variants x seeds under one matched budget, then tabulate and test.
+
+    variants    several recipes (`axon compare a.yaml b.yaml`), or one recipe and named override
+                lists (`--variant "llama: --model.pos=rope --model.norm=rmsnorm"`); the first is
+                the baseline unless --baseline NAME. Overrides after the options apply to all.
+    seeds       --seeds 3 (seeds 0, 1, 2) or --seeds 0,5,7: train.seed of each run
+    budget      steps | tokens | flops | time, of --budget-value (default: the baseline recipe's
+                own). Equal FLOPs: budget C = the baseline's steps x tokens/step x FLOPs/token;
+                variant v trains round(C / (tokens/step_v x FLOPs/token_v)) steps. Equal tokens:
+                round(D / tokens/step_v) steps. Time: train.max_seconds for all (the lr schedule
+                then follows the clock, see the trainer); runs in parallel share the cores, so a
+                time budget is only fair when every run gets the same cores.
+    runs        one `axon train` subprocess per (variant, seed) through axon.lab.runner, in
+                <out>/runs/<variant>-s<seed>; running the same command again after a kill redoes
+                no finished run (and no finished inference timing).
+    inference   after training, each run's model evaluates the test split (= the validation split
+                the trainer's final full evaluation used) and the pass is timed: ms per test batch
+                (batches built before the clock starts), on the run's device with the run's
+                threads, one run at a time.
+    report      <out>/results.md, results.csv (one row per run), report.html (the table and the
+                loss curves as PNG, embedded as base64: readable offline), curves.png.
+
+Statistics (per variant against the baseline, on the test loss of each seed): the difference of
+means with a 95% confidence interval and the p-value of Welch's unequal-variances t-test (Welch
+1947; scipy.stats.ttest_ind(equal_var=False)); the interval uses the Welch-Satterthwaite degrees
+of freedom, diff +- t_{0.975, df} * sqrt(s_v^2/n_v + s_b^2/n_b). It needs >= 2 seeds per variant.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import json
+import math
+import re
+import shlex
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from axon.errors import ConfigError
+
+BUDGETS = ("steps", "tokens", "flops", "time")
+NAME = re.compile(r"^[A-Za-z0-9_.+-]+$")
+
+
+# ----------------------------------------------------------------------------------------------
+# Variants and budgets
+
+
+@dataclass
+class Variant:
+    name: str
+    recipe: str | None  # YAML path (None: the defaults, as `axon train` with no --config)
+    overrides: list[str] = field(default_factory=list)  # this variant's own --section.key=value
+
+
+def parse_variant(spec: str) -> tuple[str, list[str]]:
+    """``"NAME: --a.b=1 --c.d=x"`` -> (NAME, [overrides]); the overrides are split as a shell would."""
+    name, sep, rest = spec.partition(":")
+    name = name.strip()
+    if not sep or not NAME.match(name):
+        raise ConfigError(f"--variant {spec!r}: write it as \"NAME: --section.key=value ...\" "
+                          "(NAME of letters, digits, _ . + -)")
+    try:
+        args = shlex.split(rest)
+    except ValueError as e:
+        raise ConfigError(f"--variant {name}: cannot split its overrides ({e})") from None
+    if args and not args[0].startswith("--"):  # the rest is checked as `axon train` checks overrides
+        raise ConfigError(f"--variant {name}: {args[0]!r} is not an override; write --section.key=value")
+    return name, args
+
+
+def make_variants(recipes: list[str], specs: list[str]) -> list[Variant]:
+    """Recipes alone: one variant per recipe (named by its file stem). One recipe (or none) with
+    --variant specs: the recipe plus each spec's overrides (a spec may name its own --config)."""
+    if specs and len(recipes) > 1:
+        raise ConfigError("give several recipes OR one recipe with --variant override lists, not both")
+    variants: list[Variant] = []
+    if specs:
+        for spec in specs:
+            name, args = parse_variant(spec)
+            recipe = recipes[0] if recipes else None
+            own: list[str] = []
+            it = iter(args)
+            for a in it:
+                if a == "--config":
+                    recipe = next(it, None)
+                elif a.startswith("--config="):
+                    recipe = a.split("=", 1)[1]
+                else:
+                    own.append(a)
+            variants.append(Variant(name, recipe, own))
+    else:
+        for path in recipes:
+            stem = re.sub(r"[^A-Za-z0-9_.+-]", "_", Path(path).stem)
+            name, i = stem, 2
+            while any(v.name == name for v in variants):
+                name, i = f"{stem}-{i}", i + 1
+            variants.append(Variant(name, path))
+    if len(variants) < 2:
+        raise ConfigError("compare needs at least two variants: give two recipes or two --variant specs")
+    names = [v.name for v in variants]
+    dup = [n for n in names if names.count(n) > 1]
+    if dup:
+        raise ConfigError(f"variant names must be unique; {dup[0]!r} appears twice")
+    return variants
+
+
+def parse_seeds(text: str) -> list[int]:
+    """``"3"`` -> [0, 1, 2]; ``"0,5,7"`` -> [0, 5, 7]."""
+    try:
+        if "," in text:
+            seeds = [int(s) for s in text.split(",") if s.strip()]
+        else:
+            n = int(text)
+            if n < 1:
+                raise ValueError
+            seeds = list(range(n))
+    except ValueError:
+        raise ConfigError(f"--seeds {text!r}: give a count (3 = seeds 0, 1, 2) or a list (0,5,7)") from None
+    if len(set(seeds)) != len(seeds) or not seeds:
+        raise ConfigError(f"--seeds {text!r}: seeds must be distinct")
+    return seeds
+
+
+@dataclass
+class Plan:
+    """What one variant's runs are: resolved numbers and the overrides that set the budget."""
+    variant: Variant
+    cfg: object  # RunConfig with vocab_size resolved
+    tokens_per_step: int
+    flops_per_token: float
+    params: int
+    steps: int  # optimizer steps each run trains (time budget: the schedule's length)
+    budget_args: list[str]
+
+    @property
+    def train_flops(self) -> float:
+        return float(self.steps) * self.tokens_per_step * self.flops_per_token
+
+
+def recipe_steps(cfg) -> int:
+    """The trainer's step count of a config: the smaller of max_steps and ceil(max_tokens / tokens per step)."""
+    tc = cfg.train
+    per_step = tc.batch_size * cfg.model.block_size * tc.grad_accum
+    return min(s for s in (tc.max_steps, tc.max_tokens and math.ceil(tc.max_tokens / per_step)) if s)
+
+
+def match_steps(budget: str, value: float, tokens_per_step: int, flops_per_token: float) -> int:
+    """Steps that spend ``value`` of the budget: steps, tokens (value / tokens per step) or FLOPs
+    (value / (tokens per step x FLOPs per token)), rounded to the nearest step (at least 1)."""
+    if budget == "steps":
+        per_step = 1.0
+    elif budget == "tokens":
+        per_step = float(tokens_per_step)
+    elif budget == "flops":
+        per_step = float(tokens_per_step) * flops_per_token
+    else:
+        raise ValueError(budget)
+    return max(1, round(value / per_step))
+
+
+def plan(variants: list[Variant], common: list[str], budget: str, budget_value: float | None,
+         baseline: str) -> tuple[list[Plan], float]:
+    """Resolve every variant's config and the steps that match the budget; returns (plans, value)."""
+    from axon.config import load_config
+    from axon.lab.flops import count_params, flops_per_token, resolve_vocab
+
+    if budget not in BUDGETS:
+        raise ConfigError(f"--budget {budget!r}: choose one of {', '.join(BUDGETS)}")
+    if budget_value is not None and not budget_value > 0:
+        raise ConfigError(f"--budget-value must be positive, got {budget_value:g}")
+    resolved = []
+    for v in variants:
+        cfg = resolve_vocab(load_config(v.recipe, [*common, *v.overrides]))
+        tps = cfg.train.batch_size * cfg.model.block_size * cfg.train.grad_accum
+        resolved.append((v, cfg, tps, flops_per_token(cfg.model, cfg.model.block_size), count_params(cfg.model)))
+    base = next(r for r in resolved if r[0].name == baseline)
+    _, bcfg, btps, bfpt, _ = base
+    if budget_value is None:  # the baseline recipe's own budget
+        if budget == "time":
+            if bcfg.train.max_seconds is None:
+                raise ConfigError("--budget time: give --budget-value SECONDS (the baseline recipe sets no train.max_seconds)")
+            budget_value = bcfg.train.max_seconds
+        else:
+            budget_value = float(match_steps("steps", recipe_steps(bcfg), btps, bfpt)) * {
+                "steps": 1.0, "tokens": btps, "flops": btps * bfpt}[budget]
+    plans = []
+    for v, cfg, tps, fpt, params in resolved:
+        if budget == "time":
+            steps = recipe_steps(cfg)
+            args = [f"--train.max_seconds={budget_value:g}"]
+        else:
+            steps = match_steps(budget, budget_value, tps, fpt)
+            args = [f"--train.max_steps={steps}", "--train.max_tokens=null"]
+        plans.append(Plan(v, cfg, tps, fpt, params, steps, args))
+    return plans, float(budget_value)
+
+
+# ----------------------------------------------------------------------------------------------
+# Statistics
+
+
+def mean_std(xs: list[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (n - 1; nan for one value)."""
+    n = len(xs)
+    m = sum(xs) / n
+    s = math.sqrt(sum((x - m) ** 2 for x in xs) / (n - 1)) if n > 1 else float("nan")
+    return m, s
+
+
+def welch(a: list[float], b: list[float], level: float = 0.95) -> dict:
+    """mean(a) - mean(b), its ``level`` confidence interval (Welch-Satterthwaite df) and the
+    two-sided p-value of Welch's t-test. NaNs when either side has fewer than 2 values."""
+    from scipy import stats
+
+    diff = sum(a) / len(a) - sum(b) / len(b)
+    if len(a) < 2 or len(b) < 2:
+        return {"diff": diff, "low": float("nan"), "high": float("nan"), "p": float("nan"), "df": float("nan")}
+    va, vb = mean_std(a)[1] ** 2 / len(a), mean_std(b)[1] ** 2 / len(b)
+    se = math.sqrt(va + vb)
+    if se == 0:  # identical constant samples: no spread to test against
+        p = 1.0 if diff == 0 else 0.0
+        return {"diff": diff, "low": diff, "high": diff, "p": p, "df": float("nan")}
+    df = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
+    half = stats.t.ppf(0.5 + level / 2, df) * se
+    p = float(stats.ttest_ind(a, b, equal_var=False).pvalue)
+    return {"diff": diff, "low": diff - half, "high": diff + half, "p": p, "df": df}
+
+
+# ----------------------------------------------------------------------------------------------
+# Inference timing
+
+
+def time_inference(run_dir: Path, threads: int) -> dict:
+    """Evaluate the run's model on the whole test (= validation) split, timed; cached in
+    <run_dir>/inference.json so that a resumed compare does not redo it."""
+    import torch
+
+    path = run_dir / "inference.json"
+    if path.is_file():
+        return json.loads(path.read_text())
+    from axon.eval import evaluate
+    from axon.train.run import load_run
+    from axon.train.tasks import build_task
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        cfg, model, _ = load_run(run_dir, device=cfg_device(run_dir))
+        device = next(model.parameters()).device
+        task = build_task(cfg, device)
+        batches = [tuple(t.to(device) for t in b)  # made before the clock starts: the model's time only
+                   for b in task.val_data.iter_eval_batches(cfg.train.batch_size, cfg.model.block_size, None)]
+        sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+        with torch.inference_mode():
+            sync()
+            start = time.perf_counter()
+            metrics = evaluate(model, task.objective, iter(batches))
+            sync()
+            seconds = time.perf_counter() - start
+    finally:
+        torch.set_num_threads(before)
+    out = {"test_batches": len(batches), "inference_ms_per_batch": 1000 * seconds / len(batches),
+           "test_loss_timed": metrics["loss"], "threads": threads}
+    tmp = path.with_name(".inference.json.tmp")
+    tmp.write_text(json.dumps(out, indent=2) + "\n")
+    tmp.replace(path)
+    return out
+
+
+def cfg_device(run_dir: Path) -> str:
+    """The device the run trained on (its train.device), for timing its inference there too."""
+    from axon.config import load_config
+
+    return load_config(run_dir / "config.yaml").train.device
+
+
+# ----------------------------------------------------------------------------------------------
+# Rows, tables, plots
+
+
+def read_metrics(run_dir: Path) -> list[dict]:
+    path = run_dir / "metrics.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
+
+
+def run_row(p: Plan, seed: int, result: dict, inference: dict) -> dict:
+    """One run's figures (a row of results.csv)."""
+    cfg, run_dir = p.cfg, Path(result["run_dir"])
+    train_losses = [r["train_loss"] for r in read_metrics(run_dir) if "train_loss" in r]
+    steps = int(result["step"])
+    return {
+        "variant": p.variant.name, "seed": seed, "run_dir": str(run_dir),
+        "params": int(result.get("params", p.params)), "flops_per_token": p.flops_per_token,
+        "n_head": getattr(cfg.model, "n_head", None), "n_embd": getattr(cfg.model, "n_embd", None),
+        "micro_batch": cfg.train.batch_size, "grad_accum": cfg.train.grad_accum, "context": cfg.model.block_size,
+        "steps": steps, "tokens": int(result["tokens"]),
+        "train_flops": float(result["tokens"]) * p.flops_per_token,
+        "train_seconds": float(result["elapsed"]),
+        "ms_per_step": 1000 * float(result["elapsed"]) / max(steps, 1),
+        "final_train_loss": train_losses[-1] if train_losses else float("nan"),
+        "test_batches": inference["test_batches"], "inference_ms_per_batch": inference["inference_ms_per_batch"],
+        "test_loss": float(result["val_loss"]),
+    }
+
+
+def summarize(rows: list[dict], baseline: str) -> list[dict]:
+    """One summary per variant (means +- std over seeds) with Welch's test against the baseline."""
+    order = list(dict.fromkeys(r["variant"] for r in rows))
+    base = [r["test_loss"] for r in rows if r["variant"] == baseline]
+    out = []
+    for name in order:
+        mine = [r for r in rows if r["variant"] == name]
+        s = {k: mine[0][k] for k in ("variant", "params", "flops_per_token", "n_head", "n_embd", "micro_batch",
+                                      "grad_accum", "context", "test_batches")}
+        s["seeds"] = len(mine)
+        for k in ("steps", "tokens", "train_flops", "ms_per_step", "final_train_loss", "inference_ms_per_batch", "test_loss"):
+            s[k], s[k + "_std"] = mean_std([float(r[k]) for r in mine])
+        s["vs_baseline"] = None if name == baseline else welch([r["test_loss"] for r in mine], base)
+        out.append(s)
+    return out
+
+
+def _pm(m: float, s: float, fmt: str) -> str:
+    return format(m, fmt) if not math.isfinite(s) else f"{format(m, fmt)} ± {format(s, fmt)}"
+
+
+def _si(x: float) -> str:
+    for unit, div in (("P", 1e15), ("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(x) >= div:
+            return f"{x / div:.3g}{unit}"
+    return f"{x:.3g}"
+
+
+COLUMNS = ["model", "params", "FLOPs/token", "heads", "embedding", "micro batch", "context", "training batches",
+           "training FLOPs", "time/batch (ms)", "final train loss", "test batches", "inference (ms/batch)",
+           "test loss", "Δ test loss vs baseline [95% CI]", "p (Welch t)"]
+
+
+def table_rows(summary: list[dict], baseline: str) -> list[list[str]]:
+    rows = []
+    for s in summary:
+        steps = _pm(s["steps"], s["steps_std"], ".0f") if s["steps_std"] else f"{s['steps']:.0f}"
+        if s["vs_baseline"] is None:
+            delta, p = "(baseline)", ""
+        else:
+            w = s["vs_baseline"]
+            ci = f" [{w['low']:+.4f}, {w['high']:+.4f}]" if math.isfinite(w["low"]) else " (CI needs >= 2 seeds)"
+            delta, p = f"{w['diff']:+.4f}{ci}", (f"{w['p']:.3g}" if math.isfinite(w["p"]) else "")
+        micro = f"{s['micro_batch']}" + (f" x{s['grad_accum']}" if s["grad_accum"] > 1 else "")
+        rows.append([
+            f"{s['variant']} (n={s['seeds']})", f"{s['params']:,}", _si(s["flops_per_token"]),
+            "-" if s["n_head"] is None else str(s["n_head"]), "-" if s["n_embd"] is None else str(s["n_embd"]),
+            micro, str(s["context"]), steps, _si(s["train_flops"]),
+            _pm(s["ms_per_step"], s["ms_per_step_std"], ".1f"), _pm(s["final_train_loss"], s["final_train_loss_std"], ".4f"),
+            str(s["test_batches"]), _pm(s["inference_ms_per_batch"], s["inference_ms_per_batch_std"], ".1f"),
+            _pm(s["test_loss"], s["test_loss_std"], ".4f"), delta, p,
+        ])
+    return rows
+
+
+def markdown_table(summary: list[dict], baseline: str) -> str:
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "|".join("---" for _ in COLUMNS) + "|"]
+    lines += ["| " + " | ".join(r) + " |" for r in table_rows(summary, baseline)]
+    return "\n".join(lines)
+
+
+def plot_curves(rows: list[dict], path: Path, x_axis: str = "flops") -> Path:
+    """Training and validation loss against training FLOPs (or tokens): one colour per variant,
+    each seed a thin line, the mean over seeds a thick one."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    order = list(dict.fromkeys(r["variant"] for r in rows))
+    for i, name in enumerate(order):
+        colour = colours[i % len(colours)]
+        mine = [r for r in rows if r["variant"] == name]
+        for ax, key in zip(axes, ("train_loss", "val_loss")):
+            curves = []
+            for r in mine:
+                scale = r["flops_per_token"] if x_axis == "flops" else 1.0
+                pts = [(m["tokens"] * scale, m[key]) for m in read_metrics(Path(r["run_dir"]))
+                       if key in m and m[key] is not None and math.isfinite(m[key])]
+                if pts:
+                    ax.plot(*zip(*pts), color=colour, lw=0.7, alpha=0.35)
+                    curves.append(pts)
+            n = min(len(c) for c in curves) if curves else 0
+            if n and len(curves) > 1:  # seeds of one variant log at the same steps
+                xs = [curves[0][j][0] for j in range(n)]
+                ys = [sum(c[j][1] for c in curves) / len(curves) for j in range(n)]
+                ax.plot(xs, ys, color=colour, lw=2, label=f"{name} (mean of {len(curves)})")
+            elif curves:
+                ax.plot(*zip(*curves[0]), color=colour, lw=2, label=name)
+    for ax, title in zip(axes, ("training loss", "validation loss (eval_batches; last point: the full split)")):
+        ax.set_title(title)
+        ax.set_xlabel("training FLOPs" if x_axis == "flops" else "training tokens")
+        ax.set_ylabel("loss (nats/token)")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def html_report(title: str, command: str, summary: list[dict], rows: list[dict], baseline: str, png: Path, notes: str) -> str:
+    from html import escape
+
+    def table(header, body):
+        h = "".join(f"<th>{escape(c)}</th>" for c in header)
+        b = "".join("<tr>" + "".join(f"<td>{escape(str(c))}</td>" for c in r) + "</tr>" for r in body)
+        return f"<table><thead><tr>{h}</tr></thead><tbody>{b}</tbody></table>"
+
+    per_run_cols = ["variant", "seed", "params", "steps", "tokens", "train_flops", "ms_per_step", "final_train_loss",
+                    "test_batches", "inference_ms_per_batch", "test_loss"]
+    per_run = [[_fmt(r[c]) for c in per_run_cols] for r in rows]
+    image = base64.b64encode(png.read_bytes()).decode()
+    style = ("body{font-family:sans-serif;margin:2em;max-width:1400px}table{border-collapse:collapse;margin:1em 0}"
+             "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}th{background:#f3f3f3}"
+             "td:first-child{text-align:left}code{background:#f6f6f6;padding:2px 4px}")
+    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{escape(title)}</title><style>{style}</style></head><body>"
+            f"<h1>{escape(title)}</h1><p><code>{escape(command)}</code></p>"
+            f"<h2>Results (mean ± std over seeds)</h2>{table(COLUMNS, table_rows(summary, baseline))}"
+            f"<p>{escape(notes)}</p>"
+            f"<h2>Loss curves</h2><img alt='loss curves' src='data:image/png;base64,{image}'>"
+            f"<h2>Every run</h2>{table(per_run_cols, per_run)}</body></html>\n")
+
+
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.6g}"
+    return str(v)
+
+
+NOTES = ("Test loss: the trainer's final evaluation over the whole validation split (nats/token). "
+         "Δ: mean test loss of the variant minus the baseline's, with a 95% confidence interval "
+         "(Welch-Satterthwaite df) and the two-sided p-value of Welch's unequal-variances t-test. "
+         "FLOPs per token: 6N + 12 · layers · context · d_attn (Kaplan et al. 2020; axon.models.flops). "
+         "time/batch: training wall-clock per optimizer step, runs sharing the machine in parallel. "
+         "Inference: one timed pass over the test batches per run, one run at a time.")
+
+
+def write_report(out: Path, rows: list[dict], baseline: str, command: str, x_axis: str = "flops") -> dict:
+    summary = summarize(rows, baseline)
+    md = markdown_table(summary, baseline)
+    (out / "results.md").write_text(f"# axon compare\n\n`{command}`\n\n{md}\n\n{NOTES}\n")
+    with open(out / "results.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    png = plot_curves(rows, out / "curves.png", x_axis)
+    (out / "report.html").write_text(html_report("axon compare", command, summary, rows, baseline, png, NOTES))
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=float) + "\n")
+    return {"markdown": md, "summary": summary}
+
+
+# ----------------------------------------------------------------------------------------------
+# The command
+
+
+def compare(recipes: list[str], variant_specs: list[str], common: list[str], out: str | Path,
+            seeds: str = "1", budget: str = "steps", budget_value: float | None = None, baseline: str | None = None,
+            workers: int | None = None, threads_per_run: int = 1, progress: bool = True, command: str = "") -> dict:
+    """Plan, run (resumably), time inference, and write the report; returns the report's summary."""
+    from axon.lab.runner import Job, run_jobs
+
+    out = Path(out)
+    variants = make_variants(recipes, variant_specs)
+    names = [v.name for v in variants]
+    baseline = baseline or names[0]
+    if baseline not in names:
+        raise ConfigError(f"--baseline {baseline!r}: not a variant; the variants are {', '.join(names)}")
+    seed_list = parse_seeds(seeds)
+    plans, value = plan(variants, common, budget, budget_value, baseline)
+    jobs, index = [], []
+    for p in plans:
+        for seed in seed_list:
+            args = ([f"--config={p.variant.recipe}"] if p.variant.recipe else []) + [*common, *p.variant.overrides,
+                                                                                     *p.budget_args, f"--train.seed={seed}"]
+            jobs.append(Job(f"{p.variant.name}-s{seed}", args))
+            index.append((p, seed))
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "plan.json").write_text(json.dumps({
+        "command": command, "budget": budget, "budget_value": value, "baseline": baseline, "seeds": seed_list,
+        "variants": [{"name": p.variant.name, "recipe": p.variant.recipe, "overrides": p.variant.overrides,
+                      "steps": p.steps, "tokens_per_step": p.tokens_per_step, "flops_per_token": p.flops_per_token,
+                      "params": p.params, "train_flops": p.train_flops} for p in plans],
+    }, indent=2) + "\n")
+    results = run_jobs(jobs, out, workers=workers, threads_per_job=threads_per_run, progress=progress)
+    rows = []
+    for job, (p, seed) in zip(jobs, index):
+        run_dir = out / "runs" / job.name
+        rows.append(run_row(p, seed, results[job.name], time_inference(run_dir, threads_per_run)))
+    x_axis = "flops" if all(r["flops_per_token"] for r in rows) else "tokens"
+    report = write_report(out, rows, baseline, command, x_axis)
+    report.update(rows=rows, out=str(out), budget_value=value)
+    return report
+
+
+__all__ = [
+    "compare",
+    "make_variants",
+    "match_steps",
+    "mean_std",
+    "parse_seeds",
+    "parse_variant",
+    "plan",
+    "summarize",
+    "welch",
+    "write_report",
+]
