@@ -416,7 +416,7 @@ def cmd_scaling(args, overrides: list[str]) -> int:
         else:
             S.echo(line for p in predictions for line in S.prediction_lines(p))
         return 0
-    fits, predictions = S.fit_and_report(rows, out, bootstrap=args.bootstrap, seed=args.seed, flops=flops)
+    fits, predictions = S.fit_and_report(rows, out, bootstrap=args.bootstrap, seed=args.seed, flops=flops, progress=True)
     S.echo(S.summary_lines(fits))
     for p in predictions:
         S.echo(S.prediction_lines(p))

@@ -294,7 +294,7 @@ def optimal_allocation(E, A, B, alpha, beta, flops, flops_per_param: float = 6.0
 
 
 def fit_chinchilla(n, d, loss, bootstrap: int = 200, seed: int = 0, delta: float = HUBER_DELTA,
-                   starts: int = 8, boot_starts: int = 2) -> Chinchilla:
+                   starts: int = 8, boot_starts: int = 2, progress: bool = False) -> Chinchilla:
     """Fit L(N, D) = E + A/N^alpha + B/D^beta (Hoffmann et al. 2022, approach 3) with ``bootstrap``
     resamples for intervals. ``starts`` L-BFGS runs from the best grid points (``boot_starts`` per
     bootstrap sample, plus the full-data optimum as a warm start)."""
@@ -308,7 +308,9 @@ def fit_chinchilla(n, d, loss, bootstrap: int = 200, seed: int = 0, delta: float
         raise DataError("the Chinchilla fit failed from every initialisation")
     rng = np.random.default_rng(seed)
     samples = []
-    for _ in range(bootstrap):
+    from tqdm import tqdm
+
+    for _ in tqdm(range(bootstrap), desc="bootstrap fits", unit="fit", disable=not progress, leave=False):
         # Resampling with replacement = integer weights on the runs (a run drawn twice counts twice).
         weights = np.bincount(rng.integers(0, len(n), len(n)), minlength=len(n)).astype(float)
         x0 = np.vstack([theta[None], _grid_starts(grid, log_n, log_d, log_l, weights, delta, boot_starts)])

@@ -240,7 +240,7 @@ def read_csv(path: str | Path) -> list[dict]:
 # Fitting
 
 
-def fit_sweep(rows: list[dict], bootstrap: int = 200, seed: int = 0) -> dict:
+def fit_sweep(rows: list[dict], bootstrap: int = 200, seed: int = 0, progress: bool = False) -> dict:
     """Every fit of the sweep, as JSON-ready data (see axon.lab.fit for the mathematics)."""
     n, d, loss = (np.array([r[k] for r in rows], dtype=float) for k in ("N", "D", "loss"))
     c = np.array([r.get("C", math.nan) for r in rows], dtype=float)
@@ -255,7 +255,7 @@ def fit_sweep(rows: list[dict], bootstrap: int = 200, seed: int = 0) -> dict:
                         f"{by}_c": law.x_c, f"{by}_c_ci": list(law.x_c_ci), "points": law.points,
                         "x": x.tolist(), "loss": l.tolist()}
     if len(rows) >= 5:
-        out["chinchilla"] = F.fit_chinchilla(n, d, loss, bootstrap=bootstrap, seed=seed).to_dict()
+        out["chinchilla"] = F.fit_chinchilla(n, d, loss, bootstrap=bootstrap, seed=seed, progress=progress).to_dict()
     budget = np.array([r.get("budget", math.nan) for r in rows], dtype=float)
     if np.all(np.isfinite(budget)):
         minima = F.isoflop_minima(n, loss, budget)
@@ -462,11 +462,11 @@ def _cell(v) -> str:
 
 
 def fit_and_report(rows: list[dict], out: Path, bootstrap: int = 200, seed: int = 0,
-                   flops: list[float] = ()) -> tuple[dict, list[dict]]:
+                   flops: list[float] = (), progress: bool = False) -> tuple[dict, list[dict]]:
     """fits.json, scaling.png and report.html in ``out``; returns (fits, predictions)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    fits = fit_sweep(rows, bootstrap=bootstrap, seed=seed)
+    fits = fit_sweep(rows, bootstrap=bootstrap, seed=seed, progress=progress)
     predictions = [predict(fits, f) for f in flops] if "chinchilla" in fits else []
     tmp = out / f".fits.json.tmp-{os.getpid()}"
     tmp.write_text(json.dumps(fits, indent=1) + "\n")
