@@ -4,7 +4,6 @@
 import json
 
 import pytest
-import torch
 
 from axon.cli import main
 from axon.data.corpus import CORPUS_DIR
@@ -12,13 +11,6 @@ from axon.eval.translation import translation_metrics
 
 RECIPE = "configs/seq2seq_dates.yaml"
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")

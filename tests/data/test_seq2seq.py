@@ -14,13 +14,6 @@ from axon.errors import ConfigError, DataError
 from axon.train.tasks import build_task
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def write(tmp_path, text, name="pairs.tsv"):
     p = tmp_path / name

@@ -12,13 +12,6 @@ from axon.models.transformer import Transformer, TransformerConfig
 V, BOS, EOS = 40, 38, 39
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def model(norm_first=False, seed=0) -> Transformer:
     torch.manual_seed(seed)

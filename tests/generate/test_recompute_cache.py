@@ -14,13 +14,6 @@ from axon.models.decoder import Decoder, DecoderConfig
 V = 31
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def conv(seed=0, **kw):
     torch.manual_seed(seed)

@@ -30,14 +30,6 @@ def draft():
     return decoder(1, n_layer=1, n_embd=16, init_std=0.3)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run faster on one thread (no thread handoff per op)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 @torch.no_grad()
 def greedy_by_hand(model, prompt, n, vocab_limit=None, block_size=None):

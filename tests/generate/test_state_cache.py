@@ -14,13 +14,6 @@ CELLS = ["rnn", "lstm", "gru"]
 VOCAB = 40
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def rnn(cell="lstm", seed=0, **kw):
     torch.manual_seed(seed)

@@ -19,14 +19,6 @@ PATTERNS = {
 V = 40
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run faster on one thread (no thread handoff per op)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def model_for(pattern, impl="sdpa", seed=0, **kw):
     torch.manual_seed(seed)

@@ -13,13 +13,6 @@ from axon.nn.moe import MoE
 transformers = pytest.importorskip("transformers")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def mixtral(k=2, experts=4, window=None, seed=0):
     torch.manual_seed(seed)

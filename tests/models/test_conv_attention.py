@@ -19,13 +19,6 @@ V = 29
 RECIPE = Path(__file__).resolve().parents[2] / "configs" / "conv_attention_tiny.yaml"
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def tiny(seed=0, **kw):
     torch.manual_seed(seed)

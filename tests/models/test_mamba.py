@@ -20,13 +20,6 @@ from axon.nn.ssm import scan_chunked, scan_sequential, selective_step
 VOCAB = 40
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def mamba(seed=0, **kw):
     torch.manual_seed(seed)

@@ -15,14 +15,6 @@ from axon.nn.moe import MoE
 from axon.objectives import CausalLM
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one thread is as fast, and two thrash when the machine's cores are busy."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 BASE = dict(vocab_size=40, block_size=32, n_layer=2, n_head=2, n_embd=32)
 

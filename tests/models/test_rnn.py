@@ -13,14 +13,6 @@ from axon.models.rnn import PRESETS, RNNLM, RNNConfig, masked_recurrence
 CELLS = ["rnn", "lstm", "gru"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run faster on one thread."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def model_for(cell, **kw):
     torch.manual_seed(0)

@@ -18,13 +18,6 @@ CELLS = ["rnn", "lstm", "gru"]
 POOLS = ["mean", "max", "last"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def classifier(cell="lstm", pool="mean", **kw):
     torch.manual_seed(0)

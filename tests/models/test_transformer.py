@@ -16,14 +16,6 @@ from axon.nn import SinusoidalPositions
 V = 50
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models gain nothing from threads, and on a busy 2-core machine two threads can be 20x slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def tiny(**kw) -> Transformer:
     cfg = dict(vocab_size=V, block_size=16, n_layer=2, n_head=4, n_embd=32, mlp_hidden=48, dropout=0.0)

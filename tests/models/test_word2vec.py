@@ -25,13 +25,6 @@ from axon.objectives.negative_sampling import NegativeSampling, negative_samplin
 G, M = 8, 6  # planted groups of words that co-occur
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def grouped_text(n_sentences=3000, seed=0) -> str:
     """Sentences of 8 words drawn from one group each: words of a group co-occur, others rarely."""

@@ -24,13 +24,6 @@ from axon.nn.lora import (
 )
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def randomize_adapters(model, std=0.05):
     """B = 0 at init makes every adapter a no-op; tests of the adapted path need B != 0."""

@@ -11,14 +11,6 @@ from torch import nn
 from axon.nn.moe import MoE, aux_losses, routing_metrics
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one thread is as fast, and two thrash when the machine's cores are busy."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def reference(moe: MoE, x: torch.Tensor, capacity: int | None) -> torch.Tensor:
     """Token by token: route, then serve assignments in priority order (every first choice in
