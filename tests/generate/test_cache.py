@@ -6,6 +6,8 @@ import torch
 from axon.generate.cache import KVCache
 from axon.models.decoder import Decoder, DecoderConfig
 
+from cache_checks import check_left_padded_batch
+
 VARIANTS = {
     "mha-rope": dict(pos="rope"),
     "gqa-rope": dict(pos="rope", n_kv_head=2),
@@ -51,23 +53,7 @@ def test_chunks_of_several_tokens(variant):
 @torch.no_grad()
 def test_left_padded_batch_matches_each_sequence_alone(variant):
     model = model_for(variant)
-    lengths = [9, 4, 6]
-    seqs = [torch.randint(1, 50, (n + 8,)) for n in lengths]  # prompt + 8 continuation tokens
-    P = max(lengths)
-    prompts = torch.zeros(3, P, dtype=torch.long)
-    pad = torch.zeros(3, P, dtype=torch.bool)
-    for b, (s, n) in enumerate(zip(seqs, lengths)):
-        prompts[b, P - n :] = s[:n]
-        pad[b, P - n :] = True
-    cache = model.make_cache(3)
-    first = model(prompts, cache=cache, pad_mask=pad)
-    steps = [model(torch.stack([s[n + t] for s, n in zip(seqs, lengths)])[:, None], cache=cache) for t in range(8)]
-    for b, (s, n) in enumerate(zip(seqs, lengths)):
-        alone = model(s[None])[0]  # (n + 8, V)
-        torch.testing.assert_close(first[b, P - n :], alone[:n], rtol=1e-5, atol=1e-5)
-        got = torch.cat([st[b] for st in steps])  # logits after tokens n .. n+7
-        torch.testing.assert_close(got, alone[n:], rtol=1e-5, atol=1e-5)
-        assert torch.isfinite(first[b]).all()  # pad rows stay finite
+    check_left_padded_batch(model, 50)
 
 
 @torch.no_grad()

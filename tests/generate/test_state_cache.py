@@ -10,6 +10,8 @@ from axon.generate.state import RecurrentStateCache
 from axon.models.decoder import Decoder, DecoderConfig
 from axon.models.rnn import RNNLM, RNNConfig
 
+from cache_checks import check_left_padded_batch
+
 CELLS = ["rnn", "lstm", "gru"]
 VOCAB = 40
 
@@ -50,21 +52,7 @@ def test_prefill_then_steps_equal_the_full_forward(cell):
 @torch.no_grad()
 def test_left_padded_batch_matches_each_sequence_alone(cell):
     model = rnn(cell)
-    lengths = [9, 4, 6]
-    seqs = [torch.randint(1, VOCAB, (n + 8,)) for n in lengths]  # prompt + 8 continuation tokens
-    P = max(lengths)
-    prompts = torch.randint(0, VOCAB, (3, P))  # pads hold arbitrary ids
-    pad = torch.zeros(3, P, dtype=torch.bool)
-    for b, (s, n) in enumerate(zip(seqs, lengths)):
-        prompts[b, P - n :] = s[:n]
-        pad[b, P - n :] = True
-    cache = model.make_cache(3)
-    first = model(prompts, cache=cache, pad_mask=pad)
-    steps = [model(torch.stack([s[n + t] for s, n in zip(seqs, lengths)])[:, None], cache=cache) for t in range(8)]
-    for b, (s, n) in enumerate(zip(seqs, lengths)):
-        alone = model(s[None])[0]  # (n + 8, V)
-        close(first[b, P - n :], alone[:n])
-        close(torch.cat([st[b] for st in steps]), alone[n:])
+    check_left_padded_batch(model, VOCAB)
 
 
 @pytest.mark.parametrize("cell", CELLS)

@@ -17,6 +17,8 @@ from axon.models.decoder import Decoder, DecoderConfig
 from axon.models.mamba import PRESETS, Mamba, MambaConfig
 from axon.nn.ssm import scan_chunked, scan_sequential, selective_step
 
+from cache_checks import check_left_padded_batch
+
 VOCAB = 40
 
 
@@ -205,21 +207,7 @@ def test_a_single_token_step_does_not_run_a_scan(monkeypatch):
 @torch.no_grad()
 def test_left_padded_batch_matches_each_sequence_alone():
     model = mamba()
-    lengths = [9, 2, 6]
-    seqs = [torch.randint(1, VOCAB, (n + 6,)) for n in lengths]
-    P = max(lengths)
-    prompts = torch.randint(0, VOCAB, (3, P))
-    pad = torch.zeros(3, P, dtype=torch.bool)
-    for b, (s, n) in enumerate(zip(seqs, lengths)):
-        prompts[b, P - n :] = s[:n]
-        pad[b, P - n :] = True
-    cache = model.make_cache(3)
-    first = model(prompts, cache=cache, pad_mask=pad)
-    steps = [model(torch.stack([s[n + t] for s, n in zip(seqs, lengths)])[:, None], cache=cache) for t in range(6)]
-    for b, (s, n) in enumerate(zip(seqs, lengths)):
-        alone = model(s[None])[0]
-        close(first[b, P - n :], alone[:n])
-        close(torch.cat([st[b] for st in steps]), alone[n:])
+    check_left_padded_batch(model, VOCAB, lengths=(9, 2, 6), new_tokens=6)
 
 
 @torch.no_grad()
