@@ -21,20 +21,60 @@ Examples:
   axon train --config configs/gpt2_shakespeare_char.yaml --train.max_steps=500
   axon train --model.preset=tiny --model.n_kv_head=1 --optim.name=adamw --optim.lr=3e-3
   axon train --resume runs/20261122-101500    # continue a killed or finished run
+  axon train --nproc 2 --train.parallel=fsdp   # 2 processes through torchrun (DDP by default)
 Run `axon config` to print every key with its default.
 """
 
 
+def launch_torchrun(args, overrides: list[str]) -> int:
+    """``axon train --nproc N ...``: the same command under torchrun (``--standalone``: N processes
+    on this machine; several machines: call torchrun yourself, see the README). This process is
+    torchrun's agent; a failed worker ends in one line naming it instead of torchrun's traceback."""
+    import os
+
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import get_args_parser, run
+
+    os.environ.setdefault("OMP_NUM_THREADS", "1")  # torchrun's own default, without its warning
+    argv = ["--standalone", f"--nproc_per_node={args.nproc}", "-m", "axon", "train"]
+    argv += ["--config", args.config] if args.config else []
+    argv += ["--resume", args.resume] if args.resume else []
+    try:
+        run(get_args_parser().parse_args([*argv, *overrides]))
+    except ChildFailedError as e:
+        rank, failure = e.get_first_failure()
+        code = failure.exitcode
+        print(f"axon train: process {rank} of {args.nproc} failed (exit code {code}); its error is above", file=sys.stderr)
+        return code if 0 < code < 128 else 1
+    except SignalException as e:  # Ctrl-C / SIGTERM: torchrun passed it on; the workers checkpointed and stopped
+        print(f"axon train: stopped by signal {int(e.sigval)}; continue the run with axon train --resume RUN_DIR", file=sys.stderr)
+        return 128 + int(e.sigval)
+    return 0
+
+
 def cmd_train(args, overrides: list[str]) -> int:
+    import os
+
     from axon.config import load_config
+    from axon.train.distributed import launched_by_torchrun
     from axon.train.run import train
 
+    if args.nproc is not None:
+        if args.nproc < 1:
+            raise AxonError(f"--nproc must be >= 1, got {args.nproc}")
+        if launched_by_torchrun():
+            raise AxonError("--nproc launches torchrun itself; under torchrun drop --nproc")
+        if args.nproc > 1:
+            return launch_torchrun(args, overrides)
     if args.resume:
         if args.config:
             raise AxonError("--resume continues a run with its own config.yaml; drop --config")
         result = train(resume=args.resume, overrides=overrides)
     else:
         result = train(load_config(args.config, overrides))
+    if int(os.environ.get("RANK", 0)) != 0:  # a torchrun worker: rank 0 reports
+        return 0
     parts = [f"run: {result['run_dir']}", f"steps {result['step']}", f"{result['elapsed']:.1f} s"]
     if result.get("active_params", result["params"]) < result["params"]:  # a mixture of experts
         parts.append(f"params {result['params']:,} ({result['active_params']:,} active per token)")
@@ -467,6 +507,8 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog=TRAIN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     t.add_argument("--config", help="YAML recipe (see configs/)")
     t.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its newest valid checkpoint")
+    t.add_argument("--nproc", type=int, metavar="N", help="train data-parallel on N processes of this machine (runs "
+                   "torchrun; one per GPU, or CPU processes with gloo); train.parallel picks ddp or fsdp")
     t.set_defaults(func=cmd_train)
 
     c = sub.add_parser("config", help="print the resolved config (every key, with its value)",
@@ -624,7 +666,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args, rest)
     except AxonError as e:
-        print(f"axon {args.command}: error: {e}", file=sys.stderr)
+        import os
+
+        rank = os.environ.get("RANK", "0") if "WORLD_SIZE" in os.environ else "0"  # a torchrun worker names itself
+        print(f"axon {args.command}: error{f' (rank {rank})' if rank != '0' else ''}: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"axon {args.command}: interrupted", file=sys.stderr)

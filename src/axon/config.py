@@ -223,7 +223,12 @@ class TrainConfig:
     keep_checkpoints: int = 2
     device: str = "auto"  # auto, cpu, cuda, cuda:1, ...
     dtype: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast on GPU, fp32 on CPU
-    compile: bool = False
+    compile: bool = False  # torch.compile: the whole model on one process, each repeated block in a distributed run
+    # recompute each repeated block's activations in backward (torch.utils.checkpoint): less memory, ~1/3 more compute
+    activation_checkpointing: bool = False
+    # under torchrun (axon train --nproc N): ddp replicates the model, fsdp shards parameters, gradients
+    # and optimizer states (FSDP2 fully_shard); train.batch_size is per process (axon.train.distributed)
+    parallel: Literal["ddp", "fsdp"] = "ddp"
     threads: int | None = None  # torch intra-op threads on CPU (default: torch's choice)
     z_loss: float = 0.0  # output z-loss coefficient (PaLM uses 1e-4)
     label_smoothing: float = 0.0  # seq2seq objective: eps of label-smoothed cross-entropy (the Transformer paper: 0.1)

@@ -10,14 +10,9 @@ from torch import nn
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, objective, batches, autocast=None) -> dict[str, float]:
-    """Metrics over ``batches`` (tuples of tensors, the targets last).
-
-    ``loss``: mean per target (the objective's ``ce`` part when it adds regularisers), each batch
-    weighted by its number of targets (``parts["count"]``, default ``batch[-1].numel()``), so a
-    short last batch counts fairly; ``count``: targets seen; ``accuracy`` when the objective
-    reports ``correct`` (classification).
-    """
+def evaluation_sums(model: nn.Module, objective, batches, autocast=None) -> tuple[float, int, int | None]:
+    """(sum of per-target losses, targets, correct predictions or None) over ``batches``: the
+    parts of :func:`evaluate` that add up across the ranks of a distributed run."""
     was_training = model.training
     model.eval()
     total, count, correct = 0.0, 0, None
@@ -30,6 +25,21 @@ def evaluate(model: nn.Module, objective, batches, autocast=None) -> dict[str, f
         if "correct" in parts:
             correct = (correct or 0) + int(parts["correct"])
     model.train(was_training)
+    return total, count, correct
+
+
+def evaluate(model: nn.Module, objective, batches, autocast=None) -> dict[str, float]:
+    """Metrics over ``batches`` (tuples of tensors, the targets last).
+
+    ``loss``: mean per target (the objective's ``ce`` part when it adds regularisers), each batch
+    weighted by its number of targets (``parts["count"]``, default ``batch[-1].numel()``), so a
+    short last batch counts fairly; ``count``: targets seen; ``accuracy`` when the objective
+    reports ``correct`` (classification).
+    """
+    return summarize_sums(*evaluation_sums(model, objective, batches, autocast))
+
+
+def summarize_sums(total: float, count: int, correct: int | None) -> dict[str, float]:
     if count == 0:
         raise ValueError("no evaluation batches")
     out = {"loss": total / count, "count": count}

@@ -7,6 +7,10 @@ A checkpoint is a directory ``checkpoints/step_00001000/`` holding
     state.json             trainer state, optimizer hyper-parameters and scalars, and the
                            SHA-256 of both tensor files
 
+The format does not depend on how the run was parallelised: a distributed run gathers its
+shards and rank 0 writes exactly these files (``axon.train.distributed``), so any checkpoint
+resumes on any number of processes, and ``model.safetensors`` is the whole model in one file.
+
 It is written into a hidden temporary directory, fsynced, and renamed into place, so a kill at
 any moment leaves either the complete checkpoint or none. ``state.json`` is written last and
 carries the checksums, so a damaged or half-copied checkpoint is detected and skipped in favour
@@ -24,7 +28,7 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, load_model, save_file, save_model
+from safetensors.torch import _remove_duplicate_names, load_file, load_model, save_file
 from torch import nn
 
 from axon.errors import CheckpointError
@@ -49,28 +53,74 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
-def _flatten_optimizers(optimizers: list[torch.optim.Optimizer]) -> tuple[dict, list]:
-    """Optimizer state dicts -> (tensors for safetensors, JSON-safe remainder)."""
+def _flatten_optimizers(optimizers: list[torch.optim.Optimizer], keep: bool = True) -> tuple[dict, list]:
+    """Optimizer state dicts -> (tensors for safetensors, JSON-safe remainder).
+
+    Sharded (FSDP) states are gathered whole, in one fixed order on every rank; ``keep=False``
+    (a rank that does not write) takes part in the gathering and returns nothing.
+    """
+    from axon.train.distributed import full
+
     tensors, meta = {}, []
     for i, opt in enumerate(optimizers):
         sd = opt.state_dict()
         scalars: dict[str, dict] = {}
-        for pid, st in sd["state"].items():
-            for key, value in st.items():
+        for pid in sorted(sd["state"]):
+            for key in sorted(sd["state"][pid]):
+                value = sd["state"][pid][key]
                 if torch.is_tensor(value):
-                    tensors[f"opt{i}.{pid}.{key}"] = value.detach().contiguous().cpu()
+                    value = full(value)
+                    if keep:
+                        tensors[f"opt{i}.{pid}.{key}"] = value.detach().contiguous().cpu()
                 else:
                     scalars.setdefault(str(pid), {})[key] = value
         meta.append({"param_groups": sd["param_groups"], "scalars": scalars})
     return tensors, meta
 
 
-def _unflatten_optimizer(i: int, tensors: dict, meta: dict) -> dict:
+def tied_names(state: dict) -> dict[str, str]:
+    """Names of tensors stored under another name -> that name (the alphabetically first of each
+    group of tied tensors, safetensors' own choice)."""
+    from axon.train.distributed import is_sharded
+
+    if not any(is_sharded(t) for t in state.values()):
+        return {r: kept for kept, removed in _remove_duplicate_names(state).items() for r in removed}
+    groups: dict[int, list[str]] = {}
+    for name, t in state.items():  # a sharded model's tied parameters are one DTensor object
+        groups.setdefault(id(t), []).append(name)
+    return {r: min(names) for names in groups.values() for r in names if r != min(names)}
+
+
+def model_tensors(model: nn.Module, keep: bool = True) -> tuple[dict, dict]:
+    """(tensors, metadata) of ``model.safetensors``: whole tensors (sharded ones gathered), each
+    tied group stored once; the metadata maps each dropped name to the name it is stored under,
+    as safetensors' ``save_model`` writes it."""
+    from axon.train.distributed import full
+
+    state = model.state_dict(keep_vars=True)
+    tied = tied_names(state)
+    tensors = {}
+    for name, t in state.items():
+        if name in tied:
+            continue
+        t = full(t.detach())
+        if keep:
+            tensors[name] = t.contiguous().cpu()
+    return tensors, dict(tied)
+
+
+def _unflatten_optimizer(i: int, tensors: dict, meta: dict, params: list | None = None) -> dict:
+    """One optimizer's state dict from the checkpoint; with ``params`` (the optimizer's, in
+    state-dict order), states shaped like a sharded parameter become this rank's shard of them."""
+    from axon.train.distributed import shard_like
+
     state: dict[int, dict] = {}
     prefix = f"opt{i}."
     for name, value in tensors.items():
         if name.startswith(prefix):
             pid, key = name[len(prefix) :].split(".", 1)
+            if params is not None and int(pid) < len(params) and value.shape == params[int(pid)].shape:
+                value = shard_like(value, params[int(pid)])
             state.setdefault(int(pid), {})[key] = value
     for pid, st in meta["scalars"].items():
         state.setdefault(int(pid), {}).update(st)
@@ -85,7 +135,20 @@ def rng_state() -> dict[str, torch.Tensor]:
     return out
 
 
-def set_rng_state(tensors: dict[str, torch.Tensor]) -> None:
+def set_rng_state(tensors: dict[str, torch.Tensor], rank: int = 0) -> None:
+    """Restore the RNG: a single process (or rank 0) from ``rng.*``; rank r > 0 of a distributed
+    run from its own ``rank{r}.rng.*``, or, when the checkpoint has none (it was written by fewer
+    processes), from a seed derived from rank 0's state and r."""
+    if rank > 0:
+        own = tensors.get(f"rank{rank}.rng.torch")
+        if own is None:
+            digest = hashlib.sha256(tensors["rng.torch"].numpy().tobytes() + rank.to_bytes(4, "little")).digest()
+            torch.manual_seed(int.from_bytes(digest[:8], "little") >> 1)
+            return
+        torch.set_rng_state(own)
+        if f"rank{rank}.rng.cuda" in tensors and torch.cuda.is_available():
+            torch.cuda.set_rng_state(tensors[f"rank{rank}.rng.cuda"])
+        return
     torch.set_rng_state(tensors["rng.torch"])
     cuda = sorted(k for k in tensors if k.startswith("rng.cuda."))
     if cuda and torch.cuda.is_available():
@@ -100,17 +163,26 @@ def list_checkpoints(root: Path) -> list[Path]:
     return sorted(found, key=lambda p: int(p.name[len(PREFIX) :]), reverse=True)
 
 
-def save_checkpoint(root: Path, step: int, model: nn.Module, optimizers: list, state: dict, keep: int = 2) -> Path:
-    """Write the checkpoint for ``step`` atomically; keep the newest ``keep`` checkpoints."""
+def save_checkpoint(root: Path, step: int, model: nn.Module, optimizers: list, state: dict, keep: int = 2,
+                    *, write: bool = True, rng: dict | None = None) -> Path | None:
+    """Write the checkpoint for ``step`` atomically; keep the newest ``keep`` checkpoints.
+
+    In a distributed run every rank calls this (sharded tensors are gathered collectively) and
+    only the rank with ``write=True`` writes; ``rng`` replaces this process's RNG states (a
+    distributed run passes every rank's).
+    """
+    weights, tied = model_tensors(model, keep=write)
+    opt_tensors, opt_meta = _flatten_optimizers(optimizers, keep=write)
+    if not write:
+        return None
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"{PREFIX}{step:08d}"
     tmp = root / f".tmp-{final.name}-{os.getpid()}"
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir()
-    save_model(model, str(tmp / "model.safetensors"))
-    opt_tensors, opt_meta = _flatten_optimizers(optimizers)
-    save_file({**opt_tensors, **rng_state()}, str(tmp / "optimizer.safetensors"))
+    save_file(weights, str(tmp / "model.safetensors"), metadata={"format": "pt", **tied})
+    save_file({**opt_tensors, **(rng if rng is not None else rng_state())}, str(tmp / "optimizer.safetensors"))
     files = {name: _sha256(tmp / name) for name in ("model.safetensors", "optimizer.safetensors")}
     record = {"format_version": FORMAT_VERSION, "step": step, "files": files, "optimizers": opt_meta, "trainer": state}
     (tmp / "state.json").write_text(json.dumps(record, indent=1))
@@ -148,48 +220,78 @@ def verify_checkpoint(path: Path) -> dict:
     return record
 
 
-def load_checkpoint(path: Path, model: nn.Module, optimizers: list | None = None) -> dict:
+def _load_sharded(path: Path, model: nn.Module) -> None:
+    """Load whole tensors into a sharded (FSDP) model: each rank keeps its own shard."""
+    from axon.train.distributed import shard_like
+
+    tensors = load_file(str(path))
+    target = model.state_dict(keep_vars=True)
+    tied = tied_names(target)
+    missing = [n for n in target if n not in tensors and tied.get(n) not in tensors]
+    unexpected = [n for n in tensors if n not in target]
+    if missing or unexpected:
+        raise CheckpointError(f"{path}: does not fit this model (missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]})")
+    try:
+        model.load_state_dict({n: shard_like(tensors[n if n in tensors else tied[n]], t) for n, t in target.items()})
+    except RuntimeError as e:
+        raise CheckpointError(f"{path}: does not fit this model ({str(e).splitlines()[0]})") from None
+
+
+def load_checkpoint(path: Path, model: nn.Module, optimizers: list | None = None, rank: int = 0) -> dict:
     """Load a verified checkpoint into ``model`` (and ``optimizers`` and the RNG when given).
 
-    Returns the trainer state recorded with it.
+    The model may be sharded (FSDP): each rank then takes its shard of every tensor. ``rank``
+    picks the RNG state a distributed process restores. Returns the trainer state recorded.
     """
+    from axon.train.distributed import is_sharded
+
     record = verify_checkpoint(path)
-    try:
-        missing, unexpected = load_model(model, str(path / "model.safetensors"), strict=False)
-    except (SafetensorError, RuntimeError) as e:
-        raise CheckpointError(f"{path / 'model.safetensors'}: does not fit this model ({str(e).splitlines()[0]})") from None
-    if missing or unexpected:
-        raise CheckpointError(
-            f"{path / 'model.safetensors'}: does not fit this model (missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]})"
-        )
+    if any(is_sharded(p) for p in model.parameters()):
+        _load_sharded(path / "model.safetensors", model)
+    else:
+        try:
+            missing, unexpected = load_model(model, str(path / "model.safetensors"), strict=False)
+        except (SafetensorError, RuntimeError) as e:
+            raise CheckpointError(f"{path / 'model.safetensors'}: does not fit this model ({str(e).splitlines()[0]})") from None
+        if missing or unexpected:
+            raise CheckpointError(
+                f"{path / 'model.safetensors'}: does not fit this model (missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]})"
+            )
     if optimizers is not None:
         tensors = load_file(str(path / "optimizer.safetensors"))
         if len(record["optimizers"]) != len(optimizers):
             raise CheckpointError(f"{path}: saved with {len(record['optimizers'])} optimizers, this run has {len(optimizers)}")
         for i, opt in enumerate(optimizers):
-            opt.load_state_dict(_unflatten_optimizer(i, tensors, record["optimizers"][i]))
-        set_rng_state(tensors)
+            params = [p for g in opt.param_groups for p in g["params"]]
+            opt.load_state_dict(_unflatten_optimizer(i, tensors, record["optimizers"][i], params))
+        set_rng_state(tensors, rank)
     return record["trainer"]
 
 
-def latest_step(root: Path) -> int | None:
-    """The step of the newest checkpoint that verifies (the one load_latest loads), or None."""
+def latest_record(root: Path) -> dict | None:
+    """``state.json`` of the newest checkpoint that verifies (the one load_latest loads), or None."""
     for path in list_checkpoints(root):
         try:
-            return verify_checkpoint(path)["step"]
+            return verify_checkpoint(path)
         except CheckpointError:
             continue
     return None
 
 
-def load_latest(root: Path, model: nn.Module, optimizers: list | None = None) -> tuple[Path, dict]:
+def latest_step(root: Path) -> int | None:
+    """The step of the newest checkpoint that verifies (the one load_latest loads), or None."""
+    record = latest_record(root)
+    return None if record is None else record["step"]
+
+
+def load_latest(root: Path, model: nn.Module, optimizers: list | None = None, rank: int = 0) -> tuple[Path, dict]:
     """Load the newest checkpoint that verifies; warn about each damaged one skipped."""
     candidates = list_checkpoints(root)
     if not candidates:
         raise CheckpointError(f"no checkpoint in {root}")
     for path in candidates:
         try:
-            return path, load_checkpoint(path, model, optimizers)
+            return path, load_checkpoint(path, model, optimizers, rank)
         except CheckpointError as e:
             warnings.warn(f"skipping damaged checkpoint: {e}", stacklevel=2)
     raise CheckpointError(f"every checkpoint in {root} is damaged; see the warnings above")

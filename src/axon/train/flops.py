@@ -6,10 +6,13 @@ import time
 
 import torch
 
-# Dense bf16 tensor-core peaks (no sparsity), FLOP/s, from the vendors' data sheets.
+# Dense bf16 tensor-core peaks (no sparsity), FLOP/s, from the vendors' data sheets. The first key
+# found in the device name wins, so the PCIe and NVL parts come before the SXM one.
 GPU_BF16_PEAK = {
     "H200": 989e12,
-    "H100": 989e12,  # SXM; the PCIe part is 756e12
+    "H100 PCIe": 756e12,
+    "H100 NVL": 835e12,
+    "H100": 989e12,  # SXM
     "A100": 312e12,
     "L4": 121e12,
     "A10": 125e12,

@@ -71,6 +71,48 @@ def _fused(cls_name: str, params: list[torch.Tensor]) -> dict:
     return {"fused": True} if ok else {}
 
 
+class ShardedMuon(torch.optim.Muon):
+    """torch's Muon for matrices sharded by FSDP (``DTensor``s, split along dim 0).
+
+    Momentum, weight decay and the update's application are elementwise and stay on each rank's
+    shard; the Newton-Schulz orthogonalisation needs the whole matrix, so each rank gathers the
+    momentum-mixed update, orthogonalises it exactly as torch's Muon does (the same function, in
+    bf16) and keeps its own rows. The result is the unsharded Muon's update, bit for bit, at the cost
+    of one gather per matrix and every rank repeating the (small) Newton-Schulz products.
+    Unsharded parameters take torch's own path. The state (``momentum_buffer``) is torch's, so
+    checkpoints move freely between the two.
+    """
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        from torch.optim._muon import _adjust_lr, _zeropower_via_newtonschulz
+
+        from axon.train.distributed import is_sharded, shard_like
+
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state = self.state[p]
+                if "momentum_buffer" not in state:
+                    state["momentum_buffer"] = torch.zeros_like(p.grad, memory_format=torch.preserve_format)
+                buf = state["momentum_buffer"]
+                buf.lerp_(p.grad, 1 - group["momentum"])
+                update = p.grad.lerp(buf, group["momentum"]) if group["nesterov"] else buf
+                if is_sharded(update):
+                    whole = _zeropower_via_newtonschulz(update.full_tensor(), group["ns_coefficients"], group["ns_steps"], group["eps"])
+                    update = shard_like(whole, p)
+                else:
+                    update = _zeropower_via_newtonschulz(update, group["ns_coefficients"], group["ns_steps"], group["eps"])
+                p.mul_(1 - group["lr"] * group["weight_decay"])
+                p.add_(update, alpha=-_adjust_lr(group["lr"], group["adjust_lr_fn"], p.shape))
+        return loss
+
+
 def build_optimizers(model: nn.Module, cfg) -> list[torch.optim.Optimizer]:
     """One optimizer, or two for Muon (Muon for hidden matrices + AdamW for the rest).
 
@@ -103,9 +145,10 @@ def build_optimizers(model: nn.Module, cfg) -> list[torch.optim.Optimizer]:
         if not hidden:
             raise ConfigError("optim.name: muon needs hidden weight matrices to train and this model has none "
                               "(only embeddings, heads, vectors or LoRA factors, which take AdamW); use adamw")
-        opts = [
-            torch.optim.Muon(hidden, lr=cfg.muon_lr, weight_decay=cfg.weight_decay, momentum=cfg.muon_momentum),
-        ]
+        from axon.train.distributed import is_sharded
+
+        muon = ShardedMuon if any(is_sharded(p) for p in hidden) else torch.optim.Muon  # FSDP: see ShardedMuon
+        opts = [muon(hidden, lr=cfg.muon_lr, weight_decay=cfg.weight_decay, momentum=cfg.muon_momentum)]
         if rest:
             decay = [p for p in rest if decays(p)]
             no_decay = [p for p in rest if not decays(p)]

@@ -121,9 +121,12 @@ def _is_converted(run_dir: Path) -> bool:
 
 
 def train(cfg: RunConfig | None = None, resume: str | Path | None = None, overrides: list[str] | None = None) -> dict:
-    """Train a run (or continue ``resume``); returns a summary with the run directory."""
-    from axon.train.tasks import build_task
-    from axon.train.trainer import Trainer
+    """Train a run (or continue ``resume``); returns a summary with the run directory.
+
+    Under torchrun every process calls this; they share one run directory, which rank 0 writes
+    (see ``axon.train.distributed``).
+    """
+    from axon.train.distributed import init_distributed, launched_by_torchrun, shutdown
 
     if resume is not None:
         run_dir = Path(resume)
@@ -138,18 +141,37 @@ def train(cfg: RunConfig | None = None, resume: str | Path | None = None, overri
     tc = cfg.train
     if tc.threads:
         torch.set_num_threads(tc.threads)
-    device = resolve_device(tc.device)
+    owns_group = launched_by_torchrun() and not torch.distributed.is_initialized()
+    d = init_distributed(tc.device, tc.parallel)
+    try:
+        return _train(cfg, d, resume, overrides)
+    finally:
+        if owns_group:
+            shutdown(d)
+
+
+def _train(cfg: RunConfig, d, resume, overrides) -> dict:
+    from axon.train.tasks import build_task
+    from axon.train.trainer import Trainer
+
+    tc, device = cfg.train, d.device
     if device.type == "cpu" and tc.dtype == "bf16":
         raise ConfigError("train.dtype: bf16 on CPU is ~400x slower than fp32 here; use fp32 (or auto)")
-
-    task = build_task(cfg, device)
+    if resume is not None:
+        run_dir = Path(resume)
+        _keep_global_batch(cfg, run_dir, d, overrides)
+    with d.main_first():  # rank 0 prepares the data cache, the others then read it
+        task = build_task(cfg, device)
     if resume is None:
-        run_dir = new_run_dir(cfg)
-        (run_dir / "config.yaml").write_text(dump_config(cfg))
-        if task.tokenizer is not None:
-            task.tokenizer.save(run_dir / "tokenizer.json")
-        for name, write in task.extra_files.items():
-            write(run_dir / name)
+        run_dir = None
+        if d.is_main:
+            run_dir = new_run_dir(cfg)
+            (run_dir / "config.yaml").write_text(dump_config(cfg))
+            if task.tokenizer is not None:
+                task.tokenizer.save(run_dir / "tokenizer.json")
+            for name, write in task.extra_files.items():
+                write(run_dir / name)
+        run_dir = Path(d.broadcast_text(str(run_dir) if run_dir else None))  # one directory, named by rank 0
 
     try:
         torch.manual_seed(tc.seed)
@@ -159,35 +181,80 @@ def train(cfg: RunConfig | None = None, resume: str | Path | None = None, overri
             fresh = report.get("initialised", []) if isinstance(report, dict) else []
             if cfg.lora.targets and fresh:  # a new head stays trainable; recorded so resume agrees
                 cfg.lora.train_also = [*cfg.lora.train_also, *(n for n in fresh if n not in cfg.lora.train_also)]
-                (run_dir / "config.yaml").write_text(dump_config(cfg))
+                if d.is_main:
+                    (run_dir / "config.yaml").write_text(dump_config(cfg))
         if cfg.lora.targets:
             from axon.train.lora import setup_lora
 
-            lora_info = setup_lora(model, cfg.lora)
+            lora_info = setup_lora(model, cfg.lora, log=d.is_main)
+        if d.rank > 0:  # the same initial weights, but each rank its own dropout masks from here on
+            torch.manual_seed(tc.seed + 1_000_003 * d.rank)
         model = model.to(device)
         flops = model.flops_per_token() if hasattr(model, "flops_per_token") else None
         trainer = Trainer(cfg, model, task.objective, task.train_data, task.val_data, run_dir, device,
-                          sample_fn=task.sample_fn, flops_per_token=flops, config_dict=to_dict(cfg))
+                          sample_fn=task.sample_fn, flops_per_token=flops, config_dict=to_dict(cfg),
+                          dist=d, plain_model=lambda: _plain_model(cfg))
     except AxonError:  # a setting refused before the first step: leave no half-made run directory behind
-        if resume is None:
+        if resume is None and d.is_main:
             shutil.rmtree(run_dir, ignore_errors=True)
         raise
     result = trainer.fit(resume=resume is not None)
-    result.update(run_dir=str(run_dir), params=sum(p.numel() for p in model.parameters()))
+    result.update(run_dir=str(run_dir), params=sum(p.numel() for p in model.parameters()), world_size=d.world_size)
     if hasattr(model, "active_params"):  # a mixture of experts uses fewer per token than it has
         result["active_params"] = model.active_params()
+    # LoRA adapters and model metrics (e.g. BLEU) need the whole model: FSDP gathers it on rank 0
+    needs_model = bool(cfg.lora.targets) or (task.model_metrics is not None and result["val_loss"] is not None)
+    final_model = trainer.plain_model() if needs_model else model
+    if not d.is_main:
+        return result
     if cfg.lora.targets:
         from axon.train.lora import ADAPTERS_FILE, write_adapters
 
-        path = write_adapters(model, cfg, run_dir / ADAPTERS_FILE)
+        path = write_adapters(final_model, cfg, run_dir / ADAPTERS_FILE)
         result.update(trainable_params=lora_info["trainable"], adapters=str(path), adapter_bytes=path.stat().st_size)
     if result["val_loss"] is not None:
         result.update({f"val_{k}": v for k, v in task.summarize(result["val_loss"], "val").items()})
         if task.model_metrics is not None:
-            result.update({f"val_{k}": v for k, v in task.model_metrics(model, "val").items()})
+            result.update({f"val_{k}": v for k, v in task.model_metrics(final_model, "val").items()})
     if not result.get("interrupted"):  # an interrupted run is continued with --resume, not finished
         write_result(run_dir, result)
     return result
+
+
+def _plain_model(cfg: RunConfig) -> torch.nn.Module:
+    """An unsharded model of the run's shape (weights to be loaded), built without touching the
+    global RNG, which the training run's dropout draws from."""
+    with torch.random.fork_rng(devices=[]):
+        model = build_model(cfg.model)
+    if cfg.lora.targets:
+        from axon.train.lora import setup_lora
+
+        setup_lora(model, cfg.lora, log=False)
+    return model
+
+
+def _keep_global_batch(cfg: RunConfig, run_dir: Path, d, overrides: list[str] | None) -> None:
+    """Resuming on another number of processes: rescale ``train.batch_size`` (per process) so each
+    micro-step still draws the same batch_size x world_size windows, i.e. the same data in the
+    same order and the same global batch. An explicit ``--train.batch_size`` wins."""
+    from axon.config import parse_overrides
+    from axon.train.checkpoint import latest_record
+
+    record = latest_record(run_dir / "checkpoints")
+    if record is None or "batch_size" in parse_overrides(overrides or []).get("train", {}):
+        return
+    saved_world = record["trainer"].get("world_size", 1)
+    rows = (record["trainer"].get("batch_size") or cfg.train.batch_size) * saved_world
+    if saved_world == d.world_size and rows == cfg.train.batch_size * d.world_size:
+        return
+    if rows % d.world_size:
+        raise ConfigError(f"--resume: the run draws {rows} sequences per micro-step ({saved_world} process(es)), which "
+                          f"{d.world_size} processes cannot split evenly; resume on a divisor of {rows}, or set "
+                          f"--train.batch_size to change the global batch")
+    cfg.train.batch_size = rows // d.world_size
+    if d.is_main:
+        print(f"resuming on {d.world_size} process(es) (checkpoint written by {saved_world}): train.batch_size "
+              f"{cfg.train.batch_size} per process keeps {rows} sequences per micro-step")
 
 
 def write_result(run_dir: Path, result: dict) -> Path:

@@ -12,6 +12,11 @@ fixed validation set, samples, atomic checkpoints, and stop by steps, tokens or 
 Exact resume: batches are a pure function of (seed, step) (see ``axon.data.loader``), the lr is
 a function of the step, and the checkpoint holds model, optimizer and RNG states, so a run
 resumed from step s computes bit for bit what the uninterrupted run computed (on CPU).
+
+Distributed (``axon.train.distributed``): every rank runs this loop on its slice of each batch;
+losses, metrics and evaluation sums are reduced over ranks, stop decisions (Ctrl-C, the
+wall-clock budget) are agreed on by all of them, and only rank 0 logs, plots, samples and writes
+checkpoints.
 """
 
 from __future__ import annotations
@@ -28,12 +33,16 @@ from torch import nn
 from tqdm import tqdm
 
 from axon.errors import AxonError, ConfigError
-from axon.eval import evaluate
+from axon.eval import evaluate, evaluation_sums, summarize_sums
+from axon.train import distributed as D
 from axon.train.checkpoint import (
     latest_step,
     list_checkpoints,
     load_latest,
+    model_tensors,
+    rng_state,
     save_checkpoint,
+    tied_names,
 )
 from axon.train.logging import MetricsLogger, plot_losses
 from axon.train.optim import build_optimizers
@@ -50,11 +59,27 @@ class TrainState:
     tokens: int = 0  # training tokens consumed
     elapsed: float = 0.0  # training wall-clock seconds, summed over resumes
     skipped_steps: int = 0  # non-finite steps skipped (on_nonfinite=skip)
+    world_size: int = 1  # processes the checkpoint was written by
+    batch_size: int | None = None  # their train.batch_size (sequences per process and micro-step)
+
+
+class _NoLogger:
+    """The metrics logger of a rank that writes nothing (every rank but 0)."""
+
+    def log(self, record: dict) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
 
 
 class Trainer:
     def __init__(self, cfg, model: nn.Module, objective, train_data, val_data, run_dir: Path, device: torch.device,
-                 sample_fn=None, flops_per_token: float | None = None, config_dict: dict | None = None):
+                 sample_fn=None, flops_per_token: float | None = None, config_dict: dict | None = None,
+                 dist: D.Dist | None = None, plain_model=None):
+        """``dist``: this process's place in a distributed run (default: one process).
+        ``plain_model``: builds an unsharded copy of the model (FSDP: rank 0 gathers the weights
+        into it to sample text)."""
         self.cfg, self.tc = cfg, cfg.train
         self.model, self.objective = model, objective
         self.train_data, self.val_data = train_data, val_data
@@ -62,41 +87,66 @@ class Trainer:
         self.sample_fn = sample_fn
         self.flops_per_token = flops_per_token
         self.config_dict = config_dict
+        self.dist = dist or D.Dist(device=device)
+        self.plain_factory, self._plain = plain_model, None
         self.block_size = cfg.model.block_size
-        self.tokens_per_step = self.tc.batch_size * self.block_size * self.tc.grad_accum
+        # global: every rank's micro-batches of this step
+        self.tokens_per_step = self.tc.batch_size * self.block_size * self.tc.grad_accum * self.dist.world_size
         steps = [s for s in (self.tc.max_steps, self.tc.max_tokens and math.ceil(self.tc.max_tokens / self.tokens_per_step)) if s]
         self.max_steps = min(steps)
-        self.optimizers = build_optimizers(model, cfg.optim)
-        self.params = [p for p in model.parameters() if p.requires_grad]
         late = [s for s in getattr(model, "growth_steps", ()) if s >= self.max_steps]
         if late:  # a model that grows (axon.models.progressive) would silently never reach that depth
             raise ConfigError(f"model.grow_at: step {late[0]} is not before the run's last step {self.max_steps}; "
                               f"grow earlier or train longer")
+        if self.dist.fsdp and hasattr(model, "grow_for_step"):
+            raise ConfigError("train.parallel: a growing model cannot be sharded (FSDP units are fixed at the start); use ddp")
         self.state = TrainState()
         self.ckpt_dir = run_dir / "checkpoints"
-        use_bf16 = self.tc.dtype == "bf16" or (self.tc.dtype == "auto" and device.type == "cuda")
-        self.autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if use_bf16 else None
-        self.forward_model = torch.compile(model) if self.tc.compile else model
+        self.use_bf16 = self.tc.dtype == "bf16" or (self.tc.dtype == "auto" and device.type == "cuda")
+        self.autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if self.use_bf16 else None
+        self._wrap()  # before the optimizers: FSDP replaces the parameters by their shards
+        self.optimizers = build_optimizers(model, cfg.optim)
+        self.params = [p for p in model.parameters() if p.requires_grad]
         self._stop_requested = False
         self.interrupted = False  # stopped by Ctrl-C / SIGTERM before its budget ran out
 
     # ---------------------------------------------------------------------------------------
+
+    def _wrap(self) -> None:
+        """``forward_model``, the module a training step calls, and ``eval_model``, the one
+        evaluation calls: activation checkpointing, compile, then DDP / FSDP (axon.train.distributed)."""
+        tc, d = self.tc, self.dist
+        if tc.activation_checkpointing:
+            D.apply_activation_checkpointing(self.model)
+        if not d.enabled:
+            self.forward_model = self.eval_model = torch.compile(self.model) if tc.compile else self.model
+            return
+        if tc.compile:
+            D.compile_blocks(self.model)
+        self.forward_model = D.wrap_model(self.model, d, self.use_bf16)
+        self.eval_model = self.model  # never DDP's wrapper: evaluation runs a different number of batches per rank
+
+    def log(self, message: str) -> None:
+        if self.dist.is_main:
+            tqdm.write(message)
 
     def resume(self) -> None:
         # A model that grew during training has more tensors in later checkpoints: grow the fresh
         # model to the checkpoint's step first (axon.models.progressive.grow_to_step).
         if hasattr(self.model, "grow_to_step") and self.model.grow_to_step(latest_step(self.ckpt_dir) or 0):
             self._rebuild_optimizers()
-        path, state = load_latest(self.ckpt_dir, self.model, self.optimizers)
+        path, state = load_latest(self.ckpt_dir, self.model, self.optimizers, rank=self.dist.rank)
         self.state = TrainState(**state)
-        tqdm.write(f"resumed from {path} (step {self.state.step})")
+        self.log(f"resumed from {path} (step {self.state.step})")
 
     def fit(self, resume: bool = False) -> dict:
         if resume:
             self.resume()
-        logger = MetricsLogger(self.run_dir, self.cfg.log, self.config_dict, resume_step=self.state.step if resume else None)
+        main = self.dist.is_main
+        logger = (MetricsLogger(self.run_dir, self.cfg.log, self.config_dict, resume_step=self.state.step if resume else None)
+                  if main else _NoLogger())
         old_handlers = self._install_signal_handlers()
-        bar = tqdm(total=self.max_steps, initial=self.state.step, disable=not self.cfg.log.progress,
+        bar = tqdm(total=self.max_steps, initial=self.state.step, disable=not (self.cfg.log.progress and main),
                    dynamic_ncols=True, unit="step", desc="train")
         final: dict = {}
         try:
@@ -105,7 +155,8 @@ class Trainer:
             bar.close()
             logger.close()
             self._restore_signal_handlers(old_handlers)
-            plot_losses(self.run_dir)
+            if main:
+                plot_losses(self.run_dir)
         return final
 
     def _loop(self, logger: MetricsLogger, bar) -> dict:
@@ -115,12 +166,15 @@ class Trainer:
         window_t, window_tokens = time.perf_counter(), 0
         val_loss = None
         while st.step < self.max_steps:
-            now = time.perf_counter() - start
+            now, stop = time.perf_counter() - start, self._stop_requested
+            if self.dist.enabled:  # every rank must stop at the same step and follow one clock (the slowest)
+                flag, now = self.dist.all_reduce([float(stop), now], "max").tolist()
+                stop = flag > 0
             if tc.max_seconds is not None and now >= tc.max_seconds:
-                tqdm.write(f"wall-clock budget of {tc.max_seconds:g} s reached at step {st.step}")
+                self.log(f"wall-clock budget of {tc.max_seconds:g} s reached at step {st.step}")
                 break
-            if self._stop_requested:
-                tqdm.write(f"interrupted: saving a checkpoint at step {st.step}")
+            if stop:
+                self.log(f"interrupted: saving a checkpoint at step {st.step}")
                 self.interrupted = True
                 break
             if hasattr(self.model, "grow_for_step") and self.model.grow_for_step(st.step):
@@ -143,11 +197,11 @@ class Trainer:
                           "lr": lr_scale * self.optimizers[0].param_groups[0]["base_lr"],
                           "grad_norm": grad_norm, "tokens_per_s": tps, "elapsed": st.elapsed}
                 if self.flops_per_token and self.peak:
-                    record["mfu"] = self.flops_per_token * tps / self.peak
+                    record["mfu"] = self.flops_per_token * tps / (self.peak * self.dist.world_size)
                 if st.skipped_steps:
                     record["skipped_steps"] = st.skipped_steps
                 if hasattr(self.model, "routing_metrics"):  # e.g. MoE expert loads since the last record
-                    record.update(self.model.routing_metrics())
+                    record.update(self._mean_over_ranks(self.model.routing_metrics()))
                 if evaluate:
                     val = self.evaluate(tc.eval_batches)
                     val_loss = record["val_loss"] = val["loss"]
@@ -159,6 +213,11 @@ class Trainer:
             bar.update(1)
             if st.step % tc.checkpoint_interval == 0 and not done:
                 self.save()
+        if self.interrupted:  # checkpoint now: the full evaluation and samples wait for the resumed run's end
+            self.save()
+            self.dist.barrier()
+            return {"step": st.step, "tokens": st.tokens, "elapsed": st.elapsed, "val_loss": None,
+                    "skipped_steps": st.skipped_steps, "interrupted": True}
         # Final evaluation over the whole validation split: the figure a run reports.
         val = self.evaluate(None)
         val_loss = val["loss"]
@@ -167,10 +226,17 @@ class Trainer:
         logger.log({"step": st.step, "tokens": st.tokens, "val_loss": val_loss, **extra, "val_full": True, "elapsed": st.elapsed})
         self._sample(st.step, val_loss)
         self.save()
+        self.dist.barrier()  # rank 0 has written the last checkpoint before any rank moves on
         return {"step": st.step, "tokens": st.tokens, "elapsed": st.elapsed, "val_loss": val_loss, **extra,
                 "skipped_steps": st.skipped_steps, "interrupted": self.interrupted}
 
     # ---------------------------------------------------------------------------------------
+
+    def _mean_over_ranks(self, metrics: dict) -> dict:
+        if not self.dist.enabled or not metrics:
+            return metrics
+        keys = sorted(metrics)
+        return dict(zip(keys, self.dist.all_reduce([metrics[k] for k in keys], "mean").tolist()))
 
     @property
     def peak(self) -> float | None:
@@ -192,7 +258,7 @@ class Trainer:
                     if p in old:
                         opt.state[p] = old[p]
         self.params = [p for p in self.model.parameters() if p.requires_grad]
-        self.forward_model = torch.compile(self.model) if self.tc.compile else self.model
+        self._wrap()  # the new blocks: checkpointed and compiled; DDP registers the new parameters
         if self.flops_per_token is not None:
             self.flops_per_token = self.model.flops_per_token()
 
@@ -209,17 +275,19 @@ class Trainer:
         return scale
 
     def _train_step(self, step: int) -> tuple[float, float]:
-        tc = self.tc
+        tc, d = self.tc, self.dist
         total = torch.zeros((), device=self.device)
         for micro in range(tc.grad_accum):
-            batch = self._to_device(self.train_data.get_batch(step, tc.batch_size, self.block_size, tc.seed, micro_step=micro))
-            with self.autocast() if self.autocast else contextlib.nullcontext():
-                loss, _ = self.objective(self.forward_model, batch)
-            (loss / tc.grad_accum).backward()
+            batch = self._to_device(D.rank_batch(self.train_data, d, step, tc.batch_size, self.block_size, tc.seed, micro))
+            with D.no_grad_sync(self.forward_model, micro == tc.grad_accum - 1):
+                with self.autocast() if self.autocast else contextlib.nullcontext():
+                    loss, _ = self.objective(self.forward_model, batch)
+                (loss / tc.grad_accum).backward()
             total += loss.detach()
         clip = self.cfg.optim.grad_clip if self.cfg.optim.grad_clip > 0 else float("inf")
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.params, clip)
-        loss_value, norm_value = (total / tc.grad_accum).item(), grad_norm.item()
+        # DDP's gradients are averaged over ranks by now, FSDP's norm is over all shards: both global
+        grad_norm = D.full(torch.nn.utils.clip_grad_norm_(self.params, clip))
+        loss_value, norm_value = float(d.all_reduce(total / tc.grad_accum, "mean")), grad_norm.item()
         if math.isfinite(loss_value) and math.isfinite(norm_value):
             for opt in self.optimizers:
                 opt.step()
@@ -231,7 +299,7 @@ class Trainer:
         st = self.state
         if self.tc.on_nonfinite == "skip":
             st.skipped_steps += 1
-            tqdm.write(f"step {st.step + 1}: non-finite loss {loss} / grad norm {grad_norm}; update skipped ({st.skipped_steps} so far)")
+            self.log(f"step {st.step + 1}: non-finite loss {loss} / grad norm {grad_norm}; update skipped ({st.skipped_steps} so far)")
             return
         ckpts = list_checkpoints(self.ckpt_dir)
         kept = f"last good checkpoint: {ckpts[0]}" if ckpts else "no checkpoint was written yet"
@@ -244,19 +312,73 @@ class Trainer:
         return tuple(t.to(self.device, non_blocking=True) for t in batch)
 
     def evaluate(self, max_batches: int | None) -> dict[str, float]:
-        """Validation metrics: ``loss`` (and e.g. ``accuracy``), over ``max_batches`` or the whole split."""
-        batches = (self._to_device(b) for b in self.val_data.iter_eval_batches(self.tc.batch_size, self.block_size, max_batches))
-        return evaluate(self.forward_model, self.objective, batches, self.autocast)
+        """Validation metrics: ``loss`` (and e.g. ``accuracy``), over ``max_batches`` or the whole split.
+
+        Distributed: batch i goes to rank i mod world_size and the sums are reduced, so every rank
+        gets the figure one process would compute. FSDP ranks all run ceil(n / world_size)
+        forward passes (each gathers the shards collectively), the short ones on a spare batch.
+        """
+        batches = self.val_data.iter_eval_batches(self.tc.batch_size, self.block_size, max_batches)
+        d = self.dist
+        if not d.enabled:
+            return evaluate(self.eval_model, self.objective, (self._to_device(b) for b in batches), self.autocast)
+        seen: dict = {"n": 0, "spare": None}
+
+        def mine():
+            for i, batch in enumerate(batches):
+                seen["n"], seen["spare"] = i + 1, seen["spare"] if seen["spare"] is not None else batch
+                if i % d.world_size == d.rank:
+                    yield self._to_device(batch)
+
+        total, count, correct = evaluation_sums(self.eval_model, self.objective, mine(), self.autocast)
+        if d.fsdp:
+            spare = D.split_evenly(seen["n"], d) - len(range(d.rank, seen["n"], d.world_size))
+            evaluation_sums(self.eval_model, self.objective, (self._to_device(seen["spare"]) for _ in range(spare)), self.autocast)
+        total, count, correct, has_correct = d.all_reduce([total, count, correct or 0, correct is not None], "sum").tolist()
+        return summarize_sums(total, int(count), int(correct) if has_correct else None)
+
+    def plain_model(self) -> nn.Module | None:
+        """The trained model as one unsharded module: the model itself, or (FSDP) a copy rank 0
+        fills with the gathered weights (every rank must call it; the others get None)."""
+        if not self.dist.fsdp:
+            return self.model
+        weights, _ = model_tensors(self.model, keep=self.dist.is_main)
+        if not self.dist.is_main:
+            return None
+        if self._plain is None:
+            self._plain = self.plain_factory().to(self.device)
+        missing, unexpected = self._plain.load_state_dict(weights, strict=False)
+        tied = set(tied_names(self._plain.state_dict()))
+        if unexpected or set(missing) - tied:
+            raise AxonError(f"gathered weights do not fit the plain model (missing {sorted(missing)[:3]}, unexpected {unexpected[:3]})")
+        return self._plain
 
     def _sample(self, step: int, val_loss: float) -> None:
         # Weights that give a non-finite loss (a run skipping bad steps) give no distribution to sample.
         if self.sample_fn is not None and self.tc.sample_tokens > 0 and math.isfinite(val_loss):
-            text = self.sample_fn(self.model, step)
+            model = self.plain_model()
+            if not self.dist.is_main:
+                return
+            text = self.sample_fn(model, step)
             with open(self.run_dir / "samples.txt", "a") as f:
                 f.write(f"--- step {step} ---\n{text}\n")
 
-    def save(self) -> Path:
-        return save_checkpoint(self.ckpt_dir, self.state.step, self.model, self.optimizers, vars(self.state), self.tc.keep_checkpoints)
+    def save(self) -> Path | None:
+        """Checkpoint (every rank takes part; rank 0 writes, with every rank's RNG state)."""
+        d = self.dist
+        self.state.world_size, self.state.batch_size = d.world_size, self.tc.batch_size
+        rng = None
+        if d.enabled:
+            rng = rng_state() if d.is_main else {}
+            for r, t in enumerate(d.all_gather_tensor(torch.get_rng_state())):
+                if r > 0:
+                    rng[f"rank{r}.rng.torch"] = t
+            if self.device.type == "cuda":
+                for r, t in enumerate(d.all_gather_tensor(torch.cuda.get_rng_state(self.device))):
+                    if r > 0:
+                        rng[f"rank{r}.rng.cuda"] = t
+        return save_checkpoint(self.ckpt_dir, self.state.step, self.model, self.optimizers, vars(self.state),
+                               self.tc.keep_checkpoints, write=d.is_main, rng=rng)
 
     # ---------------------------------------------------------------------------------------
 

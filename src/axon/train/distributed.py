@@ -1,0 +1,323 @@
+"""Data parallelism on PyTorch's own engine: torchrun, DDP and FSDP2, and the options that compose with them.
+
+A run started by ``torchrun --nproc_per_node=N -m axon train ...`` (or ``axon train --nproc N``,
+which launches exactly that) has ``WORLD_SIZE``, ``RANK`` and ``LOCAL_RANK`` in its environment;
+:func:`init_distributed` turns them into a process group (gloo on CPU, NCCL on GPU, one GPU per
+process) and a :class:`Dist` the trainer asks everything distributed of. Without them it returns a
+single-process ``Dist`` and nothing else changes.
+
+How a step is split (``train.batch_size`` = B sequences per process and micro-step, ``grad_accum``
+= A, world size W)::
+
+    global batch = B x A x W sequences
+    micro-step m draws B x W windows from one generator seeded (seed, step, m); rank r takes
+    rows [r B, (r + 1) B)  -- so the ranks read disjoint slices of exactly the batch one process
+    with batch_size B x W would read, and a run can resume on another W (B is rescaled to keep
+    B x W: see ``axon.train.run``)
+
+``train.parallel`` picks how the model is replicated:
+
+* ``ddp``: ``DistributedDataParallel``; every rank holds the whole model and optimizer; gradients
+  are averaged by all-reduce during backward. Checkpoints are written by rank 0 alone.
+* ``fsdp``: FSDP2 (``torch.distributed.fsdp.fully_shard``): every repeated block (the elements of
+  the model's top-level ``nn.ModuleList``s) is one sharding unit, the rest is the root unit;
+  parameters, gradients and optimizer states are ``DTensor`` shards (dim 0 split over ranks),
+  all-gathered for each unit's forward and backward and reduce-scattered after.
+
+Checkpoints are *gathered*: every tensor is assembled whole (``DTensor.full_tensor``) and rank 0
+writes the same safetensors checkpoint a single process writes (see ``axon.train.checkpoint``).
+So any run resumes on any number of processes with either strategy, and ``model.safetensors`` is
+already the one-file export for ``axon sample``, ``axon export`` and interop. The price is that
+rank 0 must hold the whole model and optimizer state in CPU memory while it writes; beyond a few
+billion parameters, sharded ``torch.distributed.checkpoint`` files would be the tool (not done).
+
+``train.activation_checkpointing`` recomputes each block's activations in backward
+(``torch.utils.checkpoint``, non-reentrant) and ``train.compile`` compiles each block's forward
+before the DDP / FSDP wrapping, as torchtitan does: names of parameters and modules never change,
+so checkpoints do not depend on these switches.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import functools
+import inspect
+import math
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from axon.errors import ConfigError
+
+
+@dataclass
+class Dist:
+    """Where this process stands: rank among world_size processes, and its device."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    device: torch.device = torch.device("cpu")
+    parallel: str = "ddp"  # ddp | fsdp; only meaningful when world_size > 1
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def fsdp(self) -> bool:
+        return self.enabled and self.parallel == "fsdp"
+
+    # -- collectives (no-ops on one process) --------------------------------------------------
+
+    def barrier(self) -> None:
+        if self.enabled:
+            dist.barrier()
+
+    @contextlib.contextmanager
+    def main_first(self):
+        """Rank 0 runs the block first (e.g. prepares the data cache), the others after it."""
+        if not self.is_main:
+            self.barrier()
+        yield
+        if self.is_main:
+            self.barrier()
+
+    def all_reduce(self, values, op: str = "sum") -> torch.Tensor:
+        """A float64 tensor of ``values`` reduced over ranks (``sum``, ``mean`` or ``max``).
+
+        gloo has no AVG: ``mean`` is a sum divided by the world size.
+        """
+        t = torch.as_tensor(values, dtype=torch.float64).detach().clone()
+        if not self.enabled:
+            return t
+        comm = t.to(self._comm_device)
+        dist.all_reduce(comm, op=dist.ReduceOp.MAX if op == "max" else dist.ReduceOp.SUM)
+        t = comm.cpu()
+        return t / self.world_size if op == "mean" else t
+
+    def broadcast_text(self, text: str | None) -> str:
+        """Rank 0's string on every rank (e.g. the run directory name)."""
+        if not self.enabled:
+            return text
+        data = (text or "").encode() if self.is_main else b""
+        size = torch.tensor([len(data)], dtype=torch.int64, device=self._comm_device)
+        dist.broadcast(size, 0)
+        buf = torch.zeros(int(size.item()), dtype=torch.uint8, device=self._comm_device)
+        if self.is_main:
+            buf.copy_(torch.frombuffer(bytearray(data), dtype=torch.uint8))
+        dist.broadcast(buf, 0)
+        return bytes(buf.cpu().tolist()).decode()
+
+    def all_gather_tensor(self, t: torch.Tensor) -> list[torch.Tensor]:
+        """Every rank's copy of a same-shaped tensor (e.g. the RNG states), on the CPU."""
+        if not self.enabled:
+            return [t]
+        comm = t.to(self._comm_device)
+        out = [torch.empty_like(comm) for _ in range(self.world_size)]
+        dist.all_gather(out, comm)
+        return [o.cpu() for o in out]
+
+    @property
+    def _comm_device(self) -> torch.device:
+        return self.device if dist.get_backend() == "nccl" else torch.device("cpu")
+
+
+def launched_by_torchrun() -> bool:
+    return "WORLD_SIZE" in os.environ and "RANK" in os.environ
+
+
+def init_distributed(device_name: str, parallel: str) -> Dist:
+    """The process group of a torchrun launch (once per process), or a single-process Dist.
+
+    ``device_name`` is ``train.device``: ``auto`` / ``cuda`` take GPU ``LOCAL_RANK`` when CUDA is
+    there (NCCL), else the CPU (gloo).
+    """
+    from axon.train.run import resolve_device
+
+    if not launched_by_torchrun() or int(os.environ["WORLD_SIZE"]) == 1:
+        return Dist(device=resolve_device(device_name), parallel=parallel)
+    rank, world, local = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ.get("LOCAL_RANK", 0))
+    device = resolve_device(device_name)
+    if device.type == "cuda":
+        if torch.cuda.device_count() <= local:
+            raise ConfigError(f"torchrun started {os.environ.get('LOCAL_WORLD_SIZE', '?')} processes on this node but it "
+                              f"has {torch.cuda.device_count()} GPUs; use --nproc_per_node at most the GPU count")
+        device = torch.device("cuda", local)
+        torch.cuda.set_device(device)
+    _stop_with_parent()
+    if not dist.is_initialized():
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        dist.init_process_group(backend, timeout=datetime.timedelta(minutes=30),
+                                device_id=device if device.type == "cuda" else None)
+    return Dist(rank=rank, world_size=world, local_rank=local, device=device, parallel=parallel)
+
+
+def _stop_with_parent() -> None:
+    """Linux: have the kernel send this worker SIGTERM when its torchrun agent dies (killed, or
+    its node lost), so it checkpoints and stops (Trainer's signal handler) instead of training on
+    as an orphan. Elsewhere nothing happens."""
+    import ctypes
+    import signal
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM))  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() == 1:  # the agent died before the line above
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def shutdown(d: Dist) -> None:
+    if d.enabled and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+# ----------------------------------------------------------------------------------------------
+# This rank's share of a batch
+
+
+def rank_batch(dataset, d: Dist, step: int, batch_size: int, block_size: int, seed: int, micro_step: int) -> tuple:
+    """Rank ``d.rank``'s ``batch_size`` rows of the ``batch_size x world_size`` rows of one micro-step.
+
+    A dataset whose ``get_batch`` takes ``rank`` / ``world_size`` (the token stream) draws only its
+    own rows; any other dataset draws the whole micro-step and this slices it, which gives the
+    same rows (padding, where a task pads, follows the longest row of the whole micro-step).
+    """
+    if not d.enabled:
+        return dataset.get_batch(step, batch_size, block_size, seed, micro_step=micro_step)
+    if _takes_rank(type(dataset)):
+        return dataset.get_batch(step, batch_size, block_size, seed, micro_step=micro_step, rank=d.rank, world_size=d.world_size)
+    full = dataset.get_batch(step, batch_size * d.world_size, block_size, seed, micro_step=micro_step)
+    return tuple(t[d.rank * batch_size : (d.rank + 1) * batch_size] for t in full)
+
+
+@functools.lru_cache(maxsize=None)
+def _takes_rank(cls) -> bool:
+    params = inspect.signature(cls.get_batch).parameters
+    return "rank" in params and "world_size" in params
+
+
+# ----------------------------------------------------------------------------------------------
+# Wrapping the model: activation checkpointing, compile, DDP / FSDP
+
+
+def repeated_blocks(model: nn.Module) -> list[nn.Module]:
+    """The model's repeated layers: elements of its outermost ``nn.ModuleList``s (decoder blocks,
+    BERT and Mamba layers, the conv-attention levels' blocks, ...), in module order."""
+    blocks: list[nn.Module] = []
+    taken: list[str] = []
+    for name, module in model.named_modules():
+        if any(name.startswith(t + ".") for t in taken):
+            continue
+        if isinstance(module, nn.ModuleList):
+            blocks.extend(module)
+            taken.append(name)
+    return blocks
+
+
+def _checkpointed_forward(forward, *args, **kwargs):
+    # Only where a backward will follow: generation and evaluation run the plain forward.
+    if torch.is_grad_enabled():
+        from torch.utils.checkpoint import checkpoint
+
+        return checkpoint(forward, *args, use_reentrant=False, **kwargs)
+    return forward(*args, **kwargs)
+
+
+def apply_activation_checkpointing(model: nn.Module) -> int:
+    """Recompute every repeated block's activations in backward instead of storing them.
+
+    The block's ``forward`` is replaced on the instance (names and parameters are unchanged, so
+    checkpoints and optimizers do not notice); applying it twice is harmless. Returns the count.
+    """
+    blocks = repeated_blocks(model)
+    if not blocks:
+        raise ConfigError("train.activation_checkpointing: this model has no repeated blocks (nn.ModuleList) to checkpoint")
+    for block in blocks:
+        if not getattr(block, "_axon_checkpointed", False):
+            block.forward = functools.partial(_checkpointed_forward, block.forward)
+            block._axon_checkpointed = True
+    return len(blocks)
+
+
+def compile_blocks(model: nn.Module) -> None:
+    """``torch.compile`` each repeated block's forward (the rest runs eagerly). Only ``forward`` is
+    compiled, so the hooks FSDP puts around each block's call stay outside the compiled graph;
+    names and parameters do not change."""
+    for block in repeated_blocks(model):
+        block.forward = torch.compile(block.forward)
+
+
+def wrap_model(model: nn.Module, d: Dist, bf16: bool) -> nn.Module:
+    """The module the training step calls: ``model`` itself, or its DDP wrapper, or (FSDP) the
+    same ``model`` sharded in place. Evaluation and sampling never go through a DDP wrapper."""
+    if not d.enabled:
+        return model
+    if d.fsdp:
+        from torch.distributed.device_mesh import init_device_mesh
+        from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+
+        mesh = init_device_mesh(d.device.type, (d.world_size,))
+        # bf16 all-gathers and compute, fp32 master weights and gradient reduction (as torchtitan).
+        mp = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32) if bf16 else MixedPrecisionPolicy()
+        for block in repeated_blocks(model):
+            fully_shard(block, mesh=mesh, mp_policy=mp)
+        fully_shard(model, mesh=mesh, mp_policy=mp)
+        return model
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    # Our buffers are constants (rotary tables, masks): broadcasting them every forward is waste.
+    device_ids = [d.device.index] if d.device.type == "cuda" else None
+    return DDP(model, device_ids=device_ids, forward_sync_buffers=False)
+
+
+def no_grad_sync(wrapped: nn.Module, last_micro_step: bool):
+    """DDP: skip the gradient all-reduce on all micro-steps but the last (FSDP reduce-scatters
+    each micro-step, which keeps its gradients sharded)."""
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    if isinstance(wrapped, DDP) and not last_micro_step:
+        return wrapped.no_sync()
+    return contextlib.nullcontext()
+
+
+# ----------------------------------------------------------------------------------------------
+# Sharded <-> whole tensors (for gathered checkpoints)
+
+
+def is_sharded(t) -> bool:
+    from torch.distributed.tensor import DTensor
+
+    return isinstance(t, DTensor)
+
+
+def full(t: torch.Tensor) -> torch.Tensor:
+    """The whole tensor of a DTensor (a collective: every rank must call it), or ``t``."""
+    return t.full_tensor() if is_sharded(t) else t
+
+
+def shard_like(whole: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+    """``whole`` laid out as ``ref`` (a DTensor parameter: this rank's shard of it, no
+    communication since every rank holds ``whole``), or ``whole`` itself."""
+    if not is_sharded(ref):
+        return whole
+    from torch.distributed.tensor import distribute_tensor
+
+    return distribute_tensor(whole.to(ref.device_mesh.device_type), ref.device_mesh, ref.placements, src_data_rank=None)
+
+
+def split_evenly(n: int, d: Dist) -> int:
+    """Forward passes every rank must run so FSDP ranks stay in step: ceil(n / world_size)."""
+    return math.ceil(n / d.world_size)

@@ -1,0 +1,317 @@
+"""Data-parallel training through torchrun on CPU (gloo, 2 processes): DDP and FSDP2 against one
+process with the same global batch, kills and resumes on another number of processes, and the
+pieces (batch slicing, activation checkpointing, gathered checkpoints) on their own.
+
+The 1e-5 comparisons use AdamW: torch's Muon orthogonalises in bf16, which turns the 1e-7
+float-order differences of an all-reduced gradient into bf16 rounding flips (see the README).
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from axon.config import load_config
+from axon.errors import ConfigError
+from axon.models import build_model
+from axon.train import distributed as D
+from axon.train.checkpoint import list_checkpoints, save_checkpoint
+from axon.train.logging import read_metrics
+from axon.train.optim import build_optimizers
+from axon.train.run import load_run, train
+
+pytestmark = pytest.mark.skipif(not torch.distributed.is_available() or not sys.platform.startswith("linux"),
+                                reason="needs torch.distributed with gloo (Linux)")
+
+# Constant lr after a short warmup: a killed run given a longer max_steps follows the same schedule.
+BASE = [
+    "--model.preset=tiny", "--model.block_size=32", "--model.dropout=0.0",
+    "--optim.name=adamw", "--optim.lr=3e-3", "--schedule.name=constant", "--schedule.warmup_steps=3",
+    "--train.log_interval=1", "--train.eval_interval=10", "--train.eval_batches=2",
+    "--train.checkpoint_interval=5", "--train.sample_tokens=8", "--train.threads=1", "--log.progress=false",
+]
+GLOBAL_BATCH = 8
+STEPS = 20
+
+
+def opts(tmp_path, cache_dir, name, *extra):
+    return [*BASE, f"--out_dir={tmp_path}", f"--name={name}", f"--data.cache_dir={cache_dir}", *extra]
+
+
+def losses(run_dir) -> dict[int, float]:
+    return {r["step"]: r["train_loss"] for r in read_metrics(Path(run_dir) / "metrics.jsonl") if "train_loss" in r}
+
+
+def axon_train(argv, nproc=1, **popen):
+    cmd = [sys.executable, "-m", "axon", "train", *(["--nproc", str(nproc)] if nproc > 1 else []), *argv]
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **popen)
+
+
+def finish(proc, timeout=240) -> str:
+    out, _ = proc.communicate(timeout=timeout)
+    assert proc.returncode == 0, out[-3000:]
+    return out
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """One process, batch 8: the run every distributed run below must reproduce."""
+    tmp = tmp_path_factory.mktemp("ref")
+    cache_dir = tmp_path_factory.getbasetemp() / "axon-cache"  # conftest's cache_dir, which is per test
+    result = train(load_config(None, opts(tmp, cache_dir, "single", f"--train.batch_size={GLOBAL_BATCH}",
+                                          f"--train.max_steps={STEPS}")))
+    assert sorted(losses(result["run_dir"])) == list(range(1, STEPS + 1))
+    return result
+
+
+def assert_matches(run_dir, reference, steps=STEPS):
+    got, ref = losses(run_dir), losses(reference["run_dir"])
+    assert sorted(got) == list(range(1, steps + 1))
+    worst = max(abs(got[s] - ref[s]) for s in got)
+    assert worst < 1e-5, f"largest per-step loss difference {worst:.2e}"
+
+
+@pytest.mark.parametrize("parallel", ["ddp", "fsdp"])
+def test_two_processes_match_one_with_the_same_global_batch(tmp_path, cache_dir, reference, parallel):
+    out = finish(axon_train(opts(tmp_path, cache_dir, parallel, f"--train.batch_size={GLOBAL_BATCH // 2}",
+                                 f"--train.max_steps={STEPS}", f"--train.parallel={parallel}"), nproc=2))
+    run = tmp_path / parallel
+    assert_matches(run, reference)
+    result = json.loads((run / "result.json").read_text())
+    assert result["world_size"] == 2 and result["step"] == STEPS
+    assert abs(result["val_loss"] - reference["val_loss"]) < 1e-5  # the full split, shared out and summed
+    # Rank 0 alone writes: each step logged once, counting the global batch's tokens; one summary line.
+    records = read_metrics(run / "metrics.jsonl")
+    steps = [r["step"] for r in records if "train_loss" in r]
+    assert steps == sorted(set(steps))
+    assert records[-2]["tokens"] == STEPS * GLOBAL_BATCH * 32
+    assert out.count("run: ") == 1
+    samples = (run / "samples.txt").read_text()  # FSDP: rank 0 samples from the gathered weights
+    assert samples.count("--- step ") == 2
+    # The checkpoint is the single-process format: same tensors, loadable by one process.
+    single = list_checkpoints(Path(reference["run_dir"]) / "checkpoints")[0]
+    ours = list_checkpoints(run / "checkpoints")[0]
+    from safetensors import safe_open
+
+    def names(path):
+        with safe_open(str(path), "pt") as f:
+            return set(f.keys())
+
+    assert names(ours / "model.safetensors") == names(single / "model.safetensors")
+    assert names(ours / "optimizer.safetensors") == names(single / "optimizer.safetensors") | {"rank1.rng.torch"}
+    _, model, _ = load_run(run, "cpu")
+    _, ref_model, _ = load_run(reference["run_dir"], "cpu")
+    for (name, a), (_, b) in zip(model.state_dict().items(), ref_model.state_dict().items()):
+        assert torch.allclose(a, b, atol=1e-4), name
+
+
+@pytest.mark.parametrize("parallel", ["ddp", "fsdp"])
+def test_activation_checkpointing_and_compile_compose_with_both(tmp_path, cache_dir, reference, parallel):
+    """Each block checkpointed and compiled, then wrapped: the same losses (compiled kernels may round differently)."""
+    steps = 6
+    finish(axon_train(opts(tmp_path, cache_dir, "ac", f"--train.batch_size={GLOBAL_BATCH // 2}",
+                           f"--train.max_steps={steps}", f"--train.parallel={parallel}", "--train.activation_checkpointing=true",
+                           "--train.compile=true", "--train.eval_interval=100", "--train.sample_tokens=0"), nproc=2), timeout=400)
+    got, ref = losses(tmp_path / "ac"), losses(reference["run_dir"])
+    assert sorted(got) == list(range(1, steps + 1))
+    assert max(abs(got[s] - ref[s]) for s in got) < 1e-5
+
+
+def _descendants(pid: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            ppid = int(stat.rsplit(")", 1)[1].split()[1])
+            children.setdefault(ppid, []).append(int(entry.name))
+    out, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
+def kill_at_checkpoint(proc, run_dir: Path, step: int) -> None:
+    """SIGKILL the whole job (workers first, so none gets to checkpoint) once ``step`` is saved."""
+    deadline = time.time() + 180
+    target = run_dir / "checkpoints" / f"step_{step:08d}"
+    while not target.is_dir():
+        assert proc.poll() is None, f"run ended before it could be killed:\n{proc.stdout.read()[-3000:]}"
+        assert time.time() < deadline, "no checkpoint appeared"
+        time.sleep(0.005)
+    for pid in reversed(_descendants(proc.pid)):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    proc.kill()
+    proc.communicate()
+
+
+@pytest.mark.parametrize("before, after", [(("ddp", 2), ("ddp", 1)), (("ddp", 1), ("fsdp", 2))],
+                         ids=["2-processes-then-1", "1-process-then-2-fsdp"])
+def test_killed_run_resumes_on_another_number_of_processes(tmp_path, cache_dir, reference, before, after):
+    (parallel, n), (parallel2, n2) = before, after
+    run = tmp_path / "killed"
+    proc = axon_train(opts(tmp_path, cache_dir, "killed", f"--train.batch_size={GLOBAL_BATCH // n}",
+                           "--train.max_steps=100000", f"--train.parallel={parallel}"), nproc=n)
+    kill_at_checkpoint(proc, run, 5)
+    saved = max(int(p.name.split("_")[1]) for p in list_checkpoints(run / "checkpoints"))
+    assert saved < STEPS and not (run / "result.json").exists()
+
+    out = finish(axon_train(["--resume", str(run), f"--train.max_steps={STEPS}", f"--train.parallel={parallel2}"], nproc=n2))
+    if n2 != n:  # the per-process batch follows the number of processes; the global batch does not change
+        assert f"train.batch_size {GLOBAL_BATCH // n2} per process keeps {GLOBAL_BATCH} sequences" in out
+    assert f"(step {saved})" in out
+    assert_matches(run, reference)  # the steps before the kill and after the resume
+    result = json.loads((run / "result.json").read_text())
+    assert result["step"] == STEPS and result["world_size"] == n2
+    assert abs(result["val_loss"] - reference["val_loss"]) < 1e-5
+
+
+@pytest.mark.parametrize("how", ["ctrl-c", "agent-killed"])
+def test_stopped_run_checkpoints_at_an_agreed_step_and_resumes(tmp_path, cache_dir, reference, how):
+    """Ctrl-C reaches torchrun's agent (this `axon train --nproc` process), which passes it on; a
+    killed agent (kill -9, a lost node) makes the kernel send its workers SIGTERM. Either way the
+    workers agree on a step, checkpoint it without the final evaluation, and stop; the run resumes."""
+    run = tmp_path / "stopped"
+    proc = axon_train(opts(tmp_path, cache_dir, "stopped", f"--train.batch_size={GLOBAL_BATCH // 2}", "--train.max_steps=100000"),
+                      nproc=2, start_new_session=True)
+    deadline = time.time() + 180
+    while not (run / "checkpoints" / "step_00000005").is_dir():
+        assert proc.poll() is None and time.time() < deadline, proc.stdout.read()[-3000:] if proc.poll() is not None else "timeout"
+        time.sleep(0.005)
+    workers = _descendants(proc.pid)
+    os.killpg(proc.pid, signal.SIGINT if how == "ctrl-c" else signal.SIGKILL)  # the workers are in their own group
+    out, _ = proc.communicate(timeout=180)
+    if how == "ctrl-c":
+        assert proc.returncode == 130 and "continue the run with axon train --resume" in out, out[-3000:]
+    for pid in workers:  # stopped by themselves
+        while Path(f"/proc/{pid}").exists() and "Z" not in Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]:
+            assert time.time() < deadline, "workers kept running"
+            time.sleep(0.05)
+    saved = max(int(p.name.split("_")[1]) for p in list_checkpoints(run / "checkpoints"))
+    assert saved > 5 and not (run / "result.json").exists()
+    assert all(r["step"] <= saved for r in read_metrics(run / "metrics.jsonl"))  # no final evaluation was logged
+    if saved < STEPS:
+        finish(axon_train(["--resume", str(run), f"--train.max_steps={STEPS}"], nproc=2))
+        assert_matches(run, reference)
+
+
+def test_sharded_muon_equals_muon_on_the_whole_matrices():
+    """torch's Muon on FSDP's DTensor shards is 3e-3 off after 3 steps here (its Newton-Schulz
+    products then sum bf16 partial results across ranks); ShardedMuon is exact."""
+    script = Path(__file__).with_name("sharded_muon_check.py")
+    out = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script)],
+                         capture_output=True, text=True, timeout=180, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    assert "largest difference 0.000e+00" in out.stdout
+
+
+# ----------------------------------------------------------------------------------------------
+# The pieces, in one process
+
+
+class _Rows:
+    """A dataset without rank support: row i of a micro-step's batch is (seed, step, micro, i)."""
+
+    def get_batch(self, step, batch_size, block_size, seed, micro_step=0):
+        rows = torch.arange(batch_size)
+        return (torch.stack([torch.full_like(rows, step), torch.full_like(rows, micro_step), rows], 1),)
+
+
+def test_rank_batches_are_disjoint_slices_of_one_draw(cache_dir):
+    from axon.data.loader import TokenDataset
+    from axon.train.run import resolve_data_dir
+
+    cfg = load_config(None, [f"--data.cache_dir={cache_dir}"])
+    data = TokenDataset.from_dir(resolve_data_dir(cfg.data), "train")
+    whole = data.get_batch(7, 6, 16, 1337, micro_step=1)
+    parts = [D.rank_batch(data, D.Dist(rank=r, world_size=3), 7, 2, 16, 1337, 1) for r in range(3)]
+    for k in range(2):
+        assert torch.equal(torch.cat([p[k] for p in parts]), whole[k])
+    rows = [D.rank_batch(_Rows(), D.Dist(rank=r, world_size=2), 3, 2, 16, 0, 1)[0] for r in range(2)]
+    assert rows[0][:, 2].tolist() == [0, 1] and rows[1][:, 2].tolist() == [2, 3]  # sliced from one batch of 4
+
+
+def test_repeated_blocks_of_each_family():
+    from axon.config import build_model_config
+
+    for family in ("decoder", "mamba", "bert", "conv_attention"):
+        cfg = build_model_config({"family": family, "preset": "tiny", "vocab_size": 50})
+        n = cfg.n_pre_layer + cfg.n_inner_layer + cfg.n_post_layer if family == "conv_attention" else cfg.n_layer
+        blocks = D.repeated_blocks(build_model(cfg))
+        assert len(blocks) == n and len({id(b) for b in blocks}) == n, family
+
+
+def test_activation_checkpointing_stores_less_and_changes_nothing():
+    from axon.config import build_model_config
+
+    cfg = build_model_config({"preset": "tiny", "vocab_size": 50, "block_size": 32, "dropout": 0.0})
+    torch.manual_seed(0)
+    plain = build_model(cfg)
+    ckpt = build_model(cfg)
+    ckpt.load_state_dict(plain.state_dict())
+    assert D.apply_activation_checkpointing(ckpt) == 2
+    x = torch.randint(0, 50, (2, 32))
+
+    def run(model):
+        saved = []
+        with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t.numel()) or t, lambda t: t):
+            loss = model(x).float().logsumexp(-1).mean()
+        loss.backward()
+        return loss, sum(saved), {n: p.grad for n, p in model.named_parameters()}
+
+    loss_a, stored_a, grads_a = run(plain)
+    loss_b, stored_b, grads_b = run(ckpt)
+    assert torch.equal(loss_a, loss_b)
+    assert all(torch.allclose(grads_a[n], grads_b[n], atol=1e-6) for n in grads_a)
+    assert stored_b < stored_a / 2  # the blocks keep only their inputs
+    with torch.no_grad():  # generation and evaluation run the plain forward
+        assert torch.equal(plain(x), ckpt(x))
+
+
+def test_checkpoint_keys_do_not_change_with_the_new_writer(tmp_path):
+    """Tied weights are stored once, under safetensors' own choice of name."""
+    from safetensors.torch import save_model
+    from safetensors import safe_open
+
+    from axon.config import build_model_config
+
+    model = build_model(build_model_config({"preset": "tiny", "vocab_size": 50}))
+    path = save_checkpoint(tmp_path, 1, model, build_optimizers(model, load_config().optim), {"step": 1})
+    save_model(model, str(tmp_path / "reference.safetensors"))
+    with safe_open(str(path / "model.safetensors"), "pt") as a, safe_open(str(tmp_path / "reference.safetensors"), "pt") as b:
+        assert set(a.keys()) == set(b.keys())
+        assert b.metadata().items() <= a.metadata().items()  # the tied names; ours also says format: pt
+
+
+def test_resume_on_a_world_size_that_cannot_split_the_batch(tmp_path, cache_dir):
+    from axon.train.run import _keep_global_batch
+
+    result = train(load_config(None, opts(tmp_path, cache_dir, "odd", "--train.batch_size=3", "--train.max_steps=5",
+                                          "--train.sample_tokens=0")))
+    cfg = load_config(Path(result["run_dir"]) / "config.yaml")
+    with pytest.raises(ConfigError, match="draws 3 sequences per micro-step .* 2 processes cannot split"):
+        _keep_global_batch(cfg, Path(result["run_dir"]), D.Dist(rank=0, world_size=2), [])
+    _keep_global_batch(cfg, Path(result["run_dir"]), D.Dist(rank=0, world_size=3), [])
+    assert cfg.train.batch_size == 1
+    cfg = load_config(Path(result["run_dir"]) / "config.yaml", ["--train.batch_size=5"])
+    _keep_global_batch(cfg, Path(result["run_dir"]), D.Dist(rank=0, world_size=2), ["--train.batch_size=5"])
+    assert cfg.train.batch_size == 5  # asked for explicitly: the global batch changes
+
+
+def test_nproc_errors():
+    from axon.cli import main
+
+    assert main(["train", "--nproc", "0"]) == 2
