@@ -123,6 +123,24 @@ def test_activation_checkpointing_and_compile_compose_with_both(tmp_path, cache_
     assert max(abs(got[s] - ref[s]) for s in got) < 1e-5
 
 
+def test_a_model_that_grows_mid_run_under_ddp(tmp_path, cache_dir):
+    """Progressive growth adds parameters at step 10: DDP is rebuilt over them, so the copies'
+    gradients are averaged too and the run still matches one process (FSDP refuses such a model).
+
+    Five steps after the growth: later on, Adam's normalised steps on the copies' near-zero
+    gradients (their gates start at 0) magnify 1e-7 rounding differences to ~1e-4 here, with or
+    without DDP. A copy left out of DDP's all-reduce shows at once (1e-3 and more)."""
+    recipe = Path(__file__).parents[2] / "configs" / "progressive_tiny.yaml"
+    extra = ["--model.grow_at=[10]", "--train.max_steps=15", "--train.eval_interval=100", "--train.sample_tokens=0"]
+    single = train(load_config(recipe, opts(tmp_path, cache_dir, "grow1", *extra, f"--train.batch_size={GLOBAL_BATCH}")))
+    finish(axon_train(["--config", str(recipe), *opts(tmp_path, cache_dir, "grow2", *extra, "--train.batch_size=4")], nproc=2))
+    assert_matches(tmp_path / "grow2", single, steps=15)
+    assert len(D.repeated_blocks(load_run(tmp_path / "grow2", "cpu")[1])) == 4  # grown from 2
+    out = axon_train(["--config", str(recipe), *opts(tmp_path, cache_dir, "grow3", *extra, "--train.parallel=fsdp")], nproc=2)
+    text, _ = out.communicate(timeout=120)
+    assert out.returncode == 2 and "a growing model cannot be sharded" in text and "process 0 of 2 failed (exit code 2)" in text
+
+
 def _descendants(pid: int) -> list[int]:
     children: dict[int, list[int]] = {}
     for entry in Path("/proc").iterdir():
