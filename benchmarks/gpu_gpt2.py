@@ -73,6 +73,8 @@ def parse_args(argv=None):
     p.add_argument("--peak-tflops", type=float, default=None, help="MFU denominator in TFLOP/s (default: axon.train.flops.peak_flops)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print one JSON line with the results at the end")
+    p.add_argument("--profile", type=int, default=0, metavar="N",
+                   help="after timing, profile N more steps (torch.profiler) and print the kernels that take the most device time")
     args = p.parse_args(argv)
     if args.vocab is None:
         v = PRESETS[args.preset]["config"].get("vocab_size")
@@ -150,15 +152,17 @@ def main(argv=None) -> int:
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
     if cuda and bf16:
-        attn_ctx = sdpa_kernel([SDPBackend.FLASH_ATTENTION])
+        def attn_ctx():  # a fresh context each time: sdpa_kernel's is a one-shot generator
+            return sdpa_kernel([SDPBackend.FLASH_ATTENTION])
+
         try:
-            with attn_ctx, autocast, torch.no_grad():
+            with attn_ctx(), autocast, torch.no_grad():
                 model(batches.get(0, 0)[0])
         except RuntimeError as e:
             die(f"SDPA's flash backend cannot serve this model here: {str(e).splitlines()[0]}")
         flash = "passed (one forward under sdpa_kernel([FLASH_ATTENTION]); timed steps run in that context)"
     else:
-        attn_ctx = contextlib.nullcontext()
+        attn_ctx = contextlib.nullcontext
         flash = f"skipped ({'not CUDA' if not cuda else 'fp32: flash needs bf16/fp16'}; SDPA picks its own backend)"
 
     def train_step(step: int) -> torch.Tensor:
@@ -175,7 +179,7 @@ def main(argv=None) -> int:
         return total  # no .item(): reading it would synchronise every step
 
     sync = torch.cuda.synchronize if cuda else (lambda: None)
-    with attn_ctx:
+    with attn_ctx():
         t = time.perf_counter()
         for s in range(args.warmup):
             train_step(s)
@@ -187,6 +191,16 @@ def main(argv=None) -> int:
             losses.append(train_step(s))
         sync()
         seconds = time.perf_counter() - t0
+        if args.profile:
+            from torch.profiler import ProfilerActivity, profile
+
+            acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+            with profile(activities=acts) as prof:
+                for s in range(args.profile):
+                    train_step(args.warmup + args.steps + s)
+                sync()
+            key = "self_device_time_total" if cuda else "self_cpu_time_total"
+            print(prof.key_averages().table(sort_by=key, row_limit=25, max_name_column_width=70))
     loss_first, loss_last = losses[0].item(), losses[-1].item()
 
     tokens_per_s = args.steps * B * accum * T / seconds

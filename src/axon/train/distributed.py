@@ -279,8 +279,9 @@ def wrap_model(model: nn.Module, d: Dist, bf16: bool) -> nn.Module:
     from torch.nn.parallel import DistributedDataParallel as DDP
 
     # Our buffers are constants (rotary tables, masks): broadcasting them every forward is waste.
+    # (broadcast_buffers, not torch 2.13's forward_sync_buffers: the older name works on every version.)
     device_ids = [d.device.index] if d.device.type == "cuda" else None
-    return DDP(model, device_ids=device_ids, forward_sync_buffers=False)
+    return DDP(model, device_ids=device_ids, broadcast_buffers=False)
 
 
 def no_grad_sync(wrapped: nn.Module, last_micro_step: bool):
