@@ -24,7 +24,7 @@ Two modes, chosen by the GPU count:
     python benchmarks/gpu_distributed.py                       # picks the mode from the GPU count
     python benchmarks/gpu_distributed.py --steps 200 --json
     python benchmarks/gpu_distributed.py --deterministic       # exact comparisons: no GPU atomics
-    python benchmarks/gpu_distributed.py --device cpu --steps 6 --layers 1 --width 64 --block 16 --batch 2   # smoke check
+    python benchmarks/gpu_distributed.py --device cpu --steps 6 --layers 1 --width 64 --block 64 --batch 16   # smoke check
 
 Run by hand on a GPU machine, never in CI. Model: the ``tiny``-shaped GPT (``--layers``, ``--width``)
 on the bundled Shakespeare characters, bf16 autocast.

@@ -6,8 +6,11 @@ import random
 from pathlib import Path
 
 import pytest
+import torch
+from numerics import order_tol
 
 from axon.cli import main
+from axon.config import load_config
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 MLM, SPEAKERS = str(CONFIGS / "bert_tiny_mlm.yaml"), str(CONFIGS / "bert_tiny_speakers.yaml")
@@ -34,17 +37,25 @@ def records(run):
     return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
 
 
+@pytest.mark.numerics
 def test_masked_lm_recipe_learns(mlm_run, capsys):
     recs = records(mlm_run)
     train = [r["train_loss"] for r in recs if "train_loss" in r]
     final = recs[-1]
     assert train[0] > 7.0  # about ln(2048) = 7.6 at the start
+    # learnt: a nat below the start, and blanks filled right 100x as often as chance (1/2048)
     assert final["val_loss"] < train[0] - 1.0 and final["val_accuracy"] > 0.05, (train, final)
     assert "blanks right" in (mlm_run / "samples.txt").read_text()
     capsys.readouterr()
     assert main(["eval", str(mlm_run), "--json"]) == 0  # the same fixed blanks: the run's own final figure
     metrics = json.loads(capsys.readouterr().out)
-    assert metrics["loss"] == pytest.approx(final["val_loss"], rel=1e-5) and metrics["accuracy"] == final["val_accuracy"]
+    # The same blanks in batches of 32 (eval's default) rather than the run's 16: the same sums in
+    # another order. n: the cross-entropy's logsumexp over the vocabulary, the longest reduction;
+    # depth: the layers, the MLM head's transform, that logsumexp, the mean over each batch's targets.
+    m = load_config(mlm_run / "config.yaml").model
+    n, depth = max(m.vocab_size, m.n_embd, m.hidden, m.block_size), m.n_layer + 3
+    assert abs(metrics["loss"] - final["val_loss"]) <= order_tol(torch.float32, n, depth, scale=max(1.0, final["val_loss"]))
+    assert metrics["accuracy"] == final["val_accuracy"]
     assert metrics["perplexity"] == pytest.approx(2.718281828459045 ** metrics["loss"])
     assert main(["sample", str(mlm_run)]) == 2 and "does not continue text" in capsys.readouterr().err
 
@@ -68,7 +79,7 @@ def test_finetune_loads_the_pretrained_encoder_under_a_new_head(mlm_run, root, c
     assert (run / "tokenizer.json").read_text() == (mlm_run / "tokenizer.json").read_text()
     assert main(["eval", str(run), "--json"]) == 0
     metrics = json.loads(capsys.readouterr().out)
-    assert metrics["tokens"] == 255 and 0 <= metrics["accuracy"] <= 1 and metrics["majority_baseline"] == pytest.approx(42 / 255)
+    assert metrics["tokens"] == 255 and 0 <= metrics["accuracy"] <= 1 and metrics["majority_baseline"] == 42 / 255  # a count ratio, exact
 
 
 def test_finetune_refuses_another_architecture(mlm_run, root, capsys):
@@ -97,7 +108,7 @@ def test_classify_recipe_learns_a_synthetic_task(root, tmp_path):
                "--data.tokenizer=bpe", f"--out_dir={root}", "--name=synthetic"])
     assert rc == 0
     final = records(root / "synthetic")[-1]
-    assert final["val_accuracy"] > 0.9, final
+    assert final["val_accuracy"] > 0.9, final  # chance is 0.5; the word families never overlap
 
 
 def test_bad_labelled_data_ends_in_one_line(root, tmp_path, capsys):

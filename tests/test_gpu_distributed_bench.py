@@ -17,7 +17,7 @@ SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_distributed.p
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="needs torch.distributed")
 def test_cpu_smoke_finds_ddp_fsdp_and_resume_exact(tmp_path):
     cmd = [sys.executable, str(SCRIPT), "--device", "cpu", "--steps", "6", "--layers", "1", "--width", "64",
-           "--block", "16", "--batch", "2", "--port", "29573", "--json"]
+           "--block", "64", "--batch", "16", "--port", "29573", "--json"]
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
     report = json.loads(p.stdout.strip().splitlines()[-1])

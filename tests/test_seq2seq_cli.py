@@ -40,7 +40,7 @@ def test_tiny_recipe_learns(run_dir, capsys):
     first_train = records[0]["train_loss"]  # label-smoothed, step 10
     final = records[-1]
     assert final["val_full"] and final["val_loss"] < 2.5 < first_train  # chance: ln(63) = 4.1 nats
-    assert final["val_accuracy"] > 0.3
+    assert final["val_accuracy"] > 0.3  # teacher-forced token accuracy; chance: 1/63
     samples = (run_dir / "samples.txt").read_text()
     assert "val BLEU" in samples and " -> " in samples
 
@@ -63,7 +63,8 @@ def test_translate_eval_and_axon_eval_report_bleu(run_dir, val_file, capsys):
     assert scores["pairs"] == 40 and 0 <= scores["bleu"] <= 100 and 0 <= scores["exact_match"] <= 1
     assert main(["eval", str(run_dir), "--json"]) == 0
     metrics = json.loads(capsys.readouterr().out)
-    assert metrics["bleu"] == pytest.approx(scores["bleu"]) and metrics["chrf"] == pytest.approx(scores["chrf"])
+    # the same greedy translations scored by the same function: the same figures, exactly
+    assert metrics["bleu"] == scores["bleu"] and metrics["chrf"] == scores["chrf"]
     assert metrics["tokens"] == 40 * 11  # 10 characters + EOS per ISO date
 
 
@@ -93,4 +94,4 @@ def test_translation_metrics():
     perfect = translation_metrics(refs, refs)
     assert perfect == {"bleu": pytest.approx(100.0), "chrf": pytest.approx(100.0), "exact_match": 1.0}
     one_off = translation_metrics(["1994-03-23", "2001-01-02", "1950-12-31"], refs)
-    assert one_off["exact_match"] == pytest.approx(2 / 3) and 50 < one_off["bleu"] < 100 and 80 < one_off["chrf"] < 100
+    assert one_off["exact_match"] == 2 / 3 and 50 < one_off["bleu"] < 100 and 80 < one_off["chrf"] < 100  # a count ratio: exact

@@ -181,6 +181,9 @@ class OptimConfig:
     amsgrad: bool = False  # adam/adamw
     muon_lr: float = 0.03  # Muon's lr for hidden matrices
     muon_momentum: float = 0.95
+    # Newton-Schulz dtype: auto = bf16 where its matrix products are fast (GPU, CPUs with
+    # AVX512-BF16/AMX), float32 elsewhere (axon.train.optim.muon_dtype); the run's log says which
+    muon_dtype: Literal["auto", "float32", "bfloat16"] = "auto"
     grad_clip: float = 1.0  # max global grad norm; 0 disables clipping (the norm is still logged)
 
     def __post_init__(self):
@@ -222,7 +225,9 @@ class TrainConfig:
     checkpoint_interval: int = 250
     keep_checkpoints: int = 2
     device: str = "auto"  # auto, cpu, cuda, cuda:1, ...
-    dtype: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast on GPU, fp32 on CPU
+    # auto: bf16 autocast on GPU, fp32 on CPU; fp64: weights and arithmetic in float64, for numerical
+    # checks (e.g. that two processes compute what one does, free of float32's rounding)
+    dtype: Literal["auto", "fp32", "bf16", "fp64"] = "auto"
     compile: bool = False  # torch.compile: the whole model on one process, each repeated block in a distributed run
     # recompute each repeated block's activations in backward (torch.utils.checkpoint): less memory, ~1/3 more compute
     activation_checkpointing: bool = False

@@ -1,8 +1,12 @@
 """Decoding an encoder-decoder through axon.generate: the conditioned decoder and its cache
-(decoder self-attention K/V + cross-attention K/V computed once)."""
+(decoder self-attention K/V + cross-attention K/V computed once).
+
+Cached steps against a full forward are the same mathematics in another summation order
+(tests/numerics.py, kind 2): ``reductions`` gives the bound's n and depth."""
 
 import pytest
 import torch
+from numerics import assert_close_orders, order_tol
 
 from axon.errors import ConfigError
 from axon.generate import beam_search, generate
@@ -11,6 +15,13 @@ from axon.models.transformer import Transformer, TransformerConfig
 
 V, BOS, EOS = 40, 38, 39
 
+
+def reductions(m: Transformer, encoder: bool = False) -> tuple[int, int]:
+    """(n, depth) for logits of ``m`` (tests/numerics.py): n the longest reduction (the MLP width, or
+    the block_size target / source positions attended over), depth the decoder layers + the head, +
+    the encoder layers when the two paths encode the source differently (another batch shape)."""
+    cfg = m.config
+    return max(cfg.n_embd, cfg.hidden, cfg.block_size), cfg.dec_layers + 1 + (cfg.enc_layers if encoder else 0)
 
 
 def model(norm_first=False, seed=0) -> Transformer:
@@ -31,6 +42,7 @@ def sources():
     return src, mask
 
 
+@pytest.mark.numerics
 @pytest.mark.parametrize("norm_first", [False, True])
 @torch.no_grad()  # caches are for inference (generate and beam_search run under inference_mode)
 def test_cached_steps_equal_the_full_decoder(norm_first):
@@ -42,12 +54,14 @@ def test_cached_steps_equal_the_full_decoder(norm_first):
     assert isinstance(cache, EncoderDecoderCache) and len(cache.cross) == 2
     tgt = torch.cat([torch.full((3, 1), BOS), torch.randint(0, 30, (3, 11))], dim=1)  # (3, 12)
     full = m(src, tgt, mask)  # (3, 12, V)
-    # A 3-token prefill, then one token at a time.
+    # A 3-token prefill, then one token at a time. Both encode src with the same batch: only the
+    # decoder's sums are ordered differently.
+    n, depth = reductions(m)
     step = dec(tgt[:, :3], cache=cache)
-    torch.testing.assert_close(step, full[:, :3], rtol=0, atol=1e-5)
+    assert_close_orders(step, full[:, :3], n=n, depth=depth)
     for t in range(3, 12):
         step = dec(tgt[:, t : t + 1], cache=cache)
-        torch.testing.assert_close(step[:, 0], full[:, t], rtol=0, atol=1e-5)
+        assert_close_orders(step[:, 0], full[:, t], n=n, depth=depth)
     assert cache.length == 12
     with pytest.raises(ValueError, match="exceed block_size"):
         dec(tgt[:, :1], cache=cache)
@@ -66,6 +80,7 @@ def test_greedy_generate_equals_argmax_of_the_full_forward():
         assert gen.tokens[b] == seq[1:]
 
 
+@pytest.mark.numerics
 def test_beam_width_one_is_greedy_and_beam_scores_are_the_models_log_probs():
     m = model(seed=2)
     src, mask = sources()
@@ -77,10 +92,16 @@ def test_beam_width_one_is_greedy_and_beam_scores_are_the_models_log_probs():
         # log-probability that a full forward of the model gives its tokens.
         for h in beam_search(one, [BOS], 10, num_beams=4, eos_token_id=EOS, num_return=4):
             with torch.no_grad():
-                logp = m(src[b : b + 1], torch.tensor([[BOS] + h.tokens[:-1]]), mask[b : b + 1]).log_softmax(-1)
-            assert logp[0, torch.arange(len(h.tokens)), h.tokens].sum().item() == pytest.approx(h.logprob, abs=1e-4)
+                logits = m(src[b : b + 1], torch.tensor([[BOS] + h.tokens[:-1]]), mask[b : b + 1])
+            logp = logits.log_softmax(-1)
+            # a sum of len(h.tokens) log-probs, each a logit through a log-softmax over V: their errors add
+            n, depth = reductions(m)
+            tol = order_tol(torch.float32, n=max(n, V), depth=len(h.tokens) * (depth + 1),
+                            scale=max(1.0, logits.abs().max().item()))
+            assert logp[0, torch.arange(len(h.tokens)), h.tokens].sum().item() == pytest.approx(h.logprob, abs=tol)
 
 
+@pytest.mark.numerics
 @torch.no_grad()
 def test_reorder_moves_decoder_and_cross_attention_caches_together():
     m = model()
@@ -93,7 +114,8 @@ def test_reorder_moves_decoder_and_cross_attention_caches_together():
     cache.reorder(order)
     out = dec(torch.tensor([[7]] * 4), cache=cache)[:, 0]
     expected = m(src[order], torch.tensor([[BOS, 5, 6, 7]] * 4), mask[order])[:, -1]
-    torch.testing.assert_close(out, expected, rtol=0, atol=1e-5)
+    n, depth = reductions(m, encoder=True)  # the expected side encodes a batch of 4, the cache one of 3
+    assert_close_orders(out, expected, n=n, depth=depth)
     assert cache.memory_mask.shape == (4, 1, 1, 9)
 
 

@@ -23,18 +23,29 @@ def test_top_k_keeps_the_k_largest():
     assert torch.isfinite(filter_logits(logits, top_k=2)).tolist() == [[False, True, False, True, False]]
 
 
+@pytest.mark.numerics
 def test_top_p_keeps_the_smallest_nucleus():
+    # Masses 0.5, 0.8, 0.95, 1 away from every top_p below (softmax of these logs rounds them by
+    # ~1e-7, either way depending on the kernel path) ...
     logits = torch.tensor([[0.5, 0.3, 0.15, 0.05]]).log()
     keep = lambda p: torch.isfinite(filter_logits(logits, top_p=p)).tolist()[0]  # noqa: E731
-    assert keep(0.5) == [True, False, False, False]  # 0.5 alone reaches 0.5
+    assert keep(0.45) == [True, False, False, False]
     assert keep(0.6) == [True, True, False, False]
     assert keep(0.81) == [True, True, True, False]
     assert keep(1.0) == [True, True, True, True]
+    # ... and a mass that reaches top_p exactly, where every path computes it exactly: two equal
+    # logits have probabilities 1/2 each, and one of them already reaches 0.5.
+    assert torch.isfinite(filter_logits(torch.zeros(1, 2), top_p=0.5)).sum() == 1
 
 
+@pytest.mark.numerics
 def test_min_p_is_relative_to_the_top_token():
-    logits = torch.tensor([[0.5, 0.3, 0.15, 0.05]]).log()
-    assert torch.isfinite(filter_logits(logits, min_p=0.3)).tolist()[0] == [True, True, True, False]  # 0.15 >= 0.15
+    # min_p = 0.3 keeps probabilities >= 0.3 x the top one's. The same 0.12 falls under the bar of a
+    # top token of 0.5 (0.15) and clears that of a top token of 0.3 (0.09), where 0.28 and 0.12 stay
+    # though below 0.3 itself. Every probability is >= 0.03 from its bar: rounding never decides.
+    keep = lambda probs: torch.isfinite(filter_logits(torch.tensor([probs]).log(), min_p=0.3)).tolist()[0]  # noqa: E731
+    assert keep([0.5, 0.3, 0.12, 0.08]) == [True, True, False, False]
+    assert keep([0.3, 0.3, 0.28, 0.12]) == [True, True, True, True]
 
 
 def test_repetition_penalty_follows_ctrl():

@@ -30,6 +30,22 @@ def llama(vocab=101, hidden=64, inter=96, layers=2, heads=4, kv_heads=2, positio
     return model.eval()
 
 
+def reductions(cfg, T: int, head_layers: int = 0) -> dict:
+    """``n`` and ``depth`` for ``numerics.assert_close_orders`` on the output of a transformers model
+    with config ``cfg`` (GPT-2, Llama, Mixtral, BERT, Mamba) run on T tokens.
+
+    n is the longest reduction on the path: the hidden width, the MLP width (``intermediate_size``;
+    GPT-2's ``n_inner``, 4 x width when unset; Mamba's expanded width), or the T keys attended over
+    (for Mamba, the T steps of its linear recurrence, which add up like a length-T sum). depth is
+    one per layer (the convention of tests/numerics.py: the ``tiny`` decoder's 2 layers give ~2e-5),
+    the final projection to the compared output included in the last; ``head_layers`` adds the
+    dense layers a head puts before its output projection (BERT's MLM transform, its pooler under a
+    classifier)."""
+    width = cfg.hidden_size  # GPT2Config maps hidden_size / num_hidden_layers to n_embd / n_layer
+    inner = getattr(cfg, "intermediate_size", None) or getattr(cfg, "n_inner", None) or 4 * width
+    return dict(n=max(width, inner, T), depth=cfg.num_hidden_layers + head_layers)
+
+
 def _randomise_biases_and_norms(model):
     """HF initialises biases to 0 and norm gains to 1: random values make a wrong map visible."""
     with torch.no_grad():

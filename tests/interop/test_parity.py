@@ -1,10 +1,14 @@
-"""Converted models compute the logits of the transformers reference (fp32, within 1e-5)."""
+"""Converted models compute the logits of the transformers reference (fp32, up to summation order:
+tests/numerics.py)."""
 
 import pytest
 import torch
-from hf_models import gpt2, llama
+from hf_models import gpt2, llama, reductions
+from numerics import assert_close_orders
 
 import axon
+
+pytestmark = pytest.mark.numerics
 
 GPT2_SHAPES = {
     "small": dict(),
@@ -29,7 +33,7 @@ LLAMA_SHAPES = {
 def check_logits(hf, model, vocab, length):
     x = torch.randint(0, vocab, (3, length), generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
-        torch.testing.assert_close(model(x), hf(x).logits, rtol=1e-5, atol=1e-5)
+        assert_close_orders(model(x), hf(x).logits, **reductions(hf.config, length))
 
 
 @pytest.mark.parametrize("shape", GPT2_SHAPES)

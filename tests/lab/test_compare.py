@@ -7,7 +7,9 @@ import math
 import statistics
 
 import pytest
+import torch
 from lab_data import tiny_args, tiny_data_dir
+from numerics import order_tol
 from scipy import stats
 
 from axon.cli import main
@@ -163,6 +165,7 @@ def test_report_files(tmp_path):
 # -- end to end ----------------------------------------------------------------------------------
 
 
+@pytest.mark.numerics
 def test_compare_end_to_end_and_resume(data, tmp_path, capsys):
     out = tmp_path / "cmp"
     argv = ["compare", "--variant", "llama:", "--variant", "gpt2: --model.pos=learned --model.norm=layernorm --model.mlp=gelu",
@@ -181,7 +184,10 @@ def test_compare_end_to_end_and_resume(data, tmp_path, capsys):
         assert r["test_loss"] == str(results[f"{r['variant']}-s{r['seed']}"]["val_loss"])
         assert int(r["test_batches"]) > 0 and float(r["inference_ms_per_batch"]) > 0
     timed = json.loads((out / "runs" / "gpt2-s0" / "inference.json").read_text())
-    assert timed["test_loss_timed"] == pytest.approx(results["gpt2-s0"]["val_loss"], abs=1e-5)  # the same test split
+    # The same test split through another process and thread count (other matmul blockings): the
+    # tiny_args model is 1 block, width 32, MLP 128, so the summation-order bound of a logit, 2 deep.
+    loss = results["gpt2-s0"]["val_loss"]
+    assert timed["test_loss_timed"] == pytest.approx(loss, abs=order_tol(torch.float32, n=128, depth=2, scale=loss))
     plan = json.loads((out / "plan.json").read_text())
     by = {v["name"]: v for v in plan["variants"]}
     assert by["llama"]["train_flops"] == plan["budget_value"]

@@ -17,10 +17,10 @@ from axon.models.decoder import Decoder, DecoderConfig
 from axon.models.mamba import PRESETS, Mamba, MambaConfig
 from axon.nn.ssm import scan_chunked, scan_sequential, selective_step
 
-from cache_checks import check_left_padded_batch
+from cache_checks import assert_same_logits, check_left_padded_batch, reductions
+from numerics import assert_close_orders
 
 VOCAB = 40
-
 
 
 def mamba(seed=0, **kw):
@@ -32,12 +32,13 @@ def mamba(seed=0, **kw):
     return model
 
 
-def close(a, b, tol=1e-5):
-    torch.testing.assert_close(a, b, rtol=tol, atol=tol)
-
-
 # ----------------------------------------------------------------------------------------------
 # The scan
+#
+# A scan is an elementwise linear recurrence, h_t = dA_t h_{t-1} + dB_t x_t: a decayed sum over the
+# steps, so (tests/numerics.py, the convention of cache_checks.reductions) a reduction of length T,
+# as is y_t = C_t . h_t over the N states. Two scans, or a scan and the recurrence, agree up to
+# summation order with n = max(T, N), depth 1.
 
 
 def recurrence(x, dt, A, Bm, Cm, h):
@@ -63,14 +64,17 @@ def random_ssm(Bsz, T, D, N, seed=0, big_dt=False):
     return x, dt, A, Bm, Cm, h0
 
 
+@pytest.mark.numerics
 def test_sequential_scan_is_the_recurrence():
     x, dt, A, Bm, Cm, h0 = random_ssm(1, 7, 3, 4)
     y, h = scan_sequential(x, dt, A, Bm, Cm, h0)
     y_ref, h_ref = recurrence(x.double(), dt.double(), A.double(), Bm.double(), Cm.double(), h0)
-    close(y.double(), y_ref)
-    close(h.double(), h_ref)
+    # the float32 scan against the float64 recurrence (exact next to it): float32's bound
+    assert_close_orders(y, y_ref.float(), n=7)
+    assert_close_orders(h, h_ref.float(), n=7)
 
 
+@pytest.mark.numerics
 @pytest.mark.parametrize("T, chunk, big_dt", [(1, 16, False), (37, 4, False), (37, 16, False), (37, 64, False),
                                               (1000, 16, False), (300, 32, True), (48, 16, False)])
 def test_chunked_scan_equals_the_step_by_step_recurrence(T, chunk, big_dt):
@@ -81,10 +85,11 @@ def test_chunked_scan_equals_the_step_by_step_recurrence(T, chunk, big_dt):
         y_ref, h_ref = scan_sequential(x, dt, A, Bm, Cm, start)
         y, h = scan_chunked(x, dt, A, Bm, Cm, start, chunk)
         assert torch.isfinite(y).all()
-        close(y, y_ref)
-        close(h, h_ref)
+        assert_close_orders(y, y_ref, n=max(T, 6))
+        assert_close_orders(h, h_ref, n=max(T, 6))
 
 
+@pytest.mark.numerics
 def test_chunked_scan_gradients_equal_the_recurrence():
     inputs = random_ssm(2, 23, 4, 3)
     grads = []
@@ -93,36 +98,45 @@ def test_chunked_scan_gradients_equal_the_recurrence():
         y, h = scan(*leaves)
         (y.square().sum() + h.sum()).backward()
         grads.append([t.grad for t in leaves])
+    # The backward pass is a second scan, in reverse, fed by the first: depth 2. The longest reduction
+    # is A's gradient, a sum over the batch and the steps: 2 x 23.
     for a, b in zip(*grads):
-        close(a, b, 1e-4)
+        assert_close_orders(a, b, n=2 * 23, depth=2)
 
 
+@pytest.mark.numerics
 def test_one_step_is_one_step_of_the_scan():
     x, dt, A, Bm, Cm, h0 = random_ssm(3, 1, 5, 4)
     y, h = selective_step(x[:, 0], dt[:, 0], A, Bm[:, 0], Cm[:, 0], h0)
     y_ref, h_ref = scan_sequential(x, dt, A, Bm, Cm, h0)
-    close(y, y_ref[:, 0])
-    close(h, h_ref)
+    # other kernels (einsum / bmm, mul + add / addcmul): y reduces over the N = 4 states; h is elementwise
+    assert_close_orders(y, y_ref[:, 0], n=4)
+    assert_close_orders(h, h_ref, n=1)
 
 
 # ----------------------------------------------------------------------------------------------
 # The model
 
 
+@pytest.mark.numerics
 def test_shapes_last_only_and_scan_impls_agree():
     model = mamba()
     idx = torch.randint(0, VOCAB, (3, 11))
     logits = model(idx)
     assert logits.shape == (3, 11, VOCAB)
-    close(model(idx, last_only=True), logits[:, -1:])
-    for impl in ("chunked", "sequential"):  # auto = sequential on a CPU
-        model.config.scan_impl = impl
-        close(model(idx), logits)
+    # last_only: the same blocks, then the final norm and the head (width n_embd) on 3 rows instead of 33
+    assert_close_orders(model(idx, last_only=True), logits[:, -1:], n=model.config.n_embd)
+    model.config.scan_impl = "sequential"  # what auto runs on a CPU: the same computation
+    assert torch.equal(model(idx), logits)
+    model.config.scan_impl = "chunked"  # the same mathematics in another order
+    n, depth = reductions(model, steps=11)
+    assert_close_orders(model(idx), logits, n=n, depth=depth)
     mixer = model.blocks[0].mixer
     D, N, R = 32, 4, 1  # expand 2 * 16; dt_rank ceil(16 / 16)
     assert mixer.in_proj.weight.shape == (2 * D, 16) and mixer.conv1d.weight.shape == (D, 1, 4)
     assert mixer.x_proj.weight.shape == (R + 2 * N, D) and mixer.dt_proj.weight.shape == (D, R)
-    torch.testing.assert_close(-torch.exp(mixer.A_log[0]), -torch.arange(1.0, N + 1))  # S4D-real
+    # S4D-real; exp(log k): two roundings, no reduction
+    assert_close_orders(-torch.exp(mixer.A_log[0]), -torch.arange(1.0, N + 1), n=1, depth=2)
     dt = F.softplus(mixer.dt_proj.bias)
     assert 1e-3 <= dt.min() and dt.max() <= 0.1  # log-uniform in [dt_min, dt_max]
     assert model.lm_head.weight is model.wte.weight
@@ -138,10 +152,11 @@ def test_a_future_token_never_changes_a_past_logit(impl):
         changed = idx.clone()
         changed[:, t] = (changed[:, t] + 7) % VOCAB
         out = model(changed)
-        torch.testing.assert_close(out[:, :t], base[:, :t], rtol=0, atol=0)
+        assert torch.equal(out[:, :t], base[:, :t])  # the same shapes and kernels: equal
         assert not torch.allclose(out[:, t], base[:, t])
 
 
+@pytest.mark.numerics
 @pytest.mark.parametrize("impl", ["chunked", "sequential"])
 @torch.no_grad()
 def test_padding_anywhere_never_changes_the_state(impl):
@@ -154,7 +169,8 @@ def test_padding_anywhere_never_changes_the_state(impl):
         idx = torch.randint(0, VOCAB, mask.shape)
         idx[mask] = seq[0]
         out = model(idx, pad_mask=mask)[0]
-        close(out[mask[0]], alone)
+        n, depth = reductions(model, steps=10)  # 10 columns against 7: other shapes
+        assert_close_orders(out[mask[0]], alone, n=n, depth=depth)
 
 
 def test_overfits_one_batch():
@@ -174,6 +190,7 @@ def test_overfits_one_batch():
 # Generation through axon.generate with the recurrent state cache
 
 
+@pytest.mark.numerics
 @pytest.mark.parametrize("impl", ["chunked", "sequential"])
 @torch.no_grad()
 def test_prefill_then_steps_equal_the_full_forward(impl):
@@ -183,11 +200,11 @@ def test_prefill_then_steps_equal_the_full_forward(impl):
     cache = model.make_cache(3)
     out = [model(idx[:, :7], cache=cache)]
     out += [model(idx[:, t : t + 1], cache=cache) for t in range(7, 20)]
-    close(torch.cat(out, 1), full)
+    assert_same_logits(model, torch.cat(out, 1), full, steps=20)
     assert cache.length == 20 and cache.state[0].shape == (2, 3, 32, 4) and cache.state[1].shape == (2, 3, 32, 4)
     cache = model.make_cache(3)
     chunks = [model(idx[:, a:b], cache=cache) for a, b in [(0, 2), (2, 9), (9, 10), (10, 20)]]  # prompts shorter than d_conv too
-    close(torch.cat(chunks, 1), full)
+    assert_same_logits(model, torch.cat(chunks, 1), full, steps=20)
 
 
 def test_a_single_token_step_does_not_run_a_scan(monkeypatch):
@@ -210,6 +227,7 @@ def test_left_padded_batch_matches_each_sequence_alone():
     check_left_padded_batch(model, VOCAB, lengths=(9, 2, 6), new_tokens=6)
 
 
+@pytest.mark.numerics
 @torch.no_grad()
 def test_crop_and_reorder():
     model = mamba()
@@ -220,9 +238,10 @@ def test_crop_and_reorder():
     model(idx[:, 6:9], cache=cache)
     model(torch.randint(0, VOCAB, (2, 4)), cache=cache)  # rejected draft tokens
     cache.crop(8)
-    close(model(idx[:, 8:11], cache=cache), full[:, 8:11])  # token 6, 7 pending, read first
+    out = model(idx[:, 8:11], cache=cache)  # token 6, 7 pending, read first
+    assert_same_logits(model, out, full[:, 8:11], steps=11)
     cache.reorder(torch.tensor([1, 1, 0]))
-    close(model(idx[[1, 1, 0], 11:], cache=cache), full[[1, 1, 0], 11:])
+    assert_same_logits(model, model(idx[[1, 1, 0], 11:], cache=cache), full[[1, 1, 0], 11:], steps=16)
 
 
 def test_generate_beam_and_speculative_decoding():

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from numerics import assert_close_orders
 from safetensors import safe_open
 from safetensors.torch import load_file
 
@@ -95,6 +96,7 @@ def test_load_run_rebuilds_lora_and_sample_works(lora_run, capsys):
     assert capsys.readouterr().out.strip()
 
 
+@pytest.mark.numerics
 def test_merge_export_apply(root, base, lora_run, capsys):
     run, _ = lora_run
     _, adapted, _ = load_run(run, device="cpu")
@@ -105,8 +107,8 @@ def test_merge_export_apply(root, base, lora_run, capsys):
     cfg, merged, _ = load_run(root / "merged", device="cpu")
     assert not lora_layers(merged) and cfg.lora.targets == []
     assert cfg.model.tie_embeddings is False  # lm_head was adapted: its merged matrix is no longer wte's
-    with torch.no_grad():
-        torch.testing.assert_close(merged(idx), expected, atol=1e-6, rtol=1e-5)
+    with torch.no_grad():  # W + s B A folded in against x W^T + s (x A^T) B^T: other sums, tiny (2 blocks, MLP 256) + head
+        assert_close_orders(merged(idx), expected, n=256, depth=3)
     assert main(["eval", str(root / "merged"), "--json"]) == 0
 
     assert main(["lora", "export", str(run), "--out", str(root / "ad.safetensors")]) == 0

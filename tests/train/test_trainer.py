@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from numerics import assert_close_orders
 
 from axon.config import load_config
 from axon.errors import AxonError, CheckpointError
@@ -168,6 +169,7 @@ def test_tensorboard_logging(tmp_path, cache_dir):
     assert any((Path(result["run_dir"]) / "tensorboard").glob("events.out.tfevents.*"))
 
 
+@pytest.mark.numerics
 def test_gradient_accumulation_averages_micro_batches(tmp_path, cache_dir):
     """One step with grad_accum=2 moves the weights by the mean of the two micro-batch gradients."""
     from axon.data.loader import TokenDataset
@@ -196,10 +198,13 @@ def test_gradient_accumulation_averages_micro_batches(tmp_path, cache_dir):
     run = tmp_path / "acc"
     run.mkdir()
     Trainer(cfg, model, CausalLM(), train_data, TokenDataset.from_dir(data_dir, "val"), run, torch.device("cpu")).fit()
+    # The same gradients (grad_accum's 1/2 is a power of two: exact); the update p - lr g rounds
+    # once in SGD's fused add and twice here, so the two may differ by a rounding of one product.
     for n, p in model.named_parameters():
-        torch.testing.assert_close(p.detach(), start[n] - 0.1 * grads[n], rtol=1e-5, atol=1e-6)
+        assert_close_orders(p.detach(), start[n] - 0.1 * grads[n], n=1, msg=n)
 
 
+@pytest.mark.compile
 def test_compiled_model_trains(tmp_path, cache_dir):
     result = train(load_config(None, args(tmp_path, cache_dir, "compiled", "--train.max_steps=3", "--train.compile=true",
                                           "--model.dropout=0")))

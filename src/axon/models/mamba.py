@@ -44,6 +44,7 @@ from torch import nn
 
 from axon.config import check
 from axon.nn import RMSNorm
+from axon.nn.precision import at_least_fp32
 from axon.nn.ssm import scan_chunked, scan_sequential, selective_step
 
 
@@ -202,7 +203,7 @@ class MambaMixer(nn.Module):
         cfg = self.cfg
         N, R = cfg.d_state, cfg.rank
         conv_state, h = state if state is not None else (None, None)
-        A = -torch.exp(self.A_log.float())  # (D, N), < 0
+        A = -torch.exp(at_least_fp32(self.A_log))  # (D, N), < 0
         x, z = self.in_proj(u).chunk(2, dim=-1)  # (B, T, D) each
 
         if state is not None and mask is None and u.size(1) == 1:  # one new token: a closed-form step
@@ -240,7 +241,7 @@ class Block(nn.Module):
         self.residual_in_fp32 = cfg.residual_in_fp32
 
     def forward(self, x, state=None, mask=None):
-        residual = x.float() if self.residual_in_fp32 else x
+        residual = at_least_fp32(x) if self.residual_in_fp32 else x
         out, state = self.mixer(self.norm(x.to(self.norm.weight.dtype)), state, mask)
         return residual + out, state
 

@@ -68,6 +68,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from axon.nn.mlp import build_mlp
+from axon.nn.precision import at_least_fp32
 
 
 class MoE(nn.Module):
@@ -148,7 +149,7 @@ class MoE(nn.Module):
 
     def route(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """x (N, C) -> router logits (N, E), gates (N, k) and experts (N, k), the top-k by probability."""
-        logits = self.router(x).float()  # (N, E); routing statistics in fp32 even under autocast
+        logits = at_least_fp32(self.router(x))  # (N, E); routing statistics in fp32 even under autocast
         probs = logits.softmax(dim=-1)  # (N, E)
         gates, experts = probs.topk(self.top_k, dim=-1)  # (N, k) each, best first
         if self.normalize:

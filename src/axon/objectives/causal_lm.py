@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from axon.nn.precision import at_least_fp32
+
 IGNORE_INDEX = -100  # targets with this value (padding) contribute nothing
 
 
@@ -17,7 +19,7 @@ def causal_lm_loss(logits: torch.Tensor, targets: torch.Tensor, z_loss: float = 
     output logits from drifting and stabilises training (PaLM sec. 5; Chameleon sec. 2.3).
     Returns (loss to optimise, {"ce": cross-entropy, "z_loss": the added term}).
     """
-    logits = logits.float()  # softmax statistics in fp32 even under bf16 autocast
+    logits = at_least_fp32(logits)  # softmax statistics in fp32 even under bf16 autocast
     flat, tgt = logits.view(-1, logits.size(-1)), targets.reshape(-1)
     ce = F.cross_entropy(flat, tgt, ignore_index=IGNORE_INDEX)
     if z_loss <= 0:

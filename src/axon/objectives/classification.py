@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from axon.nn.precision import at_least_fp32
+
 
 class Classification:
     """For any classifier that follows the classification batch contract:
@@ -18,7 +20,7 @@ class Classification:
 
     def __call__(self, model: nn.Module, batch: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, dict]:
         ids, mask, labels = batch
-        logits = model(ids, mask).float()  # (B, num_labels)
+        logits = at_least_fp32(model(ids, mask))  # (B, num_labels)
         loss = F.cross_entropy(logits, labels)
         correct = (logits.argmax(-1) == labels).sum()
         return loss, {"ce": loss, "count": labels.numel(), "correct": correct}

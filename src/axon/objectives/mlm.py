@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from axon.nn.precision import at_least_fp32
 from axon.objectives.causal_lm import IGNORE_INDEX
 
 
@@ -23,7 +24,7 @@ class MaskedLM:
     def __call__(self, model: nn.Module, batch: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, dict]:
         ids, mask, labels = batch
         chosen = labels != IGNORE_INDEX  # (B, T)
-        logits = model(ids, mask, predict=chosen).float()  # (N, V)
+        logits = at_least_fp32(model(ids, mask, predict=chosen))  # (N, V)
         target = labels[chosen]  # (N,)
         if target.numel() == 0:  # nothing masked (windows of special tokens only): no signal
             loss = logits.sum() * 0.0

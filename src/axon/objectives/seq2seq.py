@@ -17,6 +17,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from axon.nn.precision import at_least_fp32
+
 
 def label_smoothed_loss(logits: torch.Tensor, targets: torch.Tensor, eps: float,
                         ignore_index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -24,7 +26,7 @@ def label_smoothed_loss(logits: torch.Tensor, targets: torch.Tensor, eps: float,
 
     logits (B, T, V), targets (B, T). One log-softmax serves both losses.
     """
-    logp = torch.log_softmax(logits.float(), dim=-1)  # (B, T, V), fp32 even under bf16 autocast
+    logp = torch.log_softmax(at_least_fp32(logits), dim=-1)  # (B, T, V), fp32 even under bf16 autocast
     keep = targets != ignore_index  # (B, T)
     logp, tgt = logp[keep], targets[keep]  # (N, V), (N,)
     nll = -logp.gather(-1, tgt[:, None]).squeeze(-1)  # (N,) -log p_y

@@ -8,6 +8,8 @@ norm gains and biases).
 
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch import nn
 
@@ -71,21 +73,96 @@ def _fused(cls_name: str, params: list[torch.Tensor]) -> dict:
     return {"fused": True} if ok else {}
 
 
-class ShardedMuon(torch.optim.Muon):
-    """torch's Muon for matrices sharded by FSDP (``DTensor``s, split along dim 0).
+def newton_schulz(g: torch.Tensor, coefficients=(3.4445, -4.7750, 2.0315), steps: int = 5, eps: float = 1e-7,
+                  dtype: torch.dtype = torch.bfloat16) -> torch.Tensor:
+    """Muon's orthogonalisation (Jordan et al. 2024): ``steps`` quintic Newton-Schulz iterations
+    that take G = U S V^T towards U V^T, computed in ``dtype``::
 
-    Momentum, weight decay and the update's application are elementwise and stay on each rank's
-    shard; the Newton-Schulz orthogonalisation needs the whole matrix, so each rank gathers the
-    momentum-mixed update, orthogonalises it exactly as torch's Muon does (the same function, in
-    bf16) and keeps its own rows. The result is the unsharded Muon's update, bit for bit, at the cost
-    of one gather per matrix and every rank repeating the (small) Newton-Schulz products.
-    Unsharded parameters take torch's own path. The state (``momentum_buffer``) is torch's, so
-    checkpoints move freely between the two.
+        X = G / ||G||_F                         (transposed first if tall: X X^T is the small Gram)
+        repeat: A = X X^T;  X = a X + (b A + c A A) X
+
+    The coefficients (a, b, c) drive singular values into ~[0.7, 1.2] fast rather than to exactly 1.
+    In bfloat16 this is torch.optim.Muon's own function bit for bit (tested); float32 serves CPUs
+    whose bf16 matrix products are ~100x slower than fp32 ones (no AVX512-BF16 / AMX).
     """
+    a, b, c = coefficients
+    tall = g.size(0) > g.size(1)
+    x = g.to(dtype)
+    if tall:
+        x = x.T
+    x = x / x.norm().clamp(min=eps)
+    for _ in range(steps):
+        gram = x @ x.T  # (m, m), m = min(rows, cols)
+        update = torch.addmm(gram, gram, gram, beta=b, alpha=c)  # b A + c A A
+        x = torch.addmm(x, update, x, beta=a)  # a X + (b A + c A A) X
+    return x.T if tall else x
+
+
+@functools.lru_cache(maxsize=None)
+def bf16_speed_ratio(device_type: str) -> float:
+    """How many times longer a bf16 matrix product takes than an fp32 one on this device (best of
+    5, 192 x 192; ~10 ms where bf16 is slow). CUDA: 0 (tensor cores; not measured)."""
+    if device_type != "cpu":
+        return 0.0
+    import time
+
+    n = 192
+    gen = torch.Generator().manual_seed(0)
+    a32, b32 = torch.randn(n, n, generator=gen), torch.randn(n, n, generator=gen)
+    a16, b16 = a32.bfloat16(), b32.bfloat16()
+
+    def best(x, y):
+        x @ y  # warm-up: first-call dispatch and oneDNN's kernel choice
+        times = []
+        for _ in range(5):
+            t = time.perf_counter()
+            x @ y
+            times.append(time.perf_counter() - t)
+        return min(times)
+
+    return best(a16, b16) / max(best(a32, b32), 1e-9)
+
+
+def muon_dtype(setting: str, device: torch.device) -> tuple[torch.dtype, str]:
+    """``optim.muon_dtype`` made concrete: (dtype, why), once per process for ``auto``.
+
+    auto: bf16 where its matrix products are fast (CUDA; CPUs with AVX512-BF16 or AMX, where a bf16
+    product takes at most 2x an fp32 one), float32 elsewhere -- an AVX2 CPU multiplies bf16 ~100x
+    slower, which made Newton-Schulz most of a CPU training step.
+    """
+    if setting == "float32":
+        return torch.float32, "optim.muon_dtype=float32"
+    if setting == "bfloat16":
+        return torch.bfloat16, "optim.muon_dtype=bfloat16"
+    if device.type == "cuda":
+        return torch.bfloat16, "auto: bf16 on a GPU"
+    ratio = bf16_speed_ratio(device.type)
+    if ratio <= 2.0:
+        return torch.bfloat16, f"auto: a bf16 matrix product takes {ratio:.1f}x an fp32 one on this CPU (native bf16)"
+    return torch.float32, f"auto: a bf16 matrix product takes {ratio:.0f}x an fp32 one on this CPU (no native bf16)"
+
+
+class Muon(torch.optim.Muon):
+    """torch's Muon with the orthogonalisation's dtype chosen (``ns_dtype``), for whole or
+    FSDP-sharded matrices.
+
+    The step is torch's (momentum, Nesterov, decoupled weight decay, the shape-adjusted lr) with
+    :func:`newton_schulz` in ``ns_dtype``; in bf16 it equals torch.optim.Muon bit for bit. Matrices
+    sharded by FSDP (``DTensor``s split along dim 0): momentum, weight decay and the update's
+    application are elementwise and stay on each rank's shard; the orthogonalisation needs the
+    whole matrix, so each rank gathers the momentum-mixed update, orthogonalises it and keeps its
+    own rows -- the unsharded update, bit for bit, at the cost of one gather per matrix and every
+    rank repeating the (small) Newton-Schulz products. The state (``momentum_buffer``) is torch's,
+    so checkpoints move freely between the two and between dtypes.
+    """
+
+    def __init__(self, params, *, ns_dtype: torch.dtype = torch.bfloat16, **kwargs):
+        super().__init__(params, **kwargs)
+        self.ns_dtype = ns_dtype
 
     @torch.no_grad()
     def step(self, closure=None):
-        from torch.optim._muon import _adjust_lr, _zeropower_via_newtonschulz
+        from torch.optim._muon import _adjust_lr
 
         from axon.train.distributed import is_sharded, shard_like
 
@@ -103,14 +180,17 @@ class ShardedMuon(torch.optim.Muon):
                 buf = state["momentum_buffer"]
                 buf.lerp_(p.grad, 1 - group["momentum"])
                 update = p.grad.lerp(buf, group["momentum"]) if group["nesterov"] else buf
+                ns = (group["ns_coefficients"], group["ns_steps"], group["eps"], self.ns_dtype)
                 if is_sharded(update):
-                    whole = _zeropower_via_newtonschulz(update.full_tensor(), group["ns_coefficients"], group["ns_steps"], group["eps"])
-                    update = shard_like(whole, p)
+                    update = shard_like(newton_schulz(update.full_tensor(), *ns), p)
                 else:
-                    update = _zeropower_via_newtonschulz(update, group["ns_coefficients"], group["ns_steps"], group["eps"])
+                    update = newton_schulz(update, *ns)
                 p.mul_(1 - group["lr"] * group["weight_decay"])
                 p.add_(update, alpha=-_adjust_lr(group["lr"], group["adjust_lr_fn"], p.shape))
         return loss
+
+
+ShardedMuon = Muon  # the name the FSDP path had before the dtype choice joined it
 
 
 def build_optimizers(model: nn.Module, cfg) -> list[torch.optim.Optimizer]:
@@ -145,10 +225,10 @@ def build_optimizers(model: nn.Module, cfg) -> list[torch.optim.Optimizer]:
         if not hidden:
             raise ConfigError("optim.name: muon needs hidden weight matrices to train and this model has none "
                               "(only embeddings, heads, vectors or LoRA factors, which take AdamW); use adamw")
-        from axon.train.distributed import is_sharded
-
-        muon = ShardedMuon if any(is_sharded(p) for p in hidden) else torch.optim.Muon  # FSDP: see ShardedMuon
-        opts = [muon(hidden, lr=cfg.muon_lr, weight_decay=cfg.weight_decay, momentum=cfg.muon_momentum)]
+        dtype, why = muon_dtype(cfg.muon_dtype, hidden[0].device)
+        muon = Muon(hidden, lr=cfg.muon_lr, weight_decay=cfg.weight_decay, momentum=cfg.muon_momentum, ns_dtype=dtype)
+        muon.ns_dtype_reason = why
+        opts = [muon]
         if rest:
             decay = [p for p in rest if decays(p)]
             no_decay = [p for p in rest if not decays(p)]

@@ -189,7 +189,7 @@ def _train(cfg: RunConfig, d, resume, overrides) -> dict:
             lora_info = setup_lora(model, cfg.lora, log=d.is_main)
         if d.rank > 0:  # the same initial weights, but each rank its own dropout masks from here on
             torch.manual_seed(tc.seed + 1_000_003 * d.rank)
-        model = model.to(device)
+        model = model.to(device, dtype=torch.float64) if tc.dtype == "fp64" else model.to(device)
         flops = model.flops_per_token() if hasattr(model, "flops_per_token") else None
         trainer = Trainer(cfg, model, task.objective, task.train_data, task.val_data, run_dir, device,
                           sample_fn=task.sample_fn, flops_per_token=flops, config_dict=to_dict(cfg),

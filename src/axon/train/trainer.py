@@ -106,6 +106,9 @@ class Trainer:
         self.autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if self.use_bf16 else None
         self._wrap()  # before the optimizers: FSDP replaces the parameters by their shards
         self.optimizers = build_optimizers(model, cfg.optim)
+        for opt in self.optimizers:
+            if hasattr(opt, "ns_dtype_reason"):  # Muon: which dtype its orthogonalisation runs in, and why
+                self.log(f"muon: Newton-Schulz in {str(opt.ns_dtype).removeprefix('torch.')} ({opt.ns_dtype_reason})")
         self.params = [p for p in model.parameters() if p.requires_grad]
         self._stop_requested = False
         self.interrupted = False  # stopped by Ctrl-C / SIGTERM before its budget ran out
@@ -276,7 +279,7 @@ class Trainer:
 
     def _train_step(self, step: int) -> tuple[float, float]:
         tc, d = self.tc, self.dist
-        total = torch.zeros((), device=self.device)
+        total = torch.zeros((), device=self.device, dtype=torch.float64)  # not rounded to fp32 in an fp64 run
         for micro in range(tc.grad_accum):
             batch = self._to_device(D.rank_batch(self.train_data, d, step, tc.batch_size, self.block_size, tc.seed, micro))
             with D.no_grad_sync(self.forward_model, micro == tc.grad_accum - 1):
