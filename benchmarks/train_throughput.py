@@ -1,4 +1,4 @@
-"""Training throughput: Axon's GPT-2 decoder against Hugging Face's ``GPT2LMHeadModel``.
+"""Training throughput: Axon's GPT-2 decoder against Hugging Face's ``GPT2LMHeadModel`` and nanoGPT's ``GPT``.
 
 Both models are built with the same shape, the Hugging Face weights are copied into Axon and the
 two are checked to give the same logits (fp32, ``torch.testing.assert_close``) before any timing,
@@ -13,10 +13,17 @@ MFU = flops_per_token * tokens/s / peak, with one flops_per_token for all models
 identical) and the peak an fp32 matmul measured in this run (best of a measurement before and
 after the timing).
 
-The project's bar (nanoGPT's CPU shakespeare_char config: 4 layers, 4 heads, 128 wide, block 64,
-batch 12): Axon >= 1.4x the Hugging Face model (sdpa attention) in tokens/s.
+With ``--nanogpt DIR`` nanoGPT's own ``GPT`` (its ``model.py``, loaded from that checkout, unmodified)
+is a third contestant with the same weights (copied from the HF model, logits checked), batches and
+optimizer; it computes its loss its own way (``model(x, targets)``, as its train.py does). nanoGPT
+uses the exact (erf) GELU, so with it in the race all three models take the exact GELU (HF's
+``gelu``, Axon's ``approximate="none"``): one model, three implementations.
 
-    python benchmarks/train_throughput.py                      # the bar
+The project's bars (nanoGPT's CPU shakespeare_char config: 4 layers, 4 heads, 128 wide, block 64,
+batch 12): Axon >= 1.4x the Hugging Face model (sdpa attention) and >= 1.0x nanoGPT, in tokens/s.
+
+    python benchmarks/train_throughput.py                      # the HF bar
+    python benchmarks/train_throughput.py --nanogpt ../shared/peers/nanogpt   # both bars: HF and nanoGPT
     python benchmarks/train_throughput.py --hf-attn sdpa,eager # also HF's eager attention
     python benchmarks/train_throughput.py --breakdown          # forward / backward / optimizer split
     python benchmarks/train_throughput.py --preset gpt2 --batch-size 1 --block-size 128 --steps 6
@@ -43,6 +50,7 @@ from axon.train.flops import matmul_peak_flops
 from axon.train.optim import param_groups
 
 BAR = 1.4  # Axon tokens/s over Hugging Face tokens/s, at the default (nanoGPT CPU) config
+BAR_NANOGPT = 1.0  # Axon tokens/s over nanoGPT tokens/s, same config
 
 
 def load_average() -> float | None:
@@ -107,7 +115,44 @@ def build_axon(args) -> Decoder:
         n_embd=args.n_embd, mlp="gelu", norm="layernorm", norm_bias=True, norm_eps=1e-5, pos="learned",
         bias=True, tie_embeddings=True, dropout=0.0, attn_impl="sdpa",
     )
-    return Decoder(cfg).float().train()
+    model = Decoder(cfg).float().train()
+    if args.hf_activation == "gelu":  # the exact GELU, as HF's "gelu" and nanoGPT's nn.GELU()
+        for block in model.blocks:
+            block.mlp.approximate = "none"
+    return model
+
+
+def load_nanogpt(directory: str):
+    """nanoGPT's model.py from a checkout, imported as a module of its own (not copied, not edited)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(directory) / "model.py"
+    if not path.is_file():
+        raise SystemExit(f"error: --nanogpt {directory}: no model.py there (a nanoGPT checkout is expected)")
+    spec = importlib.util.spec_from_file_location("nanogpt_model", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def build_nanogpt(args, module):
+    cfg = module.GPTConfig(block_size=args.block_size, vocab_size=args.vocab_size, n_layer=args.n_layer, n_head=args.n_head,
+                           n_embd=args.n_embd, dropout=0.0, bias=True)
+    return module.GPT(cfg).float().train()
+
+
+@torch.no_grad()
+def copy_hf_into_nanogpt(hf, gpt) -> None:
+    """nanoGPT's keys are HF's with nn.Linear (out, in) weights: transpose the Conv1D ones (as its
+    own GPT.from_pretrained does)."""
+    src, dst = hf.state_dict(), gpt.state_dict()
+    conv1d = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
+    for k, v in dst.items():
+        if k.endswith(".attn.bias"):  # nanoGPT's causal-mask buffer (only without SDPA)
+            continue
+        w = src[k]
+        v.copy_(w.t() if k.endswith(conv1d) else w)
 
 
 @torch.no_grad()
@@ -133,8 +178,8 @@ def copy_hf_into_axon(hf, ax: Decoder) -> None:
 class Contestant:
     """One model with its optimizer, stepping through the shared batch list."""
 
-    def __init__(self, name: str, model: torch.nn.Module, forward, args):
-        self.name, self.model, self.forward = name, model, forward
+    def __init__(self, name: str, model: torch.nn.Module, loss_fn, args):
+        self.name, self.model, self.loss_fn = name, model, loss_fn  # loss_fn(x, y) -> scalar loss
         self.params = [p for p in model.parameters() if p.requires_grad]
         impl = {"default": {}, "foreach": {"foreach": True}, "fused": {"fused": True}}[args.optim_impl]
         self.opt = torch.optim.AdamW(param_groups(model, args.weight_decay), lr=args.lr, betas=(0.9, 0.95), eps=1e-8, **impl)
@@ -148,7 +193,7 @@ class Contestant:
         x, y = batches[self.step_i % len(batches)]
         self.step_i += 1
         t0 = time.perf_counter()
-        loss, _ = causal_lm_loss(self.forward(x), y)
+        loss = self.loss_fn(x, y)
         t1 = time.perf_counter()
         loss.backward()
         t2 = time.perf_counter()
@@ -203,7 +248,11 @@ def parse_args(argv=None):
     p.add_argument("--breakdown", action="store_true", help="also time forward+loss / backward / clip+optimizer separately (extra steps)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="also print one JSON line with the results")
+    p.add_argument("--nanogpt", default=None, metavar="DIR",
+                   help="a nanoGPT checkout: its GPT joins the race (all three models then take the exact GELU)")
     args = p.parse_args(argv)
+    if args.nanogpt is not None:
+        args.hf_activation = "gelu"  # nanoGPT's nn.GELU() is the exact form
     if args.preset is not None:
         if args.preset not in PRESETS or not args.preset.startswith("gpt2"):
             p.error(f"--preset must be a GPT-2 preset: {', '.join(k for k in PRESETS if k.startswith('gpt2'))}")
@@ -238,6 +287,11 @@ def main(argv=None) -> int:
     copy_hf_into_axon(ref, ax)
     n_params = sum(p.numel() for p in ax.parameters())
     assert n_params == sum(p.numel() for p in ref.parameters()), "parameter counts differ"
+    nano = None
+    if args.nanogpt is not None:
+        nano = build_nanogpt(args, load_nanogpt(args.nanogpt))
+        copy_hf_into_nanogpt(ref, nano)
+        assert sum(p.numel() for p in nano.parameters()) == n_params, "nanoGPT's parameter count differs"
 
     batches = make_batches(64, B, T, args.vocab_size, args.seed)
     x0 = batches[0][0]
@@ -246,11 +300,17 @@ def main(argv=None) -> int:
         for attn, m in hf_models.items():
             torch.testing.assert_close(ax_logits, m(x0, use_cache=False).logits, rtol=1e-4, atol=1e-4,
                                        msg=lambda s, a=attn: f"Axon and HF ({a}) logits differ: {s}")
+        if nano is not None:  # with targets, nanoGPT returns every position's logits
+            torch.testing.assert_close(ax_logits, nano(x0, batches[0][1])[0], rtol=1e-4, atol=1e-4,
+                                       msg=lambda s: f"Axon and nanoGPT logits differ: {s}")
 
     ax_forward = torch.compile(ax) if args.compile else ax
-    contestants = [Contestant("axon" + (" (compiled)" if args.compile else ""), ax, ax_forward, args)]
+    contestants = [Contestant("axon" + (" (compiled)" if args.compile else ""), ax,
+                              lambda x, y: causal_lm_loss(ax_forward(x), y)[0], args)]
     for attn, m in hf_models.items():
-        contestants.append(Contestant(f"hf-{attn}", m, lambda x, m=m: m(x, use_cache=False).logits, args))
+        contestants.append(Contestant(f"hf-{attn}", m, lambda x, y, m=m: causal_lm_loss(m(x, use_cache=False).logits, y)[0], args))
+    if nano is not None:
+        contestants.append(Contestant("nanogpt", nano, lambda x, y: nano(x, y)[1], args))  # its own loss, as its train.py
 
     # --- warm-up; the first steps double as a check that training is identical too -------------
     losses = {c.name: [c.train_step(batches) for _ in range(max(args.warmup, 3))] for c in contestants}
@@ -306,6 +366,8 @@ def main(argv=None) -> int:
                          "mfu": fpt * med / peak, "blocks": [round(b, 1) for b in c.blocks]})
     hf0 = rows[1]
     ratio = rows[0]["tokens_per_s"] / hf0["tokens_per_s"]
+    nano_row = next((r for r in rows if r["name"] == "nanogpt"), None)
+    ratio_nano = rows[0]["tokens_per_s"] / nano_row["tokens_per_s"] if nano_row else None
 
     print(f"torch {torch.__version__} | transformers {transformers.__version__} | python {platform.python_version()} | "
           f"threads {torch.get_num_threads()} | cpu: {cpu_model()} ({os.cpu_count()} logical)")
@@ -314,7 +376,8 @@ def main(argv=None) -> int:
     print(f"same for all: logits checked equal (fp32), first 3 train losses within {loss_gap:.1e} | data: bundled shakespeare, char-level, same batches | loss: causal_lm_loss | "
           f"AdamW lr={args.lr} betas=(0.9, 0.95) wd={args.weight_decay} on 2-D only, impl={args.optim_impl} | clip {args.grad_clip}")
     print(f"HF: GPT2LMHeadModel, attn_implementation={','.join(args.hf_attn)}, activation={args.hf_activation}, use_cache=False | "
-          f"Axon: Decoder (attn sdpa){', torch.compile' if args.compile else ', eager (not compiled)'}")
+          f"Axon: Decoder (attn sdpa){', torch.compile' if args.compile else ', eager (not compiled)'}"
+          + (" | nanoGPT: its GPT from " + args.nanogpt + " (SDPA, nn.GELU, its own loss)" if nano is not None else ""))
     print(f"timing: {args.warmup} warm-up steps each, then {rounds_done} rounds x {block_steps} steps per model (ABBA order); "
           f"median block shown | matmul peak {peak / 1e9:.1f} GFLOP/s (before {peak_before / 1e9:.1f}, after {peak_after / 1e9:.1f})")
     if load_start is not None:
@@ -335,6 +398,8 @@ def main(argv=None) -> int:
     verdict = "PASS" if ratio >= BAR else "FAIL"
     note = "" if is_bar_config else " (not the bar's config: for information)"
     print(f"bar: Axon >= {BAR}x HF: {verdict} (ratio {ratio:.2f}){note}")
+    if ratio_nano is not None:
+        print(f"bar: Axon >= {BAR_NANOGPT}x nanoGPT: {'PASS' if ratio_nano >= BAR_NANOGPT else 'FAIL'} (ratio {ratio_nano:.2f}){note}")
     if args.json:
         print(json.dumps({
             "torch": torch.__version__, "transformers": transformers.__version__, "threads": torch.get_num_threads(), "cpu": cpu_model(),
@@ -343,6 +408,7 @@ def main(argv=None) -> int:
             "compile": args.compile, "optim_impl": args.optim_impl, "hf_attn": args.hf_attn, "hf_activation": args.hf_activation,
             "params": n_params, "first_losses_max_gap": loss_gap, "flops_per_token": fpt, "load_average": [load_start, load_end], "peak_flops": peak, "block_steps": block_steps, "rounds": rounds_done,
             "results": rows, "ratio": ratio, "bar": BAR, "bar_config": is_bar_config, "passed": ratio >= BAR,
+            "ratio_nanogpt": ratio_nano, "bar_nanogpt": BAR_NANOGPT, "passed_nanogpt": None if ratio_nano is None else ratio_nano >= BAR_NANOGPT,
             "breakdown_ms": {c.name: {k: 1e3 * v / c.phase_steps for k, v in c.phase.items()} for c in contestants} if args.breakdown else None,
         }))
     return 0

@@ -234,7 +234,9 @@ class TrainConfig:
     # under torchrun (axon train --nproc N): ddp replicates the model, fsdp shards parameters, gradients
     # and optimizer states (FSDP2 fully_shard); train.batch_size is per process (axon.train.distributed)
     parallel: Literal["ddp", "fsdp"] = "ddp"
-    threads: int | None = None  # torch intra-op threads on CPU (default: torch's choice)
+    # torch intra-op threads on CPU; default: one per core, less the cores other processes
+    # keep busy at the start (axon.train.run.auto_threads: one busy core made 2 threads 3.3x slower)
+    threads: int | None = None
     z_loss: float = 0.0  # output z-loss coefficient (PaLM uses 1e-4)
     label_smoothing: float = 0.0  # seq2seq objective: eps of label-smoothed cross-entropy (the Transformer paper: 0.1)
     on_nonfinite: Literal["stop", "skip"] = "stop"

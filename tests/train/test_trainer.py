@@ -209,3 +209,38 @@ def test_compiled_model_trains(tmp_path, cache_dir):
     result = train(load_config(None, args(tmp_path, cache_dir, "compiled", "--train.max_steps=3", "--train.compile=true",
                                           "--model.dropout=0")))
     assert result["step"] == 3 and result["val_loss"] < 6
+
+
+def test_auto_threads_leaves_busy_cores_alone(monkeypatch):
+    from axon.train import run as R
+
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    monkeypatch.setattr(R.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(R, "busy_cores", lambda: 0.3)
+    assert R.auto_threads() == (2, None)  # a quiet machine: every core
+    monkeypatch.setattr(R, "busy_cores", lambda: 1.1)  # another process keeps a core busy
+    threads, why = R.auto_threads()
+    assert threads == 1 and "1 of 2" in why and "1.1 of 2" in why and "--train.threads=2" in why
+    monkeypatch.setattr(R, "busy_cores", lambda: 2.0)
+    assert R.auto_threads()[0] == 1  # never fewer than one
+    monkeypatch.setattr(R, "busy_cores", lambda: None)  # no /proc/stat
+    assert R.auto_threads() == (2, None)
+
+
+def test_busy_cores_sees_a_busy_process():
+    import subprocess
+    import sys
+
+    from axon.train import run as R
+
+    if R.busy_cores(0.05) is None:
+        pytest.skip("no /proc/stat here")
+    hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        import time
+
+        time.sleep(0.3)  # let it start spinning
+        assert R.busy_cores(0.5) > 0.6  # one whole core, give or take the test's own work
+    finally:
+        hog.kill()
+        hog.wait()
