@@ -96,3 +96,23 @@ def test_the_run_log_names_the_dtype_and_why(tmp_path, cache_dir, monkeypatch, c
                              f"--out_dir={tmp_path}", "--name=m", f"--data.cache_dir={cache_dir}"]))
     out = capsys.readouterr()
     assert "muon: Newton-Schulz in float32 (auto: a bf16 matrix product takes 95x an fp32 one on this CPU (no native bf16))" in out.out + out.err
+
+
+def test_ranks_agree_on_one_dtype(monkeypatch):
+    """A rank whose probe said float32 makes every rank use it (a DDP replica must not round its
+    updates differently). Two ranks simulated: the all-reduce returns the other rank's vote."""
+    from axon.train import distributed as D
+    from axon.train.trainer import Trainer
+
+    class TwoRanks(D.Dist):
+        enabled = property(lambda self: True)
+
+        def all_reduce(self, values, op="sum"):
+            return torch.tensor([1.0])  # the other rank chose float32
+
+    cfg = load_config(None, ["--model.preset=tiny", "--model.vocab_size=65"])
+    muon, _ = O.build_optimizers(build_model(cfg.model), cfg.optim)
+    muon.ns_dtype, muon.ns_dtype_reason = torch.bfloat16, "auto: fast here"
+    stub = type("T", (), {"optimizers": [muon], "dist": TwoRanks()})()
+    Trainer._agree_on_muon_dtype(stub)
+    assert muon.ns_dtype == torch.float32 and "another rank chose it" in muon.ns_dtype_reason

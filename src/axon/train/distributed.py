@@ -279,9 +279,11 @@ def wrap_model(model: nn.Module, d: Dist, bf16: bool) -> nn.Module:
     from torch.nn.parallel import DistributedDataParallel as DDP
 
     # Our buffers are constants (rotary tables, masks): broadcasting them every forward is waste.
-    # (broadcast_buffers, not torch 2.13's forward_sync_buffers: the older name works on every version.)
+    # torch 2.13 renamed the switch (forward_sync_buffers) and deprecates the old name; older torch
+    # (the GPU image had 2.11) knows only broadcast_buffers.
     device_ids = [d.device.index] if d.device.type == "cuda" else None
-    return DDP(model, device_ids=device_ids, broadcast_buffers=False)
+    no_sync = "forward_sync_buffers" if "forward_sync_buffers" in inspect.signature(DDP.__init__).parameters else "broadcast_buffers"
+    return DDP(model, device_ids=device_ids, **{no_sync: False})
 
 
 def no_grad_sync(wrapped: nn.Module, last_micro_step: bool):

@@ -106,6 +106,7 @@ class Trainer:
         self.autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if self.use_bf16 else None
         self._wrap()  # before the optimizers: FSDP replaces the parameters by their shards
         self.optimizers = build_optimizers(model, cfg.optim)
+        self._agree_on_muon_dtype()
         for opt in self.optimizers:
             if hasattr(opt, "ns_dtype_reason"):  # Muon: which dtype its orthogonalisation runs in, and why
                 self.log(f"muon: Newton-Schulz in {str(opt.ns_dtype).removeprefix('torch.')} ({opt.ns_dtype_reason})")
@@ -249,12 +250,22 @@ class Trainer:
             self._peak = self.tc.peak_flops or peak_flops(self.device)
         return self._peak
 
+    def _agree_on_muon_dtype(self) -> None:
+        """Every rank's Muon orthogonalises in one dtype: each probes its own CPU (optim.muon_dtype
+        auto), and replicas that rounded their updates differently would drift apart. If any rank
+        chose float32, all take it."""
+        for opt in self.optimizers:
+            if hasattr(opt, "ns_dtype_reason") and self.dist.enabled:
+                if self.dist.all_reduce([float(opt.ns_dtype == torch.float32)], "max").item() and opt.ns_dtype != torch.float32:
+                    opt.ns_dtype, opt.ns_dtype_reason = torch.float32, opt.ns_dtype_reason + "; float32 because another rank chose it"
+
     def _rebuild_optimizers(self) -> None:
         """After the model gained parameters: new optimizers over all of them, each existing
         parameter keeping its state (Adam moments, Muon momentum), the new ones starting fresh.
         FLOPs per token (hence MFU) follow the new depth."""
         old = {p: st for opt in self.optimizers for p, st in opt.state.items()}
         self.optimizers = build_optimizers(self.model, self.cfg.optim)
+        self._agree_on_muon_dtype()
         for opt in self.optimizers:
             for group in opt.param_groups:
                 for p in group["params"]:
