@@ -6,7 +6,7 @@ subprocess; the script prints both wall-clock times, both final validation losse
 the walls. The bar (issue 14): Axon's default job reaches <= 1.60 in <= 1.0x nanoGPT's wall; the aim
 is <= 1.55 in <= 0.7x. Ratios, on purpose: absolute times differ 3x between the CPUs this runs on.
 
-    python benchmarks/default_job.py --nanogpt ../shared/peers/nanogpt
+    python benchmarks/default_job.py --nanogpt DIR               # DIR: a nanoGPT checkout (MIT)
     python benchmarks/default_job.py --nanogpt DIR --json        # one JSON line at the end
 
 nanoGPT's checkout is copied to a temporary directory with the bundled corpus as its input.txt
@@ -95,7 +95,7 @@ def run_axon(work: Path) -> dict:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--nanogpt", required=True, help="a nanoGPT checkout (one is in the project's shared peers folder)")
+    p.add_argument("--nanogpt", required=True, help="a nanoGPT checkout (its train.py, model.py and data/shakespeare_char)")
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
     src = Path(args.nanogpt)

@@ -23,7 +23,7 @@ The project's bars (nanoGPT's CPU shakespeare_char config: 4 layers, 4 heads, 12
 batch 12): Axon >= 1.4x the Hugging Face model (sdpa attention) and >= 1.0x nanoGPT, in tokens/s.
 
     python benchmarks/train_throughput.py                      # the HF bar
-    python benchmarks/train_throughput.py --nanogpt ../shared/peers/nanogpt   # both bars: HF and nanoGPT
+    python benchmarks/train_throughput.py --nanogpt DIR          # both bars (DIR: a nanoGPT checkout)
     python benchmarks/train_throughput.py --hf-attn sdpa,eager # also HF's eager attention
     python benchmarks/train_throughput.py --breakdown          # forward / backward / optimizer split
     python benchmarks/train_throughput.py --preset gpt2 --batch-size 1 --block-size 128 --steps 6
