@@ -93,7 +93,7 @@ def world1(args) -> dict:
     else:  # the script's own check (tests run it): the same steps over gloo
         tdist.init_process_group("gloo", rank=0, world_size=1)
 
-    real_init = R.__dict__.get("init_distributed")
+    real_init = D.init_distributed  # train() imports it from axon.train.distributed at call time
     out = tempfile.mkdtemp(prefix="axon-gpu-dist-")
     report: dict = {"mode": "world1", "steps": args.steps}
 
@@ -110,7 +110,7 @@ def world1(args) -> dict:
             cfg = load_config(None, overrides) if overrides else RunConfig()
             return R.train(cfg)
         finally:
-            D.init_distributed = real_init or D.init_distributed
+            D.init_distributed = real_init
 
     results = {}
     for strategy in (None, "again", "ddp", "fsdp"):  # "again": a second plain run, the GPU's own run-to-run noise

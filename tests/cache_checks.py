@@ -11,7 +11,7 @@ import torch
 from numerics import assert_close_orders, order_tol
 
 
-def reductions(model, steps: int) -> tuple[int, int]:
+def reductions(model, steps: int, encoder: bool = False) -> tuple[int, int]:
     """(n, depth) of tests/numerics.py for the logits of ``model`` over ``steps`` positions.
 
     n: the longest reduction on the path (a width, an MLP width, a gate's inputs, the positions
@@ -19,10 +19,16 @@ def reductions(model, steps: int) -> tuple[int, int]:
     sends its state through a matrix product at every step, so there every (layer, step) is one
     more reduction the error passes through: depth n_layer x steps + 1. Mamba's scan is an
     elementwise linear recurrence, a decayed sum over the steps: a reduction of length steps.
+    A progressive decoder counts the blocks it has now (a grown copy is one more in sequence). An
+    encoder-decoder counts its decoder layers, plus the encoder's when ``encoder`` (the two paths
+    encode the source on different shapes, so the memory itself differs); steps: the longer of the
+    source and target positions attended over.
     """
     cfg = model.config
-    if cfg.family == "decoder":
-        return max(cfg.n_embd, cfg.hidden, steps), cfg.n_layer + 1
+    if cfg.family in ("decoder", "progressive"):
+        return max(cfg.n_embd, cfg.hidden, steps), len(model.blocks) + 1
+    if cfg.family == "seq2seq":
+        return max(cfg.n_embd, cfg.hidden, steps), cfg.dec_layers + 1 + (cfg.enc_layers if encoder else 0)
     if cfg.family == "rnn":  # a gate sums W_ih x + W_hh h: n_embd (first layer) or hidden inputs, + hidden
         return max(cfg.n_embd, cfg.hidden) + cfg.hidden, cfg.n_layer * steps + 1
     if cfg.family == "mamba":
@@ -34,10 +40,11 @@ def reductions(model, steps: int) -> tuple[int, int]:
     raise ValueError(f"no reduction count for family {cfg.family!r}")
 
 
-def assert_same_logits(model, actual: torch.Tensor, expected: torch.Tensor, steps: int, msg: str | None = None) -> None:
+def assert_same_logits(model, actual: torch.Tensor, expected: torch.Tensor, steps: int, msg: str | None = None,
+                       encoder: bool = False) -> None:
     """``actual`` equals ``expected`` up to summation order, for logits of ``model`` over ``steps``
     positions (tests/numerics.py, kind 2)."""
-    n, depth = reductions(model, steps)
+    n, depth = reductions(model, steps, encoder=encoder)
     assert_close_orders(actual, expected, n=n, depth=depth, msg=msg)
 
 

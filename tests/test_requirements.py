@@ -33,7 +33,7 @@ def _fsdp2_public() -> bool:
 
 
 def _muon() -> bool:
-    from torch.optim._muon import _adjust_lr, _zeropower_via_newtonschulz  # noqa: F401  (axon.train.optim.ShardedMuon)
+    from torch.optim._muon import _adjust_lr, _zeropower_via_newtonschulz  # noqa: F401  (axon.train.optim.Muon)
 
     return issubclass(torch.optim.Muon, torch.optim.Optimizer)
 

@@ -2,10 +2,11 @@
 (decoder self-attention K/V + cross-attention K/V computed once).
 
 Cached steps against a full forward are the same mathematics in another summation order
-(tests/numerics.py, kind 2): ``reductions`` gives the bound's n and depth."""
+(tests/numerics.py, kind 2): ``cache_checks.reductions`` gives the bound's n and depth."""
 
 import pytest
 import torch
+from cache_checks import reductions
 from numerics import assert_close_orders, order_tol
 
 from axon.errors import ConfigError
@@ -14,14 +15,6 @@ from axon.generate.encoder_decoder import EncoderDecoderCache
 from axon.models.transformer import Transformer, TransformerConfig
 
 V, BOS, EOS = 40, 38, 39
-
-
-def reductions(m: Transformer, encoder: bool = False) -> tuple[int, int]:
-    """(n, depth) for logits of ``m`` (tests/numerics.py): n the longest reduction (the MLP width, or
-    the block_size target / source positions attended over), depth the decoder layers + the head, +
-    the encoder layers when the two paths encode the source differently (another batch shape)."""
-    cfg = m.config
-    return max(cfg.n_embd, cfg.hidden, cfg.block_size), cfg.dec_layers + 1 + (cfg.enc_layers if encoder else 0)
 
 
 def model(norm_first=False, seed=0) -> Transformer:
@@ -56,7 +49,7 @@ def test_cached_steps_equal_the_full_decoder(norm_first):
     full = m(src, tgt, mask)  # (3, 12, V)
     # A 3-token prefill, then one token at a time. Both encode src with the same batch: only the
     # decoder's sums are ordered differently.
-    n, depth = reductions(m)
+    n, depth = reductions(m, m.config.block_size)
     step = dec(tgt[:, :3], cache=cache)
     assert_close_orders(step, full[:, :3], n=n, depth=depth)
     for t in range(3, 12):
@@ -95,7 +88,7 @@ def test_beam_width_one_is_greedy_and_beam_scores_are_the_models_log_probs():
                 logits = m(src[b : b + 1], torch.tensor([[BOS] + h.tokens[:-1]]), mask[b : b + 1])
             logp = logits.log_softmax(-1)
             # a sum of len(h.tokens) log-probs, each a logit through a log-softmax over V: their errors add
-            n, depth = reductions(m)
+            n, depth = reductions(m, m.config.block_size)
             tol = order_tol(torch.float32, n=max(n, V), depth=len(h.tokens) * (depth + 1),
                             scale=max(1.0, logits.abs().max().item()))
             assert logp[0, torch.arange(len(h.tokens)), h.tokens].sum().item() == pytest.approx(h.logprob, abs=tol)
@@ -114,7 +107,7 @@ def test_reorder_moves_decoder_and_cross_attention_caches_together():
     cache.reorder(order)
     out = dec(torch.tensor([[7]] * 4), cache=cache)[:, 0]
     expected = m(src[order], torch.tensor([[BOS, 5, 6, 7]] * 4), mask[order])[:, -1]
-    n, depth = reductions(m, encoder=True)  # the expected side encodes a batch of 4, the cache one of 3
+    n, depth = reductions(m, m.config.block_size, encoder=True)  # the expected side encodes a batch of 4, the cache one of 3
     assert_close_orders(out, expected, n=n, depth=depth)
     assert cache.memory_mask.shape == (4, 1, 1, 9)
 

@@ -12,7 +12,7 @@ from axon.models.decoder import Decoder, DecoderConfig
 from axon.models.progressive import GrownBlock, ProgressiveConfig, ProgressiveDecoder
 from axon.objectives import causal_lm_loss
 
-from numerics import assert_close_orders
+from cache_checks import assert_same_logits
 
 V = 37
 
@@ -20,15 +20,6 @@ V = 37
 def tiny(**kw):
     base = dict(vocab_size=V, block_size=16, n_layer=2, n_head=4, n_embd=32, grow_at=[5, 10])
     return ProgressiveDecoder(ProgressiveConfig(**{**base, **kw}))
-
-
-def reductions(model, steps: int) -> dict:
-    """``n`` and ``depth`` of tests/numerics.py for logits over ``steps`` positions (the decoder's
-    convention, cache_checks.reductions): the widest of width, MLP width and keys attended over;
-    the blocks at the current depth (a copy is one more block in sequence) + the head. LoRA
-    adapters (rank 8) add reductions shorter than these."""
-    cfg = model.config
-    return dict(n=max(cfg.n_embd, cfg.hidden, steps), depth=len(model.blocks) + 1)
 
 
 def batch(seed=0, B=4, T=17):
@@ -209,7 +200,7 @@ def test_kv_cache_has_a_slot_per_grown_layer(diverge):
         steps = [model(idx[:, :8], cache=cache)]
         for t in range(8, 12):
             steps.append(model(idx[:, t : t + 1], cache=cache))
-    assert_close_orders(torch.cat(steps, dim=1), full, **reductions(model, steps=12))  # other shapes
+    assert_same_logits(model, torch.cat(steps, dim=1), full, steps=12)  # other shapes; blocks at the current depth
 
 
 def test_registered_family_builds_and_rejects_moe():

@@ -13,7 +13,8 @@ from axon.models import FAMILIES, build_model
 from axon.models.transformer import PRESETS, Transformer, TransformerConfig
 from axon.nn import SinusoidalPositions
 
-from numerics import assert_close_orders, order_tol
+from cache_checks import assert_same_logits
+from numerics import order_tol
 
 V = 50
 
@@ -21,15 +22,6 @@ V = 50
 def tiny(**kw) -> Transformer:
     cfg = dict(vocab_size=V, block_size=16, n_layer=2, n_head=4, n_embd=32, mlp_hidden=48, dropout=0.0)
     return Transformer(TransformerConfig(**{**cfg, **kw})).eval()
-
-
-def reductions(m: Transformer, S: int, T: int, encoder: bool = True) -> dict:
-    """``n`` and ``depth`` of tests/numerics.py for logits of ``m`` on S source and T target tokens.
-    n: the longest reduction (width, MLP width, or the keys attended over); depth: the encoder's
-    layers (unless both sides encode the same source on the same shapes, so that the memory is
-    bit-identical), the decoder's, and the output projection."""
-    cfg = m.config
-    return dict(n=max(cfg.n_embd, cfg.hidden, S, T), depth=(cfg.enc_layers if encoder else 0) + cfg.dec_layers + 1)
 
 
 def padded_batch(B=3, S=10, T=7):
@@ -90,7 +82,7 @@ def test_source_padding_never_leaks(norm_first):
     assert torch.equal(m.encode(other, mask)[mask], memory[mask])
     # A padded source equals the same source alone, unpadded (other shapes: up to summation order).
     alone = m(src[2:3, :3], tgt[2:3])
-    assert_close_orders(alone, out[2:3], **reductions(m, S=10, T=7))
+    assert_same_logits(m, alone, out[2:3], steps=10, encoder=True)
 
 
 @pytest.mark.numerics
@@ -101,7 +93,7 @@ def test_target_padding_never_leaks():
     src, tgt, mask = padded_batch()
     out = m(src, tgt, mask)
     longer = torch.cat([tgt, torch.randint(0, V, (3, 4))], dim=1)
-    assert_close_orders(m(src, longer, mask)[:, :7], out, **reductions(m, S=10, T=11, encoder=False))
+    assert_same_logits(m, m(src, longer, mask)[:, :7], out, steps=11)
 
 
 @pytest.mark.parametrize("norm_first", [False, True])
@@ -128,7 +120,7 @@ def test_reference_attention_matches_sdpa():
     b = tiny(attn_impl="reference")
     b.load_state_dict(a.state_dict())
     src, tgt, mask = padded_batch()
-    assert_close_orders(b(src, tgt, mask), a(src, tgt, mask), **reductions(a, S=10, T=7))
+    assert_same_logits(a, b(src, tgt, mask), a(src, tgt, mask), steps=10, encoder=True)
 
 
 def test_too_long_is_an_error():
@@ -225,7 +217,7 @@ def test_parity_with_torch_transformer(norm_first, activation):
                 src_key_padding_mask=~src_mask, memory_key_padding_mask=~src_mask, tgt_key_padding_mask=~tgt_mask)
         expected = h @ E.T
         out = m(src, tgt, src_mask)
-    assert_close_orders(out[tgt_mask], expected[tgt_mask], **reductions(m, S=10, T=7))  # another library
+    assert_same_logits(m, out[tgt_mask], expected[tgt_mask], steps=10, encoder=True)  # another library
 
 
 def test_small_preset_counts():

@@ -190,9 +190,6 @@ class Muon(torch.optim.Muon):
         return loss
 
 
-ShardedMuon = Muon  # the name the FSDP path had before the dtype choice joined it
-
-
 def build_optimizers(model: nn.Module, cfg) -> list[torch.optim.Optimizer]:
     """One optimizer, or two for Muon (Muon for hidden matrices + AdamW for the rest).
 
