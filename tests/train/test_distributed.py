@@ -385,3 +385,13 @@ def test_nproc_errors():
     from axon.cli import main
 
     assert main(["train", "--nproc", "0"]) == 2
+
+
+def test_an_moe_decoder_keeps_its_auxiliary_losses_under_ddp():
+    """DDP forwards calls, not methods: the objective must reach the model's aux_losses through
+    the wrapper (axon.models.base.unwrap), or the balance and z-losses are silently dropped."""
+    script = Path(__file__).with_name("moe_ddp_check.py")
+    out = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script)],
+                         capture_output=True, text=True, timeout=180, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    assert out.stdout.count("parts ['ce', 'moe_balance', 'moe_z']") == 2

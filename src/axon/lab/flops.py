@@ -49,18 +49,18 @@ def _meta_model(model_cfg) -> nn.Module:
             model = build_model(model_cfg)
         except ValueError as e:  # a field the task fills in (e.g. an RNN classifier's num_labels)
             raise ConfigError(f"model.family={model_cfg.family}: {e}") from None
-        if hasattr(model, "grow_for_step") and getattr(model, "growth_steps", None):
-            model.grow_for_step(max(model.growth_steps))  # progressive: the final depth
+        for callback in model.callbacks():
+            callback.final_shape()  # e.g. progressive growth: the final depth
     return model
 
 
 def flops_per_token(model_cfg, seq_len: int | None = None) -> float:
     """Training FLOPs per token (forward + backward) of the model ``model_cfg`` describes, at
     context ``seq_len`` (default: its block_size). See the module docstring for each family."""
-    model = _meta_model(model_cfg)
-    if not hasattr(model, "flops_per_token"):
+    flops = _meta_model(model_cfg).flops_per_token(seq_len)
+    if flops is None:
         raise ConfigError(f"model.family={model_cfg.family}: no FLOPs count for this family")
-    return float(model.flops_per_token(seq_len))
+    return float(flops)
 
 
 def count_params(model_cfg, non_embedding: bool = False) -> int:

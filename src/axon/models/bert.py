@@ -34,6 +34,7 @@ from torch import nn
 from axon.config import check
 from axon.models.flops import transformer_flops_per_token
 from axon.nn import CrossAttention, GeluMLP, key_padding_mask
+from axon.models.base import Model
 
 
 @dataclass
@@ -145,7 +146,7 @@ class MaskedLMHead(nn.Module):
         return F.linear(t, embedding, self.bias)  # (..., V)
 
 
-class Bert(nn.Module):
+class Bert(Model):
     def __init__(self, cfg: BertConfig):
         super().__init__()
         if cfg.vocab_size is None:

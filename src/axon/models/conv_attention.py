@@ -63,6 +63,7 @@ from torch import nn
 from axon.config import check
 from axon.models.decoder import Block, DecoderConfig
 from axon.nn import RMSNorm, RotaryEmbedding, build_norm
+from axon.models.base import Model
 
 
 @dataclass
@@ -145,7 +146,7 @@ PRESETS: dict[str, dict] = {
 }
 
 
-class ConvAttention(nn.Module):
+class ConvAttention(Model):
     def __init__(self, cfg: ConvAttentionConfig):
         super().__init__()
         if cfg.vocab_size is None:

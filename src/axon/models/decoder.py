@@ -37,6 +37,7 @@ from axon.nn.masks import (
 )
 from axon.nn.moe import MoE, aux_losses, build_moe, moe_layers, routing_metrics
 from axon.nn.positional import check_rope_scaling
+from axon.models.base import Model
 
 
 @dataclass
@@ -224,7 +225,7 @@ class Block(nn.Module):
         return x + self.mlp(self.norm2(x))
 
 
-class Decoder(nn.Module):
+class Decoder(Model):
     def __init__(self, cfg: DecoderConfig):
         super().__init__()
         if cfg.vocab_size is None:
@@ -275,8 +276,8 @@ class Decoder(nn.Module):
         """MoE balance and router z-losses of the last forward, scaled; the objective adds them."""
         return aux_losses(self)
 
-    def routing_metrics(self) -> dict[str, float]:
-        """Per-expert load and dropped share since the last call (the trainer logs them)."""
+    def metrics(self) -> dict[str, float]:
+        """An MoE's per-expert load and dropped share since the last call (the trainer logs them)."""
         return routing_metrics(self)
 
     def flops_per_token(self, seq_len: int | None = None) -> float:

@@ -46,6 +46,7 @@ from axon.config import check
 from axon.nn import RMSNorm
 from axon.nn.precision import at_least_fp32
 from axon.nn.ssm import scan_chunked, scan_sequential, selective_step
+from axon.models.base import Model
 
 
 @dataclass
@@ -246,7 +247,7 @@ class Block(nn.Module):
         return residual + out, state
 
 
-class Mamba(nn.Module):
+class Mamba(Model):
     def __init__(self, cfg: MambaConfig):
         super().__init__()
         if cfg.vocab_size is None:

@@ -70,6 +70,8 @@ import torch
 from torch import nn
 
 from axon.config import check
+from axon.errors import ConfigError
+from axon.models.base import TrainerCallback
 from axon.models.decoder import Block, Decoder, DecoderConfig
 from axon.models.flops import transformer_flops_per_token
 from axon.nn.lora import apply_lora, is_lora_param
@@ -140,10 +142,39 @@ class GrownBlock(nn.Module):
         return x + (k * self.gate_mlp) * b.mlp(b.norm2(x))
 
 
+class Growth(TrainerCallback):
+    """The trainer's hook into a progressive model: grow before the scheduled steps (the trainer
+    then rebuilds its optimizers), and on resume reach the checkpoint's depth first."""
+
+    changes_parameters = True
+
+    def __init__(self, model: ProgressiveDecoder):
+        self.model = model
+
+    def check(self, max_steps: int) -> None:
+        late = [s for s in self.model.growth_steps if s >= max_steps]
+        if late:  # the run would silently never reach that depth
+            raise ConfigError(f"model.grow_at: step {late[0]} is not before the run's last step {max_steps}; "
+                              f"grow earlier or train longer")
+
+    def before_step(self, step: int) -> bool:
+        return self.model.grow_for_step(step)
+
+    def at_resume(self, step: int) -> bool:
+        return self.model.grow_to_step(step)
+
+    def final_shape(self) -> None:
+        if self.model.growth_steps:
+            self.model.grow_for_step(max(self.model.growth_steps))
+
+
 class ProgressiveDecoder(Decoder):
     def __init__(self, cfg: ProgressiveConfig):
         super().__init__(cfg)  # n_layer plain blocks, GPT-2 init
         self.stage = 0  # growth steps applied so far; depth = n_layer * 2**stage
+
+    def callbacks(self) -> list[TrainerCallback]:
+        return [Growth(self)]
 
     @property
     def growth_steps(self) -> list[int]:

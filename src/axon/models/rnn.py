@@ -33,6 +33,7 @@ import torch
 from torch import nn
 
 from axon.config import check
+from axon.models.base import Model
 
 CELLS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 GATES = {"rnn": 1, "lstm": 4, "gru": 3}  # weight matrices stacked per layer in torch's layout
@@ -165,7 +166,7 @@ def init_forget_bias(rnn: nn.RNNBase, value: float = 1.0) -> None:
 # ----------------------------------------------------------------------------------------------
 
 
-class RNNLM(nn.Module):
+class RNNLM(Model):
     def __init__(self, cfg: RNNConfig):
         super().__init__()
         if cfg.vocab_size is None:

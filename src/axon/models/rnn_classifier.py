@@ -29,6 +29,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from axon.config import check
 from axon.models.rnn import CELLS, init_forget_bias, recurrent_matmul_params
+from axon.models.base import Model
 
 
 @dataclass
@@ -69,7 +70,7 @@ PRESETS: dict[str, dict] = {
 }
 
 
-class RNNClassifier(nn.Module):
+class RNNClassifier(Model):
     def __init__(self, cfg: RNNClassifierConfig):
         super().__init__()
         if cfg.vocab_size is None or cfg.num_labels is None:

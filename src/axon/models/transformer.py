@@ -41,6 +41,7 @@ from torch import nn
 
 from axon.config import check
 from axon.errors import ConfigError
+from axon.models.base import Model
 from axon.nn import (
     CausalSelfAttention,
     CrossAttention,
@@ -186,7 +187,7 @@ class DecoderLayer(nn.Module):
         return self.norm3(y + self.mlp(y))
 
 
-class Transformer(nn.Module):
+class Transformer(Model):
     def __init__(self, cfg: TransformerConfig):
         super().__init__()
         if cfg.vocab_size is None:

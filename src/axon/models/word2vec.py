@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from axon.config import check
+from axon.models.base import Model
 
 
 @dataclass
@@ -61,7 +62,7 @@ PRESETS: dict[str, dict] = {
 }
 
 
-class Word2Vec(nn.Module):
+class Word2Vec(Model):
     def __init__(self, cfg: Word2VecConfig):
         super().__init__()
         if cfg.vocab_size is None:

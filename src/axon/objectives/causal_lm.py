@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from axon.models.base import unwrap
 from axon.nn.precision import at_least_fp32
 
 IGNORE_INDEX = -100  # targets with this value (padding) contribute nothing
@@ -32,7 +33,10 @@ def causal_lm_loss(logits: torch.Tensor, targets: torch.Tensor, z_loss: float = 
 
 class CausalLM:
     """Objective for any model that maps token ids (B, T) to logits (B, T, V); adds the model's
-    ``aux_losses()`` (a dict of scalar tensors from its last forward) when it has that method."""
+    ``aux_losses()`` (a dict of scalar tensors from its last forward; axon.models.base).
+
+    ``model`` is what the trainer calls, perhaps a DDP or compile wrapper: the forward goes
+    through it (DDP's gradient hooks), the contract to the model underneath (``unwrap``)."""
 
     def __init__(self, z_loss: float = 0.0):
         self.z_loss = z_loss
@@ -42,7 +46,7 @@ class CausalLM:
         loss, parts = causal_lm_loss(model(x), y, self.z_loss)
         # Auxiliary losses a model reports for its last forward (MoE load balance, router z-loss):
         # optimised with the loss, reported as their own parts, never in "ce".
-        for name, value in (model.aux_losses() if hasattr(model, "aux_losses") else {}).items():
+        for name, value in unwrap(model).aux_losses().items():
             loss = loss + value
             parts[name] = value
         return loss, parts

@@ -45,7 +45,7 @@ def setup_lora(model: nn.Module, lora_cfg, log: bool = True) -> dict:
     Returns {"layers", "trainable", "total"}."""
     if not lora_cfg.targets:
         return {}
-    if hasattr(model, "grow_for_step"):  # its layers change during training; adapters made now would not follow
+    if any(cb.changes_parameters for cb in model.callbacks()):  # adapters made now would not follow new layers
         raise ConfigError("lora.targets: a model that grows in training (model.family=progressive) gives its copies "
                           "their own adapters (model.diverge=lora); leave the lora: section empty")
     layers = apply_lora(model, lora_cfg.targets, lora_cfg.rank, lora_cfg.alpha, lora_cfg.dropout)

@@ -239,7 +239,7 @@ def _train(cfg: RunConfig, d, resume, overrides) -> dict:
         if d.rank > 0:  # the same initial weights, but each rank its own dropout masks from here on
             torch.manual_seed(tc.seed + 1_000_003 * d.rank)
         model = model.to(device, dtype=torch.float64) if tc.dtype == "fp64" else model.to(device)
-        flops = model.flops_per_token() if hasattr(model, "flops_per_token") else None
+        flops = model.flops_per_token()
         trainer = Trainer(cfg, model, task.objective, task.train_data, task.val_data, run_dir, device,
                           sample_fn=task.sample_fn, flops_per_token=flops, config_dict=to_dict(cfg),
                           dist=d, plain_model=lambda: _plain_model(cfg))
@@ -249,8 +249,7 @@ def _train(cfg: RunConfig, d, resume, overrides) -> dict:
         raise
     result = trainer.fit(resume=resume is not None)
     result.update(run_dir=str(run_dir), params=sum(p.numel() for p in model.parameters()), world_size=d.world_size)
-    if hasattr(model, "active_params"):  # a mixture of experts uses fewer per token than it has
-        result["active_params"] = model.active_params()
+    result["active_params"] = model.active_params()  # a mixture of experts uses fewer per token than it has
     # LoRA adapters and model metrics (e.g. BLEU) need the whole model: FSDP gathers it on rank 0
     needs_model = bool(cfg.lora.targets) or (task.model_metrics is not None and result["val_loss"] is not None)
     final_model = trainer.plain_model() if needs_model else model
@@ -343,10 +342,13 @@ def load_run(run_dir: str | Path, device: str = "auto"):
     tokenizer = load_tokenizer(run_dir / "tokenizer.json") if (run_dir / "tokenizer.json").is_file() else None
     dev = resolve_device(device)
     model = build_model(cfg.model)
-    if hasattr(model, "grow_to_step"):  # a model that grew in training: the checkpoint's depth first
+    callbacks = model.callbacks()
+    if callbacks:  # e.g. a model that grew in training: the checkpoint's depth first
         from axon.train.checkpoint import latest_step
 
-        model.grow_to_step(latest_step(run_dir / "checkpoints") or 0)
+        step = latest_step(run_dir / "checkpoints") or 0
+        for callback in callbacks:
+            callback.at_resume(step)
     if cfg.lora.targets:  # the same LoRA layers as in training, before the checkpoint is loaded
         from axon.train.lora import setup_lora
 

@@ -45,7 +45,7 @@ from axon.train.checkpoint import (
     tied_names,
 )
 from axon.train.logging import MetricsLogger, plot_losses
-from axon.train.optim import build_optimizers
+from axon.train.optim import Muon, build_optimizers
 from axon.train.schedule import lr_factor
 
 
@@ -94,11 +94,10 @@ class Trainer:
         self.tokens_per_step = self.tc.batch_size * self.block_size * self.tc.grad_accum * self.dist.world_size
         steps = [s for s in (self.tc.max_steps, self.tc.max_tokens and math.ceil(self.tc.max_tokens / self.tokens_per_step)) if s]
         self.max_steps = min(steps)
-        late = [s for s in getattr(model, "growth_steps", ()) if s >= self.max_steps]
-        if late:  # a model that grows (axon.models.progressive) would silently never reach that depth
-            raise ConfigError(f"model.grow_at: step {late[0]} is not before the run's last step {self.max_steps}; "
-                              f"grow earlier or train longer")
-        if self.dist.fsdp and hasattr(model, "grow_for_step"):
+        self.callbacks = model.callbacks()  # the model's hooks into this loop (axon.models.base)
+        for callback in self.callbacks:
+            callback.check(self.max_steps)
+        if self.dist.fsdp and any(cb.changes_parameters for cb in self.callbacks):
             raise ConfigError("train.parallel: a growing model cannot be sharded (FSDP units are fixed at the start); use ddp")
         self.state = TrainState()
         self.ckpt_dir = run_dir / "checkpoints"
@@ -108,7 +107,7 @@ class Trainer:
         self.optimizers = build_optimizers(model, cfg.optim)
         self._agree_on_muon_dtype()
         for opt in self.optimizers:
-            if hasattr(opt, "ns_dtype_reason"):  # Muon: which dtype its orthogonalisation runs in, and why
+            if isinstance(opt, Muon):  # which dtype its orthogonalisation runs in, and why
                 self.log(f"muon: Newton-Schulz in {str(opt.ns_dtype).removeprefix('torch.')} ({opt.ns_dtype_reason})")
         self.params = [p for p in model.parameters() if p.requires_grad]
         self._stop_requested = False
@@ -137,7 +136,8 @@ class Trainer:
     def resume(self) -> None:
         # A model that grew during training has more tensors in later checkpoints: grow the fresh
         # model to the checkpoint's step first (axon.models.progressive.grow_to_step).
-        if hasattr(self.model, "grow_to_step") and self.model.grow_to_step(latest_step(self.ckpt_dir) or 0):
+        step = latest_step(self.ckpt_dir) or 0
+        if any([cb.at_resume(step) for cb in self.callbacks]):  # a list: every callback runs
             self._rebuild_optimizers()
         path, state = load_latest(self.ckpt_dir, self.model, self.optimizers, rank=self.dist.rank)
         self.state = TrainState(**state)
@@ -181,8 +181,8 @@ class Trainer:
                 self.log(f"interrupted: saving a checkpoint at step {st.step}")
                 self.interrupted = True
                 break
-            if hasattr(self.model, "grow_for_step") and self.model.grow_for_step(st.step):
-                self._rebuild_optimizers()  # the model grew new parameters before this step
+            if any([cb.before_step(st.step) for cb in self.callbacks]):
+                self._rebuild_optimizers()  # e.g. the model grew new parameters before this step
             lr_scale = self._set_lr(st.step, now)
             loss, grad_norm = self._train_step(st.step)
             if not math.isfinite(loss) or not math.isfinite(grad_norm):
@@ -204,8 +204,7 @@ class Trainer:
                     record["mfu"] = self.flops_per_token * tps / (self.peak * self.dist.world_size)
                 if st.skipped_steps:
                     record["skipped_steps"] = st.skipped_steps
-                if hasattr(self.model, "routing_metrics"):  # e.g. MoE expert loads since the last record
-                    record.update(self._mean_over_ranks(self.model.routing_metrics()))
+                record.update(self._mean_over_ranks(self.model.metrics()))  # e.g. MoE expert loads since the last record
                 if evaluate:
                     val = self.evaluate(tc.eval_batches)
                     val_loss = record["val_loss"] = val["loss"]
@@ -255,7 +254,7 @@ class Trainer:
         auto), and replicas that rounded their updates differently would drift apart. If any rank
         chose float32, all take it."""
         for opt in self.optimizers:
-            if hasattr(opt, "ns_dtype_reason") and self.dist.enabled:
+            if isinstance(opt, Muon) and self.dist.enabled:
                 if self.dist.all_reduce([float(opt.ns_dtype == torch.float32)], "max").item() and opt.ns_dtype != torch.float32:
                     opt.ns_dtype, opt.ns_dtype_reason = torch.float32, opt.ns_dtype_reason + "; float32 because another rank chose it"
 
