@@ -102,7 +102,6 @@ def test_ranks_agree_on_one_dtype(monkeypatch):
     """A rank whose probe said float32 makes every rank use it (a DDP replica must not round its
     updates differently). Two ranks simulated: the all-reduce returns the other rank's vote."""
     from axon.train import distributed as D
-    from axon.train.trainer import Trainer
 
     class TwoRanks(D.Dist):
         enabled = property(lambda self: True)
@@ -113,6 +112,5 @@ def test_ranks_agree_on_one_dtype(monkeypatch):
     cfg = load_config(None, ["--model.preset=tiny", "--model.vocab_size=65"])
     muon, _ = O.build_optimizers(build_model(cfg.model), cfg.optim)
     muon.ns_dtype, muon.ns_dtype_reason = torch.bfloat16, "auto: fast here"
-    stub = type("T", (), {"optimizers": [muon], "dist": TwoRanks()})()
-    Trainer._agree_on_muon_dtype(stub)
+    TwoRanks().agree_on_dtype([muon])
     assert muon.ns_dtype == torch.float32 and "another rank chose it" in muon.ns_dtype_reason

@@ -130,6 +130,128 @@ class Dist:
     def _comm_device(self) -> torch.device:
         return self.device if dist.get_backend() == "nccl" else torch.device("cpu")
 
+    # -- the decisions a training loop needs, each the identity on one process --------------
+
+    def seed(self, seed: int) -> None:
+        """Every rank starts from the same weights (seeded alike before the model is built); from
+        here on each draws its own dropout masks."""
+        if self.rank > 0:
+            torch.manual_seed(seed + 1_000_003 * self.rank)
+
+    def agree_to_stop(self, stop: bool, elapsed: float) -> tuple[bool, float]:
+        """Every rank stops at the same step and follows one clock (the slowest): (any rank asked
+        to stop, the largest elapsed time)."""
+        if not self.enabled:
+            return stop, elapsed
+        flag, elapsed = self.all_reduce([float(stop), elapsed], "max").tolist()
+        return flag > 0, elapsed
+
+    def mean(self, metrics: dict[str, float]) -> dict[str, float]:
+        """Each figure averaged over ranks (e.g. an MoE's expert loads)."""
+        if not self.enabled or not metrics:
+            return metrics
+        keys = sorted(metrics)
+        return dict(zip(keys, self.all_reduce([metrics[k] for k in keys], "mean").tolist()))
+
+    def no_sync(self, wrapped: nn.Module, last_micro_step: bool):
+        """A context for one micro-step's backward: gradients are all-reduced on the last only."""
+        return no_grad_sync(wrapped, last_micro_step)
+
+    def batch(self, dataset, step: int, batch_size: int, block_size: int, seed: int, micro_step: int) -> tuple:
+        """This rank's rows of one micro-step (:func:`rank_batch`)."""
+        return rank_batch(dataset, self, step, batch_size, block_size, seed, micro_step)
+
+    def grad_norm(self, params, clip: float) -> torch.Tensor:
+        """Clip the gradients to a global norm of ``clip``; the norm before clipping. DDP's
+        gradients are averaged over ranks by now and FSDP's norm covers every shard: both global."""
+        return full(torch.nn.utils.clip_grad_norm_(params, clip))
+
+    def agree_on_dtype(self, optimizers) -> None:
+        """Every rank's Muon orthogonalises in one dtype: each probes its own CPU
+        (optim.muon_dtype auto), and replicas that rounded their updates differently would drift
+        apart. If any rank chose float32, all take it."""
+        from axon.train.optim import Muon
+
+        for opt in optimizers:
+            if isinstance(opt, Muon) and self.enabled:
+                if self.all_reduce([float(opt.ns_dtype == torch.float32)], "max").item() and opt.ns_dtype != torch.float32:
+                    opt.ns_dtype, opt.ns_dtype_reason = torch.float32, opt.ns_dtype_reason + "; float32 because another rank chose it"
+
+    def evaluate(self, model: nn.Module, objective, batches, autocast=None) -> dict[str, float]:
+        """The metrics of ``batches`` (on this device already) as one process computes them.
+
+        Batch i goes to rank i mod world_size and the sums are reduced, so every rank gets the
+        figure one process would compute. FSDP ranks all run ceil(n / world_size) forward passes
+        (each gathers the shards collectively), the short ones on a spare batch.
+        """
+        from axon.eval import evaluate, evaluation_sums, summarize_sums
+
+        if not self.enabled:
+            return evaluate(model, objective, batches, autocast)
+        seen: dict = {"n": 0, "spare": None}
+
+        def mine():
+            for i, batch in enumerate(batches):
+                seen["n"], seen["spare"] = i + 1, seen["spare"] if seen["spare"] is not None else batch
+                if i % self.world_size == self.rank:
+                    yield batch
+
+        total, count, correct = evaluation_sums(model, objective, mine(), autocast)
+        if self.fsdp:
+            spare = split_evenly(seen["n"], self) - len(range(self.rank, seen["n"], self.world_size))
+            evaluation_sums(model, objective, (seen["spare"] for _ in range(spare)), autocast)
+        total, count, correct, has_correct = self.all_reduce([total, count, correct or 0, correct is not None], "sum").tolist()
+        return summarize_sums(total, int(count), int(correct) if has_correct else None)
+
+    def gather_model(self, model: nn.Module, plain) -> nn.Module | None:
+        """The trained model as one unsharded module: ``model`` itself, or (FSDP) ``plain()``, an
+        unsharded copy rank 0 fills with the gathered weights (every rank must call this; the
+        others get None)."""
+        if not self.fsdp:
+            return model
+        from axon.errors import AxonError
+        from axon.train.checkpoint import model_tensors, tied_names
+
+        weights, _ = model_tensors(model, keep=self.is_main)
+        if not self.is_main:
+            return None
+        plain = plain()
+        missing, unexpected = plain.load_state_dict(weights, strict=False)
+        tied = set(tied_names(plain.state_dict()))
+        if unexpected or set(missing) - tied:
+            raise AxonError(f"gathered weights do not fit the plain model (missing {sorted(missing)[:3]}, unexpected {unexpected[:3]})")
+        return plain
+
+    def rng_states(self) -> dict[str, torch.Tensor] | None:
+        """For a checkpoint: every other rank's RNG states (``rank{r}.rng.torch`` / ``.cuda``) next
+        to rank 0's own (None on one process: the checkpoint takes this process's states)."""
+        if not self.enabled:
+            return None
+        from axon.train.checkpoint import rng_state
+
+        rng = rng_state() if self.is_main else {}
+        for r, t in enumerate(self.all_gather_tensor(torch.get_rng_state())):
+            if r > 0:
+                rng[f"rank{r}.rng.torch"] = t
+        if self.device.type == "cuda":
+            for r, t in enumerate(self.all_gather_tensor(torch.cuda.get_rng_state(self.device))):
+                if r > 0:
+                    rng[f"rank{r}.rng.cuda"] = t
+        return rng
+
+
+def resolve_device(name: str) -> torch.device:
+    """``train.device`` as a torch device: ``auto`` is CUDA when there is one, else the CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"train.device: unknown device {name!r}; use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("train.device: cuda requested but no CUDA device is available; use cpu or auto")
+    return device
+
 
 def launched_by_torchrun() -> bool:
     return "WORLD_SIZE" in os.environ and "RANK" in os.environ
@@ -141,8 +263,6 @@ def init_distributed(device_name: str, parallel: str) -> Dist:
     ``device_name`` is ``train.device``: ``auto`` / ``cuda`` take GPU ``LOCAL_RANK`` when CUDA is
     there (NCCL), else the CPU (gloo).
     """
-    from axon.train.run import resolve_device
-
     if not launched_by_torchrun() or int(os.environ["WORLD_SIZE"]) == 1:
         return Dist(device=resolve_device(device_name), parallel=parallel)
     rank, world, local = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ.get("LOCAL_RANK", 0))
@@ -284,6 +404,22 @@ def wrap_model(model: nn.Module, d: Dist, bf16: bool) -> nn.Module:
     device_ids = [d.device.index] if d.device.type == "cuda" else None
     no_sync = "forward_sync_buffers" if "forward_sync_buffers" in inspect.signature(DDP.__init__).parameters else "broadcast_buffers"
     return DDP(model, device_ids=device_ids, **{no_sync: False})
+
+
+def parallelize(model: nn.Module, d: Dist, train_cfg, bf16: bool) -> tuple[nn.Module, nn.Module]:
+    """``(forward_model, eval_model)``: the module a training step calls and the one evaluation
+    calls, after activation checkpointing, compile, and DDP / FSDP as the run asks. Evaluation
+    never goes through DDP's wrapper: it runs a different number of batches on each rank."""
+    if train_cfg.activation_checkpointing:
+        apply_activation_checkpointing(model)
+    if not d.enabled:
+        model = torch.compile(model) if train_cfg.compile else model
+        return model, model
+    if d.fsdp and any(cb.changes_parameters for cb in model.callbacks()):
+        raise ConfigError("train.parallel: a growing model cannot be sharded (FSDP units are fixed at the start); use ddp")
+    if train_cfg.compile:
+        compile_blocks(model)
+    return wrap_model(model, d, bf16), model
 
 
 def no_grad_sync(wrapped: nn.Module, last_micro_step: bool):

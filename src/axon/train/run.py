@@ -25,18 +25,7 @@ import torch
 from axon.config import RunConfig, dump_config, load_config, to_dict
 from axon.errors import AxonError, ConfigError, DataError
 from axon.models import build_model
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise ConfigError(f"train.device: unknown device {name!r}; use auto, cpu, cuda or cuda:N") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("train.device: cuda requested but no CUDA device is available; use cpu or auto")
-    return device
+from axon.train.distributed import resolve_device
 
 
 def cache_root(data_cfg) -> Path:
@@ -236,8 +225,7 @@ def _train(cfg: RunConfig, d, resume, overrides) -> dict:
             from axon.train.lora import setup_lora
 
             lora_info = setup_lora(model, cfg.lora, log=d.is_main)
-        if d.rank > 0:  # the same initial weights, but each rank its own dropout masks from here on
-            torch.manual_seed(tc.seed + 1_000_003 * d.rank)
+        d.seed(tc.seed)  # the same initial weights on every rank, but each its own dropout masks from here on
         model = model.to(device, dtype=torch.float64) if tc.dtype == "fp64" else model.to(device)
         flops = model.flops_per_token()
         trainer = Trainer(cfg, model, task.objective, task.train_data, task.val_data, run_dir, device,

@@ -13,10 +13,14 @@ Exact resume: batches are a pure function of (seed, step) (see ``axon.data.loade
 a function of the step, and the checkpoint holds model, optimizer and RNG states, so a run
 resumed from step s computes bit for bit what the uninterrupted run computed (on CPU).
 
-Distributed (``axon.train.distributed``): every rank runs this loop on its slice of each batch;
-losses, metrics and evaluation sums are reduced over ranks, stop decisions (Ctrl-C, the
-wall-clock budget) are agreed on by all of them, and only rank 0 logs, plots, samples and writes
-checkpoints.
+The model is asked only through its contract (``axon.models.base``): FLOPs per token, metrics
+to log, and callbacks such as progressive growth, which may add parameters before a step.
+
+Distributed: every rank runs this loop on its slice of each batch. Each decision that involves
+the other processes -- this rank's rows, agreed stops, reduced losses and metrics, sharded
+evaluation, the gathered model, every rank's RNG in a checkpoint -- is a call on ``self.dist``
+(``axon.train.distributed.Dist``), the identity on one process; only the main process logs,
+plots, samples and writes checkpoints.
 """
 
 from __future__ import annotations
@@ -32,17 +36,13 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from axon.errors import AxonError, ConfigError
-from axon.eval import evaluate, evaluation_sums, summarize_sums
+from axon.errors import AxonError
 from axon.train import distributed as D
 from axon.train.checkpoint import (
     latest_step,
     list_checkpoints,
     load_latest,
-    model_tensors,
-    rng_state,
     save_checkpoint,
-    tied_names,
 )
 from axon.train.logging import MetricsLogger, plot_losses
 from axon.train.optim import Muon, build_optimizers
@@ -97,15 +97,13 @@ class Trainer:
         self.callbacks = model.callbacks()  # the model's hooks into this loop (axon.models.base)
         for callback in self.callbacks:
             callback.check(self.max_steps)
-        if self.dist.fsdp and any(cb.changes_parameters for cb in self.callbacks):
-            raise ConfigError("train.parallel: a growing model cannot be sharded (FSDP units are fixed at the start); use ddp")
         self.state = TrainState()
         self.ckpt_dir = run_dir / "checkpoints"
         self.use_bf16 = self.tc.dtype == "bf16" or (self.tc.dtype == "auto" and device.type == "cuda")
         self.autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if self.use_bf16 else None
         self._wrap()  # before the optimizers: FSDP replaces the parameters by their shards
         self.optimizers = build_optimizers(model, cfg.optim)
-        self._agree_on_muon_dtype()
+        self.dist.agree_on_dtype(self.optimizers)
         for opt in self.optimizers:
             if isinstance(opt, Muon):  # which dtype its orthogonalisation runs in, and why
                 self.log(f"muon: Newton-Schulz in {str(opt.ns_dtype).removeprefix('torch.')} ({opt.ns_dtype_reason})")
@@ -117,17 +115,8 @@ class Trainer:
 
     def _wrap(self) -> None:
         """``forward_model``, the module a training step calls, and ``eval_model``, the one
-        evaluation calls: activation checkpointing, compile, then DDP / FSDP (axon.train.distributed)."""
-        tc, d = self.tc, self.dist
-        if tc.activation_checkpointing:
-            D.apply_activation_checkpointing(self.model)
-        if not d.enabled:
-            self.forward_model = self.eval_model = torch.compile(self.model) if tc.compile else self.model
-            return
-        if tc.compile:
-            D.compile_blocks(self.model)
-        self.forward_model = D.wrap_model(self.model, d, self.use_bf16)
-        self.eval_model = self.model  # never DDP's wrapper: evaluation runs a different number of batches per rank
+        evaluation calls (axon.train.distributed.parallelize)."""
+        self.forward_model, self.eval_model = D.parallelize(self.model, self.dist, self.tc, self.use_bf16)
 
     def log(self, message: str) -> None:
         if self.dist.is_main:
@@ -170,10 +159,7 @@ class Trainer:
         window_t, window_tokens = time.perf_counter(), 0
         val_loss = None
         while st.step < self.max_steps:
-            now, stop = time.perf_counter() - start, self._stop_requested
-            if self.dist.enabled:  # every rank must stop at the same step and follow one clock (the slowest)
-                flag, now = self.dist.all_reduce([float(stop), now], "max").tolist()
-                stop = flag > 0
+            stop, now = self.dist.agree_to_stop(self._stop_requested, time.perf_counter() - start)
             if tc.max_seconds is not None and now >= tc.max_seconds:
                 self.log(f"wall-clock budget of {tc.max_seconds:g} s reached at step {st.step}")
                 break
@@ -204,7 +190,7 @@ class Trainer:
                     record["mfu"] = self.flops_per_token * tps / (self.peak * self.dist.world_size)
                 if st.skipped_steps:
                     record["skipped_steps"] = st.skipped_steps
-                record.update(self._mean_over_ranks(self.model.metrics()))  # e.g. MoE expert loads since the last record
+                record.update(self.dist.mean(self.model.metrics()))  # e.g. MoE expert loads since the last record
                 if evaluate:
                     val = self.evaluate(tc.eval_batches)
                     val_loss = record["val_loss"] = val["loss"]
@@ -235,12 +221,6 @@ class Trainer:
 
     # ---------------------------------------------------------------------------------------
 
-    def _mean_over_ranks(self, metrics: dict) -> dict:
-        if not self.dist.enabled or not metrics:
-            return metrics
-        keys = sorted(metrics)
-        return dict(zip(keys, self.dist.all_reduce([metrics[k] for k in keys], "mean").tolist()))
-
     @property
     def peak(self) -> float | None:
         if not hasattr(self, "_peak"):
@@ -249,22 +229,13 @@ class Trainer:
             self._peak = self.tc.peak_flops or peak_flops(self.device)
         return self._peak
 
-    def _agree_on_muon_dtype(self) -> None:
-        """Every rank's Muon orthogonalises in one dtype: each probes its own CPU (optim.muon_dtype
-        auto), and replicas that rounded their updates differently would drift apart. If any rank
-        chose float32, all take it."""
-        for opt in self.optimizers:
-            if isinstance(opt, Muon) and self.dist.enabled:
-                if self.dist.all_reduce([float(opt.ns_dtype == torch.float32)], "max").item() and opt.ns_dtype != torch.float32:
-                    opt.ns_dtype, opt.ns_dtype_reason = torch.float32, opt.ns_dtype_reason + "; float32 because another rank chose it"
-
     def _rebuild_optimizers(self) -> None:
         """After the model gained parameters: new optimizers over all of them, each existing
         parameter keeping its state (Adam moments, Muon momentum), the new ones starting fresh.
         FLOPs per token (hence MFU) follow the new depth."""
         old = {p: st for opt in self.optimizers for p, st in opt.state.items()}
         self.optimizers = build_optimizers(self.model, self.cfg.optim)
-        self._agree_on_muon_dtype()
+        self.dist.agree_on_dtype(self.optimizers)
         for opt in self.optimizers:
             for group in opt.param_groups:
                 for p in group["params"]:
@@ -291,15 +262,14 @@ class Trainer:
         tc, d = self.tc, self.dist
         total = torch.zeros((), device=self.device, dtype=torch.float64)  # not rounded to fp32 in an fp64 run
         for micro in range(tc.grad_accum):
-            batch = self._to_device(D.rank_batch(self.train_data, d, step, tc.batch_size, self.block_size, tc.seed, micro))
-            with D.no_grad_sync(self.forward_model, micro == tc.grad_accum - 1):
+            batch = self._to_device(d.batch(self.train_data, step, tc.batch_size, self.block_size, tc.seed, micro))
+            with d.no_sync(self.forward_model, micro == tc.grad_accum - 1):
                 with self.autocast() if self.autocast else contextlib.nullcontext():
                     loss, _ = self.objective(self.forward_model, batch)
                 (loss / tc.grad_accum).backward()
             total += loss.detach()
         clip = self.cfg.optim.grad_clip if self.cfg.optim.grad_clip > 0 else float("inf")
-        # DDP's gradients are averaged over ranks by now, FSDP's norm is over all shards: both global
-        grad_norm = D.full(torch.nn.utils.clip_grad_norm_(self.params, clip))
+        grad_norm = d.grad_norm(self.params, clip)  # over every rank's gradients
         loss_value, norm_value = float(d.all_reduce(total / tc.grad_accum, "mean")), grad_norm.item()
         if math.isfinite(loss_value) and math.isfinite(norm_value):
             for opt in self.optimizers:
@@ -325,45 +295,18 @@ class Trainer:
         return tuple(t.to(self.device, non_blocking=True) for t in batch)
 
     def evaluate(self, max_batches: int | None) -> dict[str, float]:
-        """Validation metrics: ``loss`` (and e.g. ``accuracy``), over ``max_batches`` or the whole split.
-
-        Distributed: batch i goes to rank i mod world_size and the sums are reduced, so every rank
-        gets the figure one process would compute. FSDP ranks all run ceil(n / world_size)
-        forward passes (each gathers the shards collectively), the short ones on a spare batch.
-        """
+        """Validation metrics: ``loss`` (and e.g. ``accuracy``), over ``max_batches`` or the whole split."""
         batches = self.val_data.iter_eval_batches(self.tc.batch_size, self.block_size, max_batches)
-        d = self.dist
-        if not d.enabled:
-            return evaluate(self.eval_model, self.objective, (self._to_device(b) for b in batches), self.autocast)
-        seen: dict = {"n": 0, "spare": None}
-
-        def mine():
-            for i, batch in enumerate(batches):
-                seen["n"], seen["spare"] = i + 1, seen["spare"] if seen["spare"] is not None else batch
-                if i % d.world_size == d.rank:
-                    yield self._to_device(batch)
-
-        total, count, correct = evaluation_sums(self.eval_model, self.objective, mine(), self.autocast)
-        if d.fsdp:
-            spare = D.split_evenly(seen["n"], d) - len(range(d.rank, seen["n"], d.world_size))
-            evaluation_sums(self.eval_model, self.objective, (self._to_device(seen["spare"]) for _ in range(spare)), self.autocast)
-        total, count, correct, has_correct = d.all_reduce([total, count, correct or 0, correct is not None], "sum").tolist()
-        return summarize_sums(total, int(count), int(correct) if has_correct else None)
+        return self.dist.evaluate(self.eval_model, self.objective, (self._to_device(b) for b in batches), self.autocast)
 
     def plain_model(self) -> nn.Module | None:
-        """The trained model as one unsharded module: the model itself, or (FSDP) a copy rank 0
-        fills with the gathered weights (every rank must call it; the others get None)."""
-        if not self.dist.fsdp:
-            return self.model
-        weights, _ = model_tensors(self.model, keep=self.dist.is_main)
-        if not self.dist.is_main:
-            return None
+        """The trained model as one unsharded module (sharded runs gather it on the main process;
+        every process must call this, the others get None)."""
+        return self.dist.gather_model(self.model, self._plain_copy)
+
+    def _plain_copy(self) -> nn.Module:
         if self._plain is None:
             self._plain = self.plain_factory().to(self.device)
-        missing, unexpected = self._plain.load_state_dict(weights, strict=False)
-        tied = set(tied_names(self._plain.state_dict()))
-        if unexpected or set(missing) - tied:
-            raise AxonError(f"gathered weights do not fit the plain model (missing {sorted(missing)[:3]}, unexpected {unexpected[:3]})")
         return self._plain
 
     def _sample(self, step: int, val_loss: float) -> None:
@@ -380,18 +323,8 @@ class Trainer:
         """Checkpoint (every rank takes part; rank 0 writes, with every rank's RNG state)."""
         d = self.dist
         self.state.world_size, self.state.batch_size = d.world_size, self.tc.batch_size
-        rng = None
-        if d.enabled:
-            rng = rng_state() if d.is_main else {}
-            for r, t in enumerate(d.all_gather_tensor(torch.get_rng_state())):
-                if r > 0:
-                    rng[f"rank{r}.rng.torch"] = t
-            if self.device.type == "cuda":
-                for r, t in enumerate(d.all_gather_tensor(torch.cuda.get_rng_state(self.device))):
-                    if r > 0:
-                        rng[f"rank{r}.rng.cuda"] = t
         return save_checkpoint(self.ckpt_dir, self.state.step, self.model, self.optimizers, vars(self.state),
-                               self.tc.keep_checkpoints, write=d.is_main, rng=rng)
+                               self.tc.keep_checkpoints, write=d.is_main, rng=d.rng_states())
 
     # ---------------------------------------------------------------------------------------
 
