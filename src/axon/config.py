@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 import yaml
 
-from axon.errors import ConfigError
+from axon.errors import ConfigError, check
 
 
 # --------------------------------------------------------------------------------------------
@@ -134,12 +134,6 @@ def to_dict(obj: Any) -> dict[str, Any]:
         return v
 
     return plain(obj)
-
-
-def check(cond: bool, field_name: str, message: str) -> None:
-    """Raise ConfigError "<field_name>: <message>" unless ``cond`` — for ``__post_init__`` checks."""
-    if not cond:
-        raise ConfigError(f"{field_name}: {message}")
 
 
 # --------------------------------------------------------------------------------------------

@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from axon.config import check
+from axon.errors import check
 from axon.models.flops import transformer_flops_per_token
 from axon.nn import CrossAttention, GeluMLP, key_padding_mask
 

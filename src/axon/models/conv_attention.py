@@ -60,7 +60,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from axon.config import check
+from axon.errors import check
 from axon.models.decoder import Block, DecoderConfig
 from axon.nn import RMSNorm, RotaryEmbedding, build_norm
 

@@ -26,7 +26,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from axon.config import check
+from axon.errors import check
 from axon.models.flops import transformer_flops_per_token
 from axon.nn import CausalSelfAttention, RMSNorm, RotaryEmbedding, build_mlp, build_norm
 from axon.nn.masks import (

@@ -42,7 +42,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from axon.config import check
+from axon.errors import check
 from axon.nn import RMSNorm
 from axon.nn.precision import at_least_fp32
 from axon.nn.ssm import scan_chunked, scan_sequential, selective_step

@@ -69,7 +69,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from axon.config import check
+from axon.errors import check
 from axon.models.decoder import Block, Decoder, DecoderConfig
 from axon.models.flops import transformer_flops_per_token
 from axon.nn.lora import apply_lora, is_lora_param

@@ -32,7 +32,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from axon.config import check
+from axon.errors import check
 
 CELLS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 GATES = {"rnn": 1, "lstm": 4, "gru": 3}  # weight matrices stacked per layer in torch's layout

@@ -27,7 +27,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from axon.config import check
+from axon.errors import check
 from axon.models.rnn import CELLS, init_forget_bias, recurrent_matmul_params
 
 

@@ -39,8 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from axon.config import check
-from axon.errors import ConfigError
+from axon.errors import ConfigError, check
 from axon.nn import (
     CausalSelfAttention,
     CrossAttention,

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from axon.config import check
+from axon.errors import check
 
 
 @dataclass

@@ -105,7 +105,7 @@ def kv_cache_key_positions(cache, S: int) -> torch.Tensor:
 
 def check_attention_pattern(cfg) -> None:
     """ConfigErrors for impossible pattern settings of a decoder config (one line each)."""
-    from axon.config import check
+    from axon.errors import check
 
     kind = cfg.attention
     check(kind == "sliding" or cfg.attn_window is None, "model.attn_window",
