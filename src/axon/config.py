@@ -163,6 +163,11 @@ class DataConfig:
         check(0.0 < self.mask_prob < 1.0, "mask_prob", f"must be in (0, 1), got {self.mask_prob}")
 
 
+# The names axon.train.optim.OPTIMIZERS builds, in its order. A copy, so that validating a config
+# does not import the trainer (and torch); tests/test_layering.py checks that the two agree.
+OPTIMIZER_NAMES = ("adamw", "adam", "amsgrad", "adamax", "nadam", "sgd", "rmsprop", "adagrad", "adadelta", "muon")
+
+
 @dataclass
 class OptimConfig:
     name: str = "muon"  # any torch.optim optimizer by name (adamw, sgd, ...), or muon
@@ -184,9 +189,8 @@ class OptimConfig:
         check(self.lr > 0, "lr", f"must be positive, got {self.lr}")
         check(self.weight_decay >= 0, "weight_decay", "must be >= 0")
         check(self.grad_clip >= 0, "grad_clip", "must be >= 0 (0 disables clipping)")
-        from axon.train.optim import OPTIMIZERS
-
-        check(self.name.lower() in OPTIMIZERS, "name", f"unknown optimizer {self.name!r}; choose one of: {', '.join(OPTIMIZERS)}")
+        check(self.name.lower() in OPTIMIZER_NAMES, "name",
+              f"unknown optimizer {self.name!r}; choose one of: {', '.join(OPTIMIZER_NAMES)}")
 
 
 @dataclass
