@@ -29,13 +29,8 @@ from torch import nn
 from axon.errors import check
 from axon.models.flops import transformer_flops_per_token
 from axon.nn import CausalSelfAttention, RMSNorm, RotaryEmbedding, build_mlp, build_norm
-from axon.nn.masks import (
-    check_attention_pattern,
-    decoder_pattern_mask,
-    sliding_everywhere,
-    uses_pattern,
-)
-from axon.nn.moe import MoE, aux_losses, build_moe, moe_layers, routing_metrics
+from axon.nn.masks import AttentionPattern, forward_pattern_mask
+from axon.nn.moe import MoE, aux_losses, moe_layers, routing_metrics
 from axon.nn.positional import check_rope_scaling
 
 
@@ -110,7 +105,7 @@ class DecoderConfig:
         check(self.rope_theta > 0, "model.rope_theta", "must be positive")
         problem = check_rope_scaling(self.rope_scaling)
         check(problem is None, "model.rope_scaling", problem or "")
-        check_attention_pattern(self)
+        self._check_attention()
 
     def _check_moe(self) -> None:
         check(self.moe_experts >= 0, "model.moe_experts", "must be >= 0 (0 = dense)")
@@ -131,15 +126,57 @@ class DecoderConfig:
         check(self.moe_aux_loss >= 0, "model.moe_aux_loss", "must be >= 0")
         check(self.moe_z_loss >= 0, "model.moe_z_loss", "must be >= 0")
 
+    def _check_attention(self) -> None:
+        """Impossible sparse-pattern settings (attention, attn_*), one line each."""
+        kind = self.attention
+        check(kind == "sliding" or self.attn_window is None, "model.attn_window",
+              f"is only used by attention=sliding (got attention={kind}); remove it or set model.attention=sliding")
+        for name in ("attn_block", "attn_summary"):
+            check(kind == "block_sparse" or getattr(self, name) is None, f"model.{name}",
+                  f"is only used by attention=block_sparse (got attention={kind}); remove it or set model.attention=block_sparse")
+        check(kind != "dense" or self.attn_layers is None, "model.attn_layers",
+              "lists the layers that use a sparse pattern, but attention=dense; set model.attention or remove it")
+        if kind == "sliding":
+            W = self.attn_window
+            check(W is not None, "model.attn_window", "attention=sliding needs attn_window (keys each query sees, itself included)")
+            check(W >= 1, "model.attn_window", f"must be >= 1 (got {W}); a query always sees at least itself")
+            check(W <= self.block_size, "model.attn_window",
+                  f"window {W} is larger than the context block_size={self.block_size}; use a window <= block_size (= block_size is dense)")
+        if kind == "block_sparse":
+            l, c = self.attn_block, self.attn_summary
+            check(l is not None, "model.attn_block", "attention=block_sparse needs attn_block (the block length)")
+            check(1 <= l <= self.block_size, "model.attn_block", f"must be in [1, block_size={self.block_size}] (got {l})")
+            check(c is None or 1 <= c <= l, "model.attn_summary", f"must be in [1, attn_block={l}] (got {c})")
+        if self.attn_layers is not None:
+            layers = list(self.attn_layers)
+            check(len(layers) > 0, "model.attn_layers", "is empty; list at least one layer, or use attention=dense")
+            check(all(0 <= i < self.n_layer for i in layers), "model.attn_layers",
+                  f"{layers} has layers outside 0..{self.n_layer - 1} (n_layer={self.n_layer})")
+            check(len(set(layers)) == len(layers), "model.attn_layers", f"{layers} lists a layer twice")
+
     def is_moe_layer(self, i: int) -> bool:
         return self.moe_experts > 0 and (i + 1) % self.moe_every == 0
+
+    @property
+    def moe_normalize(self) -> bool:
+        """Renormalise the top-k gates: moe_norm_topk, or by default iff moe_top_k > 1."""
+        return self.moe_top_k > 1 if self.moe_norm_topk is None else self.moe_norm_topk
+
+    def uses_pattern(self, layer: int) -> bool:
+        """Does layer ``layer`` use the sparse pattern of ``attention`` (else dense causal)?"""
+        return self.attention != "dense" and (self.attn_layers is None or layer in self.attn_layers)
+
+    @property
+    def slides_everywhere(self) -> bool:
+        """Every layer slides: the model's keys never reach back more than attn_window tokens."""
+        return self.attention == "sliding" and all(self.uses_pattern(i) for i in range(self.n_layer))
 
     @property
     def context_limit(self) -> int | None:
         """Most tokens a sequence may hold in generation (``axon.generate.cache.context_limit``):
         none for a RoPE model that slides in every layer (its keys reach back attn_window tokens
         and rotary positions keep counting, as Mistral's), block_size otherwise."""
-        return None if self.pos == "rope" and sliding_everywhere(self) else self.block_size
+        return None if self.pos == "rope" and self.slides_everywhere else self.block_size
 
     @property
     def kv_heads(self) -> int:
@@ -207,6 +244,16 @@ PRESETS: dict[str, dict] = {
 }
 
 
+def build_moe(cfg: DecoderConfig) -> MoE:
+    """The MoE layer the config's ``moe_*`` fields describe (experts follow its ``mlp``)."""
+    return MoE(
+        cfg.n_embd, cfg.moe_hidden or cfg.hidden, cfg.moe_experts, cfg.moe_top_k, mlp=cfg.mlp,
+        capacity_factor=cfg.moe_capacity_factor, normalize=cfg.moe_normalize,
+        n_shared=cfg.moe_shared_experts, aux_loss=cfg.moe_aux_loss, z_loss=cfg.moe_z_loss,
+        bias=cfg.bias, dropout=cfg.dropout,
+    )
+
+
 class Block(nn.Module):
     def __init__(self, cfg: DecoderConfig, layer: int = 0):
         super().__init__()
@@ -240,6 +287,12 @@ class Decoder(nn.Module):
         if cfg.tie_embeddings:
             self.lm_head.weight = self.wte.weight
         self.reset_parameters()
+
+    @property
+    def attention_pattern(self) -> AttentionPattern:
+        """model.attention and its sizes, as axon.nn.masks takes them (the layers: config.uses_pattern)."""
+        cfg = self.config
+        return AttentionPattern(cfg.attention, window=cfg.attn_window, block=cfg.attn_block, summary=cfg.attn_summary)
 
     def reset_parameters(self) -> None:
         """GPT-2 init: N(0, 0.02) weights, zero biases, unit norm gains, and the projections that
@@ -283,14 +336,12 @@ class Decoder(nn.Module):
         """Training FLOPs per token at context ``seq_len`` (default block_size), for MFU; an MoE
         counts its active parameters (the k experts a token visits, plus router and shared ones);
         a sliding-window layer attends to min(seq_len, attn_window) keys (axon.models.flops)."""
-        from axon.nn.masks import uses_pattern
-
         cfg = self.config
         T = seq_len or cfg.block_size
         matmul_params = self.active_params(non_embedding=True)
         if cfg.tie_embeddings:  # the head's matmul is work even though its matrix is the embedding
             matmul_params += cfg.vocab_size * cfg.n_embd
-        keys = [min(T, cfg.attn_window) if cfg.attention == "sliding" and uses_pattern(cfg, i) else T for i in range(cfg.n_layer)]
+        keys = [min(T, cfg.attn_window) if cfg.attention == "sliding" and cfg.uses_pattern(i) else T for i in range(cfg.n_layer)]
         return transformer_flops_per_token(matmul_params, cfg.n_layer, cfg.n_head * cfg.head_dim, T, layer_keys=keys)
 
     def make_cache(self, batch_size: int, max_len: int | None = None):
@@ -300,7 +351,7 @@ class Decoder(nn.Module):
         from axon.generate.cache import KVCache
 
         cfg, p = self.config, self.lm_head.weight
-        if sliding_everywhere(cfg):
+        if cfg.slides_everywhere:
             from axon.generate.window import WindowCache
 
             limit = cfg.context_limit  # None (RoPE): the ring may be fed past block_size
@@ -340,9 +391,9 @@ class Decoder(nn.Module):
                 rope = self.rope(positions, T) if shared else self.rope(positions)
         if self.training and self.config.dropout:
             x = self.drop(x)
-        local = decoder_pattern_mask(self.config, cache, positions, T, mask, idx.device)  # None: all dense
+        local = forward_pattern_mask(self.attention_pattern, cache, positions, T, mask, idx.device)  # None: all dense
         for i, block in enumerate(self.blocks):
-            x = block(x, rope, cache, i, local if uses_pattern(self.config, i) else mask)
+            x = block(x, rope, cache, i, local if self.config.uses_pattern(i) else mask)
         if cache is not None:
             cache.commit()
         if last_only:
