@@ -1,15 +1,19 @@
 """Which layer may import which: axon.config depends on nothing above it, nn/ knows no model family.
 
 The rules are read statically: every ``import`` statement of src/axon, function-local ones
-included, so a forbidden import fails here even where no test happens to execute it. Values
-that a lower layer keeps as a copy so as not to import upwards (the optimizer names, ...) are
-checked against their originals at the end.
+included, so a forbidden import fails here even where no test happens to execute it; a
+subprocess then checks what importing axon.config and building the default recipe's config
+really load. Values that a lower layer keeps as a copy so as not to import upwards (the
+optimizer names, the RoPE scaling table, ...) are checked against their originals at the end.
 """
 
 from __future__ import annotations
 
 import ast
+import os
+import subprocess
 import sys
+import typing
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -18,7 +22,8 @@ import pytest
 
 from axon.config import OPTIMIZER_NAMES
 
-SRC = Path(__file__).resolve().parents[1] / "src"
+ROOT = Path(__file__).resolve().parents[1]
+SRC = ROOT / "src"
 
 
 @dataclass(frozen=True)
@@ -39,9 +44,18 @@ class Rule:
 RULES = [
     Rule("axon.errors", "every layer raises its errors and runs check(): it must sit below them all",
          only=(), outside=()),
+    Rule("axon.config", "reading and validating a config must not load models, trainer, data or torch",
+         only=("axon.errors", "axon.model_configs"), outside=("yaml",)),
+    Rule("axon.model_configs", "the families' configs are part of the config layer (torch-free, no models)",
+         only=("axon.errors",), outside=()),
     Rule("axon.nn", "building blocks take their options as arguments; they read no run or model-family config",
-         forbidden=("axon.train", "axon.lab", "axon.data", "axon.config", "axon.models", "axon.objectives")),
+         forbidden=("axon.train", "axon.lab", "axon.data", "axon.config", "axon.model_configs", "axon.models",
+                    "axon.objectives")),
 ]
+
+# Never loaded by `import axon.config`, nor by building and validating a run's config.
+ABOVE_CONFIG = ("axon.models", "axon.train", "axon.nn", "axon.data", "axon.lab", "axon.tasks", "axon.generate",
+                "axon.eval", "axon.interop", "axon.objectives", "axon.cli")
 
 
 def _within(name: str, package: str) -> bool:
@@ -128,6 +142,35 @@ def test_nn_takes_no_config_object():
                 assert not names & {"cfg", "config"}, f"{path.name}: {node.name}() takes a config object"
 
 
+def _loaded_by(code: str) -> list[str]:
+    """The axon modules (and torch, if so) loaded in a fresh interpreter by ``code``."""
+    probe = code + "\nimport sys\nprint(*sorted(m for m in sys.modules if m.startswith(('axon', 'torch'))))"
+    path = os.pathsep.join([str(SRC), *filter(None, [os.environ.get("PYTHONPATH")])])  # this checkout's axon first
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT, timeout=120,
+                         env={**os.environ, "PYTHONPATH": path})
+    assert out.returncode == 0, out.stderr
+    return out.stdout.split()
+
+
+@pytest.mark.parametrize("code", [
+    "import axon.config",
+    # the default recipe: model family, optimizer and every section built and validated
+    "from axon.config import load_config\n"
+    "cfg = load_config('configs/shakespeare_char.yaml', ['--optim.name=adamw', '--model.preset=tiny'])\n"
+    "assert cfg.model.family == 'decoder' and cfg.optim.name == 'adamw'",
+    # every family, from every preset
+    "from axon.config import build_model_config\n"
+    "from axon.model_configs import FAMILY_CONFIGS\n"
+    "for name, f in FAMILY_CONFIGS.items():\n"
+    "    for preset in f.presets: build_model_config({'family': name, 'preset': preset})",
+], ids=["import", "default-recipe", "every-preset"])
+def test_config_loads_nothing_above_it(code):
+    loaded = _loaded_by(code)
+    above = [m for m in loaded if m.startswith("torch") or any(_within(m, a) for a in ABOVE_CONFIG)]
+    assert not above, f"{code!r} loads {above}"
+    assert "axon.config" in loaded
+
+
 # --------------------------------------------------------------------------------------------
 # Copies kept below the layers they describe agree with their originals
 
@@ -137,3 +180,64 @@ def test_optimizer_names_are_the_trainers():
 
     assert set(OPTIMIZER_NAMES) == set(OPTIMIZERS)
     assert OPTIMIZER_NAMES == tuple(OPTIMIZERS)  # same order: the error message lists them
+
+
+def test_family_configs_are_the_models():
+    from axon.model_configs import FAMILY_CONFIGS
+    from axon.models import FAMILIES
+
+    assert list(FAMILY_CONFIGS) == list(FAMILIES)  # same order: the error message lists them
+    for name, family in FAMILIES.items():
+        assert family.config is FAMILY_CONFIGS[name].config, name
+        assert family.presets is FAMILY_CONFIGS[name].presets, name
+        assert typing.get_args(typing.get_type_hints(family.config)["family"]) == (name,)
+
+
+def test_rope_scaling_check_is_the_blocks():
+    from axon.model_configs import decoder as config_side
+    from axon.nn import positional as nn_side
+
+    assert config_side.ROPE_SCALINGS == nn_side.ROPE_SCALINGS
+    cases = [
+        None,
+        {"rope_type": "linear", "factor": 2.0},
+        {"rope_type": "linear", "factor": 0},
+        {"rope_type": "linear"},
+        {"rope_type": "linear", "factor": 2.0, "low_freq_factor": 1.0},
+        {"rope_type": "yarn", "factor": 4.0},
+        {"factor": 4.0},
+        {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+         "original_max_position_embeddings": 8192},
+        {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 4.0, "high_freq_factor": 1.0,
+         "original_max_position_embeddings": 8192},
+        {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": "1", "high_freq_factor": 4.0,
+         "original_max_position_embeddings": 8192},
+    ]
+    for scaling in cases:
+        assert config_side.check_rope_scaling(scaling) == nn_side.check_rope_scaling(scaling), scaling
+
+
+def test_attention_patterns_are_the_masks():
+    from axon.model_configs.decoder import DecoderConfig
+    from axon.nn.masks import PATTERNS
+
+    assert typing.get_args(typing.get_type_hints(DecoderConfig)["attention"]) == PATTERNS
+
+
+@pytest.mark.parametrize("options", [
+    dict(mlp="swiglu"), dict(mlp="gelu"), dict(mlp="gelu", bias=True, qk_norm=True, norm="layernorm"),
+    dict(mlp="swiglu", n_kv_head=1, qk_norm=True, pos="learned"),
+])
+def test_block_linears_are_a_built_blocks(options):
+    # ProgressiveConfig checks lora_targets against these names without building a block.
+    import torch
+    from torch import nn
+
+    from axon.model_configs.decoder import DecoderConfig
+    from axon.model_configs.progressive import block_linears
+    from axon.models.decoder import Block
+
+    cfg = DecoderConfig(vocab_size=11, block_size=8, n_layer=2, n_head=2, n_embd=16, **options)
+    with torch.device("meta"):
+        built = [n for n, m in Block(cfg).named_modules() if isinstance(m, nn.Linear)]
+    assert block_linears(cfg) == built

@@ -5,6 +5,10 @@ before any tensor is allocated, with a message that names the field (DESIGN.md, 
 keys and wrong types are :class:`~axon.errors.ConfigError`s that list the valid choices. The
 ``model`` section is the config dataclass of the family named by ``model.family``; ``model.preset``
 starts it from a named size (``gpt2``, ``llama-1b``, ``tiny``, ...).
+
+This module imports nothing from axon but ``axon.errors`` and the families' configs
+(``axon.model_configs``), none of which imports torch: reading and validating a config loads no
+model, trainer or data code (tests/test_layering.py).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from typing import Any, Literal
 import yaml
 
 from axon.errors import ConfigError, check
+from axon.model_configs import FAMILY_CONFIGS
 
 
 # --------------------------------------------------------------------------------------------
@@ -293,7 +298,7 @@ class RunConfig:
     out_dir: str = "runs"
     name: str | None = None  # run directory name; default: <date>-<time>
     task: str | None = None  # what the run trains on (lm, ...; see axon.train.tasks); null: the model family's own
-    model: Any = None  # the family's config dataclass, e.g. axon.models.decoder.DecoderConfig
+    model: Any = None  # the family's config dataclass, e.g. axon.model_configs.decoder.DecoderConfig
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
@@ -312,16 +317,14 @@ TOP_LEVEL = ("out_dir", "name", "task")
 
 def build_model_config(data: dict[str, Any]) -> Any:
     """The ``model`` section: family config dataclass, started from ``preset`` when given."""
-    from axon.models import FAMILIES
-
     data = dict(data)
     family = data.pop("family", "decoder")
-    if family not in FAMILIES:
-        raise ConfigError(f"model.family: unknown family {family!r}; choose one of: {', '.join(FAMILIES)}")
-    cls = FAMILIES[family].config
+    if family not in FAMILY_CONFIGS:
+        raise ConfigError(f"model.family: unknown family {family!r}; choose one of: {', '.join(FAMILY_CONFIGS)}")
+    cls = FAMILY_CONFIGS[family].config
     preset = data.get("preset")
     if preset is not None:
-        presets = FAMILIES[family].presets
+        presets = FAMILY_CONFIGS[family].presets
         if preset not in presets:
             raise ConfigError(f"model.preset: unknown preset {preset!r}; choose one of: {', '.join(presets)}")
         data = {**presets[preset]["config"], **data}
