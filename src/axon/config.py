@@ -5,6 +5,10 @@ before any tensor is allocated, with a message that names the field (DESIGN.md, 
 keys and wrong types are :class:`~axon.errors.ConfigError`s that list the valid choices. The
 ``model`` section is the config dataclass of the family named by ``model.family``; ``model.preset``
 starts it from a named size (``gpt2``, ``llama-1b``, ``tiny``, ...).
+
+This module imports nothing from axon but ``axon.errors`` and the families' configs
+(``axon.model_configs``), none of which imports torch: reading and validating a config loads no
+model, trainer or data code (tests/test_layering.py).
 """
 
 from __future__ import annotations
@@ -18,7 +22,8 @@ from typing import Any, Literal
 
 import yaml
 
-from axon.errors import ConfigError
+from axon.errors import ConfigError, check
+from axon.model_configs import FAMILY_CONFIGS
 
 
 # --------------------------------------------------------------------------------------------
@@ -136,12 +141,6 @@ def to_dict(obj: Any) -> dict[str, Any]:
     return plain(obj)
 
 
-def check(cond: bool, field_name: str, message: str) -> None:
-    """Raise ConfigError "<field_name>: <message>" unless ``cond`` — for ``__post_init__`` checks."""
-    if not cond:
-        raise ConfigError(f"{field_name}: {message}")
-
-
 # --------------------------------------------------------------------------------------------
 # The run config. Defaults are the default job: a character-level model of tiny Shakespeare
 # that trains on a 2-core CPU in under three minutes (see README, "The default job").
@@ -169,6 +168,11 @@ class DataConfig:
         check(0.0 < self.mask_prob < 1.0, "mask_prob", f"must be in (0, 1), got {self.mask_prob}")
 
 
+# The names axon.train.optim.OPTIMIZERS builds, in its order. A copy, so that validating a config
+# does not import the trainer (and torch); tests/test_layering.py checks that the two agree.
+OPTIMIZER_NAMES = ("adamw", "adam", "amsgrad", "adamax", "nadam", "sgd", "rmsprop", "adagrad", "adadelta", "muon")
+
+
 @dataclass
 class OptimConfig:
     name: str = "muon"  # any torch.optim optimizer by name (adamw, sgd, ...), or muon
@@ -190,9 +194,8 @@ class OptimConfig:
         check(self.lr > 0, "lr", f"must be positive, got {self.lr}")
         check(self.weight_decay >= 0, "weight_decay", "must be >= 0")
         check(self.grad_clip >= 0, "grad_clip", "must be >= 0 (0 disables clipping)")
-        from axon.train.optim import OPTIMIZERS
-
-        check(self.name.lower() in OPTIMIZERS, "name", f"unknown optimizer {self.name!r}; choose one of: {', '.join(OPTIMIZERS)}")
+        check(self.name.lower() in OPTIMIZER_NAMES, "name",
+              f"unknown optimizer {self.name!r}; choose one of: {', '.join(OPTIMIZER_NAMES)}")
 
 
 @dataclass
@@ -295,7 +298,7 @@ class RunConfig:
     out_dir: str = "runs"
     name: str | None = None  # run directory name; default: <date>-<time>
     task: str | None = None  # what the run trains on (lm, ...; see axon.train.tasks); null: the model family's own
-    model: Any = None  # the family's config dataclass, e.g. axon.models.decoder.DecoderConfig
+    model: Any = None  # the family's config dataclass, e.g. axon.model_configs.decoder.DecoderConfig
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
@@ -314,16 +317,14 @@ TOP_LEVEL = ("out_dir", "name", "task")
 
 def build_model_config(data: dict[str, Any]) -> Any:
     """The ``model`` section: family config dataclass, started from ``preset`` when given."""
-    from axon.models import FAMILIES
-
     data = dict(data)
     family = data.pop("family", "decoder")
-    if family not in FAMILIES:
-        raise ConfigError(f"model.family: unknown family {family!r}; choose one of: {', '.join(FAMILIES)}")
-    cls = FAMILIES[family].config
+    if family not in FAMILY_CONFIGS:
+        raise ConfigError(f"model.family: unknown family {family!r}; choose one of: {', '.join(FAMILY_CONFIGS)}")
+    cls = FAMILY_CONFIGS[family].config
     preset = data.get("preset")
     if preset is not None:
-        presets = FAMILIES[family].presets
+        presets = FAMILY_CONFIGS[family].presets
         if preset not in presets:
             raise ConfigError(f"model.preset: unknown preset {preset!r}; choose one of: {', '.join(presets)}")
         data = {**presets[preset]["config"], **data}

@@ -1,4 +1,8 @@
-"""Model families. Each family is a config dataclass, a module, and a table of presets."""
+"""Model families. Each family is a config dataclass, a module, and a table of presets.
+
+The configs and presets live in ``axon.model_configs`` (torch-free, so that ``axon.config``
+validates a run without importing the models); each model module re-exports its own, and
+``FAMILIES`` lists the families in ``axon.model_configs.FAMILY_CONFIGS``' order."""
 
 from __future__ import annotations
 

@@ -20,192 +20,26 @@ The model returns logits; losses live in ``axon.objectives``.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Any, Literal
 
 import torch
 from torch import nn
 
-from axon.config import check
+from axon.model_configs.decoder import PRESETS, DecoderConfig  # noqa: F401 (re-exported: the family's config and sizes)
+from axon.models.base import Model
 from axon.models.flops import transformer_flops_per_token
 from axon.nn import CausalSelfAttention, RMSNorm, RotaryEmbedding, build_mlp, build_norm
-from axon.nn.masks import (
-    check_attention_pattern,
-    decoder_pattern_mask,
-    sliding_everywhere,
-    uses_pattern,
-)
-from axon.nn.moe import MoE, aux_losses, build_moe, moe_layers, routing_metrics
-from axon.nn.positional import check_rope_scaling
-from axon.models.base import Model
+from axon.nn.masks import AttentionPattern, forward_pattern_mask
+from axon.nn.moe import MoE, aux_losses, moe_layers, routing_metrics
 
 
-@dataclass
-class DecoderConfig:
-    family: Literal["decoder"] = "decoder"
-    preset: str | None = None  # the named size this config started from, for the record
-    vocab_size: int | None = None  # null: taken from the tokenizer of the training data
-    block_size: int = 128  # context length
-    n_layer: int = 4
-    n_head: int = 4
-    n_kv_head: int | None = None  # null = n_head (MHA); 1 = multi-query; in between = grouped-query
-    n_embd: int = 128
-    mlp: Literal["gelu", "swiglu"] = "swiglu"
-    mlp_hidden: int | None = None  # null: 4 * n_embd (gelu) or 8/3 * n_embd rounded up to 32 (swiglu)
-    # Mixture-of-experts feed-forward (axon.nn.moe: Switch, GLaM/Mixtral, ST-MoE, DeepSeekMoE)
-    moe_experts: int = 0  # routed experts per MoE layer; 0 = dense MLP everywhere
-    moe_top_k: int = 2  # experts per token (1 = Switch, 2 = GLaM/Mixtral)
-    moe_every: int = 1  # MoE in every moe_every-th layer (layers moe_every-1, 2*moe_every-1, ...), dense MLP elsewhere
-    moe_capacity_factor: float | None = None  # capacity = ceil(f * tokens * k / experts) in training; null/0: no dropping
-    moe_norm_topk: bool | None = None  # renormalise the top-k gates to sum 1 (Mixtral); null: true iff top_k > 1
-    moe_shared_experts: int = 0  # always-active experts (DeepSeekMoE), each moe_hidden wide
-    moe_hidden: int | None = None  # hidden size of one expert; null: the dense MLP's (hidden)
-    moe_aux_loss: float = 0.01  # Switch load-balancing loss coefficient
-    moe_z_loss: float = 0.001  # ST-MoE router z-loss coefficient
-    norm: Literal["layernorm", "rmsnorm"] = "rmsnorm"
-    norm_eps: float = 1e-5
-    norm_bias: bool = False  # LayerNorm bias (GPT-2: true); RMSNorm has none
-    pos: Literal["learned", "rope"] = "rope"
-    rope_theta: float = 10000.0
-    # Context-extension rescaling of the RoPE frequencies: null, {rope_type: linear, factor} or
-    # {rope_type: llama3, factor, low_freq_factor, high_freq_factor, original_max_position_embeddings}
-    rope_scaling: dict[str, Any] | None = None
-    qk_norm: bool = False  # normalise q and k per head (Chameleon), with the model's norm type
-    bias: bool = False  # biases in the attention and MLP linears (GPT-2: true)
-    tie_embeddings: bool = True  # lm_head shares the token embedding matrix
-    dropout: float = 0.0
-    attn_impl: Literal["sdpa", "reference"] = "sdpa"
-    # Sparse attention patterns (axon.nn.masks): sliding window (Longformer / Mistral; HF's
-    # sliding_window = attn_window) or the Sparse Transformer's "fixed" block pattern.
-    attention: Literal["dense", "sliding", "block_sparse"] = "dense"
-    attn_window: int | None = None  # sliding: each query sees the last attn_window keys, itself included
-    attn_block: int | None = None  # block_sparse: block length l (blocks aligned to position 0)
-    attn_summary: int | None = None  # block_sparse: the last c positions of each block every later query sees (null: 1)
-    attn_layers: list[int] | None = None  # layers that use the pattern (null: all); the others are dense
-    init_std: float = 0.02
-
-    def __post_init__(self):
-        check(self.vocab_size is None or self.vocab_size > 0, "model.vocab_size", "must be positive")
-        for name in ("block_size", "n_layer", "n_head", "n_embd"):
-            check(getattr(self, name) > 0, f"model.{name}", "must be positive")
-        check(
-            self.n_embd % self.n_head == 0,
-            "model.n_embd",
-            f"{self.n_embd} is not divisible by n_head={self.n_head}; pick n_embd = n_head * head_dim",
-        )
-        kv = self.kv_heads
-        check(kv > 0, "model.n_kv_head", "must be positive")
-        check(
-            self.n_head % kv == 0,
-            "model.n_kv_head",
-            f"n_head={self.n_head} is not a multiple of n_kv_head={kv}; each kv head must serve a whole group of query heads",
-        )
-        check(
-            self.pos != "rope" or self.head_dim % 2 == 0,
-            "model.n_embd",
-            f"RoPE rotates channel pairs, so head_dim = n_embd / n_head must be even (got {self.head_dim})",
-        )
-        check(0.0 <= self.dropout < 1.0, "model.dropout", "must be in [0, 1)")
-        check(self.mlp_hidden is None or self.mlp_hidden > 0, "model.mlp_hidden", "must be positive")
-        self._check_moe()
-        check(self.rope_theta > 0, "model.rope_theta", "must be positive")
-        problem = check_rope_scaling(self.rope_scaling)
-        check(problem is None, "model.rope_scaling", problem or "")
-        check_attention_pattern(self)
-
-    def _check_moe(self) -> None:
-        check(self.moe_experts >= 0, "model.moe_experts", "must be >= 0 (0 = dense)")
-        check(self.moe_experts > 0 or self.moe_shared_experts == 0, "model.moe_shared_experts",
-              "shared experts belong to an MoE layer; set model.moe_experts > 0")
-        if self.moe_experts == 0:
-            return
-        check(self.moe_top_k >= 1, "model.moe_top_k", "must be >= 1")
-        check(self.moe_top_k <= self.moe_experts, "model.moe_top_k",
-              f"{self.moe_top_k} is larger than moe_experts={self.moe_experts}; a token cannot pick more experts than exist")
-        check(self.moe_every >= 1, "model.moe_every", "must be >= 1 (1 = every layer)")
-        check(self.moe_every <= self.n_layer, "model.moe_every",
-              f"{self.moe_every} > n_layer={self.n_layer} leaves no MoE layer; use moe_experts=0 for a dense model")
-        check(self.moe_capacity_factor is None or self.moe_capacity_factor >= 0, "model.moe_capacity_factor",
-              "must be positive (or null / 0: no token dropping)")
-        check(self.moe_shared_experts >= 0, "model.moe_shared_experts", "must be >= 0")
-        check(self.moe_hidden is None or self.moe_hidden > 0, "model.moe_hidden", "must be positive")
-        check(self.moe_aux_loss >= 0, "model.moe_aux_loss", "must be >= 0")
-        check(self.moe_z_loss >= 0, "model.moe_z_loss", "must be >= 0")
-
-    def is_moe_layer(self, i: int) -> bool:
-        return self.moe_experts > 0 and (i + 1) % self.moe_every == 0
-
-    @property
-    def context_limit(self) -> int | None:
-        """Most tokens a sequence may hold in generation (``axon.generate.cache.context_limit``):
-        none for a RoPE model that slides in every layer (its keys reach back attn_window tokens
-        and rotary positions keep counting, as Mistral's), block_size otherwise."""
-        return None if self.pos == "rope" and sliding_everywhere(self) else self.block_size
-
-    @property
-    def kv_heads(self) -> int:
-        return self.n_head if self.n_kv_head is None else self.n_kv_head
-
-    @property
-    def head_dim(self) -> int:
-        return self.n_embd // self.n_head
-
-    @property
-    def hidden(self) -> int:
-        if self.mlp_hidden is not None:
-            return self.mlp_hidden
-        if self.mlp == "gelu":
-            return 4 * self.n_embd
-        # SwiGLU has three matrices; 2/3 of 4d keeps the parameter count of a 4d GELU MLP.
-        return 32 * math.ceil(8 * self.n_embd / 3 / 32)
-
-
-# Named sizes. Parameter counts are what this module builds (tests/models check them against
-# the published figures); `source` is where the shape comes from.
-PRESETS: dict[str, dict] = {
-    "tiny": dict(
-        params="0.1M", source="for tests",
-        config=dict(block_size=64, n_layer=2, n_head=4, n_embd=64),
-    ),
-    "nanogpt-cpu": dict(
-        params="0.80M (vocab 65)", source="nanoGPT's shakespeare_char CPU recipe (README)",
-        config=dict(block_size=64, n_layer=4, n_head=4, n_embd=128, mlp="gelu", norm="layernorm",
-                    norm_bias=False, pos="learned", bias=False, tie_embeddings=True),
-    ),
-    **{
-        name: dict(
-            params=params, source="Radford et al. 2019, GPT-2 (Hugging Face config)",
-            config=dict(vocab_size=50257, block_size=1024, n_layer=nl, n_head=nh, n_embd=ne, mlp="gelu",
-                        norm="layernorm", norm_bias=True, pos="learned", bias=True, tie_embeddings=True),
-        )
-        for name, nl, nh, ne, params in [
-            ("gpt2", 12, 12, 768, "124,439,808"),
-            ("gpt2-medium", 24, 16, 1024, "354,823,168"),
-            ("gpt2-large", 36, 20, 1280, "774,030,080"),
-            ("gpt2-xl", 48, 25, 1600, "1,557,611,200"),
-        ]
-    },
-    "smollm-135m": dict(
-        params="134,515,008", source="HuggingFaceTB/SmolLM-135M (Llama architecture, GQA 9/3, tied)",
-        config=dict(vocab_size=49152, block_size=2048, n_layer=30, n_head=9, n_kv_head=3, n_embd=576,
-                    mlp_hidden=1536, rope_theta=10000.0, norm_eps=1e-5, tie_embeddings=True),
-    ),
-    "tinyllama-1.1b": dict(
-        params="1,100,048,384", source="Zhang et al. 2024, TinyLlama (GQA 32/4)",
-        config=dict(vocab_size=32000, block_size=2048, n_layer=22, n_head=32, n_kv_head=4, n_embd=2048,
-                    mlp_hidden=5632, norm_eps=1e-5, tie_embeddings=False),
-    ),
-    "llama-3.2-1b": dict(
-        params="1,235,814,400", source="Meta Llama 3.2 1B (GQA 32/8, theta 500k, tied)",
-        config=dict(vocab_size=128256, block_size=131072, n_layer=16, n_head=32, n_kv_head=8, n_embd=2048,
-                    mlp_hidden=8192, rope_theta=500000.0, norm_eps=1e-5, tie_embeddings=True),
-    ),
-    "llama2-7b": dict(
-        params="6,738,415,616", source="Touvron et al. 2023, Llama 2 7B",
-        config=dict(vocab_size=32000, block_size=4096, n_layer=32, n_head=32, n_embd=4096,
-                    mlp_hidden=11008, norm_eps=1e-5, tie_embeddings=False),
-    ),
-}
+def build_moe(cfg: DecoderConfig) -> MoE:
+    """The MoE layer the config's ``moe_*`` fields describe (experts follow its ``mlp``)."""
+    return MoE(
+        cfg.n_embd, cfg.moe_hidden or cfg.hidden, cfg.moe_experts, cfg.moe_top_k, mlp=cfg.mlp,
+        capacity_factor=cfg.moe_capacity_factor, normalize=cfg.moe_normalize,
+        n_shared=cfg.moe_shared_experts, aux_loss=cfg.moe_aux_loss, z_loss=cfg.moe_z_loss,
+        bias=cfg.bias, dropout=cfg.dropout,
+    )
 
 
 class Block(nn.Module):
@@ -241,6 +75,12 @@ class Decoder(Model):
         if cfg.tie_embeddings:
             self.lm_head.weight = self.wte.weight
         self.reset_parameters()
+
+    @property
+    def attention_pattern(self) -> AttentionPattern:
+        """model.attention and its sizes, as axon.nn.masks takes them (the layers: config.uses_pattern)."""
+        cfg = self.config
+        return AttentionPattern(cfg.attention, window=cfg.attn_window, block=cfg.attn_block, summary=cfg.attn_summary)
 
     def reset_parameters(self) -> None:
         """GPT-2 init: N(0, 0.02) weights, zero biases, unit norm gains, and the projections that
@@ -284,14 +124,12 @@ class Decoder(Model):
         """Training FLOPs per token at context ``seq_len`` (default block_size), for MFU; an MoE
         counts its active parameters (the k experts a token visits, plus router and shared ones);
         a sliding-window layer attends to min(seq_len, attn_window) keys (axon.models.flops)."""
-        from axon.nn.masks import uses_pattern
-
         cfg = self.config
         T = seq_len or cfg.block_size
         matmul_params = self.active_params(non_embedding=True)
         if cfg.tie_embeddings:  # the head's matmul is work even though its matrix is the embedding
             matmul_params += cfg.vocab_size * cfg.n_embd
-        keys = [min(T, cfg.attn_window) if cfg.attention == "sliding" and uses_pattern(cfg, i) else T for i in range(cfg.n_layer)]
+        keys = [min(T, cfg.attn_window) if cfg.attention == "sliding" and cfg.uses_pattern(i) else T for i in range(cfg.n_layer)]
         return transformer_flops_per_token(matmul_params, cfg.n_layer, cfg.n_head * cfg.head_dim, T, layer_keys=keys)
 
     def make_cache(self, batch_size: int, max_len: int | None = None):
@@ -301,7 +139,7 @@ class Decoder(Model):
         from axon.generate.cache import KVCache
 
         cfg, p = self.config, self.lm_head.weight
-        if sliding_everywhere(cfg):
+        if cfg.slides_everywhere:
             from axon.generate.window import WindowCache
 
             limit = cfg.context_limit  # None (RoPE): the ring may be fed past block_size
@@ -341,9 +179,9 @@ class Decoder(Model):
                 rope = self.rope(positions, T) if shared else self.rope(positions)
         if self.training and self.config.dropout:
             x = self.drop(x)
-        local = decoder_pattern_mask(self.config, cache, positions, T, mask, idx.device)  # None: all dense
+        local = forward_pattern_mask(self.attention_pattern, cache, positions, T, mask, idx.device)  # None: all dense
         for i, block in enumerate(self.blocks):
-            x = block(x, rope, cache, i, local if uses_pattern(self.config, i) else mask)
+            x = block(x, rope, cache, i, local if self.config.uses_pattern(i) else mask)
         if cache is not None:
             cache.commit()
         if last_only:

@@ -52,6 +52,8 @@ turn the sparsity into speed; nothing here depends on it.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 PATTERNS = ("dense", "sliding", "block_sparse")
@@ -100,66 +102,38 @@ def kv_cache_key_positions(cache, S: int) -> torch.Tensor:
     return (cache.valid[:, :S].long().cumsum(1) - 1).clamp(min=0)
 
 
-# --- the decoder family's options (DecoderConfig.attention, attn_window, attn_block, ...) ------
+# --- a model's pattern, for one forward -----------------------------------------------------
 
 
-def check_attention_pattern(cfg) -> None:
-    """ConfigErrors for impossible pattern settings of a decoder config (one line each)."""
-    from axon.config import check
+@dataclass(frozen=True)
+class AttentionPattern:
+    """A pattern as :func:`pattern_mask` takes it: ``kind`` one of PATTERNS, ``window`` for
+    sliding, ``block`` and ``summary`` (null: 1) for block_sparse. A model maps its own options
+    onto it (the decoder: model.attention, attn_window, attn_block, attn_summary) and decides
+    which of its layers use it."""
 
-    kind = cfg.attention
-    check(kind == "sliding" or cfg.attn_window is None, "model.attn_window",
-          f"is only used by attention=sliding (got attention={kind}); remove it or set model.attention=sliding")
-    for name in ("attn_block", "attn_summary"):
-        check(kind == "block_sparse" or getattr(cfg, name) is None, f"model.{name}",
-              f"is only used by attention=block_sparse (got attention={kind}); remove it or set model.attention=block_sparse")
-    check(kind != "dense" or cfg.attn_layers is None, "model.attn_layers",
-          "lists the layers that use a sparse pattern, but attention=dense; set model.attention or remove it")
-    if kind == "sliding":
-        W = cfg.attn_window
-        check(W is not None, "model.attn_window", "attention=sliding needs attn_window (keys each query sees, itself included)")
-        check(W >= 1, "model.attn_window", f"must be >= 1 (got {W}); a query always sees at least itself")
-        check(W <= cfg.block_size, "model.attn_window",
-              f"window {W} is larger than the context block_size={cfg.block_size}; use a window <= block_size (= block_size is dense)")
-    if kind == "block_sparse":
-        l, c = cfg.attn_block, cfg.attn_summary
-        check(l is not None, "model.attn_block", "attention=block_sparse needs attn_block (the block length)")
-        check(1 <= l <= cfg.block_size, "model.attn_block", f"must be in [1, block_size={cfg.block_size}] (got {l})")
-        check(c is None or 1 <= c <= l, "model.attn_summary", f"must be in [1, attn_block={l}] (got {c})")
-    if cfg.attn_layers is not None:
-        layers = list(cfg.attn_layers)
-        check(len(layers) > 0, "model.attn_layers", "is empty; list at least one layer, or use attention=dense")
-        check(all(0 <= i < cfg.n_layer for i in layers), "model.attn_layers",
-              f"{layers} has layers outside 0..{cfg.n_layer - 1} (n_layer={cfg.n_layer})")
-        check(len(set(layers)) == len(layers), "model.attn_layers", f"{layers} lists a layer twice")
+    kind: str = "dense"
+    window: int | None = None
+    block: int | None = None
+    summary: int | None = None
 
 
-def uses_pattern(cfg, layer: int) -> bool:
-    """Does decoder layer ``layer`` use cfg's sparse pattern (else dense causal)?"""
-    return cfg.attention != "dense" and (cfg.attn_layers is None or layer in cfg.attn_layers)
-
-
-def sliding_everywhere(cfg) -> bool:
-    """Every layer slides: the model's keys never reach back more than attn_window tokens."""
-    return cfg.attention == "sliding" and all(uses_pattern(cfg, i) for i in range(cfg.n_layer))
-
-
-def decoder_pattern_mask(cfg, cache, positions, T: int, cache_mask, device) -> torch.Tensor | None:
-    """The mask of the pattern layers for one decoder forward (None: the model is dense).
+def forward_pattern_mask(pattern: AttentionPattern, cache, positions, T: int, cache_mask, device) -> torch.Tensor | None:
+    """The mask of the pattern layers for one forward of a causal model (None: the pattern is dense).
 
     Without a cache: the (T, T) pattern. With a ring-buffer cache (``masks_window``): the cache's
     own mask, already the window. With a :class:`~axon.generate.cache.KVCache`: the pattern over
     the cached and new slots' positions, (1 or B, 1, T, S), and-ed with the cache's mask (padding);
     so cached decoding masks exactly as training does."""
-    if cfg.attention == "dense":
+    if pattern.kind == "dense":
         return None
-    kw = dict(window=cfg.attn_window, block=cfg.attn_block, summary=cfg.attn_summary)
+    kw = dict(window=pattern.window, block=pattern.block, summary=pattern.summary)
     if cache is None:
-        return causal_pattern_mask(cfg.attention, T, device, **kw)
+        return causal_pattern_mask(pattern.kind, T, device, **kw)
     if getattr(cache, "masks_window", False):
         return cache_mask
     S = cache.length + T
     q_pos = positions + torch.arange(T, device=device) if isinstance(positions, int) else positions  # (T,) or (B, T)
-    mask = pattern_mask(cfg.attention, q_pos, kv_cache_key_positions(cache, S), **kw)  # (T, S) or (B, T, S)
+    mask = pattern_mask(pattern.kind, q_pos, kv_cache_key_positions(cache, S), **kw)  # (T, S) or (B, T, S)
     mask = mask[None, None] if mask.dim() == 2 else mask[:, None]
     return mask if cache_mask is None else mask & cache_mask

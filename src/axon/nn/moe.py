@@ -232,18 +232,6 @@ class MoE(nn.Module):
             self._dropped += dropped
 
 
-
-def build_moe(cfg) -> MoE:
-    """The MoE layer a decoder config's ``moe_*`` fields describe (experts follow its ``mlp``)."""
-    return MoE(
-        cfg.n_embd, cfg.moe_hidden or cfg.hidden, cfg.moe_experts, cfg.moe_top_k, mlp=cfg.mlp,
-        capacity_factor=cfg.moe_capacity_factor,
-        normalize=cfg.moe_top_k > 1 if cfg.moe_norm_topk is None else cfg.moe_norm_topk,
-        n_shared=cfg.moe_shared_experts, aux_loss=cfg.moe_aux_loss, z_loss=cfg.moe_z_loss,
-        bias=cfg.bias, dropout=cfg.dropout,
-    )
-
-
 def moe_layers(model: nn.Module) -> list[MoE]:
     return [m for m in model.modules() if isinstance(m, MoE)]
 

@@ -15,7 +15,8 @@ from torch import nn
 
 from axon.errors import ConfigError
 
-# name -> (torch.optim class name, fixed keyword arguments)
+# name -> (torch.optim class name, fixed keyword arguments). axon.config.OPTIMIZER_NAMES lists the
+# names for config validation without importing this module: add a name there too (tests/test_layering.py).
 OPTIMIZERS: dict[str, tuple[str, dict]] = {
     "adamw": ("AdamW", {}),
     "adam": ("Adam", {}),

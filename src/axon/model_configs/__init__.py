@@ -1,0 +1,66 @@
+"""Each model family's config dataclass and named sizes (presets), without the model.
+
+``axon.config`` builds a run's ``model`` section from these. They live apart from the models
+(``axon.models``, which import torch and each other) so that building and validating a config
+imports neither torch nor any model, and nothing above ``axon.config`` (tests/test_layering.py);
+importing one of them never runs ``axon/models/__init__.py``. Each model module re-exports its
+config and presets (``axon.models.decoder.DecoderConfig`` is ``axon.model_configs.decoder.
+DecoderConfig``), and ``axon.models.FAMILIES`` pairs every name here with its model class.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from axon.model_configs.bert import PRESETS as BERT_PRESETS
+from axon.model_configs.bert import BertConfig
+from axon.model_configs.conv_attention import PRESETS as CONV_ATTENTION_PRESETS
+from axon.model_configs.conv_attention import ConvAttentionConfig
+from axon.model_configs.decoder import PRESETS as DECODER_PRESETS
+from axon.model_configs.decoder import DecoderConfig
+from axon.model_configs.mamba import PRESETS as MAMBA_PRESETS
+from axon.model_configs.mamba import MambaConfig
+from axon.model_configs.progressive import PRESETS as PROGRESSIVE_PRESETS
+from axon.model_configs.progressive import ProgressiveConfig
+from axon.model_configs.rnn import PRESETS as RNN_PRESETS
+from axon.model_configs.rnn import RNNConfig
+from axon.model_configs.rnn_classifier import PRESETS as RNN_CLASSIFIER_PRESETS
+from axon.model_configs.rnn_classifier import RNNClassifierConfig
+from axon.model_configs.transformer import PRESETS as SEQ2SEQ_PRESETS
+from axon.model_configs.transformer import TransformerConfig
+from axon.model_configs.word2vec import PRESETS as WORD2VEC_PRESETS
+from axon.model_configs.word2vec import Word2VecConfig
+
+
+@dataclass(frozen=True)
+class FamilyConfig:
+    config: type  # the dataclass of the model section
+    presets: dict  # name -> dict(params=..., source=..., config={field: value})
+
+
+# In axon.models.FAMILIES' order (error messages list the names in it; tests/test_layering.py checks).
+FAMILY_CONFIGS: dict[str, FamilyConfig] = {
+    "decoder": FamilyConfig(DecoderConfig, DECODER_PRESETS),
+    "bert": FamilyConfig(BertConfig, BERT_PRESETS),
+    "rnn": FamilyConfig(RNNConfig, RNN_PRESETS),
+    "rnn_classifier": FamilyConfig(RNNClassifierConfig, RNN_CLASSIFIER_PRESETS),
+    "word2vec": FamilyConfig(Word2VecConfig, WORD2VEC_PRESETS),
+    "seq2seq": FamilyConfig(TransformerConfig, SEQ2SEQ_PRESETS),
+    "progressive": FamilyConfig(ProgressiveConfig, PROGRESSIVE_PRESETS),
+    "conv_attention": FamilyConfig(ConvAttentionConfig, CONV_ATTENTION_PRESETS),
+    "mamba": FamilyConfig(MambaConfig, MAMBA_PRESETS),
+}
+
+__all__ = [
+    "FAMILY_CONFIGS",
+    "FamilyConfig",
+    "BertConfig",
+    "ConvAttentionConfig",
+    "DecoderConfig",
+    "MambaConfig",
+    "ProgressiveConfig",
+    "RNNConfig",
+    "RNNClassifierConfig",
+    "TransformerConfig",
+    "Word2VecConfig",
+]
