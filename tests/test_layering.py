@@ -241,3 +241,25 @@ def test_block_linears_are_a_built_blocks(options):
     with torch.device("meta"):
         built = [n for n, m in Block(cfg).named_modules() if isinstance(m, nn.Linear)]
     assert block_linears(cfg) == built
+
+
+# The trainer, the objectives, the run wiring and the lab ask a model only through its contract
+# (axon.models.base.Model): no probing it for methods, which once dropped an MoE's losses under
+# DDP (the wrapper has none of the model's methods, so the probe said "no such method").
+CONTRACT_CALLERS = ("axon/train", "axon/objectives", "axon/lab", "axon/tasks")
+
+
+def _is_model(expr: str) -> bool:
+    """A module, not its config: ``model``, ``self.model``, ``forward_model``; not ``cfg.model``."""
+    return expr.split(".")[-1].endswith("model") and "cfg" not in expr and "config" not in expr
+
+
+def test_callers_use_the_model_contract_not_hasattr():
+    offenders = []
+    for folder in CONTRACT_CALLERS:
+        for path in sorted((SRC / folder).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("hasattr", "getattr")
+                        and node.args and _is_model(ast.unparse(node.args[0]))):
+                    offenders.append(f"{path.relative_to(SRC)}:{node.lineno}: {ast.unparse(node)}")
+    assert not offenders, "probe of a model instead of its contract:\n" + "\n".join(offenders)
