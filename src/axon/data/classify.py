@@ -38,86 +38,21 @@ from __future__ import annotations
 import json
 import sys
 from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from axon.data.bert_tokens import BertTokens, build_bert_tokenizer, pad_batch
+from axon.data.files import Example, read_examples, resolve_file
 from axon.errors import CheckpointError, ConfigError, DataError
-from axon.train.tasks import TaskSetup, data_path, register_task, set_vocab_size
+from axon.train.tasks import TaskSetup, register_task, set_vocab_size
 
 VAL_EVERY = 10  # without data.val_file: the 10th, 20th, ... training examples are the validation set
 LABELS_FILE = "labels.json"
 #: Parameter-name prefixes of heads: a fine-tuning model may leave its own at their initialisation,
 #: and a pretraining checkpoint's are dropped (BERT's MLM head, pooler and classifier).
 HEAD_PREFIXES = ("mlm.", "pooler.", "classifier.")
-BUNDLED = "bundled:"
-
-
-@dataclass(frozen=True)
-class Example:
-    text: str
-    label: str
-    line: int  # 1-based line number in its file, for messages
-
-
-def resolve_file(spec: str | None, data_cfg, field_name: str) -> Path:
-    """A data file path, or a ``bundled:`` name written into the cache on first use."""
-    if spec is not None and spec.startswith(BUNDLED):
-        from axon.data.speakers import bundled_file
-        from axon.train.run import cache_root
-
-        return bundled_file(spec[len(BUNDLED):], cache_root(data_cfg))
-    return data_path(spec, field_name)
-
-
-def read_examples(path: str | Path, text_field: str = "text", label_field: str = "label") -> list[Example]:
-    """The examples of a ``.jsonl`` or ``.tsv`` file (module docstring); DataError on a bad line."""
-    path = Path(path)
-    if path.suffix not in (".jsonl", ".tsv"):
-        raise DataError(f"{path}: unsupported file type {path.suffix!r}; use .jsonl ({{\"text\": ..., \"label\": ...}} "
-                        "per line) or .tsv (text<TAB>label per line)")
-    try:
-        raw = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
-        raise DataError(f"{path}: not valid UTF-8 text (byte {e.start})") from None
-    lines = raw.split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()  # the newline that ends the last line
-    out = []
-    for n, line in enumerate(lines, start=1):
-        where = f"{path}:{n}"
-        line = line.removesuffix("\r")
-        if not line.strip():
-            raise DataError(f"{where}: empty line; every line must hold one example")
-        if path.suffix == ".jsonl":
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(f"{where}: not valid JSON ({e.msg})") from None
-            if not isinstance(obj, dict) or text_field not in obj or label_field not in obj:
-                raise DataError(f"{where}: expected an object with keys {text_field!r} and {label_field!r} "
-                                "(set data.text_field / data.label_field for other names)")
-            text, label = obj[text_field], obj[label_field]
-            if not isinstance(text, str):
-                raise DataError(f"{where}: {text_field!r} must be a string, got {type(text).__name__}")
-            if isinstance(label, bool) or not isinstance(label, (str, int)):
-                raise DataError(f"{where}: {label_field!r} must be a string or an integer, got {label!r}")
-            label = str(label)
-        else:
-            if "\t" not in line:
-                raise DataError(f"{where}: no tab; a .tsv line is text<TAB>label")
-            text, label = line.rsplit("\t", 1)
-        if not text.strip():
-            raise DataError(f"{where}: empty text")
-        if not label.strip():
-            raise DataError(f"{where}: empty label")
-        out.append(Example(text, label, n))
-    if not out:
-        raise DataError(f"{path}: no examples")
-    return out
 
 
 class LabelledTexts:
@@ -244,10 +179,10 @@ def classify_task(cfg, device: torch.device) -> TaskSetup:
     from axon.objectives.classification import Classification
 
     data = cfg.data
-    train_file = resolve_file(data.train_file, data, "data.train_file")
+    train_file = resolve_file(data.train_file, "data.train_file", data)
     train_ex = read_examples(train_file, data.text_field, data.label_field)
     if data.val_file is not None:
-        val_file = resolve_file(data.val_file, data, "data.val_file")
+        val_file = resolve_file(data.val_file, "data.val_file", data)
         val_ex = read_examples(val_file, data.text_field, data.label_field)
     else:
         val_file = train_file

@@ -36,6 +36,8 @@ import numpy as np
 import torch
 
 from axon.data.bert_tokens import BERT_TOKENIZER_KINDS, BertTokens, build_bert_tokenizer
+from axon.data.cache import cache_root, resolve_data_dir
+from axon.data.files import read_text, resolve_file
 from axon.errors import ConfigError, DataError
 from axon.train.tasks import TaskSetup, register_task, set_vocab_size
 
@@ -125,17 +127,13 @@ def _memory_stream(ids: np.ndarray, vocab_size: int, split: str, origin: str):
 def _read_text(path: Path) -> str:
     if path.suffix != ".txt":
         raise DataError(f"{path}: the mlm task reads plain text (.txt); prepare other formats with axon prepare and set data.dir")
-    try:
-        return path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
-        raise DataError(f"{path}: not valid UTF-8 text (byte {e.start})") from None
+    return read_text(path, universal_newlines=True)
 
 
 def corpus_tokenizer(cfg) -> Path:
     """The BERT tokenizer of the bundled corpus for ``data.tokenizer`` (a kind), built once into
     the cache (char: every character of the corpus; wordpiece, bpe: learnt from its train split)."""
     from axon.data.corpus import corpus_path
-    from axon.train.run import cache_root
 
     kind, vocab = cfg.data.tokenizer, cfg.data.vocab_size
     tag = f"bert-{cfg.data.corpus}-{kind}" + (f"-{vocab}" if vocab and kind != "char" else "")
@@ -152,20 +150,18 @@ def corpus_tokenizer(cfg) -> Path:
 
 def load_streams(cfg):
     """(tokenizer, train stream, val stream) of the mlm task's text source (module docstring)."""
-    from axon.data.classify import resolve_file
     from axon.data.loader import TokenDataset
     from axon.data.tokenizers import load_tokenizer
-    from axon.train.run import resolve_data_dir
 
     data = cfg.data
     if data.dir is not None:
         path = resolve_data_dir(data)
         return load_tokenizer(path), TokenDataset.from_dir(path, "train"), TokenDataset.from_dir(path, "val")
     if data.train_file is not None:
-        train_path = resolve_file(data.train_file, data, "data.train_file")
+        train_path = resolve_file(data.train_file, "data.train_file", data)
         text = _read_text(train_path)
         if data.val_file is not None:
-            val_text = _read_text(resolve_file(data.val_file, data, "data.val_file"))
+            val_text = _read_text(resolve_file(data.val_file, "data.val_file", data))
         else:
             cut = int(len(text) * 0.9)
             text, val_text = text[:cut], text[cut:]

@@ -39,15 +39,16 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 
+from axon.data.files import Pair, read_pairs, resolve_file
 from axon.errors import ConfigError, DataError
 from axon.train.tasks import TaskSetup, register_task, set_vocab_size
 
-BUNDLED_PREFIX = "bundled:"
+#: what a missing data.train_file / data.val_file message suggests
+EXAMPLE_FILE = "e.g. bundled:dates/train.tsv, see configs/seq2seq_dates.yaml"
 
 
 @dataclass(frozen=True)
@@ -71,63 +72,6 @@ class SpecialIds:
             if t < self.pad:
                 out.append(int(t))
         return out
-
-
-def resolve_file(path: str | None, field_name: str) -> Path:
-    """A data file given in the config: a path, or ``bundled:NAME`` for a file shipped in the package."""
-    if not path:
-        raise ConfigError(f"{field_name}: this task needs a file; set --{field_name}=PATH "
-                          f"(e.g. bundled:dates/train.tsv, see configs/seq2seq_dates.yaml)")
-    if path.startswith(BUNDLED_PREFIX):
-        from axon.data.corpus import CORPUS_DIR
-
-        p = CORPUS_DIR / path[len(BUNDLED_PREFIX):]
-    else:
-        p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"{field_name}: {path} not found")
-    return p
-
-
-@dataclass(frozen=True)
-class Pair:
-    source: str
-    target: str
-    line: int  # 1-based line number in its file, for error messages
-
-
-def read_pairs(path: str | Path) -> list[Pair]:
-    """The pairs of a ``source<TAB>target`` file; any malformed line is a DataError naming it."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as e:
-        raise DataError(f"{path}: cannot read ({e.strerror})") from None
-    except UnicodeDecodeError as e:
-        raise DataError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
-    lines = text.split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()  # the newline that ends the last line
-    pairs = []
-    for n, line in enumerate(lines, 1):
-        line = line.removesuffix("\r")
-        where = f"{path}:{n}"
-        if not line.strip():
-            raise DataError(f"{where}: empty line; every line must be SOURCE<TAB>TARGET")
-        tabs = line.count("\t")
-        if tabs == 0:
-            raise DataError(f"{where}: no tab; every line must be SOURCE<TAB>TARGET")
-        if tabs > 1:
-            raise DataError(f"{where}: {tabs} tabs; every line must be SOURCE<TAB>TARGET with exactly one tab")
-        source, target = line.split("\t")
-        if not source.strip():
-            raise DataError(f"{where}: empty source (nothing before the tab)")
-        if not target.strip():
-            raise DataError(f"{where}: empty target (nothing after the tab)")
-        pairs.append(Pair(source, target, n))
-    if not pairs:
-        raise DataError(f"{path}: no sentence pairs")
-    return pairs
 
 
 def encode_checked(tokenizer, text: str, block_size: int, what: str) -> np.ndarray:
@@ -204,10 +148,10 @@ class PairDataset:
 
 def pair_splits(data_cfg) -> tuple[list[Pair], list[Pair], str, str]:
     """(train pairs, val pairs, train name, val name) from ``data.train_file`` / ``data.val_file``."""
-    train_path = resolve_file(data_cfg.train_file, "data.train_file")
+    train_path = resolve_file(data_cfg.train_file, "data.train_file", data_cfg, example=EXAMPLE_FILE)
     pairs = read_pairs(train_path)
     if data_cfg.val_file:
-        val_path = resolve_file(data_cfg.val_file, "data.val_file")
+        val_path = resolve_file(data_cfg.val_file, "data.val_file", data_cfg, example=EXAMPLE_FILE)
         return pairs, read_pairs(val_path), str(train_path), str(val_path)
     if len(pairs) < 10:
         raise DataError(f"{train_path}: {len(pairs)} pairs are too few to hold out every 10th; give data.val_file")

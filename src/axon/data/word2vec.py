@@ -40,6 +40,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from axon.data.files import read_text, resolve_file
 from axon.errors import ConfigError, DataError
 from axon.train.tasks import TaskSetup, register_task
 
@@ -171,17 +172,15 @@ class ContextWindows:
 
 def read_texts(data) -> tuple[str, str, str]:
     """(train text, val text, where they came from) for ``data.train_file`` or the bundled corpus."""
-    from axon.data.classify import resolve_file
     from axon.data.corpus import corpus_path
-    from axon.data.prepare import _read_text
 
     if data.train_file is not None:
-        origin = resolve_file(data.train_file, data, "data.train_file")
+        origin = resolve_file(data.train_file, "data.train_file", data)
     else:
         origin = corpus_path(data.corpus)
-    text = _read_text(origin)
+    text = read_text(origin)
     if data.val_file is not None:
-        return text, _read_text(resolve_file(data.val_file, data, "data.val_file")), str(origin)
+        return text, read_text(resolve_file(data.val_file, "data.val_file", data)), str(origin)
     cut = int(len(text) * 0.9)
     return text[:cut], text[cut:], str(origin)
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -90,10 +89,11 @@ def build_task(cfg, device: torch.device) -> TaskSetup:
 
 @register_task("lm")
 def lm_task(cfg, device: torch.device) -> TaskSetup:
+    from axon.data.cache import resolve_data_dir, split_ratios
     from axon.data.loader import TokenDataset
     from axon.data.tokenizers import load_tokenizer
     from axon.objectives import CausalLM
-    from axon.train.run import make_sampler, resolve_data_dir, split_ratios
+    from axon.train.run import make_sampler
 
     data_dir = resolve_data_dir(cfg.data)
     tokenizer = load_tokenizer(data_dir)
@@ -117,13 +117,3 @@ def set_vocab_size(cfg, vocab_size: int) -> None:
         cfg.model.vocab_size = vocab_size
     elif cfg.model.vocab_size < vocab_size:
         raise ConfigError(f"model.vocab_size={cfg.model.vocab_size} is smaller than the tokenizer's {vocab_size}")
-
-
-def data_path(path: str | None, field_name: str) -> Path:
-    """A user-given data file that must exist."""
-    if not path:
-        raise ConfigError(f"{field_name}: this task needs a file; set --{field_name}=PATH")
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"{field_name}: {p} not found")
-    return p
