@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from axon.config import RunConfig, dump_config, load_config, to_dict
-from axon.errors import AxonError, ConfigError, DataError
+from axon.errors import AxonError, ConfigError
 from axon.models import build_model
 
 
@@ -36,23 +36,6 @@ def resolve_device(name: str) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError("train.device: cuda requested but no CUDA device is available; use cpu or auto")
     return device
-
-
-def make_sampler(tokenizer, cfg: RunConfig, device: torch.device):
-    """sample_fn(model, step) -> text, for samples.txt; seeded so it never touches the global RNG."""
-    from axon.generate import generate
-
-    def sample(model, step: int) -> str:
-        try:
-            ids = tokenizer.encode(cfg.train.sample_prompt) or [0]
-        except DataError:
-            ids = [0]
-        gen = torch.Generator(device=device).manual_seed(cfg.train.seed + step)
-        ids = ids[-cfg.model.block_size :]
-        out = generate(model, [ids], cfg.train.sample_tokens, temperature=1.0, generator=gen, vocab_limit=tokenizer.vocab_size)
-        return tokenizer.decode(ids + out.tokens[0])
-
-    return sample
 
 
 def new_run_dir(cfg: RunConfig) -> Path:
@@ -157,7 +140,7 @@ def train(cfg: RunConfig | None = None, resume: str | Path | None = None, overri
 
 
 def _train(cfg: RunConfig, d, resume, overrides) -> dict:
-    from axon.train.tasks import build_task
+    from axon.tasks import build_task
     from axon.train.trainer import Trainer
 
     tc, device = cfg.train, d.device
