@@ -106,7 +106,7 @@ def cmd_sample(args, overrides: list[str]) -> int:
     from axon.generate import cut_at_stop, generate
     from axon.generate.cache import context_limit
     from axon.train.run import load_run
-    from axon.train.tasks import task_name
+    from axon.tasks import task_name
 
     if overrides:
         raise ConfigError(f"unknown option {overrides[0]}; see axon sample --help")
@@ -232,7 +232,7 @@ def cmd_eval(args, overrides: list[str]) -> int:
     from axon.errors import ConfigError
     from axon.eval import evaluate
     from axon.train.run import load_run
-    from axon.train.tasks import build_task
+    from axon.tasks import build_task
 
     if overrides:
         raise ConfigError(f"unknown option {overrides[0]}; see axon eval --help")
@@ -300,7 +300,7 @@ def cmd_convert(args, overrides: list[str]) -> int:
 
 
 def cmd_finetune(args, overrides: list[str]) -> int:
-    from axon.data.classify import finetune_config
+    from axon.tasks.finetune import finetune_config
     from axon.train.run import train
 
     result = train(finetune_config(args.pretrained, args.config, overrides))
@@ -333,7 +333,7 @@ def cmd_translate(args, overrides: list[str]) -> int:
         raise ConfigError(f"{args.run_dir} has no tokenizer.json")
     options = dict(beams=args.beams, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size)
     if args.eval:
-        from axon.data.seq2seq import read_pairs
+        from axon.data.files import read_pairs
 
         pairs = read_pairs(args.eval)
         m = evaluate_translation(model, tokenizer, [p.source for p in pairs], [p.target for p in pairs], **options)
@@ -359,7 +359,8 @@ def cmd_translate(args, overrides: list[str]) -> int:
 
 def cmd_embed(args, overrides: list[str]) -> int:
     """A word2vec run's vectors: nearest neighbours, analogies, export in the word2vec text format."""
-    from axon.data.word2vec import load_embeddings, lookup
+    from axon.data.words import lookup
+    from axon.tasks.word2vec import load_embeddings
     from axon.errors import ConfigError
     from axon.models.word2vec import analogy, neighbors, save_word2vec_format
 

@@ -153,8 +153,8 @@ class DataConfig:
     tokenizer: str = "char"  # for the bundled corpus: char, bpe, or a path to a tokenizer.json
     vocab_size: int | None = None  # BPE vocabulary size when the bundled corpus is tokenised with bpe
     cache_dir: str | None = None  # where the bundled corpus is prepared (default ~/.cache/axon)
-    # Files of a task (axon.data.classify, axon.data.mlm): classify reads JSONL ({"text": ..., "label": ...})
-    # or TSV (text<TAB>label); mlm reads plain text. "bundled:speakers/train.jsonl" names a shipped file.
+    # Files of a task (axon.tasks.classify, axon.tasks.mlm): classify reads JSONL ({"text": ..., "label": ...})
+    # or TSV (text<TAB>label); mlm reads plain text. "bundled:speakers/train.jsonl" names a bundled file (axon.data.files).
     # The BERT tasks build char, wordpiece and bpe tokenizers with [PAD] [UNK] [CLS] [SEP] [MASK] (axon.data.bert_tokens).
     train_file: str | None = None
     val_file: str | None = None  # null: classify holds out every 10th example of train_file, mlm the last 10%
@@ -297,7 +297,7 @@ class LoRAConfig:
 class RunConfig:
     out_dir: str = "runs"
     name: str | None = None  # run directory name; default: <date>-<time>
-    task: str | None = None  # what the run trains on (lm, ...; see axon.train.tasks); null: the model family's own
+    task: str | None = None  # what the run trains on (lm, ...; see axon.tasks); null: the model family's own
     model: Any = None  # the family's config dataclass, e.g. axon.model_configs.decoder.DecoderConfig
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)

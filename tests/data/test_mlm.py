@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from axon.data.bert_tokens import SPECIAL_TOKENS, BertTokens, build_bert_tokenizer, pad_batch
-from axon.data.mlm import IGNORE_INDEX, MaskedWindows, mask_tokens
+from axon.data.masking import IGNORE_INDEX, MaskedWindows, mask_tokens
 from axon.data.tokenizers import CharTokenizer
 from axon.errors import DataError
 
@@ -113,7 +113,7 @@ def test_masking_is_a_function_of_the_seed(tokens):
 
 @pytest.fixture(scope="module")
 def windows(tokens):
-    from axon.data.mlm import _memory_stream
+    from axon.data.masking import _memory_stream
 
     stream = _memory_stream(tokens.encode_array(TEXT), tokens.vocab_size, "train", "<text>")
     return MaskedWindows(stream, tokens, 0.15)

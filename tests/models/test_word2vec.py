@@ -10,7 +10,7 @@ import torch
 
 from axon.cli import main
 from axon.config import build_model_config
-from axon.data.word2vec import ContextWindows, Vocabulary, words_of
+from axon.data.words import ContextWindows, Vocabulary, words_of
 from axon.errors import ConfigError, DataError
 from axon.models.word2vec import (
     Word2Vec,

@@ -302,7 +302,7 @@ class _Rows:
 
 def test_rank_batches_are_disjoint_slices_of_one_draw(cache_dir):
     from axon.data.loader import TokenDataset
-    from axon.train.run import resolve_data_dir
+    from axon.data.cache import resolve_data_dir
 
     cfg = load_config(None, [f"--data.cache_dir={cache_dir}"])
     data = TokenDataset.from_dir(resolve_data_dir(cfg.data), "train")

@@ -14,7 +14,7 @@ from axon.models import build_model
 from axon.train.checkpoint import list_checkpoints
 from axon.train.logging import read_metrics
 from axon.train.run import load_run, train
-from axon.train.tasks import build_task
+from axon.tasks import build_task
 from axon.train.trainer import Trainer
 
 TINY = [

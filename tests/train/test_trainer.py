@@ -121,7 +121,7 @@ def test_nonfinite_steps_can_be_skipped(tmp_path, cache_dir):
     """A batch whose loss is NaN is skipped (no update, counted) and training goes on."""
     from axon.data.loader import TokenDataset
     from axon.objectives import CausalLM
-    from axon.train.run import resolve_data_dir
+    from axon.data.cache import resolve_data_dir
     from axon.train.trainer import Trainer
 
     cfg = load_config(None, args(tmp_path, cache_dir, "skip", "--train.max_steps=12", "--train.on_nonfinite=skip",
@@ -174,7 +174,7 @@ def test_gradient_accumulation_averages_micro_batches(tmp_path, cache_dir):
     """One step with grad_accum=2 moves the weights by the mean of the two micro-batch gradients."""
     from axon.data.loader import TokenDataset
     from axon.objectives import CausalLM
-    from axon.train.run import resolve_data_dir
+    from axon.data.cache import resolve_data_dir
     from axon.train.trainer import Trainer
 
     cfg = load_config(None, args(tmp_path, cache_dir, "acc", "--train.max_steps=1", "--train.grad_accum=2",

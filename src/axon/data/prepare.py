@@ -42,6 +42,7 @@ import numpy as np
 from tqdm import tqdm
 
 from axon.data.corpus import corpus_path
+from axon.data.files import read_text
 from axon.data.shards import ShardWriter
 from axon.data.tokenizers import KINDS, AnyTokenizer, build_tokenizer
 from axon.errors import DataError
@@ -157,7 +158,7 @@ def _prepare_text(
     val_fraction: float,
     train_chars: int,
 ) -> tuple[AnyTokenizer, str, dict]:
-    text = "".join(_read_text(f) for f in files)
+    text = "".join(read_text(f) for f in files)
     n_train = int(len(text) * (1 - val_fraction))
     parts = {"train": text[:n_train], "val": text[n_train:]}
     tok = build_tokenizer(tokenizer, [text] if tokenizer == "char" else [parts["train"][:train_chars]], vocab_size)
@@ -210,19 +211,10 @@ def _prepare_stream(
 # --- sources -----------------------------------------------------------------------------------
 
 
-def _read_text(path: Path) -> str:
-    # newline="" keeps the text exactly as stored: character counts and splits match the bytes.
-    try:
-        with open(path, encoding="utf-8", newline="") as f:
-            return f.read()
-    except UnicodeDecodeError as e:
-        raise DataError(f"{path}: not valid UTF-8 text (byte {e.start})") from None
-
-
 def _file_documents(path: Path, text_field: str) -> Iterator[str]:
     """A ``.txt`` file as one document, or each line of a ``.jsonl`` file as one."""
     if path.suffix == ".txt":
-        yield _read_text(path)
+        yield read_text(path)
         return
     try:
         with open(path, encoding="utf-8") as f:

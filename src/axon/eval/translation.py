@@ -41,7 +41,7 @@ def translation_metrics(hypotheses: Sequence[str], references: Sequence[str]) ->
 
 
 def _encode_sources(tokenizer, special, sources: Sequence[str], block_size: int) -> list[list[int]]:
-    from axon.data.seq2seq import encode_checked
+    from axon.data.pairs import encode_checked
 
     out = []
     for i, text in enumerate(sources, 1):
@@ -60,7 +60,7 @@ def translate(model: nn.Module, tokenizer, sources: Sequence[str], *, beams: int
     A source longer than the model's block_size or with characters its tokenizer lacks is a
     DataError naming it.
     """
-    from axon.data.seq2seq import SpecialIds
+    from axon.data.pairs import SpecialIds
 
     if beams < 1:
         raise ValueError(f"beams must be >= 1, got {beams}")

@@ -243,7 +243,7 @@ def time_inference(run_dir: Path, threads: int) -> dict:
         return json.loads(path.read_text())
     from axon.eval import evaluate
     from axon.train.run import load_run
-    from axon.train.tasks import build_task
+    from axon.tasks import build_task
 
     before = torch.get_num_threads()
     torch.set_num_threads(threads)

@@ -82,7 +82,7 @@ def resolve_vocab(run_cfg):
     is null (as training does), so that FLOPs and parameters can be counted before the run."""
     cfg = copy.deepcopy(run_cfg)
     if getattr(cfg.model, "vocab_size", 0) is None:
-        from axon.train.tasks import build_task
+        from axon.tasks import build_task
 
         build_task(cfg, torch.device("cpu"))  # fills cfg.model.vocab_size (set_vocab_size)
         if cfg.model.vocab_size is None:

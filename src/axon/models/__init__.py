@@ -35,7 +35,7 @@ class Family:
     config: type
     model: type
     presets: dict
-    task: str = "lm"  # the task a run of this family trains on unless the config names one (axon.train.tasks)
+    task: str = "lm"  # the task a run of this family trains on unless the config names one (axon.tasks)
     other_tasks: tuple[str, ...] = ()  # further tasks its model serves (e.g. BERT: classify)
 
 

@@ -19,7 +19,7 @@ keys, so a pad token (whatever its id) never changes a real token's output. ``po
 
 Masked-LM pretraining predicts only the ~15% chosen positions: ``forward(..., predict=mask)``
 runs the MLM head on those rows alone, (N, V) instead of (B, T, V). The masking itself lives in
-the data (``axon.data.mlm``), the losses in ``axon.objectives``.
+the data (``axon.data.masking``), the losses in ``axon.objectives``.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ window, and k "negative" words n_1..n_k drawn from the unigram distribution rais
 Negative sampling replaces the softmax over the vocabulary with k + 1 binary logistic
 regressions: tell the true pair from k noise pairs. The model returns those logits (the dot
 products); the loss lives in ``axon.objectives.negative_sampling``; windows, subsampling and
-negatives are drawn by the data (``axon.data.word2vec``).
+negatives are drawn by the data (``axon.data.words``).
 
 After training, words are compared by the cosine of their v vectors: nearest neighbours and
 analogies (b - a + c, 2013a sec. 4) below, and export in the word2vec text format.

@@ -14,7 +14,7 @@ class MaskedLM:
     """Cross-entropy of the original tokens at the masked positions only.
 
     batch = (input_ids (B, T), attention_mask (B, T), labels (B, T)) with labels = -100 wherever
-    nothing is to be predicted (``axon.data.mlm``). The model is asked for logits at the N
+    nothing is to be predicted (``axon.data.masking``). The model is asked for logits at the N
     chosen positions only, ``model(ids, mask, predict=chosen)`` -> (N, V), so the (large) output
     layer runs on ~15% of the tokens. Parts: ``ce`` (the loss), ``count`` = N (evaluation
     weights each batch by it), ``correct`` = argmax hits (evaluation reports their share as

@@ -13,7 +13,6 @@ A run directory holds everything about one run:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -23,68 +22,9 @@ from pathlib import Path
 import torch
 
 from axon.config import RunConfig, dump_config, load_config, to_dict
-from axon.errors import AxonError, ConfigError, DataError
+from axon.errors import AxonError, ConfigError
 from axon.models import build_model
 from axon.train.distributed import resolve_device
-
-
-def cache_root(data_cfg) -> Path:
-    return Path(data_cfg.cache_dir or os.environ.get("AXON_CACHE") or Path.home() / ".cache" / "axon")
-
-
-def resolve_data_dir(data_cfg) -> Path:
-    """The prepared data directory: ``data.dir``, or the bundled corpus prepared into the cache.
-
-    Preparing writes to a temporary directory renamed into place, so concurrent runs never see
-    half-written shards.
-    """
-    if data_cfg.dir is not None:
-        path = Path(data_cfg.dir)
-        if not (path / "meta.json").is_file():
-            raise DataError(f"data.dir: {path} is not a prepared data directory (no meta.json); run `axon prepare` first")
-        return path
-    from axon.data.prepare import prepare_corpus
-
-    tok = data_cfg.tokenizer
-    # A tokenizer file is named by a digest of its path (Python's hash() changes every process).
-    tag = tok if tok in ("char", "bpe") else "custom-" + hashlib.sha256(os.path.abspath(tok).encode()).hexdigest()[:10]
-    if data_cfg.vocab_size:
-        tag += f"-{data_cfg.vocab_size}"
-    path = cache_root(data_cfg) / "data" / f"{data_cfg.corpus}-{tag}"
-    if not (path / "meta.json").is_file():
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        shutil.rmtree(tmp, ignore_errors=True)
-        prepare_corpus(data_cfg.corpus, tmp, tokenizer=tok, vocab_size=data_cfg.vocab_size)
-        try:
-            os.replace(tmp, path)
-        except OSError:  # another process prepared it first
-            shutil.rmtree(tmp, ignore_errors=True)
-    return path
-
-
-def split_ratios(data_dir: Path, split: str = "val") -> tuple[float | None, float | None]:
-    """(characters per token, bytes per token) of a split, from meta.json, for bits per char/byte."""
-    meta = json.loads((data_dir / "meta.json").read_text())
-    s = meta["splits"][split]
-    n = s["num_tokens"]
-    return (s["num_chars"] / n if n else None), (s["num_bytes"] / n if n else None)
-
-
-def make_sampler(tokenizer, cfg: RunConfig, device: torch.device):
-    """sample_fn(model, step) -> text, for samples.txt; seeded so it never touches the global RNG."""
-    from axon.generate import generate
-
-    def sample(model, step: int) -> str:
-        try:
-            ids = tokenizer.encode(cfg.train.sample_prompt) or [0]
-        except DataError:
-            ids = [0]
-        gen = torch.Generator(device=device).manual_seed(cfg.train.seed + step)
-        ids = ids[-cfg.model.block_size :]
-        out = generate(model, [ids], cfg.train.sample_tokens, temperature=1.0, generator=gen, vocab_limit=tokenizer.vocab_size)
-        return tokenizer.decode(ids + out.tokens[0])
-
-    return sample
 
 
 def new_run_dir(cfg: RunConfig) -> Path:
@@ -189,7 +129,7 @@ def train(cfg: RunConfig | None = None, resume: str | Path | None = None, overri
 
 
 def _train(cfg: RunConfig, d, resume, overrides) -> dict:
-    from axon.train.tasks import build_task
+    from axon.tasks import build_task
     from axon.train.trainer import Trainer
 
     tc, device = cfg.train, d.device
@@ -345,4 +285,4 @@ def load_run(run_dir: str | Path, device: str = "auto"):
     return cfg, model.to(dev).eval(), tokenizer
 
 
-__all__ = ["train", "init_weights", "load_run", "resolve_data_dir", "resolve_device", "split_ratios"]
+__all__ = ["train", "init_weights", "load_run", "resolve_device"]

@@ -3,7 +3,7 @@
 A dataset gives ``get_batch(step, batch_size, block_size, seed, micro_step=)`` (a tuple of tensors,
 a pure function of its arguments) and ``iter_eval_batches(batch_size, block_size, max_batches)``;
 the objective maps ``(model, batch)`` to ``(loss, parts)`` (see ``axon.eval.evaluate``). Which
-datasets and objective a run uses is its task (``axon.train.tasks``).
+datasets and objective a run uses is its task (``axon.tasks``).
 
 Per step: ``grad_accum`` micro-batches of forward/backward, gradient clipping, a non-finite
 check, the optimizer step with the scheduled lr. Around it: logging, periodic evaluation on a

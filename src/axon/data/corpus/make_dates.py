@@ -13,7 +13,7 @@ the validation dates never occur in training, so exact match on them measures ge
 not memory.
 
 Deterministic (Python's seeded ``random``): ``python -m axon.data.corpus.make_dates`` rewrites
-``dates/train.tsv`` and ``dates/val.tsv`` identically (tests/data/test_seq2seq.py checks that the
+``dates/train.tsv`` and ``dates/val.tsv`` identically (tests/tasks/test_seq2seq.py checks that the
 shipped files are what this script writes).
 """
 

@@ -1,6 +1,6 @@
-"""The ``mlm`` task: BERT's masked-language-model pretraining on a token stream.
+"""BERT's masked-language-model data: masking, masked windows of a token stream, and their text source.
 
-Text source, in order of precedence:
+Text source of the ``mlm`` task (``axon.tasks.mlm``), in order of precedence:
 
 * ``data.dir``: a directory prepared by ``axon prepare`` with a tokenizer that has BERT's special
   tokens (``axon prepare FILES --tokenizer path/to/bert/tokenizer.json``);
@@ -28,7 +28,6 @@ masked by a generator seeded with (20190524, j): the same blanks for every run a
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 from pathlib import Path
 
@@ -36,8 +35,9 @@ import numpy as np
 import torch
 
 from axon.data.bert_tokens import BERT_TOKENIZER_KINDS, BertTokens, build_bert_tokenizer
+from axon.data.cache import cache_root, resolve_data_dir
+from axon.data.files import read_text, resolve_file
 from axon.errors import ConfigError, DataError
-from axon.train.tasks import TaskSetup, register_task, set_vocab_size
 
 IGNORE_INDEX = -100
 EVAL_SEED = 20190524  # masks of the validation windows: fixed, so every run is scored on the same blanks
@@ -125,17 +125,13 @@ def _memory_stream(ids: np.ndarray, vocab_size: int, split: str, origin: str):
 def _read_text(path: Path) -> str:
     if path.suffix != ".txt":
         raise DataError(f"{path}: the mlm task reads plain text (.txt); prepare other formats with axon prepare and set data.dir")
-    try:
-        return path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
-        raise DataError(f"{path}: not valid UTF-8 text (byte {e.start})") from None
+    return read_text(path, universal_newlines=True)
 
 
 def corpus_tokenizer(cfg) -> Path:
     """The BERT tokenizer of the bundled corpus for ``data.tokenizer`` (a kind), built once into
     the cache (char: every character of the corpus; wordpiece, bpe: learnt from its train split)."""
     from axon.data.corpus import corpus_path
-    from axon.train.run import cache_root
 
     kind, vocab = cfg.data.tokenizer, cfg.data.vocab_size
     tag = f"bert-{cfg.data.corpus}-{kind}" + (f"-{vocab}" if vocab and kind != "char" else "")
@@ -152,20 +148,18 @@ def corpus_tokenizer(cfg) -> Path:
 
 def load_streams(cfg):
     """(tokenizer, train stream, val stream) of the mlm task's text source (module docstring)."""
-    from axon.data.classify import resolve_file
     from axon.data.loader import TokenDataset
     from axon.data.tokenizers import load_tokenizer
-    from axon.train.run import resolve_data_dir
 
     data = cfg.data
     if data.dir is not None:
         path = resolve_data_dir(data)
         return load_tokenizer(path), TokenDataset.from_dir(path, "train"), TokenDataset.from_dir(path, "val")
     if data.train_file is not None:
-        train_path = resolve_file(data.train_file, data, "data.train_file")
+        train_path = resolve_file(data.train_file, "data.train_file", data)
         text = _read_text(train_path)
         if data.val_file is not None:
-            val_text = _read_text(resolve_file(data.val_file, data, "data.val_file"))
+            val_text = _read_text(resolve_file(data.val_file, "data.val_file", data))
         else:
             cut = int(len(text) * 0.9)
             text, val_text = text[:cut], text[cut:]
@@ -178,51 +172,3 @@ def load_streams(cfg):
         data = dataclasses.replace(data, tokenizer=str(corpus_tokenizer(cfg)), vocab_size=None)
     path = resolve_data_dir(data)
     return load_tokenizer(path), TokenDataset.from_dir(path, "train"), TokenDataset.from_dir(path, "val")
-
-
-def make_fill_in_sampler(val: MaskedWindows, tokens: BertTokens, block_size: int):
-    """sample_fn(model, step) -> text: the first validation window with some words blanked, and
-    the model's guesses for the blanks (samples.txt shows what the model has learned)."""
-
-    @torch.no_grad()
-    def sample(model, step: int) -> str:
-        inputs, mask, labels = next(iter(val.iter_eval_batches(1, min(block_size, 66), 1)))
-        device = next(model.parameters()).device
-        predict = labels != IGNORE_INDEX
-        was_training = model.training
-        model.eval()
-        guess = model(inputs.to(device), mask.to(device), predict=predict.to(device)).argmax(-1).cpu()
-        model.train(was_training)
-        shown = inputs[0].clone()
-        shown[predict[0]] = tokens.mask_id
-        filled = shown.clone()
-        filled[predict[0]] = guess
-        truth = inputs[0].clone()
-        truth[predict[0]] = labels[0][predict[0]]
-        body = slice(1, -1)  # without [CLS] and [SEP]
-        right = int((guess == labels[0][predict[0]]).sum())
-        return (f"blanked:   {tokens.decode(shown[body].tolist())!r}\n"
-                f"filled in: {tokens.decode(filled[body].tolist())!r}\n"
-                f"original:  {tokens.decode(truth[body].tolist())!r}\n"
-                f"{right}/{int(predict.sum())} blanks right")
-
-    return sample
-
-
-@register_task("mlm")
-def mlm_task(cfg, device: torch.device) -> TaskSetup:
-    from axon.objectives.mlm import MaskedLM
-
-    if getattr(cfg.model, "head", "mlm") != "mlm":
-        raise ConfigError(f"model.head: the mlm task trains the masked-LM head; set model.head=mlm (got {cfg.model.head})")
-    tokenizer, train_stream, val_stream = load_streams(cfg)
-    tokens = BertTokens(tokenizer)
-    set_vocab_size(cfg, tokenizer.vocab_size)
-    train = MaskedWindows(train_stream, tokens, cfg.data.mask_prob)
-    val = MaskedWindows(val_stream, tokens, cfg.data.mask_prob)
-
-    def summarize(loss: float, split: str) -> dict:
-        return {"perplexity": math.exp(min(loss, 700.0))}  # of the masked tokens
-
-    return TaskSetup(train_data=train, val_data=val, objective=MaskedLM(), tokenizer=tokenizer,
-                     sample_fn=make_fill_in_sampler(val, tokens, cfg.model.block_size), summarize=summarize)

@@ -8,10 +8,11 @@ import torch
 from axon.config import load_config
 from axon.data.corpus import CORPUS_DIR
 from axon.data.corpus.make_dates import make_splits, ordinal_words, year_words
-from axon.data.seq2seq import PairDataset, SpecialIds, read_pairs, resolve_file
+from axon.data.files import read_pairs, resolve_file
+from axon.data.pairs import PairDataset, SpecialIds
 from axon.data.tokenizers import CharTokenizer
 from axon.errors import ConfigError, DataError
-from axon.train.tasks import build_task
+from axon.tasks import build_task
 
 
 

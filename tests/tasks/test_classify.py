@@ -5,10 +5,11 @@ import pytest
 import torch
 
 from axon.config import load_config
-from axon.data.classify import finetune_config, read_examples
+from axon.data.files import read_examples
 from axon.data.speakers import build_speaker_task, speeches
 from axon.errors import ConfigError, DataError
-from axon.train.tasks import build_task
+from axon.tasks import build_task
+from axon.tasks.finetune import finetune_config
 
 ROWS = [("a fine day in the park", "pos"), ("what a dreadful\tsmell", "neg"), ("lovely!", "pos"),
         ("terrible, awful, bad", "neg"), ("great fun", "pos"), ("boring", "neg")] * 4

@@ -1,13 +1,11 @@
-"""Sentence pairs for sequence-to-sequence models, and the ``seq2seq`` task.
+"""Sentence pairs for sequence-to-sequence models: special ids, encoding, and batches.
 
-Format: a UTF-8 text file, one pair per line, ``source<TAB>target`` (a TSV without a header or
-quoting). Every line must hold exactly one tab with text on both sides; an empty line, a line
-without a tab, a line with two tabs, an empty side, or a side longer than ``model.block_size``
-tokens is an error naming the file and line (nothing is skipped or truncated silently).
-
-Config: ``data.train_file`` and ``data.val_file`` (null: every 10th pair of the training file is
-held out, as the classify task does); ``bundled:dates/train.tsv`` names a file shipped in the
-package (``axon/data/corpus/``). ``data.tokenizer``: ``char`` (the characters of both files, both
+Files: one pair per line, ``source<TAB>target`` (``axon.data.files.read_pairs``); config
+``data.train_file`` and ``data.val_file`` (null: every 10th pair of the training file is held
+out, as the classify task does); ``bundled:dates/train.tsv`` names a file shipped in the package
+(``axon/data/corpus/``). Every line must hold exactly one tab with text on both sides; a side
+longer than ``model.block_size`` tokens is an error naming the file and line (nothing is skipped
+or truncated silently). ``data.tokenizer``: ``char`` (the characters of both files, both
 sides), ``bpe`` (byte-level BPE trained on both sides of the training file, ``data.vocab_size``
 ids) or a path to a ``tokenizer.json``. One tokenizer serves source and target, so the model
 shares one embedding matrix between them (Vaswani et al. 2017, sec. 3.4).
@@ -27,27 +25,21 @@ probability |b| / N and draws its pairs uniformly from b, so every pair is still
 probability 1 / N while padding shrinks (on the dates task the encoder reads ~2.5x fewer
 positions). The numpy generator is seeded by (seed, step, micro_step), so a batch is a pure
 function of its arguments and resume is exact; evaluation walks the pairs in file order.
-
-Scores: the trainer's evaluation reports the plain cross-entropy and teacher-forced token
-accuracy; each evaluation also writes the validation BLEU, chrF and exact match of greedy
-translations and the first translations into samples.txt (``train.sample_tokens=0`` turns that
-off), and the final result of a run and ``axon eval`` add them as ``bleu``, ``chrf`` and
-``exact_match`` (``axon.eval.translation``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 
-from axon.errors import ConfigError, DataError
-from axon.train.tasks import TaskSetup, register_task, set_vocab_size
+from axon.data.files import Pair, read_pairs, resolve_file
+from axon.errors import DataError
 
-BUNDLED_PREFIX = "bundled:"
+#: what a missing data.train_file / data.val_file message suggests
+EXAMPLE_FILE = "e.g. bundled:dates/train.tsv, see configs/seq2seq_dates.yaml"
 
 
 @dataclass(frozen=True)
@@ -71,63 +63,6 @@ class SpecialIds:
             if t < self.pad:
                 out.append(int(t))
         return out
-
-
-def resolve_file(path: str | None, field_name: str) -> Path:
-    """A data file given in the config: a path, or ``bundled:NAME`` for a file shipped in the package."""
-    if not path:
-        raise ConfigError(f"{field_name}: this task needs a file; set --{field_name}=PATH "
-                          f"(e.g. bundled:dates/train.tsv, see configs/seq2seq_dates.yaml)")
-    if path.startswith(BUNDLED_PREFIX):
-        from axon.data.corpus import CORPUS_DIR
-
-        p = CORPUS_DIR / path[len(BUNDLED_PREFIX):]
-    else:
-        p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"{field_name}: {path} not found")
-    return p
-
-
-@dataclass(frozen=True)
-class Pair:
-    source: str
-    target: str
-    line: int  # 1-based line number in its file, for error messages
-
-
-def read_pairs(path: str | Path) -> list[Pair]:
-    """The pairs of a ``source<TAB>target`` file; any malformed line is a DataError naming it."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as e:
-        raise DataError(f"{path}: cannot read ({e.strerror})") from None
-    except UnicodeDecodeError as e:
-        raise DataError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
-    lines = text.split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()  # the newline that ends the last line
-    pairs = []
-    for n, line in enumerate(lines, 1):
-        line = line.removesuffix("\r")
-        where = f"{path}:{n}"
-        if not line.strip():
-            raise DataError(f"{where}: empty line; every line must be SOURCE<TAB>TARGET")
-        tabs = line.count("\t")
-        if tabs == 0:
-            raise DataError(f"{where}: no tab; every line must be SOURCE<TAB>TARGET")
-        if tabs > 1:
-            raise DataError(f"{where}: {tabs} tabs; every line must be SOURCE<TAB>TARGET with exactly one tab")
-        source, target = line.split("\t")
-        if not source.strip():
-            raise DataError(f"{where}: empty source (nothing before the tab)")
-        if not target.strip():
-            raise DataError(f"{where}: empty target (nothing after the tab)")
-        pairs.append(Pair(source, target, n))
-    if not pairs:
-        raise DataError(f"{path}: no sentence pairs")
-    return pairs
 
 
 def encode_checked(tokenizer, text: str, block_size: int, what: str) -> np.ndarray:
@@ -204,10 +139,10 @@ class PairDataset:
 
 def pair_splits(data_cfg) -> tuple[list[Pair], list[Pair], str, str]:
     """(train pairs, val pairs, train name, val name) from ``data.train_file`` / ``data.val_file``."""
-    train_path = resolve_file(data_cfg.train_file, "data.train_file")
+    train_path = resolve_file(data_cfg.train_file, "data.train_file", data_cfg, example=EXAMPLE_FILE)
     pairs = read_pairs(train_path)
     if data_cfg.val_file:
-        val_path = resolve_file(data_cfg.val_file, "data.val_file")
+        val_path = resolve_file(data_cfg.val_file, "data.val_file", data_cfg, example=EXAMPLE_FILE)
         return pairs, read_pairs(val_path), str(train_path), str(val_path)
     if len(pairs) < 10:
         raise DataError(f"{train_path}: {len(pairs)} pairs are too few to hold out every 10th; give data.val_file")
@@ -227,42 +162,3 @@ def build_pair_tokenizer(data_cfg, train: Sequence[Pair], val: Sequence[Pair]):
     else:
         texts = [t for p in train for t in (p.source, p.target)]
     return build_tokenizer(kind, texts, data_cfg.vocab_size)
-
-
-# ----------------------------------------------------------------------------------------------
-# The task
-
-
-@register_task("seq2seq")
-def seq2seq_task(cfg, device: torch.device) -> TaskSetup:
-    from axon.eval.translation import evaluate_translation, format_examples
-    from axon.objectives.seq2seq import Seq2SeqLoss
-
-    if cfg.model.family != "seq2seq":
-        raise ConfigError(f"task seq2seq needs an encoder-decoder model (model.family=seq2seq), "
-                          f"got {cfg.model.family!r}")
-    train_pairs, val_pairs, train_name, val_name = pair_splits(cfg.data)
-    tokenizer = build_pair_tokenizer(cfg.data, train_pairs, val_pairs)
-    special = SpecialIds.for_tokenizer(tokenizer)
-    set_vocab_size(cfg, special.vocab_size)
-    block = cfg.model.block_size
-    train = PairDataset(train_pairs, tokenizer, special, block, train_name)
-    val = PairDataset(val_pairs, tokenizer, special, block, val_name)
-    splits = {"train": train_pairs, "val": val_pairs}
-
-    def model_metrics(model, split: str) -> dict:
-        """BLEU, chrF and exact match of greedy translations of the split's sources."""
-        pairs = splits[split]
-        m = evaluate_translation(model, tokenizer, [p.source for p in pairs], [p.target for p in pairs])
-        return {k: v for k, v in m.items() if k != "translations"}
-
-    def sample_fn(model, step: int) -> str:
-        """samples.txt: the validation metrics (greedy) and the first few translations."""
-        m = evaluate_translation(model, tokenizer, [p.source for p in val_pairs], [p.target for p in val_pairs])
-        head = f"val BLEU {m['bleu']:.2f} | chrF {m['chrf']:.2f} | exact match {m['exact_match']:.4f}"
-        return head + "\n" + format_examples(val_pairs[:8], m["translations"][:8])
-
-    return TaskSetup(
-        train_data=train, val_data=val, objective=Seq2SeqLoss(special.pad, cfg.train.label_smoothing),
-        tokenizer=tokenizer, sample_fn=sample_fn, model_metrics=model_metrics,
-    )

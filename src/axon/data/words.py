@@ -1,4 +1,6 @@
-"""The ``word2vec`` task: (centre, context, negatives) batches from any text, for skip-gram and CBOW.
+"""word2vec's data: words, a vocabulary, and (centre, context, negatives) batches for skip-gram and CBOW.
+
+Read by the ``word2vec`` task (``axon.tasks.word2vec``).
 
 Text: ``data.train_file`` (plain UTF-8 text; validated on ``data.val_file`` or on its last 10% of
 characters) or, when it is null, the bundled corpus ``data.corpus`` split the same way (nanoGPT's
@@ -40,8 +42,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from axon.errors import ConfigError, DataError
-from axon.train.tasks import TaskSetup, register_task
+from axon.data.files import read_text, resolve_file
+from axon.errors import DataError
 
 WORD = re.compile(r"[^\W_]+(?:'[^\W_]+)*")  # letters/digits, inner apostrophes kept
 VOCAB_FILE = "vocab.txt"
@@ -171,79 +173,17 @@ class ContextWindows:
 
 def read_texts(data) -> tuple[str, str, str]:
     """(train text, val text, where they came from) for ``data.train_file`` or the bundled corpus."""
-    from axon.data.classify import resolve_file
     from axon.data.corpus import corpus_path
-    from axon.data.prepare import _read_text
 
     if data.train_file is not None:
-        origin = resolve_file(data.train_file, data, "data.train_file")
+        origin = resolve_file(data.train_file, "data.train_file", data)
     else:
         origin = corpus_path(data.corpus)
-    text = _read_text(origin)
+    text = read_text(origin)
     if data.val_file is not None:
-        return text, _read_text(resolve_file(data.val_file, data, "data.val_file")), str(origin)
+        return text, read_text(resolve_file(data.val_file, "data.val_file", data)), str(origin)
     cut = int(len(text) * 0.9)
     return text[:cut], text[cut:], str(origin)
-
-
-def probe_words(vocab: Vocabulary, prompt: str, lowercase: bool) -> list[str]:
-    """Words whose neighbours samples.txt shows: those of the prompt in the vocabulary, else five
-    of middling frequency (ranks 50, 100, 200, 400, 800)."""
-    words = [w for w in words_of(prompt, lowercase) if w in vocab.index]
-    return words or [vocab.words[r] for r in (50, 100, 200, 400, 800) if r < len(vocab)]
-
-
-def format_neighbors(vocab: Vocabulary, vectors: torch.Tensor, word: str, k: int) -> str:
-    from axon.models.word2vec import neighbors
-
-    near = neighbors(vectors, vocab.index[word], k)
-    return f"{word}: " + ", ".join(f"{vocab.words[i]} {s:.2f}" for i, s in near)
-
-
-@register_task("word2vec")
-def word2vec_task(cfg, device: torch.device) -> TaskSetup:
-    from axon.models.word2vec import Word2VecConfig
-    from axon.objectives.negative_sampling import NegativeSampling
-
-    m = cfg.model
-    if not isinstance(m, Word2VecConfig):
-        raise ConfigError(f"task: word2vec trains the word2vec family; set model.family=word2vec (got {m.family})")
-    if cfg.optim.name.lower() == "muon":
-        raise ConfigError("optim.name: word2vec has only embedding tables, which Muon does not train; "
-                          "use adam, adamw or sgd (see configs/word2vec.yaml)")
-    train_text, val_text, origin = read_texts(cfg.data)
-    vocab = Vocabulary.build(words_of(train_text, m.lowercase), m.min_count)
-    if len(vocab) < 2:
-        raise DataError(f"{origin}: fewer than 2 words occur at least min_count={m.min_count} times; "
-                        "lower model.min_count or bring more text")
-    if m.vocab_size is None:
-        m.vocab_size = len(vocab)
-    elif m.vocab_size != len(vocab):
-        raise ConfigError(f"model.vocab_size={m.vocab_size} but the text has {len(vocab)} words seen at least "
-                          f"min_count={m.min_count} times; leave model.vocab_size null")
-    train = ContextWindows(vocab.encode(words_of(train_text, m.lowercase)), vocab.counts, m, "train")
-    val = ContextWindows(vocab.encode(words_of(val_text, m.lowercase)), vocab.counts, m, "val")
-    probes = probe_words(vocab, cfg.train.sample_prompt, m.lowercase)
-
-    def sample(model, step: int) -> str:  # samples.txt: the neighbours of a few words
-        return "\n".join(format_neighbors(vocab, model.vectors(), w, 8) for w in probes)
-
-    return TaskSetup(train_data=train, val_data=val, objective=NegativeSampling(), tokenizer=None,
-                     sample_fn=sample, extra_files={VOCAB_FILE: vocab.save})
-
-
-def load_embeddings(run_dir: str | Path):
-    """(config, vocabulary, word vectors (V, D)) of a word2vec run directory."""
-    from axon.train.run import load_run
-
-    cfg, model, _ = load_run(run_dir, "cpu")
-    if cfg.model.family != "word2vec":
-        raise ConfigError(f"{run_dir} is a {cfg.model.family} run; axon embed reads word2vec runs")
-    vocab = Vocabulary.load(Path(run_dir) / VOCAB_FILE)
-    vectors = model.vectors()
-    if len(vocab) != vectors.size(0):
-        raise DataError(f"{run_dir}: {VOCAB_FILE} has {len(vocab)} words, the model {vectors.size(0)} vectors")
-    return cfg, vocab, vectors
 
 
 def lookup(vocab: Vocabulary, word: str, lowercase: bool) -> int:

@@ -1,0 +1,60 @@
+"""The data cache, prepared data directories, and the character / byte counts of their splits.
+
+The cache (``data.cache_dir``, else ``$AXON_CACHE``, else ``~/.cache/axon``) holds what a run
+prepares on first use and every later run reuses: the bundled corpus tokenised into shards
+(``data/<corpus>-<tokenizer>``), BERT tokenizers of the corpus, the speaker task's files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+
+from axon.errors import DataError
+
+
+def cache_root(data_cfg=None) -> Path:
+    """The cache directory of a config's ``data`` section (None: the environment's or the default)."""
+    configured = getattr(data_cfg, "cache_dir", None)
+    return Path(configured or os.environ.get("AXON_CACHE") or Path.home() / ".cache" / "axon")
+
+
+def resolve_data_dir(data_cfg) -> Path:
+    """The prepared data directory: ``data.dir``, or the bundled corpus prepared into the cache.
+
+    Preparing writes to a temporary directory renamed into place, so concurrent runs never see
+    half-written shards.
+    """
+    if data_cfg.dir is not None:
+        path = Path(data_cfg.dir)
+        if not (path / "meta.json").is_file():
+            raise DataError(f"data.dir: {path} is not a prepared data directory (no meta.json); run `axon prepare` first")
+        return path
+    from axon.data.prepare import prepare_corpus
+
+    tok = data_cfg.tokenizer
+    # A tokenizer file is named by a digest of its path (Python's hash() changes every process).
+    tag = tok if tok in ("char", "bpe") else "custom-" + hashlib.sha256(os.path.abspath(tok).encode()).hexdigest()[:10]
+    if data_cfg.vocab_size:
+        tag += f"-{data_cfg.vocab_size}"
+    path = cache_root(data_cfg) / "data" / f"{data_cfg.corpus}-{tag}"
+    if not (path / "meta.json").is_file():
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        prepare_corpus(data_cfg.corpus, tmp, tokenizer=tok, vocab_size=data_cfg.vocab_size)
+        try:
+            os.replace(tmp, path)
+        except OSError:  # another process prepared it first
+            shutil.rmtree(tmp, ignore_errors=True)
+    return path
+
+
+def split_ratios(data_dir: Path, split: str = "val") -> tuple[float | None, float | None]:
+    """(characters per token, bytes per token) of a split, from meta.json, for bits per char/byte."""
+    meta = json.loads((data_dir / "meta.json").read_text())
+    s = meta["splits"][split]
+    n = s["num_tokens"]
+    return (s["num_chars"] / n if n else None), (s["num_bytes"] / n if n else None)

@@ -1,0 +1,62 @@
+"""Tasks: what a run trains on and how it is scored.
+
+A task turns a config into the pieces the trainer needs, for any model family:
+
+    data (corpus, labelled file, sentence pairs, ...) --> train / val datasets of batches
+    tokenizer                                          --> saved into the run directory
+    objective                                          --> (model, batch) -> (loss, parts)
+    sample_fn, summarize                               --> samples.txt, extra result metrics
+
+A config names its task (``task: lm``); without one, the model family's own task is used
+(``Family.task``). One module per task, each with its builder, sampler and metrics; the data
+they read (files, tokenizers, datasets of batches) is ``axon.data``'s:
+
+    lm        next-token prediction on a token stream (the bundled corpus or a prepared directory)
+    mlm       BERT's masked-LM pretraining on a token stream
+    classify  one label per text (JSONL / TSV), for every classifier family; fine-tuning a
+              pretrained encoder under a new head is ``axon.tasks.finetune``
+    seq2seq   sentence pairs for encoder-decoder models, scored by BLEU / chrF / exact match
+    word2vec  skip-gram / CBOW examples with negatives from any text
+
+A new task is a module here with a ``(cfg, device) -> TaskSetup`` builder and a line in ``TASKS``.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from axon.errors import ConfigError
+from axon.tasks import classify, lm, mlm, seq2seq, word2vec
+from axon.tasks.base import TaskBuilder, TaskSetup, set_vocab_size
+
+TASKS: dict[str, TaskBuilder] = {
+    "lm": lm.lm_task,
+    "mlm": mlm.mlm_task,
+    "classify": classify.classify_task,
+    "seq2seq": seq2seq.seq2seq_task,
+    "word2vec": word2vec.word2vec_task,
+}
+
+
+def task_name(cfg) -> str:
+    from axon.models import FAMILIES
+
+    return cfg.task or FAMILIES[cfg.model.family].task
+
+
+def build_task(cfg, device: torch.device) -> TaskSetup:
+    name = task_name(cfg)
+    if name not in TASKS:
+        raise ConfigError(f"task: unknown task {name!r}; choose one of: {', '.join(sorted(TASKS))}")
+    from axon.models import FAMILIES
+
+    family = FAMILIES[cfg.model.family]
+    served = (family.task, *family.other_tasks)
+    if name not in served:
+        doers = [f for f, fam in FAMILIES.items() if name in (fam.task, *fam.other_tasks)]
+        raise ConfigError(f"task: a {cfg.model.family} model does not do {name!r} (it does {', '.join(served)}); "
+                          f"for {name} set " + " or ".join(f"model.family={f}" for f in doers))
+    return TASKS[name](cfg, device)
+
+
+__all__ = ["TASKS", "TaskBuilder", "TaskSetup", "build_task", "set_vocab_size", "task_name"]

@@ -1,0 +1,116 @@
+"""Fine-tuning a pretrained run: ``axon finetune``'s config and the checkpoint surgery behind it.
+
+``finetune_config`` composes the config of ``axon finetune PRETRAINED_RUN``: the pretrained run's
+model with a classification head, its tokenizer, ``task: classify`` and ``train.init_from``.
+
+``load_pretrained_body`` (the classify task's ``init_weights``) copies every tensor of the
+``train.init_from`` checkpoint that the classifier has, leaves the classifier's own head
+(``HEAD_PREFIXES``) at its initialisation, drops the pretraining head, and prints what it did;
+anything else that does not match is an error.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import torch
+
+from axon.errors import CheckpointError, ConfigError
+
+#: Parameter-name prefixes of heads: a fine-tuning model may leave its own at their initialisation,
+#: and a pretraining checkpoint's are dropped (BERT's MLM head, pooler and classifier).
+HEAD_PREFIXES = ("mlm.", "pooler.", "classifier.")
+
+
+def init_run_dir(source: str | Path) -> Path:
+    """The run directory of ``train.init_from`` (a run, or one of its ``step_*`` checkpoints)."""
+    path = Path(source)
+    return path.parent.parent if (path / "state.json").is_file() and path.parent.name == "checkpoints" else path
+
+
+def load_pretrained_body(model: torch.nn.Module, source: str | Path) -> dict:
+    """Initialise ``model`` from the newest valid checkpoint of ``source`` (a run directory or a
+    ``step_*`` directory), keeping the model's own head where the checkpoint has none (or one of
+    another shape). Returns {"checkpoint", "loaded", "initialised", "dropped"} and prints it."""
+    from safetensors.torch import load_file
+
+    from axon.train.checkpoint import list_checkpoints, verify_checkpoint
+
+    path = Path(source)
+    candidates = list_checkpoints(path / "checkpoints") if (path / "checkpoints").is_dir() else [path]
+    ckpt, problems = None, []
+    for c in candidates:
+        try:
+            verify_checkpoint(c)
+            ckpt = c
+            break
+        except CheckpointError as e:
+            problems.append(str(e))
+    if ckpt is None:
+        why = f" ({problems[0]})" if problems else ""
+        raise ConfigError(f"train.init_from: no valid checkpoint in {path}{why}")
+    state = load_file(str(ckpt / "model.safetensors"))
+    own = model.state_dict()
+    is_head = lambda k: k.startswith(HEAD_PREFIXES)  # noqa: E731
+    loaded, fresh = {}, []
+    for k, t in own.items():
+        if k in state and state[k].shape == t.shape:
+            loaded[k] = state[k]
+        elif is_head(k):
+            fresh.append(k)
+        elif k in state:
+            raise CheckpointError(f"{ckpt}: {k} has shape {tuple(state[k].shape)}, the model needs {tuple(t.shape)}; "
+                                  "fine-tuning keeps the pretrained architecture")
+        else:
+            raise CheckpointError(f"{ckpt}: no tensor {k}; is it a run of this architecture?")
+    dropped = sorted(k for k in state if k not in loaded)
+    stray = [k for k in dropped if not is_head(k)]
+    if stray:
+        raise CheckpointError(f"{ckpt}: tensor {stray[0]} has no place in this model; is it a run of this architecture?")
+    model.load_state_dict({**own, **loaded})
+    report = {"checkpoint": str(ckpt), "loaded": len(loaded), "initialised": fresh, "dropped": dropped}
+    groups = lambda names: ", ".join(sorted({n.split(".")[0] for n in names})) or "none"  # noqa: E731
+    print(f"init_from {ckpt}: loaded {len(loaded)} tensors; new (initialised here): {groups(fresh)}; "
+          f"dropped from the checkpoint: {groups(dropped)}", file=sys.stderr)
+    return report
+
+
+#: Model fields a fine-tuning run may set; the rest of the architecture is the pretrained run's.
+FINETUNE_FIELDS = ("head", "num_labels", "pooling", "dropout", "attn_impl")
+
+
+def finetune_config(pretrained: str | Path, recipe: str | Path | None = None, overrides: list[str] | None = None):
+    """The config of ``axon finetune PRETRAINED_RUN``: the pretrained run's model with a
+    classification head (``model.head=classify``), its tokenizer, ``task: classify`` and
+    ``train.init_from`` = the run; the recipe and ``--section.key=value`` overrides give the rest
+    (data files, optim, schedule, train). From the recipe's model section only
+    ``FINETUNE_FIELDS`` are read (a recipe also used from scratch names an architecture that
+    must not replace the pretrained one); a command-line model override of another field that
+    differs from the pretrained value is an error."""
+    from axon.config import build_config, load_yaml, merge, parse_overrides
+
+    run = Path(pretrained)
+    if not (run / "config.yaml").is_file():
+        raise ConfigError(f"{run} is not a run directory (no config.yaml)")
+    if not (run / "tokenizer.json").is_file():
+        raise ConfigError(f"{run} has no tokenizer.json; fine-tuning encodes text with the pretrained run's tokenizer")
+    pre = load_yaml(run / "config.yaml").get("model") or {}
+    data = load_yaml(recipe) if recipe else {}
+    over = parse_overrides(overrides or [])
+    model = {**pre, "head": "classify", "num_labels": None}
+    model.update({k: v for k, v in (data.get("model") or {}).items() if k in FINETUNE_FIELDS})
+    for k, v in (over.pop("model", None) or {}).items():
+        if k not in FINETUNE_FIELDS and v != model.get(k):
+            raise ConfigError(f"--model.{k}: fine-tuning keeps the pretrained run's architecture ({k}={model.get(k)!r}); "
+                              f"the model fields it can set are {', '.join(FINETUNE_FIELDS)}")
+        model[k] = v
+    for key in ("train.init_from", "data.tokenizer"):
+        section, name = key.split(".")
+        if name in (over.get(section) or {}):
+            raise ConfigError(f"--{key}: axon finetune sets it to the pretrained run ({run})")
+    data = merge(data, over)
+    data["model"] = model
+    data["task"] = data.get("task") or "classify"
+    data = merge(data, {"train": {"init_from": str(run)}, "data": {"tokenizer": str(run / "tokenizer.json")}})
+    return build_config(data)

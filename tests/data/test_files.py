@@ -1,0 +1,44 @@
+"""``bundled:`` names and data paths: one resolver for every task."""
+
+from types import SimpleNamespace
+
+import pytest
+
+from axon.data.corpus import CORPUS_DIR
+from axon.data.files import bundled_names, read_text, resolve_file
+from axon.errors import ConfigError, DataError
+
+
+def test_bundled_names_a_shipped_file_or_one_written_into_the_cache(tmp_path):
+    data = SimpleNamespace(cache_dir=str(tmp_path))
+    assert resolve_file("bundled:dates/train.tsv", "data.train_file", data) == CORPUS_DIR / "dates" / "train.tsv"
+    speakers = resolve_file("bundled:speakers/val.jsonl", "data.val_file", data)
+    assert speakers.is_file() and speakers.is_relative_to(tmp_path)  # built on first use, into data.cache_dir
+    assert resolve_file("bundled:speakers/val.jsonl", "data.val_file", data) == speakers  # and reused
+    names = bundled_names()
+    assert {"bundled:dates/train.tsv", "bundled:dates/val.tsv", "bundled:speakers/train.jsonl"} <= set(names)
+    for name in names:
+        if not name.startswith("bundled:speakers/"):
+            assert resolve_file(name, "data.train_file").is_file()
+
+
+def test_unknown_bundled_names_and_missing_paths_are_refused(tmp_path):
+    with pytest.raises(ConfigError, match="data.train_file: bundled:dates/nope.tsv not found; the bundled files are "
+                                          ".*bundled:dates/train.tsv.*bundled:speakers/train.jsonl"):
+        resolve_file("bundled:dates/nope.tsv", "data.train_file")
+    with pytest.raises(ConfigError, match="unknown bundled file 'speakers/nothing.jsonl'"):
+        resolve_file("bundled:speakers/nothing.jsonl", "data.train_file", SimpleNamespace(cache_dir=str(tmp_path)))
+    with pytest.raises(ConfigError, match="data.val_file: .*missing.txt not found"):
+        resolve_file(str(tmp_path / "missing.txt"), "data.val_file")
+    with pytest.raises(ConfigError, match=r"data.train_file: this task needs a file; set --data.train_file=PATH \(e.g. x\)$"):
+        resolve_file(None, "data.train_file", example="e.g. x")
+
+
+def test_read_text_keeps_line_endings_unless_asked(tmp_path):
+    path = tmp_path / "t.txt"
+    path.write_bytes(b"a\r\nb\n")
+    assert read_text(path) == "a\r\nb\n"
+    assert read_text(path, universal_newlines=True) == "a\nb\n"
+    path.write_bytes(b"a\xff")
+    with pytest.raises(DataError, match="not valid UTF-8 text"):
+        read_text(path)
