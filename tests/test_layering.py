@@ -51,6 +51,11 @@ RULES = [
     Rule("axon.nn", "building blocks take their options as arguments; they read no run or model-family config",
          forbidden=("axon.train", "axon.lab", "axon.data", "axon.config", "axon.model_configs", "axon.models",
                     "axon.objectives")),
+    Rule("axon.data", "tokenizers, shards, files and the cache sit below what composes a run (tasks, trainer, lab)",
+         forbidden=("axon.train", "axon.tasks", "axon.lab", "axon.objectives", "axon.models", "axon.eval")),
+    Rule("axon.eval", "evaluation scores models; tasks call it, not the other way round", forbidden=("axon.tasks",)),
+    Rule("axon.models", "a model knows no trainer, task or lab: parallelism and optimizers are applied from outside",
+         forbidden=("axon.train", "axon.tasks", "axon.lab", "axon.cli")),
 ]
 
 # Never loaded by `import axon.config`, nor by building and validating a run's config.

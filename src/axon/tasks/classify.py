@@ -61,16 +61,16 @@ def classify_tokenizer(cfg, train_texts: list[str]):
 
 
 def _fill_model_fields(cfg, num_labels: int) -> None:
-    model = cfg.model
-    if not hasattr(model, "num_labels"):
-        raise ConfigError(f"task: classify needs a classifier; model family {model.family!r} has no num_labels "
+    mcfg = cfg.model  # the family's config, not a module
+    if not hasattr(mcfg, "num_labels"):
+        raise ConfigError(f"task: classify needs a classifier; model family {mcfg.family!r} has no num_labels "
                           "(use e.g. model.family=bert with model.head=classify)")
-    if getattr(model, "head", "classify") != "classify":
-        raise ConfigError(f"model.head: the classify task trains a classification head; set model.head=classify (got {model.head})")
-    if model.num_labels is None:
-        model.num_labels = num_labels
-    elif model.num_labels != num_labels:
-        raise ConfigError(f"model.num_labels={model.num_labels} but the training file has {num_labels} labels; "
+    if getattr(mcfg, "head", "classify") != "classify":
+        raise ConfigError(f"model.head: the classify task trains a classification head; set model.head=classify (got {mcfg.head})")
+    if mcfg.num_labels is None:
+        mcfg.num_labels = num_labels
+    elif mcfg.num_labels != num_labels:
+        raise ConfigError(f"model.num_labels={mcfg.num_labels} but the training file has {num_labels} labels; "
                           "leave model.num_labels null to take them from the file")
 
 
