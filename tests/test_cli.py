@@ -85,6 +85,27 @@ def test_user_errors_are_one_line(argv, message, capsys):
     assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
 
 
+@pytest.mark.parametrize(
+    "argv, extra",
+    [
+        (["sample", "some/run", "--temprature", "0"], "--temprature 0"),
+        (["eval", "some/run", "--train.batch_size=4"], "--train.batch_size=4"),
+        (["prepare", "a.txt", "--out", "x", "--vocabulary", "300"], "--vocabulary 300"),
+        (["convert", "--from-hf", "hf", "--out", "x", "--bogus"], "--bogus"),
+        (["translate", "some/run", "--input", "x", "--bogus"], "--bogus"),
+        (["embed", "some/run", "--k", "3", "--bogus"], "--bogus"),
+        (["lora", "merge", "some/run", "--out", "x", "--bogus"], "--bogus"),
+        (["eval", "some/run", "other/run"], "other/run"),  # a stray positional too
+    ],
+)
+def test_unknown_options_of_commands_without_overrides_are_one_line(argv, extra, capsys):
+    """Only train, config, finetune, scaling and compare take --section.key=value overrides; the
+    others refuse whatever argparse did not recognise, before they run (no run is loaded here)."""
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err == f"axon {argv[0]}: error: unrecognized arguments: {extra}; see axon {argv[0]} --help\n"
+
+
 def test_over_long_prompt_is_refused(run_dir, capsys):
     assert main(["sample", str(run_dir), "--prompt", "a" * 65]) == 2  # tiny's context is 64
     assert "context is 64" in capsys.readouterr().err

@@ -11,7 +11,7 @@ import json
 import sys
 from pathlib import Path
 
-from axon.errors import AxonError
+from axon.errors import AxonError, ConfigError
 
 TRAIN_EPILOG = """\
 Any config value can be set as --section.key=value (sections: model, data, optim, schedule,
@@ -108,8 +108,6 @@ def cmd_sample(args, overrides: list[str]) -> int:
     from axon.train.run import load_run
     from axon.train.tasks import task_name
 
-    if overrides:
-        raise ConfigError(f"unknown option {overrides[0]}; see axon sample --help")
     if args.temperature < 0:
         raise ConfigError("--temperature must be >= 0 (0 is greedy)")
     if args.top_p is not None and not 0 < args.top_p <= 1:
@@ -234,8 +232,6 @@ def cmd_eval(args, overrides: list[str]) -> int:
     from axon.train.run import load_run
     from axon.train.tasks import build_task
 
-    if overrides:
-        raise ConfigError(f"unknown option {overrides[0]}; see axon eval --help")
     if args.split not in ("train", "val"):
         raise ConfigError(f"--split must be train or val, got {args.split!r}")
     cfg, model, _ = load_run(args.run_dir, args.device)
@@ -264,8 +260,6 @@ def cmd_prepare(args, overrides: list[str]) -> int:
     from axon.data.prepare import prepare
     from axon.errors import ConfigError
 
-    if overrides:
-        raise ConfigError(f"unknown option {overrides[0]}; see axon prepare --help")
     if not args.inputs and not args.hf_dataset:
         raise ConfigError("give input files (.txt, .jsonl) or --hf-dataset NAME")
     meta = prepare(
@@ -284,8 +278,6 @@ def cmd_convert(args, overrides: list[str]) -> int:
     from axon.errors import ConfigError
     from axon.interop.runs import hf_to_run, run_to_hf
 
-    if overrides:
-        raise ConfigError(f"unknown option {overrides[0]}; see axon convert --help")
     if bool(args.from_hf) == bool(args.to_hf):
         raise ConfigError("give exactly one of --from-hf HF_DIR or --to-hf RUN_DIR")
     if args.from_hf:
@@ -318,8 +310,6 @@ def cmd_translate(args, overrides: list[str]) -> int:
     from axon.eval.translation import evaluate_translation, translate
     from axon.train.run import load_run
 
-    if overrides:
-        raise ConfigError(f"unknown option {overrides[0]}; see axon translate --help")
     if sum(map(bool, (args.input, args.input_file, args.eval))) != 1:
         raise ConfigError("give one of --input TEXT (repeatable), --input-file FILE or --eval FILE.tsv")
     if args.beams < 1 or args.batch_size < 1:
@@ -363,8 +353,6 @@ def cmd_embed(args, overrides: list[str]) -> int:
     from axon.errors import ConfigError
     from axon.models.word2vec import analogy, neighbors, save_word2vec_format
 
-    if overrides:
-        raise ConfigError(f"unknown option {overrides[0]}; see axon embed --help")
     if not (args.neighbors or args.analogy or args.export):
         raise ConfigError("give --neighbors WORD, --analogy A B C or --export FILE")
     if args.k < 1:
@@ -391,8 +379,6 @@ def cmd_lora(args, overrides: list[str]) -> int:
     from axon.errors import ConfigError
     from axon.train.lora import apply_adapters, export_adapters, merge_run
 
-    if overrides:
-        raise ConfigError(f"unknown option {overrides[0]}; see axon lora --help")
     if (args.action == "apply") != (args.adapters is not None):
         raise ConfigError("axon lora apply takes BASE_RUN ADAPTERS; merge and export take one RUN_DIR")
     if args.action == "export":
@@ -658,12 +644,17 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+# Subcommands whose unrecognised arguments are config overrides (--section.key=value), passed on to
+# the command; any other subcommand refuses them in main(), before it runs.
+TAKE_OVERRIDES = ("train", "config", "finetune", "scaling", "compare")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args, rest = parser.parse_known_args(argv)
-    if args.command not in ("train", "config", "finetune", "scaling", "compare") and rest:
-        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    args, rest = parser.parse_known_args(argv)  # rest: the --section.key=value overrides
     try:
+        if rest and args.command not in TAKE_OVERRIDES:
+            raise ConfigError(f"unrecognized arguments: {' '.join(rest)}; see axon {args.command} --help")
         return args.func(args, rest)
     except AxonError as e:
         import os
