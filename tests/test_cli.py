@@ -106,6 +106,28 @@ def test_unknown_options_of_commands_without_overrides_are_one_line(argv, extra,
     assert err == f"axon {argv[0]}: error: unrecognized arguments: {extra}; see axon {argv[0]} --help\n"
 
 
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--temperature", "-1"], "--temperature must be >= 0 and finite (0 is greedy), got -1.0"),
+        (["--temperature", "nan"], "--temperature must be >= 0 and finite (0 is greedy), got nan"),
+        (["--top-p", "2"], "--top-p must be in (0, 1], got 2.0"),
+        (["--min-p", "nan"], "--min-p must be in [0, 1], got nan"),
+        (["--repetition-penalty", "0"], "--repetition-penalty must be positive and finite (1 disables it), got 0.0"),
+        (["--top-k", "-1"], "--top-k must be an integer >= 0 (0 keeps every token), got -1"),
+        (["--num-samples", "0"], "--num-samples must be an integer >= 1, got 0"),
+        (["--max-new-tokens", "-1"], "--max-new-tokens must be an integer >= 0, got -1"),
+        (["--beams", "-1"], "--beams and --num-draft must be >= 0"),
+        (["--beams", "2", "--max-new-tokens", "0"], "--beams needs --max-new-tokens >= 1"),
+        (["--length-penalty", "nan"], "--length-penalty must be finite, got nan"),
+    ],
+)
+def test_sampling_flags_are_checked_before_the_run_is_loaded(flags, message, capsys):
+    """The checks of axon.generate.SamplingOptions, worded with the flags; no/such/run is never opened."""
+    assert main(["sample", "no/such/run", *flags]) == 2
+    assert capsys.readouterr().err == f"axon sample: error: {message}\n"
+
+
 def test_over_long_prompt_is_refused(run_dir, capsys):
     assert main(["sample", str(run_dir), "--prompt", "a" * 65]) == 2  # tiny's context is 64
     assert "context is 64" in capsys.readouterr().err

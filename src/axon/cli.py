@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -108,16 +109,7 @@ def cmd_sample(args, overrides: list[str]) -> int:
     from axon.train.run import load_run
     from axon.train.tasks import task_name
 
-    if args.temperature < 0:
-        raise ConfigError("--temperature must be >= 0 (0 is greedy)")
-    if args.top_p is not None and not 0 < args.top_p <= 1:
-        raise ConfigError("--top-p must be in (0, 1]")
-    if args.min_p is not None and not 0 <= args.min_p <= 1:
-        raise ConfigError("--min-p must be in [0, 1]")
-    if args.repetition_penalty <= 0:
-        raise ConfigError("--repetition-penalty must be positive (1 disables it)")
-    if args.num_samples < 1 or args.max_new_tokens < 0:
-        raise ConfigError("--num-samples must be >= 1 and --max-new-tokens >= 0")
+    options = _sampling_options(args)
     cfg, model, tokenizer = load_run(args.run_dir, args.device)
     task = task_name(cfg)
     if task != "lm":  # only a language model continues text
@@ -164,10 +156,8 @@ def cmd_sample(args, overrides: list[str]) -> int:
     if stream:
         print(prompt, end="", flush=True)
     result = generate(
-        model, [ids] * args.num_samples, args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,
-        top_p=args.top_p, min_p=args.min_p, repetition_penalty=args.repetition_penalty,
-        stop_tokens=args.stop_token, stop_strings=args.stop, decode=tokenizer.decode, generator=gen,
-        vocab_limit=tokenizer.vocab_size, on_token=on_token if stream else None,
+        model, [ids], options=options, stop_tokens=args.stop_token, stop_strings=args.stop, decode=tokenizer.decode,
+        generator=gen, vocab_limit=tokenizer.vocab_size, on_token=on_token if stream else None,
     )
     if stream:
         print()
@@ -180,6 +170,27 @@ def cmd_sample(args, overrides: list[str]) -> int:
             print(f"--- sample {i + 1} ({result.finish_reasons[i]}) ---")
         print(prompt + text)
     return 0
+
+
+def _sampling_options(args):
+    """The sampling flags as SamplingOptions, checked before any run is loaded; a refused value is
+    named by its flag (``--top-p must be in (0, 1], got 2.0``). The beam and draft flags too."""
+    from axon.generate import SamplingOptionError, SamplingOptions
+
+    try:
+        options = SamplingOptions(
+            max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
+            min_p=args.min_p, repetition_penalty=args.repetition_penalty, num_samples=args.num_samples,
+        )
+    except SamplingOptionError as e:
+        raise ConfigError(e.message_for("--" + e.field.replace("_", "-"))) from None
+    if args.beams < 0 or args.num_draft < 0:
+        raise ConfigError("--beams and --num-draft must be >= 0")
+    if args.beams and args.max_new_tokens < 1:
+        raise ConfigError("--beams needs --max-new-tokens >= 1")
+    if not math.isfinite(args.length_penalty):
+        raise ConfigError(f"--length-penalty must be finite, got {args.length_penalty!r}")
+    return options
 
 
 def _print_beams(args, model, tokenizer, prompt: str, ids: list[int]) -> int:
