@@ -106,6 +106,7 @@ def cmd_sample(args, overrides: list[str]) -> int:
     from axon.errors import ConfigError
     from axon.generate import cut_at_stop, generate
     from axon.generate.cache import context_limit
+    from axon.generate.stream import StreamPrinter
     from axon.train.run import load_run
     from axon.train.tasks import task_name
 
@@ -138,26 +139,11 @@ def cmd_sample(args, overrides: list[str]) -> int:
     device = next(model.parameters()).device
     gen = torch.Generator(device=device).manual_seed(args.seed)
     stream = args.num_samples == 1 and not args.no_stream
-    new_tokens: list[int] = []
-    shown = [0]  # characters of the continuation already printed
-
-    def on_token(b: int, tok: int) -> None:
-        # Decode the whole continuation and print what is new: byte-level BPE tokens can split
-        # a character, so wait while the text ends in an incomplete one.
-        new_tokens.append(tok)
-        text = tokenizer.decode(new_tokens)
-        if text.endswith("\ufffd"):
-            return
-        if args.stop:
-            text = cut_at_stop(text, args.stop)
-        print(text[shown[0]:], end="", flush=True)
-        shown[0] = len(text)
-
     if stream:
         print(prompt, end="", flush=True)
     result = generate(
         model, [ids], options=options, stop_tokens=args.stop_token, stop_strings=args.stop, decode=tokenizer.decode,
-        generator=gen, vocab_limit=tokenizer.vocab_size, on_token=on_token if stream else None,
+        generator=gen, vocab_limit=tokenizer.vocab_size, on_token=StreamPrinter(tokenizer.decode, args.stop) if stream else None,
     )
     if stream:
         print()

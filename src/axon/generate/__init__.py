@@ -13,6 +13,7 @@ from axon.generate.sampling import (
 )
 from axon.generate.speculative import SpeculativeResult, speculative_generate
 from axon.generate.state import RecurrentStateCache
+from axon.generate.stream import StreamPrinter
 from axon.generate.window import WindowCache
 
-__all__ = ["SamplingOptions", "SamplingOptionError", "speculative_generate", "SpeculativeResult", "beam_search", "BeamHypothesis", "KVCache", "RecurrentStateCache", "WindowCache", "Generation", "generate", "filter_logits", "process_logits", "cut_at_stop"]
+__all__ = ["SamplingOptions", "SamplingOptionError", "StreamPrinter", "speculative_generate", "SpeculativeResult", "beam_search", "BeamHypothesis", "KVCache", "RecurrentStateCache", "WindowCache", "Generation", "generate", "filter_logits", "process_logits", "cut_at_stop"]
