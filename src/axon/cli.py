@@ -138,14 +138,15 @@ def cmd_sample(args, overrides: list[str]) -> int:
         return _print_speculative(args, model, tokenizer, prompt, ids)
     device = next(model.parameters()).device
     gen = torch.Generator(device=device).manual_seed(args.seed)
-    stream = args.num_samples == 1 and not args.no_stream
-    if stream:
+    printer = StreamPrinter(tokenizer.decode, args.stop) if args.num_samples == 1 and not args.no_stream else None
+    if printer:
         print(prompt, end="", flush=True)
     result = generate(
         model, [ids], options=options, stop_tokens=args.stop_token, stop_strings=args.stop, decode=tokenizer.decode,
-        generator=gen, vocab_limit=tokenizer.vocab_size, on_token=StreamPrinter(tokenizer.decode, args.stop) if stream else None,
+        generator=gen, vocab_limit=tokenizer.vocab_size, on_token=printer,
     )
-    if stream:
+    if printer:
+        printer.finish()
         print()
         return 0
     for i, toks in enumerate(result.tokens):

@@ -28,7 +28,29 @@ def test_a_character_split_across_tokens_is_written_whole():
 
 def test_the_text_is_cut_before_a_stop_string():
     written = feed(StreamPrinter(utf8, stop_strings=["y"]), b"abxyz")
-    assert written == ["a", "b", "x", "", ""]  # from the stop string on, nothing more
+    assert written == ["a", "b", "x"]  # from the stop string on, nothing more
+
+
+def test_the_beginning_of_a_stop_string_waits_for_the_next_token():
+    # "\n\n" stops; one newline is held back until the next token says whether it is text
+    printer = StreamPrinter(utf8, stop_strings=["\n\n", "END"])
+    written = feed(printer, b"a\nb\nE")
+    # each "\n" waits for the next token; "E" (it begins "END") is still held
+    assert written == ["a", "\nb", "\n"]
+    printer.finish()  # generation ended without a stop: what was held is text
+    assert "".join(written) == "a\nb\nE"
+    printer = StreamPrinter(utf8, stop_strings=["\n\n"])
+    written = feed(printer, b"ab\n\ncd")
+    printer.finish()
+    assert "".join(written) == "ab"  # never the first newline of the stop
+
+
+def test_finish_writes_a_trailing_incomplete_character_as_the_batch_text_has_it():
+    printer = StreamPrinter(utf8)
+    written = feed(printer, "aé".encode()[:-1])
+    assert written == ["a"]
+    printer.finish()
+    assert "".join(written) == utf8("aé".encode()[:-1]) == "a\ufffd"
 
 
 def test_streamed_text_equals_the_decoded_batch():
@@ -40,5 +62,6 @@ def test_streamed_text_equals_the_decoded_batch():
     out = generate(model, [[97]], 20, generator=seed(), on_token=printer)
     assert printer.tokens == out.tokens[0]
     text = utf8(out.tokens[0])
-    # Everything up to a trailing incomplete character is written.
-    assert "".join(written) == text.rstrip("\ufffd")
+    assert "".join(written) == text.rstrip("\ufffd")  # all but a trailing incomplete character ...
+    printer.finish()
+    assert "".join(written) == text  # ... which finish() writes
