@@ -56,6 +56,37 @@ def test_eval_reports_loss_perplexity_bits(run_dir, capsys):
     assert 1.0 < out["loss"] < 3.5  # it learned: ln(65) = 4.17 is chance
 
 
+def test_axon_eval_prints_evaluate_run(run_dir, capsys):
+    """`axon eval` is evaluate_run + metrics_line; compare's timed pass measures the same loss."""
+    from axon.eval import evaluate_run, metrics_line
+
+    metrics = evaluate_run(run_dir, "val", batch_size=32, max_batches=3)
+    assert main(["eval", str(run_dir), "--max-batches", "3"]) == 0
+    assert capsys.readouterr().out == metrics_line(metrics) + "\n"
+    assert main(["eval", str(run_dir), "--max-batches", "3", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == metrics
+    assert list(metrics) == ["loss", "perplexity", "bits_per_token", "bits_per_char", "bits_per_byte", "split", "tokens"]
+    timed = evaluate_run(run_dir, "val", batch_size=32, max_batches=3, task_metrics=False, timed=True)
+    assert timed["loss"] == metrics["loss"] and timed["batches"] == 3 and timed["seconds"] > 0
+    assert "perplexity" not in timed
+
+
+def test_result_lines():
+    from axon.eval import finetune_line, metrics_line, train_line
+
+    run = {"run_dir": "runs/r", "step": 30, "elapsed": 1.25, "params": 1000}
+    assert train_line({**run, "val_loss": 1.5, "val_bits_per_char": 2.1640}) == \
+        "run: runs/r | steps 30 | 1.2 s | val loss 1.5000 | 2.164 bits/char"
+    assert train_line({**run, "active_params": 400, "trainable_params": 10, "val_loss": None}) == \
+        "run: runs/r | steps 30 | 1.2 s | params 1,000 (400 active per token) | trainable 10 of 1,000 params"
+    assert train_line({**run, "val_loss": 0.5, "val_accuracy": 0.75, "val_bleu": 12.345, "val_chrf": 40.0,
+                       "val_exact_match": 0.25}) == ("run: runs/r | steps 30 | 1.2 s | val loss 0.5000 | val accuracy "
+                                                     "0.7500 | BLEU 12.35 | chrF 40.00 | exact match 0.2500")
+    assert finetune_line({**run, "val_loss": 0.5, "val_accuracy": 0.75, "val_majority_baseline": 0.5}) == \
+        "run: runs/r | steps 30 | 1.2 s | val loss 0.5000 | val accuracy 0.7500 | majority baseline 0.5000"
+    assert metrics_line({"loss": 1.0, "split": "train", "tokens": 7}) == "train: loss 1.0000 | tokens 7"
+
+
 def test_prepare_then_train_on_it(tmp_path, capsys):
     text = tmp_path / "a.txt"
     text.write_text("the quick brown fox jumps over the lazy dog. " * 400)

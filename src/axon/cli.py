@@ -58,6 +58,7 @@ def cmd_train(args, overrides: list[str]) -> int:
     import os
 
     from axon.config import load_config
+    from axon.eval import train_line
     from axon.train.distributed import launched_by_torchrun
     from axon.train.run import train
 
@@ -76,20 +77,7 @@ def cmd_train(args, overrides: list[str]) -> int:
         result = train(load_config(args.config, overrides))
     if int(os.environ.get("RANK", 0)) != 0:  # a torchrun worker: rank 0 reports
         return 0
-    parts = [f"run: {result['run_dir']}", f"steps {result['step']}", f"{result['elapsed']:.1f} s"]
-    if result.get("active_params", result["params"]) < result["params"]:  # a mixture of experts
-        parts.append(f"params {result['params']:,} ({result['active_params']:,} active per token)")
-    if "trainable_params" in result:  # LoRA
-        parts.append(f"trainable {result['trainable_params']:,} of {result['params']:,} params")
-    if result.get("val_loss") is not None:
-        parts.append(f"val loss {result['val_loss']:.4f}")
-    if "val_bits_per_char" in result:
-        parts.append(f"{result['val_bits_per_char']:.3f} bits/char")
-    if "val_accuracy" in result:  # classifiers (and masked-LM: the share of blanks filled right)
-        parts.append(f"val accuracy {result['val_accuracy']:.4f}")
-    if "val_bleu" in result:  # seq2seq: greedy translations of the validation set
-        parts.append(f"BLEU {result['val_bleu']:.2f} | chrF {result['val_chrf']:.2f} | exact match {result['val_exact_match']:.4f}")
-    print(" | ".join(parts))
+    print(train_line(result))
     return 0
 
 
@@ -225,32 +213,13 @@ def _print_speculative(args, model, tokenizer, prompt: str, ids: list[int]) -> i
 
 
 def cmd_eval(args, overrides: list[str]) -> int:
-    from axon.errors import ConfigError
-    from axon.eval import evaluate
-    from axon.train.run import load_run
-    from axon.train.tasks import build_task
+    from axon.eval import evaluate_run, metrics_line
 
     if args.split not in ("train", "val"):
         raise ConfigError(f"--split must be train or val, got {args.split!r}")
-    cfg, model, _ = load_run(args.run_dir, args.device)
-    if args.data:
-        cfg.data.dir = args.data
-    device = next(model.parameters()).device
-    task = build_task(cfg, device)  # the run's own task: its data, objective and metrics
-    data = task.val_data if args.split == "val" else task.train_data
-    batches = (tuple(t.to(device) for t in b) for b in data.iter_eval_batches(args.batch_size, cfg.model.block_size, args.max_batches))
-    result = evaluate(model, task.objective, batches)
-    metrics = {"loss": result["loss"]}
-    if "accuracy" in result:
-        metrics["accuracy"] = result["accuracy"]
-    metrics.update(task.summarize(result["loss"], args.split))
-    if task.model_metrics is not None:
-        metrics.update(task.model_metrics(model, args.split))
-    metrics.update(split=args.split, tokens=result["count"])
-    if args.json:
-        print(json.dumps(metrics))
-    else:
-        print(f"{args.split}: " + " | ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in metrics.items() if k != "split"))
+    metrics = evaluate_run(args.run_dir, args.split, batch_size=args.batch_size, max_batches=args.max_batches,
+                           device=args.device, data_dir=args.data)
+    print(json.dumps(metrics) if args.json else metrics_line(metrics))
     return 0
 
 
@@ -291,14 +260,10 @@ def cmd_convert(args, overrides: list[str]) -> int:
 
 def cmd_finetune(args, overrides: list[str]) -> int:
     from axon.data.classify import finetune_config
+    from axon.eval import finetune_line
     from axon.train.run import train
 
-    result = train(finetune_config(args.pretrained, args.config, overrides))
-    parts = [f"run: {result['run_dir']}", f"steps {result['step']}", f"{result['elapsed']:.1f} s",
-             f"val loss {result['val_loss']:.4f}", f"val accuracy {result['val_accuracy']:.4f}"]
-    if "val_majority_baseline" in result:
-        parts.append(f"majority baseline {result['val_majority_baseline']:.4f}")
-    print(" | ".join(parts))
+    print(finetune_line(train(finetune_config(args.pretrained, args.config, overrides))))
     return 0
 
 

@@ -261,10 +261,10 @@ def _train(cfg: RunConfig, d, resume, overrides) -> dict:
 
         path = write_adapters(final_model, cfg, run_dir / ADAPTERS_FILE)
         result.update(trainable_params=lora_info["trainable"], adapters=str(path), adapter_bytes=path.stat().st_size)
-    if result["val_loss"] is not None:
-        result.update({f"val_{k}": v for k, v in task.summarize(result["val_loss"], "val").items()})
-        if task.model_metrics is not None:
-            result.update({f"val_{k}": v for k, v in task.model_metrics(final_model, "val").items()})
+    if result["val_loss"] is not None:  # the trainer's final evaluation of the whole split, as axon eval reports it
+        from axon.eval import split_metrics
+
+        result.update({f"val_{k}": v for k, v in split_metrics(task, final_model, result["val_loss"], "val").items()})
     if not result.get("interrupted"):  # an interrupted run is continued with --resume, not finished
         write_result(run_dir, result)
     return result
