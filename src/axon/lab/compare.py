@@ -268,8 +268,11 @@ def cfg_device(run_dir: Path) -> str:
 
 
 def read_metrics(run_dir: Path) -> list[dict]:
-    path = run_dir / "metrics.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
+    """The run's metrics.jsonl records, read as the trainer reads them on resume: a torn last
+    line (a run killed mid-write) is left out rather than failing the report."""
+    from axon.train.logging import read_metrics as read_jsonl
+
+    return read_jsonl(run_dir / "metrics.jsonl")
 
 
 def run_row(p: Plan, seed: int, result: dict, inference: dict) -> dict:
