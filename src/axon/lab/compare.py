@@ -37,6 +37,7 @@ import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from axon.atomic import atomic_write_json
 from axon.errors import ConfigError
 
 BUDGETS = ("steps", "tokens", "flops", "time")
@@ -250,9 +251,7 @@ def time_inference(run_dir: Path, threads: int) -> dict:
         torch.set_num_threads(before)
     out = {"test_batches": metrics["batches"], "inference_ms_per_batch": 1000 * metrics["seconds"] / metrics["batches"],
            "test_loss_timed": metrics["loss"], "threads": threads}
-    tmp = path.with_name(".inference.json.tmp")
-    tmp.write_text(json.dumps(out, indent=2) + "\n")
-    tmp.replace(path)
+    atomic_write_json(path, out, indent=2)
     return out
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import torch
 
+from axon.atomic import atomic_directory, atomic_write_json
 from axon.config import RunConfig, dump_config, load_config, to_dict
 from axon.errors import AxonError, ConfigError, DataError
 from axon.models import build_model
@@ -63,13 +64,9 @@ def resolve_data_dir(data_cfg) -> Path:
         tag += f"-{data_cfg.vocab_size}"
     path = cache_root(data_cfg) / "data" / f"{data_cfg.corpus}-{tag}"
     if not (path / "meta.json").is_file():
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        shutil.rmtree(tmp, ignore_errors=True)
-        prepare_corpus(data_cfg.corpus, tmp, tokenizer=tok, vocab_size=data_cfg.vocab_size)
-        try:
-            os.replace(tmp, path)
-        except OSError:  # another process prepared it first
-            shutil.rmtree(tmp, ignore_errors=True)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_directory(path) as tmp:  # another process that prepared it first wins
+            prepare_corpus(data_cfg.corpus, tmp, tokenizer=tok, vocab_size=data_cfg.vocab_size)
     return path
 
 
@@ -309,11 +306,7 @@ def _keep_global_batch(cfg: RunConfig, run_dir: Path, d, overrides: list[str] | 
 def write_result(run_dir: Path, result: dict) -> Path:
     """``<run_dir>/result.json``: the finished run's summary, for other processes (axon.lab).
     Written to a temporary file and renamed, so a reader never sees half a file."""
-    path = Path(run_dir) / "result.json"
-    tmp = path.with_name(f".result.json.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(result, indent=2, default=float) + "\n")
-    os.replace(tmp, path)
-    return path
+    return atomic_write_json(Path(run_dir) / "result.json", result, indent=2, default=float)
 
 
 def init_weights(model: torch.nn.Module, source: str | Path) -> Path:
