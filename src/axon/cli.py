@@ -91,7 +91,6 @@ def cmd_config(args, overrides: list[str]) -> int:
 def cmd_sample(args, overrides: list[str]) -> int:
     import torch
 
-    from axon.errors import ConfigError
     from axon.generate import cut_at_stop, generate
     from axon.generate.cache import context_limit
     from axon.generate.stream import StreamPrinter
@@ -170,7 +169,6 @@ def _sampling_options(args):
 
 def _print_beams(args, model, tokenizer, prompt: str, ids: list[int]) -> int:
     """Beam search: the n best continuations with their scores, best first."""
-    from axon.errors import ConfigError
     from axon.generate import beam_search, cut_at_stop
 
     if args.num_samples > args.beams:
@@ -190,7 +188,6 @@ def _print_speculative(args, model, tokenizer, prompt: str, ids: list[int]) -> i
     """Speculative decoding with a small draft run: the target's distribution, fewer target calls."""
     import torch
 
-    from axon.errors import ConfigError
     from axon.generate import cut_at_stop, speculative_generate
     from axon.train.run import load_run
 
@@ -225,7 +222,6 @@ def cmd_eval(args, overrides: list[str]) -> int:
 
 def cmd_prepare(args, overrides: list[str]) -> int:
     from axon.data.prepare import prepare
-    from axon.errors import ConfigError
 
     if not args.inputs and not args.hf_dataset:
         raise ConfigError("give input files (.txt, .jsonl) or --hf-dataset NAME")
@@ -242,7 +238,6 @@ def cmd_prepare(args, overrides: list[str]) -> int:
 def cmd_convert(args, overrides: list[str]) -> int:
     import torch
 
-    from axon.errors import ConfigError
     from axon.interop.runs import hf_to_run, run_to_hf
 
     if bool(args.from_hf) == bool(args.to_hf):
@@ -269,7 +264,7 @@ def cmd_finetune(args, overrides: list[str]) -> int:
 
 def cmd_translate(args, overrides: list[str]) -> int:
     """Decode new sources with a seq2seq run, or score it on a TSV of pairs (BLEU, chrF, exact match)."""
-    from axon.errors import ConfigError, DataError
+    from axon.errors import DataError
     from axon.eval.translation import evaluate_translation, translate
     from axon.train.run import load_run
 
@@ -313,7 +308,6 @@ def cmd_translate(args, overrides: list[str]) -> int:
 def cmd_embed(args, overrides: list[str]) -> int:
     """A word2vec run's vectors: nearest neighbours, analogies, export in the word2vec text format."""
     from axon.data.word2vec import load_embeddings, lookup
-    from axon.errors import ConfigError
     from axon.models.word2vec import analogy, neighbors, save_word2vec_format
 
     if not (args.neighbors or args.analogy or args.export):
@@ -339,7 +333,6 @@ def cmd_embed(args, overrides: list[str]) -> int:
 
 def cmd_lora(args, overrides: list[str]) -> int:
     """LoRA runs -> plain runs or adapter files (axon.train.lora)."""
-    from axon.errors import ConfigError
     from axon.train.lora import apply_adapters, export_adapters, merge_run
 
     if (args.action == "apply") != (args.adapters is not None):
@@ -368,7 +361,6 @@ redoes no finished run and resumes killed ones.
 
 def cmd_scaling(args, overrides: list[str]) -> int:
     """Scaling-law sweeps: plan, run, fit, predict (axon.lab.scaling, fits in axon.lab.fit)."""
-    from axon.errors import ConfigError
     from axon.lab import scaling as S
 
     if overrides and args.action not in ("plan", "run"):
