@@ -56,6 +56,37 @@ def test_eval_reports_loss_perplexity_bits(run_dir, capsys):
     assert 1.0 < out["loss"] < 3.5  # it learned: ln(65) = 4.17 is chance
 
 
+def test_axon_eval_prints_evaluate_run(run_dir, capsys):
+    """`axon eval` is evaluate_run + metrics_line; compare's timed pass measures the same loss."""
+    from axon.eval import evaluate_run, metrics_line
+
+    metrics = evaluate_run(run_dir, "val", batch_size=32, max_batches=3)
+    assert main(["eval", str(run_dir), "--max-batches", "3"]) == 0
+    assert capsys.readouterr().out == metrics_line(metrics) + "\n"
+    assert main(["eval", str(run_dir), "--max-batches", "3", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == metrics
+    assert list(metrics) == ["loss", "perplexity", "bits_per_token", "bits_per_char", "bits_per_byte", "split", "tokens"]
+    timed = evaluate_run(run_dir, "val", batch_size=32, max_batches=3, task_metrics=False, timed=True)
+    assert timed["loss"] == metrics["loss"] and timed["batches"] == 3 and timed["seconds"] > 0
+    assert "perplexity" not in timed
+
+
+def test_result_lines():
+    from axon.eval import finetune_line, metrics_line, train_line
+
+    run = {"run_dir": "runs/r", "step": 30, "elapsed": 1.25, "params": 1000}
+    assert train_line({**run, "val_loss": 1.5, "val_bits_per_char": 2.1640}) == \
+        "run: runs/r | steps 30 | 1.2 s | val loss 1.5000 | 2.164 bits/char"
+    assert train_line({**run, "active_params": 400, "trainable_params": 10, "val_loss": None}) == \
+        "run: runs/r | steps 30 | 1.2 s | params 1,000 (400 active per token) | trainable 10 of 1,000 params"
+    assert train_line({**run, "val_loss": 0.5, "val_accuracy": 0.75, "val_bleu": 12.345, "val_chrf": 40.0,
+                       "val_exact_match": 0.25}) == ("run: runs/r | steps 30 | 1.2 s | val loss 0.5000 | val accuracy "
+                                                     "0.7500 | BLEU 12.35 | chrF 40.00 | exact match 0.2500")
+    assert finetune_line({**run, "val_loss": 0.5, "val_accuracy": 0.75, "val_majority_baseline": 0.5}) == \
+        "run: runs/r | steps 30 | 1.2 s | val loss 0.5000 | val accuracy 0.7500 | majority baseline 0.5000"
+    assert metrics_line({"loss": 1.0, "split": "train", "tokens": 7}) == "train: loss 1.0000 | tokens 7"
+
+
 def test_prepare_then_train_on_it(tmp_path, capsys):
     text = tmp_path / "a.txt"
     text.write_text("the quick brown fox jumps over the lazy dog. " * 400)
@@ -83,6 +114,49 @@ def test_user_errors_are_one_line(argv, message, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    "argv, extra",
+    [
+        (["sample", "some/run", "--temprature", "0"], "--temprature 0"),
+        (["eval", "some/run", "--train.batch_size=4"], "--train.batch_size=4"),
+        (["prepare", "a.txt", "--out", "x", "--vocabulary", "300"], "--vocabulary 300"),
+        (["convert", "--from-hf", "hf", "--out", "x", "--bogus"], "--bogus"),
+        (["translate", "some/run", "--input", "x", "--bogus"], "--bogus"),
+        (["embed", "some/run", "--k", "3", "--bogus"], "--bogus"),
+        (["lora", "merge", "some/run", "--out", "x", "--bogus"], "--bogus"),
+        (["eval", "some/run", "other/run"], "other/run"),  # a stray positional too
+    ],
+)
+def test_unknown_options_of_commands_without_overrides_are_one_line(argv, extra, capsys):
+    """Only train, config, finetune, scaling and compare take --section.key=value overrides; the
+    others refuse whatever argparse did not recognise, before they run (no run is loaded here)."""
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err == f"axon {argv[0]}: error: unrecognized arguments: {extra}; see axon {argv[0]} --help\n"
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--temperature", "-1"], "--temperature must be >= 0 and finite (0 is greedy), got -1.0"),
+        (["--temperature", "nan"], "--temperature must be >= 0 and finite (0 is greedy), got nan"),
+        (["--top-p", "2"], "--top-p must be in (0, 1], got 2.0"),
+        (["--min-p", "nan"], "--min-p must be in [0, 1], got nan"),
+        (["--repetition-penalty", "0"], "--repetition-penalty must be positive and finite (1 disables it), got 0.0"),
+        (["--top-k", "-1"], "--top-k must be an integer >= 0 (0 keeps every token), got -1"),
+        (["--num-samples", "0"], "--num-samples must be an integer >= 1, got 0"),
+        (["--max-new-tokens", "-1"], "--max-new-tokens must be an integer >= 0, got -1"),
+        (["--beams", "-1"], "--beams and --num-draft must be >= 0"),
+        (["--beams", "2", "--max-new-tokens", "0"], "--beams needs --max-new-tokens >= 1"),
+        (["--length-penalty", "nan"], "--length-penalty must be finite, got nan"),
+    ],
+)
+def test_sampling_flags_are_checked_before_the_run_is_loaded(flags, message, capsys):
+    """The checks of axon.generate.SamplingOptions, worded with the flags; no/such/run is never opened."""
+    assert main(["sample", "no/such/run", *flags]) == 2
+    assert capsys.readouterr().err == f"axon sample: error: {message}\n"
 
 
 def test_over_long_prompt_is_refused(run_dir, capsys):

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
-from axon.errors import AxonError
+from axon.errors import AxonError, ConfigError
 
 TRAIN_EPILOG = """\
 Any config value can be set as --section.key=value (sections: model, data, optim, schedule,
@@ -57,6 +58,7 @@ def cmd_train(args, overrides: list[str]) -> int:
     import os
 
     from axon.config import load_config
+    from axon.eval import train_line
     from axon.train.distributed import launched_by_torchrun
     from axon.train.run import train
 
@@ -75,20 +77,7 @@ def cmd_train(args, overrides: list[str]) -> int:
         result = train(load_config(args.config, overrides))
     if int(os.environ.get("RANK", 0)) != 0:  # a torchrun worker: rank 0 reports
         return 0
-    parts = [f"run: {result['run_dir']}", f"steps {result['step']}", f"{result['elapsed']:.1f} s"]
-    if result.get("active_params", result["params"]) < result["params"]:  # a mixture of experts
-        parts.append(f"params {result['params']:,} ({result['active_params']:,} active per token)")
-    if "trainable_params" in result:  # LoRA
-        parts.append(f"trainable {result['trainable_params']:,} of {result['params']:,} params")
-    if result.get("val_loss") is not None:
-        parts.append(f"val loss {result['val_loss']:.4f}")
-    if "val_bits_per_char" in result:
-        parts.append(f"{result['val_bits_per_char']:.3f} bits/char")
-    if "val_accuracy" in result:  # classifiers (and masked-LM: the share of blanks filled right)
-        parts.append(f"val accuracy {result['val_accuracy']:.4f}")
-    if "val_bleu" in result:  # seq2seq: greedy translations of the validation set
-        parts.append(f"BLEU {result['val_bleu']:.2f} | chrF {result['val_chrf']:.2f} | exact match {result['val_exact_match']:.4f}")
-    print(" | ".join(parts))
+    print(train_line(result))
     return 0
 
 
@@ -102,24 +91,13 @@ def cmd_config(args, overrides: list[str]) -> int:
 def cmd_sample(args, overrides: list[str]) -> int:
     import torch
 
-    from axon.errors import ConfigError
     from axon.generate import cut_at_stop, generate
     from axon.generate.cache import context_limit
+    from axon.generate.stream import StreamPrinter
     from axon.train.run import load_run
     from axon.tasks import task_name
 
-    if overrides:
-        raise ConfigError(f"unknown option {overrides[0]}; see axon sample --help")
-    if args.temperature < 0:
-        raise ConfigError("--temperature must be >= 0 (0 is greedy)")
-    if args.top_p is not None and not 0 < args.top_p <= 1:
-        raise ConfigError("--top-p must be in (0, 1]")
-    if args.min_p is not None and not 0 <= args.min_p <= 1:
-        raise ConfigError("--min-p must be in [0, 1]")
-    if args.repetition_penalty <= 0:
-        raise ConfigError("--repetition-penalty must be positive (1 disables it)")
-    if args.num_samples < 1 or args.max_new_tokens < 0:
-        raise ConfigError("--num-samples must be >= 1 and --max-new-tokens >= 0")
+    options = _sampling_options(args)
     cfg, model, tokenizer = load_run(args.run_dir, args.device)
     task = task_name(cfg)
     if task != "lm":  # only a language model continues text
@@ -147,31 +125,15 @@ def cmd_sample(args, overrides: list[str]) -> int:
         return _print_speculative(args, model, tokenizer, prompt, ids)
     device = next(model.parameters()).device
     gen = torch.Generator(device=device).manual_seed(args.seed)
-    stream = args.num_samples == 1 and not args.no_stream
-    new_tokens: list[int] = []
-    shown = [0]  # characters of the continuation already printed
-
-    def on_token(b: int, tok: int) -> None:
-        # Decode the whole continuation and print what is new: byte-level BPE tokens can split
-        # a character, so wait while the text ends in an incomplete one.
-        new_tokens.append(tok)
-        text = tokenizer.decode(new_tokens)
-        if text.endswith("\ufffd"):
-            return
-        if args.stop:
-            text = cut_at_stop(text, args.stop)
-        print(text[shown[0]:], end="", flush=True)
-        shown[0] = len(text)
-
-    if stream:
+    printer = StreamPrinter(tokenizer.decode, args.stop) if args.num_samples == 1 and not args.no_stream else None
+    if printer:
         print(prompt, end="", flush=True)
     result = generate(
-        model, [ids] * args.num_samples, args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,
-        top_p=args.top_p, min_p=args.min_p, repetition_penalty=args.repetition_penalty,
-        stop_tokens=args.stop_token, stop_strings=args.stop, decode=tokenizer.decode, generator=gen,
-        vocab_limit=tokenizer.vocab_size, on_token=on_token if stream else None,
+        model, [ids], options=options, stop_tokens=args.stop_token, stop_strings=args.stop, decode=tokenizer.decode,
+        generator=gen, vocab_limit=tokenizer.vocab_size, on_token=printer,
     )
-    if stream:
+    if printer:
+        printer.finish()
         print()
         return 0
     for i, toks in enumerate(result.tokens):
@@ -184,9 +146,29 @@ def cmd_sample(args, overrides: list[str]) -> int:
     return 0
 
 
+def _sampling_options(args):
+    """The sampling flags as SamplingOptions, checked before any run is loaded; a refused value is
+    named by its flag (``--top-p must be in (0, 1], got 2.0``). The beam and draft flags too."""
+    from axon.generate import SamplingOptionError, SamplingOptions
+
+    try:
+        options = SamplingOptions(
+            max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
+            min_p=args.min_p, repetition_penalty=args.repetition_penalty, num_samples=args.num_samples,
+        )
+    except SamplingOptionError as e:
+        raise ConfigError(e.message_for("--" + e.field.replace("_", "-"))) from None
+    if args.beams < 0 or args.num_draft < 0:
+        raise ConfigError("--beams and --num-draft must be >= 0")
+    if args.beams and args.max_new_tokens < 1:
+        raise ConfigError("--beams needs --max-new-tokens >= 1")
+    if not math.isfinite(args.length_penalty):
+        raise ConfigError(f"--length-penalty must be finite, got {args.length_penalty!r}")
+    return options
+
+
 def _print_beams(args, model, tokenizer, prompt: str, ids: list[int]) -> int:
     """Beam search: the n best continuations with their scores, best first."""
-    from axon.errors import ConfigError
     from axon.generate import beam_search, cut_at_stop
 
     if args.num_samples > args.beams:
@@ -206,7 +188,6 @@ def _print_speculative(args, model, tokenizer, prompt: str, ids: list[int]) -> i
     """Speculative decoding with a small draft run: the target's distribution, fewer target calls."""
     import torch
 
-    from axon.errors import ConfigError
     from axon.generate import cut_at_stop, speculative_generate
     from axon.train.run import load_run
 
@@ -229,43 +210,19 @@ def _print_speculative(args, model, tokenizer, prompt: str, ids: list[int]) -> i
 
 
 def cmd_eval(args, overrides: list[str]) -> int:
-    from axon.errors import ConfigError
-    from axon.eval import evaluate
-    from axon.train.run import load_run
-    from axon.tasks import build_task
+    from axon.eval import evaluate_run, metrics_line
 
-    if overrides:
-        raise ConfigError(f"unknown option {overrides[0]}; see axon eval --help")
     if args.split not in ("train", "val"):
         raise ConfigError(f"--split must be train or val, got {args.split!r}")
-    cfg, model, _ = load_run(args.run_dir, args.device)
-    if args.data:
-        cfg.data.dir = args.data
-    device = next(model.parameters()).device
-    task = build_task(cfg, device)  # the run's own task: its data, objective and metrics
-    data = task.val_data if args.split == "val" else task.train_data
-    batches = (tuple(t.to(device) for t in b) for b in data.iter_eval_batches(args.batch_size, cfg.model.block_size, args.max_batches))
-    result = evaluate(model, task.objective, batches)
-    metrics = {"loss": result["loss"]}
-    if "accuracy" in result:
-        metrics["accuracy"] = result["accuracy"]
-    metrics.update(task.summarize(result["loss"], args.split))
-    if task.model_metrics is not None:
-        metrics.update(task.model_metrics(model, args.split))
-    metrics.update(split=args.split, tokens=result["count"])
-    if args.json:
-        print(json.dumps(metrics))
-    else:
-        print(f"{args.split}: " + " | ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in metrics.items() if k != "split"))
+    metrics = evaluate_run(args.run_dir, args.split, batch_size=args.batch_size, max_batches=args.max_batches,
+                           device=args.device, data_dir=args.data)
+    print(json.dumps(metrics) if args.json else metrics_line(metrics))
     return 0
 
 
 def cmd_prepare(args, overrides: list[str]) -> int:
     from axon.data.prepare import prepare
-    from axon.errors import ConfigError
 
-    if overrides:
-        raise ConfigError(f"unknown option {overrides[0]}; see axon prepare --help")
     if not args.inputs and not args.hf_dataset:
         raise ConfigError("give input files (.txt, .jsonl) or --hf-dataset NAME")
     meta = prepare(
@@ -281,11 +238,8 @@ def cmd_prepare(args, overrides: list[str]) -> int:
 def cmd_convert(args, overrides: list[str]) -> int:
     import torch
 
-    from axon.errors import ConfigError
     from axon.interop.runs import hf_to_run, run_to_hf
 
-    if overrides:
-        raise ConfigError(f"unknown option {overrides[0]}; see axon convert --help")
     if bool(args.from_hf) == bool(args.to_hf):
         raise ConfigError("give exactly one of --from-hf HF_DIR or --to-hf RUN_DIR")
     if args.from_hf:
@@ -300,26 +254,20 @@ def cmd_convert(args, overrides: list[str]) -> int:
 
 
 def cmd_finetune(args, overrides: list[str]) -> int:
+    from axon.eval import finetune_line
     from axon.tasks.finetune import finetune_config
     from axon.train.run import train
 
-    result = train(finetune_config(args.pretrained, args.config, overrides))
-    parts = [f"run: {result['run_dir']}", f"steps {result['step']}", f"{result['elapsed']:.1f} s",
-             f"val loss {result['val_loss']:.4f}", f"val accuracy {result['val_accuracy']:.4f}"]
-    if "val_majority_baseline" in result:
-        parts.append(f"majority baseline {result['val_majority_baseline']:.4f}")
-    print(" | ".join(parts))
+    print(finetune_line(train(finetune_config(args.pretrained, args.config, overrides))))
     return 0
 
 
 def cmd_translate(args, overrides: list[str]) -> int:
     """Decode new sources with a seq2seq run, or score it on a TSV of pairs (BLEU, chrF, exact match)."""
-    from axon.errors import ConfigError, DataError
+    from axon.errors import DataError
     from axon.eval.translation import evaluate_translation, translate
     from axon.train.run import load_run
 
-    if overrides:
-        raise ConfigError(f"unknown option {overrides[0]}; see axon translate --help")
     if sum(map(bool, (args.input, args.input_file, args.eval))) != 1:
         raise ConfigError("give one of --input TEXT (repeatable), --input-file FILE or --eval FILE.tsv")
     if args.beams < 1 or args.batch_size < 1:
@@ -361,11 +309,8 @@ def cmd_embed(args, overrides: list[str]) -> int:
     """A word2vec run's vectors: nearest neighbours, analogies, export in the word2vec text format."""
     from axon.data.words import lookup
     from axon.tasks.word2vec import load_embeddings
-    from axon.errors import ConfigError
     from axon.models.word2vec import analogy, neighbors, save_word2vec_format
 
-    if overrides:
-        raise ConfigError(f"unknown option {overrides[0]}; see axon embed --help")
     if not (args.neighbors or args.analogy or args.export):
         raise ConfigError("give --neighbors WORD, --analogy A B C or --export FILE")
     if args.k < 1:
@@ -389,11 +334,8 @@ def cmd_embed(args, overrides: list[str]) -> int:
 
 def cmd_lora(args, overrides: list[str]) -> int:
     """LoRA runs -> plain runs or adapter files (axon.train.lora)."""
-    from axon.errors import ConfigError
     from axon.train.lora import apply_adapters, export_adapters, merge_run
 
-    if overrides:
-        raise ConfigError(f"unknown option {overrides[0]}; see axon lora --help")
     if (args.action == "apply") != (args.adapters is not None):
         raise ConfigError("axon lora apply takes BASE_RUN ADAPTERS; merge and export take one RUN_DIR")
     if args.action == "export":
@@ -420,7 +362,6 @@ redoes no finished run and resumes killed ones.
 
 def cmd_scaling(args, overrides: list[str]) -> int:
     """Scaling-law sweeps: plan, run, fit, predict (axon.lab.scaling, fits in axon.lab.fit)."""
-    from axon.errors import ConfigError
     from axon.lab import scaling as S
 
     if overrides and args.action not in ("plan", "run"):
@@ -659,12 +600,17 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+# Subcommands whose unrecognised arguments are config overrides (--section.key=value), passed on to
+# the command; any other subcommand refuses them in main(), before it runs.
+TAKE_OVERRIDES = ("train", "config", "finetune", "scaling", "compare")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args, rest = parser.parse_known_args(argv)
-    if args.command not in ("train", "config", "finetune", "scaling", "compare") and rest:
-        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    args, rest = parser.parse_known_args(argv)  # rest: the --section.key=value overrides
     try:
+        if rest and args.command not in TAKE_OVERRIDES:
+            raise ConfigError(f"unrecognized arguments: {' '.join(rest)}; see axon {args.command} --help")
         return args.func(args, rest)
     except AxonError as e:
         import os

@@ -5,6 +5,7 @@ import csv
 import json
 import math
 import statistics
+from pathlib import Path
 
 import pytest
 import torch
@@ -160,6 +161,19 @@ def test_report_files(tmp_path):
     payload = html.split("data:image/png;base64,")[1].split("'")[0]
     assert base64.b64decode(payload)[:8] == b"\x89PNG\r\n\x1a\n"  # the plot itself, embedded
     assert (tmp_path / "curves.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_report_tolerates_a_torn_last_metrics_line(tmp_path):
+    """A run killed mid-write leaves half a JSON line at the end of metrics.jsonl; the report reads
+    the records before it (train.logging.read_metrics), as the trainer does on resume."""
+    rows = fake_rows(tmp_path)
+    with open(rows[0]["run_dir"] + "/metrics.jsonl", "a") as f:
+        f.write('{"step": 6, "tokens": 600, "train_l')
+    write_report(tmp_path, rows, "base", "axon compare x y")
+    assert (tmp_path / "curves.png").read_bytes()[:4] == b"\x89PNG"
+    from axon.lab.compare import read_metrics
+
+    assert [r["step"] for r in read_metrics(Path(rows[0]["run_dir"]))] == [1, 2, 3, 4, 5, 5]
 
 
 # -- end to end ----------------------------------------------------------------------------------

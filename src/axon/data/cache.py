@@ -10,9 +10,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 from pathlib import Path
 
+from axon.atomic import atomic_directory
 from axon.errors import DataError
 
 
@@ -42,13 +42,9 @@ def resolve_data_dir(data_cfg) -> Path:
         tag += f"-{data_cfg.vocab_size}"
     path = cache_root(data_cfg) / "data" / f"{data_cfg.corpus}-{tag}"
     if not (path / "meta.json").is_file():
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        shutil.rmtree(tmp, ignore_errors=True)
-        prepare_corpus(data_cfg.corpus, tmp, tokenizer=tok, vocab_size=data_cfg.vocab_size)
-        try:
-            os.replace(tmp, path)
-        except OSError:  # another process prepared it first
-            shutil.rmtree(tmp, ignore_errors=True)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_directory(path) as tmp:  # another process that prepared it first wins
+            prepare_corpus(data_cfg.corpus, tmp, tokenizer=tok, vocab_size=data_cfg.vocab_size)
     return path
 
 

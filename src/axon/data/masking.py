@@ -28,12 +28,12 @@ masked by a generator seeded with (20190524, j): the same blanks for every run a
 from __future__ import annotations
 
 import dataclasses
-import os
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from axon.atomic import written_aside
 from axon.data.bert_tokens import BERT_TOKENIZER_KINDS, BertTokens, build_bert_tokenizer
 from axon.data.cache import cache_root, resolve_data_dir
 from axon.data.files import read_text, resolve_file
@@ -140,9 +140,8 @@ def corpus_tokenizer(cfg) -> Path:
         text = _read_text(corpus_path(cfg.data.corpus))
         tok = build_bert_tokenizer(kind, [text if kind == "char" else text[: int(len(text) * 0.9)]], vocab)
         file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = file.with_name(f".tokenizer-{os.getpid()}.json")
-        tok.save(tmp)
-        os.replace(tmp, file)  # atomic: concurrent runs never read half a file
+        with written_aside(file, suffix=".json") as tmp:  # concurrent runs never read half a file
+            tok.save(tmp)
     return file
 
 

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import re
 from contextlib import contextmanager
 from collections.abc import Callable, Iterator, Sequence
@@ -41,6 +40,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from axon.atomic import atomic_write_text
 from axon.data.corpus import corpus_path
 from axon.data.files import read_text
 from axon.data.shards import ShardWriter
@@ -340,9 +340,7 @@ def _split_writers(out: Path, vocab_size: int, shard_tokens: int) -> Iterator[di
 def _write_meta(out: Path, meta: dict) -> dict:
     """Write meta.json atomically; returns the meta exactly as stored (paths become strings)."""
     text = json.dumps(meta, indent=2, default=str) + "\n"
-    tmp = out / f".{META_FILE}.tmp"
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, out / META_FILE)
+    atomic_write_text(out / META_FILE, text)
     return json.loads(text)
 
 

@@ -19,9 +19,7 @@ tokens with ``np.memmap``, so a shard costs no memory until its pages are touche
 
 from __future__ import annotations
 
-import os
 import struct
-import uuid
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -29,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from axon.atomic import AtomicFile
 from axon.errors import DataError
 
 MAGIC = b"AXONTOK\x00"
@@ -87,9 +86,8 @@ class ShardWriter:
         self.num_tokens = 0
         self._crc = 0
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        # A unique sibling name ("x" mode) rather than mkstemp, whose 0600 mode ignores the umask.
-        self._tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-        self._file = open(self._tmp, "xb", buffering=1 << 20)
+        self._out = AtomicFile(self.path, binary=True, fsync=True, buffering=1 << 20)
+        self._file = self._out.file
         self._file.write(bytes(HEADER_SIZE))  # placeholder until the count and checksum are known
 
     def write(self, tokens: np.ndarray | Sequence[int]) -> None:
@@ -114,16 +112,11 @@ class ShardWriter:
         header = _header(self.dtype, self.vocab_size, self.num_tokens, _checksum(self._crc, header))
         self._file.seek(0)
         self._file.write(header)
-        self._file.flush()
-        os.fsync(self._file.fileno())
-        self._file.close()
-        os.replace(self._tmp, self.path)
-        return self.path
+        return self._out.commit()
 
     def abort(self) -> None:
         """Discard the temporary file; nothing appears at ``path``."""
-        self._file.close()
-        self._tmp.unlink(missing_ok=True)
+        self._out.abort()
 
     def __enter__(self) -> ShardWriter:
         return self

@@ -29,12 +29,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
-import shutil
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+
+from axon.atomic import atomic_directory
 
 VERSION = 1
 N_SPEAKERS = 8
@@ -128,13 +128,9 @@ def bundled_file(name: str, cache_dir: Path) -> Path:
         raise ConfigError(f"unknown bundled file {name!r}; choose one of: {choices}")
     root = cache_dir / "data" / f"bundled-speakers-v{VERSION}"
     if not (root / "meta.json").is_file():
-        tmp = root.with_name(f".{root.name}.tmp-{os.getpid()}")
-        shutil.rmtree(tmp, ignore_errors=True)
-        write_speaker_task(tmp)
-        try:
-            os.replace(tmp, root)
-        except OSError:  # another process wrote it first
-            shutil.rmtree(tmp, ignore_errors=True)
+        root.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_directory(root) as tmp:  # another process that wrote it first wins
+            write_speaker_task(tmp)
     return root / file
 
 

@@ -66,3 +66,10 @@ def language_model_metrics(loss: float, chars_per_token: float | None, bytes_per
     if bytes_per_token:
         out["bits_per_byte"] = loss / math.log(2) / bytes_per_token
     return out
+
+
+from axon.eval.report import finetune_line, metrics_line, train_line  # noqa: E402  (they use nothing above)
+from axon.eval.runs import evaluate_run, split_metrics  # noqa: E402
+
+__all__ = ["evaluate", "evaluate_loss", "evaluation_sums", "summarize_sums", "language_model_metrics",
+           "evaluate_run", "split_metrics", "metrics_line", "train_line", "finetune_line"]

@@ -3,6 +3,7 @@
 
 from axon.generate.beam import BeamHypothesis, beam_search
 from axon.generate.cache import KVCache
+from axon.generate.options import SamplingOptionError, SamplingOptions
 from axon.generate.sampling import (
     Generation,
     cut_at_stop,
@@ -12,6 +13,7 @@ from axon.generate.sampling import (
 )
 from axon.generate.speculative import SpeculativeResult, speculative_generate
 from axon.generate.state import RecurrentStateCache
+from axon.generate.stream import StreamPrinter
 from axon.generate.window import WindowCache
 
-__all__ = ["speculative_generate", "SpeculativeResult", "beam_search", "BeamHypothesis", "KVCache", "RecurrentStateCache", "WindowCache", "Generation", "generate", "filter_logits", "process_logits", "cut_at_stop"]
+__all__ = ["SamplingOptions", "SamplingOptionError", "StreamPrinter", "speculative_generate", "SpeculativeResult", "beam_search", "BeamHypothesis", "KVCache", "RecurrentStateCache", "WindowCache", "Generation", "generate", "filter_logits", "process_logits", "cut_at_stop"]

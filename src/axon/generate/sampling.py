@@ -24,6 +24,7 @@ from torch import nn
 
 from axon.generate.cache import context_limit
 from axon.generate.layout import column_major_linears
+from axon.generate.options import SamplingOptions
 
 
 def filter_logits(logits: torch.Tensor, top_k: int | None = None, top_p: float | None = None,
@@ -77,8 +78,9 @@ class Generation:
 def generate(
     model: nn.Module,
     prompts: Sequence[Sequence[int]] | torch.Tensor,
-    max_new_tokens: int,
+    max_new_tokens: int | None = None,
     *,
+    options: SamplingOptions | None = None,
     temperature: float = 1.0,
     top_k: int | None = None,
     top_p: float | None = None,
@@ -98,13 +100,21 @@ def generate(
     text contains one of ``stop_strings`` (needs ``decode``; the text is cut before the stop
     string by the caller with :func:`cut_at_stop`), or at the context limit. Randomness comes
     only from ``generator``: the same seed gives the same text, and the global RNG is untouched.
-    ``on_token(b, token)`` is called for each new token as it is produced (streaming).
+    ``on_token(b, token)`` is called for each new token as it is produced (streaming; see
+    :class:`axon.generate.stream.StreamPrinter`).
+
+    The sampling settings are ``max_new_tokens`` and the keywords from ``temperature`` to
+    ``repetition_penalty``, or one :class:`SamplingOptions` as ``options`` instead of them (whose
+    ``num_samples`` > 1 continues each prompt that many times, the samples of a prompt next to each
+    other). Either way they are checked first: a value out of range (``temperature=-1``,
+    ``top_p=2``, NaN) raises :class:`~axon.generate.options.SamplingOptionError`, a ConfigError.
     """
+    options = _sampling_options(options, max_new_tokens, temperature, top_k, top_p, min_p, repetition_penalty)
     if stop_strings and decode is None:
         raise ValueError("stop_strings need a decode function")
     if isinstance(prompts, torch.Tensor):
         prompts = prompts.tolist()
-    prompts = [list(p) for p in prompts]
+    prompts = [list(p) for p in prompts for _ in range(options.num_samples)]
     if any(len(p) == 0 for p in prompts):
         raise ValueError("every prompt needs at least one token")
     block = context_limit(model)
@@ -120,10 +130,28 @@ def generate(
             stack.enter_context(column_major_linears(model))
         stack.enter_context(torch.inference_mode())  # no autograd bookkeeping at all: cheaper than no_grad per op
         stack.callback(model.train, was_training)
-        return _generate(model, prompts, max_new_tokens, device, temperature=temperature, top_k=top_k, top_p=top_p,
-                         min_p=min_p, repetition_penalty=repetition_penalty, stop_tokens=stop_tokens,
+        o = options
+        return _generate(model, prompts, o.max_new_tokens, device, temperature=o.temperature, top_k=o.top_k,
+                         top_p=o.top_p, min_p=o.min_p, repetition_penalty=o.repetition_penalty, stop_tokens=stop_tokens,
                          stop_strings=stop_strings, decode=decode, generator=generator, vocab_limit=vocab_limit,
                          on_token=on_token)
+
+
+_DEFAULTS = (None, 1.0, None, None, None, 1.0)  # generate's own max_new_tokens .. repetition_penalty
+
+
+def _sampling_options(options, max_new_tokens, temperature, top_k, top_p, min_p, repetition_penalty) -> SamplingOptions:
+    """``options``, or the SamplingOptions of the keywords (which checks them)."""
+    given = (max_new_tokens, temperature, top_k, top_p, min_p, repetition_penalty)
+    if options is None:
+        if max_new_tokens is None:
+            raise TypeError("generate() needs max_new_tokens (or options=SamplingOptions(...))")
+        return SamplingOptions(max_new_tokens, temperature, top_k, top_p, min_p, repetition_penalty)
+    if not isinstance(options, SamplingOptions):
+        raise TypeError(f"options must be a SamplingOptions, got {type(options).__name__}")
+    if given != _DEFAULTS:
+        raise TypeError("give options=SamplingOptions(...) or max_new_tokens and the sampling keywords, not both")
+    return options
 
 
 def _generate(model, prompts, max_new_tokens, device, *, temperature, top_k, top_p, min_p, repetition_penalty,

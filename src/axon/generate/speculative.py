@@ -36,6 +36,7 @@ import torch
 from torch import nn
 
 from axon.generate.cache import context_limit
+from axon.generate.options import SamplingOptions
 from axon.generate.sampling import process_logits
 
 
@@ -91,7 +92,8 @@ def speculative_generate(
     generator gives reproducible output. Generation stops after an ``eos_token_id`` (kept in the
     output) or when prompt + new tokens fill the target's ``block_size``. ``vocab_limit`` restricts
     choices to ids below it (a vocabulary padded beyond the tokenizer's). Both models must share
-    the vocabulary: equal ``vocab_size``, or at least ``vocab_limit`` ids each.
+    the vocabulary: equal ``vocab_size``, or at least ``vocab_limit`` ids each. The sampling
+    settings are checked as :class:`~axon.generate.options.SamplingOptions` checks them.
     """
     if isinstance(prompt, torch.Tensor):
         if prompt.dim() != 1:
@@ -100,10 +102,9 @@ def speculative_generate(
     seq = [int(t) for t in prompt]
     if not seq:
         raise ValueError("prompt is empty; speculative decoding needs at least one token")
-    if max_new_tokens < 0 or num_draft < 0:
-        raise ValueError(f"max_new_tokens ({max_new_tokens}) and num_draft ({num_draft}) must be >= 0")
-    if temperature < 0:
-        raise ValueError(f"temperature must be >= 0 (0 is greedy), got {temperature}")
+    SamplingOptions(max_new_tokens, temperature, top_k, top_p)  # checks them: a SamplingOptionError (a ConfigError)
+    if num_draft < 0:
+        raise ValueError(f"num_draft must be >= 0, got {num_draft}")
     v_target, v_draft = _config_value(target, "vocab_size"), _config_value(draft, "vocab_size")
     if (v_target is not None and v_draft is not None and v_target != v_draft
             and (vocab_limit is None or vocab_limit > min(v_target, v_draft))):

@@ -34,10 +34,10 @@ import json
 import math
 import re
 import shlex
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from axon.atomic import atomic_write_json
 from axon.errors import ConfigError
 
 BUDGETS = ("steps", "tokens", "flops", "time")
@@ -238,35 +238,20 @@ def time_inference(run_dir: Path, threads: int) -> dict:
     <run_dir>/inference.json so that a resumed compare does not redo it."""
     import torch
 
+    from axon.eval import evaluate_run
+
     path = run_dir / "inference.json"
     if path.is_file():
         return json.loads(path.read_text())
-    from axon.eval import evaluate
-    from axon.train.run import load_run
-    from axon.tasks import build_task
-
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
-    try:
-        cfg, model, _ = load_run(run_dir, device=cfg_device(run_dir))
-        device = next(model.parameters()).device
-        task = build_task(cfg, device)
-        batches = [tuple(t.to(device) for t in b)  # made before the clock starts: the model's time only
-                   for b in task.val_data.iter_eval_batches(cfg.train.batch_size, cfg.model.block_size, None)]
-        sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-        with torch.inference_mode():
-            sync()
-            start = time.perf_counter()
-            metrics = evaluate(model, task.objective, iter(batches))
-            sync()
-            seconds = time.perf_counter() - start
+    try:  # the whole split in batches of the run's own size, on the device it trained on
+        metrics = evaluate_run(run_dir, "val", device=cfg_device(run_dir), task_metrics=False, timed=True)
     finally:
         torch.set_num_threads(before)
-    out = {"test_batches": len(batches), "inference_ms_per_batch": 1000 * seconds / len(batches),
+    out = {"test_batches": metrics["batches"], "inference_ms_per_batch": 1000 * metrics["seconds"] / metrics["batches"],
            "test_loss_timed": metrics["loss"], "threads": threads}
-    tmp = path.with_name(".inference.json.tmp")
-    tmp.write_text(json.dumps(out, indent=2) + "\n")
-    tmp.replace(path)
+    atomic_write_json(path, out, indent=2)
     return out
 
 
@@ -282,8 +267,11 @@ def cfg_device(run_dir: Path) -> str:
 
 
 def read_metrics(run_dir: Path) -> list[dict]:
-    path = run_dir / "metrics.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
+    """The run's metrics.jsonl records, read as the trainer reads them on resume: a torn last
+    line (a run killed mid-write) is left out rather than failing the report."""
+    from axon.train.logging import read_metrics as read_jsonl
+
+    return read_jsonl(run_dir / "metrics.jsonl")
 
 
 def run_row(p: Plan, seed: int, result: dict, inference: dict) -> dict:

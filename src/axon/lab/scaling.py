@@ -31,13 +31,13 @@ import base64
 import csv
 import json
 import math
-import os
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
+from axon.atomic import AtomicFile, atomic_write_json
 from axon.errors import ConfigError, DataError
 from axon.lab import fit as F
 
@@ -199,12 +199,10 @@ def run_sweep(runs: list[PlannedRun], out: Path, workers: int | None = None, thr
 
 
 def write_csv(rows: list[dict], path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w", newline="") as f:
+    with AtomicFile(path, newline="") as f:
         w = csv.DictWriter(f, fieldnames=CSV_COLUMNS, extrasaction="ignore")
         w.writeheader()
         w.writerows(rows)
-    os.replace(tmp, path)
 
 
 def read_csv(path: str | Path) -> list[dict]:
@@ -468,9 +466,7 @@ def fit_and_report(rows: list[dict], out: Path, bootstrap: int = 200, seed: int 
     out.mkdir(parents=True, exist_ok=True)
     fits = fit_sweep(rows, bootstrap=bootstrap, seed=seed, progress=progress)
     predictions = [predict(fits, f) for f in flops] if "chinchilla" in fits else []
-    tmp = out / f".fits.json.tmp-{os.getpid()}"
-    tmp.write_text(json.dumps(fits, indent=1) + "\n")
-    os.replace(tmp, out / "fits.json")
+    atomic_write_json(out / "fits.json", fits, indent=1)
     plot(rows, fits, out / "scaling.png")
     write_report(rows, fits, out, predictions)
     return fits, predictions

@@ -31,6 +31,7 @@ from safetensors import SafetensorError
 from safetensors.torch import _remove_duplicate_names, load_file, load_model, save_file
 from torch import nn
 
+from axon.atomic import atomic_directory
 from axon.errors import CheckpointError
 
 FORMAT_VERSION = 1
@@ -43,14 +44,6 @@ def _sha256(path: Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _flatten_optimizers(optimizers: list[torch.optim.Optimizer], keep: bool = True) -> tuple[dict, list]:
@@ -178,20 +171,14 @@ def save_checkpoint(root: Path, step: int, model: nn.Module, optimizers: list, s
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"{PREFIX}{step:08d}"
     tmp = root / f".tmp-{final.name}-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir()
-    save_file(weights, str(tmp / "model.safetensors"), metadata={"format": "pt", **tied})
-    save_file({**opt_tensors, **(rng if rng is not None else rng_state())}, str(tmp / "optimizer.safetensors"))
-    files = {name: _sha256(tmp / name) for name in ("model.safetensors", "optimizer.safetensors")}
-    record = {"format_version": FORMAT_VERSION, "step": step, "files": files, "optimizers": opt_meta, "trainer": state}
-    (tmp / "state.json").write_text(json.dumps(record, indent=1))
-    for name in (*files, "state.json"):
-        _fsync(tmp / name)
-    if final.exists():  # the same step saved again (e.g. right after a resume): replace it
-        shutil.rmtree(final)
-    os.rename(tmp, final)
-    _fsync(root)
+    # Written aside, every file fsynced, renamed into place, the directory entry fsynced; the same
+    # step saved again (e.g. right after a resume) replaces the old one.
+    with atomic_directory(final, temp=tmp, replace=True, fsync=True):
+        save_file(weights, str(tmp / "model.safetensors"), metadata={"format": "pt", **tied})
+        save_file({**opt_tensors, **(rng if rng is not None else rng_state())}, str(tmp / "optimizer.safetensors"))
+        files = {name: _sha256(tmp / name) for name in ("model.safetensors", "optimizer.safetensors")}
+        record = {"format_version": FORMAT_VERSION, "step": step, "files": files, "optimizers": opt_meta, "trainer": state}
+        (tmp / "state.json").write_text(json.dumps(record, indent=1))
     for old in list_checkpoints(root)[keep:]:
         shutil.rmtree(old, ignore_errors=True)
     for stale in root.glob(".tmp-*"):  # left by a process killed mid-save

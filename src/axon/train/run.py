@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from axon.atomic import atomic_write_json
 from axon.config import RunConfig, dump_config, load_config, to_dict
 from axon.errors import AxonError, ConfigError
 from axon.models import build_model
@@ -188,10 +189,10 @@ def _train(cfg: RunConfig, d, resume, overrides) -> dict:
 
         path = write_adapters(final_model, cfg, run_dir / ADAPTERS_FILE)
         result.update(trainable_params=lora_info["trainable"], adapters=str(path), adapter_bytes=path.stat().st_size)
-    if result["val_loss"] is not None:
-        result.update({f"val_{k}": v for k, v in task.summarize(result["val_loss"], "val").items()})
-        if task.model_metrics is not None:
-            result.update({f"val_{k}": v for k, v in task.model_metrics(final_model, "val").items()})
+    if result["val_loss"] is not None:  # the trainer's final evaluation of the whole split, as axon eval reports it
+        from axon.eval import split_metrics
+
+        result.update({f"val_{k}": v for k, v in split_metrics(task, final_model, result["val_loss"], "val").items()})
     if not result.get("interrupted"):  # an interrupted run is continued with --resume, not finished
         write_result(run_dir, result)
     return result
@@ -236,11 +237,7 @@ def _keep_global_batch(cfg: RunConfig, run_dir: Path, d, overrides: list[str] | 
 def write_result(run_dir: Path, result: dict) -> Path:
     """``<run_dir>/result.json``: the finished run's summary, for other processes (axon.lab).
     Written to a temporary file and renamed, so a reader never sees half a file."""
-    path = Path(run_dir) / "result.json"
-    tmp = path.with_name(f".result.json.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(result, indent=2, default=float) + "\n")
-    os.replace(tmp, path)
-    return path
+    return atomic_write_json(Path(run_dir) / "result.json", result, indent=2, default=float)
 
 
 def init_weights(model: torch.nn.Module, source: str | Path) -> Path:
