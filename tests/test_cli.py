@@ -58,7 +58,8 @@ def test_eval_reports_loss_perplexity_bits(run_dir, capsys):
 
 def test_axon_eval_prints_evaluate_run(run_dir, capsys):
     """`axon eval` is evaluate_run + metrics_line; compare's timed pass measures the same loss."""
-    from axon.eval import evaluate_run, metrics_line
+    from axon.eval import metrics_line
+    from axon.train.run import evaluate_run
 
     metrics = evaluate_run(run_dir, "val", batch_size=32, max_batches=3)
     assert main(["eval", str(run_dir), "--max-batches", "3"]) == 0

@@ -210,7 +210,8 @@ def _print_speculative(args, model, tokenizer, prompt: str, ids: list[int]) -> i
 
 
 def cmd_eval(args, overrides: list[str]) -> int:
-    from axon.eval import evaluate_run, metrics_line
+    from axon.eval import metrics_line
+    from axon.train.run import evaluate_run
 
     if args.split not in ("train", "val"):
         raise ConfigError(f"--split must be train or val, got {args.split!r}")

@@ -1,6 +1,6 @@
 """One-line summaries of results, as the commands print them.
 
-``axon eval`` prints :func:`metrics_line` of :func:`axon.eval.evaluate_run`'s metrics; ``axon
+``axon eval`` prints :func:`metrics_line` of :func:`axon.train.run.evaluate_run`'s metrics; ``axon
 train`` and ``axon finetune`` print :func:`train_line` / :func:`finetune_line` of the summary
 ``axon.train.train`` returns. Which parts appear depends on the metrics the run's task produced
 (bits per character for text, accuracy for classifiers and masked-LM, BLEU for seq2seq, ...).

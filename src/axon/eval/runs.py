@@ -1,18 +1,17 @@
-"""Evaluating a saved run on a split of its own task's data: the one path behind `axon eval`, the
-inference timing of `axon compare` and the final metrics of `axon train`.
+"""Evaluating a model on a split of its task's data: the one path behind `axon eval`, the inference
+timing of `axon compare` and the final metrics of `axon train`.
 
-    run directory --load_run--> (config, model with the newest checkpoint)
-                  --build_task (axon.tasks' registry)--> data, objective, metrics
+    run directory --axon.train.run.evaluate_run: load_run, build_task--> (config, model, task)
     split batches --evaluate--> loss [, accuracy], targets
                   --split_metrics--> perplexity, bits per char/byte, BLEU, ... (whatever the task adds)
 
-This module imports no task: the run's task comes from the registry, by the name in its config.
+This module imports no task and no trainer (tests/test_layering.py): it receives the task's
+``TaskSetup``; loading a run directory and building its task is ``axon.train.run.evaluate_run``.
 """
 
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import torch
 
@@ -27,14 +26,13 @@ def split_metrics(task, model, loss: float, split: str) -> dict:
     return out
 
 
-def evaluate_run(run_dir: str | Path, split: str = "val", *, batch_size: int | None = None,
-                 max_batches: int | None = None, device: str = "auto", data_dir: str | Path | None = None,
-                 task_metrics: bool = True, timed: bool = False) -> dict:
-    """Metrics of the run in ``run_dir`` on ``split`` ("train" or "val") of its task's data.
+def evaluate_split(model, task, cfg, split: str = "val", *, batch_size: int | None = None,
+                   max_batches: int | None = None, task_metrics: bool = True, timed: bool = False) -> dict:
+    """Metrics of ``model`` on ``split`` ("train" or "val") of ``task``'s data (a ``TaskSetup``
+    built from the run's config ``cfg``).
 
     ``batch_size``: sequences per evaluation batch (default: the run's train.batch_size);
-    ``max_batches``: at most this many (default: the whole split); ``data_dir``: a prepared data
-    directory instead of the run's own (data.dir).
+    ``max_batches``: at most this many (default: the whole split).
 
     Returns ``loss`` (mean per target), ``accuracy`` when the objective counts correct
     predictions, the task's :func:`split_metrics` (unless ``task_metrics=False``), ``split`` and
@@ -44,16 +42,10 @@ def evaluate_run(run_dir: str | Path, split: str = "val", *, batch_size: int | N
     """
     from axon.errors import ConfigError
     from axon.eval import evaluate
-    from axon.train.run import load_run
-    from axon.tasks import build_task
 
     if split not in ("train", "val"):
         raise ConfigError(f"split must be train or val, got {split!r}")
-    cfg, model, _ = load_run(run_dir, device)
-    if data_dir:
-        cfg.data.dir = str(data_dir)
     device = next(model.parameters()).device
-    task = build_task(cfg, device)  # the run's own task: its data, objective and metrics
     data = task.val_data if split == "val" else task.train_data
     batches = (tuple(t.to(device) for t in b)
                for b in data.iter_eval_batches(batch_size or cfg.train.batch_size, cfg.model.block_size, max_batches))

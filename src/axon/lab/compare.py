@@ -238,7 +238,7 @@ def time_inference(run_dir: Path, threads: int) -> dict:
     <run_dir>/inference.json so that a resumed compare does not redo it."""
     import torch
 
-    from axon.eval import evaluate_run
+    from axon.train.run import evaluate_run
 
     path = run_dir / "inference.json"
     if path.is_file():

@@ -282,4 +282,23 @@ def load_run(run_dir: str | Path, device: str = "auto"):
     return cfg, model.to(dev).eval(), tokenizer
 
 
-__all__ = ["train", "init_weights", "load_run", "resolve_device"]
+def evaluate_run(run_dir: str | Path, split: str = "val", *, batch_size: int | None = None,
+                 max_batches: int | None = None, device: str = "auto", data_dir: str | Path | None = None,
+                 task_metrics: bool = True, timed: bool = False) -> dict:
+    """Metrics of the run in ``run_dir`` on ``split`` of its own task's data (``data_dir``: a
+    prepared data directory instead of the run's data.dir): the run's newest checkpoint and task,
+    then ``axon.eval.evaluate_split`` (which has the other arguments and what it returns)."""
+    from axon.eval import evaluate_split
+    from axon.tasks import build_task
+
+    if split not in ("train", "val"):
+        raise ConfigError(f"split must be train or val, got {split!r}")
+    cfg, model, _ = load_run(run_dir, device)
+    if data_dir:
+        cfg.data.dir = str(data_dir)
+    task = build_task(cfg, next(model.parameters()).device)  # the run's own task: its data, objective and metrics
+    return evaluate_split(model, task, cfg, split, batch_size=batch_size, max_batches=max_batches,
+                          task_metrics=task_metrics, timed=timed)
+
+
+__all__ = ["train", "evaluate_run", "init_weights", "load_run", "resolve_device"]
