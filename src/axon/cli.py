@@ -29,7 +29,7 @@ Run `axon config` to print every key with its default.
 
 def launch_torchrun(args, overrides: list[str]) -> int:
     """``axon train --nproc N ...``: the same command under torchrun (``--standalone``: N processes
-    on this machine; several machines: call torchrun yourself, see the README). This process is
+    on this machine; several machines: call torchrun yourself, see docs/distributed.md). This process is
     torchrun's agent; a failed worker ends in one line naming it instead of torchrun's traceback."""
     import os
 

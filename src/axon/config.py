@@ -143,7 +143,7 @@ def to_dict(obj: Any) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------------------------
 # The run config. Defaults are the default job: a character-level model of tiny Shakespeare
-# that trains on a 2-core CPU in under three minutes (see README, "The default job").
+# that trains on a 2-core CPU in under three minutes (see docs/default-job.md).
 
 
 @dataclass

@@ -9,7 +9,7 @@ one-hot: per target token,
 
 which is ``F.cross_entropy(..., label_smoothing=eps)``. It hurts perplexity ("the model learns to
 be more unsure") but improves accuracy and BLEU (Vaswani et al.). The plain cross-entropy
--log p_y is reported beside it as ``ce``: the loss the evaluation and the README quote.
+-log p_y is reported beside it as ``ce``: the loss the evaluation and docs/seq2seq.md quote.
 """
 
 from __future__ import annotations
