@@ -156,6 +156,22 @@ def test_batches_are_a_pure_function_of_seed_step_and_micro_step():
     assert all(torch.equal(x, y) for p, q in zip(first, second) for x, y in zip(p, q))
 
 
+def test_ranks_share_out_the_centre_words_of_one_draw():
+    """Under torchrun each rank must train on batch_size windows of centre words -- its share of
+    what one process with batch_size x world_size draws -- not on batch_size single centres (a
+    batch's rows here are centre words, so slicing rows as for token windows took 1/block_size of
+    them)."""
+    from axon.train import distributed as D
+
+    _, data = windows(grouped_text(200))
+    whole = data.get_batch(5, 6, 32, seed=1, micro_step=1)
+    parts = [D.rank_batch(data, D.Dist(rank=r, world_size=3), 5, 2, 32, 1, 1) for r in range(3)]
+    assert all(p[0].shape == (2 * 32,) for p in parts)
+    for k in range(4):
+        assert torch.equal(torch.cat([p[k] for p in parts]), whole[k])
+    assert all(torch.equal(x, y) for x, y in zip(data.get_batch(5, 6, 32, 1, 1, rank=0, world_size=1), whole))
+
+
 def test_contexts_are_the_neighbours_within_a_dynamic_window():
     text = " ".join(f"w{i:03d}" for i in range(400))  # every word once: ids follow the text order
     vocab, data = windows(text)

@@ -148,10 +148,19 @@ class ContextWindows:
     def _starts(self, rng: np.random.Generator, batch_size: int, span: int) -> np.ndarray:
         return rng.integers(0, len(self.ids) - span + 1, size=batch_size)
 
-    def get_batch(self, step: int, batch_size: int, block_size: int, seed: int, micro_step: int = 0):
+    def get_batch(self, step: int, batch_size: int, block_size: int, seed: int, micro_step: int = 0,
+                  rank: int = 0, world_size: int = 1):
+        """``batch_size`` windows of ``block_size`` centre words, flattened to batch_size * block_size
+        examples along dimension 0. With ``world_size`` processes, the windows of one process with
+        batch_size * world_size, and rank r's share of its examples (axon.train.distributed.rank_batch
+        cannot slice them itself: its rows are windows, these are centre words)."""
         rng = np.random.default_rng(np.random.SeedSequence([seed, step, micro_step]))
         span = self._span(block_size)
-        return self._batch(self._starts(rng, batch_size, span), span, block_size, rng)
+        batch = self._batch(self._starts(rng, batch_size * world_size, span), span, block_size, rng)
+        if world_size == 1:
+            return batch
+        rows = batch_size * block_size
+        return tuple(t[rank * rows : (rank + 1) * rows] for t in batch)
 
     def iter_eval_batches(self, batch_size: int, block_size: int, max_batches: int | None = None) -> Iterator[tuple]:
         """Fixed batches: as many as the validation words fill (at least one), fixed seeds."""
