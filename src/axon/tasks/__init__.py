@@ -18,7 +18,9 @@ they read (files, tokenizers, datasets of batches) is ``axon.data``'s:
     seq2seq   sentence pairs for encoder-decoder models, scored by BLEU / chrF / exact match
     word2vec  skip-gram / CBOW examples with negatives from any text
 
-A new task is a module here with a ``(cfg, device) -> TaskSetup`` builder and a line in ``TASKS``.
+A new task is a module here with a ``(cfg, device) -> TaskSetup`` builder, a line in ``TASKS``,
+and the families that run it listing it (``Family.task`` / ``other_tasks`` in ``axon.models``):
+docs/adding-a-task.md walks through one.
 """
 
 from __future__ import annotations
