@@ -11,10 +11,10 @@ Warm-up steps (compilation included) run untimed; the timed window is bracketed 
     tokens/s = steps * batch * grad_accum * block / seconds
     MFU      = flops_per_token * tokens/s / peak            (model FLOPs utilisation, PaLM app. B)
 
-flops_per_token is ``axon.lab.flops.flops_per_token`` (the project's one definition):
+flops_per_token is ``axon.models.flops.flops_per_token`` (the project's one definition):
 6 N + 12 * n_layer * block * d_attn, N = non-embedding parameters + the (tied) head matrix; the
 attention term counts every key a query could see. peak = the data-sheet dense bf16 tensor-core
-peak (no sparsity) from ``axon.train.flops.peak_flops`` (H100 SXM: 989 TFLOP/s), or --peak-tflops;
+peak (no sparsity) from ``axon.models.flops.peak_flops`` (H100 SXM: 989 TFLOP/s), or --peak-tflops;
 on a CPU, a measured fp32 matmul peak.
 
 The bar (issue 8): MFU >= 45% on one H100 (nanoGPT's 124M reaches ~30%, llm.c ~60% on an A100).
@@ -40,10 +40,9 @@ import time
 
 import torch
 
-from axon.lab.flops import flops_per_token
 from axon.models.decoder import PRESETS, Decoder, DecoderConfig
+from axon.models.flops import flops_per_token, peak_flops
 from axon.objectives import causal_lm_loss
-from axon.train.flops import peak_flops
 from axon.train.optim import param_groups
 
 BAR_MFU = 0.45  # on one H100
@@ -70,7 +69,7 @@ def parse_args(argv=None):
     p.add_argument("--dtype", choices=["bf16", "fp32"], default="bf16", help="bf16: autocast over fp32 master weights")
     p.add_argument("--no-compile", action="store_true", help="run eager (default: torch.compile)")
     p.add_argument("--data", default=None, help="a directory made by `axon prepare` (its train split); default: synthetic random tokens")
-    p.add_argument("--peak-tflops", type=float, default=None, help="MFU denominator in TFLOP/s (default: axon.train.flops.peak_flops)")
+    p.add_argument("--peak-tflops", type=float, default=None, help="MFU denominator in TFLOP/s (default: axon.models.flops.peak_flops)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print one JSON line with the results at the end")
     p.add_argument("--profile", type=int, default=0, metavar="N",
@@ -208,7 +207,7 @@ def main(argv=None) -> int:
         peak, peak_src = args.peak_tflops * 1e12, "--peak-tflops"
     else:
         peak = peak_flops(device)
-        peak_src = "data-sheet dense bf16 (axon.train.flops)" if cuda else "measured fp32 matmul (axon.train.flops)"
+        peak_src = "data-sheet dense bf16 (axon.models.flops)" if cuda else "measured fp32 matmul (axon.models.flops)"
     mfu = fpt * tokens_per_s / peak
     name = torch.cuda.get_device_name(device) if cuda else "cpu"
     peak_mem = torch.cuda.max_memory_allocated(device) if cuda else None
@@ -217,7 +216,7 @@ def main(argv=None) -> int:
           f"{'eager' if args.no_compile else 'torch.compile (model + loss)'} | TF32 matmuls allowed")
     print(f"model: Decoder preset {args.preset}: n_layer={cfg.n_layer} n_head={cfg.n_head} n_embd={cfg.n_embd} vocab={cfg.vocab_size} "
           f"block={T} | params {n_params:,}")
-    print(f"FLOPs/token (axon.lab.flops.flops_per_token): 6N + 12*L*T*d_attn = 6 * {n_matmul:,} + {attn_term:,.0f} = {fpt / 1e6:,.1f} M "
+    print(f"FLOPs/token (axon.models.flops.flops_per_token): 6N + 12*L*T*d_attn = 6 * {n_matmul:,} + {attn_term:,.0f} = {fpt / 1e6:,.1f} M "
           f"(N = non-embedding params + head matrix)")
     print(f"batch {B} x accum {accum} x block {T} = {B * accum * T:,} tokens/step | data: "
           f"{args.data + ' (train split)' if args.data else f'synthetic uniform tokens < {batches.data_vocab}'} | "
@@ -243,7 +242,7 @@ def main(argv=None) -> int:
             "device": str(device), "device_name": name, "torch": torch.__version__, "preset": args.preset, "vocab_size": cfg.vocab_size,
             "block_size": T, "batch_size": B, "grad_accum": accum, "steps": args.steps, "warmup": args.warmup, "dtype": args.dtype,
             "compile": not args.no_compile, "data": args.data or "synthetic", "flash_check": flash, "params": n_params,
-            "flops_n": n_matmul, "flops_per_token": fpt, "flops_definition": "6N + 12*n_layer*T*d_attn (axon.lab.flops.flops_per_token)",
+            "flops_n": n_matmul, "flops_per_token": fpt, "flops_definition": "6N + 12*n_layer*T*d_attn (axon.models.flops.flops_per_token)",
             "seconds": seconds, "warmup_seconds": warmup_s, "tokens_per_s": tokens_per_s, "peak_flops": peak, "peak_source": peak_src,
             "mfu": mfu, "peak_memory_bytes": peak_mem, "loss_first": loss_first, "loss_last": loss_last,
             "bar": BAR_MFU, "passed": (mfu >= BAR_MFU) if cuda and "H100" in name else None,

@@ -46,7 +46,7 @@ import torch
 from axon.data.corpus import corpus_path
 from axon.models.decoder import PRESETS, Decoder, DecoderConfig
 from axon.objectives import causal_lm_loss
-from axon.train.flops import matmul_peak_flops
+from axon.models.flops import matmul_peak_flops
 from axon.train.optim import param_groups
 
 BAR = 1.4  # Axon tokens/s over Hugging Face tokens/s, at the default (nanoGPT CPU) config

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from axon.lab.flops import count_params, flops_per_token
+from axon.models.flops import count_params, flops_per_token
 from axon.models.decoder import PRESETS, DecoderConfig
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_gpt2.py"

@@ -12,7 +12,7 @@ from numerics import assert_close_orders, order_tol
 from axon.errors import ConfigError
 from axon.generate import beam_search, generate
 from axon.generate.encoder_decoder import EncoderDecoderCache
-from axon.models.transformer import Transformer, TransformerConfig
+from axon.models.seq2seq import Transformer, TransformerConfig
 
 V, BOS, EOS = 40, 38, 39
 

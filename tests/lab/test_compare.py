@@ -25,7 +25,7 @@ from axon.lab.compare import (
     welch,
     write_report,
 )
-from axon.lab.flops import flops_per_token
+from axon.models.flops import flops_per_token
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,5 @@
-"""axon.lab.flops: training FLOPs per token of every family, against hand counts written out as
-arithmetic on the config numbers (6N + 12 * keys * d_attn; axon.models.flops)."""
+"""axon.models.flops: training FLOPs per token of every family, against hand counts written out as
+arithmetic on the config numbers (6N + 12 * keys * d_attn)."""
 
 import math
 
@@ -8,7 +8,7 @@ import torch
 
 from axon.config import build_model_config
 from axon.errors import ConfigError
-from axon.lab.flops import count_params, flops_per_token
+from axon.models.flops import count_params, flops_per_token
 from axon.models import build_model
 
 

@@ -4,6 +4,6 @@ One key map per family (``gpt2.py``, ``llama.py``); Hugging Face's parameter nam
 in this package (design rule 8).
 """
 
-from axon.interop.hf import FAMILIES, from_hf, read_hf_dir, to_hf
+from axon.interop.hf import HF_MODEL_TYPES, from_hf, read_hf_dir, to_hf
 
-__all__ = ["FAMILIES", "from_hf", "read_hf_dir", "to_hf"]
+__all__ = ["HF_MODEL_TYPES", "from_hf", "read_hf_dir", "to_hf"]

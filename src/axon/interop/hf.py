@@ -33,9 +33,9 @@ from axon.models.decoder import Decoder, DecoderConfig
 #: model_type -> key map module (config_to_axon, tensors_to_axon, exportable, config_to_hf, tensors_to_hf)
 # A module may name the model class it builds (MODEL; default Decoder) and complete the config from the
 # checkpoint's tensors (config_from_tensors: BERT's head); only modules with `exportable` are written by to_hf.
-FAMILIES = {gpt2.MODEL_TYPE: gpt2, llama.MODEL_TYPE: llama, bert.MODEL_TYPE: bert}
-FAMILIES[mixtral.MODEL_TYPE] = mixtral  # Llama with sparse MoE feed-forwards (axon.interop.mixtral)
-FAMILIES[mamba.MODEL_TYPE] = mamba  # selective state spaces (axon.interop.mamba); exports the Mamba family
+HF_MODEL_TYPES = {gpt2.MODEL_TYPE: gpt2, llama.MODEL_TYPE: llama, bert.MODEL_TYPE: bert}
+HF_MODEL_TYPES[mixtral.MODEL_TYPE] = mixtral  # Llama with sparse MoE feed-forwards (axon.interop.mixtral)
+HF_MODEL_TYPES[mamba.MODEL_TYPE] = mamba  # selective state spaces (axon.interop.mamba); exports the Mamba family
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt")
 
 
@@ -123,9 +123,9 @@ def from_hf(source, dtype: torch.dtype = torch.float32) -> tuple[torch.nn.Module
     """
     ckpt = read_hf_dir(source) if isinstance(source, (str, Path)) else _from_transformers(source)
     model_type = ckpt.config.get("model_type")
-    family = FAMILIES.get(model_type)
+    family = HF_MODEL_TYPES.get(model_type)
     if family is None:
-        raise ConfigError(f"{ckpt.origin}: model_type {model_type!r} is not supported; Axon converts {', '.join(FAMILIES)}")
+        raise ConfigError(f"{ckpt.origin}: model_type {model_type!r} is not supported; Axon converts {', '.join(HF_MODEL_TYPES)}")
     try:
         cfg = family.config_to_axon(ckpt.config)
         if hasattr(family, "config_from_tensors"):
@@ -176,7 +176,7 @@ def _apply_axon_record(cfg: DecoderConfig, record: Any, hint_only: tuple[str, ..
 def export_family(cfg: DecoderConfig):
     """The key map that can write ``cfg``, or a ConfigError saying why none can."""
     reasons = []
-    for family in (f for f in FAMILIES.values() if hasattr(f, "exportable")):
+    for family in (f for f in HF_MODEL_TYPES.values() if hasattr(f, "exportable")):
         why = family.exportable(cfg)
         if why is None:
             return family
@@ -192,11 +192,11 @@ def to_hf(model: torch.nn.Module, out_dir: str | Path, tokenizer=None, overwrite
     from axon.interop.tokenizer import save_hf_tokenizer
 
     cfg = getattr(model, "config", None)
-    own = [f for f in FAMILIES.values() if isinstance(cfg, getattr(f, "CONFIG", ()))]  # a family with its own config class (Mamba)
+    own = [f for f in HF_MODEL_TYPES.values() if isinstance(cfg, getattr(f, "CONFIG", ()))]  # a family with its own config class (Mamba)
     if own:
         family = own[0]
     elif not isinstance(cfg, DecoderConfig):
-        raise ConfigError(f"to_hf: {type(model).__name__} is not an Axon decoder; export supports {', '.join(k for k, f in FAMILIES.items() if hasattr(f, 'exportable'))}")
+        raise ConfigError(f"to_hf: {type(model).__name__} is not an Axon decoder; export supports {', '.join(k for k, f in HF_MODEL_TYPES.items() if hasattr(f, 'exportable'))}")
     else:
         family = export_family(cfg)
     out = Path(out_dir)

@@ -165,7 +165,8 @@ def plan(variants: list[Variant], common: list[str], budget: str, budget_value: 
          baseline: str) -> tuple[list[Plan], float]:
     """Resolve every variant's config and the steps that match the budget; returns (plans, value)."""
     from axon.config import load_config
-    from axon.lab.flops import count_params, flops_per_token, resolve_vocab
+    from axon.models.flops import count_params, flops_per_token
+    from axon.tasks import resolve_vocab
 
     if budget not in BUDGETS:
         raise ConfigError(f"--budget {budget!r}: choose one of {', '.join(BUDGETS)}")

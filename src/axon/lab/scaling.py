@@ -11,10 +11,10 @@ base recipe's, and heads follow the base recipe's head width: n_head = n_embd / 
 a divisor of n_embd (a 4 x 128 recipe with 4 heads gives 32-wide heads, so 64 -> 2 heads). Every
 other setting (norm, MLP, positions, optimiser, batch, context) is the base recipe's.
 
-Axes. N is the NON-EMBEDDING parameter count (axon.lab.flops.count_params(non_embedding=True)), as in
-Kaplan et al. 2020: with a 65-character vocabulary the embedding is a small, size-independent term
-that bends small-model power laws. D is training tokens, steps x batch_size x grad_accum x block_size.
-C is training FLOPs, D x flops_per_token(model) (axon.lab.flops: 6 N_matmul + the attention term,
+Axes. N is the NON-EMBEDDING parameter count (axon.models.flops.count_params(non_embedding=True)),
+as in Kaplan et al. 2020: with a 65-character vocabulary the embedding is a small, size-independent
+term that bends small-model power laws. D is training tokens, steps x batch_size x grad_accum x block_size.
+C is training FLOPs, D x flops_per_token(model) (axon.models.flops: 6 N_matmul + the attention term,
 which at these sizes is far from negligible: a budget means real FLOPs). A run of budget C trains
 D = C / flops_per_token tokens, rounded to whole steps; the warmup is cut to a fifth of a short run
 so that every run reaches its peak learning rate, and its cosine schedule spans exactly the run
@@ -121,7 +121,8 @@ def plan_sweep(config: str | None, overrides: list[str], sizes: str, budgets: st
     """The runs of a sweep: each size at each budget (IsoFLOP) or at each token count (grid).
     Returns (runs, notes) where notes name the runs left out (fewer than ``min_steps`` steps)."""
     from axon.config import load_config
-    from axon.lab.flops import count_params, flops_per_token, resolve_vocab
+    from axon.models.flops import count_params, flops_per_token
+    from axon.tasks import resolve_vocab
 
     if (budgets is None) == (tokens is None):
         raise ConfigError("give --budgets (IsoFLOP profiles: FLOPs per run) or --tokens (a grid of N and D), not both")

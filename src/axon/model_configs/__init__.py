@@ -26,8 +26,8 @@ from axon.model_configs.rnn import PRESETS as RNN_PRESETS
 from axon.model_configs.rnn import RNNConfig
 from axon.model_configs.rnn_classifier import PRESETS as RNN_CLASSIFIER_PRESETS
 from axon.model_configs.rnn_classifier import RNNClassifierConfig
-from axon.model_configs.transformer import PRESETS as SEQ2SEQ_PRESETS
-from axon.model_configs.transformer import TransformerConfig
+from axon.model_configs.seq2seq import PRESETS as SEQ2SEQ_PRESETS
+from axon.model_configs.seq2seq import TransformerConfig
 from axon.model_configs.word2vec import PRESETS as WORD2VEC_PRESETS
 from axon.model_configs.word2vec import Word2VecConfig
 

@@ -24,8 +24,8 @@ from axon.models.rnn import PRESETS as RNN_PRESETS
 from axon.models.rnn import RNNLM, RNNConfig
 from axon.models.rnn_classifier import PRESETS as RNN_CLASSIFIER_PRESETS
 from axon.models.rnn_classifier import RNNClassifier, RNNClassifierConfig
-from axon.models.transformer import PRESETS as SEQ2SEQ_PRESETS
-from axon.models.transformer import Transformer, TransformerConfig
+from axon.models.seq2seq import PRESETS as SEQ2SEQ_PRESETS
+from axon.models.seq2seq import Transformer, TransformerConfig
 from axon.models.word2vec import PRESETS as WORD2VEC_PRESETS
 from axon.models.word2vec import Word2Vec, Word2VecConfig
 

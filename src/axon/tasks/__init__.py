@@ -25,6 +25,8 @@ docs/adding-a-task.md walks through one.
 
 from __future__ import annotations
 
+import copy
+
 import torch
 
 from axon.errors import ConfigError
@@ -61,4 +63,16 @@ def build_task(cfg, device: torch.device) -> TaskSetup:
     return TASKS[name](cfg, device)
 
 
-__all__ = ["TASKS", "TaskBuilder", "TaskSetup", "build_task", "set_vocab_size", "task_name"]
+def resolve_vocab(run_cfg):
+    """A copy of the run config with ``model.vocab_size`` filled from its task's tokenizer when it
+    is null (as training does), so that FLOPs and parameters can be counted before the run
+    (``axon.models.flops``)."""
+    cfg = copy.deepcopy(run_cfg)
+    if getattr(cfg.model, "vocab_size", 0) is None:
+        build_task(cfg, torch.device("cpu"))  # fills cfg.model.vocab_size (set_vocab_size)
+        if cfg.model.vocab_size is None:
+            raise ConfigError(f"task of model.family={cfg.model.family} did not set model.vocab_size")
+    return cfg
+
+
+__all__ = ["TASKS", "TaskBuilder", "TaskSetup", "build_task", "resolve_vocab", "set_vocab_size", "task_name"]

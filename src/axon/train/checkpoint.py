@@ -52,7 +52,7 @@ def _flatten_optimizers(optimizers: list[torch.optim.Optimizer], keep: bool = Tr
     Sharded (FSDP) states are gathered whole, in one fixed order on every rank; ``keep=False``
     (a rank that does not write) takes part in the gathering and returns nothing.
     """
-    from axon.train.distributed import full
+    from axon.train.distributed import gather_full
 
     tensors, meta = {}, []
     for i, opt in enumerate(optimizers):
@@ -62,7 +62,7 @@ def _flatten_optimizers(optimizers: list[torch.optim.Optimizer], keep: bool = Tr
             for key in sorted(sd["state"][pid]):
                 value = sd["state"][pid][key]
                 if torch.is_tensor(value):
-                    value = full(value)
+                    value = gather_full(value)
                     if keep:
                         tensors[f"opt{i}.{pid}.{key}"] = value.detach().contiguous().cpu()
                 else:
@@ -88,7 +88,7 @@ def model_tensors(model: nn.Module, keep: bool = True) -> tuple[dict, dict]:
     """(tensors, metadata) of ``model.safetensors``: whole tensors (sharded ones gathered), each
     tied group stored once; the metadata maps each dropped name to the name it is stored under,
     as safetensors' ``save_model`` writes it."""
-    from axon.train.distributed import full
+    from axon.train.distributed import gather_full
 
     state = model.state_dict(keep_vars=True)
     tied = tied_names(state)
@@ -96,7 +96,7 @@ def model_tensors(model: nn.Module, keep: bool = True) -> tuple[dict, dict]:
     for name, t in state.items():
         if name in tied:
             continue
-        t = full(t.detach())
+        t = gather_full(t.detach())
         if keep:
             tensors[name] = t.contiguous().cpu()
     return tensors, dict(tied)

@@ -164,7 +164,7 @@ class Dist:
     def grad_norm(self, params, clip: float) -> torch.Tensor:
         """Clip the gradients to a global norm of ``clip``; the norm before clipping. DDP's
         gradients are averaged over ranks by now and FSDP's norm covers every shard: both global."""
-        return full(torch.nn.utils.clip_grad_norm_(params, clip))
+        return gather_full(torch.nn.utils.clip_grad_norm_(params, clip))
 
     def agree_on_dtype(self, optimizers) -> None:
         """Every rank's Muon orthogonalises in one dtype: each probes its own CPU
@@ -442,8 +442,9 @@ def is_sharded(t) -> bool:
     return isinstance(t, DTensor)
 
 
-def full(t: torch.Tensor) -> torch.Tensor:
-    """The whole tensor of a DTensor (a collective: every rank must call it), or ``t``."""
+def gather_full(t: torch.Tensor) -> torch.Tensor:
+    """The whole tensor of a DTensor, gathered from every rank's shard (a collective: every rank
+    must call it, on the same tensors in the same order), or ``t`` itself when it is not sharded."""
     return t.full_tensor() if is_sharded(t) else t
 
 

@@ -224,7 +224,7 @@ class Trainer:
     @property
     def peak(self) -> float | None:
         if not hasattr(self, "_peak"):
-            from axon.train.flops import peak_flops
+            from axon.models.flops import peak_flops
 
             self._peak = self.tc.peak_flops or peak_flops(self.device)
         return self._peak

@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from axon.errors import ConfigError
-from axon.model_configs.transformer import PRESETS, TransformerConfig  # noqa: F401 (re-exported: the family's config and sizes)
+from axon.model_configs.seq2seq import PRESETS, TransformerConfig  # noqa: F401 (re-exported: the family's config and sizes)
 from axon.models.base import Model
 from axon.nn import (
     CausalSelfAttention,

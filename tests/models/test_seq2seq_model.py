@@ -10,7 +10,7 @@ from torch import nn
 from axon.config import build_model_config
 from axon.errors import ConfigError
 from axon.models import FAMILIES, build_model
-from axon.models.transformer import PRESETS, Transformer, TransformerConfig
+from axon.models.seq2seq import PRESETS, Transformer, TransformerConfig
 from axon.nn import SinusoidalPositions
 
 from cache_checks import assert_same_logits

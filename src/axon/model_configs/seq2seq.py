@@ -1,5 +1,5 @@
 """The encoder-decoder Transformer's config and named sizes, family seq2seq (the model:
-``axon.models.transformer``).
+``axon.models.seq2seq``).
 
 Torch-free, apart from the model, so that ``axon.config`` builds and validates a run's ``model``
 section without importing torch or ``axon.models`` (see ``axon.model_configs``).
@@ -64,7 +64,7 @@ class TransformerConfig:
         return self.mlp_hidden or 4 * self.n_embd
 
 
-# Named sizes. `params` is what axon.models.transformer builds (tests/models/test_transformer.py
+# Named sizes. `params` is what axon.models.seq2seq builds (tests/models/test_seq2seq_model.py
 # checks the counts against torch.nn.Transformer's plus the embedding).
 PRESETS: dict[str, dict] = {
     "tiny": dict(
