@@ -87,3 +87,16 @@ def test_default_job_recipe_is_the_defaults():
     from pathlib import Path
 
     assert load_config(Path(__file__).parents[1] / "configs" / "shakespeare_char.yaml") == RunConfig()
+
+
+@pytest.mark.parametrize("name", ["../../escape", "a/b", "..", ".", "", "x\\y"])
+def test_a_run_name_is_one_path_component(name):
+    """A run goes to out_dir/name: `--name=../../escape` once wrote two levels above runs/."""
+    with pytest.raises(ConfigError, match="^name: .* is not a directory name"):
+        load_config(None, [f"--name={name}"])
+
+
+def test_an_unknown_task_is_refused_in_the_config():
+    with pytest.raises(ConfigError, match="^task: unknown task 'foo'; choose one of: lm, mlm"):
+        load_config(None, ["--task=foo"])
+    assert load_config(None, ["--name=run-1.b", "--task=lm"]).name == "run-1.b"

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from axon.config import OPTIMIZER_NAMES
+from axon.config import OPTIMIZER_NAMES, TASK_NAMES
 
 ROOT = Path(__file__).resolve().parents[1]
 SRC = ROOT / "src"
@@ -185,6 +185,12 @@ def test_optimizer_names_are_the_trainers():
 
     assert set(OPTIMIZER_NAMES) == set(OPTIMIZERS)
     assert OPTIMIZER_NAMES == tuple(OPTIMIZERS)  # same order: the error message lists them
+
+
+def test_the_config_knows_every_task():
+    from axon.tasks import TASKS
+
+    assert TASK_NAMES == tuple(TASKS)
 
 
 def test_family_configs_are_the_models():

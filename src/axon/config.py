@@ -170,6 +170,8 @@ class DataConfig:
 
 # The names axon.train.optim.OPTIMIZERS builds, in its order. A copy, so that validating a config
 # does not import the trainer (and torch); tests/test_layering.py checks that the two agree.
+# The tasks a config may name (axon.tasks.TASKS; tests/test_layering.py checks they agree).
+TASK_NAMES = ("lm", "mlm", "classify", "seq2seq", "word2vec")
 OPTIMIZER_NAMES = ("adamw", "adam", "amsgrad", "adamax", "nadam", "sgd", "rmsprop", "adagrad", "adadelta", "muon")
 
 
@@ -309,6 +311,13 @@ class RunConfig:
     def __post_init__(self):
         if self.model is None:
             self.model = build_model_config({})
+        # The run goes to out_dir/name: a name with a separator or "." / ".." would put it elsewhere.
+        check(self.name is None or (self.name not in ("", ".", "..") and "/" not in self.name and "\\" not in self.name
+                                    and "\0" not in self.name), "name",
+              f"{self.name!r} is not a directory name; a run name is one path component (no '/', not '.' or '..'); "
+              "choose where runs go with out_dir")
+        check(self.task is None or self.task in TASK_NAMES, "task",
+              f"unknown task {self.task!r}; choose one of: {', '.join(TASK_NAMES)}")
 
 
 SECTIONS = {"data": DataConfig, "optim": OptimConfig, "schedule": ScheduleConfig, "train": TrainConfig, "log": LogConfig, "lora": LoRAConfig}
