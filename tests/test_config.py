@@ -100,3 +100,23 @@ def test_an_unknown_task_is_refused_in_the_config():
     with pytest.raises(ConfigError, match="^task: unknown task 'foo'; choose one of: lm, mlm"):
         load_config(None, ["--task=foo"])
     assert load_config(None, ["--name=run-1.b", "--task=lm"]).name == "run-1.b"
+
+
+@pytest.mark.parametrize("scaling, problem", [
+    ({"rope_type": "linear", "factor": 0}, "factor must be positive"),
+    ({"rope_type": "linear"}, "linear scaling needs exactly the numbers factor"),
+    ({"rope_type": "linear", "factor": 2.0, "low_freq_factor": 1.0}, "unknown ['low_freq_factor']"),
+    ({"rope_type": "yarn", "factor": 4.0}, "rope_type 'yarn' is not supported"),
+    ({"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 4.0, "high_freq_factor": 1.0,
+      "original_max_position_embeddings": 8192}, "0 < low_freq_factor < high_freq_factor"),
+])
+def test_a_bad_rope_scaling_is_refused_by_the_config(scaling, problem):
+    """The config layer validates with the one check nn/positional and interop use (axon.rope_scaling)."""
+    from axon.config import build_model_config
+
+    with pytest.raises(ConfigError) as e:
+        build_model_config({"rope_scaling": scaling})
+    assert problem in str(e.value)
+    good = {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+            "original_max_position_embeddings": 8192}
+    assert build_model_config({"rope_scaling": good}).rope_scaling == good

@@ -4,7 +4,7 @@ The rules are read statically: every ``import`` statement of src/axon, function-
 included, so a forbidden import fails here even where no test happens to execute it; a
 subprocess then checks what importing axon.config and building the default recipe's config
 really load. Values that a lower layer keeps as a copy so as not to import upwards (the
-optimizer names, the RoPE scaling table, ...) are checked against their originals at the end.
+optimizer names, the blocks progressive LoRA may target, ...) are checked against their originals at the end.
 """
 
 from __future__ import annotations
@@ -47,7 +47,8 @@ RULES = [
     Rule("axon.config", "reading and validating a config must not load models, trainer, data or torch",
          only=("axon.errors", "axon.model_configs"), outside=("yaml",)),
     Rule("axon.model_configs", "the families' configs are part of the config layer (torch-free, no models)",
-         only=("axon.errors",), outside=()),
+         only=("axon.errors", "axon.rope_scaling"), outside=()),
+    Rule("axon.rope_scaling", "shared by the config layer and nn/: standard library only", only=(), outside=()),
     Rule("axon.nn", "building blocks take their options as arguments; they read no run or model-family config",
          forbidden=("axon.train", "axon.lab", "axon.data", "axon.config", "axon.model_configs", "axon.models",
                     "axon.objectives")),
@@ -202,30 +203,6 @@ def test_family_configs_are_the_models():
         assert family.config is FAMILY_CONFIGS[name].config, name
         assert family.presets is FAMILY_CONFIGS[name].presets, name
         assert typing.get_args(typing.get_type_hints(family.config)["family"]) == (name,)
-
-
-def test_rope_scaling_check_is_the_blocks():
-    from axon.model_configs import decoder as config_side
-    from axon.nn import positional as nn_side
-
-    assert config_side.ROPE_SCALINGS == nn_side.ROPE_SCALINGS
-    cases = [
-        None,
-        {"rope_type": "linear", "factor": 2.0},
-        {"rope_type": "linear", "factor": 0},
-        {"rope_type": "linear"},
-        {"rope_type": "linear", "factor": 2.0, "low_freq_factor": 1.0},
-        {"rope_type": "yarn", "factor": 4.0},
-        {"factor": 4.0},
-        {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
-         "original_max_position_embeddings": 8192},
-        {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 4.0, "high_freq_factor": 1.0,
-         "original_max_position_embeddings": 8192},
-        {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": "1", "high_freq_factor": 4.0,
-         "original_max_position_embeddings": 8192},
-    ]
-    for scaling in cases:
-        assert config_side.check_rope_scaling(scaling) == nn_side.check_rope_scaling(scaling), scaling
 
 
 def test_attention_patterns_are_the_masks():

@@ -9,6 +9,8 @@ import math
 import torch
 from torch import nn
 
+from axon.rope_scaling import ROPE_SCALINGS, check_rope_scaling  # noqa: F401 (re-exported)
+
 
 class RotaryEmbedding(nn.Module):
     """Precomputed cos/sin tables for RoPE.
@@ -49,30 +51,6 @@ class RotaryEmbedding(nn.Module):
         angles = positions.to(torch.float64)[..., None] * self._inv_freq.to(positions.device)  # (..., hs/2)
         angles = torch.cat([angles, angles], dim=-1)
         return angles.cos().to(self.cos.dtype), angles.sin().to(self.cos.dtype)
-
-
-ROPE_SCALINGS = {
-    "linear": ("factor",),
-    "llama3": ("factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings"),
-}
-
-
-def check_rope_scaling(scaling: dict | None) -> str | None:
-    """None when ``scaling`` is usable, else what is wrong with it (one line)."""
-    if scaling is None:
-        return None
-    kind = scaling.get("rope_type")
-    if kind not in ROPE_SCALINGS:
-        return f"rope_type {kind!r} is not supported; choose one of {', '.join(ROPE_SCALINGS)} (or no scaling)"
-    missing = [k for k in ROPE_SCALINGS[kind] if not isinstance(scaling.get(k), (int, float))]
-    extra = sorted(set(scaling) - {"rope_type", *ROPE_SCALINGS[kind]})
-    if missing or extra:
-        return f"{kind} scaling needs exactly the numbers {', '.join(ROPE_SCALINGS[kind])} (missing {missing}, unknown {extra})"
-    if scaling["factor"] <= 0:
-        return "factor must be positive"
-    if kind == "llama3" and not 0 < scaling["low_freq_factor"] < scaling["high_freq_factor"]:
-        return "llama3 scaling needs 0 < low_freq_factor < high_freq_factor"
-    return None
 
 
 def scale_frequencies(inv_freq: torch.Tensor, scaling: dict | None) -> torch.Tensor:
