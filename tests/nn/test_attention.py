@@ -10,6 +10,7 @@ import torch
 from numerics import assert_close_orders, order_tol
 
 from axon.nn import CausalSelfAttention, RotaryEmbedding, apply_rotary, reference_attention
+from axon.nn.positional import rotary
 
 
 def make(n_head=4, n_kv_head=4, n_embd=32, **kw):
@@ -99,3 +100,30 @@ def test_rope_theta_changes_frequencies():
     a, b = RotaryEmbedding(8, 10, theta=10000.0), RotaryEmbedding(8, 10, theta=500000.0)
     assert torch.equal(a.cos[0], b.cos[0])  # position 0 is the identity for every theta
     assert not torch.allclose(a.cos[5], b.cos[5])
+
+
+@pytest.mark.parametrize("per_sequence", [False, True])
+def test_fused_rotary_equals_the_formula_bit_for_bit(per_sequence):
+    """rotary() on the (B, T, n, hs) layout gives apply_rotary's values and gradients exactly: the
+    same products and sums in the same order, so no tolerance (on any kernel path)."""
+    torch.manual_seed(0)
+    rope = RotaryEmbedding(16, 32)
+    positions = torch.randint(0, 32, (3, 7)) if per_sequence else torch.arange(5, 12)
+    cos, sin = rope(positions)
+    x = torch.randn(3, 7, 4, 16, requires_grad=True)  # (B, T, n, hs)
+    g = torch.randn(3, 7, 4, 16)
+    fused = rotary(x, cos, sin)
+    (dx_fused,) = torch.autograd.grad(fused, x, g)
+    ref = apply_rotary(x.transpose(1, 2), cos, sin).transpose(1, 2)  # the formula on (B, n, T, hs)
+    (dx_ref,) = torch.autograd.grad(ref, x, g)
+    assert torch.equal(fused, ref) and torch.equal(dx_fused, dx_ref)
+
+
+def test_fused_rotary_keeps_the_input_dtype_of_the_gradient():
+    """As the formula: a bf16 input with fp32 tables promotes the output to fp32, and the input's
+    gradient comes back in bf16."""
+    cos, sin = RotaryEmbedding(8, 4)(0, 4)
+    x = torch.randn(1, 4, 2, 8, dtype=torch.bfloat16, requires_grad=True)
+    y = rotary(x, cos, sin)
+    y.sum().backward()
+    assert y.dtype == torch.float32 and x.grad.dtype == torch.bfloat16

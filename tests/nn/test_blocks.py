@@ -31,5 +31,20 @@ def test_swiglu_formula():
     assert_close_orders(mlp(x), expected, n=10, depth=2)  # fused gate/up over 6 inputs, then proj over 10
 
 
+def test_swiglu_gradients_equal_autograds_bit_for_bit():
+    """The fused backward writes d_gate and d_up into one tensor; the values are autograd's own."""
+    from axon.nn.mlp import swiglu
+
+    torch.manual_seed(0)
+    gate_up = torch.randn(2, 5, 12, requires_grad=True)
+    g = torch.randn(2, 5, 6)
+    fused = swiglu(gate_up)
+    (d_fused,) = torch.autograd.grad(fused, gate_up, g)
+    gate, up = gate_up.chunk(2, dim=-1)
+    ref = torch.nn.functional.silu(gate) * up
+    (d_ref,) = torch.autograd.grad(ref, gate_up, g)
+    assert torch.equal(fused, ref) and torch.equal(d_fused, d_ref)
+
+
 def test_gelu_mlp_shapes():
     assert build_mlp("gelu", 8, 32, True, 0.0)(torch.randn(2, 3, 8)).shape == (2, 3, 8)

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from axon.nn.norms import build_norm
-from axon.nn.positional import apply_rotary
+from axon.nn.positional import rotary
 
 ATTENTION_IMPLS = ("sdpa", "reference")
 
@@ -77,13 +77,13 @@ class CausalSelfAttention(nn.Module):
         cached sequence and ``mask`` is the cache's attention mask (None: causal)."""
         B, T, _ = x.shape
         hs, nh, nkv = self.head_dim, self.n_head, self.n_kv_head
-        # One view and one transpose for all heads, then split: (B, nh + 2 nkv, T, hs)
-        q, k, v = self.qkv(x).view(B, T, nh + 2 * nkv, hs).transpose(1, 2).split([nh, nkv, nkv], dim=1)
+        # One view for all heads, then split; heads after time, as the projection writes them.
+        q, k, v = self.qkv(x).view(B, T, nh + 2 * nkv, hs).split([nh, nkv, nkv], dim=2)  # (B, T, heads, hs)
         if self.q_norm is not None:
             q, k = self.q_norm(q), self.k_norm(k)
         if rope is not None:
-            cos, sin = rope
-            q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+            q, k = rotary(q, *rope), rotary(k, *rope)
+        q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # (B, heads, T, hs): views
         if cache is not None:
             k, v = cache.update(layer, k, v)  # (B, nkv, S, hs): everything so far
         y = self.attend(q, k, v, mask)  # (B, nh, T, hs)

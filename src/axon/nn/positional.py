@@ -83,10 +83,53 @@ def rotate_half(x: torch.Tensor) -> torch.Tensor:
 
 
 def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate ``x`` (B, nh, T, hs) by the angles in cos/sin ((T, hs) or (B, T, hs))."""
+    """Rotate ``x`` (B, nh, T, hs) by the angles in cos/sin ((T, hs) or (B, T, hs)).
+
+    The formula as written (RoFormer, eq. 34, in the rotate-half layout); :func:`rotary` computes
+    the same values in fewer passes, and this is its test oracle."""
     if cos.dim() == 3:  # per-sequence positions: broadcast over heads
         cos, sin = cos[:, None], sin[:, None]
     return x * cos + rotate_half(x) * sin
+
+
+class _Rotary(torch.autograd.Function):
+    """x * cos + rotate_half(x) * sin without the concatenations, and its backward.
+
+    With the halves x = [x1, x2] and the same angle in both halves of cos/sin:
+
+        forward:  y1 = x1 cos1 - x2 sin1          y2 = x2 cos2 + x1 sin2
+        backward: dx1 = g1 cos1 + g2 sin2         dx2 = g2 cos2 - g1 sin1
+
+    Each line rounds in the order the formula's own autograd does, so values and gradients equal
+    :func:`apply_rotary`'s bit for bit (tested) while reading and writing the activations about
+    half as often (the default job's step: ~2x faster RoPE). Only cos/sin are saved for backward.
+    """
+
+    @staticmethod
+    def forward(ctx, x, cos, sin):
+        h = x.size(-1) // 2
+        y = x * cos
+        y[..., :h] -= x[..., h:] * sin[..., :h]
+        y[..., h:] += x[..., :h] * sin[..., h:]
+        ctx.save_for_backward(cos, sin)
+        ctx.dtype = x.dtype
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        cos, sin = ctx.saved_tensors
+        h = g.size(-1) // 2
+        dx = g * cos
+        dx[..., :h] += g[..., h:] * sin[..., h:]
+        dx[..., h:] -= g[..., :h] * sin[..., :h]
+        return dx.to(ctx.dtype), None, None
+
+
+def rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate ``x`` (B, T, n, hs) -- heads after time, as a fused qkv projection lays them out, so
+    queries and keys rotate in one call -- by cos/sin ((T, hs) or (B, T, hs)); equals
+    :func:`apply_rotary` on the transposed layout."""
+    return _Rotary.apply(x, cos.unsqueeze(-2), sin.unsqueeze(-2))  # (..., T, 1, hs): broadcast over heads
 
 
 class SinusoidalPositions(nn.Module):
