@@ -12,7 +12,7 @@ import math
 import sys
 from pathlib import Path
 
-from axon.errors import AxonError, ConfigError
+from axon.errors import AxonError, ConfigError, os_error_line
 
 TRAIN_EPILOG = """\
 Any config value can be set as --section.key=value (sections: model, data, optim, schedule,
@@ -613,11 +613,14 @@ def main(argv: list[str] | None = None) -> int:
         if rest and args.command not in TAKE_OVERRIDES:
             raise ConfigError(f"unrecognized arguments: {' '.join(rest)}; see axon {args.command} --help")
         return args.func(args, rest)
-    except AxonError as e:
+    except (AxonError, OSError) as e:
+        # OSError: the outside world refused (an unwritable directory, a full disk, a missing file
+        # no reader wrapped): one line with the path and the OS's reason, like any user error.
         import os
 
+        message = os_error_line(e) if isinstance(e, OSError) else str(e)
         rank = os.environ.get("RANK", "0") if "WORLD_SIZE" in os.environ else "0"  # a torchrun worker names itself
-        print(f"axon {args.command}: error{f' (rank {rank})' if rank != '0' else ''}: {e}", file=sys.stderr)
+        print(f"axon {args.command}: error{f' (rank {rank})' if rank != '0' else ''}: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"axon {args.command}: interrupted", file=sys.stderr)
