@@ -9,7 +9,9 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
+import warnings
 from pathlib import Path
 
 from axon.errors import AxonError, ConfigError, os_error_line
@@ -31,8 +33,6 @@ def launch_torchrun(args, overrides: list[str]) -> int:
     """``axon train --nproc N ...``: the same command under torchrun (``--standalone``: N processes
     on this machine; several machines: call torchrun yourself, see docs/distributed.md). This process is
     torchrun's agent; a failed worker ends in one line naming it instead of torchrun's traceback."""
-    import os
-
     from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import get_args_parser, run
@@ -55,8 +55,6 @@ def launch_torchrun(args, overrides: list[str]) -> int:
 
 
 def cmd_train(args, overrides: list[str]) -> int:
-    import os
-
     from axon.config import load_config
     from axon.eval import train_line
     from axon.train.distributed import launched_by_torchrun
@@ -606,9 +604,26 @@ def build_parser() -> argparse.ArgumentParser:
 TAKE_OVERRIDES = ("train", "config", "finetune", "scaling", "compare")
 
 
+_PYTHON_FORMATWARNING = warnings.formatwarning
+
+
+def _short_warnings(command: str) -> None:
+    """Axon's own warnings (a damaged checkpoint skipped, a metrics line skipped) as one line
+    "axon <command>: warning: ...", like its errors; other libraries' keep Python's format."""
+    default = _PYTHON_FORMATWARNING
+
+    def formatwarning(message, category, filename, lineno, line=None):
+        if category is UserWarning and f"{os.sep}axon{os.sep}" in filename:
+            return f"axon {command}: warning: {message}\n"
+        return default(message, category, filename, lineno, line)
+
+    warnings.formatwarning = formatwarning
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, rest = parser.parse_known_args(argv)  # rest: the --section.key=value overrides
+    _short_warnings(args.command)
     try:
         if rest and args.command not in TAKE_OVERRIDES:
             raise ConfigError(f"unrecognized arguments: {' '.join(rest)}; see axon {args.command} --help")
@@ -616,8 +631,6 @@ def main(argv: list[str] | None = None) -> int:
     except (AxonError, OSError) as e:
         # OSError: the outside world refused (an unwritable directory, a full disk, a missing file
         # no reader wrapped): one line with the path and the OS's reason, like any user error.
-        import os
-
         message = os_error_line(e) if isinstance(e, OSError) else str(e)
         rank = os.environ.get("RANK", "0") if "WORLD_SIZE" in os.environ else "0"  # a torchrun worker names itself
         print(f"axon {args.command}: error{f' (rank {rank})' if rank != '0' else ''}: {message}", file=sys.stderr)

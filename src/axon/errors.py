@@ -32,6 +32,11 @@ class CheckpointError(AxonError):
     """A checkpoint is missing or damaged."""
 
 
+class CheckpointMismatch(CheckpointError):
+    """A sound checkpoint that does not fit the model it is loaded into (another architecture):
+    not damage, so no reason to fall back to an older checkpoint."""
+
+
 def check(cond: bool, field_name: str, message: str) -> None:
     """Raise ConfigError "<field_name>: <message>" unless ``cond`` — for ``__post_init__`` checks."""
     if not cond:

@@ -32,7 +32,7 @@ from safetensors.torch import _remove_duplicate_names, load_file, load_model, sa
 from torch import nn
 
 from axon.atomic import atomic_directory
-from axon.errors import CheckpointError
+from axon.errors import CheckpointError, CheckpointMismatch, os_error_line
 
 FORMAT_VERSION = 1
 PREFIX = "step_"
@@ -173,12 +173,20 @@ def save_checkpoint(root: Path, step: int, model: nn.Module, optimizers: list, s
     tmp = root / f".tmp-{final.name}-{os.getpid()}"
     # Written aside, every file fsynced, renamed into place, the directory entry fsynced; the same
     # step saved again (e.g. right after a resume) replaces the old one.
-    with atomic_directory(final, temp=tmp, replace=True, fsync=True):
-        save_file(weights, str(tmp / "model.safetensors"), metadata={"format": "pt", **tied})
-        save_file({**opt_tensors, **(rng if rng is not None else rng_state())}, str(tmp / "optimizer.safetensors"))
-        files = {name: _sha256(tmp / name) for name in ("model.safetensors", "optimizer.safetensors")}
-        record = {"format_version": FORMAT_VERSION, "step": step, "files": files, "optimizers": opt_meta, "trainer": state}
-        (tmp / "state.json").write_text(json.dumps(record, indent=1))
+    try:
+        with atomic_directory(final, temp=tmp, replace=True, fsync=True):
+            save_file(weights, str(tmp / "model.safetensors"), metadata={"format": "pt", **tied})
+            save_file({**opt_tensors, **(rng if rng is not None else rng_state())}, str(tmp / "optimizer.safetensors"))
+            files = {name: _sha256(tmp / name) for name in ("model.safetensors", "optimizer.safetensors")}
+            record = {"format_version": FORMAT_VERSION, "step": step, "files": files, "optimizers": opt_meta, "trainer": state}
+            (tmp / "state.json").write_text(json.dumps(record, indent=1))
+    except (OSError, SafetensorError) as e:  # a full disk, a quota, a vanished directory: nothing half-written stays
+        shutil.rmtree(tmp, ignore_errors=True)
+        reason = os_error_line(e) if isinstance(e, OSError) else str(e)
+        previous = next((p.name for p in list_checkpoints(root) if p != final), None)
+        kept = f"the previous checkpoint ({previous}) is intact" if previous else "no earlier checkpoint exists"
+        raise CheckpointError(f"could not write the checkpoint of step {step}: {reason}; {kept}. "
+                              f"Free space, then continue with --resume {root.parent}") from None
     for old in list_checkpoints(root)[keep:]:
         shutil.rmtree(old, ignore_errors=True)
     for stale in root.glob(".tmp-*"):  # left by a process killed mid-save
@@ -196,8 +204,13 @@ def verify_checkpoint(path: Path) -> dict:
         raise CheckpointError(f"{path}: state.json is missing (incomplete checkpoint)") from None
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise CheckpointError(f"{state_file}: not valid JSON") from None
-    if record.get("format_version") != FORMAT_VERSION:
-        raise CheckpointError(f"{state_file}: unknown checkpoint format {record.get('format_version')!r}")
+    if not isinstance(record, dict) or record.get("format_version") != FORMAT_VERSION:
+        version = record.get("format_version") if isinstance(record, dict) else None
+        raise CheckpointError(f"{state_file}: unknown checkpoint format {version!r}")
+    kinds = {"step": int, "files": dict, "optimizers": list, "trainer": dict}
+    wrong = [key for key, kind in kinds.items() if not isinstance(record.get(key), kind)]
+    if wrong:
+        raise CheckpointError(f"{state_file}: damaged ({', '.join(wrong)} missing or malformed)")
     for name, digest in record["files"].items():
         file = path / name
         if not file.is_file():
@@ -217,11 +230,11 @@ def _load_sharded(path: Path, model: nn.Module) -> None:
     missing = [n for n in target if n not in tensors and tied.get(n) not in tensors]
     unexpected = [n for n in tensors if n not in target]
     if missing or unexpected:
-        raise CheckpointError(f"{path}: does not fit this model (missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]})")
+        raise CheckpointMismatch(f"{path}: does not fit this model (missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]})")
     try:
         model.load_state_dict({n: shard_like(tensors[n if n in tensors else tied[n]], t) for n, t in target.items()})
     except RuntimeError as e:
-        raise CheckpointError(f"{path}: does not fit this model ({str(e).splitlines()[0]})") from None
+        raise CheckpointMismatch(f"{path}: does not fit this model ({str(e).splitlines()[0]})") from None
 
 
 def load_checkpoint(path: Path, model: nn.Module, optimizers: list | None = None, rank: int = 0) -> dict:
@@ -238,16 +251,18 @@ def load_checkpoint(path: Path, model: nn.Module, optimizers: list | None = None
     else:
         try:
             missing, unexpected = load_model(model, str(path / "model.safetensors"), strict=False)
-        except (SafetensorError, RuntimeError) as e:
-            raise CheckpointError(f"{path / 'model.safetensors'}: does not fit this model ({str(e).splitlines()[0]})") from None
+        except SafetensorError as e:
+            raise CheckpointError(f"{path / 'model.safetensors'}: unreadable ({str(e).splitlines()[0]})") from None
+        except RuntimeError as e:  # size mismatches: a sound file of another model
+            raise CheckpointMismatch(f"{path / 'model.safetensors'}: does not fit this model ({str(e).splitlines()[0]})") from None
         if missing or unexpected:
-            raise CheckpointError(
+            raise CheckpointMismatch(
                 f"{path / 'model.safetensors'}: does not fit this model (missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]})"
             )
     if optimizers is not None:
         tensors = load_file(str(path / "optimizer.safetensors"))
         if len(record["optimizers"]) != len(optimizers):
-            raise CheckpointError(f"{path}: saved with {len(record['optimizers'])} optimizers, this run has {len(optimizers)}")
+            raise CheckpointMismatch(f"{path}: saved with {len(record['optimizers'])} optimizers, this run has {len(optimizers)}")
         for i, opt in enumerate(optimizers):
             params = [p for g in opt.param_groups for p in g["params"]]
             opt.load_state_dict(_unflatten_optimizer(i, tensors, record["optimizers"][i], params))
@@ -279,6 +294,8 @@ def load_latest(root: Path, model: nn.Module, optimizers: list | None = None, ra
     for path in candidates:
         try:
             return path, load_checkpoint(path, model, optimizers, rank)
+        except CheckpointMismatch:  # an older checkpoint of the same run would not fit either
+            raise
         except CheckpointError as e:
             warnings.warn(f"skipping damaged checkpoint: {e}", stacklevel=2)
     raise CheckpointError(f"every checkpoint in {root} is damaged; see the warnings above")

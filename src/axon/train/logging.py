@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from pathlib import Path
 
-from axon.errors import ConfigError
+from axon.errors import ConfigError, reading
 
 
 class MetricsLogger:
@@ -53,15 +54,29 @@ class MetricsLogger:
 
 
 def read_metrics(path: Path) -> list[dict]:
-    """Records of a metrics.jsonl; a torn last line (a kill mid-write) is ignored."""
+    """The records of a metrics.jsonl: one JSON object with an integer ``step`` per line.
+
+    A torn last line (a kill or a full disk mid-write) is dropped silently; any other line that is
+    not such a record (edited by hand, damaged) is skipped with one warning naming the file and
+    line, so a resumed run or a report still reads the rest.
+    """
     if not path.exists():
         return []
-    out = []
-    for line in path.read_text().splitlines():
+    with reading(path, "metrics file"):
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    out, bad = [], []
+    for i, line in enumerate(lines, 1):
         try:
-            out.append(json.loads(line))
+            record = json.loads(line)
         except json.JSONDecodeError:
-            continue
+            record = None
+        if isinstance(record, dict) and isinstance(record.get("step"), int) and not isinstance(record["step"], bool):
+            out.append(record)
+        elif line.strip() and i < len(lines):
+            bad.append(i)
+    if bad:
+        where = f"line {bad[0]}" + (f" and {len(bad) - 1} more" if len(bad) > 1 else "")
+        warnings.warn(f"{path}: skipped {where}: not a metrics record (a JSON object with a step)", stacklevel=2)
     return out
 
 

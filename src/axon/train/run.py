@@ -17,6 +17,7 @@ import json
 import os
 import shutil
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 import torch
@@ -26,6 +27,7 @@ from axon.config import RunConfig, dump_config, load_config, to_dict
 from axon.errors import AxonError, ConfigError
 from axon.models import build_model
 from axon.train.distributed import resolve_device
+from axon.train.lock import RunLock
 
 
 def new_run_dir(cfg: RunConfig) -> Path:
@@ -107,6 +109,7 @@ def train(cfg: RunConfig | None = None, resume: str | Path | None = None, overri
         if not (run_dir / "config.yaml").is_file():
             raise ConfigError(f"--resume: {run_dir} is not a run directory (no config.yaml)")
         cfg = load_config(run_dir / "config.yaml", overrides)
+        _refuse_new_architecture(run_dir, cfg)
         if _is_converted(run_dir):
             raise ConfigError(f"--resume: {run_dir} holds converted weights, not a training run to continue; "
                               f"to fine-tune converted weights use --train.init_from {run_dir}")
@@ -129,22 +132,51 @@ def train(cfg: RunConfig | None = None, resume: str | Path | None = None, overri
             shutdown(d)
 
 
+# Model settings that change how the same weights compute, not which weights exist: a resumed run may change them.
+SHAPE_FREE = {"dropout", "attn_impl", "scan_impl"}
+
+
+def _refuse_new_architecture(run_dir: Path, cfg: RunConfig) -> None:
+    """A resumed run keeps its model: an override that changes its architecture (or its LoRA
+    adapters' shape) is refused here, naming the setting, instead of every checkpoint later
+    failing to load as if damaged."""
+    saved = load_config(run_dir / "config.yaml")
+    was, now = to_dict(saved.model), to_dict(cfg.model)
+    changed = [(f"model.{k}", now.get(k), was.get(k)) for k in sorted(set(was) | set(now))
+               if k not in SHAPE_FREE and was.get(k) != now.get(k)]
+    changed += [(f"lora.{k}", getattr(cfg.lora, k), getattr(saved.lora, k)) for k in ("targets", "rank")
+                if getattr(cfg.lora, k) != getattr(saved.lora, k)]
+    if changed:
+        what = "; ".join(f"{key}={new!r} (the run has {old!r})" for key, new, old in changed[:3])
+        more = f" and {len(changed) - 3} more" if len(changed) > 3 else ""
+        raise ConfigError(f"--resume: a resumed run keeps its architecture, and the overrides change it: {what}{more}. "
+                          f"To train a changed model from these weights, start a new run with --train.init_from {run_dir}")
+
+
 def _train(cfg: RunConfig, d, resume, overrides) -> dict:
+    if d.device.type == "cpu" and cfg.train.dtype == "bf16":
+        raise ConfigError("train.dtype: bf16 on CPU is ~400x slower than fp32 here; use fp32 (or auto)")
+    with ExitStack() as held:  # the run directory's lock (axon.train.lock), released however this ends
+        if resume is not None:
+            if d.is_main:
+                held.enter_context(RunLock(resume))  # before anything reads the run's state
+            _keep_global_batch(cfg, Path(resume), d, overrides)
+        return _train_locked(cfg, d, resume, overrides, held)
+
+
+def _train_locked(cfg: RunConfig, d, resume, overrides, held: ExitStack) -> dict:
     from axon.tasks import build_task
     from axon.train.trainer import Trainer
 
     tc, device = cfg.train, d.device
-    if device.type == "cpu" and tc.dtype == "bf16":
-        raise ConfigError("train.dtype: bf16 on CPU is ~400x slower than fp32 here; use fp32 (or auto)")
-    if resume is not None:
-        run_dir = Path(resume)
-        _keep_global_batch(cfg, run_dir, d, overrides)
+    run_dir = Path(resume) if resume is not None else None
     with d.main_first():  # rank 0 prepares the data cache, the others then read it
         task = build_task(cfg, device)
     if resume is None:
         run_dir = None
         if d.is_main:
             run_dir = new_run_dir(cfg)
+            held.enter_context(RunLock(run_dir))  # a second process started with the same name is refused
             (run_dir / "config.yaml").write_text(dump_config(cfg))
             if task.tokenizer is not None:
                 task.tokenizer.save(run_dir / "tokenizer.json")

@@ -29,6 +29,7 @@ import contextlib
 import math
 import signal
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,7 +37,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from axon.errors import AxonError
+from axon.errors import AxonError, os_error_line
 from axon.train import distributed as D
 from axon.train.checkpoint import (
     latest_step,
@@ -149,7 +150,10 @@ class Trainer:
             logger.close()
             self._restore_signal_handlers(old_handlers)
             if main:
-                plot_losses(self.run_dir)
+                try:
+                    plot_losses(self.run_dir)
+                except OSError as e:  # e.g. the disk that just refused a checkpoint: keep that error, not this one
+                    warnings.warn(f"loss.png not written: {os_error_line(e)}", stacklevel=2)
         return final
 
     def _loop(self, logger: MetricsLogger, bar) -> dict:
