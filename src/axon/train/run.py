@@ -23,18 +23,41 @@ import torch
 
 from axon.atomic import atomic_write_json
 from axon.config import RunConfig, dump_config, load_config, to_dict
-from axon.errors import AxonError, ConfigError
+from axon.errors import ConfigError
 from axon.models import build_model
 from axon.train.distributed import resolve_device
 
 
-def new_run_dir(cfg: RunConfig) -> Path:
+def new_run_dir(cfg: RunConfig) -> tuple[Path, bool]:
+    """The new run's directory, made (or an empty one taken), and whether this call made it. A
+    directory that cannot be made is one line naming out_dir, before any data is prepared."""
     name = cfg.name or time.strftime("%Y%m%d-%H%M%S")
     path = Path(cfg.out_dir) / name
-    if path.exists() and any(path.iterdir()):
+    existed = path.exists()
+    if existed and (not path.is_dir() or any(path.iterdir())):
         raise ConfigError(f"run directory {path} already exists; pick another name or continue it with --resume {path}")
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"out_dir: cannot create the run directory {path}: {e.strerror or e}") from None
+    return path, not existed
+
+
+def _discard_unstarted(run_dir: Path, made: bool) -> None:
+    """A new run that failed before its first checkpoint leaves nothing behind: nothing in it can
+    be resumed, and its name would be taken. (An empty directory the user made stays, empty.)"""
+    from axon.train.checkpoint import list_checkpoints
+
+    if list_checkpoints(run_dir / "checkpoints"):
+        return
+    if made:
+        shutil.rmtree(run_dir, ignore_errors=True)
+        return
+    for entry in run_dir.iterdir():
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
 
 
 def _is_converted(run_dir: Path) -> bool:
@@ -136,23 +159,25 @@ def _train(cfg: RunConfig, d, resume, overrides) -> dict:
     tc, device = cfg.train, d.device
     if device.type == "cpu" and tc.dtype == "bf16":
         raise ConfigError("train.dtype: bf16 on CPU is ~400x slower than fp32 here; use fp32 (or auto)")
+    made = False
     if resume is not None:
         run_dir = Path(resume)
         _keep_global_batch(cfg, run_dir, d, overrides)
-    with d.main_first():  # rank 0 prepares the data cache, the others then read it
-        task = build_task(cfg, device)
-    if resume is None:
+    else:  # made first: a taken name or an unwritable out_dir is said before the data is prepared
         run_dir = None
         if d.is_main:
-            run_dir = new_run_dir(cfg)
+            run_dir, made = new_run_dir(cfg)
+        run_dir = Path(d.broadcast_text(str(run_dir) if run_dir else None))  # one directory, named by rank 0
+
+    try:
+        with d.main_first():  # rank 0 prepares the data cache, the others then read it
+            task = build_task(cfg, device)
+        if resume is None and d.is_main:
             (run_dir / "config.yaml").write_text(dump_config(cfg))
             if task.tokenizer is not None:
                 task.tokenizer.save(run_dir / "tokenizer.json")
             for name, write in task.extra_files.items():
                 write(run_dir / name)
-        run_dir = Path(d.broadcast_text(str(run_dir) if run_dir else None))  # one directory, named by rank 0
-
-    try:
         torch.manual_seed(tc.seed)
         model = build_model(cfg.model)
         if tc.init_from and resume is None:
@@ -172,11 +197,11 @@ def _train(cfg: RunConfig, d, resume, overrides) -> dict:
         trainer = Trainer(cfg, model, task.objective, task.train_data, task.val_data, run_dir, device,
                           sample_fn=task.sample_fn, flops_per_token=flops, config_dict=to_dict(cfg),
                           dist=d, plain_model=lambda: _plain_model(cfg))
-    except AxonError:  # a setting refused before the first step: leave no half-made run directory behind
+        result = trainer.fit(resume=resume is not None)
+    except BaseException:  # refused or failed before the first checkpoint: leave no half-made run behind
         if resume is None and d.is_main:
-            shutil.rmtree(run_dir, ignore_errors=True)
+            _discard_unstarted(run_dir, made)
         raise
-    result = trainer.fit(resume=resume is not None)
     result.update(run_dir=str(run_dir), params=sum(p.numel() for p in model.parameters()), world_size=d.world_size)
     result["active_params"] = model.active_params()  # a mixture of experts uses fewer per token than it has
     # LoRA adapters and model metrics (e.g. BLEU) need the whole model: FSDP gathers it on rank 0
