@@ -115,6 +115,11 @@ TRAIN_CASES = [
     Case("train-split-short", [*TRAIN, "--data.dir={tmp}/data", "--model.block_size=2000"],
          "the 'train' split holds 1548 tokens, but a window of model.block_size=2000 needs 2001 tokens in one shard",
          setup=prepared(TEXT)),
+    Case("corpus-unknown", [*TRAIN, "--data.corpus=foo"], "unknown bundled corpus 'foo'; choose one of: shakespeare"),
+    Case("tokenizer-unknown", [*TRAIN, "--data.tokenizer=foo"], "unknown tokenizer 'foo'; choose one of: char, bpe"),
+    Case("vocab-smaller-than-tokenizer", [*TRAIN, "--model.vocab_size=10"],
+         "model.vocab_size=10 is smaller than the tokenizer's 65"),
+    Case("task-of-another-family", [*TRAIN, "--task=mlm"], "task: a decoder model does not do 'mlm'"),
     # Fails after it started, before its first checkpoint (step 2): nothing to resume, so nothing is kept.
     Case("diverges-before-checkpoint", [*TRAIN, "--optim.name=adamw", "--optim.lr=1e30"], "non-finite loss at step"),
 ]
