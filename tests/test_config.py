@@ -2,7 +2,7 @@ import pytest
 import yaml
 
 from axon.config import RunConfig, build_config, dump_config, load_config, parse_overrides
-from axon.errors import ConfigError
+from axon.errors import ConfigError, DataError
 
 
 def test_defaults_are_the_default_job():
@@ -58,7 +58,10 @@ def test_yaml_errors(tmp_path):
         load_config(tmp_path / "missing.yaml")
     bad = tmp_path / "bad.yaml"
     bad.write_text("model: [1, 2\n")
-    with pytest.raises(ConfigError, match="cannot parse"):
+    with pytest.raises(DataError, match=r"^config file .*bad\.yaml: malformed YAML at line 2, column 1: expected ','"):
+        load_config(bad)
+    bad.write_bytes(b"train:\n  max_steps: 3 # \xff\n")
+    with pytest.raises(DataError, match=r"^config file .*bad\.yaml: not UTF-8 text \(byte 24"):
         load_config(bad)
     bad.write_text("- 1\n- 2\n")
     with pytest.raises(ConfigError, match="mapping"):
@@ -120,3 +123,69 @@ def test_a_bad_rope_scaling_is_refused_by_the_config(scaling, problem):
     good = {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
             "original_max_position_embeddings": 8192}
     assert build_model_config({"rope_scaling": good}).rope_scaling == good
+
+
+# (section, values, the message): refused alike by a flag, by build_config and by the dataclass itself.
+REFUSED = [
+    ("optim", {"betas": [1.5, 0.9]}, "optim.betas: each must be in [0, 1), got [1.5, 0.9]"),
+    ("optim", {"name": "sgd", "momentum": -1.0}, "optim.momentum: must be in [0, 1), got -1.0"),
+    ("optim", {"name": "sgd", "momentum": 0.0, "nesterov": True}, "optim.nesterov: Nesterov's look-ahead needs momentum"),
+    ("optim", {"lr": 0.0}, "optim.lr: must be positive, got 0.0"),
+    ("optim", {"lr": float("inf")}, "optim.lr: must be a finite number, got inf"),
+    ("optim", {"eps": 0.0}, "optim.eps: must be positive, got 0.0"),
+    ("optim", {"weight_decay": float("nan")}, "optim.weight_decay: must be a finite number, got nan"),
+    ("optim", {"muon_momentum": 1.0}, "optim.muon_momentum: must be in [0, 1), got 1.0"),
+    ("train", {"seed": -1}, "train.seed: must be in [0, 4294967295], got -1"),
+    ("train", {"threads": 0}, "train.threads: must be >= 1"),
+    ("train", {"device": "meta"}, "train.device: 'meta' is not a device to train on; use auto, cpu, cuda or cuda:N"),
+    ("train", {"max_seconds": float("inf")}, "train.max_seconds: must be a finite number, got inf"),
+    ("train", {"sample_tokens": -1}, "train.sample_tokens: must be >= 0"),
+    ("schedule", {"min_lr_ratio": float("nan")}, "schedule.min_lr_ratio: must be a finite number, got nan"),
+    ("data", {"mask_prob": float("nan")}, "data.mask_prob: must be a finite number, got nan"),
+    ("lora", {"alpha": float("inf")}, "lora.alpha: must be a finite number, got inf"),
+    ("model", {"norm_eps": 0.0}, "model.norm_eps: must be positive, got 0.0"),
+    ("model", {"init_std": -0.02}, "model.init_std: must be positive"),
+    ("model", {"rope_theta": float("nan")}, "model.rope_theta: must be a finite number, got nan"),
+    ("model", {"norm": "batchnorm"}, "model.norm: 'batchnorm' is not valid; choose one of: layernorm, rmsnorm"),
+]
+
+
+@pytest.mark.parametrize("section, values, message", REFUSED, ids=[m.split(":")[0] for _, _, m in REFUSED])
+def test_the_python_api_refuses_what_the_command_line_refuses(section, values, message):
+    """One place validates a field (its dataclass's __post_init__), so RunConfig(...) in Python, a
+    recipe and --section.key=value all refuse a value with the same message (issue 16)."""
+    from axon.config import SECTIONS
+    from axon.model_configs import DecoderConfig
+
+    cls = DecoderConfig if section == "model" else SECTIONS[section]
+    flags = [f"--{section}.{k}={v}" for k, v in values.items()]
+    attempts = {"flags": lambda: load_config(None, flags), "build_config": lambda: build_config({section: values}),
+                "dataclass": lambda: RunConfig(**{section: cls(**values)})}
+    for how, attempt in attempts.items():
+        with pytest.raises(ConfigError) as e:
+            attempt()
+        assert str(e.value).startswith(message), (how, str(e.value))
+
+
+def test_a_python_caller_gets_the_types_a_recipe_gets():
+    """The dataclasses convert what a flag would (an int for a float, a list for a tuple, numpy's
+    integers) and refuse what is no value of the field's type; text is read as numbers only from
+    recipes and flags."""
+    from pathlib import Path
+
+    import numpy as np
+
+    from axon.config import OptimConfig
+    from axon.model_configs import DecoderConfig
+
+    assert OptimConfig(betas=[0.8, 0.9]).betas == (0.8, 0.9)
+    assert type(DecoderConfig(rope_theta=10000).rope_theta) is float
+    assert type(DecoderConfig(n_layer=np.int64(3)).n_layer) is int  # yaml.safe_dump writes no numpy scalar
+    assert RunConfig(out_dir=Path("somewhere")).out_dir == "somewhere"
+    with pytest.raises(ConfigError, match=r"^model\.n_layer: expected an integer, got '2'"):
+        DecoderConfig(n_layer="2")
+    assert load_config(None, ["--model.n_layer=2"]).model.n_layer == 2
+    with pytest.raises(ConfigError, match=r"^optim: expected OptimConfig, got \{'lr': 1\}"):
+        RunConfig(optim={"lr": 1})
+    with pytest.raises(ConfigError, match=r"^model: expected a family's config"):
+        RunConfig(model={"n_layer": 2})

@@ -6,6 +6,10 @@ keys and wrong types are :class:`~axon.errors.ConfigError`s that list the valid 
 ``model`` section is the config dataclass of the family named by ``model.family``; ``model.preset``
 starts it from a named size (``gpt2``, ``llama-1b``, ``tiny``, ...).
 
+Types and finiteness are checked in one place, ``axon.model_configs.fields``: on what a recipe or
+a flag says (:func:`from_dict`) and again by each dataclass on what it is given, so building a
+config in Python refuses what the command line refuses, in the same words (``optim.lr: ...``).
+
 This module imports nothing from axon but ``axon.errors`` and the families' configs
 (``axon.model_configs``), none of which imports torch: reading and validating a config loads no
 model, trainer or data code (tests/test_layering.py).
@@ -14,7 +18,7 @@ model, trainer or data code (tests/test_layering.py).
 from __future__ import annotations
 
 import dataclasses
-import types
+import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,92 +26,13 @@ from typing import Any, Literal
 
 import yaml
 
-from axon.errors import ConfigError, check
+from axon.errors import ConfigError, check, reading
 from axon.model_configs import FAMILY_CONFIGS
+from axon.model_configs.fields import check_fields, coerce
 
 
 # --------------------------------------------------------------------------------------------
 # Generic dataclass <-> dict machinery
-
-
-def _type_name(tp: Any) -> str:
-    origin = typing.get_origin(tp)
-    if origin is Literal:
-        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
-    if origin in (typing.Union, types.UnionType):
-        return " or ".join(_type_name(a) for a in typing.get_args(tp))
-    if tp is type(None):
-        return "null"
-    return getattr(tp, "__name__", str(tp))
-
-
-def coerce(value: Any, tp: Any, key: str) -> Any:
-    """Check ``value`` against the annotation ``tp`` (int, float, bool, str, Literal, Optional,
-    tuple, list, dict) and return it in that type; a mismatch is a ConfigError naming ``key``."""
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        args = typing.get_args(tp)
-        if value is None and type(None) in args:
-            return None
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return coerce(value, arg, key)
-            except ConfigError:
-                continue
-        raise ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r}")
-    if origin is Literal:
-        choices = typing.get_args(tp)
-        if value not in choices:
-            raise ConfigError(f"{key}: {value!r} is not valid; choose one of: {', '.join(map(str, choices))}")
-        return value
-    if origin in (tuple, list):
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{key}: expected a list, got {value!r}")
-        args = typing.get_args(tp)
-        if origin is tuple and args and args[-1] is not Ellipsis:
-            if len(value) != len(args):
-                raise ConfigError(f"{key}: expected {len(args)} values, got {len(value)}")
-            return tuple(coerce(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
-        inner = args[0] if args else Any
-        return origin(coerce(v, inner, f"{key}[{i}]") for i, v in enumerate(value))
-    if origin is dict or tp is dict:
-        if not isinstance(value, dict):
-            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
-        k_tp, v_tp = typing.get_args(tp) or (Any, Any)
-        return {coerce(k, k_tp, key): coerce(v, v_tp, f"{key}.{k}") for k, v in value.items()}
-    if tp is Any:
-        return value
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        raise ConfigError(f"{key}: expected true or false, got {value!r}")
-    if tp in (int, float) and isinstance(value, str):
-        # YAML 1.1 reads "3e-4" (no dot) as a string; numbers written that way are still numbers.
-        try:
-            value = float(value)
-        except ValueError:
-            pass
-    if tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)  # YAML reads 1e6 as a float
-        raise ConfigError(f"{key}: expected an integer, got {value!r}")
-    if tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        raise ConfigError(f"{key}: expected a number, got {value!r}")
-    if tp is str:
-        if isinstance(value, str):
-            return value
-        raise ConfigError(f"{key}: expected a string, got {value!r}")
-    if tp is type(None):
-        if value is None:
-            return None
-        raise ConfigError(f"{key}: expected null, got {value!r}")
-    raise TypeError(f"unsupported config annotation {tp!r} for {key}")
 
 
 def from_dict(cls: type, data: dict[str, Any], prefix: str) -> Any:
@@ -116,16 +41,11 @@ def from_dict(cls: type, data: dict[str, Any], prefix: str) -> Any:
         raise ConfigError(f"{prefix}: expected a mapping of keys, got {data!r}")
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls) if f.init]
-    unknown = sorted(set(data) - set(names))
+    unknown = sorted(set(data) - set(names), key=str)  # a YAML key may be a number
     if unknown:
         raise ConfigError(f"unknown key {prefix}.{unknown[0]}; valid keys in {prefix}: {', '.join(names)}")
     kwargs = {k: coerce(v, hints[k], f"{prefix}.{k}") for k, v in data.items()}
-    try:
-        return cls(**kwargs)
-    except ConfigError as e:
-        if str(e).startswith(prefix + "."):
-            raise
-        raise ConfigError(f"{prefix}.{e}") from None  # section checks name their field alone
+    return cls(**kwargs)  # its checks name the field in full (optim.lr), as a Python caller sees them
 
 
 def to_dict(obj: Any) -> dict[str, Any]:
@@ -164,15 +84,24 @@ class DataConfig:
     mask_prob: float = 0.15  # mlm: share of tokens to predict (BERT: 15%; of them 80% [MASK], 10% random, 10% kept)
 
     def __post_init__(self):
-        check(self.vocab_size is None or self.vocab_size > 0, "vocab_size", "must be positive")
-        check(0.0 < self.mask_prob < 1.0, "mask_prob", f"must be in (0, 1), got {self.mask_prob}")
+        check_fields(self, "data.")
+        check(self.vocab_size is None or self.vocab_size > 0, "data.vocab_size", f"must be positive, got {self.vocab_size}")
+        check(0.0 < self.mask_prob < 1.0, "data.mask_prob", f"must be in (0, 1), got {self.mask_prob}")
 
 
-# The names axon.train.optim.OPTIMIZERS builds, in its order. A copy, so that validating a config
-# does not import the trainer (and torch); tests/test_layering.py checks that the two agree.
 # The tasks a config may name (axon.tasks.TASKS; tests/test_layering.py checks they agree).
 TASK_NAMES = ("lm", "mlm", "classify", "seq2seq", "word2vec")
+# The names axon.train.optim.OPTIMIZERS builds, in its order. A copy, so that validating a config
+# does not import the trainer (and torch); tests/test_layering.py checks that the two agree.
 OPTIMIZER_NAMES = ("adamw", "adam", "amsgrad", "adamax", "nadam", "sgd", "rmsprop", "adagrad", "adadelta", "muon")
+# train.device: the names axon.train.distributed.resolve_device turns into a device to train on.
+DEVICE_CHOICES = "use auto, cpu, cuda or cuda:N"
+SEED_MAX = 2**32 - 1
+
+
+def is_device_name(name: str) -> bool:
+    """Is ``name`` a device a run can train on? (torch knows more, e.g. ``meta``, which holds no data.)"""
+    return re.fullmatch(r"auto|cpu|cuda(:[0-9]+)?", name) is not None
 
 
 @dataclass
@@ -193,11 +122,21 @@ class OptimConfig:
     grad_clip: float = 1.0  # max global grad norm; 0 disables clipping (the norm is still logged)
 
     def __post_init__(self):
-        check(self.lr > 0, "lr", f"must be positive, got {self.lr}")
-        check(self.weight_decay >= 0, "weight_decay", "must be >= 0")
-        check(self.grad_clip >= 0, "grad_clip", "must be >= 0 (0 disables clipping)")
-        check(self.name.lower() in OPTIMIZER_NAMES, "name",
+        check_fields(self, "optim.")
+        check(self.name.lower() in OPTIMIZER_NAMES, "optim.name",
               f"unknown optimizer {self.name!r}; choose one of: {', '.join(OPTIMIZER_NAMES)}")
+        check(self.lr > 0, "optim.lr", f"must be positive, got {self.lr}")
+        check(self.muon_lr > 0, "optim.muon_lr", f"must be positive, got {self.muon_lr}")
+        check(self.weight_decay >= 0, "optim.weight_decay", f"must be >= 0 (0: no decay), got {self.weight_decay}")
+        # Adam's moment averages: a beta of 1 never forgets the first gradient, above 1 they grow without bound
+        check(all(0 <= b < 1 for b in self.betas), "optim.betas", f"each must be in [0, 1), got {list(self.betas)}")
+        # eps keeps Adam's m / (sqrt(v) + eps) finite where a parameter has had no gradient yet (v = 0)
+        check(self.eps > 0, "optim.eps", f"must be positive, got {self.eps}")
+        for name in ("momentum", "muon_momentum"):  # a momentum of 1 or more sums past updates without decay
+            check(0 <= getattr(self, name) < 1, f"optim.{name}", f"must be in [0, 1), got {getattr(self, name)}")
+        check(not (self.nesterov and self.name.lower() == "sgd") or self.momentum > 0, "optim.nesterov",
+              "Nesterov's look-ahead needs momentum: set optim.momentum > 0 or optim.nesterov=false")
+        check(self.grad_clip >= 0, "optim.grad_clip", f"must be >= 0 (0 disables clipping), got {self.grad_clip}")
 
 
 @dataclass
@@ -209,10 +148,11 @@ class ScheduleConfig:
     decay_fraction: float = 0.2  # wsd: share of training spent decaying
 
     def __post_init__(self):
-        check(self.warmup_steps >= 0, "warmup_steps", "must be >= 0")
-        check(0 <= self.min_lr_ratio <= 1, "min_lr_ratio", "must be in [0, 1]")
-        check(0 < self.decay_fraction <= 1, "decay_fraction", "must be in (0, 1]")
-        check(self.name != "inverse_sqrt" or self.warmup_steps > 0, "warmup_steps",
+        check_fields(self, "schedule.")
+        check(self.warmup_steps >= 0, "schedule.warmup_steps", f"must be >= 0, got {self.warmup_steps}")
+        check(0 <= self.min_lr_ratio <= 1, "schedule.min_lr_ratio", f"must be in [0, 1], got {self.min_lr_ratio}")
+        check(0 < self.decay_fraction <= 1, "schedule.decay_fraction", f"must be in (0, 1], got {self.decay_fraction}")
+        check(self.name != "inverse_sqrt" or self.warmup_steps > 0, "schedule.warmup_steps",
               "inverse_sqrt peaks at the end of warmup: set warmup_steps > 0 (the paper: 4000)")
 
 
@@ -251,20 +191,27 @@ class TrainConfig:
     init_from: str | None = None  # start from these weights: a run directory (its newest checkpoint) or a step_* directory
 
     def __post_init__(self):
-        check(self.batch_size > 0, "batch_size", "must be positive")
-        check(self.grad_accum > 0, "grad_accum", "must be positive")
+        check_fields(self, "train.")
+        # numpy's SeedSequence takes no negative seed, and rank r seeds torch with seed + 1_000_003 r
+        check(0 <= self.seed <= SEED_MAX, "train.seed", f"must be in [0, {SEED_MAX}], got {self.seed}")
+        for name in ("batch_size", "grad_accum"):
+            check(getattr(self, name) > 0, f"train.{name}", f"must be positive, got {getattr(self, name)}")
         check(
             self.max_steps is not None or self.max_tokens is not None,
-            "max_steps",
+            "train.max_steps",
             "set max_steps or max_tokens (max_seconds alone leaves the lr schedule without a length)",
         )
-        check(self.max_steps is None or self.max_steps > 0, "max_steps", "must be positive")
-        check(self.max_tokens is None or self.max_tokens > 0, "max_tokens", "must be positive")
-        check(self.max_seconds is None or self.max_seconds > 0, "max_seconds", "must be positive")
+        for name in ("max_steps", "max_tokens", "max_seconds", "peak_flops"):
+            value = getattr(self, name)
+            check(value is None or value > 0, f"train.{name}", f"must be positive (or null), got {value}")
         for name in ("eval_interval", "log_interval", "checkpoint_interval", "keep_checkpoints", "eval_batches"):
-            check(getattr(self, name) > 0, name, "must be positive")
-        check(self.z_loss >= 0, "z_loss", "must be >= 0")
-        check(0 <= self.label_smoothing < 1, "label_smoothing", "must be in [0, 1)")
+            check(getattr(self, name) > 0, f"train.{name}", f"must be positive, got {getattr(self, name)}")
+        check(is_device_name(self.device), "train.device", f"{self.device!r} is not a device to train on; {DEVICE_CHOICES}")
+        check(self.threads is None or self.threads >= 1, "train.threads",
+              f"must be >= 1 (or null: one per core that other processes leave free), got {self.threads}")
+        check(self.z_loss >= 0, "train.z_loss", f"must be >= 0 (0: off), got {self.z_loss}")
+        check(0 <= self.label_smoothing < 1, "train.label_smoothing", f"must be in [0, 1), got {self.label_smoothing}")
+        check(self.sample_tokens >= 0, "train.sample_tokens", f"must be >= 0 (0: no samples), got {self.sample_tokens}")
 
 
 @dataclass
@@ -274,6 +221,9 @@ class LogConfig:
     wandb: bool = False  # needs the wandb package
     wandb_project: str = "axon"
     wandb_mode: Literal["offline", "online", "disabled"] = "offline"
+
+    def __post_init__(self):
+        check_fields(self, "log.")
 
 
 @dataclass
@@ -289,10 +239,11 @@ class LoRAConfig:
     train_also: list[str] = field(default_factory=list)
 
     def __post_init__(self):
-        check(self.rank >= 1, "rank", f"must be >= 1, got {self.rank}")
-        check(self.alpha > 0, "alpha", f"must be > 0, got {self.alpha}")
-        check(0.0 <= self.dropout < 1.0, "dropout", f"must be in [0, 1), got {self.dropout}")
-        check(not self.train_also or bool(self.targets), "train_also", "needs lora.targets (LoRA is off without them)")
+        check_fields(self, "lora.")
+        check(self.rank >= 1, "lora.rank", f"must be >= 1, got {self.rank}")
+        check(self.alpha > 0, "lora.alpha", f"must be > 0, got {self.alpha}")
+        check(0.0 <= self.dropout < 1.0, "lora.dropout", f"must be in [0, 1), got {self.dropout}")
+        check(not self.train_also or bool(self.targets), "lora.train_also", "needs lora.targets (LoRA is off without them)")
 
 
 @dataclass
@@ -311,6 +262,10 @@ class RunConfig:
     def __post_init__(self):
         if self.model is None:
             self.model = build_model_config({})
+        check_fields(self, "")  # out_dir, name, task, and each section of its own class
+        check(type(self.model) in MODEL_CONFIGS, "model",
+              f"expected a family's config (axon.model_configs: {', '.join(c.__name__ for c in MODEL_CONFIGS)}), "
+              f"got {self.model!r}")
         # The run goes to out_dir/name: a name with a separator or "." / ".." would put it elsewhere.
         check(self.name is None or (self.name not in ("", ".", "..") and "/" not in self.name and "\\" not in self.name
                                     and "\0" not in self.name), "name",
@@ -320,18 +275,21 @@ class RunConfig:
               f"unknown task {self.task!r}; choose one of: {', '.join(TASK_NAMES)}")
 
 
+MODEL_CONFIGS = tuple(f.config for f in FAMILY_CONFIGS.values())
 SECTIONS = {"data": DataConfig, "optim": OptimConfig, "schedule": ScheduleConfig, "train": TrainConfig, "log": LogConfig, "lora": LoRAConfig}
 TOP_LEVEL = ("out_dir", "name", "task")
 
 
 def build_model_config(data: dict[str, Any]) -> Any:
     """The ``model`` section: family config dataclass, started from ``preset`` when given."""
+    if not isinstance(data, dict):  # `--model=foo`
+        raise ConfigError(f"model: expected a mapping of keys (model.family, model.preset, model.n_layer, ...), got {data!r}")
     data = dict(data)
-    family = data.pop("family", "decoder")
+    family = coerce(data.pop("family", "decoder"), str, "model.family")
     if family not in FAMILY_CONFIGS:
         raise ConfigError(f"model.family: unknown family {family!r}; choose one of: {', '.join(FAMILY_CONFIGS)}")
     cls = FAMILY_CONFIGS[family].config
-    preset = data.get("preset")
+    preset = coerce(data.get("preset"), str | None, "model.preset")
     if preset is not None:
         presets = FAMILY_CONFIGS[family].presets
         if preset not in presets:
@@ -386,13 +344,12 @@ def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
+    """A recipe's sections; a file that is missing, not UTF-8 or not YAML is one line naming it."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise ConfigError(f"cannot parse {path}: {str(e).splitlines()[0]}") from None
+    with reading(path, "config file"):
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of sections at the top level")
     return data
@@ -401,13 +358,17 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
 def build_config(data: dict[str, Any]) -> RunConfig:
     """A RunConfig from nested plain data (a parsed recipe merged with overrides)."""
     valid = [*TOP_LEVEL, "model", *SECTIONS]
-    unknown = sorted(set(data) - set(valid))
+    unknown = sorted(set(data) - set(valid), key=str)  # a YAML key may be a number
     if unknown:
         raise ConfigError(f"unknown key {unknown[0]}; valid top-level keys: {', '.join(valid)}")
     kwargs: dict[str, Any] = {k: coerce(data[k], typing.get_type_hints(RunConfig)[k], k) for k in TOP_LEVEL if k in data}
-    kwargs["model"] = build_model_config(data.get("model") or {})
+
+    def section(name: str) -> Any:  # an empty section (`optim:` in YAML) is null; `--optim=0` is no section
+        return {} if data.get(name) is None else data[name]
+
+    kwargs["model"] = build_model_config(section("model"))
     for name, cls in SECTIONS.items():
-        kwargs[name] = from_dict(cls, data.get(name) or {}, name)
+        kwargs[name] = from_dict(cls, section(name), name)
     return RunConfig(**kwargs)
 
 

@@ -5,6 +5,8 @@ without importing torch."""
 
 from __future__ import annotations
 
+import math
+
 ROPE_SCALINGS = {
     "linear": ("factor",),
     "llama3": ("factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings"),
@@ -22,6 +24,8 @@ def check_rope_scaling(scaling: dict | None) -> str | None:
     extra = sorted(set(scaling) - {"rope_type", *ROPE_SCALINGS[kind]})
     if missing or extra:
         return f"{kind} scaling needs exactly the numbers {', '.join(ROPE_SCALINGS[kind])} (missing {missing}, unknown {extra})"
+    if not all(math.isfinite(scaling[k]) for k in ROPE_SCALINGS[kind]):
+        return f"{kind} scaling needs finite numbers, got {', '.join(f'{k}={scaling[k]}' for k in ROPE_SCALINGS[kind])}"
     if scaling["factor"] <= 0:
         return "factor must be positive"
     if kind == "llama3" and not 0 < scaling["low_freq_factor"] < scaling["high_freq_factor"]:

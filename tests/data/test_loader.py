@@ -105,10 +105,32 @@ def test_short_split_is_refused(tmp_path):
     ds = TokenDataset.from_dir(tmp_path, "val")
     assert ds.get_batch(0, 2, block_size=32, seed=0)[0].shape == (2, 32)  # exactly block + 1 tokens
     assert ds.num_eval_windows(32) == 1
-    with pytest.raises(DataError, match="'val' split is too short for block_size 33"):
+    short = r"the 'val' split holds 33 tokens, but a window of model.block_size=33 needs 34 tokens in one shard"
+    with pytest.raises(DataError, match=short):
         ds.get_batch(0, 2, block_size=33, seed=0)
-    with pytest.raises(DataError, match="too short"):
+    with pytest.raises(DataError, match=short):
         ds.iter_eval_batches(2, block_size=33)
+    ds.check_windows(32)  # what a task checks at start-up, before the first step or evaluation
+    with pytest.raises(DataError, match=f"^{tmp_path}: {short}"):
+        ds.check_windows(33)
+
+
+def test_a_tokenizer_smaller_than_the_shards_is_refused_at_start_up(tmp_path):
+    """The model takes its vocabulary from tokenizer.json: one smaller than the shards' would meet
+    an id past its embedding mid-step (an IndexError), so opening the directory refuses it."""
+    from axon.data.loader import open_prepared
+    from axon.data.prepare import prepare
+
+    (tmp_path / "a.txt").write_text("abcdefgh " * 40)
+    (tmp_path / "b.txt").write_text("ab " * 40)
+    prepare(tmp_path / "a.txt", tmp_path / "data")
+    prepare(tmp_path / "b.txt", tmp_path / "other")
+    tokenizer, train, val = open_prepared(tmp_path / "data")
+    assert tokenizer.vocab_size == train.vocab_size == val.vocab_size == 9
+    (tmp_path / "data" / "tokenizer.json").write_bytes((tmp_path / "other" / "tokenizer.json").read_bytes())
+    with pytest.raises(DataError, match=r"tokenizer\.json: the tokenizer has 3 symbols but the 'train' shards of .* "
+                                        r"were written for 9 \(their header's vocab_size\)"):
+        open_prepared(tmp_path / "data")
 
 
 def test_from_dir_errors(tmp_path, ramp):

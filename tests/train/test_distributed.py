@@ -276,6 +276,17 @@ def test_stopped_run_checkpoints_at_an_agreed_step_and_resumes(tmp_path, cache_d
         assert_matches(run, reference)
 
 
+def test_a_refusal_on_rank_0_ends_every_rank(tmp_path, cache_dir):
+    """Only rank 0 makes (or locks) the run directory; when it cannot, the other ranks hear so and
+    end too, instead of waiting for rank 0 at the next collective forever."""
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a directory\n")
+    proc = axon_train(opts(blocked, cache_dir, "r", "--train.max_steps=2"), nproc=2)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode != 0 and "out_dir: cannot create the run directory" in out, out[-3000:]
+    assert "Traceback" not in out
+
+
 def test_sharded_muon_equals_muon_on_the_whole_matrices():
     """torch's Muon on FSDP's DTensor shards is 3e-3 off after 3 steps here (its Newton-Schulz
     products then sum bf16 partial results across ranks); axon's Muon gathers and is exact, in

@@ -22,6 +22,19 @@ def cache_root(data_cfg=None) -> Path:
     return Path(configured or os.environ.get("AXON_CACHE") or Path.home() / ".cache" / "axon")
 
 
+def cache_data_dir(data_cfg=None) -> Path:
+    """The cache's ``data`` directory, made if need be; a cache that cannot be made is one line
+    naming the setting it came from (before any run trains on it)."""
+    path = cache_root(data_cfg) / "data"
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        source = ("data.cache_dir" if getattr(data_cfg, "cache_dir", None)
+                  else "$AXON_CACHE" if os.environ.get("AXON_CACHE") else "the data cache")
+        raise DataError(f"{source}: cannot create {path}: {e.strerror or e}") from None
+    return path
+
+
 def resolve_data_dir(data_cfg) -> Path:
     """The prepared data directory: ``data.dir``, or the bundled corpus prepared into the cache.
 
@@ -42,7 +55,7 @@ def resolve_data_dir(data_cfg) -> Path:
         tag += f"-{data_cfg.vocab_size}"
     path = cache_root(data_cfg) / "data" / f"{data_cfg.corpus}-{tag}"
     if not (path / "meta.json").is_file():
-        path.parent.mkdir(parents=True, exist_ok=True)
+        cache_data_dir(data_cfg)
         with atomic_directory(path) as tmp:  # another process that prepared it first wins
             prepare_corpus(data_cfg.corpus, tmp, tokenizer=tok, vocab_size=data_cfg.vocab_size)
     return path

@@ -53,9 +53,9 @@ def bundled_file(name: str, field_name: str, data_cfg=None) -> Path:
     dataset = name.partition("/")[0]
     if dataset == "speakers":  # built from the corpus, into the cache
         from axon.data import speakers
-        from axon.data.cache import cache_root
+        from axon.data.cache import cache_data_dir
 
-        return speakers.bundled_file(name, cache_root(data_cfg))
+        return speakers.bundled_file(name, cache_data_dir(data_cfg).parent)  # made here: an unwritable cache is one line
     from axon.data.corpus import CORPUS_DIR
 
     path = CORPUS_DIR / name

@@ -43,6 +43,7 @@ class TokenDataset:
         self.shards = list(shards)
         self.split = split
         self.meta = meta
+        self.source: Path = self.shards[0].path  # named in errors; from_dir: the data directory
         self.vocab_size = vocab_sizes.pop()
         self._lengths = np.array([s.num_tokens for s in self.shards], dtype=np.int64)
         self.num_tokens = int(self._lengths.sum())
@@ -63,6 +64,8 @@ class TokenDataset:
             if not isinstance(splits.get(split), dict) or not isinstance(splits[split].get("shards"), list):
                 raise DataError(f"{data_dir / 'meta.json'}: no {split!r} split (has: {', '.join(splits) or 'none'})")
             paths = [data_dir / name for name in splits[split]["shards"]]
+            if not paths:
+                raise DataError(f"{data_dir / 'meta.json'}: the {split!r} split lists no token shards; prepare the data again")
         else:
             paths = sorted(data_dir.glob(f"{split}*.bin"))
             if not paths:
@@ -73,12 +76,33 @@ class TokenDataset:
             raise DataError(
                 f"{data_dir}: meta.json says the {split!r} split has {expected} tokens, its shards hold {dataset.num_tokens}"
             )
+        dataset.source = data_dir
         return dataset
 
-    def _too_short(self, block_size: int) -> DataError:
+    def check_vocab(self, vocab_size: int, tokenizer_file: str | Path) -> None:
+        """Refuse a tokenizer smaller than the shards' vocabulary (their header's vocab_size): the
+        model takes its vocabulary from the tokenizer, and a token past it would index beyond the
+        embedding in the middle of a step."""
+        if self.vocab_size > vocab_size:
+            raise DataError(
+                f"{tokenizer_file}: the tokenizer has {vocab_size} symbols but the {self.split!r} shards of "
+                f"{self.source} were written for {self.vocab_size} (their header's vocab_size); use the "
+                f"tokenizer.json the data was prepared with, or prepare the data again with this one"
+            )
+
+    def check_windows(self, block_size: int, why: str | None = None) -> None:
+        """Refuse, at start-up, a split without one window of ``block_size + 1`` tokens in a shard,
+        which the first training step (train) or the first evaluation (val) would otherwise meet.
+        ``why``: where the length comes from (default: ``model.block_size=<block_size>``)."""
+        if int(self._lengths.max()) <= block_size:
+            raise self._too_short(block_size, why)
+
+    def _too_short(self, block_size: int, why: str | None = None) -> DataError:
+        longest = f" (its longest shard {int(self._lengths.max())})" if len(self.shards) > 1 else ""
         return DataError(
-            f"the {self.split!r} split is too short for block_size {block_size}: it needs a shard of at least "
-            f"{block_size + 1} tokens, the longest has {int(self._lengths.max())}"
+            f"{self.source}: the {self.split!r} split holds {self.num_tokens} tokens{longest}, but a window of "
+            f"{why or f'model.block_size={block_size}'} needs {block_size + 1} tokens in one shard; "
+            f"prepare more text for this split or lower model.block_size"
         )
 
     def _gather(self, shard_ids: np.ndarray, starts: np.ndarray, length: int) -> np.ndarray:
@@ -158,3 +182,16 @@ class TokenDataset:
                 yield self._split_xy(self._gather(shard_ids[rows], starts[rows], block_size + 1))
 
         return batches()
+
+
+def open_prepared(data_dir: str | Path) -> tuple:
+    """(tokenizer, train split, val split) of a prepared data directory, checked against each other
+    at start-up (:meth:`TokenDataset.check_vocab`)."""
+    from axon.data.tokenizers import load_tokenizer
+
+    data_dir = Path(data_dir)
+    tokenizer = load_tokenizer(data_dir)
+    splits = [TokenDataset.from_dir(data_dir, split) for split in ("train", "val")]
+    for split in splits:
+        split.check_vocab(tokenizer.vocab_size, data_dir / "tokenizer.json")
+    return tokenizer, *splits

@@ -35,7 +35,7 @@ import torch
 
 from axon.atomic import written_aside
 from axon.data.bert_tokens import BERT_TOKENIZER_KINDS, BertTokens, build_bert_tokenizer
-from axon.data.cache import cache_root, resolve_data_dir
+from axon.data.cache import cache_data_dir, cache_root, resolve_data_dir
 from axon.data.files import read_text, resolve_file
 from axon.errors import ConfigError, DataError
 
@@ -98,6 +98,11 @@ class MaskedWindows:
             raise ConfigError(f"model.block_size={block_size} leaves no room for a window between [CLS] and [SEP]")
         return block_size - 3  # the stream's x/y length: windows of block_size - 2 tokens
 
+    def check_windows(self, block_size: int) -> None:
+        """At start-up: the stream holds one window of ``block_size - 2`` tokens for [CLS] ... [SEP]."""
+        n = self._content(block_size)
+        self.stream.check_windows(n, f"model.block_size={block_size} ({n + 1} tokens between [CLS] and [SEP])")
+
     def get_batch(self, step: int, batch_size: int, block_size: int, seed: int, micro_step: int = 0):
         x, y = self.stream.get_batch(step, batch_size, self._content(block_size), seed, micro_step=micro_step)
         rng = np.random.default_rng(np.random.SeedSequence([seed, step, micro_step, MASK_SEED_KEY]))
@@ -139,7 +144,7 @@ def corpus_tokenizer(cfg) -> Path:
     if not file.is_file():
         text = _read_text(corpus_path(cfg.data.corpus))
         tok = build_bert_tokenizer(kind, [text if kind == "char" else text[: int(len(text) * 0.9)]], vocab)
-        file.parent.mkdir(parents=True, exist_ok=True)
+        (cache_data_dir(cfg.data) / tag).mkdir(exist_ok=True)
         with written_aside(file, suffix=".json") as tmp:  # concurrent runs never read half a file
             tok.save(tmp)
     return file
@@ -147,13 +152,11 @@ def corpus_tokenizer(cfg) -> Path:
 
 def load_streams(cfg):
     """(tokenizer, train stream, val stream) of the mlm task's text source (module docstring)."""
-    from axon.data.loader import TokenDataset
-    from axon.data.tokenizers import load_tokenizer
+    from axon.data.loader import open_prepared
 
     data = cfg.data
     if data.dir is not None:
-        path = resolve_data_dir(data)
-        return load_tokenizer(path), TokenDataset.from_dir(path, "train"), TokenDataset.from_dir(path, "val")
+        return open_prepared(resolve_data_dir(data))
     if data.train_file is not None:
         train_path = resolve_file(data.train_file, "data.train_file", data)
         text = _read_text(train_path)
@@ -169,5 +172,4 @@ def load_streams(cfg):
         return tok, train, val
     if data.tokenizer in BERT_TOKENIZER_KINDS:
         data = dataclasses.replace(data, tokenizer=str(corpus_tokenizer(cfg)), vocab_size=None)
-    path = resolve_data_dir(data)
-    return load_tokenizer(path), TokenDataset.from_dir(path, "train"), TokenDataset.from_dir(path, "val")
+    return open_prepared(resolve_data_dir(data))

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from axon.errors import check
+from axon.model_configs.fields import check_fields
 
 
 @dataclass
@@ -32,6 +33,7 @@ class BertConfig:
     init_std: float = 0.02
 
     def __post_init__(self):
+        check_fields(self, "model.")  # types, and no NaN or infinity (axon.model_configs.fields)
         check(self.vocab_size is None or self.vocab_size > 0, "model.vocab_size", "must be positive")
         for name in ("block_size", "n_layer", "n_head", "n_embd", "type_vocab_size"):
             check(getattr(self, name) > 0, f"model.{name}", "must be positive")
@@ -40,6 +42,7 @@ class BertConfig:
         check(self.mlp_hidden is None or self.mlp_hidden > 0, "model.mlp_hidden", "must be positive")
         check(0.0 <= self.dropout < 1.0, "model.dropout", "must be in [0, 1)")
         check(self.norm_eps > 0, "model.norm_eps", "must be positive")
+        check(self.init_std > 0, "model.init_std", f"must be positive (equal weights learn alike), got {self.init_std}")
         check(self.num_labels is None or self.num_labels >= 2, "model.num_labels",
               f"a classifier needs at least 2 labels, got {self.num_labels}")
 

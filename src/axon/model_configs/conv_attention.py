@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from axon.errors import check
+from axon.model_configs.fields import check_fields
 from axon.model_configs.decoder import DecoderConfig
 
 
@@ -38,6 +39,7 @@ class ConvAttentionConfig:
     init_std: float = 0.02
 
     def __post_init__(self):
+        check_fields(self, "model.")  # types, and no NaN or infinity (axon.model_configs.fields)
         check(self.vocab_size is None or self.vocab_size > 0, "model.vocab_size", "must be positive")
         for name in ("block_size", "n_embd", "n_head", "inner_embd", "inner_head", "n_inner_layer"):
             check(getattr(self, name) > 0, f"model.{name}", "must be positive")
@@ -60,6 +62,8 @@ class ConvAttentionConfig:
                   f"RoPE rotates channel pairs, so {width} / {heads} must be even (got {w // h})")
         check(0.0 <= self.dropout < 1.0, "model.dropout", "must be in [0, 1)")
         check(self.rope_theta > 0, "model.rope_theta", "must be positive")
+        check(self.norm_eps > 0, "model.norm_eps", f"must be positive, got {self.norm_eps}")
+        check(self.init_std > 0, "model.init_std", f"must be positive (equal weights learn alike), got {self.init_std}")
 
     @property
     def n_layer(self) -> int:  # every block, for the record and the residual init scale

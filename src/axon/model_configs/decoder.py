@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from axon.errors import check
+from axon.model_configs.fields import check_fields
 from axon.rope_scaling import check_rope_scaling
 
 @dataclass
@@ -62,6 +63,7 @@ class DecoderConfig:
     init_std: float = 0.02
 
     def __post_init__(self):
+        check_fields(self, "model.")  # types, and no NaN or infinity (axon.model_configs.fields)
         check(self.vocab_size is None or self.vocab_size > 0, "model.vocab_size", "must be positive")
         for name in ("block_size", "n_layer", "n_head", "n_embd"):
             check(getattr(self, name) > 0, f"model.{name}", "must be positive")
@@ -86,6 +88,8 @@ class DecoderConfig:
         check(self.mlp_hidden is None or self.mlp_hidden > 0, "model.mlp_hidden", "must be positive")
         self._check_moe()
         check(self.rope_theta > 0, "model.rope_theta", "must be positive")
+        check(self.norm_eps > 0, "model.norm_eps", f"must be positive, got {self.norm_eps}")
+        check(self.init_std > 0, "model.init_std", f"must be positive (equal weights learn alike), got {self.init_std}")
         problem = check_rope_scaling(self.rope_scaling)
         check(problem is None, "model.rope_scaling", problem or "")
         self._check_attention()

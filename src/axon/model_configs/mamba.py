@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from axon.errors import check
+from axon.model_configs.fields import check_fields
 
 
 @dataclass
@@ -43,6 +44,7 @@ class MambaConfig:
     scan_chunk: int = 16  # chunk length L of the chunked scan
 
     def __post_init__(self):
+        check_fields(self, "model.")  # types, and no NaN or infinity (axon.model_configs.fields)
         check(self.vocab_size is None or self.vocab_size > 0, "model.vocab_size", "must be positive")
         for name in ("block_size", "n_embd", "n_layer", "scan_chunk"):
             check(getattr(self, name) > 0, f"model.{name}", "must be positive")

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from axon.errors import check
+from axon.model_configs.fields import check_fields
 
 
 @dataclass
@@ -26,6 +27,7 @@ class RNNConfig:
     tie_embeddings: bool = False  # lm_head shares the embedding matrix (Press & Wolf 2017); needs n_hidden = n_embd
 
     def __post_init__(self):
+        check_fields(self, "model.")  # types, and no NaN or infinity (axon.model_configs.fields)
         check(self.vocab_size is None or self.vocab_size > 0, "model.vocab_size", "must be positive")
         for name in ("block_size", "n_layer", "n_embd"):
             check(getattr(self, name) > 0, f"model.{name}", "must be positive")

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from axon.errors import check
+from axon.model_configs.fields import check_fields
 
 
 @dataclass
@@ -28,6 +29,7 @@ class RNNClassifierConfig:
     dropout: float = 0.0  # on embeddings, between layers and before the head
 
     def __post_init__(self):
+        check_fields(self, "model.")  # types, and no NaN or infinity (axon.model_configs.fields)
         check(self.vocab_size is None or self.vocab_size > 0, "model.vocab_size", "must be positive")
         check(self.num_labels is None or self.num_labels >= 2, "model.num_labels", "a classifier needs at least 2 labels")
         for name in ("block_size", "n_layer", "n_embd"):

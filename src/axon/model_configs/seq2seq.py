@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from axon.errors import check
+from axon.model_configs.fields import check_fields
 
 
 @dataclass
@@ -33,6 +34,7 @@ class TransformerConfig:
     attn_impl: Literal["sdpa", "reference"] = "sdpa"
 
     def __post_init__(self):
+        check_fields(self, "model.")  # types, and no NaN or infinity (axon.model_configs.fields)
         check(self.vocab_size is None or self.vocab_size > 0, "model.vocab_size", "must be positive")
         for name in ("block_size", "n_layer", "n_head", "n_embd"):
             check(getattr(self, name) > 0, f"model.{name}", "must be positive")

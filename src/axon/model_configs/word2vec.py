@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from axon.errors import check
+from axon.model_configs.fields import check_fields
 
 
 @dataclass
@@ -28,6 +29,7 @@ class Word2VecConfig:
     subsample: float = 1e-4  # t: a word of frequency f is dropped with probability 1 - sqrt(t / f) (2013b eq. 5); 0 = off
 
     def __post_init__(self):
+        check_fields(self, "model.")  # types, and no NaN or infinity (axon.model_configs.fields)
         check(self.vocab_size is None or self.vocab_size > 1, "model.vocab_size", "must be at least 2")
         for name in ("block_size", "n_embd", "window", "negatives", "min_count"):
             check(getattr(self, name) > 0, f"model.{name}", "must be positive")

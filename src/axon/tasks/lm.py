@@ -15,12 +15,13 @@ from axon.tasks.base import TaskSetup, set_vocab_size
 
 def lm_task(cfg, device: torch.device) -> TaskSetup:
     from axon.data.cache import resolve_data_dir, split_ratios
-    from axon.data.loader import TokenDataset
-    from axon.data.tokenizers import load_tokenizer
+    from axon.data.loader import open_prepared
     from axon.objectives import CausalLM
 
     data_dir = resolve_data_dir(cfg.data)
-    tokenizer = load_tokenizer(data_dir)
+    tokenizer, train, val = open_prepared(data_dir)
+    for split in (train, val):  # now, not at the first step or evaluation
+        split.check_windows(cfg.model.block_size)
     set_vocab_size(cfg, tokenizer.vocab_size)
 
     def summarize(loss: float, split: str) -> dict:  # perplexity, bits per token / char / byte
@@ -29,7 +30,7 @@ def lm_task(cfg, device: torch.device) -> TaskSetup:
         return {k: v for k, v in language_model_metrics(loss, *split_ratios(data_dir, split)).items() if k != "loss"}
 
     return TaskSetup(
-        train_data=TokenDataset.from_dir(data_dir, "train"), val_data=TokenDataset.from_dir(data_dir, "val"),
+        train_data=train, val_data=val,
         objective=CausalLM(z_loss=cfg.train.z_loss), tokenizer=tokenizer,
         sample_fn=make_sampler(tokenizer, cfg, device), summarize=summarize,
     )

@@ -56,6 +56,8 @@ def mlm_task(cfg, device: torch.device) -> TaskSetup:
     set_vocab_size(cfg, tokenizer.vocab_size)
     train = MaskedWindows(train_stream, tokens, cfg.data.mask_prob)
     val = MaskedWindows(val_stream, tokens, cfg.data.mask_prob)
+    for split in (train, val):  # now, not at the first step or evaluation
+        split.check_windows(cfg.model.block_size)
 
     def summarize(loss: float, split: str) -> dict:
         return {"perplexity": math.exp(min(loss, 700.0))}  # of the masked tokens

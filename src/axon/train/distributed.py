@@ -241,13 +241,16 @@ class Dist:
 
 
 def resolve_device(name: str) -> torch.device:
-    """``train.device`` as a torch device: ``auto`` is CUDA when there is one, else the CPU."""
+    """``train.device`` as a torch device: ``auto`` is CUDA when there is one, else the CPU. Only
+    the names the config allows (``axon.config.is_device_name``): torch's ``meta`` would train on
+    tensors without data, and fail at the first ``.item()``."""
+    from axon.config import DEVICE_CHOICES, is_device_name
+
+    if not is_device_name(name):
+        raise ConfigError(f"train.device: {name!r} is not a device to train on; {DEVICE_CHOICES}")
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise ConfigError(f"train.device: unknown device {name!r}; use auto, cpu, cuda or cuda:N") from None
+    device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError("train.device: cuda requested but no CUDA device is available; use cpu or auto")
     return device

@@ -30,13 +30,36 @@ from axon.train.distributed import resolve_device
 from axon.train.lock import RunLock
 
 
-def new_run_dir(cfg: RunConfig) -> Path:
+def new_run_dir(cfg: RunConfig) -> tuple[Path, bool]:
+    """The new run's directory, made (or an empty one taken), and whether this call made it. A
+    directory that cannot be made is one line naming out_dir, before any data is prepared."""
     name = cfg.name or time.strftime("%Y%m%d-%H%M%S")
     path = Path(cfg.out_dir) / name
-    if path.exists() and any(path.iterdir()):
+    existed = path.exists()
+    if existed and (not path.is_dir() or any(path.iterdir())):
         raise ConfigError(f"run directory {path} already exists; pick another name or continue it with --resume {path}")
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"out_dir: cannot create the run directory {path}: {e.strerror or e}") from None
+    return path, not existed
+
+
+def _discard_unstarted(run_dir: Path, made: bool) -> None:
+    """A new run that failed before its first checkpoint leaves nothing behind: nothing in it can
+    be resumed, and its name would be taken. (An empty directory the user made stays, empty.)"""
+    from axon.train.checkpoint import list_checkpoints
+
+    if list_checkpoints(run_dir / "checkpoints"):
+        return
+    if made:
+        shutil.rmtree(run_dir, ignore_errors=True)
+        return
+    for entry in run_dir.iterdir():
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
 
 
 def _is_converted(run_dir: Path) -> bool:
@@ -158,10 +181,31 @@ def _train(cfg: RunConfig, d, resume, overrides) -> dict:
         raise ConfigError("train.dtype: bf16 on CPU is ~400x slower than fp32 here; use fp32 (or auto)")
     with ExitStack() as held:  # the run directory's lock (axon.train.lock), released however this ends
         if resume is not None:
-            if d.is_main:
-                held.enter_context(RunLock(resume))  # before anything reads the run's state
+            def lock() -> str:  # before anything reads the run's state
+                held.enter_context(RunLock(resume))
+                return str(resume)
+
+            _main_decides(d, lock)
             _keep_global_batch(cfg, Path(resume), d, overrides)
         return _train_locked(cfg, d, resume, overrides, held)
+
+
+def _main_decides(d, step) -> str:
+    """Run ``step`` (returning a string) on rank 0 only and give its result to every rank. When
+    rank 0 refuses (an unwritable out_dir, a run in use), every rank ends with that refusal
+    instead of the others waiting for rank 0 at the next collective, forever."""
+    said, refusal = "", None
+    if d.is_main:
+        try:
+            said = "ok:" + step()
+        except AxonError as e:
+            refusal, said = e, "refused:" + str(e)
+    said = d.broadcast_text(said)
+    if refusal is not None:
+        raise refusal
+    if said.startswith("refused:"):
+        raise ConfigError(f"rank 0 refused the run: {said[len('refused:'):]}")
+    return said[len("ok:"):]
 
 
 def _train_locked(cfg: RunConfig, d, resume, overrides, held: ExitStack) -> dict:
@@ -169,22 +213,27 @@ def _train_locked(cfg: RunConfig, d, resume, overrides, held: ExitStack) -> dict
     from axon.train.trainer import Trainer
 
     tc, device = cfg.train, d.device
-    run_dir = Path(resume) if resume is not None else None
-    with d.main_first():  # rank 0 prepares the data cache, the others then read it
-        task = build_task(cfg, device)
-    if resume is None:
-        run_dir = None
-        if d.is_main:
-            run_dir = new_run_dir(cfg)
-            held.enter_context(RunLock(run_dir))  # a second process started with the same name is refused
+    made = False
+    if resume is not None:
+        run_dir = Path(resume)
+    else:  # made first: a taken name or an unwritable out_dir is said before the data is prepared
+        def make() -> str:
+            nonlocal made
+            path, made = new_run_dir(cfg)
+            held.enter_context(RunLock(path))  # a second process started with the same name is refused
+            return str(path)
+
+        run_dir = Path(_main_decides(d, make))  # one directory, named by rank 0
+
+    try:
+        with d.main_first():  # rank 0 prepares the data cache, the others then read it
+            task = build_task(cfg, device)
+        if resume is None and d.is_main:
             (run_dir / "config.yaml").write_text(dump_config(cfg))
             if task.tokenizer is not None:
                 task.tokenizer.save(run_dir / "tokenizer.json")
             for name, write in task.extra_files.items():
                 write(run_dir / name)
-        run_dir = Path(d.broadcast_text(str(run_dir) if run_dir else None))  # one directory, named by rank 0
-
-    try:
         torch.manual_seed(tc.seed)
         model = build_model(cfg.model)
         if tc.init_from and resume is None:
@@ -204,11 +253,11 @@ def _train_locked(cfg: RunConfig, d, resume, overrides, held: ExitStack) -> dict
         trainer = Trainer(cfg, model, task.objective, task.train_data, task.val_data, run_dir, device,
                           sample_fn=task.sample_fn, flops_per_token=flops, config_dict=to_dict(cfg),
                           dist=d, plain_model=lambda: _plain_model(cfg))
-    except AxonError:  # a setting refused before the first step: leave no half-made run directory behind
+        result = trainer.fit(resume=resume is not None)
+    except BaseException:  # refused or failed before the first checkpoint: leave no half-made run behind
         if resume is None and d.is_main:
-            shutil.rmtree(run_dir, ignore_errors=True)
+            _discard_unstarted(run_dir, made)
         raise
-    result = trainer.fit(resume=resume is not None)
     result.update(run_dir=str(run_dir), params=sum(p.numel() for p in model.parameters()), world_size=d.world_size)
     result["active_params"] = model.active_params()  # a mixture of experts uses fewer per token than it has
     # LoRA adapters and model metrics (e.g. BLEU) need the whole model: FSDP gathers it on rank 0

@@ -1,0 +1,168 @@
+"""Bad input to `axon config` and `axon train`: each case ends in one line naming the field or file,
+exit 2, no traceback -- and a refused run leaves nothing in runs/ (issue 16).
+
+The config cases check what the config layer refuses (one place: each dataclass's __post_init__;
+tests/test_config.py checks the Python API refuses the same); the train cases check that it is
+refused before anything trains, and that what only the data can tell (a tokenizer smaller than
+the shards, splits shorter than the context) is found at start-up, not at the first step or
+evaluation.
+"""
+
+from pathlib import Path
+
+import pytest
+from harness import Case, assert_user_error, run_all
+
+# As the tiny run trains (conftest.TINY), into the case's own runs/; a case's own flags come after.
+TRAIN = ["train", "--model.preset=tiny", "--train.max_steps=4", "--train.checkpoint_interval=2", "--train.batch_size=2",
+         "--train.eval_batches=1", "--train.sample_tokens=0", "--log.progress=false", "--train.threads=1",
+         "--out_dir={tmp}/runs", "--name=bad"]
+
+
+def write(name: str, data: bytes):
+    def setup(tmp: Path, run: Path) -> None:
+        (tmp / name).write_bytes(data)
+
+    return setup
+
+
+def prepared(text: str, *, val_fraction: float = 0.1, tokenizer_of: str | None = None):
+    """A data directory `{tmp}/data` prepared from ``text``; ``tokenizer_of``: then its tokenizer.json
+    replaced by the one prepared from this other text."""
+
+    def setup(tmp: Path, run: Path) -> None:
+        from axon.data.prepare import prepare
+
+        (tmp / "text.txt").write_text(text)
+        prepare(tmp / "text.txt", tmp / "data", val_fraction=val_fraction)
+        if tokenizer_of is not None:
+            (tmp / "other.txt").write_text(tokenizer_of)
+            prepare(tmp / "other.txt", tmp / "other")
+            (tmp / "data" / "tokenizer.json").write_bytes((tmp / "other" / "tokenizer.json").read_bytes())
+
+    return setup
+
+
+TEXT = "To be, or not to be, that is the question. " * 40  # prepared: 1548 train tokens, 172 val
+
+CONFIG = [
+    Case("model-not-a-section", ["config", "--model=foo"],
+         "model: expected a mapping of keys (model.family, model.preset, model.n_layer, ...), got 'foo'"),
+    Case("family-not-a-name", ["config", "--model.family.x=1"], "model.family: expected a string, got {'x': 1}"),
+    Case("preset-a-list", ["config", "--model.preset=[tiny]"], "model.preset: expected str or null, got ['tiny']"),
+    Case("unknown-task", ["config", "--task=foo"], "task: unknown task 'foo'; choose one of: lm, mlm"),
+    Case("section-not-a-mapping", ["config", "--optim=0"], "optim: expected a mapping of keys, got 0"),
+    Case("recipe-not-utf8", ["config", "--config", "{tmp}/r.yaml"], "r.yaml: not UTF-8 text (byte 22",
+         setup=write("r.yaml", b"train:\n  max_steps: 3 \xff\n")),
+    Case("recipe-not-yaml", ["config", "--config", "{tmp}/r.yaml"], "r.yaml: malformed YAML at line 2, column 1",
+         setup=write("r.yaml", b"model: [1, 2\n")),
+    Case("recipe-number-keys", ["config", "--config", "{tmp}/r.yaml"], "unknown key 1; valid top-level keys",
+         setup=write("r.yaml", b"1: a\nzz: b\n")),
+    Case("model-nan", ["config", "--model.rope_theta=nan"], "model.rope_theta: must be a finite number, got nan"),
+    Case("rope-scaling-inf", ["config", "--config", "{tmp}/r.yaml"],
+         "model.rope_scaling: linear scaling needs finite numbers, got factor=inf",
+         setup=write("r.yaml", b"model:\n  rope_scaling: {rope_type: linear, factor: .inf}\n")),
+]
+
+TRAIN_CASES = [
+    Case("seed-negative", [*TRAIN, "--train.seed=-1"], "train.seed: must be in [0, 4294967295], got -1"),
+    Case("threads-negative", [*TRAIN, "--train.threads=-1"], "train.threads: must be >= 1 (or null"),
+    Case("threads-zero", [*TRAIN, "--train.threads=0"], "train.threads: must be >= 1 (or null"),
+    Case("device-meta", [*TRAIN, "--train.device=meta"],
+         "train.device: 'meta' is not a device to train on; use auto, cpu, cuda or cuda:N"),
+    Case("device-nonsense", [*TRAIN, "--train.device=gpu0"], "train.device: 'gpu0' is not a device to train on"),
+    Case("device-bad-index", [*TRAIN, "--train.device=cuda:x"], "train.device: 'cuda:x' is not a device to train on"),
+    Case("sgd-momentum", [*TRAIN, "--optim.name=sgd", "--optim.momentum=-1"], "optim.momentum: must be in [0, 1), got -1.0"),
+    Case("sgd-nesterov", [*TRAIN, "--optim.name=sgd", "--optim.momentum=0", "--optim.nesterov=true"],
+         "optim.nesterov: Nesterov's look-ahead needs momentum"),
+    Case("betas", [*TRAIN, "--optim.betas=[1.5,0.9]"], "optim.betas: each must be in [0, 1), got [1.5, 0.9]"),
+    Case("lr-zero", [*TRAIN, "--optim.lr=0"], "optim.lr: must be positive, got 0.0"),
+    Case("lr-negative", [*TRAIN, "--optim.lr=-1e-3"], "optim.lr: must be positive, got -0.001"),
+    Case("lr-inf", [*TRAIN, "--optim.lr=inf"], "optim.lr: must be a finite number, got inf"),
+    Case("lr-nan", [*TRAIN, "--optim.lr=nan"], "optim.lr: must be a finite number, got nan"),
+    Case("muon-lr-zero", [*TRAIN, "--optim.muon_lr=0"], "optim.muon_lr: must be positive, got 0.0"),
+    Case("eps-zero", [*TRAIN, "--optim.name=adamw", "--optim.eps=0"], "optim.eps: must be positive, got 0.0"),
+    Case("eps-nan", [*TRAIN, "--optim.eps=.nan"], "optim.eps: must be a finite number, got nan"),
+    Case("weight-decay-negative", [*TRAIN, "--optim.weight_decay=-0.1"], "optim.weight_decay: must be >= 0 (0: no decay), got -0.1"),
+    Case("weight-decay-inf", [*TRAIN, "--optim.weight_decay=inf"], "optim.weight_decay: must be a finite number, got inf"),
+    Case("grad-clip-nan", [*TRAIN, "--optim.grad_clip=nan"], "optim.grad_clip: must be a finite number, got nan"),
+    Case("z-loss-nan", [*TRAIN, "--train.z_loss=nan"], "train.z_loss: must be a finite number, got nan"),
+    Case("max-seconds-inf", [*TRAIN, "--train.max_seconds=inf"], "train.max_seconds: must be a finite number, got inf"),
+    Case("peak-flops-zero", [*TRAIN, "--train.peak_flops=0"], "train.peak_flops: must be positive (or null), got 0.0"),
+    Case("sample-tokens-negative", [*TRAIN, "--train.sample_tokens=-1"], "train.sample_tokens: must be >= 0 (0: no samples), got -1"),
+    Case("min-lr-ratio-nan", [*TRAIN, "--schedule.min_lr_ratio=nan"], "schedule.min_lr_ratio: must be a finite number, got nan"),
+    Case("norm-eps-zero", [*TRAIN, "--model.norm_eps=0"], "model.norm_eps: must be positive, got 0.0"),
+    Case("dropout-nan", [*TRAIN, "--model.dropout=nan"], "model.dropout: must be a finite number, got nan"),
+    Case("mask-prob-inf", [*TRAIN, "--data.mask_prob=inf"], "data.mask_prob: must be a finite number, got inf"),
+    Case("lora-alpha-nan", [*TRAIN, "--lora.alpha=nan"], "lora.alpha: must be a finite number, got nan"),
+    # Paths that cannot be written: one line naming the setting and the path, before anything trains.
+    Case("out-dir-proc", [*TRAIN, "--out_dir=/proc/nope"],
+         "out_dir: cannot create the run directory /proc/nope/bad: No such file or directory"),
+    Case("out-dir-a-file", [*TRAIN, "--out_dir={tmp}/runs/file"], "out_dir: cannot create the run directory",
+         setup=lambda tmp, run: ((tmp / "runs").mkdir(), (tmp / "runs" / "file").write_text("x"))),
+    Case("cache-dir-proc", [*TRAIN, "--data.cache_dir=/proc/nope"],
+         "data.cache_dir: cannot create /proc/nope/data: No such file or directory"),
+    # What only the data can tell, found at start-up.
+    Case("tokenizer-smaller-than-shards", [*TRAIN, "--data.dir={tmp}/data"],
+         "tokenizer.json: the tokenizer has 2 symbols but the 'train' shards of",
+         setup=prepared(TEXT, tokenizer_of="ab" * 20)),
+    Case("val-split-empty", [*TRAIN, "--data.dir={tmp}/data"],
+         "the 'val' split holds 0 tokens, but a window of model.block_size=64 needs 65 tokens in one shard",
+         setup=prepared(TEXT, val_fraction=0.0)),
+    Case("val-split-short", [*TRAIN, "--data.dir={tmp}/data"],
+         "the 'val' split holds 24 tokens, but a window of model.block_size=64 needs 65 tokens in one shard",
+         setup=prepared("hello world " * 20)),
+    Case("train-split-short", [*TRAIN, "--data.dir={tmp}/data", "--model.block_size=2000"],
+         "the 'train' split holds 1548 tokens, but a window of model.block_size=2000 needs 2001 tokens in one shard",
+         setup=prepared(TEXT)),
+    Case("corpus-unknown", [*TRAIN, "--data.corpus=foo"], "unknown bundled corpus 'foo'; choose one of: shakespeare"),
+    Case("tokenizer-unknown", [*TRAIN, "--data.tokenizer=foo"], "unknown tokenizer 'foo'; choose one of: char, bpe"),
+    Case("vocab-smaller-than-tokenizer", [*TRAIN, "--model.vocab_size=10"],
+         "model.vocab_size=10 is smaller than the tokenizer's 65"),
+    Case("task-of-another-family", [*TRAIN, "--task=mlm"], "task: a decoder model does not do 'mlm'"),
+    # Fails after it started, before its first checkpoint (step 2): nothing to resume, so nothing is kept.
+    Case("diverges-before-checkpoint", [*TRAIN, "--optim.name=adamw", "--optim.lr=1e30"], "non-finite loss at step"),
+]
+
+CASES = CONFIG + TRAIN_CASES
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory, tiny_run, axon_cache):
+    root = tmp_path_factory.mktemp("config-and-train")
+    return root, run_all(CASES, root, tiny_run, axon_cache)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_bad_input_is_one_line(case, results):
+    root, found = results
+    assert_user_error(found[case.id], case.expect, case.argv[0])
+
+
+@pytest.mark.parametrize("case", TRAIN_CASES, ids=[c.id for c in TRAIN_CASES])
+def test_a_refused_run_leaves_nothing_behind(case, results):
+    root, _ = results
+    runs = root / case.id / "runs"
+    left = [p.relative_to(runs) for p in runs.rglob("*")] if runs.is_dir() else []
+    assert left in ([], [Path("file")]), left  # out-dir-a-file's own file stays
+
+
+def test_a_failure_after_the_run_directory_is_made_removes_it(tmp_path, axon_cache, monkeypatch):
+    """A programming error keeps its traceback, and the directory it made is removed; an empty run
+    directory the user made stays (empty)."""
+    import axon.train.run as run
+    from axon.config import load_config
+
+    def broken(cfg):
+        raise RuntimeError("a bug while building the model")
+
+    monkeypatch.setattr(run, "build_model", broken)
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in TRAIN[1:]] + [f"--data.cache_dir={axon_cache}"]
+    with pytest.raises(RuntimeError, match="a bug"):
+        run.train(load_config(None, argv))
+    assert list((tmp_path / "runs").iterdir()) == []
+
+    (tmp_path / "runs" / "mine").mkdir()
+    with pytest.raises(RuntimeError, match="a bug"):
+        run.train(load_config(None, [*argv, "--name=mine"]))
+    assert (tmp_path / "runs" / "mine").is_dir() and list((tmp_path / "runs" / "mine").iterdir()) == []
