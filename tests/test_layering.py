@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from axon.config import OPTIMIZER_NAMES, TASK_NAMES
+from axon.config import CORPUS_NAMES, OPTIMIZER_NAMES, TASK_NAMES
 
 ROOT = Path(__file__).resolve().parents[1]
 SRC = ROOT / "src"
@@ -192,6 +192,12 @@ def test_the_config_knows_every_task():
     from axon.tasks import TASKS
 
     assert TASK_NAMES == tuple(TASKS)
+
+
+def test_the_config_knows_every_bundled_corpus():
+    from axon.data.corpus import CORPORA
+
+    assert CORPUS_NAMES == tuple(CORPORA)
 
 
 def test_family_configs_are_the_models():

@@ -85,10 +85,14 @@ class DataConfig:
 
     def __post_init__(self):
         check_fields(self, "data.")
+        check(self.corpus in CORPUS_NAMES, "data.corpus", f"unknown bundled corpus {self.corpus!r}; choose one of: "
+              f"{', '.join(CORPUS_NAMES)} (your own text: axon prepare, then data.dir)")
         check(self.vocab_size is None or self.vocab_size > 0, "data.vocab_size", f"must be positive, got {self.vocab_size}")
         check(0.0 < self.mask_prob < 1.0, "data.mask_prob", f"must be in (0, 1), got {self.mask_prob}")
 
 
+# The corpora shipped in the package (axon.data.corpus.CORPORA; tests/test_layering.py checks they agree).
+CORPUS_NAMES = ("shakespeare",)
 # The tasks a config may name (axon.tasks.TASKS; tests/test_layering.py checks they agree).
 TASK_NAMES = ("lm", "mlm", "classify", "seq2seq", "word2vec")
 # The names axon.train.optim.OPTIMIZERS builds, in its order. A copy, so that validating a config

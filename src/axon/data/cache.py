@@ -47,8 +47,10 @@ def resolve_data_dir(data_cfg) -> Path:
             raise DataError(f"data.dir: {path} is not a prepared data directory (no meta.json); run `axon prepare` first")
         return path
     from axon.data.prepare import prepare_corpus
+    from axon.data.tokenizers import KINDS, check_tokenizer_choice
 
     tok = data_cfg.tokenizer
+    check_tokenizer_choice(tok, KINDS)
     # A tokenizer file is named by a digest of its path (Python's hash() changes every process).
     tag = tok if tok in ("char", "bpe") else "custom-" + hashlib.sha256(os.path.abspath(tok).encode()).hexdigest()[:10]
     if data_cfg.vocab_size:

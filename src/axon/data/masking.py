@@ -37,6 +37,7 @@ from axon.atomic import written_aside
 from axon.data.bert_tokens import BERT_TOKENIZER_KINDS, BertTokens, build_bert_tokenizer
 from axon.data.cache import cache_data_dir, cache_root, resolve_data_dir
 from axon.data.files import read_text, resolve_file
+from axon.data.tokenizers import check_tokenizer_choice
 from axon.errors import ConfigError, DataError
 
 IGNORE_INDEX = -100
@@ -157,6 +158,7 @@ def load_streams(cfg):
     data = cfg.data
     if data.dir is not None:
         return open_prepared(resolve_data_dir(data))
+    check_tokenizer_choice(data.tokenizer, BERT_TOKENIZER_KINDS)
     if data.train_file is not None:
         train_path = resolve_file(data.train_file, "data.train_file", data)
         text = _read_text(train_path)

@@ -154,9 +154,10 @@ def pair_splits(data_cfg) -> tuple[list[Pair], list[Pair], str, str]:
 
 def build_pair_tokenizer(data_cfg, train: Sequence[Pair], val: Sequence[Pair]):
     """One tokenizer for both sides (see the module docstring)."""
-    from axon.data.tokenizers import build_tokenizer
+    from axon.data.tokenizers import KINDS, build_tokenizer, check_tokenizer_choice
 
     kind = data_cfg.tokenizer
+    check_tokenizer_choice(kind, KINDS)
     if kind == "char":
         texts = [t for p in (*train, *val) for t in (p.source, p.target)]
     else:

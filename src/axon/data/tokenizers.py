@@ -41,9 +41,28 @@ KINDS = ("char", "bpe")
 
 
 def _tokenizer_file(path: str | Path) -> Path:
-    """``path`` itself when it names a ``.json`` file, else ``path / "tokenizer.json"``."""
+    """``path`` itself when it names a ``.json`` file or any existing file, else ``path / "tokenizer.json"``."""
     path = Path(path)
-    return path if path.suffix == ".json" else path / TOKENIZER_FILE
+    return path if path.suffix == ".json" or path.is_file() else path / TOKENIZER_FILE
+
+
+def check_tokenizer_choice(value: str, kinds: Iterable[str], what: str = "data.tokenizer") -> None:
+    """Refuse, naming the field, a tokenizer that is neither one of ``kinds`` (built from the text)
+    nor a tokenizer file or a directory holding a ``tokenizer.json`` -- before any text is read.
+    (Whether the file is a tokenizer is for :func:`load_tokenizer`, whose errors name the file.)"""
+    kinds = tuple(kinds)
+    if value in kinds:
+        return
+    path = Path(value)
+    if path.is_file() or (path / TOKENIZER_FILE).is_file():
+        return
+    if path.is_dir():
+        problem = f"the directory {path} holds no {TOKENIZER_FILE}"
+    elif path.suffix == ".json" or len(path.parts) > 1:
+        problem = f"no such file: {path}"
+    else:
+        problem = f"unknown tokenizer {value!r}"
+    raise DataError(f"{what}: {problem}; choose one of: {', '.join(kinds)}, or a path to a {TOKENIZER_FILE}")
 
 
 def _write_json(path: str | Path, obj: dict | str) -> Path:
@@ -300,7 +319,7 @@ def load_tokenizer(path: str | Path) -> AnyTokenizer:
         text = file.read_text(encoding="utf-8")
         obj = json.loads(text)
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise DataError(f"{file}: cannot read tokenizer ({e})") from None
+        raise DataError(f"{file}: not a tokenizer file ({e})") from None
     if not isinstance(obj, dict):
         raise DataError(f"{file}: not a tokenizer file (expected a JSON object)")
     if "axon_tokenizer" in obj:

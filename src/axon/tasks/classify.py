@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from axon.data.bert_tokens import BertTokens, build_bert_tokenizer
+from axon.data.bert_tokens import BERT_TOKENIZER_KINDS, BertTokens, build_bert_tokenizer
 from axon.data.files import read_examples, resolve_file
 from axon.data.labelled import LabelledTexts, encode_examples
 from axon.errors import ConfigError, DataError
@@ -50,13 +50,14 @@ LABELS_FILE = "labels.json"
 
 
 def classify_tokenizer(cfg, train_texts: list[str]):
-    from axon.data.tokenizers import load_tokenizer
+    from axon.data.tokenizers import check_tokenizer_choice, load_tokenizer
 
     if cfg.train.init_from:
         file = init_run_dir(cfg.train.init_from) / "tokenizer.json"
         if not file.is_file():
             raise ConfigError(f"train.init_from: {file} not found; fine-tuning encodes text with the pretrained run's tokenizer")
         return load_tokenizer(file)
+    check_tokenizer_choice(cfg.data.tokenizer, BERT_TOKENIZER_KINDS)
     return build_bert_tokenizer(cfg.data.tokenizer, train_texts, cfg.data.vocab_size)  # char, wordpiece, bpe, or a path
 
 
