@@ -10,6 +10,7 @@ import argparse
 import json
 import math
 import os
+import signal
 import sys
 import warnings
 from pathlib import Path
@@ -73,9 +74,15 @@ def cmd_train(args, overrides: list[str]) -> int:
         result = train(resume=args.resume, overrides=overrides)
     else:
         result = train(load_config(args.config, overrides))
-    if int(os.environ.get("RANK", 0)) != 0:  # a torchrun worker: rank 0 reports
-        return 0
-    print(train_line(result))
+    main_rank = int(os.environ.get("RANK", 0)) == 0  # a torchrun worker: rank 0 reports
+    if result.get("interrupted"):  # stopped by a signal, checkpointed: not finished, so not exit 0
+        sig = int(result["signal"])
+        if main_rank:
+            print(f"axon train: stopped by {signal.Signals(sig).name} at step {result['step']}, which is saved; "
+                  f"continue the run with axon train --resume {result['run_dir']}", file=sys.stderr)
+        return 128 + sig
+    if main_rank:
+        print(train_line(result))
     return 0
 
 
@@ -620,10 +627,29 @@ def _short_warnings(command: str) -> None:
     warnings.formatwarning = formatwarning
 
 
+def _sigterm_exit(command: str):
+    """SIGTERM outside training (which checkpoints on it and exits 143 itself): one line, exit 143.
+    At once, with os._exit: an exception raised from a signal handler can land inside an import
+    that swallows it and leave a module half made. Nothing is lost by not unwinding: every file
+    axon writes is written aside and renamed, and a run stopped before its first checkpoint is
+    continued with --resume (from step 0)."""
+
+    def on_sigterm(signum, frame):
+        after = ": nothing after the last checkpoint is kept" if command == "train" else ""
+        os.write(2, f"axon {command}: stopped by SIGTERM{after}\n".encode())
+        os._exit(128 + signum)
+
+    return on_sigterm
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, rest = parser.parse_known_args(argv)  # rest: the --section.key=value overrides
     _short_warnings(args.command)
+    try:
+        old_sigterm = signal.signal(signal.SIGTERM, _sigterm_exit(args.command))
+    except ValueError:  # not the main thread
+        old_sigterm = None
     try:
         if rest and args.command not in TAKE_OVERRIDES:
             raise ConfigError(f"unrecognized arguments: {' '.join(rest)}; see axon {args.command} --help")
@@ -636,8 +662,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"axon {args.command}: error{f' (rank {rank})' if rank != '0' else ''}: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"axon {args.command}: interrupted", file=sys.stderr)
+        after = ": nothing after the last checkpoint is kept" if args.command == "train" else ""
+        print(f"axon {args.command}: stopped by Ctrl-C{after}", file=sys.stderr)
         return 130
+    finally:
+        if old_sigterm is not None:
+            signal.signal(signal.SIGTERM, old_sigterm)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,8 @@ directory, a full disk) is shown by ``axon.cli.main`` the same way, with the pat
 """
 
 import json
+import os
+import shutil
 from contextlib import contextmanager
 
 
@@ -30,6 +32,10 @@ class DataError(AxonError):
 
 class CheckpointError(AxonError):
     """A checkpoint is missing or damaged."""
+
+
+class WriteError(AxonError):
+    """The outside world refused a write (a full disk, a quota, a read-only or vanished directory)."""
 
 
 class CheckpointMismatch(CheckpointError):
@@ -70,3 +76,30 @@ def reading(path, what: str = "file"):
             where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
             raise DataError(f"{what} {path}: malformed YAML{where}: {getattr(e, 'problem', None) or e}") from None
         raise
+
+
+def free_space(path) -> str:
+    """'N MB free' on the file system holding ``path`` (or its nearest existing parent)."""
+    path = os.path.abspath(path)
+    while not os.path.exists(path) and os.path.dirname(path) != path:
+        path = os.path.dirname(path)
+    try:
+        free = shutil.disk_usage(path).free
+    except OSError:
+        return "free space unknown"
+    for unit, size in (("GB", 1 << 30), ("MB", 1 << 20), ("kB", 1 << 10)):
+        if free >= size:
+            return f"{free / size:.1f} {unit} free"
+    return f"{free} bytes free"
+
+
+@contextmanager
+def writing(path, what: str = "file", then: str = ""):
+    """Writing ``path`` inside this block: an OSError (ENOSPC, EFBIG, EDQUOT, EROFS, EACCES...)
+    becomes WriteError "could not write <what> <path>: <reason> (<free space>)<then>"."""
+    try:
+        yield
+    except AxonError:
+        raise
+    except OSError as e:
+        raise WriteError(f"could not write {what} {path}: {e.strerror or e} ({free_space(path)}){then}") from None

@@ -1,30 +1,49 @@
-"""Resuming damaged or busy runs, and a disk that fills up mid-run (issue 16).
+"""Resuming damaged or busy runs, a disk that fills up mid-run, signals (issues 16 and 28).
 
 Each case ends as a user error should (one line, exit 2) or, where the run can go on, goes on
 and says what it skipped: a damaged metrics line or checkpoint record does not stop a resume.
 """
 
 import errno
+import hashlib
 import json
 import os
+import re
 import shutil
+import signal
 import subprocess
+import sys
+import time
 
 import pytest
+import torch
 from conftest import TINY
 from harness import Case, assert_user_error, run_all
 
 from axon.cli import main
-from axon.train.checkpoint import list_checkpoints, verify_checkpoint
+from safetensors.torch import load_file
+
+from axon.train.checkpoint import MANIFEST, list_checkpoints, verify_checkpoint
 from axon.train.lock import RunLock
+from axon.train.logging import read_metrics
+
+
+def edit_state(ckpt, change, *, reseal=False):
+    """Rewrite a checkpoint's state.json with ``change(record)``; ``reseal``: and its manifest's
+    checksum, as a writer with a bug would (the damage is then for the reader to find)."""
+    record = json.loads((ckpt / "state.json").read_text())
+    change(record)
+    (ckpt / "state.json").write_text(json.dumps(record))
+    if reseal:
+        manifest = json.loads((ckpt / MANIFEST).read_text())
+        manifest["sha256"]["state.json"] = hashlib.sha256((ckpt / "state.json").read_bytes()).hexdigest()
+        (ckpt / MANIFEST).write_text(json.dumps(manifest))
 
 
 def damage_state_files(tmp, run):
-    """Both checkpoints' state.json lose their "files": nothing left to resume from."""
+    """Both checkpoints' state.json edited (step + 1): nothing left to resume from."""
     for ckpt in list_checkpoints(run / "checkpoints"):
-        record = json.loads((ckpt / "state.json").read_text())
-        del record["files"]
-        (ckpt / "state.json").write_text(json.dumps(record))
+        edit_state(ckpt, lambda r: r.update(step=r["step"] + 1))
 
 
 CASES = [
@@ -55,17 +74,66 @@ def test_the_architecture_is_named_and_a_shape_free_change_is_allowed(tmp_path, 
                  "--model.attn_impl=reference"]) == 0
 
 
-def test_a_damaged_state_json_falls_back_to_the_previous_checkpoint(tmp_path, tiny_run, capsys):
+def _resealed(change):
+    return lambda ckpt: edit_state(ckpt, change, reseal=True)
+
+
+def _not_utf8(ckpt):
+    (ckpt / "state.json").write_bytes((ckpt / "state.json").read_bytes().replace(b'"step"', b'"st\xffp"', 1))
+
+
+def _v1_without_checksums(ckpt):
+    """A checkpoint of format 1 (no manifest), its state.json without the tensor files' checksums."""
+    (ckpt / MANIFEST).unlink()
+    edit_state(ckpt, lambda r: r.update(format_version=1))
+
+
+# How the newest checkpoint (step 20) is damaged -> what the warning that skips it says.
+DAMAGE = {
+    "step-edited": (lambda c: edit_state(c, lambda r: r.update(step=21)), "state.json: checksum mismatch"),
+    "not-utf8": (_not_utf8, "state.json: checksum mismatch"),
+    "manifest-missing": (lambda c: (c / MANIFEST).unlink(), "manifest.json is missing (incomplete checkpoint)"),
+    "manifest-not-json": (lambda c: (c / MANIFEST).write_text("{"), "manifest.json: not valid JSON"),
+    "step-mistyped": (_resealed(lambda r: r.update(step="20")), "state.json: damaged (step missing or malformed)"),
+    "step-of-another-checkpoint": (_resealed(lambda r: r.update(step=21)), "damaged (step 21 in a checkpoint of step 20)"),
+    "optimizer-setting-renamed": (_resealed(lambda r: [g.update(wd=g.pop("weight_decay")) for o in r["optimizers"]
+                                                       for g in o["param_groups"]]),
+                                  "damaged (optimizer 0's settings lack weight_decay)"),
+    "optimizer-setting-mistyped": (_resealed(lambda r: r["optimizers"][0].update(param_groups=7)),
+                                   "its optimizer state does not load"),
+    "v1-without-checksums": (_v1_without_checksums, "state.json: damaged (files missing or malformed)"),
+}
+
+
+@pytest.mark.parametrize("how", list(DAMAGE))
+def test_a_damaged_state_json_falls_back_and_the_run_ends_exact(tmp_path, tiny_run, capsys, how):
+    """The previous checkpoint (step 10) is used, with one warning naming the file and the reason,
+    and the 10 steps trained again end on the same weights as the uninterrupted run."""
     run = tmp_path / "tiny"
     shutil.copytree(tiny_run, run)
     newest = list_checkpoints(run / "checkpoints")[0]
-    record = json.loads((newest / "state.json").read_text())
-    del record["files"]
-    (newest / "state.json").write_text(json.dumps(record))
-    with pytest.warns(UserWarning, match="state.json: damaged \\(files missing or malformed\\)"):
-        assert main(["train", "--resume", str(run), "--train.max_steps=22"]) == 0
+    damage, reason = DAMAGE[how]
+    damage(newest)
+    with pytest.warns(UserWarning, match=re.escape(reason)) as caught:
+        assert main(["train", "--resume", str(run), "--train.max_steps=20"]) == 0
+    assert len([w for w in caught if "skipping damaged checkpoint" in str(w.message)]) == 1
     out, err = capsys.readouterr()
     assert "step_00000010 (step 10)" in out + err
+    again = load_file(str(list_checkpoints(run / "checkpoints")[0] / "model.safetensors"))
+    first = load_file(str(list_checkpoints(tiny_run / "checkpoints")[0] / "model.safetensors"))
+    assert again.keys() == first.keys() and all(torch.equal(again[k], first[k]) for k in first)
+
+
+def test_a_checkpoint_of_format_1_still_loads(tmp_path, tiny_run, capsys):
+    run = tmp_path / "tiny"
+    shutil.copytree(tiny_run, run)
+    for ckpt in list_checkpoints(run / "checkpoints"):  # as format 1 wrote them
+        (ckpt / MANIFEST).unlink()
+        files = {n: hashlib.sha256((ckpt / n).read_bytes()).hexdigest() for n in ("model.safetensors", "optimizer.safetensors")}
+        edit_state(ckpt, lambda r: r.update(format_version=1, files=files))
+    assert verify_checkpoint(list_checkpoints(run / "checkpoints")[0])["step"] == 20
+    assert main(["train", "--resume", str(run), "--train.max_steps=22"]) == 0
+    assert "(step 20)" in "".join(capsys.readouterr())
 
 
 def test_a_metrics_line_that_is_no_record_is_skipped_with_a_warning(tmp_path, tiny_run):
@@ -132,8 +200,8 @@ def test_a_full_disk_during_a_checkpoint_ends_in_one_line_and_resume_recovers(tm
     lines = [ln for ln in err.splitlines() if "error" in ln]
     assert len(lines) == 1 and "Traceback" not in err
     assert lines[0].startswith("axon train: error: could not write the checkpoint of step 20: ")
-    assert "No space left on device" in lines[0] and "the previous checkpoint (step_00000010) is intact" in lines[0]
-    assert f"--resume {out / 'full'}" in lines[0]
+    assert "No space left on device (" in lines[0] and " free); the previous checkpoint (step_00000010) is intact: " in lines[0]
+    assert lines[0].endswith(f"make room, then continue with axon train --resume {out / 'full'}")
     run = out / "full"
     ckpts = list_checkpoints(run / "checkpoints")
     assert [c.name for c in ckpts] == ["step_00000010"] and verify_checkpoint(ckpts[0])["step"] == 10
@@ -182,3 +250,156 @@ def test_axons_warnings_are_one_line_on_the_console(tmp_path, tiny_run, axon_cac
     assert result["rc"] == 0, result["err"]
     warning = [ln for ln in result["err"].splitlines() if "warning" in ln]
     assert warning == [f"axon train: warning: {metrics}: skipped line 2: not a metrics record (a JSON object with a step)"]
+
+
+# ----------------------------------------------------------------------------------------------
+# Faults that would lose work (issue 28): two writers, a full disk mid-run, a kill before the
+# first checkpoint, signals
+
+
+def _same_weights(run, reference) -> bool:
+    got = load_file(str(list_checkpoints(run / "checkpoints")[0] / "model.safetensors"))
+    want = load_file(str(list_checkpoints(reference / "checkpoints")[0] / "model.safetensors"))
+    return got.keys() == want.keys() and all(torch.equal(got[k], want[k]) for k in want)
+
+
+def _train_steps(run) -> list[int]:
+    return [r["step"] for r in read_metrics(run / "metrics.jsonl") if "train_loss" in r]
+
+
+def _axon(argv, cwd, cache):
+    from harness import env
+
+    code = "import sys; from axon.cli import main; sys.exit(main())"
+    return subprocess.Popen([sys.executable, "-c", code, *argv], cwd=cwd, env=env(cache), text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def test_two_resumes_started_together_one_trains_the_other_is_refused(tmp_path, tiny_run, axon_cache):
+    run = tmp_path / "tiny"
+    shutil.copytree(tiny_run, run)
+    argv = ["train", "--resume", str(run), "--train.max_steps=120"]
+    procs = [_axon(argv, tmp_path, axon_cache) for _ in range(2)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    codes = sorted(p.returncode for p in procs)
+    assert codes == [0, 2], outs
+    refused = next(err for p, (_, err) in zip(procs, outs) if p.returncode == 2)
+    assert "Traceback" not in refused and f"run {run} is in use by process " in refused
+    steps = _train_steps(run)
+    assert steps == sorted(set(steps)) and steps[-1] == 120  # each step once
+
+
+def test_a_run_killed_before_its_first_checkpoint_goes_on_from_step_0(tmp_path, tiny_run, capsys):
+    """What a kill before the first checkpoint leaves: config, tokenizer, some metrics, no
+    checkpoint. --resume starts it again from step 0 and ends where the uninterrupted run did."""
+    run = tmp_path / "tiny"
+    shutil.copytree(tiny_run, run)
+    shutil.rmtree(run / "checkpoints")
+    (run / "result.json").unlink()
+    metrics = run / "metrics.jsonl"
+    metrics.write_text("".join(ln + "\n" for ln in metrics.read_text().splitlines()[:5]))
+    assert main(["train", "--resume", str(run)]) == 0
+    out = capsys.readouterr().out
+    assert f"{run} has no checkpoint yet (it stopped before its first): starting it from step 0" in out
+    assert _train_steps(run) == _train_steps(tiny_run)  # the killed attempt's records were dropped, not repeated
+    assert _same_weights(run, tiny_run)
+
+
+def _full_disk_for_metrics_at(step, monkeypatch):
+    """The metrics file's writes fail as on a full disk from the record of ``step`` on."""
+    import axon.train.logging as logging
+
+    real_init = logging.MetricsLogger.__init__
+
+    class Full:
+        def __init__(self, f):
+            self.f = f
+
+        def write(self, text):
+            if json.loads(text)["step"] >= step:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            return self.f.write(text)
+
+        def close(self):
+            self.f.close()
+
+    def init(self, *a, **k):
+        real_init(self, *a, **k)
+        self.file = Full(self.file)
+
+    monkeypatch.setattr(logging.MetricsLogger, "__init__", init)
+
+
+def test_a_full_disk_while_logging_ends_in_one_line_and_resume_is_exact(tmp_path, tiny_run, axon_cache,
+                                                                      monkeypatch, capsys):
+    out = tmp_path / "runs"
+    argv = ["train", *TINY, f"--out_dir={out}", "--name=full", f"--data.cache_dir={axon_cache}"]
+    _full_disk_for_metrics_at(15, monkeypatch)
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    run = out / "full"
+    lines = [ln for ln in err.splitlines() if "error" in ln]
+    assert len(lines) == 1 and "Traceback" not in err
+    assert lines[0].startswith(f"axon train: error: could not write the metrics file {run / 'metrics.jsonl'}: "
+                               "No space left on device (")
+    assert lines[0].endswith(f" free); the checkpoints are intact: make room, then continue with axon train --resume {run}")
+    assert [c.name for c in list_checkpoints(run / "checkpoints")] == ["step_00000010"]
+    monkeypatch.undo()  # space is back
+    assert main(["train", "--resume", str(run)]) == 0
+    assert _train_steps(run) == _train_steps(tiny_run)
+    assert _same_weights(run, tiny_run)
+
+
+def _wait_for(path, proc, seconds=120):
+    deadline = time.time() + seconds
+    while not path.exists():
+        assert proc.poll() is None, proc.communicate()
+        assert time.time() < deadline, "timeout"
+        time.sleep(0.02)
+
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_signal_saves_and_exits_128_plus_its_number(tmp_path, axon_cache, sig, code):
+    """A stopped run is not a finished one: a job script or a scheduler (SLURM requeue) tells them
+    apart by the exit status; the step saved and the command that continues it are printed."""
+    run = tmp_path / "runs" / "stopped"
+    proc = _axon(["train", *TINY, "--train.max_steps=100000", f"--out_dir={tmp_path / 'runs'}", "--name=stopped"],
+                 tmp_path, axon_cache)
+    _wait_for(run / "checkpoints" / "step_00000010", proc)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == code, err
+    saved = list_checkpoints(run / "checkpoints")[0]
+    step = verify_checkpoint(saved)["step"]
+    assert step >= 10 and not (run / "result.json").exists()
+    assert err.strip().splitlines()[-1] == (f"axon train: stopped by {sig.name} at step {step}, which is saved; "
+                                            f"continue the run with axon train --resume {run}")
+
+
+def test_a_signal_before_training_ends_in_one_line(tmp_path, axon_cache):
+    proc = _axon(["train", *TINY, f"--out_dir={tmp_path / 'runs'}", "--name=early"], tmp_path, axon_cache)
+    time.sleep(0.3)  # importing torch, preparing the run: no training step yet
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143 and "Traceback" not in err, err
+    assert "axon train: stopped by SIGTERM" in err.strip().splitlines()[-1]
+
+
+def test_a_file_size_limit_at_the_first_checkpoint_leaves_nothing_and_says_so(tmp_path, axon_cache):
+    """ulimit -f: the write fails with EFBIG (Python ignores SIGXFSZ); the new run has nothing to
+    resume, so it is removed and the same command is what to run again."""
+    import resource
+
+    def limit():  # 300 kB: the tiny model's weights (445 kB) do not fit
+        resource.setrlimit(resource.RLIMIT_FSIZE, (300_000, 300_000))
+
+    from harness import env
+
+    code = "import sys; from axon.cli import main; sys.exit(main())"
+    p = subprocess.run([sys.executable, "-c", code, "train", *TINY, f"--out_dir={tmp_path / 'runs'}", "--name=big"],
+                       cwd=tmp_path, env=env(axon_cache), capture_output=True, text=True, preexec_fn=limit, timeout=300)
+    assert p.returncode == 2 and "Traceback" not in p.stderr, p.stderr
+    line = p.stderr.strip().splitlines()[-1]
+    assert line.startswith("axon train: error: could not write the checkpoint of step 10: ") and "File too large" in line
+    assert line.endswith("the run has no checkpoint yet: make room, then run the same command again")
+    assert not (tmp_path / "runs" / "big").exists()

@@ -41,7 +41,7 @@ def test_run_directory_contents(tmp_path, cache_dir):
         assert (run / name).is_file(), name
     ckpt = list_checkpoints(run / "checkpoints")[0]
     assert ckpt.name == "step_00000025"
-    assert {p.name for p in ckpt.iterdir()} == {"model.safetensors", "optimizer.safetensors", "state.json"}
+    assert {p.name for p in ckpt.iterdir()} == {"model.safetensors", "optimizer.safetensors", "state.json", "manifest.json"}
     records = read_metrics(run / "metrics.jsonl")
     keys = set().union(*records)
     assert {"step", "tokens", "train_loss", "val_loss", "lr", "grad_norm", "tokens_per_s", "mfu"} <= keys

@@ -4,17 +4,21 @@ A checkpoint is a directory ``checkpoints/step_00001000/`` holding
 
     model.safetensors      the model's parameters (tied tensors stored once)
     optimizer.safetensors  every tensor of every optimizer's state, plus the RNG states
-    state.json             trainer state, optimizer hyper-parameters and scalars, and the
-                           SHA-256 of both tensor files
+    state.json             trainer state, optimizer hyper-parameters and scalars
+    manifest.json          the SHA-256 of each of the three files above, written last
 
 The format does not depend on how the run was parallelised: a distributed run gathers its
 shards and rank 0 writes exactly these files (``axon.train.distributed``), so any checkpoint
 resumes on any number of processes, and ``model.safetensors`` is the whole model in one file.
 
 It is written into a hidden temporary directory, fsynced, and renamed into place, so a kill at
-any moment leaves either the complete checkpoint or none. ``state.json`` is written last and
-carries the checksums, so a damaged or half-copied checkpoint is detected and skipped in favour
-of the previous one. Nothing is ever unpickled.
+any moment leaves either the complete checkpoint or none. ``manifest.json`` is written last and
+covers every file, ``state.json`` included, so a damaged, edited or half-copied checkpoint is
+detected; so is one that reads but cannot be interpreted (a missing or mistyped key, a state that
+the optimizer refuses). Each such checkpoint is skipped with one warning naming the file and the
+reason, in favour of the previous one. Checkpoints of format 1 (before the manifest: state.json
+carried the tensor files' checksums, and was itself unchecked) still load. Nothing is ever
+unpickled.
 """
 
 from __future__ import annotations
@@ -32,10 +36,12 @@ from safetensors.torch import _remove_duplicate_names, load_file, load_model, sa
 from torch import nn
 
 from axon.atomic import atomic_directory
-from axon.errors import CheckpointError, CheckpointMismatch, os_error_line
+from axon.errors import CheckpointError, CheckpointMismatch, free_space, os_error_line
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 PREFIX = "step_"
+MANIFEST = "manifest.json"
+FILES = ("model.safetensors", "optimizer.safetensors", "state.json")
 
 
 def _sha256(path: Path) -> str:
@@ -177,16 +183,17 @@ def save_checkpoint(root: Path, step: int, model: nn.Module, optimizers: list, s
         with atomic_directory(final, temp=tmp, replace=True, fsync=True):
             save_file(weights, str(tmp / "model.safetensors"), metadata={"format": "pt", **tied})
             save_file({**opt_tensors, **(rng if rng is not None else rng_state())}, str(tmp / "optimizer.safetensors"))
-            files = {name: _sha256(tmp / name) for name in ("model.safetensors", "optimizer.safetensors")}
-            record = {"format_version": FORMAT_VERSION, "step": step, "files": files, "optimizers": opt_meta, "trainer": state}
+            record = {"format_version": FORMAT_VERSION, "step": step, "optimizers": opt_meta, "trainer": state}
             (tmp / "state.json").write_text(json.dumps(record, indent=1))
+            manifest = {"format_version": FORMAT_VERSION, "sha256": {name: _sha256(tmp / name) for name in FILES}}
+            (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))
     except (OSError, SafetensorError) as e:  # a full disk, a quota, a vanished directory: nothing half-written stays
         shutil.rmtree(tmp, ignore_errors=True)
         reason = os_error_line(e) if isinstance(e, OSError) else str(e)
         previous = next((p.name for p in list_checkpoints(root) if p != final), None)
-        kept = f"the previous checkpoint ({previous}) is intact" if previous else "no earlier checkpoint exists"
-        raise CheckpointError(f"could not write the checkpoint of step {step}: {reason}; {kept}. "
-                              f"Free space, then continue with --resume {root.parent}") from None
+        then = (f"the previous checkpoint ({previous}) is intact: make room, then continue with axon train --resume "
+                f"{root.parent}" if previous else "the run has no checkpoint yet: make room, then run the same command again")
+        raise CheckpointError(f"could not write the checkpoint of step {step}: {reason} ({free_space(root)}); {then}") from None
     for old in list_checkpoints(root)[keep:]:
         shutil.rmtree(old, ignore_errors=True)
     for stale in root.glob(".tmp-*"):  # left by a process killed mid-save
@@ -195,28 +202,57 @@ def save_checkpoint(root: Path, step: int, model: nn.Module, optimizers: list, s
     return final
 
 
-def verify_checkpoint(path: Path) -> dict:
-    """Read and check ``state.json`` and the checksums; return the record or raise CheckpointError."""
-    state_file = path / "state.json"
+def _read_json(file: Path, missing: str) -> object:
     try:
-        record = json.loads(state_file.read_text())
+        return json.loads(file.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise CheckpointError(f"{path}: state.json is missing (incomplete checkpoint)") from None
+        raise CheckpointError(f"{file.parent}: {file.name} is missing ({missing})") from None
+    except OSError as e:
+        raise CheckpointError(f"{file}: unreadable ({os_error_line(e)})") from None
     except (json.JSONDecodeError, UnicodeDecodeError):
-        raise CheckpointError(f"{state_file}: not valid JSON") from None
-    if not isinstance(record, dict) or record.get("format_version") != FORMAT_VERSION:
-        version = record.get("format_version") if isinstance(record, dict) else None
-        raise CheckpointError(f"{state_file}: unknown checkpoint format {version!r}")
-    kinds = {"step": int, "files": dict, "optimizers": list, "trainer": dict}
-    wrong = [key for key, kind in kinds.items() if not isinstance(record.get(key), kind)]
-    if wrong:
-        raise CheckpointError(f"{state_file}: damaged ({', '.join(wrong)} missing or malformed)")
-    for name, digest in record["files"].items():
+        raise CheckpointError(f"{file}: not valid JSON") from None
+
+
+def _check_sums(path: Path, sums: dict) -> None:
+    for name, digest in sums.items():
         file = path / name
         if not file.is_file():
             raise CheckpointError(f"{file}: missing")
         if _sha256(file) != digest:
-            raise CheckpointError(f"{file}: checksum mismatch (damaged or partly written)")
+            raise CheckpointError(f"{file}: checksum mismatch (damaged, edited or partly written)")
+
+
+def verify_checkpoint(path: Path) -> dict:
+    """Check every file against ``manifest.json``, then read ``state.json``; return its record or
+    raise CheckpointError naming the file and what is wrong."""
+    state_file, manifest_file = path / "state.json", path / MANIFEST
+    if manifest_file.exists():
+        manifest = _read_json(manifest_file, "incomplete checkpoint")
+        sums = manifest.get("sha256") if isinstance(manifest, dict) else None
+        if not isinstance(sums, dict) or set(sums) != set(FILES) or not all(isinstance(v, str) for v in sums.values()):
+            raise CheckpointError(f"{manifest_file}: damaged (no checksum for each of {', '.join(FILES)})")
+        _check_sums(path, sums)
+        record = _read_json(state_file, "incomplete checkpoint")
+        version = record.get("format_version") if isinstance(record, dict) else None
+        if version != FORMAT_VERSION:
+            raise CheckpointError(f"{state_file}: unknown checkpoint format {version!r}")
+    else:  # format 1: state.json, written last, holds the tensor files' checksums
+        record = _read_json(state_file, "incomplete checkpoint")
+        version = record.get("format_version") if isinstance(record, dict) else None
+        if version == FORMAT_VERSION:
+            raise CheckpointError(f"{path}: {MANIFEST} is missing (incomplete checkpoint)")
+        if version != 1:
+            raise CheckpointError(f"{state_file}: unknown checkpoint format {version!r}")
+        if not isinstance(record.get("files"), dict):
+            raise CheckpointError(f"{state_file}: damaged (files missing or malformed)")
+        _check_sums(path, record["files"])
+    kinds = {"step": int, "optimizers": list, "trainer": dict}
+    wrong = [key for key, kind in kinds.items() if not isinstance(record.get(key), kind)]
+    if wrong:
+        raise CheckpointError(f"{state_file}: damaged ({', '.join(wrong)} missing or malformed)")
+    named = path.name[len(PREFIX):]
+    if path.name.startswith(PREFIX) and named.isdigit() and int(named) != record["step"]:
+        raise CheckpointError(f"{state_file}: damaged (step {record['step']} in a checkpoint of step {int(named)})")
     return record
 
 
@@ -260,13 +296,34 @@ def load_checkpoint(path: Path, model: nn.Module, optimizers: list | None = None
                 f"{path / 'model.safetensors'}: does not fit this model (missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]})"
             )
     if optimizers is not None:
-        tensors = load_file(str(path / "optimizer.safetensors"))
         if len(record["optimizers"]) != len(optimizers):
             raise CheckpointMismatch(f"{path}: saved with {len(record['optimizers'])} optimizers, this run has {len(optimizers)}")
-        for i, opt in enumerate(optimizers):
-            params = [p for g in opt.param_groups for p in g["params"]]
-            opt.load_state_dict(_unflatten_optimizer(i, tensors, record["optimizers"][i], params))
-        set_rng_state(tensors, rank)
+        groups = [[dict(g) for g in opt.param_groups] for opt in optimizers]  # the settings this run built
+        try:
+            tensors = load_file(str(path / "optimizer.safetensors"))
+            for i, opt in enumerate(optimizers):
+                params = [p for g in opt.param_groups for p in g["params"]]
+                opt.load_state_dict(_unflatten_optimizer(i, tensors, record["optimizers"][i], params))
+                # torch takes the saved settings as they are and fills only the keys it added since
+                # (its __setstate__); one lost would end in a KeyError at the first step
+                lost = sorted({k for g, built in zip(opt.param_groups, groups[i]) for k in set(built) - set(g)})
+                if lost:
+                    raise CheckpointError(f"{path / 'state.json'}: damaged (optimizer {i}'s settings lack {', '.join(lost)})")
+            set_rng_state(tensors, rank)
+        except (CheckpointError, SafetensorError, KeyError, ValueError, TypeError, IndexError, AttributeError,
+                RuntimeError) as e:
+            for opt, built in zip(optimizers, groups):  # as built, for the previous checkpoint to load into
+                for g, b in zip(opt.param_groups, built):
+                    g.clear()
+                    g.update(b)
+            if isinstance(e, CheckpointError):
+                raise
+            # read, but not an optimizer state this run's optimizers take (or an RNG state): damaged
+            raise CheckpointError(f"{path}: its optimizer state does not load ({type(e).__name__}: "
+                                  f"{str(e).splitlines()[0] if str(e) else 'no detail'})") from None
+        missing = [k for k in ("step", "tokens") if k not in record["trainer"]]
+        if missing:
+            raise CheckpointError(f"{path / 'state.json'}: damaged (trainer state without {', '.join(missing)})")
     return record["trainer"]
 
 

@@ -7,7 +7,13 @@ import math
 import warnings
 from pathlib import Path
 
-from axon.errors import ConfigError, reading
+from axon.atomic import atomic_write_text
+from axon.errors import ConfigError, reading, writing
+
+
+def resume_hint(run_dir: Path) -> str:
+    """What a run stopped by a failed write says after the error: nothing is lost, go on later."""
+    return f"; the checkpoints are intact: make room, then continue with axon train --resume {run_dir}"
 
 
 class MetricsLogger:
@@ -15,9 +21,11 @@ class MetricsLogger:
 
     def __init__(self, run_dir: Path, log_cfg, config_dict: dict | None = None, resume_step: int | None = None):
         self.path = run_dir / "metrics.jsonl"
-        if resume_step is not None:
-            truncate_metrics(self.path, resume_step)
-        self.file = open(self.path, "a", buffering=1)
+        self.then = resume_hint(run_dir)
+        with writing(self.path, "the metrics file", self.then):
+            if resume_step is not None:
+                truncate_metrics(self.path, resume_step)
+            self.file = open(self.path, "a", buffering=1)
         self.tb = self.wandb_run = None
         if log_cfg.tensorboard:
             try:
@@ -36,7 +44,8 @@ class MetricsLogger:
             )
 
     def log(self, record: dict) -> None:
-        self.file.write(json.dumps(record) + "\n")
+        with writing(self.path, "the metrics file", self.then):
+            self.file.write(json.dumps(record) + "\n")
         step = record["step"]
         numbers = {k: v for k, v in record.items() if isinstance(v, (int, float)) and not isinstance(v, bool) and k != "step"}
         if self.tb is not None:
@@ -46,7 +55,8 @@ class MetricsLogger:
             self.wandb_run.log(numbers, step=step)
 
     def close(self) -> None:
-        self.file.close()
+        with writing(self.path, "the metrics file", self.then):
+            self.file.close()
         if self.tb is not None:
             self.tb.close()
         if self.wandb_run is not None:
@@ -84,7 +94,7 @@ def truncate_metrics(path: Path, step: int) -> None:
     """Drop records after ``step``: a resumed run logs those steps again."""
     if path.exists():
         kept = [r for r in read_metrics(path) if r["step"] <= step]
-        path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+        atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in kept))  # a failed write keeps the old file
 
 
 def plot_losses(run_dir: Path) -> Path | None:

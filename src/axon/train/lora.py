@@ -101,7 +101,8 @@ def _new_run_dir(out: Path) -> None:
 def _write_plain_run(cfg, model: nn.Module, src_run: Path, out: Path, note: str) -> dict:
     """``model`` (LoRA layers present) merged and unloaded, written as a plain run at ``out``."""
     from axon.models import build_model
-    from axon.train.checkpoint import list_checkpoints, save_checkpoint
+    from axon.train.checkpoint import latest_step, save_checkpoint
+    from axon.train.lock import LOCK_FILE
 
     # A base weight shared with another parameter (a head tied to the embedding) cannot hold its
     # merged value without changing the other; the merged run unties it where the family allows.
@@ -123,14 +124,11 @@ def _write_plain_run(cfg, model: nn.Module, src_run: Path, out: Path, note: str)
     _new_run_dir(out)
     cfg.out_dir, cfg.name = str(out.parent), out.name
     (out / "config.yaml").write_text(dump_config(cfg))
-    skip = {"config.yaml", ADAPTERS_FILE, "metrics.jsonl", "samples.txt", "loss.png"}
+    skip = {"config.yaml", ADAPTERS_FILE, "metrics.jsonl", "samples.txt", "loss.png", LOCK_FILE}
     for f in src_run.iterdir():  # tokenizer.json and the task's files (labels, ...)
         if f.is_file() and f.name not in skip:
             shutil.copy2(f, out / f.name)
-    step = 0
-    found = list_checkpoints(src_run / "checkpoints") if (src_run / "checkpoints").is_dir() else []
-    if found:
-        step = json.loads((found[0] / "state.json").read_text()).get("step", 0)
+    step = latest_step(src_run / "checkpoints") or 0  # the checkpoint load_run loaded
     save_checkpoint(out / "checkpoints", step, plain, [], {"step": step, "converted_from": note})
     return {"run_dir": str(out), "params": sum(p.numel() for p in plain.parameters()), "step": step}
 

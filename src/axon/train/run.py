@@ -7,7 +7,7 @@ A run directory holds everything about one run:
     metrics.jsonl     one record per logged step (loss, lr, grad norm, tokens/s, MFU, val loss)
     loss.png          loss curves
     samples.txt       text sampled at each evaluation
-    checkpoints/      step_XXXXXXXX/{model,optimizer}.safetensors + state.json (see checkpoint.py)
+    checkpoints/      step_XXXXXXXX/{model,optimizer}.safetensors + state.json + manifest.json (see checkpoint.py)
     result.json       the summary train() returns (val loss, steps, tokens, ...), written at the end
 """
 
@@ -24,7 +24,7 @@ import torch
 
 from axon.atomic import atomic_write_json
 from axon.config import RunConfig, dump_config, load_config, to_dict
-from axon.errors import AxonError, ConfigError
+from axon.errors import AxonError, ConfigError, writing
 from axon.models import build_model
 from axon.train.distributed import resolve_device
 from axon.train.lock import RunLock
@@ -69,9 +69,10 @@ def _is_converted(run_dir: Path) -> bool:
     found = list_checkpoints(run_dir / "checkpoints")
     if not found:
         return False
-    try:
-        return "converted_from" in json.loads((found[0] / "state.json").read_text()).get("trainer", {})
-    except (OSError, json.JSONDecodeError):
+    try:  # damage is for the loader to report (it verifies the checksums); here it just means "no"
+        record = json.loads((found[0] / "state.json").read_text(encoding="utf-8"))
+        return "converted_from" in record.get("trainer", {})
+    except (OSError, ValueError, AttributeError, TypeError):  # ValueError: bad JSON or not UTF-8
         return False
 
 
@@ -212,8 +213,16 @@ def _train_locked(cfg: RunConfig, d, resume, overrides, held: ExitStack) -> dict
     from axon.tasks import build_task
     from axon.train.trainer import Trainer
 
+    from axon.train.checkpoint import list_checkpoints
+
     tc, device = cfg.train, d.device
     made = False
+    # A run killed before its first checkpoint goes on from step 0, with its saved config: what the
+    # first attempt did (initial weights, init_from) is done again, and the same steps follow.
+    restart = resume is not None and not list_checkpoints(Path(resume) / "checkpoints")
+    if restart and d.is_main:
+        print(f"{resume} has no checkpoint yet (it stopped before its first): starting it from step 0 "
+              "with its saved config", flush=True)
     if resume is not None:
         run_dir = Path(resume)
     else:  # made first: a taken name or an unwritable out_dir is said before the data is prepared
@@ -236,7 +245,7 @@ def _train_locked(cfg: RunConfig, d, resume, overrides, held: ExitStack) -> dict
                 write(run_dir / name)
         torch.manual_seed(tc.seed)
         model = build_model(cfg.model)
-        if tc.init_from and resume is None:
+        if tc.init_from and (resume is None or restart):
             report = (task.init_weights or init_weights)(model, tc.init_from)
             fresh = report.get("initialised", []) if isinstance(report, dict) else []
             if cfg.lora.targets and fresh:  # a new head stays trainable; recorded so resume agrees
@@ -253,7 +262,7 @@ def _train_locked(cfg: RunConfig, d, resume, overrides, held: ExitStack) -> dict
         trainer = Trainer(cfg, model, task.objective, task.train_data, task.val_data, run_dir, device,
                           sample_fn=task.sample_fn, flops_per_token=flops, config_dict=to_dict(cfg),
                           dist=d, plain_model=lambda: _plain_model(cfg))
-        result = trainer.fit(resume=resume is not None)
+        result = trainer.fit(resume=resume is not None and not restart, restart=restart)
     except BaseException:  # refused or failed before the first checkpoint: leave no half-made run behind
         if resume is None and d.is_main:
             _discard_unstarted(run_dir, made)
@@ -318,7 +327,10 @@ def _keep_global_batch(cfg: RunConfig, run_dir: Path, d, overrides: list[str] | 
 def write_result(run_dir: Path, result: dict) -> Path:
     """``<run_dir>/result.json``: the finished run's summary, for other processes (axon.lab).
     Written to a temporary file and renamed, so a reader never sees half a file."""
-    return atomic_write_json(Path(run_dir) / "result.json", result, indent=2, default=float)
+    from axon.train.logging import resume_hint
+
+    with writing(Path(run_dir) / "result.json", "the run's result", resume_hint(run_dir)):
+        return atomic_write_json(Path(run_dir) / "result.json", result, indent=2, default=float)
 
 
 def init_weights(model: torch.nn.Module, source: str | Path) -> Path:

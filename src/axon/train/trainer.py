@@ -37,7 +37,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from axon.errors import AxonError, os_error_line
+from axon.errors import AxonError, os_error_line, writing
 from axon.train import distributed as D
 from axon.train.checkpoint import (
     latest_step,
@@ -45,7 +45,7 @@ from axon.train.checkpoint import (
     load_latest,
     save_checkpoint,
 )
-from axon.train.logging import MetricsLogger, plot_losses
+from axon.train.logging import MetricsLogger, plot_losses, resume_hint
 from axon.train.optim import Muon, build_optimizers
 from axon.train.schedule import lr_factor
 
@@ -111,6 +111,7 @@ class Trainer:
         self.params = [p for p in model.parameters() if p.requires_grad]
         self._stop_requested = False
         self.interrupted = False  # stopped by Ctrl-C / SIGTERM before its budget ran out
+        self.stop_signal = 0  # the signal that stopped it (on rank 0 of a distributed run: 0 if another rank got it)
 
     # ---------------------------------------------------------------------------------------
 
@@ -133,12 +134,15 @@ class Trainer:
         self.state = TrainState(**state)
         self.log(f"resumed from {path} (step {self.state.step})")
 
-    def fit(self, resume: bool = False) -> dict:
+    def fit(self, resume: bool = False, restart: bool = False) -> dict:
+        """Train to the budget: from a fresh model, from the newest checkpoint (``resume``), or from
+        a fresh model in a run directory whose first attempt left no checkpoint (``restart``: its
+        metrics are dropped)."""
         if resume:
             self.resume()
         main = self.dist.is_main
-        logger = (MetricsLogger(self.run_dir, self.cfg.log, self.config_dict, resume_step=self.state.step if resume else None)
-                  if main else _NoLogger())
+        logger = (MetricsLogger(self.run_dir, self.cfg.log, self.config_dict,
+                                resume_step=self.state.step if resume or restart else None) if main else _NoLogger())
         old_handlers = self._install_signal_handlers()
         bar = tqdm(total=self.max_steps, initial=self.state.step, disable=not (self.cfg.log.progress and main),
                    dynamic_ncols=True, unit="step", desc="train")
@@ -210,7 +214,7 @@ class Trainer:
             self.save()
             self.dist.barrier()
             return {"step": st.step, "tokens": st.tokens, "elapsed": st.elapsed, "val_loss": None,
-                    "skipped_steps": st.skipped_steps, "interrupted": True}
+                    "skipped_steps": st.skipped_steps, "interrupted": True, "signal": self.stop_signal or signal.SIGTERM}
         # Final evaluation over the whole validation split: the figure a run reports.
         val = self.evaluate(None)
         val_loss = val["loss"]
@@ -320,7 +324,8 @@ class Trainer:
             if not self.dist.is_main:
                 return
             text = self.sample_fn(model, step)
-            with open(self.run_dir / "samples.txt", "a") as f:
+            path = self.run_dir / "samples.txt"
+            with writing(path, "the samples file", resume_hint(self.run_dir)), open(path, "a") as f:
                 f.write(f"--- step {step} ---\n{text}\n")
 
     def save(self) -> Path | None:
@@ -339,6 +344,7 @@ class Trainer:
             if self._stop_requested and signum == signal.SIGINT:
                 raise KeyboardInterrupt
             self._stop_requested = True
+            self.stop_signal = self.stop_signal or signum
 
         try:
             return {s: signal.signal(s, request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
