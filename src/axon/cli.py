@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import sys
 import warnings
 from pathlib import Path
 
-from axon.errors import AxonError, ConfigError, os_error_line
+from axon.errors import AxonError, ConfigError, OptionError, os_error_line
 
 TRAIN_EPILOG = """\
 Any config value can be set as --section.key=value (sections: model, data, optim, schedule,
@@ -89,13 +88,23 @@ def cmd_config(args, overrides: list[str]) -> int:
 def cmd_sample(args, overrides: list[str]) -> int:
     import torch
 
+    from axon.config import run_config_file
+    from axon.errors import reading
     from axon.generate import cut_at_stop, generate
     from axon.generate.cache import context_limit
+    from axon.generate.options import check_stop_tokens
     from axon.generate.stream import StreamPrinter
     from axon.train.run import load_run
     from axon.tasks import task_name
 
-    options = _sampling_options(args)
+    options = _sampling_options(args)  # every flag, then every file, before any model is loaded
+    if args.draft:
+        run_config_file(args.draft, "--draft")
+    if args.prompt_file:
+        with reading(args.prompt_file, "--prompt-file"):
+            prompt = Path(args.prompt_file).read_text(encoding="utf-8")
+    else:
+        prompt = args.prompt
     cfg, model, tokenizer = load_run(args.run_dir, args.device)
     task = task_name(cfg)
     if task != "lm":  # only a language model continues text
@@ -104,13 +113,7 @@ def cmd_sample(args, overrides: list[str]) -> int:
                           + hint.get(task, ""))
     if tokenizer is None:
         raise ConfigError(f"{args.run_dir} has no tokenizer.json; copy the model's tokenizer.json into it")
-    if args.prompt_file:
-        try:
-            prompt = Path(args.prompt_file).read_text()
-        except OSError as e:
-            raise ConfigError(f"--prompt-file: cannot read {args.prompt_file}: {e.strerror}") from None
-    else:
-        prompt = args.prompt
+    check_stop_tokens("stop_tokens", args.stop_token, tokenizer.vocab_size)  # the vocabulary is known now
     ids = tokenizer.encode(prompt) if prompt else [0]
     limit = context_limit(model)  # None: a recurrent model reads prompts of any length
     if limit is not None and len(ids) > limit:
@@ -145,23 +148,27 @@ def cmd_sample(args, overrides: list[str]) -> int:
 
 
 def _sampling_options(args):
-    """The sampling flags as SamplingOptions, checked before any run is loaded; a refused value is
-    named by its flag (``--top-p must be in (0, 1], got 2.0``). The beam and draft flags too."""
-    from axon.generate import SamplingOptionError, SamplingOptions
+    """The sampling flags as SamplingOptions, checked before any run is loaded, and the beam, draft
+    and stop-token flags by the checks beam_search, speculative_generate and generate apply to
+    their keywords: a refused value is an OptionError that main() words with its flag
+    (``--top-p must be in (0, 1], got 2.0``)."""
+    from axon.errors import OptionError
+    from axon.generate import SamplingOptions
+    from axon.generate.options import check_beam_options, check_length_penalty, check_num_draft, check_stop_tokens
 
-    try:
-        options = SamplingOptions(
-            max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
-            min_p=args.min_p, repetition_penalty=args.repetition_penalty, num_samples=args.num_samples,
-        )
-    except SamplingOptionError as e:
-        raise ConfigError(e.message_for("--" + e.field.replace("_", "-"))) from None
-    if args.beams < 0 or args.num_draft < 0:
-        raise ConfigError("--beams and --num-draft must be >= 0")
-    if args.beams and args.max_new_tokens < 1:
-        raise ConfigError("--beams needs --max-new-tokens >= 1")
-    if not math.isfinite(args.length_penalty):
-        raise ConfigError(f"--length-penalty must be finite, got {args.length_penalty!r}")
+    options = SamplingOptions(
+        max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
+        min_p=args.min_p, repetition_penalty=args.repetition_penalty, num_samples=args.num_samples,
+    )
+    if args.beams < 0:  # --beams 0 (the default) samples instead
+        raise OptionError("num_beams", "must be an integer >= 0 (0: sampling, no beam search)", args.beams)
+    if args.beams:
+        check_beam_options(args.max_new_tokens, args.beams, args.length_penalty, args.num_samples)
+    check_length_penalty(args.length_penalty)
+    check_num_draft(args.num_draft)
+    check_stop_tokens("stop_tokens", args.stop_token)
+    if args.draft and not args.beams and (args.num_samples != 1 or args.min_p is not None or args.repetition_penalty != 1.0):
+        raise ConfigError("--draft supports one sample with temperature, top-k and top-p only")
     return options
 
 
@@ -169,8 +176,6 @@ def _print_beams(args, model, tokenizer, prompt: str, ids: list[int]) -> int:
     """Beam search: the n best continuations with their scores, best first."""
     from axon.generate import beam_search, cut_at_stop
 
-    if args.num_samples > args.beams:
-        raise ConfigError(f"--num-samples {args.num_samples} exceeds --beams {args.beams}")
     hyps = beam_search(model, ids, args.max_new_tokens, num_beams=args.beams, length_penalty=args.length_penalty,
                        eos_token_id=args.stop_token or None, num_return=args.num_samples, vocab_limit=tokenizer.vocab_size)
     for i, h in enumerate(hyps):
@@ -189,8 +194,6 @@ def _print_speculative(args, model, tokenizer, prompt: str, ids: list[int]) -> i
     from axon.generate import cut_at_stop, speculative_generate
     from axon.train.run import load_run
 
-    if args.num_samples != 1 or args.min_p is not None or args.repetition_penalty != 1.0:
-        raise ConfigError("--draft supports one sample with temperature, top-k and top-p only")
     _, draft, draft_tok = load_run(args.draft, args.device)
     if draft_tok is None:
         raise ConfigError(f"--draft: {args.draft} has no tokenizer.json")
@@ -620,6 +623,32 @@ def _short_warnings(command: str) -> None:
     warnings.formatwarning = formatwarning
 
 
+# The flag that feeds a Python keyword, where it is not the keyword spelled --like-this.
+FLAG_OF_KEYWORD = {"num_beams": "--beams", "num_return": "--num-samples", "stop_tokens": "--stop-token",
+                   "eos_token_id": "--stop-token", "out_dir": "--out", "threads_per_job": "--threads",
+                   "data_dir": "--data"}
+
+
+def flag_of(parser: argparse.ArgumentParser, command: str, keyword: str) -> str | None:
+    """The flag of ``axon <command>`` that feeds the Python keyword ``keyword`` (``top_p`` ->
+    ``--top-p``, ``num_beams`` -> ``--beams``), or None when no flag of the command does."""
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[command]
+    flags = sub._option_string_actions  # argparse keeps no public list of a parser's flags
+    for flag in (FLAG_OF_KEYWORD.get(keyword), "--" + keyword.replace("_", "-")):
+        if flag in flags:
+            return flag
+    return None
+
+
+def error_line(parser: argparse.ArgumentParser, command: str, e: BaseException) -> str:
+    """What ``axon <command>: error: ...`` says of a user error: an OptionError names the flag the
+    user typed instead of the Python keyword (when the command has one); an OSError its path and
+    the OS's reason."""
+    if isinstance(e, OptionError):
+        return e.message_for(flag_of(parser, command, e.field) or e.field)
+    return os_error_line(e) if isinstance(e, OSError) else str(e)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, rest = parser.parse_known_args(argv)  # rest: the --section.key=value overrides
@@ -631,7 +660,7 @@ def main(argv: list[str] | None = None) -> int:
     except (AxonError, OSError) as e:
         # OSError: the outside world refused (an unwritable directory, a full disk, a missing file
         # no reader wrapped): one line with the path and the OS's reason, like any user error.
-        message = os_error_line(e) if isinstance(e, OSError) else str(e)
+        message = error_line(parser, args.command, e)
         rank = os.environ.get("RANK", "0") if "WORLD_SIZE" in os.environ else "0"  # a torchrun worker names itself
         print(f"axon {args.command}: error{f' (rank {rank})' if rank != '0' else ''}: {message}", file=sys.stderr)
         return 2
