@@ -240,10 +240,12 @@ def cmd_prepare(args, overrides: list[str]) -> int:
 def cmd_convert(args, overrides: list[str]) -> int:
     import torch
 
+    from axon.errors import check_output_dir
     from axon.interop.runs import hf_to_run, run_to_hf
 
     if bool(args.from_hf) == bool(args.to_hf):
         raise ConfigError("give exactly one of --from-hf HF_DIR or --to-hf RUN_DIR")
+    check_output_dir("out_dir", args.out, empty=True)  # before anything is read
     if args.from_hf:
         dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[args.dtype]
         info = hf_to_run(args.from_hf, args.out, dtype=dtype)
