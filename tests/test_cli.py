@@ -9,6 +9,8 @@ import sys
 import pytest
 
 from axon.cli import main
+from axon.eval.translation import translate
+from axon.train.run import evaluate_run
 
 TRAIN = ["--model.preset=tiny", "--train.batch_size=8", "--train.max_steps=30", "--train.eval_interval=15",
          "--train.eval_batches=2", "--train.sample_tokens=10", "--log.progress=false", "--train.threads=1",
@@ -234,3 +236,22 @@ def test_a_task_the_family_does_not_do_is_one_line(tmp_path, capsys):
     rc = main(["train", "--model.family=seq2seq", "--task=lm", f"--out_dir={tmp_path}", "--log.progress=false"])
     assert rc == 2
     assert "a seq2seq model does not do 'lm' (it does seq2seq); for lm set model.family=decoder" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: evaluate_run("no/such/run", batch_size=0), "batch_size must be an integer >= 1, got 0"),
+    (lambda: evaluate_run("no/such/run", max_batches=-1), "max_batches must be an integer >= 1, got -1"),
+    (lambda: evaluate_run("no/such/run", data_dir="no/such/data"),
+     "data_dir must be a prepared data directory (with meta.json: see axon prepare), got 'no/such/data'"),
+    (lambda: translate(None, None, ["a"], beams=0), "beams must be an integer >= 1 (1: greedy), got 0"),
+    (lambda: translate(None, None, ["a"], batch_size=0), "batch_size must be an integer >= 1, got 0"),
+    (lambda: translate(None, None, ["a"], length_penalty=float("nan")), "length_penalty must be finite, got nan"),
+])
+def test_the_python_api_refuses_what_eval_and_translate_refuse(call, message):
+    """Checked before a run or model is touched (none exists here), in the sentence the command
+    line prints with its flag (tests/bad_inputs/test_commands.py)."""
+    from axon.errors import OptionError
+
+    with pytest.raises(OptionError) as info:
+        call()
+    assert str(info.value) == message

@@ -268,26 +268,31 @@ def cmd_finetune(args, overrides: list[str]) -> int:
 
 def cmd_translate(args, overrides: list[str]) -> int:
     """Decode new sources with a seq2seq run, or score it on a TSV of pairs (BLEU, chrF, exact match)."""
-    from axon.errors import DataError
-    from axon.eval.translation import evaluate_translation, translate
+    from axon.errors import reading
+    from axon.eval.translation import check_translate_options, evaluate_translation, translate
     from axon.train.run import load_run
 
     if sum(map(bool, (args.input, args.input_file, args.eval))) != 1:
         raise ConfigError("give one of --input TEXT (repeatable), --input-file FILE or --eval FILE.tsv")
-    if args.beams < 1 or args.batch_size < 1:
-        raise ConfigError("--beams and --batch-size must be >= 1")
-    if args.max_new_tokens is not None and args.max_new_tokens < 1:
-        raise ConfigError("--max-new-tokens must be >= 1")
+    check_translate_options(args.beams, args.max_new_tokens, args.batch_size)
+    pairs = sources = None  # the files are read before the run is loaded
+    if args.eval:
+        from axon.data.files import read_pairs
+
+        pairs = read_pairs(args.eval)
+    elif args.input_file:
+        with reading(args.input_file, "--input-file"):
+            text = Path(args.input_file).read_text(encoding="utf-8")
+        sources = [s.removesuffix("\r") for s in text.removesuffix("\n").split("\n")]  # one per line; empty ones are errors
+    else:
+        sources = args.input
     cfg, model, tokenizer = load_run(args.run_dir, args.device)
     if cfg.model.family != "seq2seq":
         raise ConfigError(f"{args.run_dir} is a {cfg.model.family} run; translate needs a seq2seq run (axon sample continues text)")
     if tokenizer is None:
         raise ConfigError(f"{args.run_dir} has no tokenizer.json")
     options = dict(beams=args.beams, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size)
-    if args.eval:
-        from axon.data.files import read_pairs
-
-        pairs = read_pairs(args.eval)
+    if pairs is not None:
         m = evaluate_translation(model, tokenizer, [p.source for p in pairs], [p.target for p in pairs], **options)
         scores = {"bleu": m["bleu"], "chrf": m["chrf"], "exact_match": m["exact_match"], "pairs": len(pairs)}
         if args.json:
@@ -296,14 +301,6 @@ def cmd_translate(args, overrides: list[str]) -> int:
             print(f"{args.eval}: {len(pairs)} pairs | BLEU {m['bleu']:.2f} | chrF {m['chrf']:.2f} | "
                   f"exact match {m['exact_match']:.4f}")
         return 0
-    if args.input_file:
-        try:
-            text = Path(args.input_file).read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as e:
-            raise DataError(f"--input-file: cannot read {args.input_file}: {getattr(e, 'strerror', None) or e}") from None
-        sources = [s.removesuffix("\r") for s in text.removesuffix("\n").split("\n")]  # one per line; empty ones are errors
-    else:
-        sources = args.input
     for line in translate(model, tokenizer, sources, **options):
         print(line)
     return 0
@@ -312,13 +309,15 @@ def cmd_translate(args, overrides: list[str]) -> int:
 def cmd_embed(args, overrides: list[str]) -> int:
     """A word2vec run's vectors: nearest neighbours, analogies, export in the word2vec text format."""
     from axon.data.words import lookup
+    from axon.errors import check_count, check_new_file
     from axon.tasks.word2vec import load_embeddings
     from axon.models.word2vec import analogy, neighbors, save_word2vec_format
 
     if not (args.neighbors or args.analogy or args.export):
         raise ConfigError("give --neighbors WORD, --analogy A B C or --export FILE")
-    if args.k < 1:
-        raise ConfigError("--k must be >= 1")
+    check_count("k", args.k, 1)
+    if args.export:
+        check_new_file("export", args.export)  # before the vectors are loaded and the queries answered
     cfg, vocab, vectors = load_embeddings(args.run_dir)
     ids = [lookup(vocab, w, cfg.model.lowercase) for w in args.neighbors + (args.analogy or [])]  # unknown: an error first
     for word, i in zip(args.neighbors, ids):
