@@ -365,24 +365,30 @@ redoes no finished run and resumes killed ones.
 
 def cmd_scaling(args, overrides: list[str]) -> int:
     """Scaling-law sweeps: plan, run, fit, predict (axon.lab.scaling, fits in axon.lab.fit)."""
+    from axon.errors import check_output_dir
     from axon.lab import scaling as S
+    from axon.lab.runner import check_parallelism
 
     if overrides and args.action not in ("plan", "run"):
         raise ConfigError(f"unknown option {overrides[0]}; see axon scaling --help")
     flops = S.parse_numbers(args.flops, "--flops") if args.flops else []
+    S.check_fit_options(args.bootstrap, args.seed)  # every flag before a sweep is planned, run or fitted
+    if args.out:
+        check_output_dir("out", args.out)
     if args.action in ("plan", "run"):
         if args.source:
             raise ConfigError(f"axon scaling {args.action} takes no positional argument (got {args.source!r}); the sweep goes to --out")
         if not args.sizes:
             raise ConfigError(f"axon scaling {args.action} needs --sizes (e.g. --sizes 32,64,96 or 2x64,4x128)")
+        if args.action == "run" and not args.out:
+            raise ConfigError("axon scaling run needs --out DIR (the sweep directory; re-running it resumes)")
+        check_parallelism(args.workers, args.threads, "threads")
         runs, notes = S.plan_sweep(args.config, overrides, args.sizes, args.budgets, args.tokens, args.head_dim, args.min_steps)
         print(S.plan_table(runs))
         for note in notes:
             print(note)
         if args.action == "plan":
             return 0
-        if not args.out:
-            raise ConfigError("axon scaling run needs --out DIR (the sweep directory; re-running it resumes)")
         out = Path(args.out)
         rows = S.run_sweep(runs, out, workers=args.workers, threads=args.threads, progress=not args.no_progress)
     elif args.action == "fit":
