@@ -88,11 +88,10 @@ def finetune_config(pretrained: str | Path, recipe: str | Path | None = None, ov
     ``FINETUNE_FIELDS`` are read (a recipe also used from scratch names an architecture that
     must not replace the pretrained one); a command-line model override of another field that
     differs from the pretrained value is an error."""
-    from axon.config import build_config, load_yaml, merge, parse_overrides
+    from axon.config import build_config, load_yaml, merge, parse_overrides, run_config_file
 
     run = Path(pretrained)
-    if not (run / "config.yaml").is_file():
-        raise ConfigError(f"{run} is not a run directory (no config.yaml)")
+    run_config_file(run)
     if not (run / "tokenizer.json").is_file():
         raise ConfigError(f"{run} has no tokenizer.json; fine-tuning encodes text with the pretrained run's tokenizer")
     pre = load_yaml(run / "config.yaml").get("model") or {}
