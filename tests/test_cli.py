@@ -9,6 +9,8 @@ import sys
 import pytest
 
 from axon.cli import main
+from axon.eval.translation import translate
+from axon.train.run import evaluate_run
 
 TRAIN = ["--model.preset=tiny", "--train.batch_size=8", "--train.max_steps=30", "--train.eval_interval=15",
          "--train.eval_batches=2", "--train.sample_tokens=10", "--log.progress=false", "--train.threads=1",
@@ -149,8 +151,11 @@ def test_unknown_options_of_commands_without_overrides_are_one_line(argv, extra,
         (["--top-k", "-1"], "--top-k must be an integer >= 0 (0 keeps every token), got -1"),
         (["--num-samples", "0"], "--num-samples must be an integer >= 1, got 0"),
         (["--max-new-tokens", "-1"], "--max-new-tokens must be an integer >= 0, got -1"),
-        (["--beams", "-1"], "--beams and --num-draft must be >= 0"),
-        (["--beams", "2", "--max-new-tokens", "0"], "--beams needs --max-new-tokens >= 1"),
+        (["--beams", "-1"], "--beams must be an integer >= 0 (0: sampling, no beam search), got -1"),
+        (["--num-draft", "-1"], "--num-draft must be an integer >= 0 (0: no drafting), got -1"),
+        (["--beams", "2", "--max-new-tokens", "0"], "--max-new-tokens must be an integer >= 1 with beam search, got 0"),
+        (["--beams", "2", "--num-samples", "3"], "--num-samples must be an integer in [1, 2] (at most one per beam), got 3"),
+        (["--stop-token", "-1"], "--stop-token takes token ids >= 0, got -1"),
         (["--length-penalty", "nan"], "--length-penalty must be finite, got nan"),
     ],
 )
@@ -231,3 +236,22 @@ def test_a_task_the_family_does_not_do_is_one_line(tmp_path, capsys):
     rc = main(["train", "--model.family=seq2seq", "--task=lm", f"--out_dir={tmp_path}", "--log.progress=false"])
     assert rc == 2
     assert "a seq2seq model does not do 'lm' (it does seq2seq); for lm set model.family=decoder" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: evaluate_run("no/such/run", batch_size=0), "batch_size must be an integer >= 1, got 0"),
+    (lambda: evaluate_run("no/such/run", max_batches=-1), "max_batches must be an integer >= 1, got -1"),
+    (lambda: evaluate_run("no/such/run", data_dir="no/such/data"),
+     "data_dir must be a prepared data directory (with meta.json: see axon prepare), got 'no/such/data'"),
+    (lambda: translate(None, None, ["a"], beams=0), "beams must be an integer >= 1 (1: greedy), got 0"),
+    (lambda: translate(None, None, ["a"], batch_size=0), "batch_size must be an integer >= 1, got 0"),
+    (lambda: translate(None, None, ["a"], length_penalty=float("nan")), "length_penalty must be finite, got nan"),
+])
+def test_the_python_api_refuses_what_eval_and_translate_refuse(call, message):
+    """Checked before a run or model is touched (none exists here), in the sentence the command
+    line prints with its flag (tests/bad_inputs/test_commands.py)."""
+    from axon.errors import OptionError
+
+    with pytest.raises(OptionError) as info:
+        call()
+    assert str(info.value) == message

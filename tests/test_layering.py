@@ -57,6 +57,11 @@ RULES = [
     Rule("axon.eval", "evaluation scores models; tasks call it, not the other way round", forbidden=("axon.tasks",)),
     Rule("axon.models", "a model knows no trainer, task or lab: parallelism and optimizers are applied from outside",
          forbidden=("axon.train", "axon.tasks", "axon.lab", "axon.cli")),
+    Rule("axon.feedback", "gold judges and labellers make and score the data the RLHF tasks train on: they sit below "
+         "the tasks, know no model or trainer, and stay torch-free (axon.data's __init__ loads torch)",
+         forbidden=("axon.train", "axon.models", "axon.tasks", "axon.lab", "axon.objectives", "axon.nn",
+                    "axon.generate", "axon.eval", "axon.interop", "axon.data", "axon.cli"),
+         outside=("vaderSentiment", "scipy")),
 ]
 
 # Never loaded by `import axon.config`, nor by building and validating a run's config.

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import signal
 import sys
 import warnings
 from pathlib import Path
 
-from axon.errors import AxonError, ConfigError, os_error_line
+from axon.errors import AxonError, ConfigError, OptionError, os_error_line
 
 TRAIN_EPILOG = """\
 Any config value can be set as --section.key=value (sections: model, data, optim, schedule,
@@ -96,13 +95,23 @@ def cmd_config(args, overrides: list[str]) -> int:
 def cmd_sample(args, overrides: list[str]) -> int:
     import torch
 
+    from axon.config import run_config_file
+    from axon.errors import reading
     from axon.generate import cut_at_stop, generate
     from axon.generate.cache import context_limit
+    from axon.generate.options import check_stop_tokens
     from axon.generate.stream import StreamPrinter
     from axon.train.run import load_run
     from axon.tasks import task_name
 
-    options = _sampling_options(args)
+    options = _sampling_options(args)  # every flag, then every file, before any model is loaded
+    if args.draft:
+        run_config_file(args.draft, "--draft")
+    if args.prompt_file:
+        with reading(args.prompt_file, "--prompt-file"):
+            prompt = Path(args.prompt_file).read_text(encoding="utf-8")
+    else:
+        prompt = args.prompt
     cfg, model, tokenizer = load_run(args.run_dir, args.device)
     task = task_name(cfg)
     if task not in ("lm", "sft"):  # only a language model continues text
@@ -111,13 +120,7 @@ def cmd_sample(args, overrides: list[str]) -> int:
                           + hint.get(task, ""))
     if tokenizer is None:
         raise ConfigError(f"{args.run_dir} has no tokenizer.json; copy the model's tokenizer.json into it")
-    if args.prompt_file:
-        try:
-            prompt = Path(args.prompt_file).read_text()
-        except OSError as e:
-            raise ConfigError(f"--prompt-file: cannot read {args.prompt_file}: {e.strerror}") from None
-    else:
-        prompt = args.prompt
+    check_stop_tokens("stop_tokens", args.stop_token, tokenizer.vocab_size)  # the vocabulary is known now
     if task == "sft":
         prompt, ids = _chat_prompt(args, tokenizer, prompt)
     else:
@@ -166,23 +169,27 @@ def _chat_prompt(args, tokenizer, prompt: str) -> tuple[str, list[int]]:
 
 
 def _sampling_options(args):
-    """The sampling flags as SamplingOptions, checked before any run is loaded; a refused value is
-    named by its flag (``--top-p must be in (0, 1], got 2.0``). The beam and draft flags too."""
-    from axon.generate import SamplingOptionError, SamplingOptions
+    """The sampling flags as SamplingOptions, checked before any run is loaded, and the beam, draft
+    and stop-token flags by the checks beam_search, speculative_generate and generate apply to
+    their keywords: a refused value is an OptionError that main() words with its flag
+    (``--top-p must be in (0, 1], got 2.0``)."""
+    from axon.errors import OptionError
+    from axon.generate import SamplingOptions
+    from axon.generate.options import check_beam_options, check_length_penalty, check_num_draft, check_stop_tokens
 
-    try:
-        options = SamplingOptions(
-            max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
-            min_p=args.min_p, repetition_penalty=args.repetition_penalty, num_samples=args.num_samples,
-        )
-    except SamplingOptionError as e:
-        raise ConfigError(e.message_for("--" + e.field.replace("_", "-"))) from None
-    if args.beams < 0 or args.num_draft < 0:
-        raise ConfigError("--beams and --num-draft must be >= 0")
-    if args.beams and args.max_new_tokens < 1:
-        raise ConfigError("--beams needs --max-new-tokens >= 1")
-    if not math.isfinite(args.length_penalty):
-        raise ConfigError(f"--length-penalty must be finite, got {args.length_penalty!r}")
+    options = SamplingOptions(
+        max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
+        min_p=args.min_p, repetition_penalty=args.repetition_penalty, num_samples=args.num_samples,
+    )
+    if args.beams < 0:  # --beams 0 (the default) samples instead
+        raise OptionError("num_beams", "must be an integer >= 0 (0: sampling, no beam search)", args.beams)
+    if args.beams:
+        check_beam_options(args.max_new_tokens, args.beams, args.length_penalty, args.num_samples)
+    check_length_penalty(args.length_penalty)
+    check_num_draft(args.num_draft)
+    check_stop_tokens("stop_tokens", args.stop_token)
+    if args.draft and not args.beams and (args.num_samples != 1 or args.min_p is not None or args.repetition_penalty != 1.0):
+        raise ConfigError("--draft supports one sample with temperature, top-k and top-p only")
     return options
 
 
@@ -190,8 +197,6 @@ def _print_beams(args, model, tokenizer, prompt: str, ids: list[int]) -> int:
     """Beam search: the n best continuations with their scores, best first."""
     from axon.generate import beam_search, cut_at_stop
 
-    if args.num_samples > args.beams:
-        raise ConfigError(f"--num-samples {args.num_samples} exceeds --beams {args.beams}")
     hyps = beam_search(model, ids, args.max_new_tokens, num_beams=args.beams, length_penalty=args.length_penalty,
                        eos_token_id=args.stop_token or None, num_return=args.num_samples, vocab_limit=tokenizer.vocab_size)
     for i, h in enumerate(hyps):
@@ -210,8 +215,6 @@ def _print_speculative(args, model, tokenizer, prompt: str, ids: list[int]) -> i
     from axon.generate import cut_at_stop, speculative_generate
     from axon.train.run import load_run
 
-    if args.num_samples != 1 or args.min_p is not None or args.repetition_penalty != 1.0:
-        raise ConfigError("--draft supports one sample with temperature, top-k and top-p only")
     _, draft, draft_tok = load_run(args.draft, args.device)
     if draft_tok is None:
         raise ConfigError(f"--draft: {args.draft} has no tokenizer.json")
@@ -258,10 +261,12 @@ def cmd_prepare(args, overrides: list[str]) -> int:
 def cmd_convert(args, overrides: list[str]) -> int:
     import torch
 
+    from axon.errors import check_output_dir
     from axon.interop.runs import hf_to_run, run_to_hf
 
     if bool(args.from_hf) == bool(args.to_hf):
         raise ConfigError("give exactly one of --from-hf HF_DIR or --to-hf RUN_DIR")
+    check_output_dir("out_dir", args.out, empty=True)  # before anything is read
     if args.from_hf:
         dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[args.dtype]
         info = hf_to_run(args.from_hf, args.out, dtype=dtype)
@@ -284,26 +289,31 @@ def cmd_finetune(args, overrides: list[str]) -> int:
 
 def cmd_translate(args, overrides: list[str]) -> int:
     """Decode new sources with a seq2seq run, or score it on a TSV of pairs (BLEU, chrF, exact match)."""
-    from axon.errors import DataError
-    from axon.eval.translation import evaluate_translation, translate
+    from axon.errors import reading
+    from axon.eval.translation import check_translate_options, evaluate_translation, translate
     from axon.train.run import load_run
 
     if sum(map(bool, (args.input, args.input_file, args.eval))) != 1:
         raise ConfigError("give one of --input TEXT (repeatable), --input-file FILE or --eval FILE.tsv")
-    if args.beams < 1 or args.batch_size < 1:
-        raise ConfigError("--beams and --batch-size must be >= 1")
-    if args.max_new_tokens is not None and args.max_new_tokens < 1:
-        raise ConfigError("--max-new-tokens must be >= 1")
+    check_translate_options(args.beams, args.max_new_tokens, args.batch_size)
+    pairs = sources = None  # the files are read before the run is loaded
+    if args.eval:
+        from axon.data.files import read_pairs
+
+        pairs = read_pairs(args.eval)
+    elif args.input_file:
+        with reading(args.input_file, "--input-file"):
+            text = Path(args.input_file).read_text(encoding="utf-8")
+        sources = [s.removesuffix("\r") for s in text.removesuffix("\n").split("\n")]  # one per line; empty ones are errors
+    else:
+        sources = args.input
     cfg, model, tokenizer = load_run(args.run_dir, args.device)
     if cfg.model.family != "seq2seq":
         raise ConfigError(f"{args.run_dir} is a {cfg.model.family} run; translate needs a seq2seq run (axon sample continues text)")
     if tokenizer is None:
         raise ConfigError(f"{args.run_dir} has no tokenizer.json")
     options = dict(beams=args.beams, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size)
-    if args.eval:
-        from axon.data.files import read_pairs
-
-        pairs = read_pairs(args.eval)
+    if pairs is not None:
         m = evaluate_translation(model, tokenizer, [p.source for p in pairs], [p.target for p in pairs], **options)
         scores = {"bleu": m["bleu"], "chrf": m["chrf"], "exact_match": m["exact_match"], "pairs": len(pairs)}
         if args.json:
@@ -312,14 +322,6 @@ def cmd_translate(args, overrides: list[str]) -> int:
             print(f"{args.eval}: {len(pairs)} pairs | BLEU {m['bleu']:.2f} | chrF {m['chrf']:.2f} | "
                   f"exact match {m['exact_match']:.4f}")
         return 0
-    if args.input_file:
-        try:
-            text = Path(args.input_file).read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as e:
-            raise DataError(f"--input-file: cannot read {args.input_file}: {getattr(e, 'strerror', None) or e}") from None
-        sources = [s.removesuffix("\r") for s in text.removesuffix("\n").split("\n")]  # one per line; empty ones are errors
-    else:
-        sources = args.input
     for line in translate(model, tokenizer, sources, **options):
         print(line)
     return 0
@@ -328,13 +330,15 @@ def cmd_translate(args, overrides: list[str]) -> int:
 def cmd_embed(args, overrides: list[str]) -> int:
     """A word2vec run's vectors: nearest neighbours, analogies, export in the word2vec text format."""
     from axon.data.words import lookup
+    from axon.errors import check_count, check_new_file
     from axon.tasks.word2vec import load_embeddings
     from axon.models.word2vec import analogy, neighbors, save_word2vec_format
 
     if not (args.neighbors or args.analogy or args.export):
         raise ConfigError("give --neighbors WORD, --analogy A B C or --export FILE")
-    if args.k < 1:
-        raise ConfigError("--k must be >= 1")
+    check_count("k", args.k, 1)
+    if args.export:
+        check_new_file("export", args.export)  # before the vectors are loaded and the queries answered
     cfg, vocab, vectors = load_embeddings(args.run_dir)
     ids = [lookup(vocab, w, cfg.model.lowercase) for w in args.neighbors + (args.analogy or [])]  # unknown: an error first
     for word, i in zip(args.neighbors, ids):
@@ -382,24 +386,30 @@ redoes no finished run and resumes killed ones.
 
 def cmd_scaling(args, overrides: list[str]) -> int:
     """Scaling-law sweeps: plan, run, fit, predict (axon.lab.scaling, fits in axon.lab.fit)."""
+    from axon.errors import check_output_dir
     from axon.lab import scaling as S
+    from axon.lab.runner import check_parallelism
 
     if overrides and args.action not in ("plan", "run"):
         raise ConfigError(f"unknown option {overrides[0]}; see axon scaling --help")
     flops = S.parse_numbers(args.flops, "--flops") if args.flops else []
+    S.check_fit_options(args.bootstrap, args.seed)  # every flag before a sweep is planned, run or fitted
+    if args.out:
+        check_output_dir("out", args.out)
     if args.action in ("plan", "run"):
         if args.source:
             raise ConfigError(f"axon scaling {args.action} takes no positional argument (got {args.source!r}); the sweep goes to --out")
         if not args.sizes:
             raise ConfigError(f"axon scaling {args.action} needs --sizes (e.g. --sizes 32,64,96 or 2x64,4x128)")
+        if args.action == "run" and not args.out:
+            raise ConfigError("axon scaling run needs --out DIR (the sweep directory; re-running it resumes)")
+        check_parallelism(args.workers, args.threads, "threads")
         runs, notes = S.plan_sweep(args.config, overrides, args.sizes, args.budgets, args.tokens, args.head_dim, args.min_steps)
         print(S.plan_table(runs))
         for note in notes:
             print(note)
         if args.action == "plan":
             return 0
-        if not args.out:
-            raise ConfigError("axon scaling run needs --out DIR (the sweep directory; re-running it resumes)")
         out = Path(args.out)
         rows = S.run_sweep(runs, out, workers=args.workers, threads=args.threads, progress=not args.no_progress)
     elif args.action == "fit":
@@ -660,6 +670,32 @@ def _sigterm_exit(command: str):
     return on_sigterm
 
 
+# The flag that feeds a Python keyword, where it is not the keyword spelled --like-this.
+FLAG_OF_KEYWORD = {"num_beams": "--beams", "num_return": "--num-samples", "stop_tokens": "--stop-token",
+                   "eos_token_id": "--stop-token", "out_dir": "--out", "threads_per_job": "--threads",
+                   "data_dir": "--data"}
+
+
+def flag_of(parser: argparse.ArgumentParser, command: str, keyword: str) -> str | None:
+    """The flag of ``axon <command>`` that feeds the Python keyword ``keyword`` (``top_p`` ->
+    ``--top-p``, ``num_beams`` -> ``--beams``), or None when no flag of the command does."""
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[command]
+    flags = sub._option_string_actions  # argparse keeps no public list of a parser's flags
+    for flag in (FLAG_OF_KEYWORD.get(keyword), "--" + keyword.replace("_", "-")):
+        if flag in flags:
+            return flag
+    return None
+
+
+def error_line(parser: argparse.ArgumentParser, command: str, e: BaseException) -> str:
+    """What ``axon <command>: error: ...`` says of a user error: an OptionError names the flag the
+    user typed instead of the Python keyword (when the command has one); an OSError its path and
+    the OS's reason."""
+    if isinstance(e, OptionError):
+        return e.message_for(flag_of(parser, command, e.field) or e.field)
+    return os_error_line(e) if isinstance(e, OSError) else str(e)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, rest = parser.parse_known_args(argv)  # rest: the --section.key=value overrides
@@ -675,7 +711,7 @@ def main(argv: list[str] | None = None) -> int:
     except (AxonError, OSError) as e:
         # OSError: the outside world refused (an unwritable directory, a full disk, a missing file
         # no reader wrapped): one line with the path and the OS's reason, like any user error.
-        message = os_error_line(e) if isinstance(e, OSError) else str(e)
+        message = error_line(parser, args.command, e)
         rank = os.environ.get("RANK", "0") if "WORLD_SIZE" in os.environ else "0"  # a torchrun worker names itself
         print(f"axon {args.command}: error{f' (rank {rank})' if rank != '0' else ''}: {message}", file=sys.stderr)
         return 2

@@ -383,5 +383,17 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     return build_config(merge(data, parse_overrides(overrides or [])))
 
 
+def run_config_file(run_dir: str | Path, what: str = "") -> Path:
+    """``run_dir``'s config.yaml, or a ConfigError that says why ``run_dir`` is no run directory
+    (missing, a file, or a directory without config.yaml), prefixed by ``what`` (a flag) if given."""
+    run_dir = Path(run_dir)
+    file = run_dir / "config.yaml"
+    if file.is_file():
+        return file
+    why = ("no such directory" if not run_dir.exists() else "it is a file" if not run_dir.is_dir()
+           else "no config.yaml")
+    raise ConfigError(f"{what + ': ' if what else ''}{run_dir} is not a run directory ({why})")
+
+
 def dump_config(cfg: RunConfig) -> str:
     return yaml.safe_dump(to_dict(cfg), sort_keys=False)

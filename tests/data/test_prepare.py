@@ -187,3 +187,29 @@ def test_input_errors(tmp_path):
         prepare(src, tmp_path / "out", val_fraction=0.9)
     with pytest.raises(DataError, match="choose one of: char, bpe"):
         prepare(src, tmp_path / "out", tokenizer="sentencepiece")
+
+
+@pytest.mark.parametrize("kw, message", [
+    ({"max_docs": -1}, "max_docs must be an integer >= 1, got -1"),
+    ({"max_docs": 0}, "max_docs must be an integer >= 1, got 0"),
+    ({"vocab_size": -5, "tokenizer": "bpe"}, "vocab_size must be an integer >= 1, got -5"),
+    ({"val_fraction": float("nan")}, "val_fraction must be in [0, 1), got nan"),
+    ({"shard_tokens": 0}, "shard_tokens must be an integer >= 1, got 0"),
+])
+def test_settings_are_refused_naming_the_keyword_before_anything_is_written(tmp_path, kw, message):
+    """The same sentence `axon prepare` prints with the flag (--max-docs ...): tests/bad_inputs."""
+    from axon.errors import OptionError
+
+    src = _write_jsonl(tmp_path / "d.jsonl", ["a", "b"])
+    with pytest.raises(OptionError) as info:
+        prepare(src, tmp_path / "out", **kw)
+    assert str(info.value) == message and not (tmp_path / "out").exists()
+
+
+def test_an_output_path_that_is_a_file_is_refused_before_tokenizing(tmp_path):
+    from axon.errors import OptionError
+
+    (tmp_path / "out").write_text("mine")
+    with pytest.raises(OptionError, match=r"^out_dir must name a directory to write into, got '.*out', which is a file$"):
+        prepare(_write_jsonl(tmp_path / "d.jsonl", ["a"]), tmp_path / "out")
+    assert (tmp_path / "out").read_text() == "mine"

@@ -261,3 +261,14 @@ def test_loaded_tokenizer_drops_fixed_padding_and_truncation(tmp_path):
     tok.save(str(tmp_path / "tokenizer.json"))
     loaded = load_tokenizer(tmp_path)
     assert loaded.encode("a b a b a") == [2, 3, 2, 3, 2]
+
+
+def test_a_tokenizer_file_far_larger_than_any_real_one_is_refused_unread(tmp_path):
+    """Refused by its size, naming the file, before a byte is parsed (a sparse file: no disk used)."""
+    from axon.data.tokenizers import MAX_TOKENIZER_BYTES
+
+    path = tmp_path / "tokenizer.json"
+    with open(path, "wb") as f:
+        f.truncate(MAX_TOKENIZER_BYTES + 1)
+    with pytest.raises(DataError, match=r"tokenizer.json: 256 MiB is far larger than any real tokenizer.json"):
+        load_tokenizer(path)

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from axon.errors import ConfigError
-from axon.generate import SamplingOptionError, SamplingOptions, generate, speculative_generate
+from axon.generate import SamplingOptionError, SamplingOptions, beam_search, generate, speculative_generate
 from axon.models.decoder import Decoder, DecoderConfig
 
 NAN, INF = math.nan, math.inf
@@ -96,3 +96,42 @@ def test_options_instead_of_keywords(model):
         generate(model, [[1]], options=SamplingOptions(5), temperature=0.5)
     with pytest.raises(TypeError, match="needs max_new_tokens"):
         generate(model, [[1]])
+
+
+# The decoders' other keywords: refused by the checks `axon sample` applies to its flags before it
+# loads a run (tests/bad_inputs/test_commands.py), with the same sentence naming the keyword.
+DECODERS = [
+    (lambda m: beam_search(m, [1, 2], 3, num_beams=0), "num_beams must be an integer >= 1, got 0"),
+    (lambda m: beam_search(m, [1, 2], 3, num_beams=2, length_penalty=NAN), "length_penalty must be finite, got nan"),
+    (lambda m: beam_search(m, [1, 2], 0, num_beams=2), "max_new_tokens must be an integer >= 1 with beam search, got 0"),
+    (lambda m: beam_search(m, [1, 2], 3, num_beams=2, num_return=3),
+     "num_return must be an integer in [1, 2] (at most one per beam), got 3"),
+    (lambda m: beam_search(m, [1, 2], 3, eos_token_id=11), "eos_token_id takes token ids in [0, 11) (the vocabulary), got 11"),
+    (lambda m: beam_search(m, [1, 2], 3, eos_token_id=[3, 9], vocab_limit=8),
+     "eos_token_id takes token ids in [0, 8) (the vocabulary), got 9"),
+    (lambda m: speculative_generate(m, m, [1, 2], 3, num_draft=-1), "num_draft must be an integer >= 0 (0: no drafting), got -1"),
+    (lambda m: speculative_generate(m, m, [1, 2], 3, eos_token_id=99), "eos_token_id takes token ids in [0, 11) (the vocabulary), got 99"),
+    (lambda m: generate(m, [[1, 2]], 3, stop_tokens=[99999]), "stop_tokens takes token ids in [0, 11) (the vocabulary), got 99999"),
+    (lambda m: generate(m, [[1, 2]], 3, stop_tokens=[-1]), "stop_tokens takes token ids in [0, 11) (the vocabulary), got -1"),
+]
+
+
+@pytest.mark.parametrize("call, message", DECODERS, ids=[m.split()[0] + str(i) for i, (_, m) in enumerate(DECODERS)])
+def test_decoders_refuse_their_settings_as_the_command_line_does(model, call, message):
+    with pytest.raises(SamplingOptionError) as info:
+        call(model)
+    assert str(info.value) == message
+    assert isinstance(info.value, ValueError) and isinstance(info.value, ConfigError)  # a bad argument, and a user error
+
+
+def test_the_command_line_words_each_refusal_with_its_flag():
+    """axon.cli turns an OptionError's keyword into the flag that feeds it."""
+    from axon.cli import build_parser, flag_of
+
+    parser = build_parser()
+    assert flag_of(parser, "sample", "top_p") == "--top-p"
+    assert flag_of(parser, "sample", "num_beams") == "--beams"
+    assert flag_of(parser, "sample", "eos_token_id") == "--stop-token"
+    assert flag_of(parser, "sample", "num_return") == "--num-samples"
+    assert flag_of(parser, "eval", "data_dir") == "--data"
+    assert flag_of(parser, "sample", "vocab_limit") is None  # no flag feeds it: the keyword is named

@@ -78,6 +78,23 @@ def test_unsupported_config_fields_are_named(maker, change, message, tmp_path):
         axon.from_hf(tmp_path)
 
 
+@pytest.mark.parametrize("maker,change,message", [
+    (gpt2, {"n_layer": "2"}, "config.json: n_layer must be an integer, got '2'"),
+    (gpt2, {"n_embd": 48.0}, "config.json: n_embd must be an integer, got 48.0"),
+    (gpt2, {"n_inner": "96"}, "config.json: n_inner must be an integer or null, got '96'"),
+    (gpt2, {"layer_norm_epsilon": "1e-5"}, "config.json: layer_norm_epsilon must be a finite number, got '1e-5'"),
+    (llama, {"num_hidden_layers": True}, "config.json: num_hidden_layers must be an integer, got True"),
+    (llama, {"tie_word_embeddings": "false"}, "config.json: tie_word_embeddings must be true or false, got 'false'"),
+])
+def test_config_fields_of_the_wrong_type_are_named(maker, change, message, tmp_path):
+    """Checked before any key map reads them: a string "2" would otherwise fail in arithmetic."""
+    saved(maker(), tmp_path)
+    edit_config(tmp_path, **change)
+    with pytest.raises(ConfigError) as info:
+        axon.from_hf(tmp_path)
+    assert str(info.value) == f"{tmp_path}: {message}"
+
+
 def test_pickle_only_directory_is_refused_without_loading(tmp_path):
     saved(gpt2(), tmp_path)
     (tmp_path / "model.safetensors").unlink()

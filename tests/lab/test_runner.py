@@ -71,3 +71,29 @@ def test_failing_job_names_its_log_and_changed_args_are_refused(data, tmp_path):
         run_jobs([Job("ok", tiny_args(data, steps=3))], out, progress=False)
     with pytest.raises(ConfigError, match="unique"):
         run_jobs([Job("x", []), Job("x", [])], tmp_path / "dup", progress=False)
+
+
+def test_damaged_records_and_bad_parallelism_are_refused_before_anything_runs(tmp_path):
+    """A finished run's damaged result.json, a damaged job record, workers or threads below 1: each
+    a one-line error naming the file or the keyword (issue 16), and no job is started."""
+    from axon.errors import DataError, OptionError
+    from axon.lab.runner import read_result
+
+    run = tmp_path / "set" / "runs" / "a"
+    run.mkdir(parents=True)
+    (run / "result.json").write_text('{"step": 6, ')
+    with pytest.raises(DataError, match=r"the run result .*a/result.json: malformed JSON at line 1.*; remove it, and the "
+                                        "command resumes that run from its last checkpoint"):
+        read_result(run)
+    (run / "result.json").write_text('{"step": 6}')
+    with pytest.raises(DataError, match="not a result.json of axon train"):
+        read_result(run)
+    with pytest.raises(OptionError, match=r"^workers must be an integer >= 1 \(unset: cores / threads per run\), got 0$"):
+        run_jobs([Job("a", [])], tmp_path / "set", workers=0, progress=False)
+    with pytest.raises(OptionError, match=r"^threads_per_job must be an integer >= 1, got -1$"):
+        run_jobs([Job("a", [])], tmp_path / "set", threads_per_job=-1, progress=False)
+    (tmp_path / "set" / "jobs").mkdir()
+    (tmp_path / "set" / "jobs" / "a.json").write_text("{")
+    with pytest.raises(DataError, match=r"the job record .*a.json: malformed JSON"):
+        run_jobs([Job("a", [])], tmp_path / "set", progress=False)
+    assert not (tmp_path / "set" / "logs").exists()  # nothing started

@@ -144,3 +144,31 @@ def test_bad_points_are_data_errors():
         fit_chinchilla([1, 2, 3, 4, -5], [1, 2, 3, 4, 5], [1, 2, 3, 4, 5])
     with pytest.raises(DataError, match="two distinct"):
         fit_power_law([3, 3, 3], [1, 2, 3])
+
+
+def test_a_law_needs_more_points_than_its_parameters():
+    """Two distinct values fit a power law's two parameters exactly: refused, since every bootstrap
+    resample would give the same line and report a zero-width interval (issue 16)."""
+    with pytest.raises(DataError, match="at least 3 distinct values of its variable .* got 2"):
+        fit_power_law([1e6, 2e6], [3.0, 2.8])
+    from axon.lab.scaling import fit_sweep
+
+    rows = [{"N": 1e6, "D": 1e8, "loss": 3.0}, {"N": 2e6, "D": 1e8, "loss": 2.8}]
+    with pytest.raises(DataError, match="2 runs are too few to fit any law: Kaplan's L\\(N\\) needs 3 distinct model sizes"):
+        fit_sweep(rows, bootstrap=10)
+
+
+def test_a_zero_width_bootstrap_interval_is_undetermined_not_certain():
+    """Points on the law without noise: every resample gives the same fit. The interval is NaN
+    (undetermined) and printed as such, with a note -- never as [x, x]."""
+    from axon.lab.fit import interval
+    from axon.lab.scaling import fit_sweep, summary_lines
+
+    assert all(math.isnan(v) for v in interval(np.full(50, 0.0489)))
+    assert interval(np.array([1.0, 2.0, 3.0])) == (pytest.approx(1.05), pytest.approx(2.95))
+    n = np.array([1e6, 2e6, 4e6])
+    law = fit_power_law(n, (8.8e13 / n) ** 0.076, bootstrap=50)
+    assert law.alpha == pytest.approx(0.076) and all(math.isnan(v) for v in (*law.alpha_ci, *law.x_c_ci))
+    fits = fit_sweep([{"N": x, "D": 1e8, "loss": (8.8e13 / x) ** 0.076} for x in n], bootstrap=50)
+    text = "\n".join(summary_lines(fits))
+    assert "alpha_N [undetermined]" in text and "it is not certainty" in text and "[0.076" not in text

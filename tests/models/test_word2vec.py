@@ -305,3 +305,13 @@ def test_embed_refuses_other_families_and_word2vec_refuses_muon(tmp_path, capsys
 def test_sample_on_a_word2vec_run_points_to_embed(w2v_run, capsys):
     assert main(["sample", str(w2v_run)]) == 2
     assert "trained for 'word2vec': it does not continue text; use axon embed" in capsys.readouterr().err
+
+
+def test_neighbours_refuse_k_below_one_as_axon_embed_does():
+    """The sentence `axon embed --k 0` prints with its flag (tests/bad_inputs/test_commands.py)."""
+    from axon.errors import OptionError
+
+    vectors = torch.randn(5, 3)
+    for call in (lambda: neighbors(vectors, 0, 0), lambda: analogy(vectors, 0, 1, 2, k=-1)):
+        with pytest.raises(OptionError, match=r"^k must be an integer >= 1, got -?\d$"):
+            call()

@@ -171,3 +171,25 @@ def test_adapters_only_under_muon_is_one_line_and_leaves_no_run_directory(root, 
     assert not (root / "muon-lora").exists()
     assert main(["train", *bad, "--optim.name=adamw"]) == 0
     assert (root / "muon-lora" / "adapters.safetensors").is_file()
+
+
+@pytest.mark.parametrize("lora, message", [
+    ('{"targets": ["*.qkv"], "rank": ', "its lora metadata is not valid JSON"),
+    ('{"targets": ["*.qkv"]}', "its lora metadata lacks targets, rank or alpha"),
+    ('{"targets": ["*.qkv"], "rank": 0, "alpha": 8}', "its lora metadata: lora.rank: must be >= 1, got 0"),
+    ('{"targets": "*.qkv", "rank": 4, "alpha": 8}', "its lora metadata: lora.targets"),
+])
+def test_an_adapter_files_metadata_is_checked_as_the_lora_section_is(tmp_path, lora, message):
+    """Before the base run is loaded: a DataError naming the file (issue 16)."""
+    from axon.errors import DataError
+    from axon.train.lora import adapter_config, apply_adapters
+
+    meta = {"format": "axon-lora", "family": "decoder", "lora": lora}
+    with pytest.raises(DataError, match=f"^ad.safetensors: {message}"):
+        adapter_config("ad.safetensors", meta)
+    from safetensors.torch import save_file
+
+    save_file({"x.lora_A": torch.zeros(1)}, str(tmp_path / "ad.safetensors"), metadata=meta)
+    with pytest.raises(DataError, match=message):  # the base run does not exist: never opened
+        apply_adapters(tmp_path / "no-such-run", tmp_path / "ad.safetensors", tmp_path / "out")
+    assert not (tmp_path / "out").exists()

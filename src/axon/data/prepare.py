@@ -45,7 +45,13 @@ from axon.data.corpus import corpus_path
 from axon.data.files import read_text
 from axon.data.shards import ShardWriter
 from axon.data.tokenizers import KINDS, AnyTokenizer, build_tokenizer
-from axon.errors import DataError
+from axon.errors import DataError, OptionError, check_count, check_output_dir, is_real
+
+
+class PrepareOptionError(OptionError, DataError):
+    """A setting of :func:`prepare` out of range: an OptionError (the command line names the
+    flag) that is a DataError, as prepare's other refusals are."""
+
 
 SPLITS = ("train", "val")
 META_FILE = "meta.json"
@@ -90,10 +96,12 @@ def prepare(
             raise DataError(f"{f}: unsupported input type {f.suffix!r}; use {' or '.join(INPUT_SUFFIXES)}")
         if not f.is_file():
             raise DataError(f"input file not found: {f}")
-    if not 0 <= val_fraction < 1:
-        raise DataError(f"val_fraction {val_fraction} must be in [0, 1)")
-    if shard_tokens < 1:
-        raise DataError(f"shard_tokens {shard_tokens} must be positive")
+    if not (is_real(val_fraction) and 0 <= val_fraction < 1):
+        raise PrepareOptionError("val_fraction", "must be in [0, 1)", val_fraction)
+    check_count("shard_tokens", shard_tokens, 1)
+    check_count("vocab_size", vocab_size, 1, optional=True)
+    check_count("max_docs", max_docs, 1, optional=True)
+    check_output_dir("out_dir", out_dir)  # before any text is read: a file there fails only at the end
 
     out = Path(out_dir)
     meta: dict[str, Any] = {
@@ -183,7 +191,8 @@ def _prepare_stream(
 ) -> tuple[AnyTokenizer, str, dict]:
     period = round(1 / val_fraction) if val_fraction > 0 else 0
     if period == 1:
-        raise DataError(f"val_fraction {val_fraction} would send every document to val; use at most 0.5")
+        raise PrepareOptionError("val_fraction", "must be at most 0.5 when documents are split (a larger one "
+                                 "would send every document to val)", val_fraction)
 
     def is_val(i: int) -> bool:
         return period > 0 and i % period == period - 1

@@ -38,6 +38,9 @@ EOT_CANDIDATES = (EOT_TOKEN, "</s>", "<|end_of_text|>")
 #: Vocabulary size used for ``build_tokenizer("bpe", ...)`` when none is given.
 DEFAULT_BPE_VOCAB_SIZE = 4096
 KINDS = ("char", "bpe")
+#: The largest tokenizer.json read. Published ones are at most a few tens of MiB (Gemma's, with
+#: 256k tokens and their merges: ~33 MiB); a file far beyond that is not a tokenizer.
+MAX_TOKENIZER_BYTES = 256 << 20
 
 
 def _tokenizer_file(path: str | Path) -> Path:
@@ -315,6 +318,10 @@ def load_tokenizer(path: str | Path) -> AnyTokenizer:
     file = _tokenizer_file(path)
     if not file.is_file():
         raise DataError(f"tokenizer file not found: {file}")
+    size = file.stat().st_size
+    if size > MAX_TOKENIZER_BYTES:  # refused before it is read: parsing it could take minutes and gigabytes
+        raise DataError(f"{file}: {size / 2**20:,.0f} MiB is far larger than any real tokenizer.json (the largest "
+                        f"published ones are a few tens of MiB); refusing to parse more than {MAX_TOKENIZER_BYTES >> 20} MiB")
     try:
         text = file.read_text(encoding="utf-8")
         obj = json.loads(text)

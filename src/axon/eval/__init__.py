@@ -69,7 +69,7 @@ def language_model_metrics(loss: float, chars_per_token: float | None, bytes_per
 
 
 from axon.eval.report import finetune_line, metrics_line, train_line  # noqa: E402  (they use nothing above)
-from axon.eval.runs import evaluate_split, split_metrics  # noqa: E402
+from axon.eval.runs import check_eval_options, evaluate_split, split_metrics  # noqa: E402
 
 __all__ = ["evaluate", "evaluate_loss", "evaluation_sums", "summarize_sums", "language_model_metrics",
-           "evaluate_split", "split_metrics", "metrics_line", "train_line", "finetune_line"]
+           "check_eval_options", "evaluate_split", "split_metrics", "metrics_line", "train_line", "finetune_line"]

@@ -15,6 +15,16 @@ import time
 
 import torch
 
+from axon.errors import check_count
+
+
+def check_eval_options(batch_size, max_batches) -> None:
+    """``batch_size`` and ``max_batches`` of :func:`evaluate_split`: None (the run's train.batch_size;
+    the whole split) or integers >= 1 -- an OptionError otherwise, which `axon eval` words with
+    its flags (``--batch-size must be an integer >= 1, got 0``) before it loads the run."""
+    check_count("batch_size", batch_size, 1, optional=True)
+    check_count("max_batches", max_batches, 1, optional=True)
+
 
 def split_metrics(task, model, loss: float, split: str) -> dict:
     """The metrics a task adds to a split's mean loss: ``task.summarize(loss, split)`` (e.g.
@@ -45,6 +55,7 @@ def evaluate_split(model, task, cfg, split: str = "val", *, batch_size: int | No
 
     if split not in ("train", "val"):
         raise ConfigError(f"split must be train or val, got {split!r}")
+    check_eval_options(batch_size, max_batches)
     device = next(model.parameters()).device
     data = task.val_data if split == "val" else task.train_data
     batches = (tuple(t.to(device) for t in b)

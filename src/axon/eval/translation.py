@@ -22,7 +22,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from axon.errors import DataError
+from axon.errors import DataError, check_count
 
 
 def translation_metrics(hypotheses: Sequence[str], references: Sequence[str]) -> dict[str, float]:
@@ -52,6 +52,18 @@ def _encode_sources(tokenizer, special, sources: Sequence[str], block_size: int)
 
 
 @torch.no_grad()
+def check_translate_options(beams=1, max_new_tokens=None, batch_size=128, length_penalty=1.0) -> None:
+    """The settings of :func:`translate`: ``beams`` >= 1, ``max_new_tokens`` None or >= 1,
+    ``batch_size`` >= 1, a finite ``length_penalty``; an OptionError otherwise (which `axon
+    translate` words with its flags, before it loads the run)."""
+    from axon.generate.options import check_length_penalty
+
+    check_count("beams", beams, 1, meaning="(1: greedy)")
+    check_count("max_new_tokens", max_new_tokens, 1, optional=True)
+    check_count("batch_size", batch_size, 1)
+    check_length_penalty(length_penalty)
+
+
 def translate(model: nn.Module, tokenizer, sources: Sequence[str], *, beams: int = 1, max_new_tokens: int | None = None,
               batch_size: int = 128, length_penalty: float = 1.0) -> list[str]:
     """Translate each source text; greedy when ``beams`` is 1, else beam search with ``beams`` beams.
@@ -62,8 +74,7 @@ def translate(model: nn.Module, tokenizer, sources: Sequence[str], *, beams: int
     """
     from axon.data.pairs import SpecialIds
 
-    if beams < 1:
-        raise ValueError(f"beams must be >= 1, got {beams}")
+    check_translate_options(beams, max_new_tokens, batch_size, length_penalty)
     special = SpecialIds.for_tokenizer(tokenizer)
     block = model.config.block_size
     max_new = min(max_new_tokens or block, block)

@@ -39,6 +39,7 @@ import torch
 from torch import nn
 
 from axon.generate.cache import context_limit
+from axon.generate.options import check_beam_options, check_stop_tokens, vocabulary
 
 
 @dataclass
@@ -121,12 +122,7 @@ def beam_search(
     prompt = [int(t) for t in (prompt.tolist() if isinstance(prompt, torch.Tensor) else prompt)]
     if not prompt:
         raise ValueError("the prompt needs at least one token")
-    if max_new_tokens < 1:
-        raise ValueError(f"max_new_tokens must be at least 1 (got {max_new_tokens})")
-    if num_beams < 1:
-        raise ValueError(f"num_beams must be at least 1 (got {num_beams})")
-    if not 1 <= num_return <= num_beams:
-        raise ValueError(f"num_return must be between 1 and num_beams={num_beams} (got {num_return})")
+    check_beam_options(max_new_tokens, num_beams, length_penalty, num_return)  # a SamplingOptionError (a ValueError)
     if early_stopping not in (True, False, "never"):
         raise ValueError(f"early_stopping must be True, False or 'never' (got {early_stopping!r})")
     block = context_limit(model)  # None: a family without a context limit (recurrent)
@@ -142,6 +138,7 @@ def beam_search(
         eos = sorted({int(e) for e in eos_token_id})
     else:
         eos = [int(eos_token_id)]
+    check_stop_tokens("eos_token_id", eos, vocabulary(model, vocab_limit))
 
     device = next(model.parameters()).device
     was_training = model.training

@@ -24,7 +24,7 @@ from torch import nn
 
 from axon.generate.cache import context_limit
 from axon.generate.layout import column_major_linears
-from axon.generate.options import SamplingOptions
+from axon.generate.options import SamplingOptions, check_stop_tokens, vocabulary
 
 
 def filter_logits(logits: torch.Tensor, top_k: int | None = None, top_p: float | None = None,
@@ -107,11 +107,14 @@ def generate(
     ``repetition_penalty``, or one :class:`SamplingOptions` as ``options`` instead of them (whose
     ``num_samples`` > 1 continues each prompt that many times, the samples of a prompt next to each
     other). Either way they are checked first: a value out of range (``temperature=-1``,
-    ``top_p=2``, NaN) raises :class:`~axon.generate.options.SamplingOptionError`, a ConfigError.
+    ``top_p=2``, NaN) raises :class:`~axon.generate.options.SamplingOptionError`, a ConfigError;
+    so does a stop token outside the vocabulary (``vocab_limit``, else the model's), which could
+    never be produced.
     """
     options = _sampling_options(options, max_new_tokens, temperature, top_k, top_p, min_p, repetition_penalty)
     if stop_strings and decode is None:
         raise ValueError("stop_strings need a decode function")
+    check_stop_tokens("stop_tokens", stop_tokens, vocabulary(model, vocab_limit))
     if isinstance(prompts, torch.Tensor):
         prompts = prompts.tolist()
     prompts = [list(p) for p in prompts for _ in range(options.num_samples)]

@@ -36,7 +36,7 @@ import torch
 from torch import nn
 
 from axon.generate.cache import context_limit
-from axon.generate.options import SamplingOptions
+from axon.generate.options import SamplingOptions, check_num_draft, check_stop_tokens
 from axon.generate.sampling import process_logits
 
 
@@ -103,8 +103,7 @@ def speculative_generate(
     if not seq:
         raise ValueError("prompt is empty; speculative decoding needs at least one token")
     SamplingOptions(max_new_tokens, temperature, top_k, top_p)  # checks them: a SamplingOptionError (a ConfigError)
-    if num_draft < 0:
-        raise ValueError(f"num_draft must be >= 0, got {num_draft}")
+    check_num_draft(num_draft)
     v_target, v_draft = _config_value(target, "vocab_size"), _config_value(draft, "vocab_size")
     if (v_target is not None and v_draft is not None and v_target != v_draft
             and (vocab_limit is None or vocab_limit > min(v_target, v_draft))):
@@ -120,6 +119,7 @@ def speculative_generate(
     if block is not None and len(seq) > block:
         raise ValueError(f"prompt of {len(seq)} tokens exceeds the target's block_size {block}")
     eos = set() if eos_token_id is None else {eos_token_id} if isinstance(eos_token_id, int) else set(eos_token_id)
+    check_stop_tokens("eos_token_id", eos, vocab_limit or v_target)
 
     modes = (target.training, draft.training)  # read both first: draft may be target
     target.eval()

@@ -17,6 +17,7 @@ are refused by name.
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +26,7 @@ from typing import Any
 import torch
 
 from axon.config import to_dict
-from axon.errors import CheckpointError, ConfigError
+from axon.errors import CheckpointError, ConfigError, check_output_dir, is_int, is_real
 from axon.interop import bert, gpt2, llama, mamba, mixtral
 from axon.interop.tensors import Source, fill
 from axon.models.decoder import Decoder, DecoderConfig
@@ -37,6 +38,36 @@ HF_MODEL_TYPES = {gpt2.MODEL_TYPE: gpt2, llama.MODEL_TYPE: llama, bert.MODEL_TYP
 HF_MODEL_TYPES[mixtral.MODEL_TYPE] = mixtral  # Llama with sparse MoE feed-forwards (axon.interop.mixtral)
 HF_MODEL_TYPES[mamba.MODEL_TYPE] = mamba  # selective state spaces (axon.interop.mamba); exports the Mamba family
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt")
+
+
+# The types of the config.json fields the key maps read (as transformers writes them), checked
+# before any key map reads one: a field of the wrong type ("n_layer": "2") is refused naming it,
+# instead of failing in the key map's arithmetic. "?": null allowed.
+HF_FIELD_TYPES = {
+    **dict.fromkeys(("vocab_size", "n_positions", "n_layer", "n_head", "n_embd", "hidden_size", "num_attention_heads",
+                     "num_hidden_layers", "intermediate_size", "max_position_embeddings", "type_vocab_size",
+                     "num_local_experts", "num_experts_per_tok", "state_size", "conv_kernel", "expand"), "int"),
+    **dict.fromkeys(("n_inner", "num_key_value_heads", "head_dim", "sliding_window"), "int?"),
+    **dict.fromkeys(("layer_norm_epsilon", "rms_norm_eps", "layer_norm_eps", "router_aux_loss_coef",
+                     "hidden_dropout_prob", "time_step_min", "time_step_max", "time_step_floor"), "number"),
+    **dict.fromkeys(("tie_word_embeddings", "attention_bias", "mlp_bias", "scale_attn_weights",
+                     "scale_attn_by_inverse_layer_idx", "add_cross_attention", "is_decoder", "use_conv_bias",
+                     "use_bias", "residual_in_fp32"), "bool"),
+    **dict.fromkeys(("model_type", "activation_function", "hidden_act", "position_embedding_type"), "str"),
+}
+_KINDS = {"int": ("an integer", is_int), "number": ("a finite number", lambda v: is_real(v) and math.isfinite(v)),
+          "bool": ("true or false", lambda v: isinstance(v, bool)), "str": ("a string", lambda v: isinstance(v, str))}
+
+
+def check_hf_fields(config: dict[str, Any], origin: str) -> None:
+    """Refuse a config.json field of the wrong type (HF_FIELD_TYPES), naming the field."""
+    for key, kind in HF_FIELD_TYPES.items():
+        if key not in config or (kind.endswith("?") and config[key] is None):
+            continue
+        what, ok = _KINDS[kind.rstrip("?")]
+        if not ok(config[key]):
+            raise ConfigError(f"{origin}: config.json: {key} must be {what}{' or null' if kind.endswith('?') else ''}, "
+                              f"got {config[key]!r}")
 
 
 @dataclass
@@ -54,7 +85,8 @@ def read_hf_dir(path: str | Path) -> HFCheckpoint:
 
     path = Path(path)
     if not path.is_dir():
-        raise ConfigError(f"{path}: not a directory (expected a Hugging Face model directory)")
+        why = "no such directory" if not path.exists() else "not a directory"
+        raise ConfigError(f"{path}: {why} (expected a Hugging Face model directory)")
     cfg_file = path / "config.json"
     if not cfg_file.is_file():
         raise ConfigError(f"{path}: no config.json (expected a Hugging Face model directory)")
@@ -122,6 +154,7 @@ def from_hf(source, dtype: torch.dtype = torch.float32) -> tuple[torch.nn.Module
     returns what its checkpoint's head gives: MLM logits, class logits, or hidden states.
     """
     ckpt = read_hf_dir(source) if isinstance(source, (str, Path)) else _from_transformers(source)
+    check_hf_fields(ckpt.config, ckpt.origin)
     model_type = ckpt.config.get("model_type")
     family = HF_MODEL_TYPES.get(model_type)
     if family is None:
@@ -200,9 +233,8 @@ def to_hf(model: torch.nn.Module, out_dir: str | Path, tokenizer=None, overwrite
     else:
         family = export_family(cfg)
     out = Path(out_dir)
+    check_output_dir("out_dir", out, empty=not overwrite)
     if out.exists() and any(out.iterdir()):
-        if not overwrite:
-            raise ConfigError(f"{out} exists and is not empty; pick a new directory")
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from axon.config import RunConfig, dump_config
-from axon.errors import ConfigError
+from axon.errors import check_output_dir
 from axon.interop.hf import from_hf, to_hf
 
 CONVERTED_STEP = 0
@@ -25,8 +25,7 @@ def hf_to_run(hf_dir: str | Path, run_dir: str | Path, dtype: torch.dtype = torc
     from axon.train.checkpoint import save_checkpoint
 
     run = Path(run_dir)
-    if run.exists() and any(run.iterdir()):
-        raise ConfigError(f"{run} exists and is not empty; pick a new run directory")
+    check_output_dir("run_dir", run, empty=True)
     model, tokenizer = from_hf(hf_dir, dtype=dtype)
     cfg = RunConfig()
     cfg.model = model.config
@@ -45,5 +44,6 @@ def run_to_hf(run_dir: str | Path, out_dir: str | Path) -> Path:
     """Write the newest checkpoint of the Axon run ``run_dir`` as a Hugging Face directory."""
     from axon.train.run import load_run
 
+    check_output_dir("out_dir", out_dir, empty=True)  # before the run is loaded
     _, model, tokenizer = load_run(run_dir, device="cpu")
     return to_hf(model, out_dir, tokenizer)

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from axon.atomic import atomic_write_json
-from axon.errors import ConfigError
+from axon.errors import ConfigError, OptionError, check_output_dir, is_real
 
 BUDGETS = ("steps", "tokens", "flops", "time")
 NAME = re.compile(r"^[A-Za-z0-9_.+-]+$")
@@ -170,8 +170,8 @@ def plan(variants: list[Variant], common: list[str], budget: str, budget_value: 
 
     if budget not in BUDGETS:
         raise ConfigError(f"--budget {budget!r}: choose one of {', '.join(BUDGETS)}")
-    if budget_value is not None and not budget_value > 0:
-        raise ConfigError(f"--budget-value must be positive, got {budget_value:g}")
+    if budget_value is not None and not (is_real(budget_value) and math.isfinite(budget_value) and budget_value > 0):
+        raise OptionError("budget_value", "must be a positive finite number", budget_value)
     resolved = []
     for v in variants:
         cfg = resolve_vocab(load_config(v.recipe, [*common, *v.overrides]))
@@ -457,8 +457,10 @@ def compare(recipes: list[str], variant_specs: list[str], common: list[str], out
             seeds: str = "1", budget: str = "steps", budget_value: float | None = None, baseline: str | None = None,
             workers: int | None = None, threads_per_run: int = 1, progress: bool = True, command: str = "") -> dict:
     """Plan, run (resumably), time inference, and write the report; returns the report's summary."""
-    from axon.lab.runner import Job, run_jobs
+    from axon.lab.runner import Job, check_parallelism, run_jobs
 
+    check_parallelism(workers, threads_per_run, "threads_per_run")  # before anything is planned or written
+    check_output_dir("out", out)
     out = Path(out)
     variants = make_variants(recipes, variant_specs)
     names = [v.name for v in variants]

@@ -71,13 +71,27 @@ CHINCHILLA = {"E": 1.69, "A": 406.4, "B": 410.7, "alpha": 0.34, "beta": 0.28}  #
 
 
 def interval(samples: np.ndarray, level: float = 0.95) -> tuple[float, float]:
-    """The percentile interval of bootstrap samples (ignoring fits that failed: NaN)."""
+    """The percentile interval of bootstrap samples (ignoring fits that failed: NaN); (NaN, NaN),
+    undetermined, when there are none -- or when the interval has no width. A zero-width
+    interval means the resamples all gave the same fit (points that determine the law exactly, or
+    lie on it without noise), which says nothing of how far the law could be off: it is not
+    certainty, so it is not reported as an interval."""
     s = np.asarray(samples, dtype=float)
     s = s[np.isfinite(s)]
     if s.size == 0:
         return (math.nan, math.nan)
     lo, hi = np.percentile(s, [50 * (1 - level), 50 * (1 + level)])
+    if hi - lo <= 1e-12 * max(abs(lo), abs(hi)):
+        return (math.nan, math.nan)
     return (float(lo), float(hi))
+
+
+# A law is fitted from more points than it has free parameters: as many determine it exactly, with
+# no residual to tell its error (every bootstrap resample gives the same fit). Kaplan's power law
+# has two (alpha, X_c); Chinchilla's L(N, D) five, whose minimum of 5 runs is its Huber fit's with
+# bounded exponents (fewer points than parameters are refused either way).
+POWER_LAW_MIN_POINTS = 3
+CHINCHILLA_MIN_RUNS = 5
 
 
 def _check_points(*arrays: np.ndarray, min_points: int = 2) -> None:
@@ -117,8 +131,9 @@ def _loglog_line(x: np.ndarray, loss: np.ndarray) -> tuple[float, float]:
 def fit_power_law(x, loss, bootstrap: int = 200, seed: int = 0) -> PowerLaw:
     x, loss = np.asarray(x, dtype=float), np.asarray(loss, dtype=float)
     _check_points(x, loss)
-    if np.unique(x).size < 2:
-        raise DataError("a power law needs at least two distinct values of its variable")
+    if np.unique(x).size < POWER_LAW_MIN_POINTS:
+        raise DataError(f"a power law needs at least {POWER_LAW_MIN_POINTS} distinct values of its variable (two "
+                        f"distinct values fit its two parameters exactly, leaving no error to measure), got {np.unique(x).size}")
     alpha, log_xc = _loglog_line(x, loss)
     rng = np.random.default_rng(seed)
     boot = []
@@ -299,7 +314,7 @@ def fit_chinchilla(n, d, loss, bootstrap: int = 200, seed: int = 0, delta: float
     resamples for intervals. ``starts`` L-BFGS runs from the best grid points (``boot_starts`` per
     bootstrap sample, plus the full-data optimum as a warm start)."""
     n, d, loss = (np.asarray(a, dtype=float) for a in (n, d, loss))
-    _check_points(n, d, loss, min_points=5)
+    _check_points(n, d, loss, min_points=CHINCHILLA_MIN_RUNS)
     log_n, log_d, log_l = np.log(n), np.log(d), np.log(loss)
     grid = _grid()
     ones = np.ones_like(log_n)

@@ -25,7 +25,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from axon.errors import AxonError, ConfigError
+from axon.errors import AxonError, ConfigError, DataError, check_count, reading
 
 
 @dataclass
@@ -69,11 +69,30 @@ def steps_done(run_dir: Path) -> int:
     return step
 
 
+def check_parallelism(workers, threads, threads_field: str = "threads_per_job") -> None:
+    """``workers`` (None: cores / threads) and ``threads`` per job (called ``threads_field`` by the
+    caller): integers >= 1, an OptionError otherwise -- for the sweeps to check before they write
+    anything, as :func:`run_jobs` does."""
+    check_count("workers", workers, 1, optional=True, meaning="(unset: cores / threads per run)")
+    check_count(threads_field, threads, 1)
+
+
 def read_result(run_dir: Path) -> dict | None:
+    """The result.json of a finished run (None while it has none). A damaged one is a DataError
+    naming it: the run's figures would be made up, and the run is not re-trained behind the
+    user's back (removing the file makes the next run of the command continue the run)."""
     path = run_dir / "result.json"
     if not path.is_file():
         return None
-    return json.loads(path.read_text())
+    hint = "; remove it, and the command resumes that run from its last checkpoint"
+    try:
+        with reading(path, "the run result"):
+            result = json.loads(path.read_text(encoding="utf-8"))
+    except DataError as e:
+        raise DataError(f"{e}{hint}") from None
+    if not isinstance(result, dict) or not {"step", "tokens", "elapsed", "val_loss"} <= result.keys():
+        raise DataError(f"the run result {path}: not a result.json of axon train (step, tokens, elapsed, val_loss){hint}")
+    return result
 
 
 def _has_checkpoint(run_dir: Path) -> bool:
@@ -92,7 +111,11 @@ def _check_jobs(jobs: list[Job], out_dir: Path) -> None:
             raise ConfigError(f"job name {job.name!r}: use a plain directory name")
         record = out_dir / "jobs" / f"{job.name}.json"
         if record.is_file():
-            before = json.loads(record.read_text()).get("args")
+            with reading(record, "the job record"):
+                before = json.loads(record.read_text(encoding="utf-8"))
+            before = before.get("args") if isinstance(before, dict) else None
+            if not (isinstance(before, list) and all(isinstance(a, str) for a in before)):
+                raise DataError(f"the job record {record}: not a job record (no list of args)")
             if before != list(job.args):
                 raise ConfigError(f"job {job.name!r} in {out_dir} was run with other arguments ({' '.join(before)}); "
                                   f"use another output directory or remove {out_dir / 'runs' / job.name}")
@@ -122,11 +145,8 @@ def run_jobs(jobs: list[Job], out_dir: Path, workers: int | None = None, threads
     from tqdm import tqdm
 
     out_dir = Path(out_dir)
-    if threads_per_job < 1:
-        raise ConfigError(f"threads per job must be >= 1, got {threads_per_job}")
+    check_parallelism(workers, threads_per_job)
     workers = workers or max(1, (os.cpu_count() or 1) // threads_per_job)
-    if workers < 1:
-        raise ConfigError(f"workers must be >= 1, got {workers}")
     _check_jobs(jobs, out_dir)
     for sub in ("runs", "logs", "jobs"):
         (out_dir / sub).mkdir(parents=True, exist_ok=True)

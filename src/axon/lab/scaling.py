@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from axon.atomic import AtomicFile, atomic_write_json
-from axon.errors import ConfigError, DataError
+from axon.errors import ConfigError, DataError, check_count, check_output_dir, reading
 from axon.lab import fit as F
 
 CSV_COLUMNS = ["name", "budget", "n_layer", "n_embd", "n_head", "N", "N_total", "flops_per_token", "steps", "D", "C", "loss"]
@@ -126,13 +126,15 @@ def plan_sweep(config: str | None, overrides: list[str], sizes: str, budgets: st
 
     if (budgets is None) == (tokens is None):
         raise ConfigError("give --budgets (IsoFLOP profiles: FLOPs per run) or --tokens (a grid of N and D), not both")
+    check_count("head_dim", head_dim, 1, optional=True)
+    check_count("min_steps", min_steps, 0, meaning="(0: keep every run)")
     base = resolve_vocab(load_config(config, overrides))
     m, tc = base.model, base.train
     for key in ("n_layer", "n_embd", "n_head"):
         if not hasattr(m, key):
             raise ConfigError(f"model.family={m.family}: --sizes scales n_layer/n_embd/n_head, which this family lacks")
     per_step = tc.batch_size * tc.grad_accum * m.block_size
-    runs, notes = [], []
+    runs, notes, left_out = [], [], []
     for size in parse_sizes(sizes, m, head_dim):
         model_args = [f"--model.n_layer={size.n_layer}", f"--model.n_embd={size.n_embd}", f"--model.n_head={size.n_head}"]
         kv = getattr(m, "n_kv_head", None)
@@ -148,6 +150,7 @@ def plan_sweep(config: str | None, overrides: list[str], sizes: str, budgets: st
             steps = max(1, round(d_target / per_step))
             name = f"{'C' + _fmt(target) if budgets else 'D' + _fmt(target)}-{size.label}"
             if steps < min_steps:
+                left_out.append((steps, name))
                 notes.append(f"{name}: left out, {steps} steps < --min-steps {min_steps} (budget too small for this size)")
                 continue
             warmup = min(base.schedule.warmup_steps, steps // 5)
@@ -158,7 +161,9 @@ def plan_sweep(config: str | None, overrides: list[str], sizes: str, budgets: st
             runs.append(PlannedRun(name, target if budgets else None, size, n, n_total, fpt, steps, d, d * fpt, args))
     runs.sort(key=lambda r: (r.budget or 0.0, r.D if r.budget is None else 0, r.N))
     if not runs:
-        raise ConfigError("every planned run was left out; raise the budgets or lower --min-steps:\n  " + "\n  ".join(notes))
+        steps, name = max(left_out, key=lambda t: t[0])  # the first of the longest
+        raise ConfigError(f"every planned run was left out: each has fewer than --min-steps {min_steps} steps (the "
+                          f"longest, {name}, has {steps}); raise the budgets or lower --min-steps")
     return runs, notes
 
 
@@ -179,9 +184,11 @@ def run_sweep(runs: list[PlannedRun], out: Path, workers: int | None = None, thr
               progress: bool = True) -> list[dict]:
     """Run the planned runs through axon.lab.runner (a finished run is skipped, a killed one
     resumed) and write ``sweep.csv``; returns its rows."""
-    from axon.lab.runner import Job, run_jobs
+    from axon.lab.runner import Job, check_parallelism, run_jobs
 
     out = Path(out)
+    check_parallelism(workers, threads, "threads")  # before anything is written
+    check_output_dir("out", out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "plan.json").write_text(json.dumps([asdict(r) for r in runs], indent=2) + "\n")
     results = run_jobs([Job(r.name, r.args) for r in runs], out, workers=workers, threads_per_job=threads, progress=progress)
@@ -207,27 +214,34 @@ def write_csv(rows: list[dict], path: Path) -> None:
 
 
 def read_csv(path: str | Path) -> list[dict]:
-    """Rows with float N, D, loss (required columns) and C, budget, name when present."""
+    """Rows with float N, D, loss (required columns) and C, budget, name when present; a cell that
+    is missing, empty or not a positive number is a DataError naming the file, line and column."""
     path = Path(path)
     if path.is_dir():
         path = path / "sweep.csv"
     if not path.is_file():
         raise DataError(f"no sweep CSV at {path}")
-    with open(path, newline="") as f:
+    with reading(path, "sweep CSV"), open(path, newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f)
         missing = {"N", "D", "loss"} - set(reader.fieldnames or [])
         if missing:
             raise DataError(f"{path}: missing column(s) {', '.join(sorted(missing))}; a sweep CSV needs N, D, loss (optional: C, budget, name)")
         rows = []
         for i, raw in enumerate(reader, start=2):
-            try:
-                row = {k: float(raw[k]) for k in ("N", "D", "loss")}
-                row["C"] = float(raw["C"]) if raw.get("C") else math.nan
-                row["budget"] = float(raw["budget"]) if raw.get("budget") else math.nan
-            except ValueError:
-                raise DataError(f"{path}, line {i}: N, D, loss (and C, budget) must be numbers") from None
-            if not all(math.isfinite(row[k]) and row[k] > 0 for k in ("N", "D", "loss")):
-                raise DataError(f"{path}, line {i}: N, D and loss must be positive numbers")
+            row = {}
+            for key in ("N", "D", "loss", "C", "budget"):
+                cell = raw.get(key)
+                if cell is None or not cell.strip():  # None: the line has fewer cells than the header
+                    if key in ("N", "D", "loss"):
+                        raise DataError(f"{path}, line {i}: no value in column {key}; every run needs N, D and loss")
+                    row[key] = math.nan
+                    continue
+                try:
+                    row[key] = float(cell)
+                except ValueError:
+                    raise DataError(f"{path}, line {i}, column {key}: {cell!r} is not a number") from None
+                if key in ("N", "D", "loss") and not (math.isfinite(row[key]) and row[key] > 0):
+                    raise DataError(f"{path}, line {i}, column {key}: N, D and loss must be positive numbers, got {cell!r}")
             row["name"] = raw.get("name") or f"row{i}"
             rows.append(row)
     if not rows:
@@ -239,8 +253,18 @@ def read_csv(path: str | Path) -> list[dict]:
 # Fitting
 
 
+def check_fit_options(bootstrap, seed) -> None:
+    """``bootstrap`` resamples (0: no intervals) and the bootstrap's ``seed``: integers >= 0."""
+    check_count("bootstrap", bootstrap, 0, meaning="(0: no intervals)")
+    check_count("seed", seed, 0)
+
+
 def fit_sweep(rows: list[dict], bootstrap: int = 200, seed: int = 0, progress: bool = False) -> dict:
-    """Every fit of the sweep, as JSON-ready data (see axon.lab.fit for the mathematics)."""
+    """Every fit of the sweep, as JSON-ready data (see axon.lab.fit for the mathematics). A law is
+    fitted only from enough points (Kaplan's: F.POWER_LAW_MIN_POINTS distinct values of its
+    variable, more than its two parameters; Chinchilla's: F.CHINCHILLA_MIN_RUNS runs); when the
+    runs allow no fit at all, a DataError says what each law needs."""
+    check_fit_options(bootstrap, seed)
     n, d, loss = (np.array([r[k] for r in rows], dtype=float) for k in ("N", "D", "loss"))
     c = np.array([r.get("C", math.nan) for r in rows], dtype=float)
     k = float(np.median(c / (n * d))) if np.all(np.isfinite(c)) else 6.0
@@ -248,12 +272,17 @@ def fit_sweep(rows: list[dict], bootstrap: int = 200, seed: int = 0, progress: b
                  "flops_per_param": k, "bootstrap": bootstrap, "seed": seed}
     for by, key in (("N", "kaplan_N"), ("D", "kaplan_D")):
         x, l = F.kaplan_points(n, d, loss, by)
-        if np.unique(x).size >= 2:
+        if np.unique(x).size >= F.POWER_LAW_MIN_POINTS:
             law = F.fit_power_law(x, l, bootstrap=bootstrap, seed=seed)
             out[key] = {"law": f"L({by}) = ({by}_c / {by})^alpha_{by}", "alpha": law.alpha, "alpha_ci": list(law.alpha_ci),
                         f"{by}_c": law.x_c, f"{by}_c_ci": list(law.x_c_ci), "points": law.points,
                         "x": x.tolist(), "loss": l.tolist()}
-    if len(rows) >= 5:
+    if not ({"kaplan_N", "kaplan_D"} & out.keys()) and len(rows) < F.CHINCHILLA_MIN_RUNS:
+        raise DataError(
+            f"{len(rows)} runs are too few to fit any law: Kaplan's L(N) needs {F.POWER_LAW_MIN_POINTS} distinct model "
+            f"sizes (these runs have {np.unique(n).size}), L(D) {F.POWER_LAW_MIN_POINTS} distinct token counts (they have "
+            f"{np.unique(d).size}), Chinchilla's L(N, D) {F.CHINCHILLA_MIN_RUNS} runs")
+    if len(rows) >= F.CHINCHILLA_MIN_RUNS:
         out["chinchilla"] = F.fit_chinchilla(n, d, loss, bootstrap=bootstrap, seed=seed, progress=progress).to_dict()
     budget = np.array([r.get("budget", math.nan) for r in rows], dtype=float)
     if np.all(np.isfinite(budget)):
@@ -270,7 +299,7 @@ def predict(fits: dict, flops: float) -> dict:
     """Loss-optimal N, D and loss at ``flops`` from the Chinchilla fit (with intervals), and N from
     the IsoFLOP law when the sweep had one."""
     if "chinchilla" not in fits:
-        raise DataError("these fits have no Chinchilla L(N, D) (it needs at least 5 runs)")
+        raise DataError(f"these fits have no Chinchilla L(N, D) (it needs at least {F.CHINCHILLA_MIN_RUNS} runs)")
     law = F.Chinchilla.from_dict(fits["chinchilla"])
     k = float(fits.get("flops_per_param", 6.0))
     out = {"flops": flops, "flops_per_param": k, **law.optimal(flops, flops_per_param=k)}
@@ -298,8 +327,10 @@ def load_fits(path: str | Path) -> dict:
 
 
 def _ci(lo_hi) -> str:
+    """An interval as text; NaN (no resamples, or resamples that all gave the same value, see
+    axon.lab.fit.interval) is shown as undetermined, never as a zero-width certainty."""
     lo, hi = lo_hi
-    return f"[{lo:.4g}, {hi:.4g}]" if math.isfinite(lo) else "[n/a]"
+    return f"[{lo:.4g}, {hi:.4g}]" if math.isfinite(lo) and math.isfinite(hi) else "[undetermined]"
 
 
 def summary_lines(fits: dict) -> list[str]:
@@ -326,6 +357,9 @@ def summary_lines(fits: dict) -> list[str]:
     if iso:
         lines.append(f"IsoFLOP  N_opt = {iso['k']:.4g} C^{iso['a']:.3f}  from {iso['budgets']} budget minima"
                      + (f", a {_ci(iso['a_ci'])}" if "a_ci" in iso else ""))
+    if fits["bootstrap"] and any("[undetermined]" in line for line in lines):
+        lines.append("note: [undetermined]: the bootstrap resamples gave one value (too few points, or points on "
+                     "the law without noise); that measures no error, it is not certainty")
     return lines
 
 
@@ -464,8 +498,9 @@ def fit_and_report(rows: list[dict], out: Path, bootstrap: int = 200, seed: int 
                    flops: list[float] = (), progress: bool = False) -> tuple[dict, list[dict]]:
     """fits.json, scaling.png and report.html in ``out``; returns (fits, predictions)."""
     out = Path(out)
+    check_output_dir("out", out)
+    fits = fit_sweep(rows, bootstrap=bootstrap, seed=seed, progress=progress)  # a refused fit writes nothing
     out.mkdir(parents=True, exist_ok=True)
-    fits = fit_sweep(rows, bootstrap=bootstrap, seed=seed, progress=progress)
     predictions = [predict(fits, f) for f in flops] if "chinchilla" in fits else []
     atomic_write_json(out / "fits.json", fits, indent=1)
     plot(rows, fits, out / "scaling.png")

@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from axon.errors import check_count
 from axon.model_configs.word2vec import PRESETS, Word2VecConfig  # noqa: F401 (re-exported: the family's config and sizes)
 from axon.models.base import Model
 
@@ -94,7 +95,8 @@ def _unit(vectors: torch.Tensor) -> torch.Tensor:
 
 def nearest(vectors: torch.Tensor, query: torch.Tensor, k: int, exclude: list[int] = ()) -> list[tuple[int, float]]:
     """The ``k`` rows of ``vectors`` (V, D) with the largest cosine to ``query`` (D,), as (index,
-    cosine), best first, skipping indices in ``exclude``."""
+    cosine), best first, skipping indices in ``exclude``. ``k`` >= 1 (`axon embed --k`)."""
+    check_count("k", k, 1)
     sims = _unit(vectors) @ _unit(query[None])[0]  # (V,)
     if exclude:
         sims[torch.tensor(list(exclude), dtype=torch.long)] = float("-inf")

@@ -116,11 +116,10 @@ def finetune_config(pretrained: str | Path, recipe: str | Path | None = None, ov
     must not replace the pretrained one); a command-line model override of another field that
     differs from the pretrained value is an error. With ``task: sft`` (recipe or ``--task=sft``)
     the model is the pretrained one without a head, and only ``KEEP_MODEL_FIELDS`` may change."""
-    from axon.config import build_config, load_yaml, merge, parse_overrides
+    from axon.config import build_config, load_yaml, merge, parse_overrides, run_config_file
 
     run = Path(pretrained)
-    if not (run / "config.yaml").is_file():
-        raise ConfigError(f"{run} is not a run directory (no config.yaml)")
+    run_config_file(run)
     if not (run / "tokenizer.json").is_file():
         raise ConfigError(f"{run} has no tokenizer.json; fine-tuning encodes text with the pretrained run's tokenizer")
     pre = load_yaml(run / "config.yaml").get("model") or {}

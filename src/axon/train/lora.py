@@ -23,8 +23,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from axon.config import dump_config, load_config
-from axon.errors import ConfigError
+from axon.config import LoRAConfig, dump_config, load_config, run_config_file
+from axon.errors import ConfigError, DataError, check_new_file, check_output_dir
 from axon.nn.lora import (
     apply_lora,
     count_parameters,
@@ -73,9 +73,7 @@ def write_adapters(model: nn.Module, cfg, path: str | Path) -> Path:
 
 
 def _require_lora_run(run_dir: Path):
-    if not (run_dir / "config.yaml").is_file():
-        raise ConfigError(f"{run_dir} is not a run directory (no config.yaml)")
-    cfg = load_config(run_dir / "config.yaml")
+    cfg = load_config(run_config_file(run_dir))
     if not cfg.lora.targets:
         raise ConfigError(f"{run_dir} is not a LoRA run (its config has no lora.targets)")
     return cfg
@@ -86,6 +84,7 @@ def export_adapters(run_dir: str | Path, out: str | Path) -> dict:
     from axon.train.run import load_run
 
     run_dir = Path(run_dir)
+    check_new_file("out", out, make_parents=True)
     _require_lora_run(run_dir)
     cfg, model, _ = load_run(run_dir, device="cpu")
     path = write_adapters(model, cfg, out)
@@ -93,9 +92,26 @@ def export_adapters(run_dir: str | Path, out: str | Path) -> dict:
 
 
 def _new_run_dir(out: Path) -> None:
-    if out.exists() and any(out.iterdir()):
-        raise ConfigError(f"{out} exists and is not empty; pick a new run directory")
+    check_output_dir("out", out, empty=True)
     out.mkdir(parents=True, exist_ok=True)
+
+
+def adapter_config(path: str | Path, meta: dict[str, str]) -> LoRAConfig:
+    """The lora config an adapter file's metadata records (``adapter_metadata``), checked as the
+    config's lora section is: a DataError naming the file when it is missing, not JSON, or holds
+    values no LoRA run could have written."""
+    if meta.get("format") != "axon-lora" or "lora" not in meta:
+        raise DataError(f"{path}: not an axon adapter file (no lora config in its metadata)")
+    try:
+        lora = json.loads(meta["lora"])
+    except json.JSONDecodeError as e:
+        raise DataError(f"{path}: its lora metadata is not valid JSON ({e.msg} at column {e.colno})") from None
+    if not isinstance(lora, dict) or not {"targets", "rank", "alpha"} <= lora.keys():
+        raise DataError(f"{path}: its lora metadata lacks targets, rank or alpha (got {meta['lora'][:80]!r})")
+    try:
+        return LoRAConfig(targets=lora["targets"], rank=lora["rank"], alpha=lora["alpha"])
+    except ConfigError as e:
+        raise DataError(f"{path}: its lora metadata: {e}") from None
 
 
 def _write_plain_run(cfg, model: nn.Module, src_run: Path, out: Path, note: str) -> dict:
@@ -138,6 +154,7 @@ def merge_run(run_dir: str | Path, out: str | Path) -> dict:
     from axon.train.run import load_run
 
     run_dir = Path(run_dir)
+    check_output_dir("out", out, empty=True)
     _require_lora_run(run_dir)
     cfg, model, _ = load_run(run_dir, device="cpu")
     return _write_plain_run(cfg, model, run_dir, Path(out), f"{run_dir} (LoRA merged)")
@@ -148,16 +165,15 @@ def apply_adapters(base_run: str | Path, adapters: str | Path, out: str | Path) 
     from axon.train.run import load_run
 
     base_run = Path(base_run)
+    check_output_dir("out", out, empty=True)
     _tensors, meta = read_adapters(adapters)
-    if meta.get("format") != "axon-lora" or "lora" not in meta:
-        raise ConfigError(f"{adapters}: not an axon adapter file (no lora config in its metadata)")
+    lora = adapter_config(adapters, meta)  # before the base run is loaded
     cfg, model, _ = load_run(base_run, device="cpu")
     if cfg.lora.targets:
         raise ConfigError(f"{base_run} is itself a LoRA run; apply adapters to a plain run (axon lora merge it first)")
     if meta.get("family") != cfg.model.family:
         raise ConfigError(f"{adapters}: adapters of a {meta.get('family')} model, {base_run} is a {cfg.model.family} run")
-    lora = json.loads(meta["lora"])
-    cfg.lora.targets, cfg.lora.rank, cfg.lora.alpha = lora["targets"], lora["rank"], lora["alpha"]
+    cfg.lora.targets, cfg.lora.rank, cfg.lora.alpha = lora.targets, lora.rank, lora.alpha
     apply_lora(model, cfg.lora.targets, cfg.lora.rank, cfg.lora.alpha)
     load_adapters(model, adapters)
     return _write_plain_run(cfg, model.eval(), base_run, Path(out), f"{base_run} + {adapters} (LoRA merged)")

@@ -23,8 +23,8 @@ from pathlib import Path
 import torch
 
 from axon.atomic import atomic_write_json
-from axon.config import RunConfig, dump_config, load_config, to_dict
-from axon.errors import AxonError, ConfigError, writing
+from axon.config import RunConfig, dump_config, load_config, run_config_file, to_dict
+from axon.errors import AxonError, ConfigError, OptionError, writing
 from axon.models import build_model
 from axon.train.distributed import resolve_device
 from axon.train.lock import RunLock
@@ -353,9 +353,7 @@ def load_run(run_dir: str | Path, device: str = "auto"):
     from axon.train.checkpoint import load_latest
 
     run_dir = Path(run_dir)
-    if not (run_dir / "config.yaml").is_file():
-        raise ConfigError(f"{run_dir} is not a run directory (no config.yaml)")
-    cfg = load_config(run_dir / "config.yaml")
+    cfg = load_config(run_config_file(run_dir))
     # A run converted from a Hugging Face directory without tokenizer.json has none.
     tokenizer = load_tokenizer(run_dir / "tokenizer.json") if (run_dir / "tokenizer.json").is_file() else None
     dev = resolve_device(device)
@@ -381,11 +379,14 @@ def evaluate_run(run_dir: str | Path, split: str = "val", *, batch_size: int | N
     """Metrics of the run in ``run_dir`` on ``split`` of its own task's data (``data_dir``: a
     prepared data directory instead of the run's data.dir): the run's newest checkpoint and task,
     then ``axon.eval.evaluate_split`` (which has the other arguments and what it returns)."""
-    from axon.eval import evaluate_split
+    from axon.eval import check_eval_options, evaluate_split
     from axon.tasks import build_task
 
     if split not in ("train", "val"):
         raise ConfigError(f"split must be train or val, got {split!r}")
+    check_eval_options(batch_size, max_batches)  # before the run is loaded
+    if data_dir is not None and not (Path(data_dir) / "meta.json").is_file():
+        raise OptionError("data_dir", "must be a prepared data directory (with meta.json: see axon prepare)", str(data_dir))
     cfg, model, _ = load_run(run_dir, device)
     if data_dir:
         cfg.data.dir = str(data_dir)
