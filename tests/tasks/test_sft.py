@@ -180,10 +180,11 @@ def test_right_padding_leaves_each_example_as_it_is_alone(family, tmp_path):
     n = short.shape[1]
     with torch.no_grad():
         assert_same_logits(model, model(x)[1, :n], model(short)[0], steps=x.shape[1])
-    assert family in ("decoder", "progressive", "conv_attention", "mamba", "rnn")
 
 
-def test_a_family_without_a_causal_lm_is_refused(tmp_path):
+def test_the_causal_lm_families_serve_sft_and_others_are_refused(tmp_path):
+    assert {f for f, fam in FAMILIES.items() if "sft" in fam.other_tasks} == {
+        "decoder", "progressive", "conv_attention", "mamba", "rnn"}
     f = write_jsonl(tmp_path / "t.jsonl", [{"prompt": "a", "response": "b"}] * 10)
     with pytest.raises(ConfigError, match="a bert model does not do 'sft'.*model.family=decoder"):
         build_task(load_config(None, ["--task=sft", "--model.family=bert", f"--data.train_file={f}"]), torch.device("cpu"))
@@ -302,7 +303,7 @@ def test_sft_from_a_pretrained_run_learns_the_planted_answers(sft_run, pretraine
     end = evaluate(model, task.objective, task.val_data.iter_eval_batches(8, 64))["loss"]
     assert end == pytest.approx(result["val_loss"], rel=1e-6)  # the run's own final figure
     assert result["val_perplexity"] == pytest.approx(2.718281828459045 ** end, rel=1e-9)
-    assert end < 0.6 * start, (start, end)  # the answers' loss falls clearly (measured: ~4.2 -> ~1.7)
+    assert end < 0.6 * start, (start, end)  # the answers' loss falls clearly (measured: 4.08 -> 1.75)
     samples = (sft_run / "samples.txt").read_text()
     assert "User: abc\nAssistant: " in samples and "(reference: cba)" in samples
 
