@@ -114,14 +114,17 @@ def cmd_sample(args, overrides: list[str]) -> int:
         prompt = args.prompt
     cfg, model, tokenizer = load_run(args.run_dir, args.device)
     task = task_name(cfg)
-    if task != "lm":  # only a language model continues text
+    if task not in ("lm", "sft"):  # only a language model continues text
         hint = {"seq2seq": "; use axon translate RUN_DIR --input TEXT", "word2vec": "; use axon embed RUN_DIR --neighbors WORD"}
         raise ConfigError(f"{args.run_dir} is a {cfg.model.family} run trained for {task!r}: it does not continue text"
                           + hint.get(task, ""))
     if tokenizer is None:
         raise ConfigError(f"{args.run_dir} has no tokenizer.json; copy the model's tokenizer.json into it")
     check_stop_tokens("stop_tokens", args.stop_token, tokenizer.vocab_size)  # the vocabulary is known now
-    ids = tokenizer.encode(prompt) if prompt else [0]
+    if task == "sft":
+        prompt, ids = _chat_prompt(args, tokenizer, prompt)
+    else:
+        ids = tokenizer.encode(prompt) if prompt else [0]
     limit = context_limit(model)  # None: a recurrent model reads prompts of any length
     if limit is not None and len(ids) > limit:
         raise ConfigError(
@@ -152,6 +155,17 @@ def cmd_sample(args, overrides: list[str]) -> int:
             print(f"--- sample {i + 1} ({result.finish_reasons[i]}) ---")
         print(prompt + text)
     return 0
+
+
+def _chat_prompt(args, tokenizer, prompt: str) -> tuple[str, list[int]]:
+    """An sft run answers: ``prompt`` as the user's message in the chat template, ready for the
+    assistant's answer (axon.data.chat), and sampling stops at the end marker (``args.stop``)."""
+    from axon.data.chat import END, prompt_ids
+
+    if not prompt.strip():
+        raise ConfigError("an sft run answers a prompt: give --prompt TEXT (it is wrapped in the chat template)")
+    args.stop = [*args.stop, END]
+    return prompt_ids(tokenizer, prompt)
 
 
 def _sampling_options(args):
@@ -529,11 +543,15 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--out", required=True, help="the run directory (--from-hf) or Hugging Face directory (--to-hf) to write")
     v.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default="fp32", help="weights of the converted run (--from-hf)")
     v.set_defaults(func=cmd_convert)
-    f = sub.add_parser("finetune", help="fine-tune a pretrained encoder run (BERT) as a text classifier",
-                       epilog="The model is the pretrained run's with a classification head; its tokenizer is used.\n"
+    f = sub.add_parser("finetune", help="fine-tune a pretrained run: an encoder (BERT) as a text classifier, "
+                                        "or a causal LM on prompt/response pairs (--task=sft)",
+                       epilog="The model is the pretrained run's (with a classification head for classify); its "
+                              "tokenizer is used.\n"
                               "Examples:\n  axon finetune runs/bert-mlm --config configs/bert_tiny_speakers.yaml\n"
                               "  axon finetune runs/bert-mlm --data.train_file=reviews.jsonl --model.pooling=mean\n"
-                              "Other keys as for train (--section.key=value); data files: JSONL or TSV (see classify).",
+                              "  axon finetune runs/shakespeare --task=sft --data.train_file=chats.jsonl  # docs/rlhf.md\n"
+                              "Other keys as for train (--section.key=value); data files: JSONL or TSV (see classify), "
+                              "JSONL for sft.",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     f.add_argument("pretrained", metavar="PRETRAINED_RUN", help="a run directory (e.g. masked-LM pretraining)")
     f.add_argument("--config", help="YAML recipe: data, optim, schedule, train (of its model section only "

@@ -77,10 +77,11 @@ class DataConfig:
     # or TSV (text<TAB>label); mlm reads plain text. "bundled:speakers/train.jsonl" names a bundled file (axon.data.files).
     # The BERT tasks build char, wordpiece and bpe tokenizers with [PAD] [UNK] [CLS] [SEP] [MASK] (axon.data.bert_tokens).
     train_file: str | None = None
-    val_file: str | None = None  # null: classify holds out every 10th example of train_file, mlm the last 10%
+    # sft reads JSONL ({"prompt": ..., "response": ...} or {"messages": [...]}; axon.data.chat)
+    val_file: str | None = None  # null: classify and sft hold out every 10th example of train_file, mlm the last 10%
     text_field: str = "text"  # JSONL keys read by classify
     label_field: str = "label"
-    truncate: bool = False  # classify: cut texts longer than model.block_size (else: an error naming the line)
+    truncate: bool = False  # classify, sft: cut texts (sft: answers) longer than model.block_size (else: an error naming the line)
     mask_prob: float = 0.15  # mlm: share of tokens to predict (BERT: 15%; of them 80% [MASK], 10% random, 10% kept)
 
     def __post_init__(self):
@@ -94,7 +95,7 @@ class DataConfig:
 # The corpora shipped in the package (axon.data.corpus.CORPORA; tests/test_layering.py checks they agree).
 CORPUS_NAMES = ("shakespeare",)
 # The tasks a config may name (axon.tasks.TASKS; tests/test_layering.py checks they agree).
-TASK_NAMES = ("lm", "mlm", "classify", "seq2seq", "word2vec")
+TASK_NAMES = ("lm", "mlm", "classify", "seq2seq", "word2vec", "sft")
 # The names axon.train.optim.OPTIMIZERS builds, in its order. A copy, so that validating a config
 # does not import the trainer (and torch); tests/test_layering.py checks that the two agree.
 OPTIMIZER_NAMES = ("adamw", "adam", "amsgrad", "adamax", "nadam", "sgd", "rmsprop", "adagrad", "adadelta", "muon")

@@ -130,7 +130,27 @@ TRAIN_CASES = [
     Case("diverges-before-checkpoint", [*TRAIN, "--optim.name=adamw", "--optim.lr=1e30"], "non-finite loss at step"),
 ]
 
-CASES = CONFIG + TRAIN_CASES
+# Supervised fine-tuning of the tiny run (`axon finetune RUN --task=sft`): a bad example is one line
+# naming its file and line, found before anything trains.
+SFT = ["finetune", "{run}", "--task=sft", "--data.train_file={tmp}/d.jsonl", "--data.val_file={tmp}/d.jsonl",
+       *TRAIN[2:]]
+GOOD = b'{"prompt": "abc", "response": "cba"}\n'
+
+SFT_CASES = [
+    Case("sft-not-json", SFT, "d.jsonl:2: not valid JSON", setup=write("d.jsonl", GOOD + b'{"prompt": "a",\n')),
+    Case("sft-no-response", SFT, "d.jsonl:2: no 'response'", setup=write("d.jsonl", GOOD + b'{"prompt": "a"}\n')),
+    Case("sft-wrong-type", SFT, "d.jsonl:1: messages[1].content must be a string, got list",
+         setup=write("d.jsonl", b'{"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": []}]}\n')),
+    Case("sft-too-long", SFT, "d.jsonl:2: the example is 121 tokens in the chat template, so the model would read 120, "
+         "more than model.block_size=64", setup=write("d.jsonl", GOOD + b'{"prompt": "abc", "response": "' + b"x" * 99 + b'"}\n')),
+    Case("sft-unencodable", SFT, "d.jsonl:2: response: character '7' at position 0 is not in the character vocabulary",
+         setup=write("d.jsonl", GOOD + b'{"prompt": "abc", "response": "7"}\n')),
+    Case("sft-other-model", ["train", "--task=sft", "--train.init_from={run}", "--model.n_layer=3",
+                             "--data.train_file={tmp}/d.jsonl", *TRAIN[1:]],
+         "train.init_from: the model is not", setup=write("d.jsonl", GOOD)),
+]
+
+CASES = CONFIG + TRAIN_CASES + SFT_CASES
 
 
 @pytest.fixture(scope="module")
@@ -145,7 +165,7 @@ def test_bad_input_is_one_line(case, results):
     assert_user_error(found[case.id], case.expect, case.argv[0])
 
 
-@pytest.mark.parametrize("case", TRAIN_CASES, ids=[c.id for c in TRAIN_CASES])
+@pytest.mark.parametrize("case", TRAIN_CASES + SFT_CASES, ids=[c.id for c in TRAIN_CASES + SFT_CASES])
 def test_a_refused_run_leaves_nothing_behind(case, results):
     root, _ = results
     runs = root / case.id / "runs"

@@ -86,3 +86,32 @@ def test_convert_errors_are_one_line(tmp_path, capsys):
     assert "no config.json" in capsys.readouterr().err
     assert main(["convert", "--out", str(tmp_path / "r")]) == 2
     assert "exactly one of --from-hf" in capsys.readouterr().err
+
+
+def test_a_converted_run_is_fine_tuned_on_answers(hf_dir, tmp_path, monkeypatch, capsys):
+    """axon finetune CONVERTED --task=sft: its BPE tokenizer encodes the chat template, its weights
+    load strictly, and axon sample answers in the template."""
+    from axon.eval import evaluate
+    from axon.tasks import build_task
+    from axon.train.run import load_run
+
+    monkeypatch.setenv("AXON_CACHE", str(tmp_path / "cache"))
+    run = tmp_path / "runs" / "converted"
+    assert main(["convert", "--from-hf", str(hf_dir), "--out", str(run)]) == 0
+    data = tmp_path / "pairs.jsonl"
+    data.write_text("".join(json.dumps({"prompt": w, "response": w[::-1]}) + "\n" for w in ["king", "queen", "lord"]))
+    sft = tmp_path / "runs" / "sft"
+    assert main(["finetune", str(run), "--task=sft", f"--data.train_file={data}", f"--data.val_file={data}",
+                 f"--out_dir={sft.parent}", "--name=sft", "--train.max_steps=1", "--optim.lr=1e-9",
+                 "--optim.muon_lr=1e-9", *SMALL]) == 0
+    assert "| val perplexity" in capsys.readouterr().out
+    assert (sft / "tokenizer.json").read_bytes() == (run / "tokenizer.json").read_bytes()
+    cfg, tuned, _ = load_run(sft, device="cpu")
+    _, converted, _ = load_run(run, device="cpu")
+    task = build_task(cfg, torch.device("cpu"))
+    before = evaluate(converted, task.objective, task.val_data.iter_eval_batches(4, 64))["loss"]
+    after = evaluate(tuned, task.objective, task.val_data.iter_eval_batches(4, 64))["loss"]
+    # one step of lr 1e-9 from the converted weights moves the loss by ~1e-8 (a fresh init: 8e-3 away)
+    assert after == pytest.approx(before, abs=1e-5)
+    assert main(["sample", str(sft), "--prompt", "king", "--max-new-tokens", "4", "--no-stream"]) == 0
+    assert capsys.readouterr().out.startswith("User: king\nAssistant: ")

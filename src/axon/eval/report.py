@@ -40,8 +40,13 @@ def train_line(result: dict) -> str:
 
 
 def finetune_line(result: dict) -> str:
-    """A fine-tuned classifier: loss, accuracy and the majority-class baseline to beat."""
-    parts = [*_run_parts(result), f"val loss {result['val_loss']:.4f}", f"val accuracy {result['val_accuracy']:.4f}"]
+    """A fine-tuned classifier: loss, accuracy and the majority-class baseline to beat; a
+    fine-tuned causal LM (sft): the loss per response token and its perplexity."""
+    parts = [*_run_parts(result), f"val loss {result['val_loss']:.4f}"]
+    if "val_accuracy" in result:
+        parts.append(f"val accuracy {result['val_accuracy']:.4f}")
     if "val_majority_baseline" in result:
         parts.append(f"majority baseline {result['val_majority_baseline']:.4f}")
+    if "val_accuracy" not in result and "val_perplexity" in result:
+        parts.append(f"val perplexity {result['val_perplexity']:.4f}")
     return " | ".join(parts)

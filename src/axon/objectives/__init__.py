@@ -5,6 +5,7 @@ from axon.objectives.classification import Classification
 from axon.objectives.mlm import MaskedLM
 from axon.objectives.negative_sampling import NegativeSampling, negative_sampling_loss
 from axon.objectives.seq2seq import Seq2SeqLoss, label_smoothed_loss
+from axon.objectives.sft import ResponseLM
 
 __all__ = ["CausalLM", "causal_lm_loss", "IGNORE_INDEX", "Seq2SeqLoss", "label_smoothed_loss", "MaskedLM",
-           "Classification", "NegativeSampling", "negative_sampling_loss"]
+           "Classification", "NegativeSampling", "negative_sampling_loss", "ResponseLM"]

@@ -1,7 +1,11 @@
 """Fine-tuning a pretrained run: ``axon finetune``'s config and the checkpoint surgery behind it.
 
 ``finetune_config`` composes the config of ``axon finetune PRETRAINED_RUN``: the pretrained run's
-model with a classification head, its tokenizer, ``task: classify`` and ``train.init_from``.
+model with a classification head, its tokenizer, ``task: classify`` and ``train.init_from``; or,
+with ``--task=sft``, the pretrained run's model unchanged (``axon.tasks.sft``).
+
+``check_pretrained_model`` refuses, naming the fields, a run whose model is not the one of the
+``train.init_from`` run it loads strictly (the sft task).
 
 ``load_pretrained_body`` (the classify task's ``init_weights``) copies every tensor of the
 ``train.init_from`` checkpoint that the classifier has, leaves the classifier's own head
@@ -78,6 +82,29 @@ def load_pretrained_body(model: torch.nn.Module, source: str | Path) -> dict:
 
 #: Model fields a fine-tuning run may set; the rest of the architecture is the pretrained run's.
 FINETUNE_FIELDS = ("head", "num_labels", "pooling", "dropout", "attn_impl")
+#: The same for a task that keeps the pretrained model whole (sft): settings that change how its
+#: weights compute, not which weights there are (axon.train.run.SHAPE_FREE).
+KEEP_MODEL_FIELDS = ("dropout", "attn_impl", "scan_impl")
+
+
+def check_pretrained_model(cfg, source: str | Path) -> None:
+    """Refuse a run whose model is not the ``train.init_from`` run's (the fields that differ,
+    ``preset`` and ``KEEP_MODEL_FIELDS`` aside), before any weight is loaded: a strict load would
+    fail on the first tensor of another shape, and a setting that changes no shape (``rope_theta``,
+    ``norm_eps``) would load silently into a model that computes something else."""
+    from axon.config import load_config, to_dict
+
+    file = init_run_dir(source) / "config.yaml"
+    if not file.is_file():  # a checkpoint directory on its own: the strict load checks the shapes
+        return
+    was, now = to_dict(load_config(file).model), to_dict(cfg.model)
+    skip = {"preset", *KEEP_MODEL_FIELDS}
+    changed = [f"model.{k}={now.get(k)!r} (the run has {was.get(k)!r})" for k in sorted(set(was) | set(now))
+               if k not in skip and was.get(k) != now.get(k)]
+    if changed:
+        more = f" and {len(changed) - 3} more" if len(changed) > 3 else ""
+        raise ConfigError(f"train.init_from: the model is not {init_run_dir(source)}'s: {'; '.join(changed[:3])}{more}; "
+                          f"axon finetune {init_run_dir(source)} --task={cfg.task} ... takes the run's model")
 
 
 def finetune_config(pretrained: str | Path, recipe: str | Path | None = None, overrides: list[str] | None = None):
@@ -87,7 +114,8 @@ def finetune_config(pretrained: str | Path, recipe: str | Path | None = None, ov
     (data files, optim, schedule, train). From the recipe's model section only
     ``FINETUNE_FIELDS`` are read (a recipe also used from scratch names an architecture that
     must not replace the pretrained one); a command-line model override of another field that
-    differs from the pretrained value is an error."""
+    differs from the pretrained value is an error. With ``task: sft`` (recipe or ``--task=sft``)
+    the model is the pretrained one without a head, and only ``KEEP_MODEL_FIELDS`` may change."""
     from axon.config import build_config, load_yaml, merge, parse_overrides, run_config_file
 
     run = Path(pretrained)
@@ -97,12 +125,15 @@ def finetune_config(pretrained: str | Path, recipe: str | Path | None = None, ov
     pre = load_yaml(run / "config.yaml").get("model") or {}
     data = load_yaml(recipe) if recipe else {}
     over = parse_overrides(overrides or [])
-    model = {**pre, "head": "classify", "num_labels": None}
-    model.update({k: v for k, v in (data.get("model") or {}).items() if k in FINETUNE_FIELDS})
+    if (over.get("task") or data.get("task")) == "sft":  # a causal LM trained on answers: the model as it is
+        model, settable = dict(pre), KEEP_MODEL_FIELDS
+    else:
+        model, settable = {**pre, "head": "classify", "num_labels": None}, FINETUNE_FIELDS
+    model.update({k: v for k, v in (data.get("model") or {}).items() if k in settable})
     for k, v in (over.pop("model", None) or {}).items():
-        if k not in FINETUNE_FIELDS and v != model.get(k):
+        if k not in settable and v != model.get(k):
             raise ConfigError(f"--model.{k}: fine-tuning keeps the pretrained run's architecture ({k}={model.get(k)!r}); "
-                              f"the model fields it can set are {', '.join(FINETUNE_FIELDS)}")
+                              f"the model fields it can set are {', '.join(settable)}")
         model[k] = v
     for key in ("train.init_from", "data.tokenizer"):
         section, name = key.split(".")

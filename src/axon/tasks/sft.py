@@ -1,0 +1,125 @@
+"""The ``sft`` task: supervised fine-tuning of a causal language model on prompt/response pairs
+and chats, with the loss on the responses only (InstructGPT's first step, Ouyang et al. 2022
+sec. 3.5: "We fine-tune GPT-3 on our labeler demonstrations using supervised learning").
+
+    JSONL pairs / chats --chat template--> ids, trained mask --> (x, y = -100 off the answers)
+                           (axon.data.chat)                       --ResponseLM--> loss on answers
+
+Data (``data.train_file``, ``data.val_file``; without a validation file every 10th example is
+held out, as classify does): the two JSONL forms, the template and its end marker ``$``, the
+length rules (``data.truncate``) and the batches are ``axon.data.chat``'s.
+
+Tokenizer: with ``train.init_from`` the pretrained run's ``tokenizer.json`` (a character that it
+cannot encode is an error naming the file and line); otherwise ``data.tokenizer``: ``char`` (the
+characters of both files in the template), ``bpe`` (trained on the training file's text) or a
+path to a ``tokenizer.json``.
+
+Starting weights: ``train.init_from`` loads strictly (``axon.train.run.init_weights``), so the
+run's model must be the pretrained run's; a config whose model differs is refused here, naming
+the fields. ``axon finetune PRETRAINED_RUN --task=sft --data.train_file=...`` takes the model and
+the tokenizer from the run (``axon.tasks.finetune.finetune_config``).
+
+Metrics: the validation loss is the mean cross-entropy per response token (end markers
+included); ``summarize`` adds its perplexity. samples.txt: greedy answers to the first
+validation prompts, stopped at the end marker, beside the reference answers. ``axon sample`` on
+an sft run wraps ``--prompt`` in the template and stops at the marker.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+
+import torch
+
+from axon.data.chat import END, encode_conversations, encode_pieces, pieces, read_conversations, render
+from axon.data.files import resolve_file
+from axon.errors import ConfigError, DataError
+from axon.tasks.base import TaskSetup, set_vocab_size
+from axon.tasks.finetune import check_pretrained_model, init_run_dir
+
+VAL_EVERY = 10  # without data.val_file: the 10th, 20th, ... training examples are the validation set
+SAMPLES = 3  # validation prompts answered in samples.txt at each evaluation
+EXAMPLE = "a JSONL file of {\"prompt\": ..., \"response\": ...} or {\"messages\": [...]} lines"
+
+
+def pretrained_tokenizer(source: str):
+    from axon.data.tokenizers import load_tokenizer
+
+    file = init_run_dir(source) / "tokenizer.json"
+    if not file.is_file():
+        raise ConfigError(f"train.init_from: {file} not found; fine-tuning encodes text with the pretrained run's "
+                          "tokenizer (copy the model's tokenizer.json into the run)")
+    return load_tokenizer(file)
+
+
+def built_tokenizer(cfg, train_convs, val_convs):
+    from axon.data.tokenizers import KINDS, build_tokenizer, check_tokenizer_choice
+
+    kind = cfg.data.tokenizer
+    check_tokenizer_choice(kind, KINDS)
+    convs = [*train_convs, *val_convs] if kind == "char" else train_convs  # char: every character there is
+    return build_tokenizer(kind, (render(c.messages) for c in convs), cfg.data.vocab_size)
+
+
+def sft_task(cfg, device: torch.device) -> TaskSetup:
+    from axon.objectives import ResponseLM
+
+    data, block = cfg.data, cfg.model.block_size
+    tokenizer = None
+    if cfg.train.init_from:  # the pretrained run's tokenizer and model, checked before any data is read
+        tokenizer = pretrained_tokenizer(cfg.train.init_from)
+        set_vocab_size(cfg, tokenizer.vocab_size)
+        check_pretrained_model(cfg, cfg.train.init_from)
+    train_file = resolve_file(data.train_file, "data.train_file", data, example=EXAMPLE)
+    train_convs = read_conversations(train_file)
+    if data.val_file is not None:
+        val_file = resolve_file(data.val_file, "data.val_file", data, example=EXAMPLE)
+        val_convs = read_conversations(val_file)
+    else:
+        val_file = train_file
+        val_convs = [c for i, c in enumerate(train_convs, 1) if i % VAL_EVERY == 0]
+        train_convs = [c for i, c in enumerate(train_convs, 1) if i % VAL_EVERY != 0]
+        if not val_convs:
+            raise DataError(f"{train_file}: fewer than {VAL_EVERY} examples; give data.val_file for validation")
+    if tokenizer is None:
+        tokenizer = built_tokenizer(cfg, train_convs, val_convs)
+        set_vocab_size(cfg, tokenizer.vocab_size)
+    train, cut_train = encode_conversations(train_convs, tokenizer, block, data.truncate, str(train_file))
+    val, cut_val = encode_conversations(val_convs, tokenizer, block, data.truncate, str(val_file))
+    if cut_train or cut_val:
+        print(f"sft: cut the end of {cut_train} of {len(train)} training and {cut_val} of {len(val)} validation "
+              f"examples to block_size={block} (data.truncate)", file=sys.stderr)
+
+    def summarize(loss: float, split: str) -> dict:  # loss: mean cross-entropy per response token
+        return {"perplexity": math.exp(loss)}
+
+    return TaskSetup(train_data=train, val_data=val, objective=ResponseLM(z_loss=cfg.train.z_loss),
+                     tokenizer=tokenizer, sample_fn=make_answerer(tokenizer, val_convs[:SAMPLES], cfg, device),
+                     summarize=summarize)
+
+
+def make_answerer(tokenizer, convs, cfg, device: torch.device):
+    """sample_fn(model, step) -> text: each conversation's last answer generated greedily after the
+    rest of it (stopped at the end marker), with the reference answer below it."""
+    from axon.generate import cut_at_stop, generate
+
+    prompts = []
+    for c in convs:
+        context = c.messages[:-1]
+        parts = pieces(context, c.fields[:-1], generation=True)
+        ids = encode_pieces(tokenizer, parts, "a validation prompt")[0].tolist()
+        prompts.append(("".join(p.text for p in parts), ids[-cfg.model.block_size:], c.messages[-1][1]))
+
+    def sample(model, step: int) -> str:
+        out = []
+        for text, ids, reference in prompts:
+            gen = generate(model, [ids], cfg.train.sample_tokens, temperature=0.0, stop_strings=[END],
+                           decode=tokenizer.decode, vocab_limit=tokenizer.vocab_size)
+            answer = tokenizer.decode(gen.tokens[0])
+            ended = END in answer
+            out.append(f"{text}{cut_at_stop(answer, [END])}{END if ended else ' [no end marker]'}\n"
+                       f"  (reference: {reference})")
+        return "\n".join(out)
+
+    return sample
