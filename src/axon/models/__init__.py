@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 from torch import nn
 
+from axon.models.actor_critic import PRESETS as ACTOR_CRITIC_PRESETS
+from axon.models.actor_critic import ActorCritic, ActorCriticConfig
 from axon.models.bert import PRESETS as BERT_PRESETS
 from axon.models.bert import Bert, BertConfig
 from axon.models.conv_attention import PRESETS as CONV_ATTENTION_PRESETS
@@ -49,6 +51,7 @@ FAMILIES: dict[str, Family] = {
     "progressive": Family(ProgressiveConfig, ProgressiveDecoder, PROGRESSIVE_PRESETS, other_tasks=("sft",)),  # grows by duplicating layers (ours)
     "conv_attention": Family(ConvAttentionConfig, ConvAttention, CONV_ATTENTION_PRESETS, other_tasks=("sft",)),  # causal hourglass (ours)
     "mamba": Family(MambaConfig, Mamba, MAMBA_PRESETS, other_tasks=("sft",)),  # selective state spaces, Gu & Dao 2023
+    "actor_critic": Family(ActorCriticConfig, ActorCritic, ACTOR_CRITIC_PRESETS, task="ppo"),  # PPO's policy + value head
 }
 
 
