@@ -14,11 +14,12 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Literal
 
+from axon.errors import check
 from axon.model_configs.decoder import PRESETS as DECODER_PRESETS
 from axon.model_configs.decoder import DecoderConfig
 
 #: The fields this family adds to the decoder's: what the policy's source run does not have.
-VALUE_FIELDS = ("value_head",)
+VALUE_FIELDS = ("value_head", "value_lr_scale")
 
 
 @dataclass
@@ -28,6 +29,13 @@ class ActorCriticConfig(DecoderConfig):
     # value loss trains the body too, weighted by ppo.value_coef). InstructGPT initialises a
     # separate value network from the reward model; a second body is not implemented here.
     value_head: Literal["shared"] = "shared"
+    # the value head's lr is value_lr_scale x optim.lr (axon.train.optim.lr_scale): it starts at zero and
+    # must track returns that move with the policy, while the policy itself moves at a fine-tuning lr
+    value_lr_scale: float = 10.0
+
+    def __post_init__(self):
+        super().__post_init__()
+        check(self.value_lr_scale > 0, "model.value_lr_scale", f"must be > 0, got {self.value_lr_scale}")
 
     def decoder_config(self) -> DecoderConfig:
         """The policy's shape as a plain decoder config (the reference model's, the export's)."""

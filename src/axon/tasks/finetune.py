@@ -132,7 +132,9 @@ def finetune_config(pretrained: str | Path, recipe: str | Path | None = None, ov
     elif task == "ppo":  # the decoder as the policy of an actor-critic (axon.tasks.ppo)
         if pre.get("family", "decoder") != "decoder":
             raise ConfigError(f"{run} is a {pre.get('family')} run; PPO starts from a decoder run (an sft run)")
-        model, settable = {**pre, "family": "actor_critic"}, (*KEEP_MODEL_FIELDS, "value_head")
+        from axon.model_configs.actor_critic import VALUE_FIELDS
+
+        model, settable = {**pre, "family": "actor_critic"}, (*KEEP_MODEL_FIELDS, *VALUE_FIELDS)
     else:
         model, settable = {**pre, "head": "classify", "num_labels": None}, FINETUNE_FIELDS
     model.update({k: v for k, v in (data.get("model") or {}).items() if k in settable})

@@ -272,21 +272,27 @@ class PPO:
     @torch.no_grad()
     def measure(self, policy, answers: Answers) -> dict[str, torch.Tensor]:
         """Per answer token: the policy's and the reference's log-probabilities, the values and
-        the policy's entropy, all (N, R), by one forward each in eval mode (no dropout)."""
+        the policy's entropy, all (N, R), by forwards in eval mode (no dropout) over
+        ``train.batch_size`` rows at a time (the logits of a whole rollout need not fit at once)."""
         was = policy.training
         policy.eval()
+        reference = self._reference(policy)
+        R, out = answers.mask.size(1), {}
         try:
-            R = answers.mask.size(1)
-            tokens, plen = answers.tokens, answers.prompt_len
-            logits, values = policy(tokens, values=True)
-            logits = answer_logits(logits, plen, R, self.vocab, self.p.temperature)
-            taken = answer_tokens(tokens, plen, R)
-            ref = answer_logits(self._reference(policy)(tokens), plen, R, self.vocab, self.p.temperature)
-            m = answers.mask
-            return {"logp": token_logprobs(logits, taken) * m, "ref_logp": token_logprobs(ref, taken) * m,
-                    "values": at_answers(values, plen, R) * m, "entropy": entropy_from_logits(logits) * m}
+            step = self.cfg.train.batch_size
+            for s in range(0, answers.tokens.size(0), step):
+                tokens, plen, m = answers.tokens[s : s + step], answers.prompt_len[s : s + step], answers.mask[s : s + step]
+                logits, values = policy(tokens, values=True)
+                logits = answer_logits(logits, plen, R, self.vocab, self.p.temperature)
+                taken = answer_tokens(tokens, plen, R)
+                ref = answer_logits(reference(tokens), plen, R, self.vocab, self.p.temperature)
+                part = {"logp": token_logprobs(logits, taken) * m, "ref_logp": token_logprobs(ref, taken) * m,
+                        "values": at_answers(values, plen, R) * m, "entropy": entropy_from_logits(logits) * m}
+                for k, v in part.items():
+                    out.setdefault(k, []).append(v)
         finally:
             policy.train(was)
+        return {k: torch.cat(v) for k, v in out.items()}
 
     def rollout(self, model, k: int) -> None:
         """Sample rollout ``k`` with the current policy, score it, and store it with its
