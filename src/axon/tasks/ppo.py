@@ -30,7 +30,7 @@ that rollout with the current policy and computes everything the updates need:
 
 The rollout and beta are buffers of the model (``axon.models.actor_critic.RolloutStore``), so the
 trainer's checkpoints carry them and a run stopped anywhere -- SIGKILL after a checkpoint, or
-SIGTERM in the middle of a rollout's epochs -- resumes bit for bit (tests/tasks/test_ppo.py).
+SIGTERM in the middle of a rollout's epochs -- resumes bit for bit (tests/tasks/test_ppo_task.py).
 
 The reward (``ppo.reward``): ``gold:instructions`` and ``gold:sentiment`` are the programmatic
 judges of ``axon.feedback``; a path is a reward run (the ``reward`` task's family: ``model(ids,
