@@ -17,6 +17,8 @@ they read (files, tokenizers, datasets of batches) is ``axon.data``'s:
               pretrained encoder under a new head is ``axon.tasks.finetune``
     seq2seq   sentence pairs for encoder-decoder models, scored by BLEU / chrF / exact match
     word2vec  skip-gram / CBOW examples with negatives from any text
+    reward    a scalar reward from preference comparisons or rankings (InstructGPT's step 2),
+              optionally with one learnt reliability per labeller
 
 A new task is a module here with a ``(cfg, device) -> TaskSetup`` builder, a line in ``TASKS``,
 and the families that run it listing it (``Family.task`` / ``other_tasks`` in ``axon.models``):
@@ -30,7 +32,7 @@ import copy
 import torch
 
 from axon.errors import ConfigError
-from axon.tasks import classify, lm, mlm, seq2seq, word2vec
+from axon.tasks import classify, lm, mlm, reward, seq2seq, word2vec
 from axon.tasks.base import TaskBuilder, TaskSetup, set_vocab_size
 
 TASKS: dict[str, TaskBuilder] = {
@@ -39,6 +41,7 @@ TASKS: dict[str, TaskBuilder] = {
     "classify": classify.classify_task,
     "seq2seq": seq2seq.seq2seq_task,
     "word2vec": word2vec.word2vec_task,
+    "reward": reward.reward_task,
 }
 
 
