@@ -33,9 +33,12 @@ class RewardConfig(DecoderConfig):
     # The labeller ids, in the order of the model's eps parameters; null: the sorted ids of the
     # training file (the task fills it). Set only with labeller_noise.
     labellers: list[str] | None = None
-    # eps of every labeller at the start: below 0.5 = "labellers agree with the truth more often
-    # than not", which decides the orientation when no comparison comes without an id (docs/rlhf.md)
-    labeller_eps_init: float = 0.25
+    # eps of every labeller at the start. Near 0.5 a labeller's comparisons weigh little (1 - 2 eps = 0.2
+    # of a trusted one at 0.4) until the reward agrees with them, so comparisons without a labeller
+    # lead the first steps; below 0.5 says "labellers agree with the truth more often than not", which
+    # orients the reward when there are none. (At 0.25 an adversary labelling 60% of the comparisons
+    # sent 1 of 13 seeded runs to the mirror optimum, eps and reward reversed; docs/rlhf.md.)
+    labeller_eps_init: float = 0.4
     # the lr of the flip rates' logits is labeller_lr_scale x optim.lr (axon.train.optim.lr_scale): each
     # is fitted from all of one labeller's comparisons and must keep up with the reward
     labeller_lr_scale: float = 30.0
