@@ -3,7 +3,6 @@ preference, labellers of known reliability, init_from a language model, exact re
 
 import json
 import math
-import random
 import shutil
 
 import pytest
@@ -12,6 +11,9 @@ from safetensors.torch import load_file
 
 from axon.cli import main
 from axon.config import load_config
+from axon.data.files import resolve_file
+from axon.data.labellers import LABELLERS, TRUSTED, flip_rates
+from axon.data.labellers import planted_comparisons as planted
 from axon.data.preferences import PreferencePairs, encode_groups, labeller_ids, read_preferences
 from axon.data.tokenizers import CharTokenizer
 from axon.errors import ConfigError, DataError
@@ -20,33 +22,6 @@ from axon.tasks import build_task
 from axon.train.checkpoint import list_checkpoints
 from axon.train.logging import read_metrics
 from axon.train.run import train
-
-LETTERS, MARK = "abcdefgh", "z"
-
-
-def planted(n, labellers=None, trusted=1.0, seed=0):
-    """n comparisons of two random-letter responses; the one holding MARK is the better. Labeller l
-    of ``labellers`` {id: (eps, share)} reports it reversed with probability eps; a ``trusted``
-    share comes without a labeller id and unreversed."""
-    rng = random.Random(seed)
-    labellers = labellers or {}
-    ids = list(labellers)
-    rows = []
-    for _ in range(n):
-        word = lambda: "".join(rng.choice(LETTERS) for _ in range(rng.randint(6, 12)))  # noqa: E731
-        prompt = "".join(rng.choice(LETTERS) for _ in range(rng.randint(3, 6))) + ":"
-        good, bad = word(), word()
-        at = rng.randint(0, len(good))
-        good = good[:at] + MARK + good[at:]
-        who = rng.choices(ids + [None], [labellers[i][1] for i in ids] + [trusted])[0]
-        row = {"prompt": prompt}
-        if who is not None:
-            row["labeller"] = who
-            if rng.random() < labellers[who][0]:
-                good, bad = bad, good
-        rows.append({**row, "chosen": good, "rejected": bad})
-    return rows
-
 
 def write(path, rows):
     path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows))
@@ -247,20 +222,21 @@ def test_pairwise_accuracy_rises_on_a_planted_preference(planted_files):
     assert [r["step"] for r in record if "val_accuracy" in r] == [10, 20, 30, 40]  # pairwise accuracy at each evaluation
 
 
-# Three labellers of known flip rates, the adversarial one labelling 60% of the comparisons, 10% trusted
-# (no id). The labels agree with the truth 48% of the time, so plain Bradley-Terry learns the planted
-# preference backwards; the labeller model finds who reverses and learns it the right way round.
-LABELLERS = {"A": (0.05, 0.15), "B": (0.2, 0.15), "C": (0.8, 0.6)}
+# bundled:labellers (axon.data.labellers): three labellers of known flip rates, the adversarial one (C,
+# eps 0.8) labelling 60% of the comparisons, 10% trusted (no id). The labels agree with the truth 47% of
+# the time, so plain Bradley-Terry learns the planted preference backwards; the labeller model finds
+# who reverses and learns it the right way round.
 
 
 @pytest.fixture(scope="module")
 def labeller_runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("labellers")
-    rows = planted(1500, LABELLERS, trusted=0.1, seed=4)
-    train_file, val_file = write(root / "train.jsonl", rows), write(root / "val.jsonl", planted(200, seed=5))
-    common = ["--train.max_steps=250", "--train.eval_interval=250", "--train.log_interval=50"]
-    plain = train(load_config(None, flags(root, train_file, val_file, "--name=bt", *common)))
-    noisy = train(load_config(None, flags(root, train_file, val_file, "--name=noise", "--model.labeller_noise=true", *common)))
+    files = ["bundled:labellers/train.jsonl", "bundled:labellers/val.jsonl"]
+    common = ["--train.max_steps=250", "--train.eval_interval=250", "--train.log_interval=50", f"--data.cache_dir={root}"]
+    plain = train(load_config(None, flags(root, *files, "--name=bt", *common)))
+    noisy = train(load_config(None, flags(root, *files, "--name=noise", "--model.labeller_noise=true", *common)))
+    path = resolve_file(files[0], "data.train_file", load_config(None, [f"--data.cache_dir={root}"]).data)
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
     return rows, plain, noisy, root
 
 
@@ -268,19 +244,21 @@ def test_labeller_flip_rates_are_recovered(labeller_runs):
     rows, _, noisy, root = labeller_runs
     cfg = load_config(root / "runs" / "noise" / "config.yaml")
     assert cfg.model.labellers == ["A", "B", "C"]  # filled from the training file, recorded in the run
-    for lab, (eps, _) in LABELLERS.items():
-        n = sum(r.get("labeller") == lab for r in rows)
-        # The estimate targets this file's flip rate, which is Binomial(n, eps) / n around the true eps:
-        # 4 standard deviations of it (A: n ~ 225 -> 0.058), plus 0.03 for what 250 steps of Adam
-        # leave (eps moves with the reward, which never reaches certainty; measured: <= 0.03 over 3 seeds)
-        tol = 4 * math.sqrt(eps * (1 - eps) / n) + 0.03
-        assert abs(noisy[f"val_eps/{lab}"] - eps) <= tol, (lab, noisy[f"val_eps/{lab}"], eps, tol)
+    for lab, (n, in_file) in flip_rates(rows).items():
+        eps, est = LABELLERS[lab][0], noisy[f"val_eps/{lab}"]
+        # What the likelihood can find is the share of this labeller's comparisons reversed in the file;
+        # the estimate misses it by what 250 steps leave (the reward never reaches certainty, and fits a
+        # few reversed pairs): at most 0.04 over 6 seeds of this setup, so 0.05.
+        assert abs(est - in_file) <= 0.05, (lab, est, in_file)
+        # That share is Binomial(n, eps) / n around the true eps: 4 of its standard deviations more
+        # (A: n = 218 -> 0.059, B: 0.113, C: 0.053).
+        assert abs(est - eps) <= 0.05 + 4 * math.sqrt(eps * (1 - eps) / n), (lab, est, eps)
     assert noisy["val_eps/C"] > 0.5  # the adversary is found
 
 
 def test_the_labeller_model_beats_bradley_terry_when_the_adversary_labels_most(labeller_runs):
     _, plain, noisy, _ = labeller_runs
-    # 200 clean held-out pairs; BT follows the majority of labels, which is reversed
+    # 400 clean held-out pairs; BT follows the majority of labels, which is reversed
     assert plain["val_accuracy"] < 0.6 and noisy["val_accuracy"] > 0.9, (plain["val_accuracy"], noisy["val_accuracy"])
 
 
@@ -294,7 +272,7 @@ def test_eval_reports_the_flip_rates(labeller_runs, capsys):
 
 
 def test_exact_resume_with_labeller_noise(tmp_path):
-    rows = planted(200, LABELLERS, trusted=0.1, seed=6)
+    rows = planted(200, LABELLERS, TRUSTED, seed=6)
     train_file = write(tmp_path / "train.jsonl", rows)
     cfg = load_config(None, flags(tmp_path, train_file, None, "--name=r", "--model.labeller_noise=true",
                                   "--train.max_steps=20", "--train.checkpoint_interval=10", "--train.log_interval=1",
