@@ -15,10 +15,13 @@ def test_bundled_names_a_shipped_file_or_one_written_into_the_cache(tmp_path):
     speakers = resolve_file("bundled:speakers/val.jsonl", "data.val_file", data)
     assert speakers.is_file() and speakers.is_relative_to(tmp_path)  # built on first use, into data.cache_dir
     assert resolve_file("bundled:speakers/val.jsonl", "data.val_file", data) == speakers  # and reused
+    prefs = resolve_file("bundled:labellers/train.jsonl", "data.train_file", data)
+    assert prefs.is_file() and prefs.is_relative_to(tmp_path)
     names = bundled_names()
-    assert {"bundled:dates/train.tsv", "bundled:dates/val.tsv", "bundled:speakers/train.jsonl"} <= set(names)
+    assert {"bundled:dates/train.tsv", "bundled:dates/val.tsv", "bundled:speakers/train.jsonl",
+            "bundled:labellers/val.jsonl"} <= set(names)
     for name in names:
-        if not name.startswith("bundled:speakers/"):
+        if not name.startswith(("bundled:speakers/", "bundled:labellers/")):
             assert resolve_file(name, "data.train_file").is_file()
 
 

@@ -12,7 +12,9 @@
      |  norm -> mlp        |              x = x + mlp(norm(x))   (GPT-2 sec. 2.3)
      +--+------------------+
         |
-     norm_f -> lm_head -> logits (B, T, vocab_size)
+     norm_f                         hidden_states(): (B, T, C), what a reward or value head reads
+        |
+     lm_head -> logits (B, T, vocab_size)
 
 The model returns logits; losses live in ``axon.objectives``.
 """
@@ -60,7 +62,10 @@ class Block(nn.Module):
 
 
 class Decoder(Model):
-    def __init__(self, cfg: DecoderConfig):
+    def __init__(self, cfg: DecoderConfig, lm_head: bool = True):
+        """``lm_head=False`` builds the body alone (no next-token head): a model that puts its own
+        head on :meth:`hidden_states` (``axon.models.reward``) keeps the decoder's parameter names,
+        so a language model's checkpoint loads into it."""
         super().__init__()
         if cfg.vocab_size is None:
             raise ValueError("DecoderConfig.vocab_size must be set before building the model")
@@ -71,8 +76,8 @@ class Decoder(Model):
         self.drop = nn.Dropout(cfg.dropout) if cfg.dropout > 0 else nn.Identity()
         self.blocks = nn.ModuleList(Block(cfg, i) for i in range(cfg.n_layer))
         self.norm_f = build_norm(cfg.norm, cfg.n_embd, cfg.norm_eps, cfg.norm_bias)
-        self.lm_head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
-        if cfg.tie_embeddings:
+        self.lm_head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False) if lm_head else None
+        if lm_head and cfg.tie_embeddings:
             self.lm_head.weight = self.wte.weight
         self.reset_parameters()
 
@@ -127,7 +132,7 @@ class Decoder(Model):
         cfg = self.config
         T = seq_len or cfg.block_size
         matmul_params = self.active_params(non_embedding=True)
-        if cfg.tie_embeddings:  # the head's matmul is work even though its matrix is the embedding
+        if cfg.tie_embeddings and self.lm_head is not None:  # the head's matmul is work even though its matrix is the embedding
             matmul_params += cfg.vocab_size * cfg.n_embd
         keys = [min(T, cfg.attn_window) if cfg.attention == "sliding" and cfg.uses_pattern(i) else T for i in range(cfg.n_layer)]
         return transformer_flops_per_token(matmul_params, cfg.n_layer, cfg.n_head * cfg.head_dim, T, layer_keys=keys)
@@ -138,7 +143,7 @@ class Decoder(Model):
         slides in every layer gets a ring buffer of its window instead (``axon.generate.window``)."""
         from axon.generate.cache import KVCache
 
-        cfg, p = self.config, self.lm_head.weight
+        cfg, p = self.config, self.wte.weight
         if cfg.slides_everywhere:
             from axon.generate.window import WindowCache
 
@@ -156,6 +161,15 @@ class Decoder(Model):
         With ``cache``, idx continues the cached sequences (``pad_mask`` (B, T) marks left padding
         of a prompt batch) and the cache is extended; see ``axon.generate.cache``.
         """
+        return self.lm_head(self.hidden_states(idx, cache, pad_mask, last_only))  # (B, T, V)
+
+    def hidden_states(self, idx: torch.Tensor, cache=None, pad_mask: torch.Tensor | None = None,
+                      last_only: bool = False) -> torch.Tensor:
+        """The final normed hidden states (B, T, n_embd) -- what the LM head reads -- or (B, 1,
+        n_embd) with ``last_only``; the arguments are :meth:`forward`'s. A scalar head on top of
+        them is a reward model (``axon.models.reward``) or, beside the LM head, a value head.
+        Causal: the state at position t depends on tokens 0..t only, so right padding never
+        changes the states of the real tokens before it."""
         B, T = idx.shape
         if cache is None:
             if T > self.config.block_size:
@@ -186,4 +200,7 @@ class Decoder(Model):
             cache.commit()
         if last_only:
             x = x[:, -1:]
-        return self.lm_head(self.norm_f(x))  # (B, T, V)
+        return self.norm_f(x)  # (B, T, C)
+
+
+__all__ = ["Block", "Decoder", "DecoderConfig", "PRESETS", "build_moe"]

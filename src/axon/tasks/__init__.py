@@ -19,6 +19,8 @@ they read (files, tokenizers, datasets of batches) is ``axon.data``'s:
     word2vec  skip-gram / CBOW examples with negatives from any text
     sft       supervised fine-tuning of a causal LM on prompt/response pairs and chats, the loss on
               the responses only (InstructGPT's first step)
+    reward    a scalar reward from preference comparisons or rankings (InstructGPT's step 2),
+              optionally with one learnt reliability per labeller
 
 A new task is a module here with a ``(cfg, device) -> TaskSetup`` builder, a line in ``TASKS``,
 and the families that run it listing it (``Family.task`` / ``other_tasks`` in ``axon.models``):
@@ -32,7 +34,7 @@ import copy
 import torch
 
 from axon.errors import ConfigError
-from axon.tasks import classify, lm, mlm, seq2seq, sft, word2vec
+from axon.tasks import classify, lm, mlm, reward, seq2seq, sft, word2vec
 from axon.tasks.base import TaskBuilder, TaskSetup, set_vocab_size
 
 TASKS: dict[str, TaskBuilder] = {
@@ -42,6 +44,7 @@ TASKS: dict[str, TaskBuilder] = {
     "seq2seq": seq2seq.seq2seq_task,
     "word2vec": word2vec.word2vec_task,
     "sft": sft.sft_task,
+    "reward": reward.reward_task,
 }
 
 

@@ -48,7 +48,10 @@ def _hyperparams(cls_name: str, cfg) -> dict:
 
 
 def _is_head_or_embedding(module_name: str, module: nn.Module) -> bool:
-    return isinstance(module, nn.Embedding) or module_name.rsplit(".", 1)[-1] in ("lm_head", "head")
+    """Embeddings and output heads: ``lm_head``, ``head`` and any ``*_head`` (a reward model's
+    ``reward_head``, a value head), which Muon leaves to AdamW."""
+    last = module_name.rsplit(".", 1)[-1]
+    return isinstance(module, nn.Embedding) or last == "head" or last.endswith("_head")
 
 
 def decays(p: torch.Tensor) -> bool:
@@ -58,13 +61,27 @@ def decays(p: torch.Tensor) -> bool:
     return p.dim() >= 2 and not getattr(p, "_no_weight_decay", False)
 
 
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """Two groups: matrices (decayed) and vectors such as norm gains and biases (not decayed)."""
+def lr_scale(p: torch.Tensor) -> float:
+    """The factor on the configured lr a model asks for on a parameter, ``p._lr_scale`` (default 1):
+    a reward model's labeller flip rates, a handful of scalars each fitted from all of the data,
+    must move much faster than the network's weights (axon.models.reward)."""
+    return float(getattr(p, "_lr_scale", 1.0))
+
+
+def _groups(params: list[torch.Tensor], weight_decay: float, lr: float) -> list[dict]:
+    """Matrices (decayed), then vectors (not decayed), then a group for each other lr scale."""
+    groups: dict[tuple[float, bool], list[torch.Tensor]] = {(1.0, True): [], (1.0, False): []}
+    for p in params:
+        groups.setdefault((lr_scale(p), decays(p)), []).append(p)
+    return [{"params": ps, "weight_decay": weight_decay if decay else 0.0, "lr": lr * scale}
+            for (scale, decay), ps in groups.items() if ps]
+
+
+def param_groups(model: nn.Module, weight_decay: float, lr: float) -> list[dict]:
+    """Two groups: matrices (decayed) and vectors such as norm gains and biases (not decayed); and
+    one more for each :func:`lr_scale` other than 1, whose lr is ``lr`` times the scale."""
     params = [p for p in model.parameters() if p.requires_grad]  # parameters() yields tied tensors once
-    decay = [p for p in params if decays(p)]
-    no_decay = [p for p in params if not decays(p)]
-    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return [g for g in groups if g["params"]]
+    return _groups(params, weight_decay, lr)
 
 
 def _fused(cls_name: str, params: list[torch.Tensor]) -> dict:
@@ -200,7 +217,7 @@ def build_optimizers(model: nn.Module, cfg) -> list[torch.optim.Optimizer]:
     cls_name, fixed = OPTIMIZERS[name]
     if name != "muon":
         cls = getattr(torch.optim, cls_name)
-        groups = param_groups(model, cfg.weight_decay)
+        groups = param_groups(model, cfg.weight_decay, cfg.lr)
         params = [p for g in groups for p in g["params"]]
         opts = [cls(groups, lr=cfg.lr, **{**_hyperparams(cls_name, cfg), **fixed, **_fused(cls_name, params)})]
     else:
@@ -228,9 +245,7 @@ def build_optimizers(model: nn.Module, cfg) -> list[torch.optim.Optimizer]:
         muon.ns_dtype_reason = why
         opts = [muon]
         if rest:
-            decay = [p for p in rest if decays(p)]
-            no_decay = [p for p in rest if not decays(p)]
-            groups = [g for g in ({"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}) if g["params"]]
+            groups = _groups(rest, cfg.weight_decay, cfg.lr)
             opts.append(torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps, **_fused("AdamW", rest)))
     for opt in opts:
         for group in opt.param_groups:
