@@ -137,7 +137,7 @@ def main(argv=None) -> int:
 
     B, T, accum = args.batch_size, args.block_size, args.grad_accum
     batches = Batches(args, device, min(args.vocab, base.get("vocab_size") or args.vocab))
-    opt = torch.optim.AdamW(param_groups(model, 0.1), lr=6e-4, betas=(0.9, 0.95), eps=1e-8, fused=True)
+    opt = torch.optim.AdamW(param_groups(model, 0.1, 6e-4), lr=6e-4, betas=(0.9, 0.95), eps=1e-8, fused=True)
     params = [p for p in model.parameters() if p.requires_grad]
 
     def forward_loss(x, y):  # compiled as one graph: the fp32 upcast of the logits fuses into the CE

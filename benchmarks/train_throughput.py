@@ -182,7 +182,7 @@ class Contestant:
         self.name, self.model, self.loss_fn = name, model, loss_fn  # loss_fn(x, y) -> scalar loss
         self.params = [p for p in model.parameters() if p.requires_grad]
         impl = {"default": {}, "foreach": {"foreach": True}, "fused": {"fused": True}}[args.optim_impl]
-        self.opt = torch.optim.AdamW(param_groups(model, args.weight_decay), lr=args.lr, betas=(0.9, 0.95), eps=1e-8, **impl)
+        self.opt = torch.optim.AdamW(param_groups(model, args.weight_decay, args.lr), lr=args.lr, betas=(0.9, 0.95), eps=1e-8, **impl)
         self.clip = args.grad_clip
         self.step_i = 0
         self.blocks: list[float] = []  # tokens/s of each timed block
