@@ -45,3 +45,12 @@ def test_read_text_keeps_line_endings_unless_asked(tmp_path):
     path.write_bytes(b"a\xff")
     with pytest.raises(DataError, match="not valid UTF-8 text"):
         read_text(path)
+
+
+def test_hold_out_keeps_every_tenth_for_validation_and_refuses_too_few(tmp_path):
+    from axon.data.files import hold_out
+
+    train, val = hold_out(list(range(1, 26)), tmp_path / "t.jsonl")
+    assert val == [10, 20] and train == [i for i in range(1, 26) if i % 10]
+    with pytest.raises(DataError, match="t.jsonl: fewer than 10 prompts; give data.val_file"):
+        hold_out(list(range(9)), tmp_path / "t.jsonl", "prompts")

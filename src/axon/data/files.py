@@ -80,6 +80,18 @@ def bundled_names() -> list[str]:
 # Readers
 
 
+VAL_EVERY = 10  # without data.val_file, the 10th, 20th, ... items of the training file are held out
+
+
+def hold_out(items: list, source: Path, what: str = "examples", every: int = VAL_EVERY) -> tuple[list, list]:
+    """(train, val): every ``every``-th item of ``items`` (read from ``source``) held out for
+    validation, as the tasks do when no data.val_file is given; too few items is one line."""
+    val = [x for i, x in enumerate(items, 1) if i % every == 0]
+    if not val:
+        raise DataError(f"{source}: fewer than {every} {what}; give data.val_file for validation (else every {every}th is held out)")
+    return [x for i, x in enumerate(items, 1) if i % every != 0], val
+
+
 def read_text(path: str | Path, universal_newlines: bool = False) -> str:
     """A UTF-8 text file, exactly as stored (character counts and splits match the bytes), or
     with ``universal_newlines`` its line endings read as ``\\n``."""

@@ -30,13 +30,12 @@ import sys
 
 import torch
 
-from axon.data.files import resolve_file
+from axon.data.files import hold_out, resolve_file
 from axon.data.preferences import PreferencePairs, encode_groups, labeller_ids, read_preferences
 from axon.errors import ConfigError, DataError
 from axon.tasks.base import TaskSetup, set_vocab_size
 from axon.tasks.finetune import init_run_dir, load_pretrained_body
 
-VAL_EVERY = 10  # without data.val_file: the 10th, 20th, ... prompts (each with all its comparisons) are held out
 #: Parameters a reward model has and a decoder checkpoint lacks (left at their initialisation),
 #: and the decoder's LM head, which a reward model drops.
 REWARD_HEADS = ("reward_head.", "labeller_theta", "lm_head.")
@@ -83,11 +82,7 @@ def reward_task(cfg, device: torch.device) -> TaskSetup:
         val_groups = read_preferences(val_file)
     else:
         val_file = train_file
-        val_groups = [g for i, g in enumerate(train_groups, 1) if i % VAL_EVERY == 0]
-        train_groups = [g for i, g in enumerate(train_groups, 1) if i % VAL_EVERY != 0]
-        if not val_groups:
-            raise DataError(f"{train_file}: fewer than {VAL_EVERY} prompts to hold every {VAL_EVERY}th out; "
-                            "give data.val_file for validation")
+        train_groups, val_groups = hold_out(train_groups, train_file, "prompts")  # each with all its comparisons
     labellers = _fill_labellers(mcfg, labeller_ids(train_groups), train_file)
     texts = [g.prompt + r for groups in (train_groups, val_groups) for g in groups for r in g.responses]
     tokenizer = reward_tokenizer(cfg, texts)
