@@ -25,7 +25,7 @@ def reductions(model, steps: int, encoder: bool = False) -> tuple[int, int]:
     source and target positions attended over.
     """
     cfg = model.config
-    if cfg.family in ("decoder", "progressive"):
+    if cfg.family in ("decoder", "progressive", "reward"):  # reward: the scalar head in place of the LM head
         return max(cfg.n_embd, cfg.hidden, steps), len(model.blocks) + 1
     if cfg.family == "seq2seq":
         return max(cfg.n_embd, cfg.hidden, steps), cfg.dec_layers + 1 + (cfg.enc_layers if encoder else 0)

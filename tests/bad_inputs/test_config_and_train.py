@@ -126,6 +126,18 @@ TRAIN_CASES = [
     Case("vocab-smaller-than-tokenizer", [*TRAIN, "--model.vocab_size=10"],
          "model.vocab_size=10 is smaller than the tokenizer's 65"),
     Case("task-of-another-family", [*TRAIN, "--task=mlm"], "task: a decoder model does not do 'mlm'"),
+    # The reward task: its preference file, its labeller fields.
+    Case("reward-on-a-decoder", [*TRAIN, "--task=reward"], "task: a decoder model does not do 'reward'"),
+    Case("reward-bad-ranking", [*TRAIN, "--model.family=reward", "--data.train_file={tmp}/p.jsonl"],
+         "p.jsonl:2: 'ranking' must list the indices 0..1 of 'responses' once each, best first",
+         setup=write("p.jsonl", b'{"prompt": "", "chosen": "a", "rejected": "b"}\n'
+                                b'{"prompt": "", "responses": ["a", "b"], "ranking": [0, 0]}\n')),
+    Case("reward-labeller-noise-without-ids", [*TRAIN, "--model.family=reward", "--model.labeller_noise=true",
+                                               "--data.train_file={tmp}/p.jsonl"],
+         "p.jsonl: model.labeller_noise needs comparisons with a \"labeller\" id, and no line has one",
+         setup=write("p.jsonl", b"".join(b'{"prompt": "%d", "chosen": "a", "rejected": "b"}\n' % i for i in range(12)))),
+    Case("reward-eps-init", [*TRAIN, "--model.family=reward", "--model.labeller_eps_init=0.5"],
+         "model.labeller_eps_init: must be in (0, 0.5), got 0.5"),
     # Fails after it started, before its first checkpoint (step 2): nothing to resume, so nothing is kept.
     Case("diverges-before-checkpoint", [*TRAIN, "--optim.name=adamw", "--optim.lr=1e30"], "non-finite loss at step"),
 ]

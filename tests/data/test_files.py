@@ -15,10 +15,13 @@ def test_bundled_names_a_shipped_file_or_one_written_into_the_cache(tmp_path):
     speakers = resolve_file("bundled:speakers/val.jsonl", "data.val_file", data)
     assert speakers.is_file() and speakers.is_relative_to(tmp_path)  # built on first use, into data.cache_dir
     assert resolve_file("bundled:speakers/val.jsonl", "data.val_file", data) == speakers  # and reused
+    prefs = resolve_file("bundled:labellers/train.jsonl", "data.train_file", data)
+    assert prefs.is_file() and prefs.is_relative_to(tmp_path)
     names = bundled_names()
-    assert {"bundled:dates/train.tsv", "bundled:dates/val.tsv", "bundled:speakers/train.jsonl"} <= set(names)
+    assert {"bundled:dates/train.tsv", "bundled:dates/val.tsv", "bundled:speakers/train.jsonl",
+            "bundled:labellers/val.jsonl"} <= set(names)
     for name in names:
-        if not name.startswith("bundled:speakers/"):
+        if not name.startswith(("bundled:speakers/", "bundled:labellers/")):
             assert resolve_file(name, "data.train_file").is_file()
 
 
@@ -42,3 +45,12 @@ def test_read_text_keeps_line_endings_unless_asked(tmp_path):
     path.write_bytes(b"a\xff")
     with pytest.raises(DataError, match="not valid UTF-8 text"):
         read_text(path)
+
+
+def test_hold_out_keeps_every_tenth_for_validation_and_refuses_too_few(tmp_path):
+    from axon.data.files import hold_out
+
+    train, val = hold_out(list(range(1, 26)), tmp_path / "t.jsonl")
+    assert val == [10, 20] and train == [i for i in range(1, 26) if i % 10]
+    with pytest.raises(DataError, match="t.jsonl: fewer than 10 prompts; give data.val_file"):
+        hold_out(list(range(9)), tmp_path / "t.jsonl", "prompts")

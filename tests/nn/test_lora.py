@@ -240,6 +240,7 @@ V = 40
 LM = lambda: (torch.randint(0, V, (2, 12)),)
 CLS = lambda: (torch.randint(0, V, (2, 12)), torch.ones(2, 12, dtype=torch.bool))
 SEQ2SEQ = lambda: (torch.randint(0, V, (2, 10)), torch.randint(0, V, (2, 8)))
+REWARD = lambda: (torch.randint(0, V, (2, 12)), torch.tensor([12, 7]))  # ids, real lengths
 CASES = {
     "decoder": ({}, ["*.qkv", "*.attn.proj", "*.mlp.*", "lm_head"], LM),
     "bert": ({"head": "classify", "num_labels": 3}, ["layers.*.attn.*", "layers.*.mlp.*"], CLS),
@@ -249,6 +250,7 @@ CASES = {
     "progressive": ({}, ["*.qkv", "*.mlp.*"], LM),
     "conv_attention": ({}, ["*.qkv", "down", "up"], LM),
     "mamba": ({}, ["*.in_proj", "*.x_proj", "*.dt_proj", "*.out_proj"], LM),
+    "reward": ({}, ["*.qkv", "*.mlp.*", "reward_head"], REWARD),
 }
 
 
@@ -257,7 +259,7 @@ def merge_reductions(family, model, T=12):
     reduction (MLP widths, gate inputs, positions), depth the layers from the first adapted one to
     the output, the head included."""
     cfg = model.config
-    if family in ("decoder", "conv_attention", "mamba"):  # adapters from the first block on
+    if family in ("decoder", "conv_attention", "mamba", "reward"):  # adapters from the first block on
         return reductions(model, T)
     if family == "progressive":
         return max(cfg.n_embd, cfg.hidden, T), len(model.blocks) + 1

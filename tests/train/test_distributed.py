@@ -406,3 +406,35 @@ def test_an_moe_decoder_keeps_its_auxiliary_losses_under_ddp():
                          capture_output=True, text=True, timeout=180, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     assert out.stdout.count("parts ['ce', 'moe_balance', 'moe_z']") == 2
+
+
+@pytest.mark.numerics
+def test_a_reward_model_with_labeller_noise_matches_one_process(tmp_path):
+    """The reward task under DDP and FSDP: batch rows (prompts) shared out, the flip-rate logits
+    trained at their own lr -- FSDP replaces each Parameter by a shard, and the model's mark
+    (_lr_scale) must come with it -- and gathered on every rank for their eps metrics."""
+    from axon.data.labellers import LABELLERS, TRUSTED, planted_comparisons
+
+    rows = planted_comparisons(200, LABELLERS, TRUSTED, seed=4)
+    for i, r in enumerate(rows):  # one comparison per prompt: each rank averages as many pairs as the other
+        r["prompt"] = f"{i}:{r['prompt']}"
+    data = tmp_path / "prefs.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    steps = 10
+    argv = ["--model.family=reward", "--model.preset=tiny", "--model.labeller_noise=true", f"--data.train_file={data}",
+            "--optim.name=adamw", "--optim.lr=3e-3", "--schedule.warmup_steps=2", f"--train.max_steps={steps}",
+            "--train.log_interval=1", f"--train.eval_interval={steps}", f"--train.checkpoint_interval={steps}",
+            "--train.sample_tokens=0", "--train.threads=1", "--log.progress=false", "--train.dtype=fp64", f"--out_dir={tmp_path}"]
+    train(load_config(None, [*argv, "--name=one", "--train.batch_size=8"]))
+    procs = {p: axon_train([*argv, f"--name={p}", "--train.batch_size=4", f"--train.parallel={p}"], nproc=2) for p in ("ddp", "fsdp")}
+    ref = read_metrics(tmp_path / "one" / "metrics.jsonl")
+    for parallel, proc in procs.items():
+        finish(proc)
+        got = read_metrics(tmp_path / parallel / "metrics.jsonl")
+        assert [r["step"] for r in got] == [r["step"] for r in ref]
+        # fp64; the longest sum: a weight's gradient over 8 prompts x 2 texts x up to 64 positions
+        tol = order_tol(torch.float64, n=8 * 2 * 64, depth=steps * 2 * 3, scale=1.0)
+        for a, b in zip(got, ref):
+            for key in ("train_loss", "eps/A", "eps/B", "eps/C"):
+                if key in b:
+                    assert abs(a[key] - b[key]) <= tol, (parallel, a["step"], key, a[key], b[key])

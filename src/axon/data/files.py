@@ -7,7 +7,8 @@ names a file that comes with the package, in one of two ways:
   seq2seq date task; ``bundled:tinyshakespeare.txt``);
 * built from the bundled corpus and written into the cache (``data.cache_dir``, ``$AXON_CACHE`` or
   ``~/.cache/axon``) on first use: ``bundled:speakers/{train.jsonl,val.jsonl,pretrain.txt,meta.json}``,
-  the speaker task (``axon.data.speakers``).
+  the speaker task (``axon.data.speakers``); ``bundled:labellers/{train.jsonl,val.jsonl,meta.json}``,
+  planted preferences labelled by simulated labellers of known reliability (``axon.data.labellers``).
 
 Any other value is a path to a file that must exist.
 
@@ -51,11 +52,12 @@ def resolve_file(spec: str | None, field_name: str, data_cfg=None, *, example: s
 def bundled_file(name: str, field_name: str, data_cfg=None) -> Path:
     """The file of ``bundled:NAME`` (module docstring)."""
     dataset = name.partition("/")[0]
-    if dataset == "speakers":  # built from the corpus, into the cache
-        from axon.data import speakers
+    if dataset in ("speakers", "labellers"):  # built on first use, into the cache
+        from axon.data import labellers, speakers
         from axon.data.cache import cache_data_dir
 
-        return speakers.bundled_file(name, cache_data_dir(data_cfg).parent)  # made here: an unwritable cache is one line
+        maker = speakers if dataset == "speakers" else labellers
+        return maker.bundled_file(name, cache_data_dir(data_cfg).parent)  # made here: an unwritable cache is one line
     from axon.data.corpus import CORPUS_DIR
 
     path = CORPUS_DIR / name
@@ -66,15 +68,28 @@ def bundled_file(name: str, field_name: str, data_cfg=None) -> Path:
 
 def bundled_names() -> list[str]:
     """Every ``bundled:NAME`` there is (module docstring)."""
+    from axon.data import labellers, speakers
     from axon.data.corpus import CORPUS_DIR
-    from axon.data.speakers import FILES
 
     shipped = [p.relative_to(CORPUS_DIR).as_posix() for p in (*CORPUS_DIR.glob("*.txt"), *CORPUS_DIR.glob("*/*.tsv"))]
-    return [BUNDLED + n for n in sorted(shipped) + [f"speakers/{f}" for f in FILES]]
+    made = [f"speakers/{f}" for f in speakers.FILES] + [f"labellers/{f}" for f in labellers.FILES]
+    return [BUNDLED + n for n in sorted(shipped) + made]
 
 
 # ----------------------------------------------------------------------------------------------
 # Readers
+
+
+VAL_EVERY = 10  # without data.val_file, the 10th, 20th, ... items of the training file are held out
+
+
+def hold_out(items: list, source: Path, what: str = "examples", every: int = VAL_EVERY) -> tuple[list, list]:
+    """(train, val): every ``every``-th item of ``items`` (read from ``source``) held out for
+    validation, as the tasks do when no data.val_file is given; too few items is one line."""
+    val = [x for i, x in enumerate(items, 1) if i % every == 0]
+    if not val:
+        raise DataError(f"{source}: fewer than {every} {what}; give data.val_file for validation (else every {every}th is held out)")
+    return [x for i, x in enumerate(items, 1) if i % every != 0], val
 
 
 def read_text(path: str | Path, universal_newlines: bool = False) -> str:

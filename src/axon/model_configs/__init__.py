@@ -24,6 +24,8 @@ from axon.model_configs.mamba import PRESETS as MAMBA_PRESETS
 from axon.model_configs.mamba import MambaConfig
 from axon.model_configs.progressive import PRESETS as PROGRESSIVE_PRESETS
 from axon.model_configs.progressive import ProgressiveConfig
+from axon.model_configs.reward import PRESETS as REWARD_PRESETS
+from axon.model_configs.reward import RewardConfig
 from axon.model_configs.rnn import PRESETS as RNN_PRESETS
 from axon.model_configs.rnn import RNNConfig
 from axon.model_configs.rnn_classifier import PRESETS as RNN_CLASSIFIER_PRESETS
@@ -51,6 +53,7 @@ FAMILY_CONFIGS: dict[str, FamilyConfig] = {
     "progressive": FamilyConfig(ProgressiveConfig, PROGRESSIVE_PRESETS),
     "conv_attention": FamilyConfig(ConvAttentionConfig, CONV_ATTENTION_PRESETS),
     "mamba": FamilyConfig(MambaConfig, MAMBA_PRESETS),
+    "reward": FamilyConfig(RewardConfig, REWARD_PRESETS),
     "actor_critic": FamilyConfig(ActorCriticConfig, ACTOR_CRITIC_PRESETS),
 }
 
@@ -63,6 +66,7 @@ __all__ = [
     "DecoderConfig",
     "MambaConfig",
     "ProgressiveConfig",
+    "RewardConfig",
     "RNNConfig",
     "RNNClassifierConfig",
     "TransformerConfig",

@@ -22,6 +22,8 @@ from axon.models.mamba import PRESETS as MAMBA_PRESETS
 from axon.models.mamba import Mamba, MambaConfig
 from axon.models.progressive import PRESETS as PROGRESSIVE_PRESETS
 from axon.models.progressive import ProgressiveConfig, ProgressiveDecoder
+from axon.models.reward import PRESETS as REWARD_PRESETS
+from axon.models.reward import RewardConfig, RewardModel
 from axon.models.rnn import PRESETS as RNN_PRESETS
 from axon.models.rnn import RNNLM, RNNConfig
 from axon.models.rnn_classifier import PRESETS as RNN_CLASSIFIER_PRESETS
@@ -51,6 +53,7 @@ FAMILIES: dict[str, Family] = {
     "progressive": Family(ProgressiveConfig, ProgressiveDecoder, PROGRESSIVE_PRESETS, other_tasks=("sft",)),  # grows by duplicating layers (ours)
     "conv_attention": Family(ConvAttentionConfig, ConvAttention, CONV_ATTENTION_PRESETS, other_tasks=("sft",)),  # causal hourglass (ours)
     "mamba": Family(MambaConfig, Mamba, MAMBA_PRESETS, other_tasks=("sft",)),  # selective state spaces, Gu & Dao 2023
+    "reward": Family(RewardConfig, RewardModel, REWARD_PRESETS, task="reward"),  # scalar reward, Ouyang et al. 2022
     "actor_critic": Family(ActorCriticConfig, ActorCritic, ACTOR_CRITIC_PRESETS, task="ppo"),  # PPO's policy + value head
 }
 

@@ -201,3 +201,6 @@ class Decoder(Model):
         if last_only:
             x = x[:, -1:]
         return self.norm_f(x)  # (B, T, C)
+
+
+__all__ = ["Block", "Decoder", "DecoderConfig", "PRESETS", "build_moe"]

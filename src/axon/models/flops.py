@@ -41,6 +41,8 @@ Family by family (what ``flops_per_token(model_cfg)`` returns):
                     twice. (The trainer's MFU follows the current depth.)
     conv_attention  outer blocks per token; conv, upsampling and inner blocks once per k tokens,
                     inner attention over T/k groups: 6 P_inner / k + 12 n_inner (T/k) D / k
+    reward          the decoder body's weights and attention, no LM head (the scalar head runs
+                    once per sequence, not per token)
     bert            encoder weights (the MLM head runs on ~15% of positions and is left out)
     seq2seq         per (source, target) position pair: encoder + decoder + head weights;
                     keys: encoder T, decoder self T + cross T

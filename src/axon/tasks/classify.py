@@ -39,13 +39,12 @@ import numpy as np
 import torch
 
 from axon.data.bert_tokens import BERT_TOKENIZER_KINDS, BertTokens, build_bert_tokenizer
-from axon.data.files import read_examples, resolve_file
+from axon.data.files import hold_out, read_examples, resolve_file
 from axon.data.labelled import LabelledTexts, encode_examples
 from axon.errors import ConfigError, DataError
 from axon.tasks.base import TaskSetup, set_vocab_size
 from axon.tasks.finetune import init_run_dir, load_pretrained_body
 
-VAL_EVERY = 10  # without data.val_file: the 10th, 20th, ... training examples are the validation set
 LABELS_FILE = "labels.json"
 
 
@@ -86,10 +85,7 @@ def classify_task(cfg, device: torch.device) -> TaskSetup:
         val_ex = read_examples(val_file, data.text_field, data.label_field)
     else:
         val_file = train_file
-        val_ex = [e for i, e in enumerate(train_ex, 1) if i % VAL_EVERY == 0]
-        train_ex = [e for i, e in enumerate(train_ex, 1) if i % VAL_EVERY != 0]
-        if not val_ex:
-            raise DataError(f"{train_file}: fewer than {VAL_EVERY} examples; give data.val_file for validation")
+        train_ex, val_ex = hold_out(train_ex, train_file)
     labels = sorted({e.label for e in train_ex})
     if len(labels) < 2:
         raise DataError(f"{train_file}: a classifier needs at least two labels, found {labels}")

@@ -33,10 +33,14 @@ def init_run_dir(source: str | Path) -> Path:
     return path.parent.parent if (path / "state.json").is_file() and path.parent.name == "checkpoints" else path
 
 
-def load_pretrained_body(model: torch.nn.Module, source: str | Path) -> dict:
+def load_pretrained_body(model: torch.nn.Module, source: str | Path, heads: tuple[str, ...] = HEAD_PREFIXES) -> dict:
     """Initialise ``model`` from the newest valid checkpoint of ``source`` (a run directory or a
     ``step_*`` directory), keeping the model's own head where the checkpoint has none (or one of
-    another shape). Returns {"checkpoint", "loaded", "initialised", "dropped"} and prints it."""
+    another shape). ``heads``: the parameter-name prefixes of heads (the model's own, left at
+    their initialisation, and the checkpoint's, dropped). A tensor tied to another is stored once
+    (``axon.train.checkpoint``); it loads under each of its names. Returns {"checkpoint",
+    "loaded", "initialised", "dropped"} and prints it."""
+    from safetensors import safe_open
     from safetensors.torch import load_file
 
     from axon.train.checkpoint import list_checkpoints, verify_checkpoint
@@ -55,8 +59,11 @@ def load_pretrained_body(model: torch.nn.Module, source: str | Path) -> dict:
         why = f" ({problems[0]})" if problems else ""
         raise ConfigError(f"train.init_from: no valid checkpoint in {path}{why}")
     state = load_file(str(ckpt / "model.safetensors"))
+    with safe_open(str(ckpt / "model.safetensors"), "pt") as f:  # tied names -> the name stored (a decoder's wte)
+        tied = {k: v for k, v in (f.metadata() or {}).items() if v in state and k not in state}
+    state.update({k: state[v] for k, v in tied.items()})
     own = model.state_dict()
-    is_head = lambda k: k.startswith(HEAD_PREFIXES)  # noqa: E731
+    is_head = lambda k: k.startswith(heads)  # noqa: E731
     loaded, fresh = {}, []
     for k, t in own.items():
         if k in state and state[k].shape == t.shape:

@@ -33,12 +33,11 @@ import sys
 import torch
 
 from axon.data.chat import END, encode_conversations, encode_pieces, pieces, read_conversations, render
-from axon.data.files import resolve_file
-from axon.errors import ConfigError, DataError
+from axon.data.files import hold_out, resolve_file
+from axon.errors import ConfigError
 from axon.tasks.base import TaskSetup, set_vocab_size
 from axon.tasks.finetune import check_pretrained_model, init_run_dir
 
-VAL_EVERY = 10  # without data.val_file: the 10th, 20th, ... training examples are the validation set
 SAMPLES = 3  # validation prompts answered in samples.txt at each evaluation
 EXAMPLE = "a JSONL file of {\"prompt\": ..., \"response\": ...} or {\"messages\": [...]} lines"
 
@@ -78,10 +77,7 @@ def sft_task(cfg, device: torch.device) -> TaskSetup:
         val_convs = read_conversations(val_file)
     else:
         val_file = train_file
-        val_convs = [c for i, c in enumerate(train_convs, 1) if i % VAL_EVERY == 0]
-        train_convs = [c for i, c in enumerate(train_convs, 1) if i % VAL_EVERY != 0]
-        if not val_convs:
-            raise DataError(f"{train_file}: fewer than {VAL_EVERY} examples; give data.val_file for validation")
+        train_convs, val_convs = hold_out(train_convs, train_file)
     if tokenizer is None:
         tokenizer = built_tokenizer(cfg, train_convs, val_convs)
         set_vocab_size(cfg, tokenizer.vocab_size)

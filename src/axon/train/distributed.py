@@ -395,9 +395,16 @@ def wrap_model(model: nn.Module, d: Dist, bf16: bool) -> nn.Module:
         mesh = init_device_mesh(d.device.type, (d.world_size,))
         # bf16 all-gathers and compute, fp32 master weights and gradient reduction (as torchtitan).
         mp = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32) if bf16 else MixedPrecisionPolicy()
+        # The marks a model puts on its parameters for the optimizer (_no_weight_decay, _lr_scale) are
+        # attributes of the Parameter objects, which fully_shard replaces by DTensor shards: carried over.
+        marks = {name: dict(vars(p)) for name, p in model.named_parameters() if vars(p)}
         for block in repeated_blocks(model):
             fully_shard(block, mesh=mesh, mp_policy=mp)
         fully_shard(model, mesh=mesh, mp_policy=mp)
+        for name, p in model.named_parameters():
+            for key, value in marks.get(name, {}).items():
+                if not hasattr(p, key):
+                    setattr(p, key, value)
         return model
     from torch.nn.parallel import DistributedDataParallel as DDP
 
