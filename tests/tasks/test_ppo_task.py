@@ -1,6 +1,7 @@
 """The ppo task: the actor-critic family, index batches, rollouts as a pure function of (weights,
 index), a planted reward learnt with the KL bounded, exact resume from a rollout boundary and from
-the middle of a rollout, the reward sources, best-of-n, and one-line refusals.
+the middle of a rollout, the reward sources (a reward run of the reward task among them),
+best-of-n, and one-line refusals.
 
 Every run starts from one tiny language model trained for 30 steps on the bundled corpus (module
 fixture), so its answers are nearly random characters. The planted reward is the share of spaces
@@ -20,7 +21,7 @@ from axon.cli import main
 from axon.config import GOLD_REWARDS, load_config
 from axon.data.prompts import EVAL, TRAIN, PromptBatches, RolloutSchedule, read_prompts
 from axon.errors import ConfigError, DataError
-from axon.feedback import GOLDS, instruction_gold
+from axon.feedback import GOLDS, bundled_path, instruction_gold
 from axon.models import build_model
 from axon.models.actor_critic import ROLLOUT_STATS, ActorCritic
 from axon.models.base import Model
@@ -264,6 +265,36 @@ def test_a_reward_run_scores_prompt_plus_answer_on_its_last_block_size_tokens():
     got = reward.score(["ab", "", "x"], ["c", "defgh", "y"])
     assert got.tolist() == [sum(b"abc"), sum(b"efgh"), sum(b"xy")]  # "defgh" keeps its last 4 bytes
     assert not reward.model.w.requires_grad
+
+
+def test_a_reward_run_is_the_reward_of_a_ppo_run(lm, root):
+    # A reward model (the reward task) taught that an answer with spaces beats the same letters
+    # without, from the tiny language model; then PPO against it.
+    import random
+
+    rng = random.Random(0)
+    prompts = [r[0] for r in read_prompts(bundled_path("train"))[:80]]
+    rows = []
+    for p in prompts:
+        words = ["".join(rng.choice("abcdefghij") for _ in range(rng.randint(2, 5))) for _ in range(3)]
+        rows.append({"prompt": p, "chosen": " ".join(words), "rejected": "".join(words)})
+    comparisons = root / "comparisons.jsonl"
+    comparisons.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    rm = load_config(None, ["--model.family=reward", "--model.preset=tiny", "--model.block_size=128",
+                            f"--train.init_from={lm}", f"--data.train_file={comparisons}", "--optim.name=adamw",
+                            "--optim.lr=3e-3", "--train.batch_size=16", "--train.max_steps=40", f"--out_dir={root}",
+                            "--name=rm", "--train.eval_batches=1", *QUIET])
+    assert train(rm)["val_accuracy"] > 0.9
+    cfg = ppo_config(lm, root, "ppo-rm", f"--ppo.reward={root / 'rm'}", "--train.max_steps=8")
+    task = build_task(cfg, CPU)
+    reward = task.objective.reward
+    assert isinstance(reward, RunReward) and type(reward.model).__name__ == "RewardModel"
+    spaced, solid = reward.score(prompts[:2], ["ab cd ef", "hij ab"]), reward.score(prompts[:2], ["abcdef", "hijab"])
+    assert torch.all(spaced > solid)  # the planted preference, read on prompt + answer
+    assert task.objective.gold is instruction_gold  # the prompts are instructions: gold reported beside
+    train(cfg)
+    first = records(root / "ppo-rm")[0]
+    assert math.isfinite(first["score"]) and 0 <= first["gold"] <= 1
 
 
 def test_gold_rewards_are_the_feedback_judges(lm, root):

@@ -33,8 +33,8 @@ trainer's checkpoints carry them and a run stopped anywhere -- SIGKILL after a c
 SIGTERM in the middle of a rollout's epochs -- resumes bit for bit (tests/tasks/test_ppo_task.py).
 
 The reward (``ppo.reward``): ``gold:instructions`` and ``gold:sentiment`` are the programmatic
-judges of ``axon.feedback``; a path is a reward run (the ``reward`` task's family: ``model(ids,
-lengths) -> (N,)``, reading ``prompt + answer`` as its task trains on them); in Python, any
+judges of ``axon.feedback``; a path is a run of the ``reward`` task (``model(ids, lengths) ->
+(N,)``, reading ``prompt + answer`` as that task trains on them); in Python, any
 :class:`Reward` or function ``(prompt, answer) -> float`` (``ppo_task(cfg, device, reward=fn)``).
 The gold score is reported beside the reward when a gold judge applies: the reward itself when it
 is gold, the instruction judge when every prompt is one of its instructions.
