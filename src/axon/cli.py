@@ -114,14 +114,14 @@ def cmd_sample(args, overrides: list[str]) -> int:
         prompt = args.prompt
     cfg, model, tokenizer = load_run(args.run_dir, args.device)
     task = task_name(cfg)
-    if task not in ("lm", "sft"):  # only a language model continues text
+    if task not in ("lm", "sft", "ppo"):  # only a language model continues text
         hint = {"seq2seq": "; use axon translate RUN_DIR --input TEXT", "word2vec": "; use axon embed RUN_DIR --neighbors WORD"}
         raise ConfigError(f"{args.run_dir} is a {cfg.model.family} run trained for {task!r}: it does not continue text"
                           + hint.get(task, ""))
     if tokenizer is None:
         raise ConfigError(f"{args.run_dir} has no tokenizer.json; copy the model's tokenizer.json into it")
     check_stop_tokens("stop_tokens", args.stop_token, tokenizer.vocab_size)  # the vocabulary is known now
-    if task == "sft":
+    if task in ("sft", "ppo"):  # an assistant: the prompt in the chat template
         prompt, ids = _chat_prompt(args, tokenizer, prompt)
     else:
         ids = tokenizer.encode(prompt) if prompt else [0]
@@ -544,12 +544,14 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default="fp32", help="weights of the converted run (--from-hf)")
     v.set_defaults(func=cmd_convert)
     f = sub.add_parser("finetune", help="fine-tune a pretrained run: an encoder (BERT) as a text classifier, "
-                                        "or a causal LM on prompt/response pairs (--task=sft)",
+                                        "or a causal LM on prompt/response pairs (--task=sft) or against a reward "
+                                        "with PPO (--task=ppo)",
                        epilog="The model is the pretrained run's (with a classification head for classify); its "
                               "tokenizer is used.\n"
                               "Examples:\n  axon finetune runs/bert-mlm --config configs/bert_tiny_speakers.yaml\n"
                               "  axon finetune runs/bert-mlm --data.train_file=reviews.jsonl --model.pooling=mean\n"
                               "  axon finetune runs/shakespeare --task=sft --data.train_file=chats.jsonl  # docs/rlhf.md\n"
+                              "  axon finetune runs/instruct --task=ppo --ppo.reward=gold:instructions  # docs/rlhf.md, PPO\n"
                               "Other keys as for train (--section.key=value); data files: JSONL or TSV (see classify), "
                               "JSONL for sft.",
                        formatter_class=argparse.RawDescriptionHelpFormatter)

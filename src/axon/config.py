@@ -95,7 +95,7 @@ class DataConfig:
 # The corpora shipped in the package (axon.data.corpus.CORPORA; tests/test_layering.py checks they agree).
 CORPUS_NAMES = ("shakespeare",)
 # The tasks a config may name (axon.tasks.TASKS; tests/test_layering.py checks they agree).
-TASK_NAMES = ("lm", "mlm", "classify", "seq2seq", "word2vec", "sft", "reward")
+TASK_NAMES = ("lm", "mlm", "classify", "seq2seq", "word2vec", "sft", "reward", "ppo")
 # The names axon.train.optim.OPTIMIZERS builds, in its order. A copy, so that validating a config
 # does not import the trainer (and torch); tests/test_layering.py checks that the two agree.
 OPTIMIZER_NAMES = ("adamw", "adam", "amsgrad", "adamax", "nadam", "sgd", "rmsprop", "adagrad", "adadelta", "muon")
@@ -251,6 +251,59 @@ class LoRAConfig:
         check(not self.train_also or bool(self.targets), "lora.train_also", "needs lora.targets (LoRA is off without them)")
 
 
+# ppo.reward: the programmatic judges of axon.feedback (a copy of its setups, so that validating a
+# config does not import it), or a path to a reward run
+GOLD_REWARDS = ("gold:instructions", "gold:sentiment")
+
+
+@dataclass
+class PPOConfig:
+    # PPO on a language model (axon.tasks.ppo; Ouyang et al. 2022, Ziegler et al. 2019). One trainer step
+    # is one minibatch update; a rollout of rollout_batch answers is trained on for `epochs` epochs of
+    # minibatches of train.batch_size x train.grad_accum answers.
+    reward: str = "gold:instructions"  # gold:instructions, gold:sentiment, or a reward run's directory
+    prompts: str | None = None  # JSONL of {"prompt"} (or {"prompt", "response"}) rows; null: the bundled instruction train file
+    val_prompts: str | None = None  # prompts of the validation answers; null: the bundled instruction val file
+    rollout_batch: int = 64  # prompts answered per rollout
+    max_new_tokens: int = 48  # longest answer; one that reaches it without the end marker is scored as written
+    temperature: float = 1.0  # sampling temperature of the rollouts; log-probabilities are of logits / temperature
+    epochs: int = 4  # PPO epochs over each rollout
+    clip: float = 0.2  # eps of the clipped ratio
+    value_clip: float = 0.2  # the value's move from its rollout estimate is clipped to +-value_clip
+    value_coef: float = 0.1  # loss = policy loss + value_coef * value loss (+ ptx_coef * LM loss)
+    gamma: float = 1.0  # discount
+    lam: float = 0.95  # GAE lambda
+    kl_beta: float = 0.05  # KL penalty coefficient (the adaptive controller's start when kl_target is set)
+    kl_target: float | None = None  # null: a fixed beta; else the target KL (nats per answer) of Ziegler et al.'s controller
+    kl_horizon: int = 10000  # the controller's horizon, in answers
+    kl_estimator: Literal["k1", "k2", "k3"] = "k1"  # per-token estimate of KL(pi || pi_ref) in the penalty
+    whiten_advantages: bool = True  # normalise each rollout's advantages to mean 0, variance 1
+    ptx_coef: float = 0.0  # PPO-ptx: weight of the LM loss on the bundled corpus mixed in (0: off)
+
+    def __post_init__(self):
+        check_fields(self, "ppo.")
+        check(self.reward in GOLD_REWARDS or not self.reward.startswith("gold:"), "ppo.reward",
+              f"unknown judge {self.reward!r}; choose {' or '.join(GOLD_REWARDS)}, or give a reward run's directory")
+        check(bool(self.reward.strip()), "ppo.reward", f"is empty; choose {' or '.join(GOLD_REWARDS)} or a reward run")
+        for name in ("rollout_batch", "max_new_tokens", "epochs", "kl_horizon"):
+            check(getattr(self, name) >= 1, f"ppo.{name}", f"must be >= 1, got {getattr(self, name)}")
+        check(self.temperature > 0, "ppo.temperature", f"must be > 0 (rollouts are sampled), got {self.temperature}")
+        check(0 < self.clip < 1, "ppo.clip", f"must be in (0, 1), got {self.clip}")
+        check(self.value_clip > 0, "ppo.value_clip", f"must be > 0, got {self.value_clip}")
+        check(self.value_coef >= 0, "ppo.value_coef", f"must be >= 0, got {self.value_coef}")
+        check(0 < self.gamma <= 1, "ppo.gamma", f"must be in (0, 1], got {self.gamma}")
+        check(0 <= self.lam <= 1, "ppo.lam", f"must be in [0, 1], got {self.lam}")
+        check(self.kl_beta >= 0, "ppo.kl_beta", f"must be >= 0 (0: no KL penalty), got {self.kl_beta}")
+        check(self.kl_target is None or self.kl_target > 0, "ppo.kl_target", f"must be > 0 (or null: fixed beta), got {self.kl_target}")
+        check(self.kl_target is None or self.kl_beta > 0, "ppo.kl_beta",
+              "the adaptive controller scales beta, so it cannot start at 0; set kl_beta > 0 or kl_target=null")
+        check(self.ptx_coef >= 0, "ppo.ptx_coef", f"must be >= 0 (0: off), got {self.ptx_coef}")
+
+    def steps_per_rollout(self, batch_size: int, grad_accum: int) -> int:
+        """Optimizer steps spent on one rollout: epochs x minibatches of batch_size x grad_accum answers."""
+        return self.epochs * self.rollout_batch // (batch_size * grad_accum)
+
+
 @dataclass
 class RunConfig:
     out_dir: str = "runs"
@@ -263,6 +316,7 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     log: LogConfig = field(default_factory=LogConfig)
     lora: LoRAConfig = field(default_factory=LoRAConfig)
+    ppo: PPOConfig = field(default_factory=PPOConfig)
 
     def __post_init__(self):
         if self.model is None:
@@ -281,7 +335,8 @@ class RunConfig:
 
 
 MODEL_CONFIGS = tuple(f.config for f in FAMILY_CONFIGS.values())
-SECTIONS = {"data": DataConfig, "optim": OptimConfig, "schedule": ScheduleConfig, "train": TrainConfig, "log": LogConfig, "lora": LoRAConfig}
+SECTIONS = {"data": DataConfig, "optim": OptimConfig, "schedule": ScheduleConfig, "train": TrainConfig, "log": LogConfig,
+            "lora": LoRAConfig, "ppo": PPOConfig}
 TOP_LEVEL = ("out_dir", "name", "task")
 
 

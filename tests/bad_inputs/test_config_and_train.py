@@ -162,7 +162,31 @@ SFT_CASES = [
          "train.init_from: the model is not", setup=write("d.jsonl", GOOD)),
 ]
 
-CASES = CONFIG + TRAIN_CASES + SFT_CASES
+# PPO from the tiny run (`axon finetune RUN --task=ppo`): bad prompts, rewards and rollout sizes are
+# one line each, found before anything trains (axon.tasks.ppo).
+PPO = ["finetune", "{run}", "--task=ppo", "--ppo.prompts={tmp}/p.jsonl", "--ppo.val_prompts={tmp}/p.jsonl",
+       "--ppo.max_new_tokens=8", "--ppo.rollout_batch=4", *TRAIN[2:]]
+PROMPT = b'{"prompt": "abc"}\n'
+
+PPO_CASES = [
+    Case("ppo-unknown-judge", ["config", "--ppo.reward=gold:foo"], "ppo.reward: unknown judge 'gold:foo'"),
+    Case("ppo-prompts-not-json", PPO, "p.jsonl:2: not valid JSON", setup=write("p.jsonl", PROMPT + b'{"prompt": \n')),
+    Case("ppo-no-prompt", PPO, "p.jsonl:2: expected an object with a 'prompt' key",
+         setup=write("p.jsonl", PROMPT + b'{"response": "abc"}\n')),
+    Case("ppo-prompt-too-long", PPO, "p.jsonl:2: the prompt is 78 tokens in the chat template, more than "
+         "model.block_size=64 - ppo.max_new_tokens=8", setup=write("p.jsonl", PROMPT + b'{"prompt": "' + b"x" * 60 + b'"}\n')),
+    Case("ppo-rollout-does-not-split", [*PPO, "--ppo.rollout_batch=3"],
+         "ppo.rollout_batch: 3 answers do not split into minibatches of train.batch_size x train.grad_accum = 2",
+         setup=write("p.jsonl", PROMPT)),
+    Case("ppo-reward-not-a-run", [*PPO, "--ppo.reward={tmp}/nothing"], "is neither gold:instructions, gold:sentiment "
+         "nor a run directory", setup=write("p.jsonl", PROMPT)),
+    Case("ppo-reward-a-language-model", [*PPO, "--ppo.reward={run}"], "is a decoder run, not a reward model",
+         setup=write("p.jsonl", PROMPT)),
+    Case("ppo-no-init-from", ["train", "--task=ppo", "--model.family=actor_critic", *TRAIN[1:]],
+         "train.init_from: ppo starts from a language model"),
+]
+
+CASES = CONFIG + TRAIN_CASES + SFT_CASES + PPO_CASES
 
 
 @pytest.fixture(scope="module")
@@ -177,7 +201,10 @@ def test_bad_input_is_one_line(case, results):
     assert_user_error(found[case.id], case.expect, case.argv[0])
 
 
-@pytest.mark.parametrize("case", TRAIN_CASES + SFT_CASES, ids=[c.id for c in TRAIN_CASES + SFT_CASES])
+REFUSED_RUNS = TRAIN_CASES + SFT_CASES + [c for c in PPO_CASES if c.argv[0] != "config"]
+
+
+@pytest.mark.parametrize("case", REFUSED_RUNS, ids=[c.id for c in REFUSED_RUNS])
 def test_a_refused_run_leaves_nothing_behind(case, results):
     root, _ = results
     runs = root / case.id / "runs"

@@ -41,9 +41,14 @@ def hf_to_run(hf_dir: str | Path, run_dir: str | Path, dtype: torch.dtype = torc
 
 
 def run_to_hf(run_dir: str | Path, out_dir: str | Path) -> Path:
-    """Write the newest checkpoint of the Axon run ``run_dir`` as a Hugging Face directory."""
+    """Write the newest checkpoint of the Axon run ``run_dir`` as a Hugging Face directory (of a
+    PPO run: its policy, without the value head)."""
     from axon.train.run import load_run
 
     check_output_dir("out_dir", out_dir, empty=True)  # before the run is loaded
+    from axon.models.actor_critic import ActorCritic
+
     _, model, tokenizer = load_run(run_dir, device="cpu")
+    if isinstance(model, ActorCritic):  # a PPO run: the policy alone, a plain decoder
+        model = model.policy()
     return to_hf(model, out_dir, tokenizer)

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from axon.model_configs.actor_critic import PRESETS as ACTOR_CRITIC_PRESETS
+from axon.model_configs.actor_critic import ActorCriticConfig
 from axon.model_configs.bert import PRESETS as BERT_PRESETS
 from axon.model_configs.bert import BertConfig
 from axon.model_configs.conv_attention import PRESETS as CONV_ATTENTION_PRESETS
@@ -52,11 +54,13 @@ FAMILY_CONFIGS: dict[str, FamilyConfig] = {
     "conv_attention": FamilyConfig(ConvAttentionConfig, CONV_ATTENTION_PRESETS),
     "mamba": FamilyConfig(MambaConfig, MAMBA_PRESETS),
     "reward": FamilyConfig(RewardConfig, REWARD_PRESETS),
+    "actor_critic": FamilyConfig(ActorCriticConfig, ACTOR_CRITIC_PRESETS),
 }
 
 __all__ = [
     "FAMILY_CONFIGS",
     "FamilyConfig",
+    "ActorCriticConfig",
     "BertConfig",
     "ConvAttentionConfig",
     "DecoderConfig",

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 from torch import nn
 
+from axon.models.actor_critic import PRESETS as ACTOR_CRITIC_PRESETS
+from axon.models.actor_critic import ActorCritic, ActorCriticConfig
 from axon.models.bert import PRESETS as BERT_PRESETS
 from axon.models.bert import Bert, BertConfig
 from axon.models.conv_attention import PRESETS as CONV_ATTENTION_PRESETS
@@ -52,6 +54,7 @@ FAMILIES: dict[str, Family] = {
     "conv_attention": Family(ConvAttentionConfig, ConvAttention, CONV_ATTENTION_PRESETS, other_tasks=("sft",)),  # causal hourglass (ours)
     "mamba": Family(MambaConfig, Mamba, MAMBA_PRESETS, other_tasks=("sft",)),  # selective state spaces, Gu & Dao 2023
     "reward": Family(RewardConfig, RewardModel, REWARD_PRESETS, task="reward"),  # scalar reward, Ouyang et al. 2022
+    "actor_critic": Family(ActorCriticConfig, ActorCritic, ACTOR_CRITIC_PRESETS, task="ppo"),  # PPO's policy + value head
 }
 
 

@@ -21,6 +21,8 @@ they read (files, tokenizers, datasets of batches) is ``axon.data``'s:
               the responses only (InstructGPT's first step)
     reward    a scalar reward from preference comparisons or rankings (InstructGPT's step 2),
               optionally with one learnt reliability per labeller
+    ppo       PPO of a policy with a value head against a reward (gold judges or a reward run),
+              with a KL penalty to the SFT model (InstructGPT's third step)
 
 A new task is a module here with a ``(cfg, device) -> TaskSetup`` builder, a line in ``TASKS``,
 and the families that run it listing it (``Family.task`` / ``other_tasks`` in ``axon.models``):
@@ -34,7 +36,7 @@ import copy
 import torch
 
 from axon.errors import ConfigError
-from axon.tasks import classify, lm, mlm, reward, seq2seq, sft, word2vec
+from axon.tasks import classify, lm, mlm, ppo, reward, seq2seq, sft, word2vec
 from axon.tasks.base import TaskBuilder, TaskSetup, set_vocab_size
 
 TASKS: dict[str, TaskBuilder] = {
@@ -45,6 +47,7 @@ TASKS: dict[str, TaskBuilder] = {
     "word2vec": word2vec.word2vec_task,
     "sft": sft.sft_task,
     "reward": reward.reward_task,
+    "ppo": ppo.ppo_task,
 }
 
 

@@ -122,7 +122,8 @@ def finetune_config(pretrained: str | Path, recipe: str | Path | None = None, ov
     ``FINETUNE_FIELDS`` are read (a recipe also used from scratch names an architecture that
     must not replace the pretrained one); a command-line model override of another field that
     differs from the pretrained value is an error. With ``task: sft`` (recipe or ``--task=sft``)
-    the model is the pretrained one without a head, and only ``KEEP_MODEL_FIELDS`` may change."""
+    the model is the pretrained one without a head, and only ``KEEP_MODEL_FIELDS`` may change;
+    with ``task: ppo`` it is that model as ``family: actor_critic`` (a value head added)."""
     from axon.config import build_config, load_yaml, merge, parse_overrides, run_config_file
 
     run = Path(pretrained)
@@ -132,8 +133,15 @@ def finetune_config(pretrained: str | Path, recipe: str | Path | None = None, ov
     pre = load_yaml(run / "config.yaml").get("model") or {}
     data = load_yaml(recipe) if recipe else {}
     over = parse_overrides(overrides or [])
-    if (over.get("task") or data.get("task")) == "sft":  # a causal LM trained on answers: the model as it is
+    task = over.get("task") or data.get("task")
+    if task == "sft":  # a causal LM trained on answers: the model as it is
         model, settable = dict(pre), KEEP_MODEL_FIELDS
+    elif task == "ppo":  # the decoder as the policy of an actor-critic (axon.tasks.ppo)
+        if pre.get("family", "decoder") != "decoder":
+            raise ConfigError(f"{run} is a {pre.get('family')} run; PPO starts from a decoder run (an sft run)")
+        from axon.model_configs.actor_critic import VALUE_FIELDS
+
+        model, settable = {**pre, "family": "actor_critic"}, (*KEEP_MODEL_FIELDS, *VALUE_FIELDS)
     else:
         model, settable = {**pre, "head": "classify", "num_labels": None}, FINETUNE_FIELDS
     model.update({k: v for k, v in (data.get("model") or {}).items() if k in settable})

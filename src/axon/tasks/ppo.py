@@ -1,0 +1,598 @@
+"""The ``ppo`` task: reinforcement learning of a language model against a reward with PPO
+(InstructGPT's third step, Ouyang et al. 2022 sec. 3.5; the recipe of Ziegler et al. 2019).
+
+    prompts --policy (sampled)--> answers --reward--> scores
+        |                            |
+        |      policy, value head, frozen reference: log-probs, values, KL per token
+        v                            v
+    token rewards = -beta * KL_t (+ score on the last token) --GAE--> advantages, returns
+        |
+        +--> `epochs` epochs of clipped-surrogate + clipped-value minibatch updates, then the next rollout
+
+One trainer step is one minibatch update. A rollout of ``ppo.rollout_batch`` answers is trained
+on for ``ppo.epochs`` epochs of minibatches of ``train.batch_size x train.grad_accum`` answers, so
+``steps_per_rollout = epochs x rollout_batch / (batch_size x grad_accum)`` (which must divide).
+The trainer knows none of this: its batches are indices (``axon.data.prompts``), and the
+objective here (:class:`PPO`), at the first step that names a rollout it does not hold, samples
+that rollout with the current policy and computes everything the updates need:
+
+    answers     the policy in eval mode, no gradient, sampled at ``ppo.temperature`` with a
+                torch.Generator seeded from (train.seed, rollout index): a rollout is a pure
+                function of the weights and its index. An answer ends at the chat template's end
+                marker ``$`` (kept as its last token) or after ``ppo.max_new_tokens`` tokens.
+    score       ``ppo.reward`` on (prompt, answer text without the marker): one number per answer
+    logp, ref   log-probabilities of the answer tokens under the policy and the frozen reference
+                (of logits / temperature, over the tokenizer's vocabulary: the distribution sampled)
+    values      the value head, V_t before each answer token
+    rewards     -beta * KL_t on every token, plus the score on the last (axon.objectives.ppo)
+    advantages  GAE(gamma, lam), whitened over the rollout; returns = advantages + values (unwhitened)
+    beta        then updated by Ziegler et al.'s controller when ``ppo.kl_target`` is set
+
+The rollout and beta are buffers of the model (``axon.models.actor_critic.RolloutStore``), so the
+trainer's checkpoints carry them and a run stopped anywhere -- SIGKILL after a checkpoint, or
+SIGTERM in the middle of a rollout's epochs -- resumes bit for bit (tests/tasks/test_ppo_task.py).
+
+The reward (``ppo.reward``): ``gold:instructions`` and ``gold:sentiment`` are the programmatic
+judges of ``axon.feedback``; a path is a run of the ``reward`` task (``model(ids, lengths) ->
+(N,)``, reading ``prompt + answer`` as that task trains on them); in Python, any
+:class:`Reward` or function ``(prompt, answer) -> float`` (``ppo_task(cfg, device, reward=fn)``).
+The gold score is reported beside the reward when a gold judge applies: the reward itself when it
+is gold, the instruction judge when every prompt is one of its instructions.
+
+Starting weights: ``train.init_from``, a decoder run (SFT), is required: it is the reference
+policy (loaded again on resume) and the policy's start; the value head starts at zero. The
+run's model must be that run's with ``model.family: actor_critic``; ``axon finetune RUN
+--task=ppo`` writes it. The tokenizer is the run's.
+
+Validation: answers to ``ppo.val_prompts`` sampled as in training with fixed seeds; the
+validation loss is minus their mean score. At the end (``result.json``, ``axon eval``) the task
+adds their mean ``score``, ``gold``, ``kl`` (nats per answer, against the reference), ``length``
+and ``ended`` (share that wrote the end marker), and the last rollout's figures (``rollout_*``).
+
+PPO-ptx (``ppo.ptx_coef`` > 0): the LM loss on windows of the bundled corpus's training part, in
+the policy's tokenizer, is added to every update with that weight.
+
+One process only: a distributed run is refused. Best-of-n sampling against the same reward, the
+training-free baseline, is :func:`best_of_n`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from axon.data.chat import END, prompt_ids
+from axon.data.prompts import EVAL, TRAIN, PromptBatches, RolloutSchedule, read_prompts
+from axon.errors import ConfigError, DataError
+from axon.models.base import unwrap
+from axon.objectives.ppo import (
+    AdaptiveKL, entropy_from_logits, explained_variance, gae, kl_estimate, masked_mean, policy_loss, token_logprobs,
+    token_rewards, value_loss, whiten,
+)
+from axon.tasks.base import TaskSetup, set_vocab_size
+
+EVAL_SEED = 20240601  # validation answers are sampled from generators seeded with this, the set and the batch
+SAMPLES = 3  # validation prompts answered greedily in samples.txt at each evaluation
+TRAIN_SET, VAL_SET = 0, 1  # the prompt sets an evaluation batch names
+
+
+# ----------------------------------------------------------------------------------------------
+# Rewards: score(prompts, answers) -> (B,)
+
+
+class Reward:
+    """A reward source: one score per (prompt, answer), as a float tensor (B,)."""
+
+    def score(self, prompts: Sequence[str], answers: Sequence[str]) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class JudgeReward(Reward):
+    """A function ``(prompt, answer) -> float`` applied to each pair: the gold judges, a test's reward."""
+
+    def __init__(self, judge: Callable[[str, str], float]):
+        self.judge = judge
+
+    def score(self, prompts, answers):
+        return torch.tensor([float(self.judge(p, a)) for p, a in zip(prompts, answers)], dtype=torch.float64)
+
+
+class RunReward(Reward):
+    """A reward model (the ``reward`` task's family): ``model(ids (N, T), lengths (N,)) -> (N,)``
+    on ``prompt + answer`` in its own tokenizer, right-padded, keeping the last ``block_size``
+    tokens of a longer text (the reward is read at the last token), as its task trains it."""
+
+    def __init__(self, model: torch.nn.Module, tokenizer, batch_size: int = 64):
+        self.model, self.tokenizer, self.batch_size = model.eval(), tokenizer, batch_size
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+
+    @classmethod
+    def from_run(cls, run_dir: str | Path, device: torch.device) -> RunReward:
+        from axon.config import load_config, run_config_file
+        from axon.train.run import load_run
+
+        cfg = load_config(run_config_file(run_dir, "ppo.reward"))
+        if cfg.model.family != "reward":
+            raise ConfigError(f"ppo.reward: {run_dir} is a {cfg.model.family} run, not a reward model "
+                              "(train one with the reward task), nor gold:instructions or gold:sentiment")
+        _, model, tokenizer = load_run(run_dir, str(device))
+        if tokenizer is None:
+            raise ConfigError(f"ppo.reward: {run_dir} has no tokenizer.json to encode the answers with")
+        return cls(model, tokenizer)
+
+    @torch.no_grad()
+    def score(self, prompts, answers):
+        device = next(self.model.parameters()).device
+        block = self.model.config.block_size
+        out = []
+        for s in range(0, len(prompts), self.batch_size):
+            ids = [self.tokenizer.encode(p + a)[-block:] for p, a in zip(prompts[s : s + self.batch_size],
+                                                                      answers[s : s + self.batch_size])]
+            lengths = torch.tensor([max(len(x), 1) for x in ids], device=device)
+            idx = torch.zeros(len(ids), int(lengths.max()), dtype=torch.long, device=device)
+            for b, x in enumerate(ids):
+                idx[b, : len(x)] = torch.tensor(x, dtype=torch.long, device=device)
+            out.append(self.model(idx, lengths).double().cpu())
+        return torch.cat(out)
+
+
+def build_reward(spec: str, device: torch.device) -> Reward:
+    """The reward ``ppo.reward`` names (module docstring)."""
+    if spec.startswith("gold:"):
+        from axon.feedback import gold_for
+
+        return JudgeReward(gold_for(spec.removeprefix("gold:")))
+    if not Path(spec).is_dir():
+        raise ConfigError(f"ppo.reward: {spec} is neither gold:instructions, gold:sentiment nor a run directory")
+    return RunReward.from_run(spec, device)
+
+
+def gold_judge(spec: str, prompts: Sequence[str]) -> Callable[[str, str], float] | None:
+    """The gold judge to report beside the reward: the reward's own when it is gold, the
+    instruction judge when every prompt is an instruction, else None."""
+    from axon.feedback import gold_for, parse_instruction
+
+    if isinstance(spec, str) and spec.startswith("gold:"):
+        return gold_for(spec.removeprefix("gold:"))
+    try:
+        for p in prompts:
+            parse_instruction(p)
+    except DataError:
+        return None
+    return gold_for("instructions")
+
+
+# ----------------------------------------------------------------------------------------------
+# Answers: sampling, packing, and what a model says about each answer token
+
+
+@dataclass
+class Answers:
+    """Prompts and their sampled answers, packed for one forward pass.
+
+    tokens (N, L) int64: prompt + answer, right-padded with 0; prompt_len (N,); mask (N, R): 1 on
+    the answer tokens (R: the longest answer); texts: the answers without the end marker;
+    ended (N,) bool: wrote the marker."""
+
+    tokens: torch.Tensor
+    prompt_len: torch.Tensor
+    mask: torch.Tensor
+    texts: list[str]
+    ended: torch.Tensor
+
+
+def sample_answers(model, tokenizer, prompts: Sequence[Sequence[int]], max_new_tokens: int, temperature: float,
+                   generator: torch.Generator | None, dtype: torch.dtype = torch.float32) -> Answers:
+    """Answer each prompt (ids in the chat template) once; ``temperature=0``: greedily."""
+    from axon.generate import cut_at_stop, generate
+
+    end = tokenizer.encode(END)
+    stops = dict(stop_tokens=end) if len(end) == 1 else dict(stop_strings=[END], decode=tokenizer.decode)
+    gen = generate(model, [list(p) for p in prompts], max_new_tokens, temperature=temperature, generator=generator,
+                   vocab_limit=tokenizer.vocab_size, **stops)
+    device = next(model.parameters()).device
+    N, R = len(prompts), max(len(a) for a in gen.tokens)
+    L = max(len(p) + len(a) for p, a in zip(prompts, gen.tokens))
+    tokens = torch.zeros(N, L, dtype=torch.long)
+    mask = torch.zeros(N, R, dtype=dtype)
+    for b, (p, a) in enumerate(zip(prompts, gen.tokens)):
+        tokens[b, : len(p) + len(a)] = torch.tensor([*p, *a], dtype=torch.long)
+        mask[b, : len(a)] = 1
+    decoded = [tokenizer.decode(a) for a in gen.tokens]
+    return Answers(tokens.to(device), torch.tensor([len(p) for p in prompts], device=device), mask.to(device),
+                   [cut_at_stop(t, [END]) for t in decoded], torch.tensor([END in t for t in decoded]))
+
+
+def at_answers(x: torch.Tensor, prompt_len: torch.Tensor, R: int) -> torch.Tensor:
+    """x (B, L, ...) at the positions that predict each answer token: prompt_len - 1 + t for
+    t < R, i.e. (B, R, ...). Positions past a row's end are clamped (the mask zeroes them)."""
+    B, L = x.shape[:2]
+    pos = (prompt_len[:, None] - 1 + torch.arange(R, device=x.device)[None]).clamp(max=L - 1)  # (B, R)
+    index = pos.view(B, R, *([1] * (x.dim() - 2))).expand(B, R, *x.shape[2:])
+    return x.gather(1, index)
+
+
+def answer_tokens(tokens: torch.Tensor, prompt_len: torch.Tensor, R: int) -> torch.Tensor:
+    """The answer tokens (B, R) of packed rows (0 past each answer's end)."""
+    L = tokens.size(1)
+    pos = (prompt_len[:, None] + torch.arange(R, device=tokens.device)[None]).clamp(max=L - 1)
+    return tokens.gather(1, pos)
+
+
+def answer_logits(logits: torch.Tensor, prompt_len: torch.Tensor, R: int, vocab: int, temperature: float) -> torch.Tensor:
+    """The distribution each answer token was sampled from, as logits (B, R, vocab): the model's
+    logits at those positions, over the tokenizer's vocabulary, divided by the temperature."""
+    return at_answers(logits[..., :vocab], prompt_len, R) / temperature
+
+
+# ----------------------------------------------------------------------------------------------
+# The objective
+
+
+@dataclass
+class PromptSet:
+    texts: list[str]
+    ids: list[list[int]]
+
+
+class PPO:
+    """(model, batch) -> (loss, parts) for the ``ppo`` task: rollouts and minibatch updates on
+    training batches, scored answers on evaluation batches (``axon.data.prompts``)."""
+
+    def __init__(self, cfg, tokenizer, sets: dict[int, PromptSet], schedule: RolloutSchedule, reference: torch.nn.Module,
+                 reward: Reward, gold: Callable[[str, str], float] | None):
+        self.cfg, self.p = cfg, cfg.ppo
+        self.tokenizer, self.sets, self.schedule = tokenizer, sets, schedule
+        self.reference, self.reward, self.gold = reference, reward, gold
+        self.vocab = tokenizer.vocab_size
+
+    def __call__(self, model, batch: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, dict]:
+        kind = int(batch[0][0])
+        if kind == EVAL:
+            return self.evaluate(model, batch)
+        if kind != TRAIN:
+            raise ValueError(f"unknown PPO batch kind {kind}")
+        return self.update(model, batch)
+
+    # -- rollouts --------------------------------------------------------------------------------
+
+    def _reference(self, like: torch.nn.Module) -> torch.nn.Module:
+        """The frozen reference on the policy's device and dtype."""
+        w = like.wte.weight
+        if self.reference.wte.weight.dtype != w.dtype or self.reference.wte.weight.device != w.device:
+            self.reference.to(device=w.device, dtype=w.dtype)
+        return self.reference
+
+    @torch.no_grad()
+    def measure(self, policy, answers: Answers) -> dict[str, torch.Tensor]:
+        """Per answer token: the policy's and the reference's log-probabilities, the values and
+        the policy's entropy, all (N, R), by forwards in eval mode (no dropout) over
+        ``train.batch_size`` rows at a time (the logits of a whole rollout need not fit at once)."""
+        was = policy.training
+        policy.eval()
+        reference = self._reference(policy)
+        R, out = answers.mask.size(1), {}
+        try:
+            step = self.cfg.train.batch_size
+            for s in range(0, answers.tokens.size(0), step):
+                tokens, plen, m = answers.tokens[s : s + step], answers.prompt_len[s : s + step], answers.mask[s : s + step]
+                logits, values = policy(tokens, values=True)
+                logits = answer_logits(logits, plen, R, self.vocab, self.p.temperature)
+                taken = answer_tokens(tokens, plen, R)
+                ref = answer_logits(reference(tokens), plen, R, self.vocab, self.p.temperature)
+                part = {"logp": token_logprobs(logits, taken) * m, "ref_logp": token_logprobs(ref, taken) * m,
+                        "values": at_answers(values, plen, R) * m, "entropy": entropy_from_logits(logits) * m}
+                for k, v in part.items():
+                    out.setdefault(k, []).append(v)
+        finally:
+            policy.train(was)
+        return {k: torch.cat(v) for k, v in out.items()}
+
+    def rollout(self, model, k: int) -> None:
+        """Sample rollout ``k`` with the current policy, score it, and store it with its
+        advantages and returns in the model (module docstring)."""
+        policy = unwrap(model)
+        p, seed = self.p, self.cfg.train.seed
+        rows = self.schedule.rollout_prompts(k, seed)
+        train = self.sets[TRAIN_SET]
+        prompts = [train.texts[i] for i in rows]
+        dtype = policy.wte.weight.dtype
+        answers = sample_answers(policy, self.tokenizer, [train.ids[i] for i in rows], p.max_new_tokens,
+                                 p.temperature, generator(policy, seed, "rollout", k), dtype)
+        m = self.measure(policy, answers)
+        mask = answers.mask
+        score = self.reward.score(prompts, answers.texts).to(mask.device, dtype)
+        store = policy.rollout
+        beta = float(store.beta) if store.beta.numel() == 1 else p.kl_beta
+        kl = kl_estimate(m["logp"], m["ref_logp"], p.kl_estimator) * mask
+        rewards = token_rewards(score, kl, mask, beta)
+        advantages, returns = gae(rewards, m["values"], mask, p.gamma, p.lam)
+        if p.whiten_advantages:
+            advantages = whiten(advantages, mask)
+        kl_answer = float(((m["logp"] - m["ref_logp"]) * mask).sum(1).mean())  # k1 summed over an answer
+        controller = AdaptiveKL(beta, p.kl_target, p.kl_horizon)
+        next_beta = controller.update(kl_answer, len(rows))
+        gold = (float(np.mean([self.gold(q, a) for q, a in zip(prompts, answers.texts)]))
+                if self.gold is not None else math.nan)
+        from axon.models.actor_critic import ROLLOUT_STATS
+
+        stats = dict(score=float(score.mean()), gold=gold, kl=kl_answer, beta=beta,
+                     entropy=float(masked_mean(m["entropy"], mask)), length=float(mask.sum(1).mean()),
+                     ended=float(answers.ended.double().mean()),
+                     explained_variance=float(explained_variance(m["values"], returns, mask)))
+        store.store(index=torch.tensor(k), beta=torch.tensor(next_beta, dtype=torch.float64),
+                    tokens=answers.tokens, prompt_len=answers.prompt_len, mask=mask, logp=m["logp"],
+                    values=m["values"], advantages=advantages, returns=returns,
+                    stats=torch.tensor([stats[n] for n in ROLLOUT_STATS], dtype=torch.float64))
+
+    # -- updates -----------------------------------------------------------------------------------
+
+    def update(self, model, batch: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, dict]:
+        """One minibatch's PPO loss on the held rollout (sampled first if this batch names another)."""
+        p = self.p
+        policy = unwrap(model)
+        k = int(batch[1][0])
+        if policy.rollout.held != k:
+            self.rollout(model, k)
+        st = policy.rollout
+        if st.tokens.size(0) != p.rollout_batch:  # a resumed run whose checkpoint holds another rollout size
+            raise ConfigError(f"ppo.rollout_batch: the checkpoint's rollout holds {st.tokens.size(0)} answers, the "
+                              f"config says {p.rollout_batch}; resume with the run's own ppo.rollout_batch")
+        rows = batch[2].to(st.tokens.device)
+        mask = st.mask[rows]
+        R = int(mask.sum(1).max())
+        mask, plen = mask[:, :R], st.prompt_len[rows]
+        L = int((plen + mask.sum(1).long()).max())
+        tokens = st.tokens[rows, :L]
+        logits, values = model(tokens, values=True)  # through the wrapper (DDP's hooks, compile)
+        logits = answer_logits(logits, plen, R, self.vocab, p.temperature)
+        logp = token_logprobs(logits, answer_tokens(tokens, plen, R))
+        values = at_answers(values, plen, R)
+        pg, pg_info = policy_loss(logp, st.logp[rows, :R], st.advantages[rows, :R], mask, p.clip)
+        vf, vf_info = value_loss(values, st.values[rows, :R], st.returns[rows, :R], mask, p.value_clip)
+        loss = pg + p.value_coef * vf
+        parts = {"policy_loss": pg.detach(), "value_loss": vf.detach(), **pg_info, **vf_info}
+        if p.ptx_coef > 0:
+            from axon.objectives import causal_lm_loss
+
+            ptx, _ = causal_lm_loss(model(batch[3]), batch[4])
+            loss = loss + p.ptx_coef * ptx
+            parts["ptx_loss"] = ptx.detach()
+        for name, value in policy.aux_losses().items():
+            loss = loss + value
+            parts[name] = value
+        with torch.no_grad():
+            parts["entropy"] = masked_mean(entropy_from_logits(logits), mask)
+            parts["value_explained_variance"] = explained_variance(values, st.returns[rows, :R], mask)
+        policy.record({k: float(v) for k, v in parts.items()})
+        return loss, {"ce": loss.detach(), **parts}
+
+    # -- evaluation --------------------------------------------------------------------------------
+
+    def answer_set(self, model, prompt_set: int, index: Sequence[int]) -> tuple[list[str], Answers]:
+        """Sampled answers to prompts ``index`` of a prompt set, from a generator seeded with the
+        set and the first index: the same answers for the same weights, every time."""
+        policy = unwrap(model)
+        s = self.sets[prompt_set]
+        gen = generator(policy, EVAL_SEED, "eval", prompt_set, index[0])
+        answers = sample_answers(policy, self.tokenizer, [s.ids[i] for i in index], self.p.max_new_tokens,
+                                 self.p.temperature, gen, policy.wte.weight.dtype)
+        return [s.texts[i] for i in index], answers
+
+    def evaluate(self, model, batch: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, dict]:
+        """Minus the mean reward of sampled answers to the batch's prompts (the validation loss)."""
+        prompts, answers = self.answer_set(model, int(batch[1][0]), batch[2].tolist())
+        score = self.reward.score(prompts, answers.texts).mean()
+        loss = -score.to(torch.float64)
+        return loss, {"ce": loss, "count": len(prompts), "score": score}
+
+    def split_figures(self, model, prompt_set: int, batch_size: int) -> dict[str, float]:
+        """Mean score, gold, KL to the reference (k1 summed over an answer), length and share
+        ended, of sampled answers to a whole prompt set (batched as the evaluation batches it)."""
+        sums: dict[str, float] = {}
+        n = len(self.sets[prompt_set].texts)
+        for s in range(0, n, batch_size):
+            prompts, answers = self.answer_set(model, prompt_set, list(range(s, min(s + batch_size, n))))
+            m = self.measure(unwrap(model), answers)
+            figures = {"score": self.reward.score(prompts, answers.texts).sum().item(),
+                       "kl": ((m["logp"] - m["ref_logp"]) * answers.mask).sum().item(),
+                       "length": answers.mask.sum().item(), "ended": answers.ended.sum().item()}
+            if self.gold is not None:
+                figures["gold"] = sum(self.gold(q, a) for q, a in zip(prompts, answers.texts))
+            for k, v in figures.items():
+                sums[k] = sums.get(k, 0.0) + float(v)
+        return {k: v / n for k, v in sums.items()}
+
+
+def generator(model, seed: int, *keys) -> torch.Generator:
+    """A torch generator on the model's device seeded from (seed, keys): a 63-bit seed drawn by
+    numpy's SeedSequence from the integers, and the strings' bytes."""
+    words = [int(seed)]
+    for k in keys:
+        words += list(k.encode()) if isinstance(k, str) else [int(k)]
+    state = int(np.random.SeedSequence(words).generate_state(1, np.uint64)[0]) >> 1
+    return torch.Generator(device=next(model.parameters()).device).manual_seed(state)
+
+
+# ----------------------------------------------------------------------------------------------
+# Best-of-n: the training-free baseline
+
+
+def best_of_n(model, tokenizer, prompts: Sequence[str], n: int, reward: Reward | Callable[[str, str], float], *,
+              max_new_tokens: int = 48, temperature: float = 1.0, seed: int = 0, batch_size: int = 64,
+              gold: Callable[[str, str], float] | None = None) -> dict:
+    """Sample ``n`` answers per prompt from ``model`` (a causal LM in the chat template) and keep
+    the one ``reward`` scores highest (ties: the first sampled). Returns the mean ``score`` of the
+    kept answers, their mean ``gold`` (when ``gold`` is given), the ``answers`` kept, every
+    sample's score (``scores``, n per prompt), and ``kl``:
+    KL(best-of-n || policy) = log n - (n - 1) / n nats per answer, the analytic value for distinct
+    samples (Stiennon et al. 2020, appendix G.3), an upper bound when samples repeat."""
+    reward = reward if isinstance(reward, Reward) else JudgeReward(reward)
+    ids = [prompt_ids(tokenizer, p)[1] for p in prompts]
+    flat = [(i, j) for i in range(len(prompts)) for j in range(n)]
+    scores, texts = [], []
+    for s in range(0, len(flat), batch_size):
+        chunk = flat[s : s + batch_size]
+        gen = generator(model, seed, "best_of_n", s)
+        answers = sample_answers(model, tokenizer, [ids[i] for i, _ in chunk], max_new_tokens, temperature, gen)
+        scores += reward.score([prompts[i] for i, _ in chunk], answers.texts).tolist()
+        texts += answers.texts
+    best = [max(range(i * n, (i + 1) * n), key=lambda r: (scores[r], -r)) for i in range(len(prompts))]
+    out = {"n": n, "score": float(np.mean([scores[r] for r in best])), "kl": math.log(n) - (n - 1) / n,
+           "answers": [texts[r] for r in best], "scores": [scores[i * n : (i + 1) * n] for i in range(len(prompts))]}
+    if gold is not None:
+        out["gold"] = float(np.mean([gold(p, texts[r]) for p, r in zip(prompts, best)]))
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# The task
+
+
+def read_prompt_set(spec: str | None, field: str, split: str, tokenizer, cfg) -> PromptSet:
+    """The prompts of ``ppo.prompts`` / ``ppo.val_prompts`` (null: the bundled instruction file of
+    ``split``), encoded in the chat template; a prompt that leaves no room for max_new_tokens
+    tokens in block_size is an error naming its line."""
+    from axon.feedback import bundled_path
+
+    path = bundled_path(split) if spec is None else Path(spec)
+    if spec is not None and not path.is_file():
+        raise ConfigError(f"{field}: {path} not found")
+    rows = read_prompts(path)
+    texts, ids = [], []
+    room = cfg.model.block_size - cfg.ppo.max_new_tokens
+    for text, line in rows:
+        encoded = prompt_ids(tokenizer, text)[1]
+        if len(encoded) > room:
+            raise DataError(f"{path}:{line}: the prompt is {len(encoded)} tokens in the chat template, more than "
+                            f"model.block_size={cfg.model.block_size} - ppo.max_new_tokens={cfg.ppo.max_new_tokens}; "
+                            "shorten it, or lower ppo.max_new_tokens")
+        texts.append(text)
+        ids.append(encoded)
+    return PromptSet(texts, ids)
+
+
+def check_source_model(cfg) -> None:
+    """Refuse a run whose policy is not the ``train.init_from`` run's decoder, naming the fields."""
+    from axon.config import load_config, to_dict
+    from axon.model_configs.actor_critic import VALUE_FIELDS
+    from axon.tasks.finetune import KEEP_MODEL_FIELDS, init_run_dir
+
+    run = init_run_dir(cfg.train.init_from)
+    file = run / "config.yaml"
+    if not file.is_file():
+        return  # a bare checkpoint directory: the strict load checks the shapes
+    source = load_config(file).model
+    if source.family != "decoder":
+        raise ConfigError(f"train.init_from: {run} is a {source.family} run; PPO starts from a decoder run "
+                          "(an sft run of model.family=decoder)")
+    was, now = to_dict(source), to_dict(cfg.model.decoder_config())
+    skip = {"preset", "family", *KEEP_MODEL_FIELDS, *VALUE_FIELDS}
+    changed = [f"model.{k}={now.get(k)!r} (the run has {was.get(k)!r})" for k in sorted(set(was) | set(now))
+               if k not in skip and was.get(k) != now.get(k)]
+    if changed:
+        raise ConfigError(f"train.init_from: the policy is not {run}'s model: {'; '.join(changed[:3])}; "
+                          f"axon finetune {run} --task=ppo ... takes the run's model")
+
+
+def load_reference(cfg, device: torch.device) -> torch.nn.Module:
+    """The frozen reference policy: a decoder with the ``train.init_from`` weights, in eval mode."""
+    from axon.models.decoder import Decoder
+    from axon.train.run import init_weights
+
+    with torch.random.fork_rng(devices=[]):  # building it must not move the run's RNG (the value head's init)
+        reference = Decoder(cfg.model.decoder_config())
+    init_weights(reference, cfg.train.init_from)
+    for param in reference.parameters():
+        param.requires_grad_(False)
+    return reference.to(device).eval()
+
+
+def ppo_task(cfg, device: torch.device, reward: Reward | Callable[[str, str], float] | None = None) -> TaskSetup:
+    """The ``ppo`` task (module docstring); ``reward`` replaces ``ppo.reward`` (a :class:`Reward`
+    or a function (prompt, answer) -> float)."""
+    from axon.models.actor_critic import ActorCriticConfig
+    from axon.tasks.sft import pretrained_tokenizer
+
+    p, tc = cfg.ppo, cfg.train
+    if torch.distributed.is_available() and torch.distributed.is_initialized() and torch.distributed.get_world_size() > 1:
+        raise ConfigError("ppo: one process only for now; run it without torchrun")
+    if not isinstance(cfg.model, ActorCriticConfig):
+        raise ConfigError(f"task: ppo trains model.family=actor_critic, got {cfg.model.family}")
+    if not tc.init_from:
+        raise ConfigError("train.init_from: ppo starts from a language model (an sft run): set --train.init_from=RUN, "
+                          "or use axon finetune RUN --task=ppo")
+    rows = tc.batch_size * tc.grad_accum
+    if p.rollout_batch % rows:
+        raise ConfigError(f"ppo.rollout_batch: {p.rollout_batch} answers do not split into minibatches of "
+                          f"train.batch_size x train.grad_accum = {rows}; make it a multiple of {rows}")
+    tokenizer = pretrained_tokenizer(tc.init_from)
+    set_vocab_size(cfg, tokenizer.vocab_size)
+    check_source_model(cfg)
+    train_set = read_prompt_set(p.prompts, "ppo.prompts", "train", tokenizer, cfg)
+    val_set = read_prompt_set(p.val_prompts, "ppo.val_prompts", "val", tokenizer, cfg)
+    if reward is None:
+        source = build_reward(p.reward, device)
+    else:
+        source = reward if isinstance(reward, Reward) else JudgeReward(reward)
+    gold = gold_judge(p.reward if reward is None else None, train_set.texts + val_set.texts)
+    schedule = RolloutSchedule(len(train_set.texts), p.rollout_batch, p.epochs, tc.grad_accum,
+                               ptx_tokens(tokenizer) if p.ptx_coef > 0 else None)
+    reference = load_reference(cfg, device)
+    objective = PPO(cfg, tokenizer, {TRAIN_SET: train_set, VAL_SET: val_set}, schedule, reference, source, gold)
+
+    def init_policy(model, source_run) -> dict:
+        """The policy from the reference's weights (the init_from run's); the value head as built."""
+        missing, unexpected = model.load_state_dict(reference.state_dict(), strict=False)
+        fresh = [k for k in missing if k.startswith("value_head.")]
+        stray = [k for k in missing if not k.startswith(("value_head.", "rollout."))] + list(unexpected)
+        if stray:
+            raise ConfigError(f"train.init_from: {source_run} does not fit the policy ({stray[0]})")
+        return {"checkpoint": str(source_run), "initialised": fresh}
+
+    def model_metrics(model, split: str) -> dict:
+        out = objective.split_figures(model, VAL_SET if split == "val" else TRAIN_SET, tc.batch_size)
+        from axon.models.actor_critic import ROLLOUT_STATS
+
+        held = unwrap(model).metrics()  # the last rollout's figures (and minibatch means, left out)
+        out.update({f"rollout_{k}": held[k] for k in ROLLOUT_STATS if k in held})
+        return out
+
+    return TaskSetup(train_data=schedule, val_data=PromptBatches(VAL_SET, len(val_set.texts)), objective=objective,
+                     tokenizer=tokenizer, sample_fn=make_sampler(objective, val_set), model_metrics=model_metrics,
+                     init_weights=init_policy)
+
+
+def ptx_tokens(tokenizer) -> np.ndarray:
+    """The training part of the bundled corpus (the first 90%, as ``axon prepare`` splits it) in
+    the policy's tokenizer: PPO-ptx's pretraining text (``axon.feedback.source`` reads it)."""
+    from axon.feedback.source import corpus_parts
+
+    try:
+        return np.asarray(tokenizer.encode(corpus_parts()[0]), dtype=np.int64)
+    except DataError as e:
+        raise ConfigError(f"ppo.ptx_coef: the bundled corpus does not encode in the policy's tokenizer ({e})") from None
+
+
+def make_sampler(objective: PPO, val_set: PromptSet):
+    """sample_fn(model, step) -> text: greedy answers to the first validation prompts, with their
+    reward (and gold score)."""
+
+    def sample(model, step: int) -> str:
+        policy = unwrap(model)
+        texts, ids = val_set.texts[:SAMPLES], val_set.ids[:SAMPLES]
+        answers = sample_answers(policy, objective.tokenizer, ids, objective.p.max_new_tokens, 0.0, None)
+        scores = objective.reward.score(texts, answers.texts).tolist()
+        lines = []
+        for q, a, s, ended in zip(texts, answers.texts, scores, answers.ended.tolist()):
+            gold = f", gold {objective.gold(q, a):.3f}" if objective.gold is not None else ""
+            lines.append(f"User: {q}\nAssistant: {a}{END if ended else ' [no end marker]'}\n  (reward {s:.3f}{gold})")
+        return "\n".join(lines)
+
+    return sample
