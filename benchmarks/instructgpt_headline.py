@@ -50,10 +50,12 @@ from axon.tasks.ppo import answer_logits, answer_tokens, best_of_n, build_reward
 from axon.train.run import load_run
 
 
-def answers_of(run: str, prompts: list[str], max_new_tokens: int, seed: int, batch_size: int = 64) -> dict:
+def answers_of(run: str, prompts: list[str], types: list[str], max_new_tokens: int, seed: int,
+               batch_size: int = 64) -> dict:
     """A run's policy's answers to ``prompts``: one sampled at temperature 1 (a generator seeded per
-    chunk from ``seed``) and one greedy each, their gold scores, the model's size, and for a PPO
-    run its KL from the SFT model it started from (k1 summed over each sampled answer, averaged)."""
+    chunk from ``seed``) and one greedy each, their gold scores (also per instruction type, of the
+    sampled answers), the model's size, and for a PPO run its KL from the SFT model it started
+    from (k1 summed over each sampled answer, averaged)."""
     t = time.perf_counter()
     cfg, model, tok = load_run(run, "cpu")
     ppo = isinstance(model, ActorCritic)
@@ -74,9 +76,11 @@ def answers_of(run: str, prompts: list[str], max_new_tokens: int, seed: int, bat
                 lr = token_logprobs(answer_logits(reference(a.tokens), a.prompt_len, R, tok.vocab_size, 1.0), taken)
                 kl += float(((lp - lr) * a.mask).sum())
     params = sum(p.numel() for p in policy.parameters())
+    golds = [instruction_gold(p, a) for p, a in zip(prompts, sampled)]
+    by_type = {k: sum(g for g, t in zip(golds, types) if t == k) / types.count(k) for k in sorted(set(types))}
     return {"run": run, "params": params, "ppo": ppo, "init_from": cfg.train.init_from,
             "reward": cfg.ppo.reward if ppo else None, "sampled": sampled, "greedy": greedy,
-            "gold": sum(instruction_gold(p, a) for p, a in zip(prompts, sampled)) / len(prompts),
+            "gold": sum(golds) / len(prompts), "gold_by_type": by_type,
             "greedy_gold": sum(instruction_gold(p, a) for p, a in zip(prompts, greedy)) / len(prompts),
             "kl": kl / len(prompts) if ppo else None, "seconds": time.perf_counter() - t}
 
@@ -143,6 +147,10 @@ def print_tables(out: dict) -> None:
         print(f"\n{'comparison':<34} {'answers':<8} {'win rate':<40}")
         for r in h["win_rates"]:
             print(f"{r['comparison']:<34} {r['answers']:<8} {interval(r)}")
+        types = list(h["policies"][0]["gold_by_type"])
+        print(f"\ngold of sampled answers per instruction type\n{'policy':<36} " + " ".join(f"{t[:8]:>8}" for t in types))
+        for p in h["policies"]:
+            print(f"{p['run'][-36:]:<36} " + " ".join(f"{p['gold_by_type'][t]:>8.2f}" for t in types))
     for e in out.get("equal_kl", []):
         print(f"\nPPO at KL {e['ppo_kl']:.2f} against best-of-{e['n']} (KL {e['best_of_n_kl']:.2f}) of {e['sft']}, "
               f"reward {e['reward']} ({e['seconds']:.0f} s)")
@@ -171,12 +179,13 @@ def main() -> None:
         ap.error("nothing to measure: give --large/--small-sft/--small-ppo, --ppo RUN..., or both")
     if args.threads:
         torch.set_num_threads(args.threads)
-    prompts = [r["prompt"] for r in read_jsonl(bundled_path("heldout"), ("prompt",))][: args.limit]
+    rows = read_jsonl(bundled_path("heldout"), ("prompt", "type"))[: args.limit]
+    prompts, types = [r["prompt"] for r in rows], [r["type"] for r in rows]
     runs: dict[str, dict] = {}
 
     def answers(run: str) -> dict:
         if run not in runs:
-            runs[run] = answers_of(run, prompts, args.max_new_tokens, args.seed)
+            runs[run] = answers_of(run, prompts, types, args.max_new_tokens, args.seed)
         return runs[run]
 
     out: dict = {"prompts": len(prompts)}

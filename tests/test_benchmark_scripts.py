@@ -100,6 +100,13 @@ def test_instructgpt_headline_smoke_reports_win_rates_and_equal_kl(rlhf_runs):
         assert rates[("small SFT vs large SFT (control)", answers)]["ties"] == 6
     large, small_sft, small_ppo = out["headline"]["policies"]
     assert out["headline"]["size_ratio"] == 1.0 and small_ppo["ppo"] and small_ppo["kl"] is not None
+    from axon.feedback import bundled_path, read_jsonl
+
+    types = [r["type"] for r in read_jsonl(bundled_path("heldout"))[:6]]
+    for policy in (large, small_ppo):  # the per-type means weigh back to the mean
+        by_type = policy["gold_by_type"]
+        assert set(by_type) == set(types)
+        assert sum(by_type[t] * types.count(t) for t in by_type) / 6 == pytest.approx(policy["gold"], abs=1e-12)
     (e,) = out["equal_kl"]
     assert 1 <= e["n"] <= 3 and e["best_of_n_kl"] == pytest.approx(math.log(e["n"]) - (e["n"] - 1) / e["n"])
     assert e["ppo_gold"] == small_ppo["gold"] and e["ppo_kl"] == small_ppo["kl"]  # the same answers, measured once
