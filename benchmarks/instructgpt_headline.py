@@ -20,10 +20,22 @@ no training prompt shares; ``instruction_gold`` scores an answer, 1 = followed):
    reward (``ppo.reward``) scores highest; the table gives the gold win rate of the PPO answer over
    the best-of-n answer on each prompt, and both mean gold scores.
 
-The exact commands of docs/rlhf.md (each run's recipe: configs/instructgpt_small.yaml):
+The runs (docs/rlhf.md, "The headline at toy scale", has their times and the tables):
 
+    axon train --name=shakespeare --train.max_steps=400                  # the large model, 812,288 parameters
+    axon finetune runs/shakespeare --task=sft --name=instruct300 --train.max_steps=300 \\
+        --data.train_file=src/axon/feedback/data/instructions_train.jsonl \\
+        --data.val_file=src/axon/feedback/data/instructions_val.jsonl
+    axon train --config configs/instructgpt_small.yaml --name=small      # the small model, 86,400
+    axon finetune runs/small --task=sft --name=small_sft --train.max_steps=300 --train.eval_interval=100 \\
+        --data.train_file=src/axon/feedback/data/instructions_train.jsonl \\
+        --data.val_file=src/axon/feedback/data/instructions_val.jsonl
+    axon finetune runs/small_sft --config configs/ppo_instructions.yaml --name=small_ppo
+    axon finetune runs/instruct300 --config configs/ppo_instructions.yaml --name=ppo
+    axon finetune runs/instruct300 --config configs/ppo_instructions.yaml --name=ppo_low \\
+        --optim.lr=1e-4 --train.max_steps=160 --train.eval_interval=1000
     python benchmarks/instructgpt_headline.py --large runs/instruct300 --small-sft runs/small_sft \\
-        --small-ppo runs/small_ppo --ppo runs/ppo runs/small_ppo --threads 1
+        --small-ppo runs/small_ppo --ppo runs/ppo runs/ppo_low runs/small_ppo --threads 1
 
 ``--json`` prints the figures as JSON instead of the tables. Run by hand, never in CI.
 """
