@@ -117,9 +117,9 @@ def same_run(a: str, b: str) -> bool:
 def headline(large: dict, small_sft: dict, small_ppo: dict, prompts: list[str]) -> dict:
     """Small-PPO over large-SFT and small-SFT over large-SFT, sampled and greedy."""
     rows = []
-    for name, a in (("small PPO vs large SFT", small_ppo), ("small SFT vs large SFT (control)", small_sft),
-                    ("small PPO vs small SFT", small_ppo)):
-        b = small_sft if name == "small PPO vs small SFT" else large
+    for name, a, b in (("small PPO vs large SFT", small_ppo, large),
+                       ("small SFT vs large SFT (control)", small_sft, large),
+                       ("small PPO vs small SFT", small_ppo, small_sft)):
         for kind in ("sampled", "greedy"):
             w = judge_win_rate(instruction_gold, prompts, a[kind], b[kind])
             rows.append({"comparison": name, "answers": kind, **asdict(w)})
