@@ -3,6 +3,7 @@
 Behaviour only: their figures are measured by hand on a quiet machine (benchmarks/README.md)."""
 
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -35,3 +36,82 @@ def test_train_throughput_refuses_a_directory_without_nanogpt(tmp_path):
 def test_default_job_refuses_a_directory_without_nanogpt(tmp_path):
     p = run("default_job.py", "--nanogpt", str(tmp_path))
     assert p.returncode == 2 and p.stderr.strip() == f"error: {tmp_path} is not a nanoGPT checkout (no train.py or data/shakespeare_char/prepare.py)"
+
+
+# ----------------------------------------------------------------------------------------------
+# benchmarks/instructgpt_headline.py: tiny pretrain -> SFT -> PPO runs, then the script on a few prompts
+
+
+@pytest.fixture(scope="module")
+def rlhf_runs(tmp_path_factory):
+    """A tiny language model (30 steps), an SFT run from it (10 steps) and a PPO run from that (one
+    rollout of 16 answers), each a real run of its task: the script's inputs at toy size."""
+    from axon.config import load_config
+    from axon.feedback import bundled_path
+    from axon.tasks.finetune import finetune_config
+    from axon.train.run import train
+
+    root = tmp_path_factory.mktemp("headline")
+    quiet = ["--log.progress=false", "--train.threads=1", "--train.sample_tokens=0", f"--out_dir={root}",
+             "--train.eval_batches=1"]
+    lm = train(load_config(None, ["--model.preset=tiny", "--model.block_size=128", "--name=lm", "--train.max_steps=30",
+                                  "--train.eval_interval=30", *quiet]))["run_dir"]
+    sft = train(finetune_config(lm, None, ["--task=sft", "--name=sft", "--train.max_steps=10", "--train.batch_size=8",
+                                           f"--data.train_file={bundled_path('train')}",
+                                           f"--data.val_file={bundled_path('val')}", *quiet]))["run_dir"]
+    ppo = train(finetune_config(sft, None, ["--task=ppo", "--name=ppo", "--train.max_steps=2", "--train.batch_size=8",
+                                            "--ppo.rollout_batch=16", "--ppo.epochs=1", "--ppo.max_new_tokens=16",
+                                            "--optim.name=adamw", "--optim.lr=3e-3", *quiet]))["run_dir"]
+    return sft, ppo
+
+
+def load_script(name):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_instructgpt_headline_n_at_kl_is_the_nearest_best_of_n():
+    script = load_script("instructgpt_headline")
+    for kl in (-0.1, 0.0, 0.2, 0.65, 1.84, 3.93, 6.0):
+        brute = min(range(1, 2001), key=lambda n: (abs(script.best_of_n_kl(n) - kl), n))
+        assert script.n_at_kl(kl, 2000) == brute, kl
+    assert script.n_at_kl(3.93, 137) == 137 and script.n_at_kl(3.93, 200) in (137, 138)  # log 137 - 136/137 = 3.927
+
+
+@pytest.mark.slow
+def test_instructgpt_headline_smoke_reports_win_rates_and_equal_kl(rlhf_runs):
+    sft, ppo = rlhf_runs
+    # the same SFT run as "large" and "small": its answers must tie with themselves on every prompt
+    p = run("instructgpt_headline.py", "--large", sft, "--small-sft", sft, "--small-ppo", ppo, "--ppo", ppo,
+            "--limit", "6", "--max-new-tokens", "16", "--max-n", "3", "--threads", "1", "--json")
+    assert p.returncode == 0, p.stderr[-2000:]
+    out = json.loads(p.stdout)
+    assert out["prompts"] == 6
+    rates = {(r["comparison"], r["answers"]): r for r in out["headline"]["win_rates"]}
+    assert len(rates) == 6
+    for r in rates.values():
+        assert r["wins"] + r["ties"] + r["losses"] == 6
+        assert r["rate"] == (r["wins"] + r["ties"] / 2) / 6 and r["low"] <= r["rate"] <= r["high"]
+    for answers in ("sampled", "greedy"):  # the same seeded samples of the same weights
+        assert rates[("small SFT vs large SFT (control)", answers)]["ties"] == 6
+    large, small_sft, small_ppo = out["headline"]["policies"]
+    assert out["headline"]["size_ratio"] == 1.0 and small_ppo["ppo"] and small_ppo["kl"] is not None
+    from axon.feedback import bundled_path, read_jsonl
+
+    types = [r["type"] for r in read_jsonl(bundled_path("heldout"))[:6]]
+    for policy in (large, small_ppo):  # the per-type means weigh back to the mean
+        by_type = policy["gold_by_type"]
+        assert set(by_type) == set(types)
+        assert sum(by_type[t] * types.count(t) for t in by_type) / 6 == pytest.approx(policy["gold"], abs=1e-12)
+    (e,) = out["equal_kl"]
+    assert 1 <= e["n"] <= 3 and e["best_of_n_kl"] == pytest.approx(math.log(e["n"]) - (e["n"] - 1) / e["n"])
+    assert e["ppo_gold"] == small_ppo["gold"] and e["ppo_kl"] == small_ppo["kl"]  # the same answers, measured once
+    assert e["win_rate"]["wins"] + e["win_rate"]["ties"] + e["win_rate"]["losses"] == 6
+    # the SFT run where a PPO run is expected: one line naming the flag
+    p = run("instructgpt_headline.py", "--large", sft, "--small-sft", sft, "--small-ppo", sft, "--limit", "1",
+            "--max-new-tokens", "4")
+    assert p.returncode == 1 and p.stderr.strip() == f"error: --small-ppo {sft}: not a PPO run started from --small-sft {sft}"
