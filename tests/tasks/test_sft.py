@@ -362,3 +362,29 @@ def test_the_model_must_be_the_pretrained_one(root, pretrained, planted):
     with pytest.raises(DataError, match=r"u.jsonl:2: prompt: character '2' at position 0 is not in the character vocabulary"):
         build_task(finetune_config(pretrained, None, ["--task=sft", f"--data.train_file={unencodable}",
                                                  f"--data.val_file={unencodable}"]), torch.device("cpu"))
+
+
+def test_instruction_data_reports_the_gold_score_of_greedy_answers(root, pretrained, sft_run):
+    from axon.feedback import generate_instructions, instruction_gold
+    from axon.feedback.instructions import instruction_demonstrations
+    from axon.generate import cut_at_stop, generate
+
+    rows = instruction_demonstrations(generate_instructions(12, seed=3))
+    data = write_jsonl(root / "instructions.jsonl", rows)
+    args = sft_args(root, data, "gold", "--train.max_steps=40", "--train.sample_tokens=0", "--data.truncate=true")
+    result = train(finetune_config(pretrained, None, args))
+    _, model, tok = load_run(result["run_dir"], device="cpu")
+    ids = [prompt_ids(tok, row["prompt"])[1] for row in rows]
+    new = min(64, model.config.block_size - max(map(len, ids)))  # one limit for the split (sft.gold_figures)
+    assert new >= 4
+    golds, ended = [], 0
+    for row, x in zip(rows, ids):  # each prompt alone, greedily: a path other than the task's batched one
+        out = generate(model, [x], new, temperature=0.0, stop_strings=[END], decode=tok.decode)
+        text = tok.decode(out.tokens[0])
+        ended += END in text
+        golds.append(instruction_gold(row["prompt"], cut_at_stop(text, [END])))
+    assert 0 < sum(golds) < len(rows)  # an informative case: some answers score, not all
+    assert result["val_gold"] == pytest.approx(sum(golds) / len(rows), abs=1e-12)
+    assert result["val_ended"] == ended / len(rows)
+    assert json.loads((Path(result["run_dir"]) / "result.json").read_text())["val_gold"] == result["val_gold"]
+    assert "val_gold" not in json.loads((sft_run / "result.json").read_text())  # reversed words: no judge applies

@@ -20,8 +20,13 @@ the fields. ``axon finetune PRETRAINED_RUN --task=sft --data.train_file=...`` ta
 the tokenizer from the run (``axon.tasks.finetune.finetune_config``).
 
 Metrics: the validation loss is the mean cross-entropy per response token (end markers
-included); ``summarize`` adds its perplexity. samples.txt: greedy answers to the first
-validation prompts, stopped at the end marker, beside the reference answers. ``axon sample`` on
+included); ``summarize`` adds its perplexity. When every example of a split is one user prompt
+that is an instruction of ``axon.feedback`` (the bundled instruction files), ``result.json`` and
+``axon eval`` also give the gold judge's mean score of greedy answers to those prompts
+(``gold``, 1 = followed; at most ``GOLD_TOKENS`` tokens each, fewer if the split's longest
+prompt leaves less of the context) and the share that wrote the end
+marker (``ended``). samples.txt: greedy answers to the first validation prompts, stopped at the
+end marker, beside the reference answers. ``axon sample`` on
 an sft run wraps ``--prompt`` in the template and stops at the marker.
 """
 
@@ -39,6 +44,8 @@ from axon.tasks.base import TaskSetup, set_vocab_size
 from axon.tasks.finetune import check_pretrained_model, init_run_dir
 
 SAMPLES = 3  # validation prompts answered in samples.txt at each evaluation
+GOLD_TOKENS = 64  # longest greedy answer the gold score reads (the bundled references are <= 52 characters)
+GOLD_BATCH = 64  # prompts answered at once for the gold score
 EXAMPLE = "a JSONL file of {\"prompt\": ..., \"response\": ...} or {\"messages\": [...]} lines"
 
 
@@ -90,9 +97,59 @@ def sft_task(cfg, device: torch.device) -> TaskSetup:
     def summarize(loss: float, split: str) -> dict:  # loss: mean cross-entropy per response token
         return {"perplexity": math.exp(loss)}
 
+    golds = {"train": instruction_prompts(train_convs), "val": instruction_prompts(val_convs)}
+
+    def model_metrics(model, split: str) -> dict:
+        prompts = golds.get(split)
+        return {} if prompts is None else gold_figures(model, tokenizer, prompts, cfg.model.block_size)
+
     return TaskSetup(train_data=train, val_data=val, objective=ResponseLM(z_loss=cfg.train.z_loss),
                      tokenizer=tokenizer, sample_fn=make_answerer(tokenizer, val_convs[:SAMPLES], cfg, device),
-                     summarize=summarize)
+                     summarize=summarize, model_metrics=model_metrics if golds["val"] is not None else None)
+
+
+def instruction_prompts(convs) -> list[str] | None:
+    """The prompts of ``convs`` when each is one user message that is an instruction of
+    ``axon.feedback`` (so its gold judge applies), else None."""
+    from axon.errors import DataError
+    from axon.feedback import parse_instruction
+
+    if not convs or any([r for r, _ in c.messages] != ["user", "assistant"] for c in convs):
+        return None
+    try:
+        for c in convs:
+            parse_instruction(c.messages[0][1])
+    except DataError:
+        return None
+    return [c.messages[0][1] for c in convs]
+
+
+@torch.no_grad()
+def gold_figures(model, tokenizer, prompts: list[str], block_size: int) -> dict:
+    """``gold``: the instruction judge's mean score of greedy answers to ``prompts`` (in the chat
+    template, stopped at the end marker); ``ended``: the share that wrote the marker.
+
+    Every answer may take the same number of tokens: GOLD_TOKENS, or fewer when the longest
+    prompt leaves less of the context. (A batch of prompts is generated in one cache, which stops
+    every row when the longest prompt fills the context; one limit for the whole split keeps an
+    answer independent of the prompts it was batched with.)"""
+    from axon.data.chat import prompt_ids
+    from axon.feedback import instruction_gold
+    from axon.tasks.ppo import sample_answers
+
+    ids = [prompt_ids(tokenizer, p)[1] for p in prompts]
+    new = min(GOLD_TOKENS, block_size - max(len(x) for x in ids))
+    if new < 1:
+        return {}
+    was_training = model.training
+    model.eval()
+    gold = ended = 0.0
+    for s in range(0, len(prompts), GOLD_BATCH):
+        answers = sample_answers(model, tokenizer, ids[s : s + GOLD_BATCH], new, 0.0, None)
+        gold += sum(instruction_gold(p, a) for p, a in zip(prompts[s : s + GOLD_BATCH], answers.texts))
+        ended += float(answers.ended.sum())
+    model.train(was_training)
+    return {"gold": gold / len(prompts), "ended": ended / len(prompts)}
 
 
 def make_answerer(tokenizer, convs, cfg, device: torch.device):
