@@ -8,7 +8,9 @@ names a file that comes with the package, in one of two ways:
 * built from the bundled corpus and written into the cache (``data.cache_dir``, ``$AXON_CACHE`` or
   ``~/.cache/axon``) on first use: ``bundled:speakers/{train.jsonl,val.jsonl,pretrain.txt,meta.json}``,
   the speaker task (``axon.data.speakers``); ``bundled:labellers/{train.jsonl,val.jsonl,meta.json}``,
-  planted preferences labelled by simulated labellers of known reliability (``axon.data.labellers``).
+  planted preferences labelled by simulated labellers of known reliability (``axon.data.labellers``);
+  ``bundled:sentiment/{train.jsonl,val.jsonl,heldout.jsonl}``, the sentiment-control setup's SFT
+  demonstrations and prompts (``axon.data.sentiment``).
 
 Any other value is a path to a file that must exist.
 
@@ -52,11 +54,11 @@ def resolve_file(spec: str | None, field_name: str, data_cfg=None, *, example: s
 def bundled_file(name: str, field_name: str, data_cfg=None) -> Path:
     """The file of ``bundled:NAME`` (module docstring)."""
     dataset = name.partition("/")[0]
-    if dataset in ("speakers", "labellers"):  # built on first use, into the cache
-        from axon.data import labellers, speakers
+    if dataset in ("speakers", "labellers", "sentiment"):  # built on first use, into the cache
+        from axon.data import labellers, sentiment, speakers
         from axon.data.cache import cache_data_dir
 
-        maker = speakers if dataset == "speakers" else labellers
+        maker = {"speakers": speakers, "labellers": labellers, "sentiment": sentiment}[dataset]
         return maker.bundled_file(name, cache_data_dir(data_cfg).parent)  # made here: an unwritable cache is one line
     from axon.data.corpus import CORPUS_DIR
 
@@ -68,11 +70,12 @@ def bundled_file(name: str, field_name: str, data_cfg=None) -> Path:
 
 def bundled_names() -> list[str]:
     """Every ``bundled:NAME`` there is (module docstring)."""
-    from axon.data import labellers, speakers
+    from axon.data import labellers, sentiment, speakers
     from axon.data.corpus import CORPUS_DIR
 
     shipped = [p.relative_to(CORPUS_DIR).as_posix() for p in (*CORPUS_DIR.glob("*.txt"), *CORPUS_DIR.glob("*/*.tsv"))]
-    made = [f"speakers/{f}" for f in speakers.FILES] + [f"labellers/{f}" for f in labellers.FILES]
+    made = ([f"speakers/{f}" for f in speakers.FILES] + [f"labellers/{f}" for f in labellers.FILES]
+            + [f"sentiment/{f}" for f in sentiment.FILES])
     return [BUNDLED + n for n in sorted(shipped) + made]
 
 
