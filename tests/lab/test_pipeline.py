@@ -119,6 +119,7 @@ def test_each_stage_is_an_ordinary_run_linked_to_the_one_before(made):
     result = json.loads((root / "ppo" / "result.json").read_text())
     assert -1 <= result["val_gold"] <= 1  # VADER reported beside a learnt reward (ppo.gold)
     summary = json.loads((root / "summary.json").read_text())
+    assert (root / "ppo.png").read_bytes()[:4] == b"\x89PNG"
     assert set(summary["rm_eps"]) == {"adversary", "careful", "sloppy"}
     assert summary["sft"]["reward"] != summary["ppo"]["reward"] and math.isfinite(summary["ppo_val_kl"])
 

@@ -10,7 +10,7 @@ et al. (2022) in order, each stage an ordinary run directory (or file) under ``O
       |           --data.train_file=NAME/label/comparisons.jsonl           -> NAME/reward
       |  ppo      axon finetune NAME/sft --config <ppo recipe> --ppo.reward=NAME/reward -> NAME/ppo
       v  summary  SFT and PPO answers to PPO's validation prompts: gold, reward; RM accuracy; KL
-                                                                            -> NAME/summary.json
+                                                                            -> NAME/summary.json, ppo.png
 
 The stages are what a user would type by hand: each training stage is ``finetune_config`` +
 ``train`` (what ``axon finetune`` calls) on an ordinary recipe, with the links between stages
@@ -236,9 +236,43 @@ def summarize(root: Path, gold: str, results: dict, seconds: dict, device: str) 
                "rm_val_accuracy": rm_result.get("val_accuracy"),
                "rm_eps": {k.removeprefix("val_eps/"): v for k, v in rm_result.items() if k.startswith("val_eps/")},
                "labellers": results["label"]["train"]["labellers"], "seconds": seconds}
+    plot_ppo({"PPO": root / "ppo"}, root / "ppo.png")
     summary["seconds"]["summary"] = time.perf_counter() - start
     atomic_write_json(root / "summary.json", summary, indent=1)
     return summary
+
+
+def plot_ppo(runs: dict[str, str | Path], path: str | Path, window: int = 10) -> Path:
+    """PPO runs over training, one line each (label -> run directory): each rollout's mean reward,
+    its mean gold score (raw, and a ``window``-rollout running mean) and its KL from the reference
+    (nats per answer), from the runs' metrics.jsonl; written to ``path`` (PNG)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from axon.train.logging import read_metrics
+
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    for label, run in runs.items():
+        rows = {int(r["rollout"]): r for r in read_metrics(Path(run) / "metrics.jsonl") if "rollout" in r}
+        steps = [r["step"] for r in rows.values()]
+        for ax, key in zip(axes, ("score", "gold", "kl")):
+            y = np.array([r[key] for r in rows.values()], dtype=float)
+            line = ax.plot(steps, y, alpha=0.35 if key == "gold" else 1.0, label=label)[0]
+            if key == "gold" and len(y) >= window:
+                ax.plot(steps[window - 1 :], np.convolve(y, np.ones(window) / window, "valid"), color=line.get_color())
+    for ax, title in zip(axes, ("reward of each rollout (what PPO maximises)", "gold score of each rollout (VADER)",
+                                "KL(policy || SFT), nats per answer")):
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)
 
 
 def summary_lines(s: dict) -> list[str]:
