@@ -181,3 +181,24 @@ def test_sample_on_a_reward_run_prints_one_score_per_response(made, tmp_path):
     out = axon(cache, "sample", str(root / "reward"), "--responses-file", str(file), "--device", "cpu")
     rows = [json.loads(line) for line in out.stdout.splitlines()]
     assert [r["response"] for r in rows] == responses and [r["score"] for r in rows] == want.tolist()
+
+
+@pytest.mark.parametrize("name", ["sentiment.yaml", "instructions.yaml"])
+def test_the_bundled_pipeline_recipes_build_every_stage(made, name):
+    """Each stage recipe of configs/instructgpt/ composes into a run config the way the pipeline
+    composes it, and the label stage's prompt files exist."""
+    from axon.data.files import resolve_file
+    from axon.data.prompts import read_prompts
+    from axon.lab.pipeline import read_recipe
+    from axon.tasks.finetune import finetune_config
+
+    root, _, _ = made
+    spec = read_recipe(STAGES / name)
+    for key in ("prompts", "val_prompts"):
+        assert len(read_prompts(resolve_file(spec["label"][key], key))) >= spec["label"][key.replace("prompts", "max_prompts")]
+    links = {"sft": [], "reward": [f"--data.train_file={root / 'label' / 'comparisons.jsonl'}"],
+             "ppo": [f"--ppo.reward={root / 'reward'}", f"--ppo.gold={spec['gold']}"]}
+    for stage, source in (("sft", root.parent.parent / "base"), ("reward", root / "sft"), ("ppo", root / "sft")):
+        cfg = finetune_config(source, spec[stage]["recipe"], [*spec[stage]["overrides"], *links[stage], f"--task={stage}"])
+        assert cfg.task == stage and cfg.train.init_from == str(source)
+    assert cfg.ppo.gold == spec["gold"] and cfg.ppo.reward == str(root / "reward")
