@@ -140,8 +140,9 @@ def test_comparisons_follow_the_gold_judge_by_their_labellers(made):
         assert v["comparisons"] == len(mine) and (not mine or v["observed_flip"] == flipped / len(mine))
 
 
-def test_label_writes_the_same_bytes_for_the_same_arguments(made, tmp_path):
-    root, _, _ = made
+def test_label_writes_the_same_bytes_for_the_same_arguments(made, tmp_path, monkeypatch):
+    root, cache, _ = made
+    monkeypatch.setenv("AXON_CACHE", str(cache))  # bundled:sentiment/ is written there, never into ~/.cache
     kw = dict(gold="sentiment", k=3, max_prompts=12, max_new_tokens=24, progress=False, device="cpu")
     a = label_samples(root / "sft", "bundled:sentiment/train.jsonl", tmp_path / "a.jsonl", **kw)
     label_samples(root / "sft", "bundled:sentiment/train.jsonl", tmp_path / "b.jsonl", **kw)
@@ -184,7 +185,7 @@ def test_sample_on_a_reward_run_prints_one_score_per_response(made, tmp_path):
 
 
 @pytest.mark.parametrize("name", ["sentiment.yaml", "instructions.yaml"])
-def test_the_bundled_pipeline_recipes_build_every_stage(made, name):
+def test_the_bundled_pipeline_recipes_build_every_stage(made, name, monkeypatch):
     """Each stage recipe of configs/instructgpt/ composes into a run config the way the pipeline
     composes it, and the label stage's prompt files exist."""
     from axon.data.files import resolve_file
@@ -192,7 +193,8 @@ def test_the_bundled_pipeline_recipes_build_every_stage(made, name):
     from axon.lab.pipeline import read_recipe
     from axon.tasks.finetune import finetune_config
 
-    root, _, _ = made
+    root, cache, _ = made
+    monkeypatch.setenv("AXON_CACHE", str(cache))
     spec = read_recipe(STAGES / name)
     for key in ("prompts", "val_prompts"):
         assert len(read_prompts(resolve_file(spec["label"][key], key))) >= spec["label"][key.replace("prompts", "max_prompts")]
