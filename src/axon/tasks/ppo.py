@@ -36,8 +36,9 @@ The reward (``ppo.reward``): ``gold:instructions`` and ``gold:sentiment`` are th
 judges of ``axon.feedback``; a path is a run of the ``reward`` task (``model(ids, lengths) ->
 (N,)``, reading ``prompt + answer`` as that task trains on them); in Python, any
 :class:`Reward` or function ``(prompt, answer) -> float`` (``ppo_task(cfg, device, reward=fn)``).
-The gold score is reported beside the reward when a gold judge applies: the reward itself when it
-is gold, the instruction judge when every prompt is one of its instructions.
+The gold score is reported beside the reward when a gold judge applies (``ppo.gold``): with
+``auto``, the reward itself when it is gold, the instruction judge when every prompt is one of its
+instructions; ``sentiment`` or ``instructions`` names the judge, ``none`` reports none.
 
 Starting weights: ``train.init_from``, a decoder run (SFT), is required: it is the reference
 policy (loaded again on resume) and the policy's start; the value head starts at zero. The
