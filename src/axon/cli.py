@@ -14,7 +14,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from axon.errors import AxonError, ConfigError, OptionError, os_error_line
+from axon.errors import AxonError, ConfigError, DataError, OptionError, os_error_line
 
 TRAIN_EPILOG = """\
 Any config value can be set as --section.key=value (sections: model, data, optim, schedule,
@@ -112,8 +112,14 @@ def cmd_sample(args, overrides: list[str]) -> int:
             prompt = Path(args.prompt_file).read_text(encoding="utf-8")
     else:
         prompt = args.prompt
+    pairs = _scored_pairs(args, prompt)  # --response / --responses-file: texts for a reward run to score
     cfg, model, tokenizer = load_run(args.run_dir, args.device)
     task = task_name(cfg)
+    if task == "reward":
+        return _print_scores(args, model, tokenizer, pairs)
+    if pairs:
+        raise ConfigError(f"--response and --responses-file are scored by a reward run; {args.run_dir} is a {task!r} run")
+    prompt = "\n" if prompt is None else prompt
     if task not in ("lm", "sft", "ppo"):  # only a language model continues text
         hint = {"seq2seq": "; use axon translate RUN_DIR --input TEXT", "word2vec": "; use axon embed RUN_DIR --neighbors WORD"}
         raise ConfigError(f"{args.run_dir} is a {cfg.model.family} run trained for {task!r}: it does not continue text"
@@ -154,6 +160,43 @@ def cmd_sample(args, overrides: list[str]) -> int:
         if args.num_samples > 1:
             print(f"--- sample {i + 1} ({result.finish_reasons[i]}) ---")
         print(prompt + text)
+    return 0
+
+
+def _scored_pairs(args, prompt: str | None) -> list[tuple[str, str]]:
+    """The (prompt, response) pairs a reward run scores: each ``--response`` with ``--prompt``, or
+    the lines of ``--responses-file`` (JSONL of {"prompt", "response"}), read before any run is loaded."""
+    from axon.feedback import read_jsonl
+
+    if args.response and args.responses_file:
+        raise ConfigError("give --response TEXT (repeatable, with --prompt) or --responses-file FILE, not both")
+    if args.responses_file:
+        rows = read_jsonl(args.responses_file, ("prompt", "response"), "--responses-file")
+        for n, r in enumerate(rows, 1):
+            if not (isinstance(r["prompt"], str) and isinstance(r["response"], str)):
+                raise DataError(f"--responses-file {args.responses_file}: object {n}: prompt and response must be strings")
+        if not rows:
+            raise DataError(f"--responses-file {args.responses_file}: no {{\"prompt\", \"response\"}} lines")
+        return [(r["prompt"], r["response"]) for r in rows]
+    return [(prompt or "", r) for r in args.response]
+
+
+def _print_scores(args, model, tokenizer, pairs: list[tuple[str, str]]) -> int:
+    """A reward run: one score per (prompt, response), as PPO reads it (axon.tasks.ppo.RunReward:
+    ``prompt + response`` as written, its last block_size tokens); ``--responses-file``: JSON lines."""
+    from axon.tasks.ppo import RunReward
+
+    if not pairs:
+        raise ConfigError(f"{args.run_dir} is a reward model: it scores responses; give --prompt P --response R "
+                          "(repeatable) or --responses-file FILE.jsonl")
+    if tokenizer is None:
+        raise ConfigError(f"{args.run_dir} has no tokenizer.json to encode the responses with")
+    scores = RunReward(model, tokenizer).score([p for p, _ in pairs], [r for _, r in pairs]).tolist()
+    for (p, r), score in zip(pairs, scores):
+        if args.responses_file:
+            print(json.dumps({"prompt": p, "response": r, "score": score}, ensure_ascii=False))
+        else:
+            print(f"{score:.4f}\t{r}")
     return 0
 
 
@@ -371,6 +414,27 @@ def cmd_lora(args, overrides: list[str]) -> int:
     return 0
 
 
+def cmd_label(args, overrides: list[str]) -> int:
+    """Comparisons (or rankings) of a chat run's own samples by simulated labellers (axon.lab.labels)."""
+    from axon.lab.labels import label_line, label_samples
+
+    info = label_samples(args.run_dir, args.prompts, args.out, gold=args.gold, k=args.k, labellers=args.labellers,
+                         rankings=args.rankings, max_prompts=args.max_prompts, max_new_tokens=args.max_new_tokens,
+                         temperature=args.temperature, seed=args.seed, batch_size=args.batch_size, device=args.device,
+                         progress=not args.no_progress)
+    print(label_line(info))
+    return 0
+
+
+def cmd_pipeline(args, overrides: list[str]) -> int:
+    """InstructGPT's steps in order, each an ordinary run, resumable (axon.lab.pipeline)."""
+    from axon.lab.pipeline import run_pipeline
+
+    result = run_pipeline(args.recipe, args.name, out_dir=args.out_dir, base=args.base, overrides=overrides,
+                          device=args.device, progress=not args.no_progress)
+    return result["exit_code"]
+
+
 SCALING_EPILOG = """\
 examples:
   axon scaling plan --config configs/shakespeare_char.yaml --budgets 1e12,3e12,1e13 --sizes 32,64,96,128
@@ -490,7 +554,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("sample", help="generate text from a trained run")
     s.add_argument("run_dir", metavar="RUN_DIR")
-    s.add_argument("--prompt", default="\n", help="prompt text (default: a newline)")
+    s.add_argument("--prompt", default=None, help="prompt text (default: a newline)")
     s.add_argument("--prompt-file", help="read the prompt from this file")
     s.add_argument("--max-new-tokens", type=int, default=500)
     s.add_argument("--temperature", type=float, default=0.8, help="0 = greedy")
@@ -508,6 +572,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--length-penalty", type=float, default=1.0, help="beam score = log-prob / length ** penalty")
     s.add_argument("--seed", type=int, default=1337)
     s.add_argument("--device", default="auto")
+    s.add_argument("--response", action="append", default=[], metavar="TEXT",
+                   help="a reward run: score --prompt + this response (repeatable); one score per line")
+    s.add_argument("--responses-file", metavar="FILE", help='a reward run: score each {"prompt", "response"} line; '
+                   'prints JSON lines with "score"')
     s.set_defaults(func=cmd_sample)
 
     e = sub.add_parser("eval", help="validation loss, perplexity and bits per character/byte of a run")
@@ -618,6 +686,50 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--flops", help="compute budget(s) to predict N_opt, D_opt and the loss for, comma-separated")
     sc.add_argument("--json", action="store_true", help="predict: print JSON")
     sc.set_defaults(func=cmd_scaling)
+    la = sub.add_parser("label", help="comparisons of a chat run's own samples by simulated labellers, for the reward task",
+                        epilog="examples:\n"
+                               "  axon label runs/sft --prompts bundled:sentiment/train.jsonl --gold sentiment --k 4 "
+                               "--max-prompts 300 --out prefs.jsonl\n"
+                               "  axon label runs/sft --prompts prompts.jsonl --gold instructions --labellers a:0.1,b:0.3,adv:0.85 "
+                               "--rankings --out ranks.jsonl\n"
+                               "  axon label runs/sft --prompts bundled:sentiment/val.jsonl --labellers gold:0 --out val.jsonl"
+                               "   # gold comparisons\n"
+                               "Then: axon finetune runs/sft --task=reward --data.train_file=prefs.jsonl (docs/rlhf.md).\n",
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    la.add_argument("run_dir", metavar="RUN_DIR", help="an sft (or ppo) run: answers in the chat template")
+    la.add_argument("--prompts", required=True, metavar="FILE", help='JSONL of {"prompt"} lines (an SFT file works), or bundled:NAME')
+    la.add_argument("--out", required=True, metavar="FILE", help="the comparisons (or rankings) JSONL to write")
+    la.add_argument("--gold", default="sentiment", help="the gold judge: sentiment (VADER) or instructions (default sentiment)")
+    la.add_argument("--k", type=int, default=4, help="answers sampled and compared per prompt (default 4)")
+    la.add_argument("--labellers", metavar="ID:FLIP,...", help="labellers and their flip rates (default: axon.feedback's "
+                    "l0:0.05,l1:0.1,l2:0.2,l3:0.3,l4:0.85)")
+    la.add_argument("--rankings", action="store_true", help="one ranking of the K answers per prompt instead of comparisons")
+    la.add_argument("--max-prompts", type=int, default=None, help="label the first N prompts of the file (default: all)")
+    la.add_argument("--max-new-tokens", type=int, default=48)
+    la.add_argument("--temperature", type=float, default=1.0)
+    la.add_argument("--seed", type=int, default=0, help="seed of the samples and the labels (default 0)")
+    la.add_argument("--batch-size", type=int, default=64, help="answers sampled together")
+    la.add_argument("--device", default="auto")
+    la.add_argument("--no-progress", action="store_true", help="no progress bar")
+    la.set_defaults(func=cmd_label)
+    pl = sub.add_parser("pipeline", help="InstructGPT in one command: SFT -> comparisons of its samples -> reward model "
+                                         "-> PPO, each an ordinary run, resumable",
+                        epilog="examples:\n"
+                               "  axon train --name=base --train.max_steps=400          # a pretrained language model\n"
+                               "  axon pipeline configs/instructgpt/sentiment.yaml --name=senti --base=runs/base\n"
+                               "  axon pipeline configs/instructgpt/sentiment.yaml --name=senti   # again: skips finished "
+                               "stages, resumes an interrupted one\n"
+                               "Stages go to OUT_DIR/NAME/{sft,label,reward,ppo}; each stage's recipe is an ordinary YAML "
+                               "file (docs/rlhf.md).\n--section.key=value overrides apply to every training stage "
+                               "(e.g. --train.threads=1).\n",
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    pl.add_argument("recipe", metavar="RECIPE", help="a pipeline recipe (configs/instructgpt/*.yaml)")
+    pl.add_argument("--name", required=True, help="the pipeline's directory under --out-dir")
+    pl.add_argument("--out-dir", default="runs", help="where the pipeline's directory goes (default runs)")
+    pl.add_argument("--base", metavar="RUN_DIR", help="the pretrained run SFT starts from (default: the recipe's base)")
+    pl.add_argument("--device", default="auto")
+    pl.add_argument("--no-progress", action="store_true", help="no progress bars")
+    pl.set_defaults(func=cmd_pipeline)
     cp = sub.add_parser("compare", help="train variants x seeds under a matched budget; results table, significance, report",
                         epilog=COMPARE_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     cp.add_argument("recipes", nargs="*", metavar="RECIPE", help="YAML recipes, one variant each (or one recipe for --variant)")
@@ -638,7 +750,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 # Subcommands whose unrecognised arguments are config overrides (--section.key=value), passed on to
 # the command; any other subcommand refuses them in main(), before it runs.
-TAKE_OVERRIDES = ("train", "config", "finetune", "scaling", "compare")
+TAKE_OVERRIDES = ("train", "config", "finetune", "scaling", "compare", "pipeline")
 
 
 _PYTHON_FORMATWARNING = warnings.formatwarning
@@ -675,7 +787,7 @@ def _sigterm_exit(command: str):
 # The flag that feeds a Python keyword, where it is not the keyword spelled --like-this.
 FLAG_OF_KEYWORD = {"num_beams": "--beams", "num_return": "--num-samples", "stop_tokens": "--stop-token",
                    "eos_token_id": "--stop-token", "out_dir": "--out", "threads_per_job": "--threads",
-                   "data_dir": "--data"}
+                   "data_dir": "--data", "prompts": "--prompts"}
 
 
 def flag_of(parser: argparse.ArgumentParser, command: str, keyword: str) -> str | None:

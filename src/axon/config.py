@@ -254,6 +254,7 @@ class LoRAConfig:
 # ppo.reward: the programmatic judges of axon.feedback (a copy of its setups, so that validating a
 # config does not import it), or a path to a reward run
 GOLD_REWARDS = ("gold:instructions", "gold:sentiment")
+PPO_GOLDS = ("auto", "sentiment", "instructions", "none")  # ppo.gold
 
 
 @dataclass
@@ -279,6 +280,9 @@ class PPOConfig:
     kl_estimator: Literal["k1", "k2", "k3"] = "k1"  # per-token estimate of KL(pi || pi_ref) in the penalty
     whiten_advantages: bool = True  # normalise each rollout's advantages to mean 0, variance 1
     ptx_coef: float = 0.0  # PPO-ptx: weight of the LM loss on the bundled corpus mixed in (0: off)
+    # the gold judge reported beside the reward (gold, val_gold): auto = the reward itself when it is gold,
+    # the instruction judge when every prompt is an instruction; sentiment (VADER), instructions, or none
+    gold: str = "auto"
 
     def __post_init__(self):
         check_fields(self, "ppo.")
@@ -298,6 +302,7 @@ class PPOConfig:
         check(self.kl_target is None or self.kl_beta > 0, "ppo.kl_beta",
               "the adaptive controller scales beta, so it cannot start at 0; set kl_beta > 0 or kl_target=null")
         check(self.ptx_coef >= 0, "ppo.ptx_coef", f"must be >= 0 (0: off), got {self.ptx_coef}")
+        check(self.gold in PPO_GOLDS, "ppo.gold", f"unknown gold judge {self.gold!r}; choose one of: {', '.join(PPO_GOLDS)}")
 
     def steps_per_rollout(self, batch_size: int, grad_accum: int) -> int:
         """Optimizer steps spent on one rollout: epochs x minibatches of batch_size x grad_accum answers."""

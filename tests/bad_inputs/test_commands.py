@@ -267,7 +267,92 @@ COMPARE_CASES = [
     Case("compare-recipe-missing", ["compare", "{tmp}/a.yaml", "{tmp}/b.yaml", "--out", "{tmp}/cmp"], "a.yaml"),
 ]
 
-CASES = SAMPLE + EVAL + PREPARE + CONVERT + FINETUNE + TRANSLATE + EMBED + LORA + SCALING + COMPARE_CASES
+PROMPTS = '{"prompt": "Come, my lord,"}\n'
+LABEL_ARGS = ["label", "{run}", "--prompts", "{tmp}/p.jsonl", "--out", "{tmp}/c.jsonl"]
+STAGES = Path(__file__).resolve().parents[2] / "configs" / "instructgpt"
+
+
+def pipeline_recipe(**change) -> str:
+    """A pipeline recipe (YAML) naming the bundled stage recipes, with ``change`` applied (None: key removed)."""
+    import yaml
+
+    recipe = {"base": "{tmp}/nope", "gold": "sentiment", "sft": {"recipe": str(STAGES / "sentiment_sft.yaml")},
+              "label": {"prompts": "bundled:sentiment/train.jsonl", "max_prompts": 4},
+              "reward": {"recipe": str(STAGES / "sentiment_rm.yaml")}, "ppo": {"recipe": str(STAGES / "sentiment_ppo.yaml")}}
+    for k, v in change.items():
+        if v is None:
+            recipe.pop(k)
+        else:
+            recipe[k] = v
+    return yaml.safe_dump(recipe)
+
+
+def recipe_with_base(tmp: Path, run: Path) -> None:
+    (tmp / "r.yaml").write_text(pipeline_recipe().replace("{tmp}", str(tmp)))
+
+
+PIPELINE = ["pipeline", "{tmp}/r.yaml", "--name=p", "--out-dir", "{tmp}/runs", "--no-progress"]
+
+LABEL = [
+    Case("label-k-one", [*LABEL_ARGS, "--k", "1"], "--k must be an integer >= 2 (answers compared per prompt), got 1",
+         setup=write("p.jsonl", PROMPTS)),
+    Case("label-temperature-zero", [*LABEL_ARGS, "--temperature", "0"],
+         "--temperature must be > 0 (K answers are sampled; at 0 they would all be the same), got 0.0",
+         setup=write("p.jsonl", PROMPTS)),
+    Case("label-max-prompts-zero", [*LABEL_ARGS, "--max-prompts", "0"],
+         "--max-prompts must be an integer >= 1 (unset: every prompt of the file), got 0", setup=write("p.jsonl", PROMPTS)),
+    Case("label-gold-unknown", [*LABEL_ARGS, "--gold", "happy"], "--gold must be one of sentiment, instructions, got 'happy'",
+         setup=write("p.jsonl", PROMPTS)),
+    Case("label-labellers-malformed", [*LABEL_ARGS, "--labellers", "a:0.1,b"],
+         "--labellers must be id:flip pairs separated by commas, e.g. a:0.1,b:0.85, got 'a:0.1,b'",
+         setup=write("p.jsonl", PROMPTS)),
+    Case("label-labellers-flip-above-one", [*LABEL_ARGS, "--labellers", "a:1.5"],
+         "--labellers gives each labeller a flip rate in [0, 1], got 'a:1.5'", setup=write("p.jsonl", PROMPTS)),
+    Case("label-labellers-twice", [*LABEL_ARGS, "--labellers", "a:0.1,a:0.2"],
+         "--labellers names each labeller once, got 'a:0.1,a:0.2'", setup=write("p.jsonl", PROMPTS)),
+    Case("label-out-a-directory", ["label", "{run}", "--prompts", "{tmp}/p.jsonl", "--out", "{tmp}"],
+         "--out must name a file to write, got '{tmp}', which is a directory", setup=write("p.jsonl", PROMPTS)),
+    Case("label-prompts-missing", LABEL_ARGS, "prompts: {tmp}/p.jsonl not found"),
+    Case("label-prompts-bad-line", LABEL_ARGS, "{tmp}/p.jsonl:2: expected an object with a 'prompt' key",
+         setup=write("p.jsonl", PROMPTS + '{"text": "x"}\n')),
+    Case("label-not-a-chat-run", LABEL_ARGS, "is a lm run; label samples answers of a chat model (an sft or ppo run)",
+         setup=write("p.jsonl", PROMPTS)),
+    Case("label-run-missing", ["label", "{tmp}/nope", "--prompts", "{tmp}/p.jsonl", "--out", "{tmp}/c.jsonl"],
+         "nope is not a run directory (no such directory)", setup=write("p.jsonl", PROMPTS)),
+]
+
+PIPELINE_CASES = [
+    Case("pipeline-recipe-missing", PIPELINE, "config file not found: {tmp}/r.yaml"),
+    Case("pipeline-recipe-unknown-key", PIPELINE, "r.yaml: unknown key 'bse'; a pipeline recipe has base, gold, sft",
+         setup=write("r.yaml", pipeline_recipe(bse="x"))),
+    Case("pipeline-gold-unknown", PIPELINE, "r.yaml: gold must be one of sentiment, instructions, got 'happy'",
+         setup=write("r.yaml", pipeline_recipe(gold="happy"))),
+    Case("pipeline-stage-missing", PIPELINE, "r.yaml: reward must be a mapping", setup=write("r.yaml", pipeline_recipe(reward=None))),
+    Case("pipeline-stage-recipe-missing", PIPELINE, "r.yaml: sft.recipe: {tmp}/nope.yaml not found",
+         setup=write("r.yaml", pipeline_recipe(sft={"recipe": "nope.yaml"}))),
+    Case("pipeline-stage-unknown-key", PIPELINE, "r.yaml: ppo.steps: unknown key; a training stage has recipe, overrides",
+         setup=write("r.yaml", pipeline_recipe(ppo={"recipe": str(STAGES / "sentiment_ppo.yaml"), "steps": 3}))),
+    Case("pipeline-labellers-bad", PIPELINE, "r.yaml: label.labellers gives each labeller a flip rate in [0, 1], got 'a:2'",
+         setup=write("r.yaml", pipeline_recipe(label={"prompts": "bundled:sentiment/train.jsonl", "labellers": {"a": 2}}))),
+    Case("pipeline-name-not-a-directory-name", [*PIPELINE[:2], "--name=a/b", *PIPELINE[3:]], "name: 'a/b' is not a directory name",
+         setup=recipe_with_base),
+    Case("pipeline-base-missing", PIPELINE, "nope is not a run directory (no such directory)", setup=recipe_with_base),
+    Case("pipeline-made-from-another-recipe", PIPELINE, "{tmp}/runs/p was made with another recipe",
+         setup=both(recipe_with_base, write("runs/p/pipeline.json", '{"recipe": {}, "base": "x", "overrides": []}'))),
+]
+
+SAMPLE_SCORES = [
+    Case("sample-response-on-a-language-model", ["sample", "{run}", "--response", "x"],
+         "--response and --responses-file are scored by a reward run; "),
+    Case("sample-response-and-responses-file", ["sample", "{run}", "--response", "x", "--responses-file", "{tmp}/r.jsonl"],
+         "give --response TEXT (repeatable, with --prompt) or --responses-file FILE, not both"),
+    Case("sample-responses-file-bad-line", ["sample", "{run}", "--responses-file", "{tmp}/r.jsonl"],
+         "--responses-file {tmp}/r.jsonl:1: expected an object with keys 'prompt', 'response'; missing 'response'",
+         setup=write("r.jsonl", '{"prompt": "a"}\n')),
+]
+
+CASES = (SAMPLE + SAMPLE_SCORES + EVAL + PREPARE + CONVERT + FINETUNE + TRANSLATE + EMBED + LORA + SCALING + COMPARE_CASES
+         + LABEL + PIPELINE_CASES)
 
 
 @pytest.fixture(scope="module")

@@ -20,8 +20,11 @@ def test_bundled_names_a_shipped_file_or_one_written_into_the_cache(tmp_path):
     names = bundled_names()
     assert {"bundled:dates/train.tsv", "bundled:dates/val.tsv", "bundled:speakers/train.jsonl",
             "bundled:labellers/val.jsonl"} <= set(names)
+    held = resolve_file("bundled:sentiment/heldout.jsonl", "ppo.val_prompts", data)  # axon.data.sentiment
+    assert held.is_relative_to(tmp_path) and len(held.read_text().splitlines()) == 200
+    assert resolve_file("bundled:instructions/heldout.jsonl", "ppo.val_prompts").name == "instructions_heldout.jsonl"
     for name in names:
-        if not name.startswith(("bundled:speakers/", "bundled:labellers/")):
+        if not name.startswith(("bundled:speakers/", "bundled:labellers/", "bundled:sentiment/")):
             assert resolve_file(name, "data.train_file").is_file()
 
 

@@ -304,6 +304,27 @@ def test_gold_rewards_are_the_feedback_judges(lm, root):
     assert task.objective.reward.score(["Repeat the word king twice."], ["king king"]).tolist() == [1.0]
 
 
+def test_ppo_gold_names_the_judge_reported_beside_the_reward():
+    from axon.config import PPO_GOLDS, PPOConfig
+    from axon.feedback import sentiment_gold
+    from axon.tasks.ppo import gold_judge
+
+    instructions = [json.loads(line)["prompt"] for line in bundled_path("val").read_text().splitlines()[:5]]
+    prefixes = ["Come, my lord,", "O monstrous arrogance!"]
+    assert gold_judge("runs/rm", prefixes) is None  # auto: a learnt reward on corpus prefixes reports none
+    assert gold_judge("runs/rm", prefixes, "sentiment") is sentiment_gold  # ppo.gold: sentiment asks for VADER
+    assert gold_judge("gold:sentiment", prefixes, "none") is None
+    assert gold_judge("runs/rm", instructions) is instruction_gold and gold_judge("runs/rm", instructions, "instructions") is instruction_gold
+    assert gold_judge("gold:instructions", instructions, "sentiment") is sentiment_gold  # named: taken as asked
+    with pytest.raises(ConfigError, match="ppo.gold: instructions judges instructions, and a prompt is not one"):
+        gold_judge("runs/rm", prefixes, "instructions")
+    assert set(PPO_GOLDS) == {"auto", "none", *GOLDS}
+    with pytest.raises(ConfigError, match="ppo.gold: unknown gold judge 'vader'; choose one of: auto, sentiment, instructions, none"):
+        PPOConfig(gold="vader")
+    with pytest.raises(ConfigError, match="ppo.gold"):
+        load_config(None, ["--ppo.gold=happy"])
+
+
 def test_best_of_n_keeps_the_best_answer_and_its_kl_is_log_n_minus_one(lm):
     _, model, tokenizer = load_run(lm, "cpu")
     prompts = ["Repeat the word king twice.", "Write the word rose in capitals."]

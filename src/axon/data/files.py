@@ -8,7 +8,11 @@ names a file that comes with the package, in one of two ways:
 * built from the bundled corpus and written into the cache (``data.cache_dir``, ``$AXON_CACHE`` or
   ``~/.cache/axon``) on first use: ``bundled:speakers/{train.jsonl,val.jsonl,pretrain.txt,meta.json}``,
   the speaker task (``axon.data.speakers``); ``bundled:labellers/{train.jsonl,val.jsonl,meta.json}``,
-  planted preferences labelled by simulated labellers of known reliability (``axon.data.labellers``).
+  planted preferences labelled by simulated labellers of known reliability (``axon.data.labellers``);
+  ``bundled:sentiment/{train.jsonl,val.jsonl,heldout.jsonl}``, the sentiment-control setup's SFT
+  demonstrations and prompts (``axon.data.sentiment``);
+* shipped with ``axon.feedback``: ``bundled:instructions/{train,val,heldout}.jsonl``, the
+  instruction dataset (SFT rows; held-out prompts).
 
 Any other value is a path to a file that must exist.
 
@@ -52,12 +56,20 @@ def resolve_file(spec: str | None, field_name: str, data_cfg=None, *, example: s
 def bundled_file(name: str, field_name: str, data_cfg=None) -> Path:
     """The file of ``bundled:NAME`` (module docstring)."""
     dataset = name.partition("/")[0]
-    if dataset in ("speakers", "labellers"):  # built on first use, into the cache
-        from axon.data import labellers, speakers
+    if dataset in ("speakers", "labellers", "sentiment"):  # built on first use, into the cache
+        from axon.data import labellers, sentiment, speakers
         from axon.data.cache import cache_data_dir
 
-        maker = speakers if dataset == "speakers" else labellers
+        maker = {"speakers": speakers, "labellers": labellers, "sentiment": sentiment}[dataset]
         return maker.bundled_file(name, cache_data_dir(data_cfg).parent)  # made here: an unwritable cache is one line
+    if dataset == "instructions":  # shipped with axon.feedback, which writes and checks them
+        from axon.feedback import bundled_path
+        from axon.feedback.datasets import BUNDLED_SIZES
+
+        file = name.partition("/")[2]
+        if file.removesuffix(".jsonl") not in BUNDLED_SIZES or not file.endswith(".jsonl"):
+            raise ConfigError(f"{field_name}: {BUNDLED}{name} not found; the bundled files are {', '.join(bundled_names())}")
+        return bundled_path(file.removesuffix(".jsonl"))
     from axon.data.corpus import CORPUS_DIR
 
     path = CORPUS_DIR / name
@@ -68,11 +80,13 @@ def bundled_file(name: str, field_name: str, data_cfg=None) -> Path:
 
 def bundled_names() -> list[str]:
     """Every ``bundled:NAME`` there is (module docstring)."""
-    from axon.data import labellers, speakers
+    from axon.data import labellers, sentiment, speakers
     from axon.data.corpus import CORPUS_DIR
+    from axon.feedback.datasets import BUNDLED_SIZES
 
     shipped = [p.relative_to(CORPUS_DIR).as_posix() for p in (*CORPUS_DIR.glob("*.txt"), *CORPUS_DIR.glob("*/*.tsv"))]
-    made = [f"speakers/{f}" for f in speakers.FILES] + [f"labellers/{f}" for f in labellers.FILES]
+    made = ([f"speakers/{f}" for f in speakers.FILES] + [f"labellers/{f}" for f in labellers.FILES]
+            + [f"sentiment/{f}" for f in sentiment.FILES] + [f"instructions/{f}.jsonl" for f in BUNDLED_SIZES])
     return [BUNDLED + n for n in sorted(shipped) + made]
 
 

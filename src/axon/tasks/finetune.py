@@ -2,7 +2,8 @@
 
 ``finetune_config`` composes the config of ``axon finetune PRETRAINED_RUN``: the pretrained run's
 model with a classification head, its tokenizer, ``task: classify`` and ``train.init_from``; or,
-with ``--task=sft``, the pretrained run's model unchanged (``axon.tasks.sft``).
+with ``--task=sft``, the pretrained run's model unchanged (``axon.tasks.sft``); with
+``--task=reward`` or ``--task=ppo``, that model with a scalar head or a value head.
 
 ``check_pretrained_model`` refuses, naming the fields, a run whose model is not the one of the
 ``train.init_from`` run it loads strictly (the sft task).
@@ -92,6 +93,8 @@ FINETUNE_FIELDS = ("head", "num_labels", "pooling", "dropout", "attn_impl")
 #: The same for a task that keeps the pretrained model whole (sft): settings that change how its
 #: weights compute, not which weights there are (axon.train.run.SHAPE_FREE).
 KEEP_MODEL_FIELDS = ("dropout", "attn_impl", "scan_impl")
+#: The reward task's own model fields (axon.model_configs.reward): the labeller model.
+LABELLER_FIELDS = ("labeller_noise", "labellers", "labeller_eps_init", "labeller_lr_scale")
 
 
 def check_pretrained_model(cfg, source: str | Path) -> None:
@@ -123,7 +126,9 @@ def finetune_config(pretrained: str | Path, recipe: str | Path | None = None, ov
     must not replace the pretrained one); a command-line model override of another field that
     differs from the pretrained value is an error. With ``task: sft`` (recipe or ``--task=sft``)
     the model is the pretrained one without a head, and only ``KEEP_MODEL_FIELDS`` may change;
-    with ``task: ppo`` it is that model as ``family: actor_critic`` (a value head added)."""
+    with ``task: ppo`` it is that model as ``family: actor_critic`` (a value head added); with
+    ``task: reward`` it is that model as ``family: reward`` (its LM head replaced by a scalar
+    one), and the labeller fields may be set too."""
     from axon.config import build_config, load_yaml, merge, parse_overrides, run_config_file
 
     run = Path(pretrained)
@@ -142,6 +147,10 @@ def finetune_config(pretrained: str | Path, recipe: str | Path | None = None, ov
         from axon.model_configs.actor_critic import VALUE_FIELDS
 
         model, settable = {**pre, "family": "actor_critic"}, (*KEEP_MODEL_FIELDS, *VALUE_FIELDS)
+    elif task == "reward":  # the decoder's body with a scalar head (axon.tasks.reward)
+        if pre.get("family", "decoder") not in ("decoder", "reward"):
+            raise ConfigError(f"{run} is a {pre.get('family')} run; a reward model starts from a decoder run (an sft run)")
+        model, settable = {**pre, "family": "reward"}, (*KEEP_MODEL_FIELDS, *LABELLER_FIELDS)
     else:
         model, settable = {**pre, "head": "classify", "num_labels": None}, FINETUNE_FIELDS
     model.update({k: v for k, v in (data.get("model") or {}).items() if k in settable})

@@ -36,8 +36,9 @@ The reward (``ppo.reward``): ``gold:instructions`` and ``gold:sentiment`` are th
 judges of ``axon.feedback``; a path is a run of the ``reward`` task (``model(ids, lengths) ->
 (N,)``, reading ``prompt + answer`` as that task trains on them); in Python, any
 :class:`Reward` or function ``(prompt, answer) -> float`` (``ppo_task(cfg, device, reward=fn)``).
-The gold score is reported beside the reward when a gold judge applies: the reward itself when it
-is gold, the instruction judge when every prompt is one of its instructions.
+The gold score is reported beside the reward when a gold judge applies (``ppo.gold``): with
+``auto``, the reward itself when it is gold, the instruction judge when every prompt is one of its
+instructions; ``sentiment`` or ``instructions`` names the judge, ``none`` reports none.
 
 Starting weights: ``train.init_from``, a decoder run (SFT), is required: it is the reference
 policy (loaded again on resume) and the policy's start; the value head starts at zero. The
@@ -153,11 +154,24 @@ def build_reward(spec: str, device: torch.device) -> Reward:
     return RunReward.from_run(spec, device)
 
 
-def gold_judge(spec: str, prompts: Sequence[str]) -> Callable[[str, str], float] | None:
-    """The gold judge to report beside the reward: the reward's own when it is gold, the
-    instruction judge when every prompt is an instruction, else None."""
+def gold_judge(spec: str | None, prompts: Sequence[str], gold: str = "auto") -> Callable[[str, str], float] | None:
+    """The gold judge to report beside the reward (``ppo.gold``): ``sentiment`` or
+    ``instructions`` names one, ``none`` reports none; ``auto`` takes the reward's own when it is
+    gold, the instruction judge when every prompt is an instruction, else none (a learnt reward in
+    the sentiment setup reports VADER only when asked: ``ppo.gold: sentiment``)."""
     from axon.feedback import gold_for, parse_instruction
 
+    if gold == "none":
+        return None
+    if gold != "auto":
+        if gold == "instructions":  # the judge reads the instruction: a prompt that is none cannot be judged
+            for p in prompts:
+                try:
+                    parse_instruction(p)
+                except DataError as e:
+                    raise ConfigError(f"ppo.gold: instructions judges instructions, and a prompt is not one ({e}); "
+                                      "choose sentiment, none or auto") from None
+        return gold_for(gold)
     if isinstance(spec, str) and spec.startswith("gold:"):
         return gold_for(spec.removeprefix("gold:"))
     try:
@@ -456,14 +470,13 @@ def best_of_n(model, tokenizer, prompts: Sequence[str], n: int, reward: Reward |
 
 
 def read_prompt_set(spec: str | None, field: str, split: str, tokenizer, cfg) -> PromptSet:
-    """The prompts of ``ppo.prompts`` / ``ppo.val_prompts`` (null: the bundled instruction file of
-    ``split``), encoded in the chat template; a prompt that leaves no room for max_new_tokens
+    """The prompts of ``ppo.prompts`` / ``ppo.val_prompts`` (a path or ``bundled:NAME``; null: the
+    bundled instruction file of ``split``), encoded in the chat template; a prompt that leaves no room for max_new_tokens
     tokens in block_size is an error naming its line."""
+    from axon.data.files import resolve_file
     from axon.feedback import bundled_path
 
-    path = bundled_path(split) if spec is None else Path(spec)
-    if spec is not None and not path.is_file():
-        raise ConfigError(f"{field}: {path} not found")
+    path = bundled_path(split) if spec is None else resolve_file(spec, field, cfg.data)  # a path, or bundled:NAME
     rows = read_prompts(path)
     texts, ids = [], []
     room = cfg.model.block_size - cfg.ppo.max_new_tokens
@@ -541,7 +554,7 @@ def ppo_task(cfg, device: torch.device, reward: Reward | Callable[[str, str], fl
         source = build_reward(p.reward, device)
     else:
         source = reward if isinstance(reward, Reward) else JudgeReward(reward)
-    gold = gold_judge(p.reward if reward is None else None, train_set.texts + val_set.texts)
+    gold = gold_judge(p.reward if reward is None else None, train_set.texts + val_set.texts, p.gold)
     schedule = RolloutSchedule(len(train_set.texts), p.rollout_batch, p.epochs, tc.grad_accum,
                                ptx_tokens(tokenizer) if p.ptx_coef > 0 else None)
     reference = load_reference(cfg, device)
