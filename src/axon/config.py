@@ -279,6 +279,10 @@ class PPOConfig:
     kl_estimator: Literal["k1", "k2", "k3"] = "k1"  # per-token estimate of KL(pi || pi_ref) in the penalty
     whiten_advantages: bool = True  # normalise each rollout's advantages to mean 0, variance 1
     ptx_coef: float = 0.0  # PPO-ptx: weight of the LM loss on the bundled corpus mixed in (0: off)
+    # where a separate critic (model.value_head=separate) starts, at the run's start only: sft (the
+    # body of train.init_from, head at zero), scratch, reward (the ppo.reward run, as InstructGPT
+    # does), or a reward run's directory
+    value_init: str = "sft"
 
     def __post_init__(self):
         check_fields(self, "ppo.")
@@ -298,6 +302,7 @@ class PPOConfig:
         check(self.kl_target is None or self.kl_beta > 0, "ppo.kl_beta",
               "the adaptive controller scales beta, so it cannot start at 0; set kl_beta > 0 or kl_target=null")
         check(self.ptx_coef >= 0, "ppo.ptx_coef", f"must be >= 0 (0: off), got {self.ptx_coef}")
+        check(bool(self.value_init.strip()), "ppo.value_init", "is empty; choose sft, scratch, reward or a reward run")
 
     def steps_per_rollout(self, batch_size: int, grad_accum: int) -> int:
         """Optimizer steps spent on one rollout: epochs x minibatches of batch_size x grad_accum answers."""

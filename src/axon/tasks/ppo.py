@@ -60,7 +60,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -69,6 +69,7 @@ import torch
 from axon.data.chat import END, prompt_ids
 from axon.data.prompts import EVAL, TRAIN, PromptBatches, RolloutSchedule, read_prompts
 from axon.errors import ConfigError, DataError
+from axon.model_configs.actor_critic import CRITIC_FIELDS as CRITIC_SHAPE
 from axon.models.base import unwrap
 from axon.objectives.ppo import (
     AdaptiveKL, entropy_from_logits, explained_variance, gae, kl_estimate, masked_mean, policy_loss, token_logprobs,
@@ -501,6 +502,77 @@ def check_source_model(cfg) -> None:
                           f"axon finetune {run} --task=ppo ... takes the run's model")
 
 
+def init_critic(critic: torch.nn.Module, cfg, reference: torch.nn.Module) -> list[str]:
+    """Start a separate critic as ``ppo.value_init`` says; returns the names it loaded.
+
+    ``sft``: the body of the ``train.init_from`` run (the reference's weights; the critic must
+    have the policy's shape), the head at zero. ``scratch``: as built. ``reward`` (the
+    ``ppo.reward`` run) or a reward run's directory: that run's body, and its ``reward_head`` as the
+    value head's weight (bias 0), so before training the critic's value at each position is the
+    reward model's score of the text up to there (InstructGPT sec. 3.5). The run must be of the
+    reward family, of the critic's shape, and encode text with the policy's tokenizer (its values
+    are read on the policy's token ids); otherwise one line says which."""
+    spec, model = cfg.ppo.value_init, cfg.model
+    own = critic.state_dict()
+    if spec == "scratch":
+        return []
+    if spec == "sft":
+        differ = [f"model.{name}={model.critic_shape(field)}" for name, field in CRITIC_SHAPE.items()
+                  if model.critic_shape(field) != getattr(model, field)]
+        if differ:
+            raise ConfigError(f"ppo.value_init: sft starts the critic from train.init_from's body, of the policy's shape, "
+                              f"but the critic has {', '.join(differ)}; set ppo.value_init=scratch or a reward run of the "
+                              "critic's shape")
+        body = {k: v for k, v in reference.state_dict().items() if k in own}
+        critic.load_state_dict({**own, **body})
+        return sorted(body)
+    run = cfg.ppo.reward if spec == "reward" else spec
+    if spec == "reward" and run.startswith("gold:"):
+        raise ConfigError(f"ppo.value_init: reward starts the critic from the ppo.reward run, but ppo.reward is {run}; "
+                          "give ppo.value_init a reward run's directory (or sft, scratch)")
+    weights = critic_from_reward_run(run, cfg)
+    missing = set(own) - set(weights)
+    if missing != {"value_head.bias"}:
+        raise ConfigError(f"ppo.value_init: {run}'s weights do not fit the critic ({sorted(missing)[:2]})")
+    critic.load_state_dict({**weights, "value_head.bias": torch.zeros_like(own["value_head.bias"])})
+    return sorted(weights)
+
+
+def critic_from_reward_run(run: str, cfg) -> dict[str, torch.Tensor]:
+    """The critic's weights from a reward run (:func:`init_critic`), after the checks."""
+    import json
+
+    from axon.config import load_config, run_config_file, to_dict
+    from axon.model_configs.decoder import DecoderConfig
+    from axon.tasks.finetune import KEEP_MODEL_FIELDS, init_run_dir
+    from axon.train.run import load_run
+
+    if not Path(run).is_dir():
+        raise ConfigError(f"ppo.value_init: {run} is neither sft, scratch, reward nor a run directory")
+    source = load_config(run_config_file(run, "ppo.value_init")).model
+    if source.family != "reward":
+        raise ConfigError(f"ppo.value_init: {run} is a {source.family} run, not a reward model (train one with the "
+                          "reward task)")
+    was, now = to_dict(source), to_dict(cfg.model.critic_config())
+    names = {field: f"critic_{field}" for field in CRITIC_SHAPE.values()}
+    skip = {"family", "preset", *KEEP_MODEL_FIELDS}
+    changed = [f"model.{names.get(k, k)}={now.get(k)!r} (the run has {was.get(k)!r})" for k in
+               (f.name for f in fields(DecoderConfig)) if k not in skip and was.get(k) != now.get(k)]
+    if changed:
+        raise ConfigError(f"ppo.value_init: the critic is not {run}'s model: {'; '.join(changed[:3])}; give the critic "
+                          "the reward run's shape (model.critic_n_layer, critic_n_head, critic_n_embd)")
+    mine, theirs = init_run_dir(cfg.train.init_from) / "tokenizer.json", Path(run) / "tokenizer.json"
+    same = theirs.is_file() and json.loads(theirs.read_text()) == json.loads(mine.read_text())
+    if not same:
+        raise ConfigError(f"ppo.value_init: {run} encodes text with another tokenizer than the policy's ({mine}); the "
+                          "critic reads the policy's token ids, so its reward run must use the same tokenizer")
+    _, reward_model, _ = load_run(run, "cpu")
+    state = reward_model.state_dict()
+    out = {k: v for k, v in state.items() if k not in ("reward_head.weight", "labeller_theta")}
+    out["value_head.weight"] = state["reward_head.weight"]
+    return out
+
+
 def load_reference(cfg, device: torch.device) -> torch.nn.Module:
     """The frozen reference policy: a decoder with the ``train.init_from`` weights, in eval mode."""
     from axon.models.decoder import Decoder
@@ -548,12 +620,20 @@ def ppo_task(cfg, device: torch.device, reward: Reward | Callable[[str, str], fl
     objective = PPO(cfg, tokenizer, {TRAIN_SET: train_set, VAL_SET: val_set}, schedule, reference, source, gold)
 
     def init_policy(model, source_run) -> dict:
-        """The policy from the reference's weights (the init_from run's); the value head as built."""
+        """The policy from the reference's weights (the init_from run's); the value head as
+        built, or a separate critic as ``ppo.value_init`` says (:func:`init_critic`)."""
         missing, unexpected = model.load_state_dict(reference.state_dict(), strict=False)
-        fresh = [k for k in missing if k.startswith("value_head.")]
-        stray = [k for k in missing if not k.startswith(("value_head.", "rollout."))] + list(unexpected)
+        fresh = [k for k in missing if k.startswith(("value_head.", "critic."))]
+        stray = [k for k in missing if not k.startswith(("value_head.", "critic.", "rollout."))] + list(unexpected)
         if stray:
             raise ConfigError(f"train.init_from: {source_run} does not fit the policy ({stray[0]})")
+        if model.critic is not None:
+            loaded = init_critic(model.critic, cfg, reference)
+            fresh = [k for k in fresh if k.removeprefix("critic.") not in loaded]
+        elif p.value_init != "sft":
+            raise ConfigError(f"ppo.value_init: {p.value_init} initialises a separate critic, and model.value_head is "
+                              "shared (a head on the policy's body, which starts from train.init_from); set "
+                              "model.value_head=separate, or ppo.value_init=sft")
         return {"checkpoint": str(source_run), "initialised": fresh}
 
     def model_metrics(model, split: str) -> dict:
