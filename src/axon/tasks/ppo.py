@@ -510,8 +510,10 @@ def init_critic(critic: torch.nn.Module, cfg, reference: torch.nn.Module) -> lis
     ``ppo.reward`` run) or a reward run's directory: that run's body, and its ``reward_head`` as the
     value head's weight (bias 0), so before training the critic's value at each position is the
     reward model's score of the text up to there (InstructGPT sec. 3.5). The run must be of the
-    reward family, of the critic's shape, and encode text with the policy's tokenizer (its values
-    are read on the policy's token ids); otherwise one line says which."""
+    reward family, encode text with the policy's tokenizer (the critic reads the policy's token
+    ids) and have the critic's shape; otherwise one line says which. (The reward model scores
+    ``prompt + answer`` as written; the critic reads them in the chat template, so its start is
+    the reward model's score of the templated text, a start the value loss then adapts.)"""
     spec, model = cfg.ppo.value_init, cfg.model
     own = critic.state_dict()
     if spec == "scratch":
@@ -553,6 +555,11 @@ def critic_from_reward_run(run: str, cfg) -> dict[str, torch.Tensor]:
     if source.family != "reward":
         raise ConfigError(f"ppo.value_init: {run} is a {source.family} run, not a reward model (train one with the "
                           "reward task)")
+    mine, theirs = init_run_dir(cfg.train.init_from) / "tokenizer.json", Path(run) / "tokenizer.json"
+    same = theirs.is_file() and json.loads(theirs.read_text()) == json.loads(mine.read_text())
+    if not same:
+        raise ConfigError(f"ppo.value_init: {run} encodes text with another tokenizer than the policy's ({mine}); the "
+                          "critic reads the policy's token ids, so its reward run must use the same tokenizer")
     was, now = to_dict(source), to_dict(cfg.model.critic_config())
     names = {field: f"critic_{field}" for field in CRITIC_SHAPE.values()}
     skip = {"family", "preset", *KEEP_MODEL_FIELDS}
@@ -561,11 +568,6 @@ def critic_from_reward_run(run: str, cfg) -> dict[str, torch.Tensor]:
     if changed:
         raise ConfigError(f"ppo.value_init: the critic is not {run}'s model: {'; '.join(changed[:3])}; give the critic "
                           "the reward run's shape (model.critic_n_layer, critic_n_head, critic_n_embd)")
-    mine, theirs = init_run_dir(cfg.train.init_from) / "tokenizer.json", Path(run) / "tokenizer.json"
-    same = theirs.is_file() and json.loads(theirs.read_text()) == json.loads(mine.read_text())
-    if not same:
-        raise ConfigError(f"ppo.value_init: {run} encodes text with another tokenizer than the policy's ({mine}); the "
-                          "critic reads the policy's token ids, so its reward run must use the same tokenizer")
     _, reward_model, _ = load_run(run, "cpu")
     state = reward_model.state_dict()
     out = {k: v for k, v in state.items() if k not in ("reward_head.weight", "labeller_theta")}
