@@ -172,10 +172,11 @@ def test_a_planted_reward_rises_with_a_separate_critic(lm, root, planted):
     assert sorted(per_rollout) == list(range(8))
     first = per_rollout[0]
     final = sum(per_rollout[k]["score"] for k in (6, 7)) / 2
-    # Measured: 0.037 at rollout 0, 0.190 and 0.272 at rollouts 6 and 7, KL 4.3 and 5.8 nats.
-    assert first["kl"] == 0.0 and first["score"] < 0.06
-    assert final > 3 * first["score"] and final > 0.12
-    assert all(r["kl"] < 10.0 for r in per_rollout.values())
+    # Measured: 0.084 at rollout 0, 0.223 and 0.427 at rollouts 6 and 7, KL 4.6 and 9.5 nats (the
+    # shared head's run: 0.187 and 0.257 at 2.4 and 4.4 nats).
+    assert first["kl"] == 0.0 and first["score"] < 0.1
+    assert final > 2 * first["score"] and final > 0.15
+    assert all(r["kl"] < 15.0 for r in per_rollout.values())
 
 
 def test_a_separate_critic_resumes_bit_for_bit_and_exports_the_policy_alone(lm, root, planted):

@@ -189,8 +189,10 @@ class Answers:
 
 
 def sample_answers(model, tokenizer, prompts: Sequence[Sequence[int]], max_new_tokens: int, temperature: float,
-                   generator: torch.Generator | None, dtype: torch.dtype = torch.float32) -> Answers:
-    """Answer each prompt (ids in the chat template) once; ``temperature=0``: greedily."""
+                   generator: torch.Generator | Sequence[torch.Generator] | None,
+                   dtype: torch.dtype = torch.float32) -> Answers:
+    """Answer each prompt (ids in the chat template) once; ``temperature=0``: greedily. A list of
+    generators draws each answer from its own (``axon.generate.generate``)."""
     from axon.generate import cut_at_stop, generate
 
     end = tokenizer.encode(END)
@@ -247,11 +249,14 @@ class PPO:
     training batches, scored answers on evaluation batches (``axon.data.prompts``)."""
 
     def __init__(self, cfg, tokenizer, sets: dict[int, PromptSet], schedule: RolloutSchedule, reference: torch.nn.Module,
-                 reward: Reward, gold: Callable[[str, str], float] | None):
+                 reward: Reward, gold: Callable[[str, str], float] | None, dist=None):
+        from axon.train.distributed import Dist
+
         self.cfg, self.p = cfg, cfg.ppo
         self.tokenizer, self.sets, self.schedule = tokenizer, sets, schedule
         self.reference, self.reward, self.gold = reference, reward, gold
         self.vocab = tokenizer.vocab_size
+        self.dist = dist or Dist()  # this process's share of each rollout (axon.train.distributed)
 
     def __call__(self, model, batch: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, dict]:
         kind = int(batch[0][0])
@@ -297,18 +302,32 @@ class PPO:
 
     def rollout(self, model, k: int) -> None:
         """Sample rollout ``k`` with the current policy, score it, and store it with its
-        advantages and returns in the model (module docstring)."""
+        advantages and returns in the model (module docstring).
+
+        Under several processes rank r samples, measures and scores rows [r N / W, (r + 1) N / W)
+        of the rollout, and every rank then gathers every row (``Dist.gather_rows``): KL, GAE, the
+        whitening and the statistics are computed over the whole rollout, alike on every rank,
+        and each rank's store holds the whole rollout (so rank 0's checkpoint does). Row i's
+        tokens come from its own generator, seeded from (train.seed, k, i): the rollout is a pure
+        function of the weights and k, whatever the number of processes."""
         policy = unwrap(model)
-        p, seed = self.p, self.cfg.train.seed
+        p, seed, d = self.p, self.cfg.train.seed, self.dist
         rows = self.schedule.rollout_prompts(k, seed)
+        share = len(rows) // d.world_size
+        mine = range(d.rank * share, (d.rank + 1) * share)  # this rank's rows of the rollout
         train = self.sets[TRAIN_SET]
-        prompts = [train.texts[i] for i in rows]
+        prompts = [train.texts[rows[i]] for i in mine]
         dtype = policy.wte.weight.dtype
-        answers = sample_answers(policy, self.tokenizer, [train.ids[i] for i in rows], p.max_new_tokens,
-                                 p.temperature, generator(policy, seed, "rollout", k), dtype)
+        answers = sample_answers(policy, self.tokenizer, [train.ids[rows[i]] for i in mine], p.max_new_tokens,
+                                 p.temperature, [generator(policy, seed, "rollout", k, i) for i in mine], dtype)
         m = self.measure(policy, answers)
-        mask = answers.mask
-        score = self.reward.score(prompts, answers.texts).to(mask.device, dtype)
+        m["score"] = self.reward.score(prompts, answers.texts).to(answers.mask.device, dtype)
+        m["gold"] = torch.tensor([self.gold(q, a) for q, a in zip(prompts, answers.texts)] if self.gold is not None
+                                 else [math.nan] * len(prompts), dtype=torch.float64, device=answers.mask.device)
+        m["ended"] = answers.ended.to(answers.mask.device, torch.float64)
+        m.update(tokens=answers.tokens, prompt_len=answers.prompt_len, mask=answers.mask)
+        m = {name: d.gather_rows(t) for name, t in m.items()}  # the whole rollout, on every rank
+        mask, score = m["mask"], m["score"]
         store = policy.rollout
         beta = float(store.beta) if store.beta.numel() == 1 else p.kl_beta
         kl = kl_estimate(m["logp"], m["ref_logp"], p.kl_estimator) * mask
@@ -319,16 +338,14 @@ class PPO:
         kl_answer = float(((m["logp"] - m["ref_logp"]) * mask).sum(1).mean())  # k1 summed over an answer
         controller = AdaptiveKL(beta, p.kl_target, p.kl_horizon)
         next_beta = controller.update(kl_answer, len(rows))
-        gold = (float(np.mean([self.gold(q, a) for q, a in zip(prompts, answers.texts)]))
-                if self.gold is not None else math.nan)
         from axon.models.actor_critic import ROLLOUT_STATS
 
-        stats = dict(score=float(score.mean()), gold=gold, kl=kl_answer, beta=beta,
+        stats = dict(score=float(score.mean()), gold=float(m["gold"].mean()), kl=kl_answer, beta=beta,
                      entropy=float(masked_mean(m["entropy"], mask)), length=float(mask.sum(1).mean()),
-                     ended=float(answers.ended.double().mean()),
+                     ended=float(m["ended"].mean()),
                      explained_variance=float(explained_variance(m["values"], returns, mask)))
         store.store(index=torch.tensor(k), beta=torch.tensor(next_beta, dtype=torch.float64),
-                    tokens=answers.tokens, prompt_len=answers.prompt_len, mask=mask, logp=m["logp"],
+                    tokens=m["tokens"], prompt_len=m["prompt_len"], mask=mask, logp=m["logp"],
                     values=m["values"], advantages=advantages, returns=returns,
                     stats=torch.tensor([stats[n] for n in ROLLOUT_STATS], dtype=torch.float64))
 
@@ -377,13 +394,14 @@ class PPO:
     # -- evaluation --------------------------------------------------------------------------------
 
     def answer_set(self, model, prompt_set: int, index: Sequence[int]) -> tuple[list[str], Answers]:
-        """Sampled answers to prompts ``index`` of a prompt set, from a generator seeded with the
-        set and the first index: the same answers for the same weights, every time."""
+        """Sampled answers to prompts ``index`` of a prompt set, each from a generator seeded with
+        the set and its index: the same answers for the same weights, however the prompts are
+        batched (or shared out over processes)."""
         policy = unwrap(model)
         s = self.sets[prompt_set]
-        gen = generator(policy, EVAL_SEED, "eval", prompt_set, index[0])
+        gens = [generator(policy, EVAL_SEED, "eval", prompt_set, i) for i in index]
         answers = sample_answers(policy, self.tokenizer, [s.ids[i] for i in index], self.p.max_new_tokens,
-                                 self.p.temperature, gen, policy.wte.weight.dtype)
+                                 self.p.temperature, gens, policy.wte.weight.dtype)
         return [s.texts[i] for i in index], answers
 
     def evaluate(self, model, batch: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, dict]:
@@ -594,18 +612,23 @@ def ppo_task(cfg, device: torch.device, reward: Reward | Callable[[str, str], fl
     from axon.models.actor_critic import ActorCriticConfig
     from axon.tasks.sft import pretrained_tokenizer
 
+    from axon.train.distributed import process_dist
+
     p, tc = cfg.ppo, cfg.train
-    if torch.distributed.is_available() and torch.distributed.is_initialized() and torch.distributed.get_world_size() > 1:
-        raise ConfigError("ppo: one process only for now; run it without torchrun")
+    d = process_dist(device, tc.parallel)
+    if d.fsdp:
+        raise ConfigError("train.parallel: ppo runs under ddp, not fsdp (FSDP's ranks must run the same forwards, and "
+                          "each rank's answers end after their own number of tokens); use --train.parallel=ddp")
     if not isinstance(cfg.model, ActorCriticConfig):
         raise ConfigError(f"task: ppo trains model.family=actor_critic, got {cfg.model.family}")
     if not tc.init_from:
         raise ConfigError("train.init_from: ppo starts from a language model (an sft run): set --train.init_from=RUN, "
                           "or use axon finetune RUN --task=ppo")
-    rows = tc.batch_size * tc.grad_accum
+    rows = tc.batch_size * tc.grad_accum * d.world_size
     if p.rollout_batch % rows:
+        what = "train.batch_size x train.grad_accum" + (" x processes" if d.enabled else "")
         raise ConfigError(f"ppo.rollout_batch: {p.rollout_batch} answers do not split into minibatches of "
-                          f"train.batch_size x train.grad_accum = {rows}; make it a multiple of {rows}")
+                          f"{what} = {rows}; make it a multiple of {rows}")
     tokenizer = pretrained_tokenizer(tc.init_from)
     set_vocab_size(cfg, tokenizer.vocab_size)
     check_source_model(cfg)
@@ -619,7 +642,7 @@ def ppo_task(cfg, device: torch.device, reward: Reward | Callable[[str, str], fl
     schedule = RolloutSchedule(len(train_set.texts), p.rollout_batch, p.epochs, tc.grad_accum,
                                ptx_tokens(tokenizer) if p.ptx_coef > 0 else None)
     reference = load_reference(cfg, device)
-    objective = PPO(cfg, tokenizer, {TRAIN_SET: train_set, VAL_SET: val_set}, schedule, reference, source, gold)
+    objective = PPO(cfg, tokenizer, {TRAIN_SET: train_set, VAL_SET: val_set}, schedule, reference, source, gold, d)
 
     def init_policy(model, source_run) -> dict:
         """The policy from the reference's weights (the init_from run's); the value head as
