@@ -374,8 +374,13 @@ class PPO:
         values = at_answers(values, plen, R)
         pg, pg_info = policy_loss(logp, st.logp[rows, :R], st.advantages[rows, :R], mask, p.clip)
         vf, vf_info = value_loss(values, st.values[rows, :R], st.returns[rows, :R], mask, p.value_clip)
+        # Means over the answer tokens of the whole micro-step, every rank's rows: DDP averages the
+        # ranks' gradients, so a rank's mean over its own n_r tokens is weighted by n_r x W / n.
+        share = self.token_share(mask)
+        pg, vf = pg * share, vf * share
         loss = pg + p.value_coef * vf
-        parts = {"policy_loss": pg.detach(), "value_loss": vf.detach(), **pg_info, **vf_info}
+        parts = {"policy_loss": pg.detach(), "value_loss": vf.detach(),
+                 **{k: v * share for k, v in {**pg_info, **vf_info}.items()}}
         if p.ptx_coef > 0:
             from axon.objectives import causal_lm_loss
 
@@ -386,10 +391,18 @@ class PPO:
             loss = loss + value
             parts[name] = value
         with torch.no_grad():
-            parts["entropy"] = masked_mean(entropy_from_logits(logits), mask)
+            parts["entropy"] = masked_mean(entropy_from_logits(logits), mask) * share
             parts["value_explained_variance"] = explained_variance(values, st.returns[rows, :R], mask)
         policy.record({k: float(v) for k, v in parts.items()})
         return loss, {"ce": loss.detach(), **parts}
+
+    def token_share(self, mask: torch.Tensor) -> torch.Tensor | float:
+        """n_r x W / n: this rank's answer tokens over the mean of every rank's (1 on one process)."""
+        d = self.dist
+        if not d.enabled:
+            return 1.0
+        n = float(d.all_reduce(mask.sum().item(), "sum"))
+        return float(mask.sum().item()) * d.world_size / max(n, 1.0)
 
     # -- evaluation --------------------------------------------------------------------------------
 
