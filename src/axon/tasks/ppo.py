@@ -545,13 +545,13 @@ def init_critic(critic: torch.nn.Module, cfg, reference: torch.nn.Module) -> lis
     ids) and have the critic's shape; otherwise one line says which. (The reward model scores
     ``prompt + answer`` as written; the critic reads them in the chat template, so its start is
     the reward model's score of the templated text, a start the value loss then adapts.)"""
-    spec, model = cfg.ppo.value_init, cfg.model
+    spec, shape = cfg.ppo.value_init, cfg.model
     own = critic.state_dict()
     if spec == "scratch":
         return []
     if spec == "sft":
-        differ = [f"model.{name}={model.critic_shape(field)}" for name, field in CRITIC_SHAPE.items()
-                  if model.critic_shape(field) != getattr(model, field)]
+        differ = [f"model.{name}={shape.critic_shape(field)}" for name, field in CRITIC_SHAPE.items()
+                  if shape.critic_shape(field) != getattr(shape, field)]
         if differ:
             raise ConfigError(f"ppo.value_init: sft starts the critic from train.init_from's body, of the policy's shape, "
                               f"but the critic has {', '.join(differ)}; set ppo.value_init=scratch or a reward run of the "
