@@ -16,14 +16,15 @@ The trainer knows none of this: its batches are indices (``axon.data.prompts``),
 objective here (:class:`PPO`), at the first step that names a rollout it does not hold, samples
 that rollout with the current policy and computes everything the updates need:
 
-    answers     the policy in eval mode, no gradient, sampled at ``ppo.temperature`` with a
-                torch.Generator seeded from (train.seed, rollout index): a rollout is a pure
-                function of the weights and its index. An answer ends at the chat template's end
-                marker ``$`` (kept as its last token) or after ``ppo.max_new_tokens`` tokens.
+    answers     the policy in eval mode, no gradient, sampled at ``ppo.temperature``, answer i
+                from a torch.Generator seeded from (train.seed, rollout index, i): a rollout is a
+                pure function of the weights and its index, however its rows are batched or
+                shared out over processes. An answer ends at the chat template's end marker
+                ``$`` (kept as its last token) or after ``ppo.max_new_tokens`` tokens.
     score       ``ppo.reward`` on (prompt, answer text without the marker): one number per answer
     logp, ref   log-probabilities of the answer tokens under the policy and the frozen reference
                 (of logits / temperature, over the tokenizer's vocabulary: the distribution sampled)
-    values      the value head, V_t before each answer token
+    values      the value head or the separate critic, V_t before each answer token
     rewards     -beta * KL_t on every token, plus the score on the last (axon.objectives.ppo)
     advantages  GAE(gamma, lam), whitened over the rollout; returns = advantages + values (unwhitened)
     beta        then updated by Ziegler et al.'s controller when ``ppo.kl_target`` is set
@@ -40,9 +41,11 @@ The gold score is reported beside the reward when a gold judge applies: the rewa
 is gold, the instruction judge when every prompt is one of its instructions.
 
 Starting weights: ``train.init_from``, a decoder run (SFT), is required: it is the reference
-policy (loaded again on resume) and the policy's start; the value head starts at zero. The
-run's model must be that run's with ``model.family: actor_critic``; ``axon finetune RUN
---task=ppo`` writes it. The tokenizer is the run's.
+policy (loaded again on resume) and the policy's start; a shared value head starts at zero, a
+separate critic (``model.value_head: separate``) as ``ppo.value_init`` says: the SFT body with
+its head at zero, as built, or a reward run's weights (:func:`init_critic`). The run's model must
+be that run's with ``model.family: actor_critic``; ``axon finetune RUN --task=ppo`` writes it.
+The tokenizer is the run's.
 
 Validation: answers to ``ppo.val_prompts`` sampled as in training with fixed seeds; the
 validation loss is minus their mean score. At the end (``result.json``, ``axon eval``) the task
@@ -52,8 +55,11 @@ and ``ended`` (share that wrote the end marker), and the last rollout's figures 
 PPO-ptx (``ppo.ptx_coef`` > 0): the LM loss on windows of the bundled corpus's training part, in
 the policy's tokenizer, is added to every update with that weight.
 
-One process only: a distributed run is refused. Best-of-n sampling against the same reward, the
-training-free baseline, is :func:`best_of_n`.
+Several processes (torchrun, DDP): each rank samples, measures and scores its share of every
+rollout's rows, each row from its own generator, and the ranks gather the whole rollout, so it
+is the one a single process samples (:meth:`PPO.rollout`); the minibatch losses are means over
+the whole micro-step's answer tokens (:meth:`PPO.token_share`). FSDP is refused. Best-of-n
+sampling against the same reward, the training-free baseline, is :func:`best_of_n`.
 """
 
 from __future__ import annotations

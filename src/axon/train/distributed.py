@@ -24,6 +24,10 @@ How a step is split (``train.batch_size`` = B sequences per process and micro-st
   parameters, gradients and optimizer states are ``DTensor`` shards (dim 0 split over ranks),
   all-gathered for each unit's forward and backward and reduce-scattered after.
 
+A task whose objective shares work out over the ranks itself (PPO samples each rollout's rows on
+their ranks, then gathers them: ``Dist.gather_rows``) gets this process's Dist from
+:func:`process_dist`; the trainer's own Dist and it describe the same group.
+
 Checkpoints are *gathered*: every tensor is assembled whole (``DTensor.full_tensor``) and rank 0
 writes the same safetensors checkpoint a single process writes (see ``axon.train.checkpoint``).
 So any run resumes on any number of processes with either strategy, and ``model.safetensors`` is
