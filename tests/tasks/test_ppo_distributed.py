@@ -7,7 +7,8 @@ one-process run (the same tokens, compared with torch.equal, hence the same gold
 lengths) and train to the same losses up to summation order. As in tests/train/test_distributed.py
 the runs train in float64, where that order moves a loss by ~1e-14 and the bound
 (tests/numerics.py, kind 3) is ~1e-11; in float32 a different rounding could flip a sampled token
-and the runs would part. The separate critic (one layer) is on, so DDP averages its gradients too.
+and the runs would part. The separate critic (one layer) is on, so DDP averages its gradients too,
+and PPO-ptx, whose second forward pass goes through DDP's wrapper in the same step.
 """
 
 import json
@@ -46,7 +47,7 @@ def recipe(root):
     cfg = finetune_config(lm, None, ["--task=ppo", f"--out_dir={root}", "--model.value_head=separate", "--model.dropout=0.0",
                                      "--model.critic_n_layer=1", "--ppo.value_init=scratch", "--ppo.rollout_batch=16",
                                      "--ppo.epochs=2", "--ppo.max_new_tokens=16", "--ppo.kl_target=1.0",
-                                     "--ppo.kl_horizon=64", "--optim.name=adamw", "--optim.lr=3e-3",
+                                     "--ppo.kl_horizon=64", "--ppo.ptx_coef=0.1", "--optim.name=adamw", "--optim.lr=3e-3",
                                      "--schedule.name=constant", "--schedule.warmup_steps=0", "--train.dtype=fp64",
                                      f"--train.max_steps={STEPS}", "--train.checkpoint_interval=6",
                                      "--train.keep_checkpoints=10", "--train.eval_interval=1000",
@@ -82,7 +83,7 @@ def test_two_processes_sample_the_same_rollouts_and_train_to_the_same_losses(roo
     # The same losses up to summation order: float64 sums of at most 256 terms (the MLP width; a
     # minibatch has 8 x 16 answer tokens), through STEPS x (forward + backward) x 3 reductions
     # (two policy blocks and the head; the critic's one block is shallower).
-    for key in ("train_loss", "value_loss", "kl", "beta", "explained_variance"):
+    for key in ("train_loss", "value_loss", "ptx_loss", "kl", "beta", "explained_variance"):
         scale = max(1.0, max(abs(r[key]) for r in a))
         tol = order_tol(torch.float64, n=256, depth=STEPS * 2 * 3, scale=scale)
         worst = max(abs(x[key] - y[key]) for x, y in zip(a, b))
