@@ -247,3 +247,16 @@ def test_bad_critic_settings_are_refused_in_one_line(lm, root, rm, planted):
         ppo_config(lm, root, "x", "--model.critic_n_layer=1")
     with pytest.raises(ConfigError, match="model.critic_n_embd: 30 is not divisible by the critic's n_head=4"):
         ppo_config(lm, root, "x", SEPARATE, "--model.critic_n_embd=30")
+
+
+def test_the_dense_critic_of_an_moe_policy_cannot_start_from_its_body():
+    from axon.tasks.ppo import init_critic
+
+    cfg = load_config(None, ["--task=ppo", "--model.family=actor_critic", "--model.preset=tiny", "--model.vocab_size=11",
+                             SEPARATE, "--model.moe_experts=2"])
+    model = build_model(cfg.model)
+    assert model.critic.config.moe_experts == 0  # the critic is dense, whatever the policy
+    with pytest.raises(ConfigError, match=r"which has no blocks\.0\.mlp\.gate_up\.weight \(the critic is a dense decoder\)"):
+        init_critic(model.critic, cfg, Decoder(cfg.model.decoder_config()))
+    cfg.ppo.value_init = "scratch"
+    assert init_critic(model.critic, cfg, Decoder(cfg.model.decoder_config())) == []

@@ -563,6 +563,10 @@ def init_critic(critic: torch.nn.Module, cfg, reference: torch.nn.Module) -> lis
                               f"but the critic has {', '.join(differ)}; set ppo.value_init=scratch or a reward run of the "
                               "critic's shape")
         body = {k: v for k, v in reference.state_dict().items() if k in own}
+        unfilled = sorted(set(own) - set(body) - {"value_head.weight", "value_head.bias"})
+        if unfilled:  # e.g. an MoE policy: the critic is dense
+            raise ConfigError(f"ppo.value_init: sft starts the critic from train.init_from's body, which has no "
+                              f"{unfilled[0]} (the critic is a dense decoder); set ppo.value_init=scratch or a reward run")
         critic.load_state_dict({**own, **body})
         return sorted(body)
     run = cfg.ppo.reward if spec == "reward" else spec
