@@ -207,6 +207,7 @@ def test_a_separate_critic_resumes_bit_for_bit_and_exports_the_policy_alone(lm, 
 # The critic from a reward run
 
 
+@pytest.mark.numerics
 def test_the_critic_from_a_reward_run_gives_its_reward_before_training(lm, root, rm, planted):
     cfg = ppo_config(lm, root, "unused", SEPARATE, f"--ppo.value_init={rm}")
     task, model = built(cfg)

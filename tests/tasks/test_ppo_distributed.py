@@ -68,6 +68,7 @@ def records(run):
     return [r for r in read_metrics(Path(run) / "metrics.jsonl") if "train_loss" in r]
 
 
+@pytest.mark.numerics
 def test_two_processes_sample_the_same_rollouts_and_train_to_the_same_losses(root, recipe):
     one = train(load_config(recipe, [f"--train.batch_size={GLOBAL_BATCH}", "--name=one"]))
     axon("--config", str(recipe), f"--train.batch_size={GLOBAL_BATCH // 2}", "--name=two")
