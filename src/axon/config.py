@@ -283,6 +283,10 @@ class PPOConfig:
     # the gold judge reported beside the reward (gold, val_gold): auto = the reward itself when it is gold,
     # the instruction judge when every prompt is an instruction; sentiment (VADER), instructions, or none
     gold: str = "auto"
+    # where a separate critic (model.value_head=separate) starts, at the run's start only: sft (the
+    # body of train.init_from, head at zero), scratch, reward (the ppo.reward run, as InstructGPT
+    # does), or a reward run's directory
+    value_init: str = "sft"
 
     def __post_init__(self):
         check_fields(self, "ppo.")
@@ -303,6 +307,7 @@ class PPOConfig:
               "the adaptive controller scales beta, so it cannot start at 0; set kl_beta > 0 or kl_target=null")
         check(self.ptx_coef >= 0, "ppo.ptx_coef", f"must be >= 0 (0: off), got {self.ptx_coef}")
         check(self.gold in PPO_GOLDS, "ppo.gold", f"unknown gold judge {self.gold!r}; choose one of: {', '.join(PPO_GOLDS)}")
+        check(bool(self.value_init.strip()), "ppo.value_init", "is empty; choose sft, scratch, reward or a reward run")
 
     def steps_per_rollout(self, batch_size: int, grad_accum: int) -> int:
         """Optimizer steps spent on one rollout: epochs x minibatches of batch_size x grad_accum answers."""

@@ -184,6 +184,10 @@ PPO_CASES = [
          setup=write("p.jsonl", PROMPT)),
     Case("ppo-no-init-from", ["train", "--task=ppo", "--model.family=actor_critic", *TRAIN[1:]],
          "train.init_from: ppo starts from a language model"),
+    Case("ppo-critic-shape-of-a-shared-head", ["config", "--model.family=actor_critic", "--model.critic_n_layer=1"],
+         "model.critic_n_layer: sets the shape of a separate critic"),
+    Case("ppo-critic-from-a-language-model", [*PPO, "--model.value_head=separate", "--ppo.value_init={run}"],
+         "ppo.value_init: ", setup=write("p.jsonl", PROMPT)),
 ]
 
 CASES = CONFIG + TRAIN_CASES + SFT_CASES + PPO_CASES

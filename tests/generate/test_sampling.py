@@ -74,6 +74,22 @@ def test_seeded_sampling_is_reproducible_and_leaves_the_global_rng_alone():
     assert torch.equal(torch.get_rng_state(), state)
 
 
+def test_a_generator_per_sequence_makes_each_text_independent_of_its_batch():
+    # float64 logits: batch composition (other prompts, other padding) moves them by ~1e-16, far
+    # below what could move a draw, so the claim is equality.
+    model = tiny().double()
+    prompts = [[1, 2, 3], [4], [5, 6, 7, 8, 9], [10, 1]]
+    gens = lambda rows: [torch.Generator().manual_seed(100 + r) for r in rows]  # noqa: E731
+    together = generate(model, prompts, 8, temperature=1.0, generator=gens(range(4))).tokens
+    for r, p in enumerate(prompts):
+        assert generate(model, [p], 8, temperature=1.0, generator=gens([r])).tokens[0] == together[r]
+    assert generate(model, prompts[2:], 8, temperature=1.0, generator=gens([2, 3])).tokens == together[2:]
+    shared = generate(model, prompts, 8, temperature=1.0, generator=torch.Generator().manual_seed(100)).tokens
+    assert shared != together  # one generator for all: a row's draws depend on the rows before it
+    with pytest.raises(ValueError, match="3 generators for 4 sequences"):
+        generate(model, prompts, 8, generator=gens(range(3)))
+
+
 def test_stop_tokens_and_strings():
     model = tiny()
     free = generate(model, [[1]], 8, temperature=0).tokens[0]

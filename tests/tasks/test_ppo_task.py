@@ -169,9 +169,9 @@ def test_a_planted_reward_rises_while_the_kl_stays_bounded(lm, root, planted):
     assert sorted(per_rollout) == list(range(8))  # 64 steps of 8 per rollout
     first, last = per_rollout[0], [per_rollout[k] for k in (6, 7)]
     final = sum(r["score"] for r in last) / 2
-    # Measured: 0.037 at rollout 0, 0.195 and 0.249 at rollouts 6 and 7, KL 4.1 and 6.1 nats per answer.
-    assert first["kl"] == 0.0 and first["score"] < 0.06
-    assert final > 3 * first["score"] and final > 0.12
+    # Measured: 0.084 at rollout 0, 0.187 and 0.257 at rollouts 6 and 7, KL 2.4 and 4.4 nats per answer.
+    assert first["kl"] == 0.0 and first["score"] < 0.1
+    assert final > 2 * first["score"] and final > 0.15
     assert all(r["kl"] < 10.0 for r in per_rollout.values())
     assert all(0 <= r["clipfrac"] <= 1 and r["beta"] == 0.02 for r in per_rollout.values())
 
@@ -379,8 +379,14 @@ def test_bad_settings_are_refused_in_one_line(lm, root, tmp_path):
         load_config(None, ["--ppo.kl_beta=0", "--ppo.kl_target=6"])
 
 
-def test_a_distributed_run_is_refused(lm, root, monkeypatch):
+def test_a_distributed_run_splits_the_rollout_and_refuses_what_it_cannot(lm, root, monkeypatch):
+    # Two processes (as torchrun would start them; tests/tasks/test_ppo_distributed.py runs them):
+    # minibatches are batch_size x grad_accum x 2 answers, and FSDP is refused.
     monkeypatch.setattr(torch.distributed, "is_initialized", lambda: True)
     monkeypatch.setattr(torch.distributed, "get_world_size", lambda: 2)
-    with pytest.raises(ConfigError, match="ppo: one process only for now"):
-        build_task(ppo_config(lm, root, "ddp"), CPU)
+    monkeypatch.setattr(torch.distributed, "get_rank", lambda: 1)
+    assert build_task(ppo_config(lm, root, "ddp"), CPU).objective.dist.rank == 1
+    with pytest.raises(ConfigError, match=r"train.batch_size x train.grad_accum x processes = 64; make it a multiple of 64"):
+        build_task(ppo_config(lm, root, "ddp", "--train.grad_accum=4"), CPU)
+    with pytest.raises(ConfigError, match="train.parallel: ppo runs under ddp, not fsdp"):
+        build_task(ppo_config(lm, root, "fsdp", "--train.parallel=fsdp"), CPU)

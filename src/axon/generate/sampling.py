@@ -89,7 +89,7 @@ def generate(
     stop_tokens: Sequence[int] = (),
     stop_strings: Sequence[str] = (),
     decode: Callable[[list[int]], str] | None = None,
-    generator: torch.Generator | None = None,
+    generator: torch.Generator | Sequence[torch.Generator] | None = None,
     vocab_limit: int | None = None,
     on_token: Callable[[int, int], None] | None = None,
 ) -> Generation:
@@ -100,6 +100,9 @@ def generate(
     text contains one of ``stop_strings`` (needs ``decode``; the text is cut before the stop
     string by the caller with :func:`cut_at_stop`), or at the context limit. Randomness comes
     only from ``generator``: the same seed gives the same text, and the global RNG is untouched.
+    A list of generators, one per sequence (after ``num_samples``), draws each sequence's tokens
+    from its own: a sequence's text then does not depend on which others share its batch (PPO's
+    rollouts, split over processes, rely on it).
     ``on_token(b, token)`` is called for each new token as it is produced (streaming; see
     :class:`axon.generate.stream.StreamPrinter`).
 
@@ -126,6 +129,8 @@ def generate(
         raise ValueError(f"prompt of {longest} tokens is longer than the model's context of {block} tokens")
     device = next(model.parameters()).device
     B = len(prompts)
+    if generator is not None and not isinstance(generator, torch.Generator) and len(generator) != B:
+        raise ValueError(f"{len(generator)} generators for {B} sequences; give one per sequence (or one for all)")
     was_training = model.training
     model.eval()
     with ExitStack() as stack:
@@ -192,7 +197,7 @@ def _generate(model, prompts, max_new_tokens, device, *, temperature, top_k, top
             nxt = logits.argmax(dim=-1)
         else:
             probs = process_logits(logits, temperature, top_k, top_p, min_p).softmax(dim=-1)
-            nxt = torch.multinomial(probs, 1, generator=generator).squeeze(1)
+            nxt = draw(probs, generator)
         if seen is not None:
             seen[torch.arange(B, device=device), nxt] = True
         for b, tok in enumerate(nxt.tolist()):
@@ -215,6 +220,13 @@ def _generate(model, prompts, max_new_tokens, device, *, temperature, top_k, top
         # Finished sequences keep decoding (their tokens are dropped): batch shapes stay fixed.
         logits = next_logits(model(nxt[:, None], cache=cache))
     return Generation(out, [r or "length" for r in reasons])
+
+
+def draw(probs: torch.Tensor, generator: torch.Generator | Sequence[torch.Generator] | None) -> torch.Tensor:
+    """One token per row of ``probs`` (B, V): from one generator, or row b from ``generator[b]``."""
+    if generator is None or isinstance(generator, torch.Generator):
+        return torch.multinomial(probs, 1, generator=generator).squeeze(1)
+    return torch.cat([torch.multinomial(probs[b : b + 1], 1, generator=g).squeeze(1) for b, g in enumerate(generator)])
 
 
 def cut_at_stop(text: str, stop_strings: Sequence[str]) -> str:

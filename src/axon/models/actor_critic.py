@@ -1,5 +1,7 @@
-"""Actor-critic: a decoder policy with a value head, the model PPO trains (Schulman et al. 2017;
-for language models Ziegler et al. 2019 and Ouyang et al. 2022, InstructGPT).
+"""Actor-critic: a decoder policy with a value function, the model PPO trains (Schulman et al.
+2017; for language models Ziegler et al. 2019 and Ouyang et al. 2022, InstructGPT).
+
+``value_head: shared`` (the default) -- one body for both:
 
      tokens (B, T): prompt + response, right-padded
         |
@@ -7,20 +9,36 @@ for language models Ziegler et al. 2019 and Ouyang et al. 2022, InstructGPT).
         |                                   checkpoint loads into it, the value head aside
      hidden_states (B, T, C)
         |                 \\
-     lm_head (C -> V)    value_head (C -> 1)       ("shared": one body for both)
+     lm_head (C -> V)    value_head (C -> 1)
         |                   |
      logits (B, T, V)    values (B, T): V_t, the expected return after reading tokens 0..t
                          (the value of the state in which token t + 1 is chosen)
 
-``forward(idx)`` is the decoder's (logits; the cache and padding arguments of generation work
-unchanged), so sampling, ``axon sample`` and evaluation treat the policy as a language model;
-``forward(idx, values=True)`` also returns the values, computed in the same pass.
+``value_head: separate`` -- InstructGPT's value function, a network of its own:
 
-The value head starts at zero (weight and bias): V = 0 everywhere, so explained variance starts
-at 0 rather than at a random head's negative figure, and the value loss sends no gradient into
-the body until the head has learnt something (dV/dh = w = 0). It trains at ``value_lr_scale``
-times the lr (``axon.train.optim.lr_scale``; a head, so AdamW even under Muon): at a fine-tuning
-lr a zero-initialised head explained almost none of the returns after 20 rollouts.
+     tokens (B, T) --> Decoder body --> lm_head --> logits (B, T, V)        the policy
+            \\
+             +------> critic: Decoder body (critic.wte, critic.blocks, critic.norm_f; its shape:
+                      model.critic_*, default the policy's) --> critic.value_head (C' -> 1)
+                      --> values (B, T)
+
+so the policy loss and the value loss train disjoint parameters (with ``shared`` the value loss,
+weighted by ``ppo.value_coef``, also moves the policy's body). The critic's body has a decoder's
+parameter names under ``critic.``, so it starts from an SFT run's body or from a reward run
+(``axon.models.reward``: its body and ``reward_head`` -> ``critic.value_head``), which the task
+loads (``ppo.value_init``).
+
+``forward(idx)`` is the decoder's (logits; the cache and padding arguments of generation work
+unchanged, and the critic is not run), so sampling, ``axon sample`` and evaluation treat the
+policy as a language model; ``forward(idx, values=True)`` also returns the values (shared: from
+the same pass). :meth:`ActorCritic.policy` is the policy alone as a plain decoder (the export).
+
+A value head built here starts at zero (weight and bias): V = 0 everywhere, so explained variance
+starts at 0 rather than at a random head's negative figure, and the value loss sends no gradient
+into the body until the head has learnt something (dV/dh = w = 0). It trains at
+``value_lr_scale`` times the lr (``axon.train.optim.lr_scale``; a head, so AdamW even under Muon):
+at a fine-tuning lr a zero-initialised head explained almost none of the returns after 20
+rollouts. A separate critic's body trains at the lr, as the policy's does.
 
 What PPO must carry across a checkpoint besides the weights lives here too, as persistent
 buffers (``rollout``): the last rollout (tokens, old log-probabilities, values, advantages,
@@ -89,14 +107,37 @@ class RolloutStore(nn.Module):
         super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs)
 
 
+def value_head(width: int, lr_scale: float) -> nn.Linear:
+    """A scalar head (C -> 1) at zero, trained at ``lr_scale`` x the lr (module docstring)."""
+    head = nn.Linear(width, 1)
+    nn.init.zeros_(head.weight)
+    nn.init.zeros_(head.bias)
+    for p in head.parameters():
+        p._lr_scale = lr_scale  # axon.train.optim.lr_scale
+    return head
+
+
+class Critic(Decoder):
+    """The separate value network: a decoder body (no LM head) and a scalar head on every
+    position's final normed hidden state: idx (B, T) -> values (B, T)."""
+
+    def __init__(self, cfg, lr_scale: float):
+        super().__init__(cfg, lm_head=False)
+        self.value_head = value_head(cfg.n_embd, lr_scale)
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        return self.value_head(self.hidden_states(idx)).squeeze(-1)  # (B, T)
+
+
 class ActorCritic(Decoder):
     def __init__(self, cfg: ActorCriticConfig):
         super().__init__(cfg)
-        self.value_head = nn.Linear(cfg.n_embd, 1)
-        nn.init.zeros_(self.value_head.weight)
-        nn.init.zeros_(self.value_head.bias)
-        for p in self.value_head.parameters():
-            p._lr_scale = cfg.value_lr_scale  # axon.train.optim.lr_scale
+        if cfg.value_head == "separate":
+            self.critic = Critic(cfg.critic_config(), cfg.value_lr_scale)
+            self.value_head = None
+        else:
+            self.value_head = value_head(cfg.n_embd, cfg.value_lr_scale)
+            self.critic = None
         self.rollout = RolloutStore()
         self._sums: dict[str, float] = {}
         self._counts: dict[str, int] = {}
@@ -108,7 +149,17 @@ class ActorCritic(Decoder):
         logits = self.lm_head(h)  # (B, T, V)
         if not values:
             return logits
+        if self.critic is not None:
+            return logits, self.critic(idx)  # (B, T), from the critic's own body
         return logits, self.value_head(h).squeeze(-1)  # (B, T)
+
+    def flops_per_token(self, seq_len: int | None = None) -> float:
+        """The decoder's training FLOPs per token, plus a separate critic's (its own body)."""
+        total = super().flops_per_token(seq_len)
+        if self.critic is None:
+            return total
+        # the decoder's count took every critic parameter as a matmul weight of the policy's
+        return total - 6.0 * self.critic.num_params() + self.critic.flops_per_token(seq_len or self.config.block_size)
 
     # -- what the trainer logs -------------------------------------------------------------------
 
@@ -142,4 +193,4 @@ class ActorCritic(Decoder):
         return body.train(self.training)
 
 
-__all__ = ["PRESETS", "ActorCritic", "ActorCriticConfig", "RolloutStore", "ROLLOUT_STATS"]
+__all__ = ["PRESETS", "ActorCritic", "ActorCriticConfig", "Critic", "RolloutStore", "ROLLOUT_STATS"]

@@ -16,14 +16,15 @@ The trainer knows none of this: its batches are indices (``axon.data.prompts``),
 objective here (:class:`PPO`), at the first step that names a rollout it does not hold, samples
 that rollout with the current policy and computes everything the updates need:
 
-    answers     the policy in eval mode, no gradient, sampled at ``ppo.temperature`` with a
-                torch.Generator seeded from (train.seed, rollout index): a rollout is a pure
-                function of the weights and its index. An answer ends at the chat template's end
-                marker ``$`` (kept as its last token) or after ``ppo.max_new_tokens`` tokens.
+    answers     the policy in eval mode, no gradient, sampled at ``ppo.temperature``, answer i
+                from a torch.Generator seeded from (train.seed, rollout index, i): a rollout is a
+                pure function of the weights and its index, however its rows are batched or
+                shared out over processes. An answer ends at the chat template's end marker
+                ``$`` (kept as its last token) or after ``ppo.max_new_tokens`` tokens.
     score       ``ppo.reward`` on (prompt, answer text without the marker): one number per answer
     logp, ref   log-probabilities of the answer tokens under the policy and the frozen reference
                 (of logits / temperature, over the tokenizer's vocabulary: the distribution sampled)
-    values      the value head, V_t before each answer token
+    values      the value head or the separate critic, V_t before each answer token
     rewards     -beta * KL_t on every token, plus the score on the last (axon.objectives.ppo)
     advantages  GAE(gamma, lam), whitened over the rollout; returns = advantages + values (unwhitened)
     beta        then updated by Ziegler et al.'s controller when ``ppo.kl_target`` is set
@@ -41,9 +42,11 @@ The gold score is reported beside the reward when a gold judge applies (``ppo.go
 instructions; ``sentiment`` or ``instructions`` names the judge, ``none`` reports none.
 
 Starting weights: ``train.init_from``, a decoder run (SFT), is required: it is the reference
-policy (loaded again on resume) and the policy's start; the value head starts at zero. The
-run's model must be that run's with ``model.family: actor_critic``; ``axon finetune RUN
---task=ppo`` writes it. The tokenizer is the run's.
+policy (loaded again on resume) and the policy's start; a shared value head starts at zero, a
+separate critic (``model.value_head: separate``) as ``ppo.value_init`` says: the SFT body with
+its head at zero, as built, or a reward run's weights (:func:`init_critic`). The run's model must
+be that run's with ``model.family: actor_critic``; ``axon finetune RUN --task=ppo`` writes it.
+The tokenizer is the run's.
 
 Validation: answers to ``ppo.val_prompts`` sampled as in training with fixed seeds; the
 validation loss is minus their mean score. At the end (``result.json``, ``axon eval``) the task
@@ -53,15 +56,18 @@ and ``ended`` (share that wrote the end marker), and the last rollout's figures 
 PPO-ptx (``ppo.ptx_coef`` > 0): the LM loss on windows of the bundled corpus's training part, in
 the policy's tokenizer, is added to every update with that weight.
 
-One process only: a distributed run is refused. Best-of-n sampling against the same reward, the
-training-free baseline, is :func:`best_of_n`.
+Several processes (torchrun, DDP): each rank samples, measures and scores its share of every
+rollout's rows, each row from its own generator, and the ranks gather the whole rollout, so it
+is the one a single process samples (:meth:`PPO.rollout`); the minibatch losses are means over
+the whole micro-step's answer tokens (:meth:`PPO.token_share`). FSDP is refused. Best-of-n
+sampling against the same reward, the training-free baseline, is :func:`best_of_n`.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -70,6 +76,7 @@ import torch
 from axon.data.chat import END, prompt_ids
 from axon.data.prompts import EVAL, TRAIN, PromptBatches, RolloutSchedule, read_prompts
 from axon.errors import ConfigError, DataError
+from axon.model_configs.actor_critic import CRITIC_FIELDS as CRITIC_SHAPE
 from axon.models.base import unwrap
 from axon.objectives.ppo import (
     AdaptiveKL, entropy_from_logits, explained_variance, gae, kl_estimate, masked_mean, policy_loss, token_logprobs,
@@ -202,8 +209,10 @@ class Answers:
 
 
 def sample_answers(model, tokenizer, prompts: Sequence[Sequence[int]], max_new_tokens: int, temperature: float,
-                   generator: torch.Generator | None, dtype: torch.dtype = torch.float32) -> Answers:
-    """Answer each prompt (ids in the chat template) once; ``temperature=0``: greedily."""
+                   generator: torch.Generator | Sequence[torch.Generator] | None,
+                   dtype: torch.dtype = torch.float32) -> Answers:
+    """Answer each prompt (ids in the chat template) once; ``temperature=0``: greedily. A list of
+    generators draws each answer from its own (``axon.generate.generate``)."""
     from axon.generate import cut_at_stop, generate
 
     end = tokenizer.encode(END)
@@ -260,11 +269,14 @@ class PPO:
     training batches, scored answers on evaluation batches (``axon.data.prompts``)."""
 
     def __init__(self, cfg, tokenizer, sets: dict[int, PromptSet], schedule: RolloutSchedule, reference: torch.nn.Module,
-                 reward: Reward, gold: Callable[[str, str], float] | None):
+                 reward: Reward, gold: Callable[[str, str], float] | None, dist=None):
+        from axon.train.distributed import Dist
+
         self.cfg, self.p = cfg, cfg.ppo
         self.tokenizer, self.sets, self.schedule = tokenizer, sets, schedule
         self.reference, self.reward, self.gold = reference, reward, gold
         self.vocab = tokenizer.vocab_size
+        self.dist = dist or Dist()  # this process's share of each rollout (axon.train.distributed)
 
     def __call__(self, model, batch: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, dict]:
         kind = int(batch[0][0])
@@ -310,18 +322,32 @@ class PPO:
 
     def rollout(self, model, k: int) -> None:
         """Sample rollout ``k`` with the current policy, score it, and store it with its
-        advantages and returns in the model (module docstring)."""
+        advantages and returns in the model (module docstring).
+
+        Under several processes rank r samples, measures and scores rows [r N / W, (r + 1) N / W)
+        of the rollout, and every rank then gathers every row (``Dist.gather_rows``): KL, GAE, the
+        whitening and the statistics are computed over the whole rollout, alike on every rank,
+        and each rank's store holds the whole rollout (so rank 0's checkpoint does). Row i's
+        tokens come from its own generator, seeded from (train.seed, k, i): the rollout is a pure
+        function of the weights and k, whatever the number of processes."""
         policy = unwrap(model)
-        p, seed = self.p, self.cfg.train.seed
+        p, seed, d = self.p, self.cfg.train.seed, self.dist
         rows = self.schedule.rollout_prompts(k, seed)
+        share = len(rows) // d.world_size
+        mine = range(d.rank * share, (d.rank + 1) * share)  # this rank's rows of the rollout
         train = self.sets[TRAIN_SET]
-        prompts = [train.texts[i] for i in rows]
+        prompts = [train.texts[rows[i]] for i in mine]
         dtype = policy.wte.weight.dtype
-        answers = sample_answers(policy, self.tokenizer, [train.ids[i] for i in rows], p.max_new_tokens,
-                                 p.temperature, generator(policy, seed, "rollout", k), dtype)
+        answers = sample_answers(policy, self.tokenizer, [train.ids[rows[i]] for i in mine], p.max_new_tokens,
+                                 p.temperature, [generator(policy, seed, "rollout", k, i) for i in mine], dtype)
         m = self.measure(policy, answers)
-        mask = answers.mask
-        score = self.reward.score(prompts, answers.texts).to(mask.device, dtype)
+        m["score"] = self.reward.score(prompts, answers.texts).to(answers.mask.device, dtype)
+        m["gold"] = torch.tensor([self.gold(q, a) for q, a in zip(prompts, answers.texts)] if self.gold is not None
+                                 else [math.nan] * len(prompts), dtype=torch.float64, device=answers.mask.device)
+        m["ended"] = answers.ended.to(answers.mask.device, torch.float64)
+        m.update(tokens=answers.tokens, prompt_len=answers.prompt_len, mask=answers.mask)
+        m = {name: d.gather_rows(t) for name, t in m.items()}  # the whole rollout, on every rank
+        mask, score = m["mask"], m["score"]
         store = policy.rollout
         beta = float(store.beta) if store.beta.numel() == 1 else p.kl_beta
         kl = kl_estimate(m["logp"], m["ref_logp"], p.kl_estimator) * mask
@@ -332,16 +358,14 @@ class PPO:
         kl_answer = float(((m["logp"] - m["ref_logp"]) * mask).sum(1).mean())  # k1 summed over an answer
         controller = AdaptiveKL(beta, p.kl_target, p.kl_horizon)
         next_beta = controller.update(kl_answer, len(rows))
-        gold = (float(np.mean([self.gold(q, a) for q, a in zip(prompts, answers.texts)]))
-                if self.gold is not None else math.nan)
         from axon.models.actor_critic import ROLLOUT_STATS
 
-        stats = dict(score=float(score.mean()), gold=gold, kl=kl_answer, beta=beta,
+        stats = dict(score=float(score.mean()), gold=float(m["gold"].mean()), kl=kl_answer, beta=beta,
                      entropy=float(masked_mean(m["entropy"], mask)), length=float(mask.sum(1).mean()),
-                     ended=float(answers.ended.double().mean()),
+                     ended=float(m["ended"].mean()),
                      explained_variance=float(explained_variance(m["values"], returns, mask)))
         store.store(index=torch.tensor(k), beta=torch.tensor(next_beta, dtype=torch.float64),
-                    tokens=answers.tokens, prompt_len=answers.prompt_len, mask=mask, logp=m["logp"],
+                    tokens=m["tokens"], prompt_len=m["prompt_len"], mask=mask, logp=m["logp"],
                     values=m["values"], advantages=advantages, returns=returns,
                     stats=torch.tensor([stats[n] for n in ROLLOUT_STATS], dtype=torch.float64))
 
@@ -370,8 +394,13 @@ class PPO:
         values = at_answers(values, plen, R)
         pg, pg_info = policy_loss(logp, st.logp[rows, :R], st.advantages[rows, :R], mask, p.clip)
         vf, vf_info = value_loss(values, st.values[rows, :R], st.returns[rows, :R], mask, p.value_clip)
+        # Means over the answer tokens of the whole micro-step, every rank's rows: DDP averages the
+        # ranks' gradients, so a rank's mean over its own n_r tokens is weighted by n_r x W / n.
+        share = self.token_share(mask)
+        pg, vf = pg * share, vf * share
         loss = pg + p.value_coef * vf
-        parts = {"policy_loss": pg.detach(), "value_loss": vf.detach(), **pg_info, **vf_info}
+        parts = {"policy_loss": pg.detach(), "value_loss": vf.detach(),
+                 **{k: v * share for k, v in {**pg_info, **vf_info}.items()}}
         if p.ptx_coef > 0:
             from axon.objectives import causal_lm_loss
 
@@ -382,21 +411,30 @@ class PPO:
             loss = loss + value
             parts[name] = value
         with torch.no_grad():
-            parts["entropy"] = masked_mean(entropy_from_logits(logits), mask)
+            parts["entropy"] = masked_mean(entropy_from_logits(logits), mask) * share
             parts["value_explained_variance"] = explained_variance(values, st.returns[rows, :R], mask)
         policy.record({k: float(v) for k, v in parts.items()})
         return loss, {"ce": loss.detach(), **parts}
 
+    def token_share(self, mask: torch.Tensor) -> torch.Tensor | float:
+        """n_r x W / n: this rank's answer tokens over the mean of every rank's (1 on one process)."""
+        d = self.dist
+        if not d.enabled:
+            return 1.0
+        n = float(d.all_reduce(mask.sum().item(), "sum"))
+        return float(mask.sum().item()) * d.world_size / max(n, 1.0)
+
     # -- evaluation --------------------------------------------------------------------------------
 
     def answer_set(self, model, prompt_set: int, index: Sequence[int]) -> tuple[list[str], Answers]:
-        """Sampled answers to prompts ``index`` of a prompt set, from a generator seeded with the
-        set and the first index: the same answers for the same weights, every time."""
+        """Sampled answers to prompts ``index`` of a prompt set, each from a generator seeded with
+        the set and its index: the same answers for the same weights, however the prompts are
+        batched (or shared out over processes)."""
         policy = unwrap(model)
         s = self.sets[prompt_set]
-        gen = generator(policy, EVAL_SEED, "eval", prompt_set, index[0])
+        gens = [generator(policy, EVAL_SEED, "eval", prompt_set, i) for i in index]
         answers = sample_answers(policy, self.tokenizer, [s.ids[i] for i in index], self.p.max_new_tokens,
-                                 self.p.temperature, gen, policy.wte.weight.dtype)
+                                 self.p.temperature, gens, policy.wte.weight.dtype)
         return [s.texts[i] for i in index], answers
 
     def evaluate(self, model, batch: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, dict]:
@@ -514,6 +552,83 @@ def check_source_model(cfg) -> None:
                           f"axon finetune {run} --task=ppo ... takes the run's model")
 
 
+def init_critic(critic: torch.nn.Module, cfg, reference: torch.nn.Module) -> list[str]:
+    """Start a separate critic as ``ppo.value_init`` says; returns the names it loaded.
+
+    ``sft``: the body of the ``train.init_from`` run (the reference's weights; the critic must
+    have the policy's shape), the head at zero. ``scratch``: as built. ``reward`` (the
+    ``ppo.reward`` run) or a reward run's directory: that run's body, and its ``reward_head`` as the
+    value head's weight (bias 0), so before training the critic's value at each position is the
+    reward model's score of the text up to there (InstructGPT sec. 3.5). The run must be of the
+    reward family, encode text with the policy's tokenizer (the critic reads the policy's token
+    ids) and have the critic's shape; otherwise one line says which. (The reward model scores
+    ``prompt + answer`` as written; the critic reads them in the chat template, so its start is
+    the reward model's score of the templated text, a start the value loss then adapts.)"""
+    spec, shape = cfg.ppo.value_init, cfg.model
+    own = critic.state_dict()
+    if spec == "scratch":
+        return []
+    if spec == "sft":
+        differ = [f"model.{name}={shape.critic_shape(field)}" for name, field in CRITIC_SHAPE.items()
+                  if shape.critic_shape(field) != getattr(shape, field)]
+        if differ:
+            raise ConfigError(f"ppo.value_init: sft starts the critic from train.init_from's body, of the policy's shape, "
+                              f"but the critic has {', '.join(differ)}; set ppo.value_init=scratch or a reward run of the "
+                              "critic's shape")
+        body = {k: v for k, v in reference.state_dict().items() if k in own}
+        unfilled = sorted(set(own) - set(body) - {"value_head.weight", "value_head.bias"})
+        if unfilled:  # e.g. an MoE policy: the critic is dense
+            raise ConfigError(f"ppo.value_init: sft starts the critic from train.init_from's body, which has no "
+                              f"{unfilled[0]} (the critic is a dense decoder); set ppo.value_init=scratch or a reward run")
+        critic.load_state_dict({**own, **body})
+        return sorted(body)
+    run = cfg.ppo.reward if spec == "reward" else spec
+    if spec == "reward" and run.startswith("gold:"):
+        raise ConfigError(f"ppo.value_init: reward starts the critic from the ppo.reward run, but ppo.reward is {run}; "
+                          "give ppo.value_init a reward run's directory (or sft, scratch)")
+    weights = critic_from_reward_run(run, cfg)
+    missing = set(own) - set(weights)
+    if missing != {"value_head.bias"}:
+        raise ConfigError(f"ppo.value_init: {run}'s weights do not fit the critic ({sorted(missing)[:2]})")
+    critic.load_state_dict({**weights, "value_head.bias": torch.zeros_like(own["value_head.bias"])})
+    return sorted(weights)
+
+
+def critic_from_reward_run(run: str, cfg) -> dict[str, torch.Tensor]:
+    """The critic's weights from a reward run (:func:`init_critic`), after the checks."""
+    import json
+
+    from axon.config import load_config, run_config_file, to_dict
+    from axon.model_configs.decoder import DecoderConfig
+    from axon.tasks.finetune import KEEP_MODEL_FIELDS, init_run_dir
+    from axon.train.run import load_run
+
+    if not Path(run).is_dir():
+        raise ConfigError(f"ppo.value_init: {run} is neither sft, scratch, reward nor a run directory")
+    source = load_config(run_config_file(run, "ppo.value_init")).model
+    if source.family != "reward":
+        raise ConfigError(f"ppo.value_init: {run} is a {source.family} run, not a reward model (train one with the "
+                          "reward task)")
+    mine, theirs = init_run_dir(cfg.train.init_from) / "tokenizer.json", Path(run) / "tokenizer.json"
+    same = theirs.is_file() and json.loads(theirs.read_text()) == json.loads(mine.read_text())
+    if not same:
+        raise ConfigError(f"ppo.value_init: {run} encodes text with another tokenizer than the policy's ({mine}); the "
+                          "critic reads the policy's token ids, so its reward run must use the same tokenizer")
+    was, now = to_dict(source), to_dict(cfg.model.critic_config())
+    names = {field: f"critic_{field}" for field in CRITIC_SHAPE.values()}
+    skip = {"family", "preset", *KEEP_MODEL_FIELDS}
+    changed = [f"model.{names.get(k, k)}={now.get(k)!r} (the run has {was.get(k)!r})" for k in
+               (f.name for f in fields(DecoderConfig)) if k not in skip and was.get(k) != now.get(k)]
+    if changed:
+        raise ConfigError(f"ppo.value_init: the critic is not {run}'s model: {'; '.join(changed[:3])}; give the critic "
+                          "the reward run's shape (model.critic_n_layer, critic_n_head, critic_n_embd)")
+    _, reward_model, _ = load_run(run, "cpu")
+    state = reward_model.state_dict()
+    out = {k: v for k, v in state.items() if k not in ("reward_head.weight", "labeller_theta")}
+    out["value_head.weight"] = state["reward_head.weight"]
+    return out
+
+
 def load_reference(cfg, device: torch.device) -> torch.nn.Module:
     """The frozen reference policy: a decoder with the ``train.init_from`` weights, in eval mode."""
     from axon.models.decoder import Decoder
@@ -533,18 +648,23 @@ def ppo_task(cfg, device: torch.device, reward: Reward | Callable[[str, str], fl
     from axon.models.actor_critic import ActorCriticConfig
     from axon.tasks.sft import pretrained_tokenizer
 
+    from axon.train.distributed import process_dist
+
     p, tc = cfg.ppo, cfg.train
-    if torch.distributed.is_available() and torch.distributed.is_initialized() and torch.distributed.get_world_size() > 1:
-        raise ConfigError("ppo: one process only for now; run it without torchrun")
+    d = process_dist(device, tc.parallel)
+    if d.fsdp:
+        raise ConfigError("train.parallel: ppo runs under ddp, not fsdp (FSDP's ranks must run the same forwards, and "
+                          "each rank's answers end after their own number of tokens); use --train.parallel=ddp")
     if not isinstance(cfg.model, ActorCriticConfig):
         raise ConfigError(f"task: ppo trains model.family=actor_critic, got {cfg.model.family}")
     if not tc.init_from:
         raise ConfigError("train.init_from: ppo starts from a language model (an sft run): set --train.init_from=RUN, "
                           "or use axon finetune RUN --task=ppo")
-    rows = tc.batch_size * tc.grad_accum
+    rows = tc.batch_size * tc.grad_accum * d.world_size
     if p.rollout_batch % rows:
+        what = "train.batch_size x train.grad_accum" + (" x processes" if d.enabled else "")
         raise ConfigError(f"ppo.rollout_batch: {p.rollout_batch} answers do not split into minibatches of "
-                          f"train.batch_size x train.grad_accum = {rows}; make it a multiple of {rows}")
+                          f"{what} = {rows}; make it a multiple of {rows}")
     tokenizer = pretrained_tokenizer(tc.init_from)
     set_vocab_size(cfg, tokenizer.vocab_size)
     check_source_model(cfg)
@@ -558,15 +678,23 @@ def ppo_task(cfg, device: torch.device, reward: Reward | Callable[[str, str], fl
     schedule = RolloutSchedule(len(train_set.texts), p.rollout_batch, p.epochs, tc.grad_accum,
                                ptx_tokens(tokenizer) if p.ptx_coef > 0 else None)
     reference = load_reference(cfg, device)
-    objective = PPO(cfg, tokenizer, {TRAIN_SET: train_set, VAL_SET: val_set}, schedule, reference, source, gold)
+    objective = PPO(cfg, tokenizer, {TRAIN_SET: train_set, VAL_SET: val_set}, schedule, reference, source, gold, d)
 
     def init_policy(model, source_run) -> dict:
-        """The policy from the reference's weights (the init_from run's); the value head as built."""
+        """The policy from the reference's weights (the init_from run's); the value head as
+        built, or a separate critic as ``ppo.value_init`` says (:func:`init_critic`)."""
         missing, unexpected = model.load_state_dict(reference.state_dict(), strict=False)
-        fresh = [k for k in missing if k.startswith("value_head.")]
-        stray = [k for k in missing if not k.startswith(("value_head.", "rollout."))] + list(unexpected)
+        fresh = [k for k in missing if k.startswith(("value_head.", "critic."))]
+        stray = [k for k in missing if not k.startswith(("value_head.", "critic.", "rollout."))] + list(unexpected)
         if stray:
             raise ConfigError(f"train.init_from: {source_run} does not fit the policy ({stray[0]})")
+        if model.critic is not None:
+            loaded = init_critic(model.critic, cfg, reference)
+            fresh = [k for k in fresh if k.removeprefix("critic.") not in loaded]
+        elif p.value_init != "sft":
+            raise ConfigError(f"ppo.value_init: {p.value_init} initialises a separate critic, and model.value_head is "
+                              "shared (a head on the policy's body, which starts from train.init_from); set "
+                              "model.value_head=separate, or ppo.value_init=sft")
         return {"checkpoint": str(source_run), "initialised": fresh}
 
     def model_metrics(model, split: str) -> dict:

@@ -24,6 +24,10 @@ How a step is split (``train.batch_size`` = B sequences per process and micro-st
   parameters, gradients and optimizer states are ``DTensor`` shards (dim 0 split over ranks),
   all-gathered for each unit's forward and backward and reduce-scattered after.
 
+A task whose objective shares work out over the ranks itself (PPO samples each rollout's rows on
+their ranks, then gathers them: ``Dist.gather_rows``) gets this process's Dist from
+:func:`process_dist`; the trainer's own Dist and it describe the same group.
+
 Checkpoints are *gathered*: every tensor is assembled whole (``DTensor.full_tensor``) and rank 0
 writes the same safetensors checkpoint a single process writes (see ``axon.train.checkpoint``).
 So any run resumes on any number of processes with either strategy, and ``model.safetensors`` is
@@ -125,6 +129,21 @@ class Dist:
         out = [torch.empty_like(comm) for _ in range(self.world_size)]
         dist.all_gather(out, comm)
         return [o.cpu() for o in out]
+
+    def gather_rows(self, t: torch.Tensor) -> torch.Tensor:
+        """Every rank's ``t`` concatenated along dim 0 in rank order: the rows one process would
+        hold had it computed them all (``t`` itself on one process). Each rank gives the same
+        number of rows; the other dims may differ (e.g. the longest answer of each rank's share)
+        and are zero-padded at the end to the largest. On this rank's device."""
+        if not self.enabled:
+            return t
+        rows = t.size(0)
+        shape = [int(n) for n in self.all_reduce([*t.shape, -rows], "max").tolist()]
+        if shape[0] != rows or -shape[-1] != rows:
+            raise ValueError(f"gather_rows: every rank must give the same number of rows (this one: {rows})")
+        padded = t.new_zeros(shape[:-1])
+        padded[tuple(slice(0, n) for n in t.shape)] = t
+        return torch.cat(self.all_gather_tensor(padded)).to(t.device)
 
     @property
     def _comm_device(self) -> torch.device:
@@ -254,6 +273,16 @@ def resolve_device(name: str) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError("train.device: cuda requested but no CUDA device is available; use cpu or auto")
     return device
+
+
+def process_dist(device: torch.device, parallel: str = "ddp") -> Dist:
+    """The Dist of this process's group as :func:`init_distributed` made it (a single-process
+    Dist when there is none): for code that the trainer does not hand one, such as a task's
+    objective that shares work out over the ranks (PPO's rollouts)."""
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        return Dist(rank=dist.get_rank(), world_size=dist.get_world_size(),
+                    local_rank=int(os.environ.get("LOCAL_RANK", 0)), device=device, parallel=parallel)
+    return Dist(device=device, parallel=parallel)
 
 
 def launched_by_torchrun() -> bool:
