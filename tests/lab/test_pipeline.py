@@ -204,3 +204,24 @@ def test_the_bundled_pipeline_recipes_build_every_stage(made, name, monkeypatch)
         cfg = finetune_config(source, spec[stage]["recipe"], [*spec[stage]["overrides"], *links[stage], f"--task={stage}"])
         assert cfg.task == stage and cfg.train.init_from == str(source)
     assert cfg.ppo.gold == spec["gold"] and cfg.ppo.reward == str(root / "reward")
+
+
+@pytest.mark.parametrize("gold, judge", [("instructions", "the instruction judge"), ("sentiment", "VADER")])
+def test_the_plot_names_the_gold_judge_it_shows(gold, judge, tmp_path, monkeypatch):
+    """ppo.png's middle panel is the recipe's gold judge (it said VADER for the instruction judge too)."""
+    import matplotlib.figure
+
+    from axon.lab.pipeline import plot_ppo
+
+    run = tmp_path / "ppo"
+    run.mkdir()
+    rows = [{"step": 4 * (i + 1), "rollout": i, "score": 0.1 * i, "gold": 0.3, "kl": 0.5 * i} for i in range(12)]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    titles = []
+    real = matplotlib.figure.Figure.savefig
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig",
+                        lambda fig, *a, **k: (titles.extend(ax.get_title() for ax in fig.axes), real(fig, *a, **k)))
+    out = plot_ppo({"PPO": run}, tmp_path / "ppo.png", gold=gold)
+    assert out.read_bytes()[:4] == b"\x89PNG"
+    assert titles[1] == f"gold score of each rollout ({judge})"
+    assert not any("VADER" in t for t in titles) or gold == "sentiment"

@@ -236,16 +236,19 @@ def summarize(root: Path, gold: str, results: dict, seconds: dict, device: str) 
                "rm_val_accuracy": rm_result.get("val_accuracy"),
                "rm_eps": {k.removeprefix("val_eps/"): v for k, v in rm_result.items() if k.startswith("val_eps/")},
                "labellers": results["label"]["train"]["labellers"], "seconds": seconds}
-    plot_ppo({"PPO": root / "ppo"}, root / "ppo.png")
+    plot_ppo({"PPO": root / "ppo"}, root / "ppo.png", gold=gold)
     summary["seconds"]["summary"] = time.perf_counter() - start
     atomic_write_json(root / "summary.json", summary, indent=1)
     return summary
 
 
-def plot_ppo(runs: dict[str, str | Path], path: str | Path, window: int = 10) -> Path:
+GOLD_TITLES = {"sentiment": "VADER", "instructions": "the instruction judge"}
+
+
+def plot_ppo(runs: dict[str, str | Path], path: str | Path, window: int = 10, gold: str = "sentiment") -> Path:
     """PPO runs over training, one line each (label -> run directory): each rollout's mean reward,
-    its mean gold score (raw, and a ``window``-rollout running mean) and its KL from the reference
-    (nats per answer), from the runs' metrics.jsonl; written to ``path`` (PNG)."""
+    its mean gold score under the judge ``gold`` (raw, and a ``window``-rollout running mean) and
+    its KL from the reference (nats per answer), from the runs' metrics.jsonl; written to ``path`` (PNG)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -263,7 +266,7 @@ def plot_ppo(runs: dict[str, str | Path], path: str | Path, window: int = 10) ->
             line = ax.plot(steps, y, alpha=0.35 if key == "gold" else 1.0, label=label)[0]
             if key == "gold" and len(y) >= window:
                 ax.plot(steps[window - 1 :], np.convolve(y, np.ones(window) / window, "valid"), color=line.get_color())
-    for ax, title in zip(axes, ("reward of each rollout (what PPO maximises)", "gold score of each rollout (VADER)",
+    for ax, title in zip(axes, ("reward of each rollout (what PPO maximises)", f"gold score of each rollout ({GOLD_TITLES.get(gold, gold)})",
                                 "KL(policy || SFT), nats per answer")):
         ax.set_title(title, fontsize=10)
         ax.set_xlabel("step")
