@@ -122,6 +122,10 @@ def test_each_stage_is_an_ordinary_run_linked_to_the_one_before(made):
     assert (root / "ppo.png").read_bytes()[:4] == b"\x89PNG"
     assert set(summary["rm_eps"]) == {"adversary", "careful", "sloppy"}
     assert summary["sft"]["reward"] != summary["ppo"]["reward"] and math.isfinite(summary["ppo_val_kl"])
+    won = summary["ppo_over_sft"]  # per prompt by the gold judge, ties as half, with its Wilson interval
+    assert won["wins"] + won["ties"] + won["losses"] == summary["prompts"]
+    assert won["rate"] == pytest.approx((won["wins"] + won["ties"] / 2) / summary["prompts"])
+    assert won["low"] <= won["rate"] <= won["high"] and won["high"] - won["low"] > 0
 
 
 def test_comparisons_follow_the_gold_judge_by_their_labellers(made):

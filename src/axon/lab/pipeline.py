@@ -187,9 +187,10 @@ def label_stage(root: Path, label: dict, gold: str, device: str, progress: bool,
 
 
 def policy_figures(run_dir: Path, prompts: list[str], gold: str, reward, max_new_tokens: int, temperature: float,
-                   device: str, batch_size: int = 64) -> dict:
+                   device: str, batch_size: int = 64) -> tuple[dict, list[str]]:
     """Mean gold and reward, share ended and mean length of answers of the chat run ``run_dir`` to
-    ``prompts``, sampled at ``temperature`` from generators seeded by (SUMMARY_SEED, batch)."""
+    ``prompts``, sampled at ``temperature`` from generators seeded by (SUMMARY_SEED, batch); and
+    the answers."""
     import numpy as np
 
     from axon.data.chat import prompt_ids
@@ -208,7 +209,7 @@ def policy_figures(run_dir: Path, prompts: list[str], gold: str, reward, max_new
         ended += int(got.ended.sum())
     return {"gold": float(np.mean([judge(p, a) for p, a in zip(prompts, texts)])),
             "reward": float(reward.score(prompts, texts).mean()), "ended": ended / len(prompts),
-            "length": float(np.mean([len(a) for a in texts])), "examples": list(zip(prompts[:3], texts[:3]))}
+            "length": float(np.mean([len(a) for a in texts])), "examples": list(zip(prompts[:3], texts[:3]))}, texts
 
 
 def summarize(root: Path, gold: str, results: dict, seconds: dict, device: str) -> dict:
@@ -219,6 +220,7 @@ def summarize(root: Path, gold: str, results: dict, seconds: dict, device: str) 
 
     from axon.atomic import atomic_write_json
     from axon.config import load_config
+    from axon.feedback import gold_for, judge_win_rate
     from axon.tasks.ppo import RunReward, read_prompt_set
     from axon.train.run import load_run
 
@@ -228,10 +230,12 @@ def summarize(root: Path, gold: str, results: dict, seconds: dict, device: str) 
     reward = RunReward(rm, rm_tok)
     p = cfg.ppo
     with torch.no_grad():
-        sft = policy_figures(root / "sft", prompts, gold, reward, p.max_new_tokens, p.temperature, device)
-        ppo = policy_figures(root / "ppo", prompts, gold, reward, p.max_new_tokens, p.temperature, device)
+        sft, sft_answers = policy_figures(root / "sft", prompts, gold, reward, p.max_new_tokens, p.temperature, device)
+        ppo, ppo_answers = policy_figures(root / "ppo", prompts, gold, reward, p.max_new_tokens, p.temperature, device)
+    won = judge_win_rate(gold_for(gold), prompts, ppo_answers, sft_answers)  # per prompt, ties as half, Wilson 95%
     rm_result, ppo_result = results["reward"], results["ppo"]
     summary = {"prompts": len(prompts), "gold_judge": gold, "sft": sft, "ppo": ppo,
+               "ppo_over_sft": {k: getattr(won, k) for k in ("rate", "low", "high", "wins", "ties", "losses")},
                "ppo_val_kl": ppo_result.get("val_kl"), "ppo_val_gold": ppo_result.get("val_gold"),
                "rm_val_accuracy": rm_result.get("val_accuracy"),
                "rm_eps": {k.removeprefix("val_eps/"): v for k, v in rm_result.items() if k.startswith("val_eps/")},
@@ -280,8 +284,10 @@ def plot_ppo(runs: dict[str, str | Path], path: str | Path, window: int = 10, go
 
 def summary_lines(s: dict) -> list[str]:
     eps = ", ".join(f"{k} {v['flip']:g} -> {s['rm_eps'][k]:.2f}" for k, v in s["labellers"].items() if k in s["rm_eps"])
+    w = s["ppo_over_sft"]
     return [f"summary ({s['prompts']} validation prompts, sampled; gold judge: {s['gold_judge']}):",
-            f"  gold    SFT {s['sft']['gold']:.3f} -> PPO {s['ppo']['gold']:.3f}",
+            f"  gold    SFT {s['sft']['gold']:.3f} -> PPO {s['ppo']['gold']:.3f} | PPO's win rate over SFT "
+            f"{w['rate']:.3f} [{w['low']:.3f}, {w['high']:.3f}] ({w['wins']} wins, {w['ties']} ties, {w['losses']} losses)",
             f"  reward  SFT {s['sft']['reward']:.3f} -> PPO {s['ppo']['reward']:.3f} (the reward model's score)",
             f"  KL(PPO || SFT) {s['ppo_val_kl']:.2f} nats per answer | reward model: held-out pairwise accuracy "
             f"{s['rm_val_accuracy']:.3f}" + (f" | flip rates, true -> estimated: {eps}" if eps else ""),
