@@ -115,3 +115,26 @@ def test_instructgpt_headline_smoke_reports_win_rates_and_equal_kl(rlhf_runs):
     p = run("instructgpt_headline.py", "--large", sft, "--small-sft", sft, "--small-ppo", sft, "--limit", "1",
             "--max-new-tokens", "4")
     assert p.returncode == 1 and p.stderr.strip() == f"error: --small-ppo {sft}: not a PPO run started from --small-sft {sft}"
+
+
+# benchmarks/sentiment_rm_diagnosis.py: the figures of a comparisons file, on files whose answers are known
+def test_sentiment_rm_diagnosis_bag_of_words_learns_the_labels_it_is_given(tmp_path):
+    from axon.feedback.sentiment import sentiment_score, vader_available
+
+    if not vader_available():
+        pytest.skip("needs vaderSentiment")
+    good, bad = ["love", "sweet", "fair", "good", "happy"], ["death", "hate", "woe", "evil", "grief"]
+    rows = [{"prompt": "Come,", "chosen": f"my {g} lord", "rejected": f"my {b} lord", "labeller": "a"} for g in good for b in bad]
+    flipped = [{**r, "chosen": r["rejected"], "rejected": r["chosen"]} for r in rows]
+    for name, lines in (("right.jsonl", rows), ("flipped.jsonl", flipped), ("val.jsonl", rows[::3])):
+        (tmp_path / name).write_text("".join(json.dumps(r) + "\n" for r in lines))
+    gap = sorted(abs(sentiment_score(r["chosen"]) - sentiment_score(r["rejected"])) for r in rows)[len(rows) // 2]
+    out = {}
+    for name in ("right", "flipped"):
+        p = run("sentiment_rm_diagnosis.py", str(tmp_path / f"{name}.jsonl"), str(tmp_path / "val.jsonl"))
+        assert p.returncode == 0, p.stderr[-2000:]
+        out[name] = p.stdout.splitlines()
+    assert "labels agree with VADER 1.000, one side neutral 0.000" in out["right"][0]
+    assert "labels agree with VADER 0.000" in out["flipped"][0]
+    assert f"{gap:.2f}" in out["right"][1].split(": ")[1].split()  # the median of |gold gap|
+    assert "held-out accuracy 1.000" in out["right"][3] and "held-out accuracy 0.000" in out["flipped"][3]

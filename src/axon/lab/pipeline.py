@@ -304,6 +304,11 @@ def run_pipeline(recipe: str | Path, name: str, *, out_dir: str | Path = "runs",
     RunConfig(name=name)  # the same rule as a run's name: one path component
     spec = read_recipe(recipe)
     overrides = list(overrides or [])
+    for o in overrides:  # a run's place is the pipeline's: --out_dir=X here would be overridden, and the pipeline go to runs/
+        key = o.split("=", 1)[0].removeprefix("--")
+        if key in ("out_dir", "name", "task"):
+            raise ConfigError(f"{o}: the pipeline sets {key} of each stage itself (OUT_DIR/NAME/STAGE); "
+                              "give the pipeline's own --out-dir and --name")
     if not progress:
         overrides.append("--log.progress=false")
     root = Path(out_dir) / name
