@@ -74,15 +74,21 @@ def cmd_train(args, overrides: list[str]) -> int:
     else:
         result = train(load_config(args.config, overrides))
     main_rank = int(os.environ.get("RANK", 0)) == 0  # a torchrun worker: rank 0 reports
-    if result.get("interrupted"):  # stopped by a signal, checkpointed: not finished, so not exit 0
-        sig = int(result["signal"])
-        if main_rank:
-            print(f"axon train: stopped by {signal.Signals(sig).name} at step {result['step']}, which is saved; "
-                  f"continue the run with axon train --resume {result['run_dir']}", file=sys.stderr)
-        return 128 + sig
+    if result.get("interrupted"):
+        return _stopped(result, "train", main_rank)
     if main_rank:
         print(train_line(result))
     return 0
+
+
+def _stopped(result: dict, command: str, main_rank: bool = True) -> int:
+    """A run stopped by a signal and checkpointed is not finished, so not exit 0: say which step
+    is saved and how to continue; exit 128 + the signal."""
+    sig = int(result["signal"])
+    if main_rank:
+        print(f"axon {command}: stopped by {signal.Signals(sig).name} at step {result['step']}, which is saved; "
+              f"continue the run with axon train --resume {result['run_dir']}", file=sys.stderr)
+    return 128 + sig
 
 
 def cmd_config(args, overrides: list[str]) -> int:
@@ -326,7 +332,10 @@ def cmd_finetune(args, overrides: list[str]) -> int:
     from axon.tasks.finetune import finetune_config
     from axon.train.run import train
 
-    print(finetune_line(train(finetune_config(args.pretrained, args.config, overrides))))
+    result = train(finetune_config(args.pretrained, args.config, overrides))
+    if result.get("interrupted"):
+        return _stopped(result, "finetune")
+    print(finetune_line(result))
     return 0
 
 

@@ -403,3 +403,20 @@ def test_a_file_size_limit_at_the_first_checkpoint_leaves_nothing_and_says_so(tm
     assert line.startswith("axon train: error: could not write the checkpoint of step 10: ") and "File too large" in line
     assert line.endswith("the run has no checkpoint yet: make room, then run the same command again")
     assert not (tmp_path / "runs" / "big").exists()
+
+
+def test_a_signal_stops_a_finetune_run_the_same_way(tmp_path, tiny_run, axon_cache):
+    """axon finetune used to format the missing validation loss of a stopped run (TypeError)."""
+    data = tmp_path / "pairs.jsonl"
+    data.write_text("".join(f'{{"prompt": "{w}", "response": "{w[::-1]}"}}\n' for w in ("abc", "dog", "hat", "sun")))
+    run = tmp_path / "runs" / "sft"
+    proc = _axon(["finetune", str(tiny_run), "--task=sft", f"--data.train_file={data}", f"--data.val_file={data}",
+                  "--train.max_steps=100000", "--train.checkpoint_interval=10", "--train.eval_interval=100000",
+                  "--train.sample_tokens=0", f"--out_dir={tmp_path / 'runs'}", "--name=sft"], tmp_path, axon_cache)
+    _wait_for(run / "checkpoints" / "step_00000010", proc)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143 and "Traceback" not in err, err
+    step = verify_checkpoint(list_checkpoints(run / "checkpoints")[0])["step"]
+    assert err.strip().splitlines()[-1] == (f"axon finetune: stopped by SIGTERM at step {step}, which is saved; "
+                                            f"continue the run with axon train --resume {run}")

@@ -42,7 +42,9 @@ def train_line(result: dict) -> str:
 def finetune_line(result: dict) -> str:
     """A fine-tuned classifier: loss, accuracy and the majority-class baseline to beat; a
     fine-tuned causal LM (sft): the loss per response token and its perplexity."""
-    parts = [*_run_parts(result), f"val loss {result['val_loss']:.4f}"]
+    parts = _run_parts(result)
+    if result.get("val_loss") is not None:  # None: no evaluation (an empty validation split, a stopped run)
+        parts.append(f"val loss {result['val_loss']:.4f}")
     if "val_accuracy" in result:
         parts.append(f"val accuracy {result['val_accuracy']:.4f}")
     if "val_majority_baseline" in result:
