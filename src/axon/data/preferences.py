@@ -1,4 +1,6 @@
-"""Preference comparisons as reward-model batches: the data of the ``reward`` task (``axon.tasks.reward``).
+"""Preference comparisons as reward-model batches: the data of the ``reward`` task (``axon.tasks.reward``),
+and the same files as (chosen, rejected) pairs in the chat template for the ``dpo`` task
+(``ComparisonPairs``, at the end of this module).
 
 A file is JSONL, one object per line, in either of two forms (both may appear in one file):
 
