@@ -43,6 +43,7 @@ def by_hand(kind, pw, pl, rw, rl, nw, nl, beta, eps, gamma, alpha, nll):
         return -logsig(beta * h) + alpha * nll
 
 
+@pytest.mark.numerics
 @pytest.mark.parametrize("kind", LOSSES)
 def test_each_loss_against_a_hand_computation(kind):
     pw, pl, rw, rl, nw, nl = four()
@@ -62,6 +63,7 @@ def test_cdpo_at_zero_smoothing_and_rpo_at_zero_alpha_are_dpo():
     assert torch.equal(preference_loss("rpo", pw, pl, rw, rl, nw, nl, beta=0.5, alpha=0.0), dpo)
 
 
+@pytest.mark.numerics
 def test_sequence_logprobs_sum_the_response_tokens():
     g = torch.Generator().manual_seed(0)
     logits = torch.randn(3, 6, 11, generator=g, dtype=torch.float64)
@@ -180,6 +182,7 @@ def trl_case(seed=0):
     return ids, completion, per_token, logits, y
 
 
+@pytest.mark.numerics
 @needs_trl
 @pytest.mark.parametrize("kind,trl_types,weights", [("dpo", ["sigmoid"], [1.0]), ("ipo", ["ipo"], [1.0]),
                                                     ("robust", ["robust"], [1.0]),
@@ -198,6 +201,7 @@ def test_equal_to_trl_dpo_trainer(kind, trl_types, weights):
     assert abs(float(ours) - float(theirs)) <= 1e-12  # in fp64 the two are the same sums
 
 
+@pytest.mark.numerics
 @needs_trl
 def test_simpo_equal_to_trl_cpo_trainer():
     from trl.experimental.cpo.cpo_trainer import CPOTrainer
