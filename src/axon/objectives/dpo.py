@@ -47,6 +47,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from axon.models.base import unwrap
 from axon.objectives.causal_lm import IGNORE_INDEX
 from axon.objectives.ppo import token_logprobs
 
@@ -144,8 +145,6 @@ class DPO:
         return logp.view(B, 2), n.view(B, 2)
 
     def __call__(self, model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, dict]:
-        from axon.models.base import unwrap
-
         x, y = batch
         logp, n = self.logprobs(model, x, y)
         pi_w, pi_l, len_w, len_l = logp[:, 0], logp[:, 1], n[:, 0].to(logp.dtype), n[:, 1].to(logp.dtype)
