@@ -199,6 +199,13 @@ def test_the_config_knows_every_task():
     assert TASK_NAMES == tuple(TASKS)
 
 
+def test_the_config_knows_every_dpo_loss():
+    from axon.config import DPO_LOSSES
+    from axon.objectives.dpo import LOSSES
+
+    assert DPO_LOSSES == LOSSES
+
+
 def test_the_config_knows_every_bundled_corpus():
     from axon.data.corpus import CORPORA
 

@@ -95,7 +95,7 @@ class DataConfig:
 # The corpora shipped in the package (axon.data.corpus.CORPORA; tests/test_layering.py checks they agree).
 CORPUS_NAMES = ("shakespeare",)
 # The tasks a config may name (axon.tasks.TASKS; tests/test_layering.py checks they agree).
-TASK_NAMES = ("lm", "mlm", "classify", "seq2seq", "word2vec", "sft", "reward", "ppo")
+TASK_NAMES = ("lm", "mlm", "classify", "seq2seq", "word2vec", "sft", "reward", "ppo", "dpo")
 # The names axon.train.optim.OPTIMIZERS builds, in its order. A copy, so that validating a config
 # does not import the trainer (and torch); tests/test_layering.py checks that the two agree.
 OPTIMIZER_NAMES = ("adamw", "adam", "amsgrad", "adamax", "nadam", "sgd", "rmsprop", "adagrad", "adadelta", "muon")
@@ -314,6 +314,33 @@ class PPOConfig:
         return self.epochs * self.rollout_batch // (batch_size * grad_accum)
 
 
+# dpo.loss: the losses of axon.objectives.dpo.LOSSES (a copy, so that validating a config does not
+# import torch; tests/test_layering.py checks that the two agree)
+DPO_LOSSES = ("dpo", "cdpo", "robust", "ipo", "simpo", "rpo")
+
+
+@dataclass
+class DPOConfig:
+    # Direct preference optimisation and its family (axon.tasks.dpo, axon.objectives.dpo): the policy
+    # from train.init_from, a frozen copy of the same weights as the reference (none for simpo)
+    loss: str = "dpo"  # dpo, cdpo (label smoothing), robust (rDPO), ipo, simpo (no reference), rpo (dpo + alpha * NLL)
+    beta: float = 0.1  # the inverse temperature of the implicit reward beta * log(pi / pi_ref); IPO's tau; SimPO's beta
+    label_smoothing: float = 0.0  # cdpo and robust: the probability that a comparison's label is flipped
+    gamma: float = 0.5  # simpo: the target margin of the length-normalised rewards
+    alpha: float = 1.0  # rpo: the weight of the chosen responses' NLL per token
+
+    def __post_init__(self):
+        check_fields(self, "dpo.")
+        check(self.loss in DPO_LOSSES, "dpo.loss", f"unknown loss {self.loss!r}; choose one of: {', '.join(DPO_LOSSES)}")
+        check(self.beta > 0, "dpo.beta", f"must be > 0, got {self.beta}")
+        check(0 <= self.label_smoothing < 0.5, "dpo.label_smoothing",
+              f"must be in [0, 0.5) (a flip rate of 0.5 says the labels carry nothing), got {self.label_smoothing}")
+        check(self.label_smoothing == 0 or self.loss in ("cdpo", "robust"), "dpo.label_smoothing",
+              f"is used by the cdpo and robust losses only, and dpo.loss={self.loss}; set dpo.loss=cdpo or robust")
+        check(self.gamma >= 0, "dpo.gamma", f"must be >= 0, got {self.gamma}")
+        check(self.alpha >= 0, "dpo.alpha", f"must be >= 0, got {self.alpha}")
+
+
 @dataclass
 class RunConfig:
     out_dir: str = "runs"
@@ -327,6 +354,7 @@ class RunConfig:
     log: LogConfig = field(default_factory=LogConfig)
     lora: LoRAConfig = field(default_factory=LoRAConfig)
     ppo: PPOConfig = field(default_factory=PPOConfig)
+    dpo: DPOConfig = field(default_factory=DPOConfig)
 
     def __post_init__(self):
         if self.model is None:
@@ -346,7 +374,7 @@ class RunConfig:
 
 MODEL_CONFIGS = tuple(f.config for f in FAMILY_CONFIGS.values())
 SECTIONS = {"data": DataConfig, "optim": OptimConfig, "schedule": ScheduleConfig, "train": TrainConfig, "log": LogConfig,
-            "lora": LoRAConfig, "ppo": PPOConfig}
+            "lora": LoRAConfig, "ppo": PPOConfig, "dpo": DPOConfig}
 TOP_LEVEL = ("out_dir", "name", "task")
 
 

@@ -190,7 +190,35 @@ PPO_CASES = [
          "ppo.value_init: ", setup=write("p.jsonl", PROMPT)),
 ]
 
-CASES = CONFIG + TRAIN_CASES + SFT_CASES + PPO_CASES
+# DPO from the tiny run (`axon finetune RUN --task=dpo`): a bad comparison is one line naming its
+# file and line, found before anything trains (axon.tasks.dpo, axon.data.preferences).
+DPO = ["finetune", "{run}", "--task=dpo", "--data.train_file={tmp}/c.jsonl", "--data.val_file={tmp}/c.jsonl",
+       *TRAIN[2:]]
+PAIR = b'{"prompt": "abc", "chosen": "a b c", "rejected": "cba"}\n'
+
+DPO_CASES = [
+    Case("dpo-unknown-loss", ["config", "--dpo.loss=kto"], "dpo.loss: unknown loss 'kto'; choose one of: dpo, cdpo"),
+    Case("dpo-beta", ["config", "--dpo.beta=0"], "dpo.beta: must be > 0, got 0"),
+    Case("dpo-smoothing-unused", ["config", "--dpo.label_smoothing=0.1"],
+         "dpo.label_smoothing: is used by the cdpo and robust losses only"),
+    Case("dpo-smoothing-half", ["config", "--dpo.loss=cdpo", "--dpo.label_smoothing=0.5"],
+         "dpo.label_smoothing: must be in [0, 0.5)"),
+    Case("dpo-empty-side", DPO, "c.jsonl:2: 'rejected' is empty",
+         setup=write("c.jsonl", PAIR + b'{"prompt": "abc", "chosen": "a b c", "rejected": " "}\n')),
+    Case("dpo-prompt-too-long", DPO, "c.jsonl:2: the prompt alone fills model.block_size=64 tokens in the chat template",
+         setup=write("c.jsonl", PAIR + b'{"prompt": "' + b"x" * 80 + b'", "chosen": "a", "rejected": "b"}\n')),
+    Case("dpo-answer-too-long", DPO, "c.jsonl:2: prompt + response is 121 tokens in the chat template, so the model "
+         "would read 120, more than model.block_size=64",
+         setup=write("c.jsonl", PAIR + b'{"prompt": "abc", "chosen": "' + b"x" * 99 + b'", "rejected": "b"}\n')),
+    Case("dpo-end-marker", DPO, "c.jsonl:2: a response holds the end marker '$'",
+         setup=write("c.jsonl", PAIR + b'{"prompt": "abc", "chosen": "a$", "rejected": "b"}\n')),
+    Case("dpo-bad-ranking", DPO, "c.jsonl:2: 'ranking' must list the indices 0..2",
+         setup=write("c.jsonl", PAIR + b'{"prompt": "abc", "responses": ["a", "b", "c"], "ranking": [0, 0, 1]}\n')),
+    Case("dpo-no-init-from", ["train", "--task=dpo", "--data.train_file={tmp}/c.jsonl", *TRAIN[1:]],
+         "train.init_from: dpo trains a language model from a starting run", setup=write("c.jsonl", PAIR)),
+]
+
+CASES = CONFIG + TRAIN_CASES + SFT_CASES + PPO_CASES + DPO_CASES
 
 
 @pytest.fixture(scope="module")
@@ -205,7 +233,7 @@ def test_bad_input_is_one_line(case, results):
     assert_user_error(found[case.id], case.expect, case.argv[0])
 
 
-REFUSED_RUNS = TRAIN_CASES + SFT_CASES + [c for c in PPO_CASES if c.argv[0] != "config"]
+REFUSED_RUNS = TRAIN_CASES + SFT_CASES + [c for c in PPO_CASES + DPO_CASES if c.argv[0] != "config"]
 
 
 @pytest.mark.parametrize("case", REFUSED_RUNS, ids=[c.id for c in REFUSED_RUNS])

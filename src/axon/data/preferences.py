@@ -1,4 +1,6 @@
-"""Preference comparisons as reward-model batches: the data of the ``reward`` task (``axon.tasks.reward``).
+"""Preference comparisons as reward-model batches: the data of the ``reward`` task (``axon.tasks.reward``),
+and the same files as (chosen, rejected) pairs in the chat template for the ``dpo`` task
+(``ComparisonPairs``, at the end of this module).
 
 A file is JSONL, one object per line, in either of two forms (both may appear in one file):
 
@@ -228,3 +230,90 @@ class PreferencePairs:
         if max_batches is not None:
             starts = starts[:max_batches]
         return (self.batch(range(s, min(s + batch_size, len(self.groups)))) for s in starts)
+
+
+# ----------------------------------------------------------------------------------------------
+# Comparisons in the chat template: the data of the ``dpo`` task (``axon.tasks.dpo``)
+
+
+class ComparisonPairs:
+    """Every (chosen, rejected) pair of a preference file, each side rendered in the SFT chat
+    template (``axon.data.chat``): the prompt as the user's turn, the response as the assistant's
+    answer with the end marker, the loss on the answer and its marker only.
+
+    A batch of B pairs is ``(x (B, 2, T), y (B, 2, T))`` int64, [:, 0] the chosen side and [:, 1]
+    the rejected one, each as the sft task's (x = ids[:-1] padded with 0, y = ids[1:] on the
+    answer's tokens and IGNORE elsewhere), T the longest side of the batch less one. A ranking
+    gives its K(K-1)/2 pairs. Training batches draw ``batch_size`` pairs uniformly with replacement
+    from a generator seeded with (seed, step, micro_step) (exact resume); evaluation walks the
+    pairs in file order."""
+
+    def __init__(self, seqs: list[np.ndarray], trained: list[np.ndarray], pairs: np.ndarray, block_size: int):
+        if len(pairs) == 0:
+            raise DataError("no comparisons")
+        self.seqs, self.trained, self.pairs, self.block_size = seqs, trained, pairs, block_size
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def collate(self, rows) -> tuple[torch.Tensor, torch.Tensor]:
+        from axon.data.chat import IGNORE, PAD_INPUT
+
+        sides = self.pairs[np.asarray(rows, dtype=np.int64)]  # (B, 2) indices into seqs
+        T = max(len(self.seqs[i]) for i in sides.ravel()) - 1
+        x = np.full((*sides.shape, T), PAD_INPUT, dtype=np.int64)
+        y = np.full((*sides.shape, T), IGNORE, dtype=np.int64)
+        for (b, s), i in np.ndenumerate(sides):
+            ids, trained = self.seqs[i], self.trained[i]
+            x[b, s, : len(ids) - 1] = ids[:-1]
+            y[b, s, : len(ids) - 1] = np.where(trained[1:], ids[1:], IGNORE)
+        return torch.from_numpy(x), torch.from_numpy(y)
+
+    def _check_block(self, block_size: int) -> None:
+        if block_size < self.block_size:
+            raise DataError(f"the comparisons were checked for block_size {self.block_size}, asked for {block_size}")
+
+    def get_batch(self, step: int, batch_size: int, block_size: int, seed: int, micro_step: int = 0):
+        self._check_block(block_size)
+        rng = np.random.default_rng(np.random.SeedSequence([seed, step, micro_step]))
+        return self.collate(rng.integers(0, len(self.pairs), size=batch_size))
+
+    def iter_eval_batches(self, batch_size: int, block_size: int, max_batches: int | None = None) -> Iterator[tuple]:
+        self._check_block(block_size)
+        starts = range(0, len(self.pairs), batch_size)
+        if max_batches is not None:
+            starts = starts[:max_batches]
+        return (self.collate(range(s, min(s + batch_size, len(self.pairs)))) for s in starts)
+
+
+def encode_comparisons(groups: list[PromptGroup], tokenizer, block_size: int, truncate: bool,
+                       source: str) -> tuple[ComparisonPairs, int]:
+    """The pairs of ``groups`` (read from ``source``) in the chat template, and how many texts were
+    cut. A text of n tokens trains n - 1 positions, so n - 1 may not exceed ``block_size``: a longer
+    one is a DataError naming its line, or with ``truncate`` the end of its answer is cut (a prompt
+    that leaves no answer token is still an error). An answer holding the end marker is refused."""
+    from axon.data.chat import END, encode_pieces, pieces
+
+    seqs, trained, pairs, cut = [], [], [], 0
+    for g in groups:
+        first = len(seqs)
+        for text, line in zip(g.responses, g.response_lines):
+            where = f"{source}:{line}"
+            if END in text:
+                raise DataError(f"{where}: a response holds the end marker {END!r}, which ends an answer in the chat "
+                                "template (axon.data.chat); remove it from the response")
+            ids, mask = encode_pieces(tokenizer, pieces([("user", g.prompt), ("assistant", text)],
+                                                        ["prompt", "response"]), where)
+            if len(ids) - 1 > block_size:
+                if not mask[1 : block_size + 1].any():
+                    raise DataError(f"{where}: the prompt alone fills model.block_size={block_size} tokens in the chat "
+                                    "template, leaving no room for the answer; shorten the prompt or raise model.block_size")
+                if not truncate:
+                    raise DataError(f"{where}: prompt + response is {len(ids)} tokens in the chat template, so the model "
+                                    f"would read {len(ids) - 1}, more than model.block_size={block_size}; shorten it, raise "
+                                    "model.block_size, or set data.truncate=true to cut the end of the answer")
+                ids, mask, cut = ids[: block_size + 1], mask[: block_size + 1], cut + 1
+            seqs.append(ids)
+            trained.append(mask)
+        pairs += [(first + b, first + w) for b, w, _, _ in g.pairs]
+    return ComparisonPairs(seqs, trained, np.asarray(pairs, dtype=np.int64).reshape(-1, 2), block_size), cut

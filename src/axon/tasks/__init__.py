@@ -23,6 +23,8 @@ they read (files, tokenizers, datasets of batches) is ``axon.data``'s:
               optionally with one learnt reliability per labeller
     ppo       PPO of a policy with a value head against a reward (gold judges or a reward run),
               with a KL penalty to the SFT model (InstructGPT's third step)
+    dpo       a causal LM trained directly on comparisons against a frozen copy of itself (DPO,
+              IPO, cDPO, robust DPO, SimPO, RPO), no reward model and no sampling
 
 A new task is a module here with a ``(cfg, device) -> TaskSetup`` builder, a line in ``TASKS``,
 and the families that run it listing it (``Family.task`` / ``other_tasks`` in ``axon.models``):
@@ -36,7 +38,7 @@ import copy
 import torch
 
 from axon.errors import ConfigError
-from axon.tasks import classify, lm, mlm, ppo, reward, seq2seq, sft, word2vec
+from axon.tasks import classify, dpo, lm, mlm, ppo, reward, seq2seq, sft, word2vec
 from axon.tasks.base import TaskBuilder, TaskSetup, set_vocab_size
 
 TASKS: dict[str, TaskBuilder] = {
@@ -48,6 +50,7 @@ TASKS: dict[str, TaskBuilder] = {
     "sft": sft.sft_task,
     "reward": reward.reward_task,
     "ppo": ppo.ppo_task,
+    "dpo": dpo.dpo_task,
 }
 
 

@@ -2,7 +2,8 @@
 
 A dataset gives ``get_batch(step, batch_size, block_size, seed, micro_step=)`` (a tuple of tensors,
 a pure function of its arguments) and ``iter_eval_batches(batch_size, block_size, max_batches)``;
-the objective maps ``(model, batch)`` to ``(loss, parts)`` (see ``axon.eval.evaluate``). Which
+the objective maps ``(model, batch)`` to ``(loss, parts)`` (see ``axon.eval.evaluate``) and may
+have ``metrics()``, figures of the training batches since the last record, logged with it. Which
 datasets and objective a run uses is its task (``axon.tasks``).
 
 Per step: ``grad_accum`` micro-batches of forward/backward, gradient clipping, a non-finite
@@ -199,6 +200,8 @@ class Trainer:
                 if st.skipped_steps:
                     record["skipped_steps"] = st.skipped_steps
                 record.update(self.dist.mean(self.model.metrics()))  # e.g. MoE expert loads since the last record
+                if hasattr(self.objective, "metrics"):  # e.g. DPO's rewards of the training pairs since the last record
+                    record.update(self.dist.mean(self.objective.metrics()))
                 if evaluate:
                     val = self.evaluate(tc.eval_batches)
                     val_loss = record["val_loss"] = val["loss"]
