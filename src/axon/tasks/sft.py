@@ -22,12 +22,11 @@ the tokenizer from the run (``axon.tasks.finetune.finetune_config``).
 Metrics: the validation loss is the mean cross-entropy per response token (end markers
 included); ``summarize`` adds its perplexity. When every example of a split is one user prompt
 that is an instruction of ``axon.feedback`` (the bundled instruction files), ``result.json`` and
-``axon eval`` also give the gold judge's mean score of greedy answers to those prompts
-(``gold``, 1 = followed; at most ``GOLD_TOKENS`` tokens each, fewer if the split's longest
-prompt leaves less of the context) and the share that wrote the end
-marker (``ended``). samples.txt: greedy answers to the first validation prompts, stopped at the
-end marker, beside the reference answers. ``axon sample`` on
-an sft run wraps ``--prompt`` in the template and stops at the marker.
+``axon eval`` also give the gold judge's mean score of greedy answers to those prompts (``gold``,
+1 = followed; at most ``GOLD_TOKENS`` tokens each, fewer if the split's longest prompt leaves
+less of the context) and the share that wrote the end marker (``ended``). samples.txt: greedy
+answers to the first validation prompts, stopped at the end marker, beside the reference
+answers. ``axon sample`` on an sft run wraps ``--prompt`` in the template and stops at the marker.
 """
 
 from __future__ import annotations
