@@ -106,6 +106,20 @@ def hold_out(items: list, source: Path, what: str = "examples", every: int = VAL
     return [x for i, x in enumerate(items, 1) if i % every != 0], val
 
 
+def read_splits(data_cfg, read, *, example: str | None = None, what: str = "examples") -> tuple[list, Path, list, Path]:
+    """(train items, train file, val items, val file) of a task's ``data.train_file`` and
+    ``data.val_file``, each read by ``read(path) -> list``; without a val_file, every VAL_EVERY-th
+    item of the training file is held out (:func:`hold_out`, ``what`` naming the items) and the
+    val file is the training file."""
+    train_file = resolve_file(data_cfg.train_file, "data.train_file", data_cfg, example=example)
+    train = read(train_file)
+    if data_cfg.val_file is None:
+        train, val = hold_out(train, train_file, what)
+        return train, train_file, val, train_file
+    val_file = resolve_file(data_cfg.val_file, "data.val_file", data_cfg, example=example)
+    return train, train_file, read(val_file), val_file
+
+
 def read_text(path: str | Path, universal_newlines: bool = False) -> str:
     """A UTF-8 text file, exactly as stored (character counts and splits match the bytes), or
     with ``universal_newlines`` its line endings read as ``\\n``."""

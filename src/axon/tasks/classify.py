@@ -39,7 +39,7 @@ import numpy as np
 import torch
 
 from axon.data.bert_tokens import BERT_TOKENIZER_KINDS, BertTokens, build_bert_tokenizer
-from axon.data.files import hold_out, read_examples, resolve_file
+from axon.data.files import read_examples, read_splits
 from axon.data.labelled import LabelledTexts, encode_examples
 from axon.errors import ConfigError, DataError
 from axon.tasks.base import TaskSetup, set_vocab_size
@@ -78,14 +78,8 @@ def classify_task(cfg, device: torch.device) -> TaskSetup:
     from axon.objectives.classification import Classification
 
     data = cfg.data
-    train_file = resolve_file(data.train_file, "data.train_file", data)
-    train_ex = read_examples(train_file, data.text_field, data.label_field)
-    if data.val_file is not None:
-        val_file = resolve_file(data.val_file, "data.val_file", data)
-        val_ex = read_examples(val_file, data.text_field, data.label_field)
-    else:
-        val_file = train_file
-        train_ex, val_ex = hold_out(train_ex, train_file)
+    train_ex, train_file, val_ex, val_file = read_splits(
+        data, lambda path: read_examples(path, data.text_field, data.label_field))
     labels = sorted({e.label for e in train_ex})
     if len(labels) < 2:
         raise DataError(f"{train_file}: a classifier needs at least two labels, found {labels}")

@@ -37,7 +37,7 @@ import sys
 
 import torch
 
-from axon.data.files import hold_out, resolve_file
+from axon.data.files import read_splits
 from axon.data.preferences import encode_comparisons, read_preferences
 from axon.errors import ConfigError
 from axon.tasks.base import TaskSetup, set_vocab_size
@@ -49,15 +49,10 @@ EXAMPLE = 'a .jsonl file of {"prompt", "chosen", "rejected"} or {"prompt", "resp
 def load_reference(cfg, device: torch.device) -> torch.nn.Module:
     """A frozen copy of the ``train.init_from`` weights in eval mode, of the run's model family."""
     from axon.models import build_model
-    from axon.train.run import init_weights
+    from axon.tasks.finetune import frozen_reference
 
-    with torch.random.fork_rng(devices=[]):  # building it must not move the run's RNG (exact resume)
-        reference = build_model(cfg.model)
-    init_weights(reference, cfg.train.init_from)
-    for param in reference.parameters():
-        param.requires_grad_(False)
     dtype = torch.float64 if cfg.train.dtype == "fp64" else None  # the policy's dtype (axon.train.run)
-    return reference.to(device, dtype=dtype).eval()
+    return frozen_reference(lambda: build_model(cfg.model), cfg.train.init_from, device, dtype)
 
 
 def dpo_task(cfg, device: torch.device) -> TaskSetup:
@@ -71,14 +66,8 @@ def dpo_task(cfg, device: torch.device) -> TaskSetup:
     tokenizer = pretrained_tokenizer(cfg.train.init_from)  # the tokenizer and model are checked before any data is read
     set_vocab_size(cfg, tokenizer.vocab_size)
     check_pretrained_model(cfg, cfg.train.init_from)
-    train_file = resolve_file(data.train_file, "data.train_file", data, example=EXAMPLE)
-    train_groups = read_preferences(train_file)
-    if data.val_file is not None:
-        val_file = resolve_file(data.val_file, "data.val_file", data, example=EXAMPLE)
-        val_groups = read_preferences(val_file)
-    else:
-        val_file = train_file
-        train_groups, val_groups = hold_out(train_groups, train_file, "prompts")  # each with all its comparisons
+    # without a val_file every 10th prompt is held out, each with all its comparisons
+    train_groups, train_file, val_groups, val_file = read_splits(data, read_preferences, example=EXAMPLE, what="prompts")
     train, cut_train = encode_comparisons(train_groups, tokenizer, block, data.truncate, str(train_file))
     val, cut_val = encode_comparisons(val_groups, tokenizer, block, data.truncate, str(val_file))
     if cut_train or cut_val:

@@ -169,3 +169,20 @@ def finetune_config(pretrained: str | Path, recipe: str | Path | None = None, ov
     data["task"] = data.get("task") or "classify"
     data = merge(data, {"train": {"init_from": str(run)}, "data": {"tokenizer": str(run / "tokenizer.json")}})
     return build_config(data)
+
+
+def frozen_reference(build, source, device, dtype=None):
+    """The frozen reference model of a preference or RL task (PPO, DPO): ``build()``'s model
+    with the weights of run ``source`` (loaded strictly), no gradients, in eval mode, on
+    ``device`` (in ``dtype`` when given). Built under a forked RNG: making it must not move the
+    run's RNG, or a resumed run would initialise differently."""
+    import torch
+
+    from axon.train.run import init_weights
+
+    with torch.random.fork_rng(devices=[]):
+        reference = build()
+    init_weights(reference, source)
+    for param in reference.parameters():
+        param.requires_grad_(False)
+    return reference.to(device, dtype=dtype).eval()

@@ -632,14 +632,9 @@ def critic_from_reward_run(run: str, cfg) -> dict[str, torch.Tensor]:
 def load_reference(cfg, device: torch.device) -> torch.nn.Module:
     """The frozen reference policy: a decoder with the ``train.init_from`` weights, in eval mode."""
     from axon.models.decoder import Decoder
-    from axon.train.run import init_weights
+    from axon.tasks.finetune import frozen_reference
 
-    with torch.random.fork_rng(devices=[]):  # building it must not move the run's RNG (the value head's init)
-        reference = Decoder(cfg.model.decoder_config())
-    init_weights(reference, cfg.train.init_from)
-    for param in reference.parameters():
-        param.requires_grad_(False)
-    return reference.to(device).eval()
+    return frozen_reference(lambda: Decoder(cfg.model.decoder_config()), cfg.train.init_from, device)
 
 
 def ppo_task(cfg, device: torch.device, reward: Reward | Callable[[str, str], float] | None = None) -> TaskSetup:

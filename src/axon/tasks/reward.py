@@ -30,7 +30,7 @@ import sys
 
 import torch
 
-from axon.data.files import hold_out, resolve_file
+from axon.data.files import read_splits
 from axon.data.preferences import PreferencePairs, encode_groups, labeller_ids, read_preferences
 from axon.errors import ConfigError, DataError
 from axon.tasks.base import TaskSetup, set_vocab_size
@@ -75,14 +75,8 @@ def reward_task(cfg, device: torch.device) -> TaskSetup:
     from axon.objectives.reward import PairwiseReward
 
     data, mcfg = cfg.data, cfg.model
-    train_file = resolve_file(data.train_file, "data.train_file", data, example=EXAMPLE)
-    train_groups = read_preferences(train_file)
-    if data.val_file is not None:
-        val_file = resolve_file(data.val_file, "data.val_file", data, example=EXAMPLE)
-        val_groups = read_preferences(val_file)
-    else:
-        val_file = train_file
-        train_groups, val_groups = hold_out(train_groups, train_file, "prompts")  # each with all its comparisons
+    # without a val_file every 10th prompt is held out, each with all its comparisons
+    train_groups, train_file, val_groups, val_file = read_splits(data, read_preferences, example=EXAMPLE, what="prompts")
     labellers = _fill_labellers(mcfg, labeller_ids(train_groups), train_file)
     texts = [g.prompt + r for groups in (train_groups, val_groups) for g in groups for r in g.responses]
     tokenizer = reward_tokenizer(cfg, texts)

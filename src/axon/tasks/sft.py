@@ -37,7 +37,7 @@ import sys
 import torch
 
 from axon.data.chat import END, encode_conversations, encode_pieces, pieces, read_conversations, render
-from axon.data.files import hold_out, resolve_file
+from axon.data.files import read_splits
 from axon.errors import ConfigError
 from axon.tasks.base import TaskSetup, set_vocab_size
 from axon.tasks.finetune import check_pretrained_model, init_run_dir
@@ -76,14 +76,7 @@ def sft_task(cfg, device: torch.device) -> TaskSetup:
         tokenizer = pretrained_tokenizer(cfg.train.init_from)
         set_vocab_size(cfg, tokenizer.vocab_size)
         check_pretrained_model(cfg, cfg.train.init_from)
-    train_file = resolve_file(data.train_file, "data.train_file", data, example=EXAMPLE)
-    train_convs = read_conversations(train_file)
-    if data.val_file is not None:
-        val_file = resolve_file(data.val_file, "data.val_file", data, example=EXAMPLE)
-        val_convs = read_conversations(val_file)
-    else:
-        val_file = train_file
-        train_convs, val_convs = hold_out(train_convs, train_file)
+    train_convs, train_file, val_convs, val_file = read_splits(data, read_conversations, example=EXAMPLE)
     if tokenizer is None:
         tokenizer = built_tokenizer(cfg, train_convs, val_convs)
         set_vocab_size(cfg, tokenizer.vocab_size)
