@@ -522,6 +522,30 @@ finished run is redone. The report (results.md, results.csv, report.html) goes i
 """
 
 
+def cmd_frontier(args, overrides: list[str]) -> int:
+    """Gold reward against KL of policy runs and best-of-n, pooled over seeds (axon.lab.frontier)."""
+    from axon.data.files import resolve_file
+    from axon.data.prompts import read_prompts
+    from axon.lab.frontier import frontier, frontier_lines
+
+    labels, runs = {}, []
+    for spec in args.runs:
+        label, eq, run = spec.rpartition("=")
+        runs.append(run)
+        if eq:
+            labels[run] = label
+    prompts = [p for p, _ in read_prompts(resolve_file(args.prompts, "--prompts"))]
+    if args.max_prompts is not None:
+        prompts = prompts[: args.max_prompts]
+    best_of = [int(n) for n in args.best_of_n.split(",")] if args.best_of_n else []
+    result = frontier(runs, args.reference, prompts, args.gold, args.out, reward=args.reward, best_of=best_of,
+                      labels=labels, max_new_tokens=args.max_new_tokens, temperature=args.temperature, seed=args.seed,
+                      batch_size=args.batch_size, device=args.device, fit=args.fit, progress=not args.no_progress)
+    print("\n".join(frontier_lines(result)))
+    print(f"wrote {Path(args.out) / 'frontier.json'}, {Path(args.out) / 'frontier.png'}")
+    return 0
+
+
 def cmd_compare(args, overrides: list[str]) -> int:
     import shlex
 
@@ -739,6 +763,35 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--device", default="auto")
     pl.add_argument("--no-progress", action="store_true", help="no progress bars")
     pl.set_defaults(func=cmd_pipeline)
+    fr = sub.add_parser("frontier", help="gold reward against KL(policy || reference) of fine-tuned runs and best-of-n, "
+                                         "pooled over seeds (the DPO paper's Figure 2; Gao et al.'s fits)",
+                        epilog="examples:\n"
+                               "  axon frontier runs/ppo-a runs/ppo-b runs/dpo-0.1 --reference runs/sft "
+                               "--prompts bundled:sentiment/heldout.jsonl --gold sentiment --best-of-n 1,2,4,8,16 --out frontier\n"
+                               "  axon frontier PPO=runs/ppo --reference runs/sft --prompts p.jsonl --gold sentiment "
+                               "--reward runs/rm --best-of-n 1,4,16,64 --fit --out overopt   # proxy RM: Gao et al.\n"
+                               "Each run is one point (its own seed); runs of one method and setting are pooled over "
+                               "their seeds (docs/rlhf.md).\n",
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    fr.add_argument("runs", nargs="*", metavar="[LABEL=]RUN", help="policy runs (ppo, grpo, dpo, ...); LABEL as "
+                    "METHOD:SETTING names its point (default: from the run's config)")
+    fr.add_argument("--reference", required=True, metavar="RUN_DIR", help="the run the policies started from (SFT): "
+                    "KL is measured against it and best-of-n samples it")
+    fr.add_argument("--prompts", required=True, metavar="FILE", help='JSONL of {"prompt"} lines, or bundled:NAME')
+    fr.add_argument("--gold", required=True, help="the gold judge: sentiment, instructions, ...")
+    fr.add_argument("--reward", metavar="RUN_DIR|gold:NAME", help="the proxy reward best-of-n picks by and each point "
+                    "reports (default: best-of-n picks by the gold judge)")
+    fr.add_argument("--best-of-n", metavar="N,N,...", help="best-of-n of the reference at these n")
+    fr.add_argument("--fit", action="store_true", help="fit Gao et al.'s forms to each method with 3+ points")
+    fr.add_argument("--max-prompts", type=int, default=None)
+    fr.add_argument("--max-new-tokens", type=int, default=48)
+    fr.add_argument("--temperature", type=float, default=1.0)
+    fr.add_argument("--seed", type=int, default=0, help="seed of the sampled answers (default 0)")
+    fr.add_argument("--batch-size", type=int, default=64)
+    fr.add_argument("--device", default="cpu")
+    fr.add_argument("--out", default="frontier", help="where frontier.json and frontier.png go (default ./frontier)")
+    fr.add_argument("--no-progress", action="store_true", help="no progress bar")
+    fr.set_defaults(func=cmd_frontier)
     cp = sub.add_parser("compare", help="train variants x seeds under a matched budget; results table, significance, report",
                         epilog=COMPARE_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     cp.add_argument("recipes", nargs="*", metavar="RECIPE", help="YAML recipes, one variant each (or one recipe for --variant)")
