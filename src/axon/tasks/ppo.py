@@ -58,9 +58,15 @@ the policy's tokenizer, is added to every update with that weight.
 
 Several processes (torchrun, DDP): each rank samples, measures and scores its share of every
 rollout's rows, each row from its own generator, and the ranks gather the whole rollout, so it
-is the one a single process samples (:meth:`PPO.rollout`); the minibatch losses are means over
-the whole micro-step's answer tokens (:meth:`PPO.token_share`). FSDP is refused. Best-of-n
-sampling against the same reward, the training-free baseline, is :func:`best_of_n`.
+is the one a single process samples (:meth:`RolloutObjective.sample_rollout`); the minibatch
+losses are means over the whole micro-step's answer tokens (:meth:`RolloutObjective.token_share`).
+FSDP is refused. Best-of-n sampling against the same reward, the training-free baseline, is
+:func:`best_of_n`.
+
+What is not PPO's own is shared with the ``grpo`` task (``axon.tasks.grpo``: GRPO and RLOO, no
+value function): :class:`RolloutObjective` (rollouts sampled, measured, scored and gathered;
+minibatches through the model; validation) and :func:`rollout_run`, :func:`rollout_sources`,
+:func:`rollout_setup` (the checks, the tokenizer, prompts, reward and gold, the TaskSetup).
 """
 
 from __future__ import annotations
