@@ -206,6 +206,20 @@ def test_the_config_knows_every_dpo_loss():
     assert DPO_LOSSES == LOSSES
 
 
+def test_the_config_knows_every_grpo_choice():
+    from axon.config import GRPO_ADVANTAGES, GRPO_LOSS_TYPES, GRPO_SCALES
+    from axon.objectives.grpo import ADVANTAGES, LOSS_TYPES, SCALES
+
+    assert (GRPO_ADVANTAGES, GRPO_LOSS_TYPES, GRPO_SCALES) == (ADVANTAGES, LOSS_TYPES, SCALES)
+
+
+def test_the_config_knows_every_gold_judge():
+    from axon.config import GOLD_JUDGES
+    from axon.feedback import GOLDS
+
+    assert GOLD_JUDGES == tuple(GOLDS)  # the one registry of ppo.reward, ppo.gold, grpo.reward, grpo.gold
+
+
 def test_the_config_knows_every_bundled_corpus():
     from axon.data.corpus import CORPORA
 

@@ -95,7 +95,7 @@ class DataConfig:
 # The corpora shipped in the package (axon.data.corpus.CORPORA; tests/test_layering.py checks they agree).
 CORPUS_NAMES = ("shakespeare",)
 # The tasks a config may name (axon.tasks.TASKS; tests/test_layering.py checks they agree).
-TASK_NAMES = ("lm", "mlm", "classify", "seq2seq", "word2vec", "sft", "reward", "ppo", "dpo")
+TASK_NAMES = ("lm", "mlm", "classify", "seq2seq", "word2vec", "sft", "reward", "ppo", "dpo", "grpo")
 # The names axon.train.optim.OPTIMIZERS builds, in its order. A copy, so that validating a config
 # does not import the trainer (and torch); tests/test_layering.py checks that the two agree.
 OPTIMIZER_NAMES = ("adamw", "adam", "amsgrad", "adamax", "nadam", "sgd", "rmsprop", "adagrad", "adadelta", "muon")
@@ -251,10 +251,20 @@ class LoRAConfig:
         check(not self.train_also or bool(self.targets), "lora.train_also", "needs lora.targets (LoRA is off without them)")
 
 
-# ppo.reward: the programmatic judges of axon.feedback (a copy of its setups, so that validating a
-# config does not import it), or a path to a reward run
-GOLD_REWARDS = ("gold:instructions", "gold:sentiment")
-PPO_GOLDS = ("auto", "sentiment", "instructions", "none")  # ppo.gold
+# The programmatic judges of axon.feedback (axon.feedback.GOLDS, in its order; a copy, so that validating
+# a config does not import it; tests/tasks/test_ppo_task.py checks that the two agree). Every choice of a
+# reward or a gold judge (ppo.reward, ppo.gold, grpo.reward, grpo.gold) is made from this one registry:
+# a judge added there and here is a choice of every task that trains on rewards.
+GOLD_JUDGES = ("sentiment", "instructions")
+GOLD_REWARDS = tuple(f"gold:{g}" for g in sorted(GOLD_JUDGES))  # ppo.reward, grpo.reward: one of these or a reward run
+PPO_GOLDS = ("auto", *GOLD_JUDGES, "none")  # ppo.gold, grpo.gold
+
+
+def check_reward(value: str, field_name: str) -> None:
+    """A reward spec (``ppo.reward``, ``grpo.reward``): a gold judge of GOLD_REWARDS or a reward run's directory."""
+    check(value in GOLD_REWARDS or not value.startswith("gold:"), field_name,
+          f"unknown judge {value!r}; choose {' or '.join(GOLD_REWARDS)}, or give a reward run's directory")
+    check(bool(value.strip()), field_name, f"is empty; choose {' or '.join(GOLD_REWARDS)} or a reward run")
 
 
 @dataclass
@@ -290,9 +300,7 @@ class PPOConfig:
 
     def __post_init__(self):
         check_fields(self, "ppo.")
-        check(self.reward in GOLD_REWARDS or not self.reward.startswith("gold:"), "ppo.reward",
-              f"unknown judge {self.reward!r}; choose {' or '.join(GOLD_REWARDS)}, or give a reward run's directory")
-        check(bool(self.reward.strip()), "ppo.reward", f"is empty; choose {' or '.join(GOLD_REWARDS)} or a reward run")
+        check_reward(self.reward, "ppo.reward")
         for name in ("rollout_batch", "max_new_tokens", "epochs", "kl_horizon"):
             check(getattr(self, name) >= 1, f"ppo.{name}", f"must be >= 1, got {getattr(self, name)}")
         check(self.temperature > 0, "ppo.temperature", f"must be > 0 (rollouts are sampled), got {self.temperature}")
@@ -341,6 +349,89 @@ class DPOConfig:
         check(self.alpha >= 0, "dpo.alpha", f"must be >= 0, got {self.alpha}")
 
 
+# grpo.advantage, grpo.loss_type, grpo.scale_rewards: the choices of axon.objectives.grpo (ADVANTAGES,
+# LOSS_TYPES, SCALES; copies, so that validating a config does not import torch; tests/test_layering.py
+# checks that they agree)
+GRPO_ADVANTAGES = ("grpo", "rloo")
+GRPO_LOSS_TYPES = ("dapo", "grpo", "dr_grpo", "bnpo")
+GRPO_SCALES = ("group", "batch", "none")
+
+
+@dataclass
+class GRPOConfig:
+    # GRPO (Shao et al. 2024, DeepSeekMath) and RLOO (Ahmadian et al. 2024) as TRL 1.16 computes them
+    # (axon.tasks.grpo, axon.objectives.grpo): no value function; each rollout answers rollout_prompts prompts
+    # group_size times, and an answer's advantage compares its reward with the other answers to its prompt.
+    # One trainer step is one minibatch update of train.batch_size x train.grad_accum answers; a rollout is
+    # trained on for `epochs` passes.
+    advantage: str = "grpo"  # grpo: (r - group mean) / (group std + 1e-4); rloo: r - the mean of the other answers
+    reward: str = "gold:instructions"  # gold:instructions, gold:sentiment (GOLD_REWARDS), or a reward run's directory
+    prompts: str | None = None  # JSONL of {"prompt"} rows; null: the bundled instruction train file
+    val_prompts: str | None = None  # prompts of the validation answers; null: the bundled instruction val file
+    rollout_prompts: int = 8  # prompts per rollout, each answered group_size times
+    group_size: int = 8  # answers per prompt (TRL's num_generations)
+    max_new_tokens: int = 48  # longest answer; one that reaches it without the end marker is scored as written
+    temperature: float = 1.0  # sampling temperature; log-probabilities are of logits / temperature
+    epochs: int = 1  # passes over each rollout (TRL's num_iterations)
+    clip: float = 0.2  # eps of the clipped ratio (TRL's epsilon)
+    clip_high: float | None = None  # the upper clip, 1 + clip_high (TRL's epsilon_high; DAPO uses 0.28); null: clip
+    # the KL coefficient to the frozen reference; null: TRL's defaults, 0.0 for grpo (GRPOConfig.beta: no KL
+    # term) and 0.05 for rloo (RLOOConfig.beta). grpo adds beta x k3 to every token's loss; rloo subtracts
+    # beta x the answer's k1 sum from its reward
+    beta: float | None = None
+    loss_type: str | None = None  # grpo's token-loss normalisation: dapo (null: TRL's default), grpo, dr_grpo, bnpo
+    scale_rewards: str | None = None  # grpo: the advantage's divisor, group (null: TRL's default) or batch std, none
+    normalize_advantages: bool = False  # rloo: whiten the advantages over the rollout (RLOOConfig.normalize_advantages)
+    gold: str = "auto"  # the gold judge reported beside the reward, as ppo.gold
+
+    def __post_init__(self):
+        check_fields(self, "grpo.")
+        check(self.advantage in GRPO_ADVANTAGES, "grpo.advantage",
+              f"unknown advantage {self.advantage!r}; choose one of: {', '.join(GRPO_ADVANTAGES)}")
+        check_reward(self.reward, "grpo.reward")
+        for name in ("rollout_prompts", "max_new_tokens", "epochs"):
+            check(getattr(self, name) >= 1, f"grpo.{name}", f"must be >= 1, got {getattr(self, name)}")
+        check(self.group_size >= 2, "grpo.group_size", f"must be >= 2 (an answer's advantage compares it with the "
+              f"other answers to its prompt), got {self.group_size}")
+        check(self.temperature > 0, "grpo.temperature", f"must be > 0 (rollouts are sampled), got {self.temperature}")
+        check(0 < self.clip < 1, "grpo.clip", f"must be in (0, 1), got {self.clip}")
+        check(self.clip_high is None or self.clip_high > 0, "grpo.clip_high", f"must be > 0 (or null: grpo.clip), "
+              f"got {self.clip_high}")
+        check(self.beta is None or self.beta >= 0, "grpo.beta", f"must be >= 0 (0: no KL term), got {self.beta}")
+        check(self.loss_type is None or self.loss_type in GRPO_LOSS_TYPES, "grpo.loss_type",
+              f"unknown loss type {self.loss_type!r}; choose one of: {', '.join(GRPO_LOSS_TYPES)}")
+        check(self.scale_rewards is None or self.scale_rewards in GRPO_SCALES, "grpo.scale_rewards",
+              f"unknown scaling {self.scale_rewards!r}; choose one of: {', '.join(GRPO_SCALES)}")
+        for name in ("loss_type", "scale_rewards"):
+            check(getattr(self, name) is None or self.advantage == "grpo", f"grpo.{name}",
+                  "is read with grpo.advantage=grpo only (rloo's loss is TRL's RLOOTrainer's: one ratio per answer, "
+                  "the advantage not scaled); remove it or set grpo.advantage=grpo")
+        check(not self.normalize_advantages or self.advantage == "rloo", "grpo.normalize_advantages",
+              "is read with grpo.advantage=rloo only (grpo scales its advantages with grpo.scale_rewards)")
+        check(self.gold in PPO_GOLDS, "grpo.gold",
+              f"unknown gold judge {self.gold!r}; choose one of: {', '.join(PPO_GOLDS)}")
+
+    @property
+    def rollout_rows(self) -> int:
+        """Answers per rollout: rollout_prompts x group_size."""
+        return self.rollout_prompts * self.group_size
+
+    @property
+    def kl_coef(self) -> float:
+        """beta, or TRL's default for the advantage (0.0 for grpo, 0.05 for rloo)."""
+        return self.beta if self.beta is not None else (0.0 if self.advantage == "grpo" else 0.05)
+
+    @property
+    def loss(self) -> str:
+        """The loss normalisation: loss_type, or TRL's default dapo; ``rloo`` for the RLOO loss."""
+        return "rloo" if self.advantage == "rloo" else (self.loss_type or "dapo")
+
+    @property
+    def scaling(self) -> str:
+        """The advantage's divisor (scale_rewards, or TRL's default group); rloo's is none."""
+        return "none" if self.advantage == "rloo" else (self.scale_rewards or "group")
+
+
 @dataclass
 class RunConfig:
     out_dir: str = "runs"
@@ -355,6 +446,7 @@ class RunConfig:
     lora: LoRAConfig = field(default_factory=LoRAConfig)
     ppo: PPOConfig = field(default_factory=PPOConfig)
     dpo: DPOConfig = field(default_factory=DPOConfig)
+    grpo: GRPOConfig = field(default_factory=GRPOConfig)
 
     def __post_init__(self):
         if self.model is None:
@@ -374,7 +466,7 @@ class RunConfig:
 
 MODEL_CONFIGS = tuple(f.config for f in FAMILY_CONFIGS.values())
 SECTIONS = {"data": DataConfig, "optim": OptimConfig, "schedule": ScheduleConfig, "train": TrainConfig, "log": LogConfig,
-            "lora": LoRAConfig, "ppo": PPOConfig, "dpo": DPOConfig}
+            "lora": LoRAConfig, "ppo": PPOConfig, "dpo": DPOConfig, "grpo": GRPOConfig}
 TOP_LEVEL = ("out_dir", "name", "task")
 
 

@@ -190,6 +190,21 @@ PPO_CASES = [
          "ppo.value_init: ", setup=write("p.jsonl", PROMPT)),
 ]
 
+# GRPO from the tiny run (`axon finetune RUN --task=grpo`): groups of one, rollouts that do not
+# split into minibatches and prompts longer than the context are one line each (axon.tasks.grpo).
+GRPO = ["finetune", "{run}", "--task=grpo", "--grpo.prompts={tmp}/p.jsonl", "--grpo.val_prompts={tmp}/p.jsonl",
+        "--grpo.max_new_tokens=8", "--grpo.rollout_prompts=1", "--grpo.group_size=2", *TRAIN[2:]]
+
+GRPO_CASES = [
+    Case("grpo-group-of-one", ["config", "--grpo.group_size=1"], "grpo.group_size: must be >= 2"),
+    Case("grpo-rollout-does-not-split", [*GRPO, "--grpo.group_size=3"],
+         "grpo.rollout_prompts: 3 answers do not split into minibatches of train.batch_size x train.grad_accum = 2",
+         setup=write("p.jsonl", PROMPT)),
+    Case("grpo-prompt-too-long", GRPO, "p.jsonl:2: the prompt is 78 tokens in the chat template, more than "
+         "model.block_size=64 - grpo.max_new_tokens=8",
+         setup=write("p.jsonl", PROMPT + b'{"prompt": "' + b"x" * 60 + b'"}\n')),
+]
+
 # DPO from the tiny run (`axon finetune RUN --task=dpo`): a bad comparison is one line naming its
 # file and line, found before anything trains (axon.tasks.dpo, axon.data.preferences).
 DPO = ["finetune", "{run}", "--task=dpo", "--data.train_file={tmp}/c.jsonl", "--data.val_file={tmp}/c.jsonl",
@@ -218,7 +233,7 @@ DPO_CASES = [
          "train.init_from: dpo trains a language model from a starting run", setup=write("c.jsonl", PAIR)),
 ]
 
-CASES = CONFIG + TRAIN_CASES + SFT_CASES + PPO_CASES + DPO_CASES
+CASES = CONFIG + TRAIN_CASES + SFT_CASES + PPO_CASES + GRPO_CASES + DPO_CASES
 
 
 @pytest.fixture(scope="module")
@@ -233,7 +248,7 @@ def test_bad_input_is_one_line(case, results):
     assert_user_error(found[case.id], case.expect, case.argv[0])
 
 
-REFUSED_RUNS = TRAIN_CASES + SFT_CASES + [c for c in PPO_CASES + DPO_CASES if c.argv[0] != "config"]
+REFUSED_RUNS = TRAIN_CASES + SFT_CASES + [c for c in PPO_CASES + GRPO_CASES + DPO_CASES if c.argv[0] != "config"]
 
 
 @pytest.mark.parametrize("case", REFUSED_RUNS, ids=[c.id for c in REFUSED_RUNS])

@@ -1,5 +1,5 @@
-"""Prompts for reinforcement learning, and the index batches of PPO: the data of the ``ppo`` task
-(``axon.tasks.ppo``).
+"""Prompts for reinforcement learning, and the index batches of PPO and GRPO: the data of the
+``ppo`` and ``grpo`` tasks (``axon.tasks.ppo``, ``axon.tasks.grpo``).
 
 A prompts file is JSONL, one object per line with a non-empty string ``"prompt"``; other keys
 (``"response"`` of an SFT file, ``"type"`` and ``"params"`` of the bundled held-out file) are
@@ -20,6 +20,9 @@ perm[(i * grad_accum + m) * B : ... + B] of the permutation of the rollout's row
 (seed, k, e). Each epoch visits every row of the rollout once. The prompts of rollout k are the
 (k * N)-th to (k * N + N - 1)-th of an endless walk through the prompts, each pass in the order of a
 permutation drawn from (seed, pass), so every prompt is answered before any is answered twice.
+With groups (GRPO: ``group_size`` G answers per prompt) rollout k walks P = N / G prompts the
+same way, the (k * P)-th to (k * P + P - 1)-th, and row r answers the (r // G)-th of them: a
+group's G rows are consecutive.
 """
 
 from __future__ import annotations
@@ -72,9 +75,12 @@ class RolloutSchedule:
     """The training batches of PPO (module docstring): which rollout, which of its rows."""
 
     def __init__(self, n_prompts: int, rollout_batch: int, epochs: int, grad_accum: int,
-                 ptx_tokens: np.ndarray | None = None):
+                 ptx_tokens: np.ndarray | None = None, group_size: int = 1):
+        if rollout_batch % group_size:
+            raise ValueError(f"a rollout of {rollout_batch} rows does not hold groups of {group_size}")
         self.n_prompts, self.rollout_batch, self.epochs, self.grad_accum = n_prompts, rollout_batch, epochs, grad_accum
         self.ptx_tokens = ptx_tokens  # the pretraining text's ids, for PPO-ptx (None: off)
+        self.group_size = group_size  # answers per prompt (GRPO's G; 1: PPO)
 
     def per_epoch(self, batch_size: int) -> int:
         """Optimizer steps per epoch over one rollout."""
@@ -84,15 +90,15 @@ class RolloutSchedule:
         return self.epochs * self.per_epoch(batch_size)
 
     def rollout_prompts(self, k: int, seed: int) -> list[int]:
-        """Indices of the prompts rollout ``k`` answers, in row order."""
-        n = self.n_prompts
+        """Indices of the prompts rollout ``k`` answers, in row order (each group_size times running)."""
+        n, per = self.n_prompts, self.rollout_batch // self.group_size
         out = []
-        for walked in range(k * self.rollout_batch, (k + 1) * self.rollout_batch):
+        for walked in range(k * per, (k + 1) * per):
             epoch, i = divmod(walked, n)
             if not out or i == 0:
                 order = _rng(seed, _PROMPTS, epoch).permutation(n)
             out.append(int(order[i]))
-        return out
+        return [i for i in out for _ in range(self.group_size)]
 
     def position(self, step: int, batch_size: int) -> tuple[int, int, int]:
         """(rollout, epoch, minibatch within the epoch) of optimizer step ``step``."""

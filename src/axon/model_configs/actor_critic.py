@@ -9,6 +9,8 @@ The value function is a head on the policy's own body (``value_head: shared``, t
 critic of its own (``separate``): a decoder body with a scalar head, of the policy's shape unless
 ``critic_n_layer`` / ``critic_n_head`` / ``critic_n_embd`` say otherwise (its other settings --
 vocabulary, context, norm, positions, MLP kind -- are the policy's; it is always dense, no MoE).
+``none``: no value function at all, the policy and its rollout state only -- the model of GRPO and
+RLOO (``axon.tasks.grpo``), whose baseline is the other answers to the same prompt.
 
 Torch-free, apart from the model, so that ``axon.config`` builds and validates a run's ``model``
 section without importing torch or ``axon.models`` (see ``axon.model_configs``).
@@ -35,8 +37,9 @@ class ActorCriticConfig(DecoderConfig):
     # shared: V(s) = a linear map of the policy's own final hidden state (one body for both; the
     # value loss trains the body too, weighted by ppo.value_coef). separate: a critic with its own
     # decoder body and scalar head (InstructGPT's value function, which it initialises from the
-    # reward model: ppo.value_init), so the policy and value losses train disjoint parameters.
-    value_head: Literal["shared", "separate"] = "shared"
+    # reward model: ppo.value_init), so the policy and value losses train disjoint parameters. none: no value
+    # function (the grpo task's policy: its baseline is the group's other answers).
+    value_head: Literal["shared", "separate", "none"] = "shared"
     # the separate critic's shape (null: the policy's); e.g. a smaller critic than the policy
     critic_n_layer: int | None = None
     critic_n_head: int | None = None

@@ -54,7 +54,8 @@ FAMILIES: dict[str, Family] = {
     "conv_attention": Family(ConvAttentionConfig, ConvAttention, CONV_ATTENTION_PRESETS, other_tasks=("sft", "dpo")),  # causal hourglass (ours)
     "mamba": Family(MambaConfig, Mamba, MAMBA_PRESETS, other_tasks=("sft", "dpo")),  # selective state spaces, Gu & Dao 2023
     "reward": Family(RewardConfig, RewardModel, REWARD_PRESETS, task="reward"),  # scalar reward, Ouyang et al. 2022
-    "actor_critic": Family(ActorCriticConfig, ActorCritic, ACTOR_CRITIC_PRESETS, task="ppo"),  # PPO's policy + value head
+    "actor_critic": Family(ActorCriticConfig, ActorCritic, ACTOR_CRITIC_PRESETS, task="ppo",
+                           other_tasks=("grpo",)),  # PPO's policy + value head; GRPO's policy (value_head: none)
 }
 
 

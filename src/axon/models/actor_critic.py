@@ -28,6 +28,10 @@ parameter names under ``critic.``, so it starts from an SFT run's body or from a
 (``axon.models.reward``: its body and ``reward_head`` -> ``critic.value_head``), which the task
 loads (``ppo.value_init``).
 
+``value_head: none`` -- the policy alone (GRPO, RLOO: ``axon.tasks.grpo``, whose baseline is the
+other answers to the same prompt): the decoder and its rollout state, no value function, so
+``forward(idx, values=True)`` is an error.
+
 ``forward(idx)`` is the decoder's (logits; the cache and padding arguments of generation work
 unchanged, and the critic is not run), so sampling, ``axon sample`` and evaluation treat the
 policy as a language model; ``forward(idx, values=True)`` also returns the values (shared: from
@@ -44,7 +48,9 @@ What PPO must carry across a checkpoint besides the weights lives here too, as p
 buffers (``rollout``): the last rollout (tokens, old log-probabilities, values, advantages,
 returns), its index and statistics, and the KL coefficient. The trainer checkpoints the model, so
 a run stopped anywhere -- at a rollout boundary or in the middle of a rollout's epochs -- resumes
-exactly (axon.tasks.ppo). Their shapes follow the rollout, so a checkpoint's shapes replace the
+exactly (axon.tasks.ppo). With ``value_head: none`` the store holds GRPO's state instead
+(:data:`GROUP_BUFFERS`, :data:`GROUP_STATS`: no values, returns or beta; the reference's
+log-probabilities and one advantage per answer). Their shapes follow the rollout, so a checkpoint's shapes replace the
 fresh (empty) buffers on load. The frozen reference policy and the reward are not here: they are
 rebuilt from their sources, and only what trains (and this state) is saved.
 
@@ -62,10 +68,16 @@ from axon.models.decoder import Decoder
 #: The statistics of a rollout kept with it (``RolloutStore.stats``, float64, in this order) and
 #: reported by :meth:`ActorCritic.metrics` while the rollout is trained on.
 ROLLOUT_STATS = ("score", "gold", "kl", "beta", "entropy", "length", "ended", "explained_variance")
+#: The same for GRPO and RLOO (axon.tasks.grpo): the mean within-group standard deviation of the
+#: scores and the share of groups whose scores are all equal (zero advantage) besides PPO's figures.
+GROUP_STATS = ("score", "gold", "kl", "entropy", "length", "ended", "group_std", "frac_zero_std")
+#: The buffers of a GRPO rollout: the reference's log-probabilities (its KL term) and one advantage per answer (N,).
+GROUP_BUFFERS = ("index", "tokens", "prompt_len", "mask", "logp", "ref_logp", "advantages", "stats")
 
 
 class RolloutStore(nn.Module):
-    """The state of PPO between two optimizer steps, as persistent buffers (module docstring).
+    """The state of PPO between two optimizer steps, as persistent buffers (module docstring); with
+    ``names`` and ``stats`` another task's (GRPO's: GROUP_BUFFERS, GROUP_STATS).
 
         index              ()   int64    the rollout these tensors hold; -1: none yet
         beta               ()   float64  the KL coefficient for the next rollout; empty: not set yet
@@ -79,8 +91,9 @@ class RolloutStore(nn.Module):
     NAMES = ("index", "beta", "tokens", "prompt_len", "mask", "logp", "values", "advantages", "returns", "stats")
     INTEGER = ("index", "tokens", "prompt_len")
 
-    def __init__(self):
+    def __init__(self, names: tuple[str, ...] | None = None, stats: tuple[str, ...] = ROLLOUT_STATS):
         super().__init__()
+        self.NAMES, self.STATS = names or type(self).NAMES, stats
         for name in self.NAMES:
             self.register_buffer(name, torch.zeros(0, dtype=torch.int64 if name in self.INTEGER else torch.float64))
         self.index = torch.full((), -1, dtype=torch.int64)
@@ -132,13 +145,9 @@ class Critic(Decoder):
 class ActorCritic(Decoder):
     def __init__(self, cfg: ActorCriticConfig):
         super().__init__(cfg)
-        if cfg.value_head == "separate":
-            self.critic = Critic(cfg.critic_config(), cfg.value_lr_scale)
-            self.value_head = None
-        else:
-            self.value_head = value_head(cfg.n_embd, cfg.value_lr_scale)
-            self.critic = None
-        self.rollout = RolloutStore()
+        self.value_head = value_head(cfg.n_embd, cfg.value_lr_scale) if cfg.value_head == "shared" else None
+        self.critic = Critic(cfg.critic_config(), cfg.value_lr_scale) if cfg.value_head == "separate" else None
+        self.rollout = RolloutStore(GROUP_BUFFERS, GROUP_STATS) if cfg.value_head == "none" else RolloutStore()
         self._sums: dict[str, float] = {}
         self._counts: dict[str, int] = {}
 
@@ -151,6 +160,8 @@ class ActorCritic(Decoder):
             return logits
         if self.critic is not None:
             return logits, self.critic(idx)  # (B, T), from the critic's own body
+        if self.value_head is None:
+            raise ValueError("model.value_head=none: this policy has no value function")
         return logits, self.value_head(h).squeeze(-1)  # (B, T)
 
     def flops_per_token(self, seq_len: int | None = None) -> float:
@@ -171,12 +182,12 @@ class ActorCritic(Decoder):
             self._counts[k] = self._counts.get(k, 0) + 1
 
     def metrics(self) -> dict[str, float]:
-        """The held rollout's statistics (ROLLOUT_STATS; ``gold`` only when a gold judge scored it)
+        """The held rollout's statistics (ROLLOUT_STATS or GROUP_STATS; ``gold`` only when a gold judge scored it)
         and its index, and the means of the recorded minibatch figures since the last call; with
         the MoE decoder's routing figures when the body has experts."""
         out = dict(super().metrics())
-        if self.rollout.held >= 0 and self.rollout.stats.numel() == len(ROLLOUT_STATS):
-            stats = dict(zip(ROLLOUT_STATS, self.rollout.stats.tolist()))
+        if self.rollout.held >= 0 and self.rollout.stats.numel() == len(self.rollout.STATS):
+            stats = dict(zip(self.rollout.STATS, self.rollout.stats.tolist()))
             out.update({k: v for k, v in stats.items() if v == v})  # NaN: not measured (no gold judge)
             out["rollout"] = float(self.rollout.held)
         out.update({k: self._sums[k] / self._counts[k] for k in self._sums})
@@ -193,4 +204,5 @@ class ActorCritic(Decoder):
         return body.train(self.training)
 
 
-__all__ = ["PRESETS", "ActorCritic", "ActorCriticConfig", "Critic", "RolloutStore", "ROLLOUT_STATS"]
+__all__ = ["PRESETS", "ActorCritic", "ActorCriticConfig", "Critic", "RolloutStore", "ROLLOUT_STATS", "GROUP_STATS",
+           "GROUP_BUFFERS"]

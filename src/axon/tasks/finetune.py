@@ -4,7 +4,8 @@
 model with a classification head, its tokenizer, ``task: classify`` and ``train.init_from``; or,
 with ``--task=sft`` or ``--task=dpo``, the pretrained run's model unchanged (``axon.tasks.sft``,
 ``axon.tasks.dpo``); with
-``--task=reward`` or ``--task=ppo``, that model with a scalar head or a value head.
+``--task=reward`` or ``--task=ppo``, that model with a scalar head or a value head; with
+``--task=grpo``, that model as a policy without a value function (``value_head: none``).
 
 ``check_pretrained_model`` refuses, naming the fields, a run whose model is not the one of the
 ``train.init_from`` run it loads strictly (the sft task).
@@ -127,7 +128,8 @@ def finetune_config(pretrained: str | Path, recipe: str | Path | None = None, ov
     must not replace the pretrained one); a command-line model override of another field that
     differs from the pretrained value is an error. With ``task: sft`` or ``dpo`` (recipe or ``--task=``)
     the model is the pretrained one without a head, and only ``KEEP_MODEL_FIELDS`` may change;
-    with ``task: ppo`` it is that model as ``family: actor_critic`` (a value head added); with
+    with ``task: ppo`` it is that model as ``family: actor_critic`` (a value head added), with
+    ``task: grpo`` the same with ``value_head: none`` (no value function); with
     ``task: reward`` it is that model as ``family: reward`` (its LM head replaced by a scalar
     one), and the labeller fields may be set too."""
     from axon.config import build_config, load_yaml, merge, parse_overrides, run_config_file
@@ -148,6 +150,10 @@ def finetune_config(pretrained: str | Path, recipe: str | Path | None = None, ov
         from axon.model_configs.actor_critic import VALUE_FIELDS
 
         model, settable = {**pre, "family": "actor_critic"}, (*KEEP_MODEL_FIELDS, *VALUE_FIELDS)
+    elif task == "grpo":  # the decoder as a policy without a value function (axon.tasks.grpo)
+        if pre.get("family", "decoder") != "decoder":
+            raise ConfigError(f"{run} is a {pre.get('family')} run; GRPO starts from a decoder run (an sft run)")
+        model, settable = {**pre, "family": "actor_critic", "value_head": "none"}, KEEP_MODEL_FIELDS
     elif task == "reward":  # the decoder's body with a scalar head (axon.tasks.reward)
         if pre.get("family", "decoder") not in ("decoder", "reward"):
             raise ConfigError(f"{run} is a {pre.get('family')} run; a reward model starts from a decoder run (an sft run)")

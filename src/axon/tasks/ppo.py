@@ -58,9 +58,15 @@ the policy's tokenizer, is added to every update with that weight.
 
 Several processes (torchrun, DDP): each rank samples, measures and scores its share of every
 rollout's rows, each row from its own generator, and the ranks gather the whole rollout, so it
-is the one a single process samples (:meth:`PPO.rollout`); the minibatch losses are means over
-the whole micro-step's answer tokens (:meth:`PPO.token_share`). FSDP is refused. Best-of-n
-sampling against the same reward, the training-free baseline, is :func:`best_of_n`.
+is the one a single process samples (:meth:`RolloutObjective.sample_rollout`); the minibatch
+losses are means over the whole micro-step's answer tokens (:meth:`RolloutObjective.token_share`).
+FSDP is refused. Best-of-n sampling against the same reward, the training-free baseline, is
+:func:`best_of_n`.
+
+What is not PPO's own is shared with the ``grpo`` task (``axon.tasks.grpo``: GRPO and RLOO, no
+value function): :class:`RolloutObjective` (rollouts sampled, measured, scored and gathered;
+minibatches through the model; validation) and :func:`rollout_run`, :func:`rollout_sources`,
+:func:`rollout_setup` (the checks, the tokenizer, prompts, reward and gold, the TaskSetup).
 """
 
 from __future__ import annotations
@@ -121,17 +127,17 @@ class RunReward(Reward):
             p.requires_grad_(False)
 
     @classmethod
-    def from_run(cls, run_dir: str | Path, device: torch.device) -> RunReward:
-        from axon.config import load_config, run_config_file
+    def from_run(cls, run_dir: str | Path, device: torch.device, field: str = "ppo.reward") -> RunReward:
+        from axon.config import GOLD_REWARDS, load_config, run_config_file
         from axon.train.run import load_run
 
-        cfg = load_config(run_config_file(run_dir, "ppo.reward"))
+        cfg = load_config(run_config_file(run_dir, field))
         if cfg.model.family != "reward":
-            raise ConfigError(f"ppo.reward: {run_dir} is a {cfg.model.family} run, not a reward model "
-                              "(train one with the reward task), nor gold:instructions or gold:sentiment")
+            raise ConfigError(f"{field}: {run_dir} is a {cfg.model.family} run, not a reward model "
+                              f"(train one with the reward task), nor {' or '.join(GOLD_REWARDS)}")
         _, model, tokenizer = load_run(run_dir, str(device))
         if tokenizer is None:
-            raise ConfigError(f"ppo.reward: {run_dir} has no tokenizer.json to encode the answers with")
+            raise ConfigError(f"{field}: {run_dir} has no tokenizer.json to encode the answers with")
         return cls(model, tokenizer)
 
     @torch.no_grad()
@@ -150,18 +156,23 @@ class RunReward(Reward):
         return torch.cat(out)
 
 
-def build_reward(spec: str, device: torch.device) -> Reward:
-    """The reward ``ppo.reward`` names (module docstring)."""
+def build_reward(spec: str, device: torch.device, field: str = "ppo.reward") -> Reward:
+    """The reward ``ppo.reward`` (or ``field``, e.g. ``grpo.reward``) names (module docstring): a
+    gold judge of the one registry (``axon.feedback.gold_for``, whose names the config's
+    GOLD_REWARDS copies), or a reward run."""
     if spec.startswith("gold:"):
         from axon.feedback import gold_for
 
         return JudgeReward(gold_for(spec.removeprefix("gold:")))
     if not Path(spec).is_dir():
-        raise ConfigError(f"ppo.reward: {spec} is neither gold:instructions, gold:sentiment nor a run directory")
-    return RunReward.from_run(spec, device)
+        from axon.config import GOLD_REWARDS
+
+        raise ConfigError(f"{field}: {spec} is neither {', '.join(GOLD_REWARDS)} nor a run directory")
+    return RunReward.from_run(spec, device, field)
 
 
-def gold_judge(spec: str | None, prompts: Sequence[str], gold: str = "auto") -> Callable[[str, str], float] | None:
+def gold_judge(spec: str | None, prompts: Sequence[str], gold: str = "auto",
+               field: str = "ppo.gold") -> Callable[[str, str], float] | None:
     """The gold judge to report beside the reward (``ppo.gold``): ``sentiment`` or
     ``instructions`` names one, ``none`` reports none; ``auto`` takes the reward's own when it is
     gold, the instruction judge when every prompt is an instruction, else none (a learnt reward in
@@ -176,7 +187,7 @@ def gold_judge(spec: str | None, prompts: Sequence[str], gold: str = "auto") -> 
                 try:
                     parse_instruction(p)
                 except DataError as e:
-                    raise ConfigError(f"ppo.gold: instructions judges instructions, and a prompt is not one ({e}); "
+                    raise ConfigError(f"{field}: instructions judges instructions, and a prompt is not one ({e}); "
                                       "choose sentiment, none or auto") from None
         return gold_for(gold)
     if isinstance(spec, str) and spec.startswith("gold:"):
@@ -264,15 +275,26 @@ class PromptSet:
     ids: list[list[int]]
 
 
-class PPO:
-    """(model, batch) -> (loss, parts) for the ``ppo`` task: rollouts and minibatch updates on
-    training batches, scored answers on evaluation batches (``axon.data.prompts``)."""
+class RolloutObjective:
+    """What the tasks that train on the policy's own answers share (``ppo``; ``grpo``,
+    ``axon.tasks.grpo``): index batches (``axon.data.prompts``) dispatched to minibatch updates,
+    which sample the rollout they name first, and to evaluations; a rollout's rows sampled each
+    from its own generator, measured, scored and gathered over processes (:meth:`sample_rollout`);
+    answers to validation prompts with fixed seeds and their figures (:meth:`split_figures`).
+
+    A subclass names its config section (``section``: the fields ``reward``, ``prompts``,
+    ``val_prompts``, ``max_new_tokens``, ``temperature``, ``gold``), whether :meth:`measure` reads
+    the value function (``values``), and what a rollout stores (:meth:`rollout`) and a minibatch's
+    loss is (:meth:`update`)."""
+
+    section = "ppo"
+    values = True
 
     def __init__(self, cfg, tokenizer, sets: dict[int, PromptSet], schedule: RolloutSchedule, reference: torch.nn.Module,
                  reward: Reward, gold: Callable[[str, str], float] | None, dist=None):
         from axon.train.distributed import Dist
 
-        self.cfg, self.p = cfg, cfg.ppo
+        self.cfg, self.p = cfg, getattr(cfg, self.section)
         self.tokenizer, self.sets, self.schedule = tokenizer, sets, schedule
         self.reference, self.reward, self.gold = reference, reward, gold
         self.vocab = tokenizer.vocab_size
@@ -283,8 +305,16 @@ class PPO:
         if kind == EVAL:
             return self.evaluate(model, batch)
         if kind != TRAIN:
-            raise ValueError(f"unknown PPO batch kind {kind}")
+            raise ValueError(f"unknown {self.section.upper()} batch kind {kind}")
         return self.update(model, batch)
+
+    def rollout(self, model, k: int) -> None:
+        """Sample rollout ``k`` and store what its updates need in the model's RolloutStore."""
+        raise NotImplementedError
+
+    def update(self, model, batch: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, dict]:
+        """One minibatch's loss on the held rollout (sampled first if this batch names another)."""
+        raise NotImplementedError
 
     # -- rollouts --------------------------------------------------------------------------------
 
@@ -297,8 +327,8 @@ class PPO:
 
     @torch.no_grad()
     def measure(self, policy, answers: Answers) -> dict[str, torch.Tensor]:
-        """Per answer token: the policy's and the reference's log-probabilities, the values and
-        the policy's entropy, all (N, R), by forwards in eval mode (no dropout) over
+        """Per answer token: the policy's and the reference's log-probabilities, the values (when
+        ``values``) and the policy's entropy, all (N, R), by forwards in eval mode (no dropout) over
         ``train.batch_size`` rows at a time (the logits of a whole rollout need not fit at once)."""
         was = policy.training
         policy.eval()
@@ -308,28 +338,31 @@ class PPO:
             step = self.cfg.train.batch_size
             for s in range(0, answers.tokens.size(0), step):
                 tokens, plen, m = answers.tokens[s : s + step], answers.prompt_len[s : s + step], answers.mask[s : s + step]
-                logits, values = policy(tokens, values=True)
+                logits, values = policy(tokens, values=True) if self.values else (policy(tokens), None)
                 logits = answer_logits(logits, plen, R, self.vocab, self.p.temperature)
                 taken = answer_tokens(tokens, plen, R)
                 ref = answer_logits(reference(tokens), plen, R, self.vocab, self.p.temperature)
                 part = {"logp": token_logprobs(logits, taken) * m, "ref_logp": token_logprobs(ref, taken) * m,
-                        "values": at_answers(values, plen, R) * m, "entropy": entropy_from_logits(logits) * m}
+                        "entropy": entropy_from_logits(logits) * m}
+                if values is not None:
+                    part["values"] = at_answers(values, plen, R) * m
                 for k, v in part.items():
                     out.setdefault(k, []).append(v)
         finally:
             policy.train(was)
         return {k: torch.cat(v) for k, v in out.items()}
 
-    def rollout(self, model, k: int) -> None:
-        """Sample rollout ``k`` with the current policy, score it, and store it with its
-        advantages and returns in the model (module docstring).
+    def sample_rollout(self, model, k: int) -> dict[str, torch.Tensor]:
+        """Rollout ``k`` sampled with the current policy, measured (:meth:`measure`) and scored:
+        per row ``score``, ``gold`` (NaN without a gold judge), ``ended``, the packed ``tokens``,
+        ``prompt_len`` and ``mask``, and the per-token tensors of :meth:`measure`.
 
         Under several processes rank r samples, measures and scores rows [r N / W, (r + 1) N / W)
-        of the rollout, and every rank then gathers every row (``Dist.gather_rows``): KL, GAE, the
-        whitening and the statistics are computed over the whole rollout, alike on every rank,
-        and each rank's store holds the whole rollout (so rank 0's checkpoint does). Row i's
-        tokens come from its own generator, seeded from (train.seed, k, i): the rollout is a pure
-        function of the weights and k, whatever the number of processes."""
+        of the rollout, and every rank then gathers every row (``Dist.gather_rows``): whatever is
+        computed from them (advantages, statistics) is computed over the whole rollout, alike on
+        every rank, and each rank's store holds the whole rollout (so rank 0's checkpoint does).
+        Row i's tokens come from its own generator, seeded from (train.seed, k, i): the rollout is
+        a pure function of the weights and k, whatever the number of processes."""
         policy = unwrap(model)
         p, seed, d = self.p, self.cfg.train.seed, self.dist
         rows = self.schedule.rollout_prompts(k, seed)
@@ -346,75 +379,35 @@ class PPO:
                                  else [math.nan] * len(prompts), dtype=torch.float64, device=answers.mask.device)
         m["ended"] = answers.ended.to(answers.mask.device, torch.float64)
         m.update(tokens=answers.tokens, prompt_len=answers.prompt_len, mask=answers.mask)
-        m = {name: d.gather_rows(t) for name, t in m.items()}  # the whole rollout, on every rank
-        mask, score = m["mask"], m["score"]
-        store = policy.rollout
-        beta = float(store.beta) if store.beta.numel() == 1 else p.kl_beta
-        kl = kl_estimate(m["logp"], m["ref_logp"], p.kl_estimator) * mask
-        rewards = token_rewards(score, kl, mask, beta)
-        advantages, returns = gae(rewards, m["values"], mask, p.gamma, p.lam)
-        if p.whiten_advantages:
-            advantages = whiten(advantages, mask)
-        kl_answer = float(((m["logp"] - m["ref_logp"]) * mask).sum(1).mean())  # k1 summed over an answer
-        controller = AdaptiveKL(beta, p.kl_target, p.kl_horizon)
-        next_beta = controller.update(kl_answer, len(rows))
-        from axon.models.actor_critic import ROLLOUT_STATS
+        return {name: d.gather_rows(t) for name, t in m.items()}  # the whole rollout, on every rank
 
-        stats = dict(score=float(score.mean()), gold=float(m["gold"].mean()), kl=kl_answer, beta=beta,
-                     entropy=float(masked_mean(m["entropy"], mask)), length=float(mask.sum(1).mean()),
-                     ended=float(m["ended"].mean()),
-                     explained_variance=float(explained_variance(m["values"], returns, mask)))
-        store.store(index=torch.tensor(k), beta=torch.tensor(next_beta, dtype=torch.float64),
-                    tokens=m["tokens"], prompt_len=m["prompt_len"], mask=mask, logp=m["logp"],
-                    values=m["values"], advantages=advantages, returns=returns,
-                    stats=torch.tensor([stats[n] for n in ROLLOUT_STATS], dtype=torch.float64))
-
-    # -- updates -----------------------------------------------------------------------------------
-
-    def update(self, model, batch: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, dict]:
-        """One minibatch's PPO loss on the held rollout (sampled first if this batch names another)."""
-        p = self.p
+    def held_rollout(self, model, k: int, rows: int, field: str):
+        """The model's RolloutStore holding rollout ``k`` (sampled now if it holds another), after
+        checking that it has the ``rows`` answers that config ``field`` sets (a resumed run's
+        checkpoint may hold another size)."""
         policy = unwrap(model)
-        k = int(batch[1][0])
         if policy.rollout.held != k:
             self.rollout(model, k)
         st = policy.rollout
-        if st.tokens.size(0) != p.rollout_batch:  # a resumed run whose checkpoint holds another rollout size
-            raise ConfigError(f"ppo.rollout_batch: the checkpoint's rollout holds {st.tokens.size(0)} answers, the "
-                              f"config says {p.rollout_batch}; resume with the run's own ppo.rollout_batch")
-        rows = batch[2].to(st.tokens.device)
+        if st.tokens.size(0) != rows:
+            raise ConfigError(f"{field}: the checkpoint's rollout holds {st.tokens.size(0)} answers, the config says "
+                              f"{rows}; resume with the run's own {field}")
+        return st
+
+    def minibatch(self, model, st, rows: torch.Tensor):
+        """The rows of the held rollout a minibatch names, cut to their longest answer, through the
+        model: (logits (B, R, vocab) of the answer tokens at the sampling temperature, their
+        log-probabilities (B, R), the mask (B, R), R, the values (B, R) or None)."""
         mask = st.mask[rows]
         R = int(mask.sum(1).max())
         mask, plen = mask[:, :R], st.prompt_len[rows]
         L = int((plen + mask.sum(1).long()).max())
         tokens = st.tokens[rows, :L]
-        logits, values = model(tokens, values=True)  # through the wrapper (DDP's hooks, compile)
-        logits = answer_logits(logits, plen, R, self.vocab, p.temperature)
+        out = model(tokens, values=True) if self.values else model(tokens)  # through the wrapper (DDP's hooks, compile)
+        logits, values = out if self.values else (out, None)
+        logits = answer_logits(logits, plen, R, self.vocab, self.p.temperature)
         logp = token_logprobs(logits, answer_tokens(tokens, plen, R))
-        values = at_answers(values, plen, R)
-        pg, pg_info = policy_loss(logp, st.logp[rows, :R], st.advantages[rows, :R], mask, p.clip)
-        vf, vf_info = value_loss(values, st.values[rows, :R], st.returns[rows, :R], mask, p.value_clip)
-        # Means over the answer tokens of the whole micro-step, every rank's rows: DDP averages the
-        # ranks' gradients, so a rank's mean over its own n_r tokens is weighted by n_r x W / n.
-        share = self.token_share(mask)
-        pg, vf = pg * share, vf * share
-        loss = pg + p.value_coef * vf
-        parts = {"policy_loss": pg.detach(), "value_loss": vf.detach(),
-                 **{k: v * share for k, v in {**pg_info, **vf_info}.items()}}
-        if p.ptx_coef > 0:
-            from axon.objectives import causal_lm_loss
-
-            ptx, _ = causal_lm_loss(model(batch[3]), batch[4])
-            loss = loss + p.ptx_coef * ptx
-            parts["ptx_loss"] = ptx.detach()
-        for name, value in policy.aux_losses().items():
-            loss = loss + value
-            parts[name] = value
-        with torch.no_grad():
-            parts["entropy"] = masked_mean(entropy_from_logits(logits), mask) * share
-            parts["value_explained_variance"] = explained_variance(values, st.returns[rows, :R], mask)
-        policy.record({k: float(v) for k, v in parts.items()})
-        return loss, {"ce": loss.detach(), **parts}
+        return logits, logp, mask, R, None if values is None else at_answers(values, plen, R)
 
     def token_share(self, mask: torch.Tensor) -> torch.Tensor | float:
         """n_r x W / n: this rank's answer tokens over the mean of every rank's (1 on one process)."""
@@ -460,6 +453,76 @@ class PPO:
             for k, v in figures.items():
                 sums[k] = sums.get(k, 0.0) + float(v)
         return {k: v / n for k, v in sums.items()}
+
+
+class PPO(RolloutObjective):
+    """(model, batch) -> (loss, parts) for the ``ppo`` task: rollouts and minibatch updates on
+    training batches, scored answers on evaluation batches (``axon.data.prompts``)."""
+
+    section, values = "ppo", True
+
+    def rollout(self, model, k: int) -> None:
+        """Sample rollout ``k`` with the current policy (:meth:`sample_rollout`: row i from its
+        own generator, the rows shared out over processes and gathered), score it, and store it
+        with its advantages and returns in the model (module docstring): KL, GAE, the whitening
+        and the statistics are computed over the whole rollout."""
+        policy = unwrap(model)
+        p = self.p
+        m = self.sample_rollout(model, k)
+        mask, score = m["mask"], m["score"]
+        store = policy.rollout
+        beta = float(store.beta) if store.beta.numel() == 1 else p.kl_beta
+        kl = kl_estimate(m["logp"], m["ref_logp"], p.kl_estimator) * mask
+        rewards = token_rewards(score, kl, mask, beta)
+        advantages, returns = gae(rewards, m["values"], mask, p.gamma, p.lam)
+        if p.whiten_advantages:
+            advantages = whiten(advantages, mask)
+        kl_answer = float(((m["logp"] - m["ref_logp"]) * mask).sum(1).mean())  # k1 summed over an answer
+        controller = AdaptiveKL(beta, p.kl_target, p.kl_horizon)
+        next_beta = controller.update(kl_answer, mask.size(0))
+        from axon.models.actor_critic import ROLLOUT_STATS
+
+        stats = dict(score=float(score.mean()), gold=float(m["gold"].mean()), kl=kl_answer, beta=beta,
+                     entropy=float(masked_mean(m["entropy"], mask)), length=float(mask.sum(1).mean()),
+                     ended=float(m["ended"].mean()),
+                     explained_variance=float(explained_variance(m["values"], returns, mask)))
+        store.store(index=torch.tensor(k), beta=torch.tensor(next_beta, dtype=torch.float64),
+                    tokens=m["tokens"], prompt_len=m["prompt_len"], mask=mask, logp=m["logp"],
+                    values=m["values"], advantages=advantages, returns=returns,
+                    stats=torch.tensor([stats[n] for n in ROLLOUT_STATS], dtype=torch.float64))
+
+    # -- updates -----------------------------------------------------------------------------------
+
+    def update(self, model, batch: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, dict]:
+        """One minibatch's PPO loss on the held rollout (sampled first if this batch names another)."""
+        p = self.p
+        policy = unwrap(model)
+        st = self.held_rollout(model, int(batch[1][0]), p.rollout_batch, "ppo.rollout_batch")
+        rows = batch[2].to(st.tokens.device)
+        logits, logp, mask, R, values = self.minibatch(model, st, rows)
+        pg, pg_info = policy_loss(logp, st.logp[rows, :R], st.advantages[rows, :R], mask, p.clip)
+        vf, vf_info = value_loss(values, st.values[rows, :R], st.returns[rows, :R], mask, p.value_clip)
+        # Means over the answer tokens of the whole micro-step, every rank's rows: DDP averages the
+        # ranks' gradients, so a rank's mean over its own n_r tokens is weighted by n_r x W / n.
+        share = self.token_share(mask)
+        pg, vf = pg * share, vf * share
+        loss = pg + p.value_coef * vf
+        parts = {"policy_loss": pg.detach(), "value_loss": vf.detach(),
+                 **{k: v * share for k, v in {**pg_info, **vf_info}.items()}}
+        if p.ptx_coef > 0:
+            from axon.objectives import causal_lm_loss
+
+            ptx, _ = causal_lm_loss(model(batch[3]), batch[4])
+            loss = loss + p.ptx_coef * ptx
+            parts["ptx_loss"] = ptx.detach()
+        for name, value in policy.aux_losses().items():
+            loss = loss + value
+            parts[name] = value
+        with torch.no_grad():
+            parts["entropy"] = masked_mean(entropy_from_logits(logits), mask) * share
+            parts["value_explained_variance"] = explained_variance(values, st.returns[rows, :R], mask)
+        policy.record({k: float(v) for k, v in parts.items()})
+        return loss, {"ce": loss.detach(), **parts}
 
 
 def generator(model, seed: int, *keys) -> torch.Generator:
@@ -508,28 +571,31 @@ def best_of_n(model, tokenizer, prompts: Sequence[str], n: int, reward: Reward |
 
 
 def read_prompt_set(spec: str | None, field: str, split: str, tokenizer, cfg) -> PromptSet:
-    """The prompts of ``ppo.prompts`` / ``ppo.val_prompts`` (a path or ``bundled:NAME``; null: the
-    bundled instruction file of ``split``), encoded in the chat template; a prompt that leaves no room for max_new_tokens
-    tokens in block_size is an error naming its line."""
+    """The prompts of ``ppo.prompts`` / ``ppo.val_prompts`` (or of another section's, ``field``
+    naming it: ``grpo.prompts``; a path or ``bundled:NAME``; null: the bundled instruction file of
+    ``split``), encoded in the chat template; a prompt that leaves no room for the section's
+    max_new_tokens tokens in block_size is an error naming its line."""
     from axon.data.files import resolve_file
     from axon.feedback import bundled_path
 
     path = bundled_path(split) if spec is None else resolve_file(spec, field, cfg.data)  # a path, or bundled:NAME
     rows = read_prompts(path)
     texts, ids = [], []
-    room = cfg.model.block_size - cfg.ppo.max_new_tokens
+    section = field.partition(".")[0]
+    new = getattr(cfg, section).max_new_tokens
+    room = cfg.model.block_size - new
     for text, line in rows:
         encoded = prompt_ids(tokenizer, text)[1]
         if len(encoded) > room:
             raise DataError(f"{path}:{line}: the prompt is {len(encoded)} tokens in the chat template, more than "
-                            f"model.block_size={cfg.model.block_size} - ppo.max_new_tokens={cfg.ppo.max_new_tokens}; "
-                            "shorten it, or lower ppo.max_new_tokens")
+                            f"model.block_size={cfg.model.block_size} - {section}.max_new_tokens={new}; "
+                            f"shorten it, or lower {section}.max_new_tokens")
         texts.append(text)
         ids.append(encoded)
     return PromptSet(texts, ids)
 
 
-def check_source_model(cfg) -> None:
+def check_source_model(cfg, task: str = "ppo") -> None:
     """Refuse a run whose policy is not the ``train.init_from`` run's decoder, naming the fields."""
     from axon.config import load_config, to_dict
     from axon.model_configs.actor_critic import VALUE_FIELDS
@@ -541,7 +607,7 @@ def check_source_model(cfg) -> None:
         return  # a bare checkpoint directory: the strict load checks the shapes
     source = load_config(file).model
     if source.family != "decoder":
-        raise ConfigError(f"train.init_from: {run} is a {source.family} run; PPO starts from a decoder run "
+        raise ConfigError(f"train.init_from: {run} is a {source.family} run; {task.upper()} starts from a decoder run "
                           "(an sft run of model.family=decoder)")
     was, now = to_dict(source), to_dict(cfg.model.decoder_config())
     skip = {"preset", "family", *KEEP_MODEL_FIELDS, *VALUE_FIELDS}
@@ -549,7 +615,7 @@ def check_source_model(cfg) -> None:
                if k not in skip and was.get(k) != now.get(k)]
     if changed:
         raise ConfigError(f"train.init_from: the policy is not {run}'s model: {'; '.join(changed[:3])}; "
-                          f"axon finetune {run} --task=ppo ... takes the run's model")
+                          f"axon finetune {run} --task={task} ... takes the run's model")
 
 
 def init_critic(critic: torch.nn.Module, cfg, reference: torch.nn.Module) -> list[str]:
@@ -637,43 +703,96 @@ def load_reference(cfg, device: torch.device) -> torch.nn.Module:
     return frozen_reference(lambda: Decoder(cfg.model.decoder_config()), cfg.train.init_from, device)
 
 
+def rollout_run(cfg, device: torch.device, task: str, rows: int, field: str):
+    """The checks every rollout task makes before reading anything, one line each: not under FSDP,
+    an actor_critic model, a ``train.init_from`` run to start from, and ``rows`` answers per rollout
+    (config ``field`` sets them) that split into minibatches. Returns this process's Dist."""
+    from axon.models.actor_critic import ActorCriticConfig
+    from axon.train.distributed import process_dist
+
+    tc = cfg.train
+    d = process_dist(device, tc.parallel)
+    if d.fsdp:
+        raise ConfigError(f"train.parallel: {task} runs under ddp, not fsdp (FSDP's ranks must run the same forwards, "
+                          "and each rank's answers end after their own number of tokens); use --train.parallel=ddp")
+    if not isinstance(cfg.model, ActorCriticConfig):
+        raise ConfigError(f"task: {task} trains model.family=actor_critic, got {cfg.model.family}")
+    if not tc.init_from:
+        raise ConfigError(f"train.init_from: {task} starts from a language model (an sft run): set "
+                          f"--train.init_from=RUN, or use axon finetune RUN --task={task}")
+    minibatch = tc.batch_size * tc.grad_accum * d.world_size
+    if rows % minibatch:
+        what = "train.batch_size x train.grad_accum" + (" x processes" if d.enabled else "")
+        raise ConfigError(f"{field}: {rows} answers do not split into minibatches of {what} = {minibatch}; "
+                          f"make it a multiple of {minibatch}")
+    return d
+
+
+@dataclass
+class RolloutSources:
+    """What a rollout task reads from its config (:func:`rollout_sources`)."""
+
+    tokenizer: object
+    train_set: PromptSet
+    val_set: PromptSet
+    reward: Reward
+    gold: Callable[[str, str], float] | None
+
+
+def rollout_sources(cfg, device: torch.device, task: str,
+                    reward: Reward | Callable[[str, str], float] | None = None) -> RolloutSources:
+    """The ``train.init_from`` run's tokenizer (filling model.vocab_size), the check that the
+    policy is that run's decoder, the training and validation prompts, the reward (``reward``, or
+    the section's ``reward`` field) and the gold judge, as config section ``task`` says."""
+    from axon.tasks.sft import pretrained_tokenizer
+
+    p = getattr(cfg, task)
+    tokenizer = pretrained_tokenizer(cfg.train.init_from)
+    set_vocab_size(cfg, tokenizer.vocab_size)
+    check_source_model(cfg, task)
+    train_set = read_prompt_set(p.prompts, f"{task}.prompts", "train", tokenizer, cfg)
+    val_set = read_prompt_set(p.val_prompts, f"{task}.val_prompts", "val", tokenizer, cfg)
+    if reward is None:
+        source = build_reward(p.reward, device, f"{task}.reward")
+    else:
+        source = reward if isinstance(reward, Reward) else JudgeReward(reward)
+    gold = gold_judge(p.reward if reward is None else None, train_set.texts + val_set.texts, p.gold, f"{task}.gold")
+    return RolloutSources(tokenizer, train_set, val_set, source, gold)
+
+
+def rollout_setup(objective: RolloutObjective, sources: RolloutSources, init_weights) -> TaskSetup:
+    """The TaskSetup of a rollout task: the schedule's index batches, the validation prompts,
+    greedy samples, and at the end the validation answers' figures with the last rollout's
+    (``rollout_*``: the store's statistics)."""
+    batch_size = objective.cfg.train.batch_size
+
+    def model_metrics(model, split: str) -> dict:
+        out = objective.split_figures(model, VAL_SET if split == "val" else TRAIN_SET, batch_size)
+        store = unwrap(model).rollout
+        held = unwrap(model).metrics()  # the last rollout's figures (and minibatch means, left out)
+        out.update({f"rollout_{k}": held[k] for k in store.STATS if k in held})
+        return out
+
+    return TaskSetup(train_data=objective.schedule, val_data=PromptBatches(VAL_SET, len(sources.val_set.texts)),
+                     objective=objective, tokenizer=sources.tokenizer,
+                     sample_fn=make_sampler(objective, sources.val_set), model_metrics=model_metrics,
+                     init_weights=init_weights)
+
+
 def ppo_task(cfg, device: torch.device, reward: Reward | Callable[[str, str], float] | None = None) -> TaskSetup:
     """The ``ppo`` task (module docstring); ``reward`` replaces ``ppo.reward`` (a :class:`Reward`
     or a function (prompt, answer) -> float)."""
-    from axon.models.actor_critic import ActorCriticConfig
-    from axon.tasks.sft import pretrained_tokenizer
-
-    from axon.train.distributed import process_dist
-
     p, tc = cfg.ppo, cfg.train
-    d = process_dist(device, tc.parallel)
-    if d.fsdp:
-        raise ConfigError("train.parallel: ppo runs under ddp, not fsdp (FSDP's ranks must run the same forwards, and "
-                          "each rank's answers end after their own number of tokens); use --train.parallel=ddp")
-    if not isinstance(cfg.model, ActorCriticConfig):
-        raise ConfigError(f"task: ppo trains model.family=actor_critic, got {cfg.model.family}")
-    if not tc.init_from:
-        raise ConfigError("train.init_from: ppo starts from a language model (an sft run): set --train.init_from=RUN, "
-                          "or use axon finetune RUN --task=ppo")
-    rows = tc.batch_size * tc.grad_accum * d.world_size
-    if p.rollout_batch % rows:
-        what = "train.batch_size x train.grad_accum" + (" x processes" if d.enabled else "")
-        raise ConfigError(f"ppo.rollout_batch: {p.rollout_batch} answers do not split into minibatches of "
-                          f"{what} = {rows}; make it a multiple of {rows}")
-    tokenizer = pretrained_tokenizer(tc.init_from)
-    set_vocab_size(cfg, tokenizer.vocab_size)
-    check_source_model(cfg)
-    train_set = read_prompt_set(p.prompts, "ppo.prompts", "train", tokenizer, cfg)
-    val_set = read_prompt_set(p.val_prompts, "ppo.val_prompts", "val", tokenizer, cfg)
-    if reward is None:
-        source = build_reward(p.reward, device)
-    else:
-        source = reward if isinstance(reward, Reward) else JudgeReward(reward)
-    gold = gold_judge(p.reward if reward is None else None, train_set.texts + val_set.texts, p.gold)
-    schedule = RolloutSchedule(len(train_set.texts), p.rollout_batch, p.epochs, tc.grad_accum,
-                               ptx_tokens(tokenizer) if p.ptx_coef > 0 else None)
+    d = rollout_run(cfg, device, "ppo", p.rollout_batch, "ppo.rollout_batch")
+    if cfg.model.value_head == "none":
+        raise ConfigError("model.value_head: ppo trains a value function, and none is the policy alone (grpo's); set "
+                          "model.value_head=shared or separate (axon finetune RUN --task=ppo takes shared)")
+    src = rollout_sources(cfg, device, "ppo", reward)
+    schedule = RolloutSchedule(len(src.train_set.texts), p.rollout_batch, p.epochs, tc.grad_accum,
+                               ptx_tokens(src.tokenizer) if p.ptx_coef > 0 else None)
     reference = load_reference(cfg, device)
-    objective = PPO(cfg, tokenizer, {TRAIN_SET: train_set, VAL_SET: val_set}, schedule, reference, source, gold, d)
+    objective = PPO(cfg, src.tokenizer, {TRAIN_SET: src.train_set, VAL_SET: src.val_set}, schedule, reference,
+                    src.reward, src.gold, d)
 
     def init_policy(model, source_run) -> dict:
         """The policy from the reference's weights (the init_from run's); the value head as
@@ -692,17 +811,7 @@ def ppo_task(cfg, device: torch.device, reward: Reward | Callable[[str, str], fl
                               "model.value_head=separate, or ppo.value_init=sft")
         return {"checkpoint": str(source_run), "initialised": fresh}
 
-    def model_metrics(model, split: str) -> dict:
-        out = objective.split_figures(model, VAL_SET if split == "val" else TRAIN_SET, tc.batch_size)
-        from axon.models.actor_critic import ROLLOUT_STATS
-
-        held = unwrap(model).metrics()  # the last rollout's figures (and minibatch means, left out)
-        out.update({f"rollout_{k}": held[k] for k in ROLLOUT_STATS if k in held})
-        return out
-
-    return TaskSetup(train_data=schedule, val_data=PromptBatches(VAL_SET, len(val_set.texts)), objective=objective,
-                     tokenizer=tokenizer, sample_fn=make_sampler(objective, val_set), model_metrics=model_metrics,
-                     init_weights=init_policy)
+    return rollout_setup(objective, src, init_policy)
 
 
 def ptx_tokens(tokenizer) -> np.ndarray:
@@ -716,7 +825,7 @@ def ptx_tokens(tokenizer) -> np.ndarray:
         raise ConfigError(f"ppo.ptx_coef: the bundled corpus does not encode in the policy's tokenizer ({e})") from None
 
 
-def make_sampler(objective: PPO, val_set: PromptSet):
+def make_sampler(objective: RolloutObjective, val_set: PromptSet):
     """sample_fn(model, step) -> text: greedy answers to the first validation prompts, with their
     reward (and gold score)."""
 
