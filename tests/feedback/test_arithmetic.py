@@ -112,6 +112,9 @@ def test_shipped_splits_are_disjoint_worked_problems_the_judge_scores_one():
             assert final_answer(r["response"]) == parse_problem(r["prompt"]).answer
             assert gold_for("arithmetic")(r["prompt"], r["response"]) == 1.0
         assert prompt_setup([r["prompt"] for r in rs]) == "arithmetic"
+    # one character set: an sft run's char tokenizer (of its train and val files) is the same whichever is val
+    chars = {s: set("".join(r["prompt"] + r["response"] for r in rs)) for s, rs in rows.items()}
+    assert chars["train"] == chars["val"] == chars["heldout"]
 
 
 # (response, score) to "What is 478+56?" (534)
