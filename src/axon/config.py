@@ -255,7 +255,7 @@ class LoRAConfig:
 # a config does not import it; tests/tasks/test_ppo_task.py checks that the two agree). Every choice of a
 # reward or a gold judge (ppo.reward, ppo.gold, grpo.reward, grpo.gold) is made from this one registry:
 # a judge added there and here is a choice of every task that trains on rewards.
-GOLD_JUDGES = ("sentiment", "instructions")
+GOLD_JUDGES = ("sentiment", "instructions", "arithmetic")
 GOLD_REWARDS = tuple(f"gold:{g}" for g in sorted(GOLD_JUDGES))  # ppo.reward, grpo.reward: one of these or a reward run
 PPO_GOLDS = ("auto", *GOLD_JUDGES, "none")  # ppo.gold, grpo.gold
 
@@ -272,7 +272,7 @@ class PPOConfig:
     # PPO on a language model (axon.tasks.ppo; Ouyang et al. 2022, Ziegler et al. 2019). One trainer step
     # is one minibatch update; a rollout of rollout_batch answers is trained on for `epochs` epochs of
     # minibatches of train.batch_size x train.grad_accum answers.
-    reward: str = "gold:instructions"  # gold:instructions, gold:sentiment, or a reward run's directory
+    reward: str = "gold:instructions"  # gold:instructions, gold:sentiment, gold:arithmetic, or a reward run's directory
     prompts: str | None = None  # JSONL of {"prompt"} (or {"prompt", "response"}) rows; null: the bundled instruction train file
     val_prompts: str | None = None  # prompts of the validation answers; null: the bundled instruction val file
     rollout_batch: int = 64  # prompts answered per rollout
@@ -291,7 +291,8 @@ class PPOConfig:
     whiten_advantages: bool = True  # normalise each rollout's advantages to mean 0, variance 1
     ptx_coef: float = 0.0  # PPO-ptx: weight of the LM loss on the bundled corpus mixed in (0: off)
     # the gold judge reported beside the reward (gold, val_gold): auto = the reward itself when it is gold,
-    # the instruction judge when every prompt is an instruction; sentiment (VADER), instructions, or none
+    # the instruction or arithmetic judge when every prompt is one of its tasks; sentiment (VADER),
+    # instructions, arithmetic, or none
     gold: str = "auto"
     # where a separate critic (model.value_head=separate) starts, at the run's start only: sft (the
     # body of train.init_from, head at zero), scratch, reward (the ppo.reward run, as InstructGPT

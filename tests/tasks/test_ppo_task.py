@@ -319,7 +319,8 @@ def test_ppo_gold_names_the_judge_reported_beside_the_reward():
     with pytest.raises(ConfigError, match="ppo.gold: instructions judges instructions, and a prompt is not one"):
         gold_judge("runs/rm", prefixes, "instructions")
     assert set(PPO_GOLDS) == {"auto", "none", *GOLDS}
-    with pytest.raises(ConfigError, match="ppo.gold: unknown gold judge 'vader'; choose one of: auto, sentiment, instructions, none"):
+    with pytest.raises(ConfigError, match="ppo.gold: unknown gold judge 'vader'; "
+                                          "choose one of: auto, sentiment, instructions, arithmetic, none"):
         PPOConfig(gold="vader")
     with pytest.raises(ConfigError, match="ppo.gold"):
         load_config(None, ["--ppo.gold=happy"])

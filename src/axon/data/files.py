@@ -12,7 +12,8 @@ names a file that comes with the package, in one of two ways:
   ``bundled:sentiment/{train.jsonl,val.jsonl,heldout.jsonl}``, the sentiment-control setup's SFT
   demonstrations and prompts (``axon.data.sentiment``);
 * shipped with ``axon.feedback``: ``bundled:instructions/{train,val,heldout}.jsonl``, the
-  instruction dataset (SFT rows; held-out prompts).
+  instruction dataset (SFT rows; held-out prompts); ``bundled:arithmetic/{train,val,heldout}.jsonl``,
+  worked arithmetic problems with exact answers (SFT rows, every split; ``axon.feedback.arithmetic``).
 
 Any other value is a path to a file that must exist.
 
@@ -62,14 +63,15 @@ def bundled_file(name: str, field_name: str, data_cfg=None) -> Path:
 
         maker = {"speakers": speakers, "labellers": labellers, "sentiment": sentiment}[dataset]
         return maker.bundled_file(name, cache_data_dir(data_cfg).parent)  # made here: an unwritable cache is one line
-    if dataset == "instructions":  # shipped with axon.feedback, which writes and checks them
-        from axon.feedback import bundled_path
-        from axon.feedback.datasets import BUNDLED_SIZES
+    if dataset in ("instructions", "arithmetic"):  # shipped with axon.feedback, which writes and checks them
+        from axon.feedback.datasets import ARITHMETIC_SIZES, BUNDLED_SIZES, arithmetic_path, bundled_path
 
+        sizes, path_of = {"instructions": (BUNDLED_SIZES, bundled_path),
+                          "arithmetic": (ARITHMETIC_SIZES, arithmetic_path)}[dataset]
         file = name.partition("/")[2]
-        if file.removesuffix(".jsonl") not in BUNDLED_SIZES or not file.endswith(".jsonl"):
+        if file.removesuffix(".jsonl") not in sizes or not file.endswith(".jsonl"):
             raise ConfigError(f"{field_name}: {BUNDLED}{name} not found; the bundled files are {', '.join(bundled_names())}")
-        return bundled_path(file.removesuffix(".jsonl"))
+        return path_of(file.removesuffix(".jsonl"))
     from axon.data.corpus import CORPUS_DIR
 
     path = CORPUS_DIR / name
@@ -82,11 +84,12 @@ def bundled_names() -> list[str]:
     """Every ``bundled:NAME`` there is (module docstring)."""
     from axon.data import labellers, sentiment, speakers
     from axon.data.corpus import CORPUS_DIR
-    from axon.feedback.datasets import BUNDLED_SIZES
+    from axon.feedback.datasets import ARITHMETIC_SIZES, BUNDLED_SIZES
 
     shipped = [p.relative_to(CORPUS_DIR).as_posix() for p in (*CORPUS_DIR.glob("*.txt"), *CORPUS_DIR.glob("*/*.tsv"))]
     made = ([f"speakers/{f}" for f in speakers.FILES] + [f"labellers/{f}" for f in labellers.FILES]
-            + [f"sentiment/{f}" for f in sentiment.FILES] + [f"instructions/{f}.jsonl" for f in BUNDLED_SIZES])
+            + [f"sentiment/{f}" for f in sentiment.FILES] + [f"instructions/{f}.jsonl" for f in BUNDLED_SIZES]
+            + [f"arithmetic/{f}.jsonl" for f in ARITHMETIC_SIZES])
     return [BUNDLED + n for n in sorted(shipped) + made]
 
 

@@ -5,6 +5,7 @@ A setup is a way to make prompts and a gold judge of responses to them:
     setup          prompts                               gold(prompt, response)
     sentiment      the first words of corpus lines       VADER compound of the response, [-1, 1]
     instructions   seeded instructions of seven types     the instruction's judge, [0, 1]
+    arithmetic     "What is 478+56?" (+ - *, 2-3 digits)  exact final answer: 1, else 0
 
 and each writes three kinds of JSON-lines file, one object a line:
 
@@ -16,11 +17,19 @@ and each writes three kinds of JSON-lines file, one object a line:
 Comparisons and rankings are made from candidate responses given per prompt: samples of an SFT
 model once it exists, programmatic ones (``instructions.candidates``) until then.
 
-The bundled dataset, ``axon/feedback/data/instructions_{train,val,heldout}.jsonl``, is
-``write_bundled()`` with its fixed seed and sizes: one list of ``generate_instructions`` cut in
-three, so no held-out instruction shares a type and word with a train one. Its bytes are a pure
-function of the code and the corpus: tests/feedback regenerates it and compares. After changing
-a generator, regenerate it with ``python -m axon.feedback.make_data``.
+The bundled datasets are shipped in ``axon/feedback/data/``:
+
+* ``instructions_{train,val,heldout}.jsonl`` (``bundled:instructions/...``), ``write_bundled()``
+  with its fixed seed and sizes: one list of ``generate_instructions`` cut in three, so no
+  held-out instruction shares a type and word with a train one;
+* ``arithmetic_{train,val,heldout}.jsonl`` (``bundled:arithmetic/...``),
+  ``write_bundled_arithmetic()``: one list of ``arithmetic.generate_problems`` cut in three, so
+  no problem is in two splits (47+38 and 38+47 count as one). Every split is SFT rows, the
+  held-out one too: its prompts are the RL tasks' (a prompts file ignores the responses), and an
+  SFT run given it as ``data.val_file`` reports its exact-match accuracy there.
+
+Their bytes are a pure function of the code and the corpus: tests/feedback regenerates them and
+compares. After changing a generator, regenerate them with ``python -m axon.feedback.make_data``.
 """
 
 from __future__ import annotations
@@ -31,22 +40,43 @@ from pathlib import Path
 
 from axon.atomic import AtomicFile
 from axon.errors import ConfigError, DataError, reading, writing
-from axon.feedback.instructions import generate_instructions, instruction_demonstrations, instruction_gold
+from axon.feedback.arithmetic import arithmetic_demonstrations, arithmetic_gold, generate_problems, parse_problem
+from axon.feedback.instructions import (
+    generate_instructions, instruction_demonstrations, instruction_gold, parse_instruction,
+)
 from axon.feedback.labellers import DEFAULT_LABELLERS, Labeller, make_comparisons, make_rankings
 from axon.feedback.sentiment import sentiment_gold
 
 #: setup name -> gold(prompt, response)
-GOLDS: dict[str, Callable[[str, str], float]] = {"sentiment": sentiment_gold, "instructions": instruction_gold}
+GOLDS: dict[str, Callable[[str, str], float]] = {"sentiment": sentiment_gold, "instructions": instruction_gold,
+                                                 "arithmetic": arithmetic_gold}
+#: the setups whose judge reads its task from the prompt: setup -> parse(prompt), DataError when it is not one
+PARSERS: dict[str, Callable[[str], object]] = {"instructions": parse_instruction, "arithmetic": parse_problem}
 
 BUNDLED_DIR = Path(__file__).resolve().parent / "data"
 BUNDLED_SEED = 0
 BUNDLED_SIZES = {"train": 2000, "val": 200, "heldout": 200}
+ARITHMETIC_SEED = 0
+ARITHMETIC_SIZES = {"train": 5000, "val": 500, "heldout": 500}
 
 
 def gold_for(setup: str) -> Callable[[str, str], float]:
     if setup not in GOLDS:
         raise ConfigError(f"setup: {setup!r} is not one of {', '.join(GOLDS)}")
     return GOLDS[setup]
+
+
+def prompt_setup(prompts: Sequence[str]) -> str | None:
+    """The setup of ``PARSERS`` whose parser reads every one of ``prompts`` (so its gold judge
+    scores answers to them), else None; None for no prompts."""
+    for setup, parse in PARSERS.items():
+        try:
+            for p in prompts:
+                parse(p)
+        except DataError:
+            continue
+        return setup if prompts else None
+    return None
 
 
 def write_jsonl(path: str | Path, rows: Sequence[dict], what: str = "JSONL file") -> Path:
@@ -137,3 +167,26 @@ def write_bundled(out_dir: str | Path = BUNDLED_DIR, seed: int = BUNDLED_SEED) -
             write_sft(out_dir / "instructions_val.jsonl", instruction_demonstrations(splits["val"], seed)),
             write_prompts(out_dir / "instructions_heldout.jsonl", [x.to_dict() for x in splits["heldout"]])]
 
+
+
+# --------------------------------------------------------------------------------------------
+# The bundled arithmetic dataset
+
+
+def arithmetic_path(split: str) -> Path:
+    """``axon/feedback/data/arithmetic_{split}.jsonl``: SFT rows, every split."""
+    if split not in ARITHMETIC_SIZES:
+        raise ConfigError(f"split: {split!r} is not one of {', '.join(ARITHMETIC_SIZES)}")
+    return BUNDLED_DIR / f"arithmetic_{split}.jsonl"
+
+
+def write_bundled_arithmetic(out_dir: str | Path = BUNDLED_DIR, seed: int = ARITHMETIC_SEED,
+                             sizes: dict[str, int] = ARITHMETIC_SIZES) -> list[Path]:
+    """Write the bundled arithmetic dataset into ``out_dir``: one list of ``generate_problems``
+    cut in order into ``sizes``, each piece's worked answers."""
+    problems, out, start = generate_problems(sum(sizes.values()), seed), [], 0
+    for split, n in sizes.items():
+        rows = arithmetic_demonstrations(problems[start:start + n])
+        out.append(write_sft(Path(out_dir) / f"arithmetic_{split}.jsonl", rows))
+        start += n
+    return out

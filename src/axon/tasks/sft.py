@@ -21,10 +21,12 @@ the tokenizer from the run (``axon.tasks.finetune.finetune_config``).
 
 Metrics: the validation loss is the mean cross-entropy per response token (end markers
 included); ``summarize`` adds its perplexity. When every example of a split is one user prompt
-that is an instruction of ``axon.feedback`` (the bundled instruction files), ``result.json`` and
-``axon eval`` also give the gold judge's mean score of greedy answers to those prompts (``gold``,
-1 = followed; at most ``GOLD_TOKENS`` tokens each, fewer if the split's longest prompt leaves
-less of the context) and the share that wrote the end marker (``ended``). samples.txt: greedy
+that a gold judge of ``axon.feedback`` reads -- every prompt an instruction (the bundled
+instruction files) or every prompt an arithmetic problem (the bundled arithmetic files) --
+``result.json`` and ``axon eval`` also give that judge's mean score of greedy answers to those
+prompts (``gold``: 1 = followed; for arithmetic, the exact-match accuracy of the final answers;
+at most ``GOLD_TOKENS`` tokens each, fewer if the split's longest prompt leaves less of the
+context) and the share that wrote the end marker (``ended``). samples.txt: greedy
 answers to the first validation prompts, stopped at the end marker, beside the reference
 answers. ``axon sample`` on an sft run wraps ``--prompt`` in the template and stops at the marker.
 """
@@ -33,6 +35,7 @@ from __future__ import annotations
 
 import math
 import sys
+from collections.abc import Callable
 
 import torch
 
@@ -89,36 +92,33 @@ def sft_task(cfg, device: torch.device) -> TaskSetup:
     def summarize(loss: float, split: str) -> dict:  # loss: mean cross-entropy per response token
         return {"perplexity": math.exp(loss)}
 
-    golds = {"train": instruction_prompts(train_convs), "val": instruction_prompts(val_convs)}
+    golds = {"train": judged_prompts(train_convs), "val": judged_prompts(val_convs)}
 
     def model_metrics(model, split: str) -> dict:
-        prompts = golds.get(split)
-        return {} if prompts is None else gold_figures(model, tokenizer, prompts, cfg.model.block_size)
+        judged = golds.get(split)
+        return {} if judged is None else gold_figures(model, tokenizer, *judged, cfg.model.block_size)
 
     return TaskSetup(train_data=train, val_data=val, objective=ResponseLM(z_loss=cfg.train.z_loss),
                      tokenizer=tokenizer, sample_fn=make_answerer(tokenizer, val_convs[:SAMPLES], cfg, device),
                      summarize=summarize, model_metrics=model_metrics if golds["val"] is not None else None)
 
 
-def instruction_prompts(convs) -> list[str] | None:
-    """The prompts of ``convs`` when each is one user message that is an instruction of
-    ``axon.feedback`` (so its gold judge applies), else None."""
-    from axon.errors import DataError
-    from axon.feedback import parse_instruction
+def judged_prompts(convs) -> tuple[list[str], Callable[[str, str], float]] | None:
+    """(prompts, gold judge) of ``convs`` when each is one user message that one gold judge of
+    ``axon.feedback`` reads (every prompt an instruction, or every prompt an arithmetic problem:
+    ``feedback.prompt_setup``), else None."""
+    from axon.feedback import gold_for, prompt_setup
 
     if not convs or any([r for r, _ in c.messages] != ["user", "assistant"] for c in convs):
         return None
-    try:
-        for c in convs:
-            parse_instruction(c.messages[0][1])
-    except DataError:
-        return None
-    return [c.messages[0][1] for c in convs]
+    prompts = [c.messages[0][1] for c in convs]
+    setup = prompt_setup(prompts)
+    return None if setup is None else (prompts, gold_for(setup))
 
 
 @torch.no_grad()
-def gold_figures(model, tokenizer, prompts: list[str], block_size: int) -> dict:
-    """``gold``: the instruction judge's mean score of greedy answers to ``prompts`` (in the chat
+def gold_figures(model, tokenizer, prompts: list[str], gold: Callable[[str, str], float], block_size: int) -> dict:
+    """``gold``: the mean score by ``gold`` of greedy answers to ``prompts`` (in the chat
     template, stopped at the end marker); ``ended``: the share that wrote the marker.
 
     Every answer may take the same number of tokens: GOLD_TOKENS, or fewer when the longest
@@ -126,7 +126,6 @@ def gold_figures(model, tokenizer, prompts: list[str], block_size: int) -> dict:
     every row when the longest prompt fills the context; one limit for the whole split keeps an
     answer independent of the prompts it was batched with.)"""
     from axon.data.chat import prompt_ids
-    from axon.feedback import instruction_gold
     from axon.tasks.ppo import sample_answers
 
     ids = [prompt_ids(tokenizer, p)[1] for p in prompts]
@@ -135,13 +134,13 @@ def gold_figures(model, tokenizer, prompts: list[str], block_size: int) -> dict:
         return {}
     was_training = model.training
     model.eval()
-    gold = ended = 0.0
+    score = ended = 0.0
     for s in range(0, len(prompts), GOLD_BATCH):
         answers = sample_answers(model, tokenizer, ids[s : s + GOLD_BATCH], new, 0.0, None)
-        gold += sum(instruction_gold(p, a) for p, a in zip(prompts[s : s + GOLD_BATCH], answers.texts))
+        score += sum(gold(p, a) for p, a in zip(prompts[s : s + GOLD_BATCH], answers.texts))
         ended += float(answers.ended.sum())
     model.train(was_training)
-    return {"gold": gold / len(prompts), "ended": ended / len(prompts)}
+    return {"gold": score / len(prompts), "ended": ended / len(prompts)}
 
 
 def make_answerer(tokenizer, convs, cfg, device: torch.device):
