@@ -629,6 +629,7 @@ def build_parser() -> argparse.ArgumentParser:
                               "  axon finetune runs/bert-mlm --data.train_file=reviews.jsonl --model.pooling=mean\n"
                               "  axon finetune runs/shakespeare --task=sft --data.train_file=chats.jsonl  # docs/rlhf.md\n"
                               "  axon finetune runs/instruct --task=ppo --ppo.reward=gold:instructions  # docs/rlhf.md, PPO\n"
+                              "  axon finetune runs/instruct --task=online_dpo  # docs/rlhf.md, online DPO\n"
                               "Other keys as for train (--section.key=value); data files: JSONL or TSV (see classify), "
                               "JSONL for sft.",
                        formatter_class=argparse.RawDescriptionHelpFormatter)

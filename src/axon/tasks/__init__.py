@@ -25,6 +25,8 @@ they read (files, tokenizers, datasets of batches) is ``axon.data``'s:
               with a KL penalty to the SFT model (InstructGPT's third step)
     dpo       a causal LM trained directly on comparisons against a frozen copy of itself (DPO,
               IPO, cDPO, robust DPO, SimPO, RPO), no reward model and no sampling
+    online_dpo  the same losses on pairs the current policy samples each step and a reward
+              labels (online DPO, Guo et al. 2024)
 
 A new task is a module here with a ``(cfg, device) -> TaskSetup`` builder, a line in ``TASKS``,
 and the families that run it listing it (``Family.task`` / ``other_tasks`` in ``axon.models``):
@@ -38,7 +40,7 @@ import copy
 import torch
 
 from axon.errors import ConfigError
-from axon.tasks import classify, dpo, lm, mlm, ppo, reward, seq2seq, sft, word2vec
+from axon.tasks import classify, dpo, lm, mlm, online_dpo, ppo, reward, seq2seq, sft, word2vec
 from axon.tasks.base import TaskBuilder, TaskSetup, set_vocab_size
 
 TASKS: dict[str, TaskBuilder] = {
@@ -51,6 +53,7 @@ TASKS: dict[str, TaskBuilder] = {
     "reward": reward.reward_task,
     "ppo": ppo.ppo_task,
     "dpo": dpo.dpo_task,
+    "online_dpo": online_dpo.online_dpo_task,
 }
 
 
