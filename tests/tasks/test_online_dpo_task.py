@@ -74,9 +74,8 @@ def lm(root, tmp_path_factory):
 def prompts(root):
     rng = random.Random(0)
     words = sorted({"".join(rng.choice(LETTERS) for _ in range(rng.randint(3, 5))) for _ in range(40)})
-    write = lambda name, ws: (root / name).write_text("".join(json.dumps({"prompt": w}) + "\n" for w in ws))  # noqa: E731
-    write("train.jsonl", words[:32])
-    write("val.jsonl", words[32:40])
+    for name, ws in (("train.jsonl", words[:32]), ("val.jsonl", words[32:40])):
+        (root / name).write_text("".join(json.dumps({"prompt": w}) + "\n" for w in ws))
     return root / "train.jsonl", root / "val.jsonl"
 
 
@@ -118,7 +117,8 @@ def test_index_batches_are_a_pure_function_of_the_step_and_walk_every_prompt():
     b = PairBatches(n_prompts=10, grad_accum=2)
     kind, step, rows, prompts = b.get_batch(3, 4, 64, seed=5, micro_step=1)
     assert torch.all(kind == TRAIN) and torch.all(step == 3) and rows.tolist() == [4, 5, 6, 7]
-    assert all(torch.equal(u, v) for u, v in zip(b.get_batch(3, 4, 64, seed=5, micro_step=1), (kind, step, rows, prompts)))
+    again = b.get_batch(3, 4, 64, seed=5, micro_step=1)
+    assert all(torch.equal(u, v) for u, v in zip(again, (kind, step, rows, prompts)))
     walked = [p for s in range(3) for m in range(2) for p in b.get_batch(s, 4, 64, seed=5, micro_step=m)[3].tolist()]
     assert sorted(walked[:10]) == list(range(10)) and sorted(walked[10:20]) == list(range(10))  # each pass: all once
     assert walked[:10] != walked[10:20]  # each pass in its own order
@@ -127,7 +127,8 @@ def test_index_batches_are_a_pure_function_of_the_step_and_walk_every_prompt():
 
 def test_chat_rows_score_the_answer_tokens_only():
     tokens = torch.tensor([[5, 6, 7, 8, 9, 0], [5, 6, 7, 1, 2, 3]])  # prompts of 3 tokens; answers of 2 and 3
-    answers = Answers(tokens, torch.tensor([3, 3]), torch.tensor([[1.0, 1, 0], [1, 1, 1]]), ["", ""], torch.tensor([0, 0]))
+    mask = torch.tensor([[1.0, 1, 0], [1, 1, 1]])
+    answers = Answers(tokens, torch.tensor([3, 3]), mask, ["", ""], torch.tensor([False, False]))
     x, y = chat_rows(answers)
     assert torch.equal(x, tokens[:, :-1])
     assert y.tolist() == [[IGNORE, IGNORE, 8, 9, IGNORE], [IGNORE, IGNORE, 1, 2, 3]]
