@@ -249,11 +249,38 @@ def test_a_gold_run_from_the_command_line(lm, root, prompts):
     assert all("online_dpo" in (f.task, *f.other_tasks) for f in FAMILIES.values() if "dpo" in f.other_tasks)
 
 
+def test_iterated_dpo_trains_rounds_on_comparisons_of_the_last_rounds_samples(lm, root, prompts):
+    from axon.lab.iterated_dpo import iterated_dpo
+
+    args = dict(name="iterated", out_dir=root, pairs=16, reward=spaces, say=lambda line: None,
+                overrides=[f"--online_dpo.prompts={prompts[0]}", f"--online_dpo.val_prompts={prompts[1]}",
+                           "--online_dpo.max_new_tokens=16", "--train.batch_size=8", "--train.max_steps=8",
+                           "--train.eval_batches=1", "--optim.name=adamw", "--optim.lr=3e-3",
+                           "--schedule.warmup_steps=0", "--dpo.beta=0.5", *QUIET])
+    summary = iterated_dpo(lm, 2, **args)
+    rounds = summary["rounds"]
+    assert [r["round"] for r in rounds] == [0, 1, 2] and rounds[0]["kl"] == 0  # round 0: the start, KL 0 to itself
+    for k in (1, 2):
+        cfg = load_config(root / "iterated" / f"round_{k}" / "config.yaml")
+        assert cfg.task == "dpo" and cfg.train.init_from == str(lm if k == 1 else root / "iterated" / "round_1")
+        lines = (root / "iterated" / f"round_{k}-data" / "train.jsonl").read_text().splitlines()
+        counts = rounds[k]["comparisons"]
+        assert len(lines) == counts["comparisons"] == 16 - counts["ties"] - counts["empty"] > 0
+        for row in map(json.loads, lines):  # each comparison's chosen answer is the better, none tied
+            assert spaces(row["prompt"], row["chosen"]) > spaces(row["prompt"], row["rejected"])
+        assert rounds[k]["kl"] != 0 and 0 <= rounds[k]["val_accuracy"] <= 1  # moved off the start (k1, sampled)
+    assert json.loads((root / "iterated" / "summary.json").read_text()) == json.loads(json.dumps(summary))
+    seen = []
+    again = iterated_dpo(lm, 2, **{**args, "say": seen.append})  # again: every round finished, none redone
+    assert seen == [f"round {k}: finished before, skipped: {root / 'iterated' / f'round_{k}'}" for k in (1, 2)]
+    assert again == summary
+
+
 # ----------------------------------------------------------------------------------------------
 # Refusals, one line each
 
 
-def test_bad_inputs_end_in_one_line(lm, root, prompts, tmp_path):
+def test_bad_inputs_end_in_one_line(lm, root, prompts, tmp_path, capsys):
     def refused(*extra, error=ConfigError):
         with pytest.raises(error) as e:
             build_task(online_config(lm, root, prompts, "refused", *extra), CPU)
@@ -280,3 +307,6 @@ def test_bad_inputs_end_in_one_line(lm, root, prompts, tmp_path):
     cfg = load_config(None, ["--task=online_dpo", "--model.preset=tiny"])
     with pytest.raises(ConfigError, match="train.init_from: online_dpo trains a language model from a starting run"):
         build_task(cfg, CPU)
+    capsys.readouterr()
+    assert main(["iterated-dpo", str(lm), "--rounds=0", "--name=x", f"--out-dir={tmp_path}"]) == 2
+    assert capsys.readouterr().err == "axon iterated-dpo: error: --rounds: must be >= 1, got 0\n"

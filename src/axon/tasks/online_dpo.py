@@ -49,6 +49,9 @@ task logs them). Validation is PPO's: answers to ``online_dpo.val_prompts`` samp
 seeds, the loss minus their mean score; ``result.json`` and ``axon eval`` add their mean
 ``score``, ``gold``, ``kl``, ``length`` and ``ended``.
 
+Iterated DPO (Xu et al. 2023), rounds of the offline dpo task on comparisons sampled from the
+previous round's policy and labelled by the same reward, is ``axon.lab.iterated_dpo``.
+
 Several processes (DDP): each rank samples, scores and trains on its rows of the micro-step (the
 rows are numbered across the ranks, so a row's pair is the one a single process samples), and
 DDP averages the ranks' gradients, each rank's loss the mean over its own kept pairs; counts in
@@ -151,14 +154,16 @@ class OnlineDPO:
         kl = sequence_logprobs(logits[..., :V] / temp, y)[0] - sequence_logprobs(ref_logits[..., :V] / temp, y)[0]
         return ref, kl, n
 
-    def sample_pairs(self, model, step: int, rows: Sequence[int], prompts: Sequence[int]) -> Pairs:
-        """The pairs of training step ``step``'s ``rows``, answering training prompts ``prompts``:
-        a pure function of the weights and (train.seed, step, rows) (module docstring)."""
+    def sample_pairs(self, model, step: int, rows: Sequence[int], prompts: Sequence[int], prompt_set: int = TRAIN_SET,
+                     tag: str = SEED_TAG) -> Pairs:
+        """The pairs of training step ``step``'s ``rows``, answering prompts ``prompts`` (of the
+        training set): a pure function of the weights and (train.seed, tag, step, rows) (module
+        docstring). Iterated DPO (``axon.lab.iterated_dpo``) samples its comparison files here too."""
         policy = unwrap(model)
-        p, seed, s = self.p, self.cfg.train.seed, self.sets[TRAIN_SET]
+        p, seed, s = self.p, self.cfg.train.seed, self.sets[prompt_set]
         B = len(rows)
         texts = [s.texts[i] for i in prompts for _ in range(2)]
-        gens = [generator(policy, seed, SEED_TAG, step, r, j) for r in rows for j in range(2)]
+        gens = [generator(policy, seed, tag, step, r, j) for r in rows for j in range(2)]
         answers = sample_answers(policy, self.tokenizer, [s.ids[i] for i in prompts for _ in range(2)],
                                  p.max_new_tokens, p.temperature, gens, next(policy.parameters()).dtype)
         score = self.reward.score(texts, answers.texts).to(torch.float64).view(B, 2)
