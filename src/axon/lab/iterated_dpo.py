@@ -39,6 +39,7 @@ from pathlib import Path
 from axon.errors import ConfigError
 
 TRAIN_TAG, VAL_TAG = "iterated-train", "iterated-val"  # the generators' keys, beside the round and row
+SET_HERE = ("out_dir", "name", "task", "data.train_file", "data.val_file")  # each round's, not an override's
 
 
 def sample_comparisons(objective, model, k: int, prompt_set: int, prompts: list[int],
@@ -111,6 +112,15 @@ def iterated_dpo(start: str | Path, rounds: int, *, name: str, out_dir: str | Pa
         raise ConfigError(f"--rounds: must be >= 1, got {rounds}")
     if pairs is not None and pairs < 1:
         raise ConfigError(f"--pairs: must be >= 1 (or left out: every training prompt), got {pairs}")
+    from axon.config import parse_overrides
+
+    given = parse_overrides(list(overrides))
+    for key in SET_HERE:
+        section, _, field = key.rpartition(".")
+        scope = (given.get(section) or {}) if section else given
+        if isinstance(scope, dict) and field in scope:
+            raise ConfigError(f"--{key}: iterated-dpo sets it for each round (OUT_DIR/NAME/round_K and its data); give "
+                              "its own --out-dir and --name")
     root = Path(out_dir) / name
     cfg = finetune_config(start, None, ["--task=online_dpo", *overrides])
     device = resolve_device(cfg.train.device)
