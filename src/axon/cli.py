@@ -108,7 +108,7 @@ def cmd_sample(args, overrides: list[str]) -> int:
     from axon.generate.options import check_stop_tokens
     from axon.generate.stream import StreamPrinter
     from axon.train.run import load_run
-    from axon.tasks import task_name
+    from axon.tasks import CHAT_TASKS, task_name
 
     options = _sampling_options(args)  # every flag, then every file, before any model is loaded
     if args.draft:
@@ -126,14 +126,14 @@ def cmd_sample(args, overrides: list[str]) -> int:
     if pairs:
         raise ConfigError(f"--response and --responses-file are scored by a reward run; {args.run_dir} is a {task!r} run")
     prompt = "\n" if prompt is None else prompt
-    if task not in ("lm", "sft", "ppo"):  # only a language model continues text
+    if task not in ("lm", *CHAT_TASKS):  # only a language model continues text
         hint = {"seq2seq": "; use axon translate RUN_DIR --input TEXT", "word2vec": "; use axon embed RUN_DIR --neighbors WORD"}
         raise ConfigError(f"{args.run_dir} is a {cfg.model.family} run trained for {task!r}: it does not continue text"
                           + hint.get(task, ""))
     if tokenizer is None:
         raise ConfigError(f"{args.run_dir} has no tokenizer.json; copy the model's tokenizer.json into it")
     check_stop_tokens("stop_tokens", args.stop_token, tokenizer.vocab_size)  # the vocabulary is known now
-    if task in ("sft", "ppo"):  # an assistant: the prompt in the chat template
+    if task in CHAT_TASKS:  # an assistant: the prompt in the chat template
         prompt, ids = _chat_prompt(args, tokenizer, prompt)
     else:
         ids = tokenizer.encode(prompt) if prompt else [0]

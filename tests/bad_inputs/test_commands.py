@@ -315,7 +315,7 @@ LABEL = [
     Case("label-prompts-missing", LABEL_ARGS, "prompts: {tmp}/p.jsonl not found"),
     Case("label-prompts-bad-line", LABEL_ARGS, "{tmp}/p.jsonl:2: expected an object with a 'prompt' key",
          setup=write("p.jsonl", PROMPTS + '{"text": "x"}\n')),
-    Case("label-not-a-chat-run", LABEL_ARGS, "is a lm run; label samples answers of a chat model (an sft or ppo run)",
+    Case("label-not-a-chat-run", LABEL_ARGS, "is a lm run; label samples answers of a chat model (an sft, ppo, dpo or online_dpo run)",
          setup=write("p.jsonl", PROMPTS)),
     Case("label-run-missing", ["label", "{tmp}/nope", "--prompts", "{tmp}/p.jsonl", "--out", "{tmp}/c.jsonl"],
          "nope is not a run directory (no such directory)", setup=write("p.jsonl", PROMPTS)),

@@ -229,12 +229,14 @@ def test_a_resumed_run_gives_the_same_losses_bit_for_bit(planted_run, root, plan
     assert resumed["val_score"] == json.loads((planted_run / "result.json").read_text())["val_score"]
 
 
-def test_axon_eval_reports_the_validation_figures(planted_run, planted, capsys):
+def test_axon_eval_and_sample_read_the_run(planted_run, planted, capsys):
     assert main(["eval", str(planted_run), "--json"]) == 0
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     result = json.loads((planted_run / "result.json").read_text())
     for k in ("loss", "score", "kl", "length", "ended"):
         assert out[k] == pytest.approx(result[f"val_{k}"], rel=1e-6), k
+    assert main(["sample", str(planted_run), "--prompt", "abc", "--max-new-tokens", "4", "--no-stream"]) == 0
+    assert capsys.readouterr().out.startswith("User: abc\nAssistant: ")  # an assistant: the chat template
 
 
 def test_a_gold_run_from_the_command_line(lm, root, prompts):

@@ -56,6 +56,9 @@ TASKS: dict[str, TaskBuilder] = {
     "online_dpo": online_dpo.online_dpo_task,
 }
 
+#: Tasks whose runs answer a user in the chat template (axon sample wraps the prompt in it; axon label samples them).
+CHAT_TASKS = ("sft", "ppo", "dpo", "online_dpo")
+
 
 def task_name(cfg) -> str:
     from axon.models import FAMILIES
