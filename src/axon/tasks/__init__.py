@@ -25,8 +25,9 @@ they read (files, tokenizers, datasets of batches) is ``axon.data``'s:
               with a KL penalty to the SFT model (InstructGPT's third step)
     dpo       a causal LM trained directly on comparisons against a frozen copy of itself (DPO,
               IPO, cDPO, robust DPO, SimPO, RPO), no reward model and no sampling
-    online_dpo  the same losses on pairs the current policy samples each step and a reward
-              labels (online DPO, Guo et al. 2024)
+    online_dpo
+              the dpo losses on pairs the current policy samples at each step and a reward labels
+              (online DPO, Guo et al. 2024); iterated DPO's rounds are ``axon.lab.iterated_dpo``
 
 A new task is a module here with a ``(cfg, device) -> TaskSetup`` builder, a line in ``TASKS``,
 and the families that run it listing it (``Family.task`` / ``other_tasks`` in ``axon.models``):

@@ -156,9 +156,10 @@ class OnlineDPO:
 
     def sample_pairs(self, model, step: int, rows: Sequence[int], prompts: Sequence[int], prompt_set: int = TRAIN_SET,
                      tag: str = SEED_TAG) -> Pairs:
-        """The pairs of training step ``step``'s ``rows``, answering prompts ``prompts`` (of the
-        training set): a pure function of the weights and (train.seed, tag, step, rows) (module
-        docstring). Iterated DPO (``axon.lab.iterated_dpo``) samples its comparison files here too."""
+        """The pairs of training step ``step``'s ``rows``, answering prompts ``prompts`` (indices
+        into ``prompt_set``, the training prompts unless given): a pure function of the weights and
+        (train.seed, tag, step, rows) (module docstring). Iterated DPO (``axon.lab.iterated_dpo``)
+        samples its comparison files here too, with its own tags."""
         policy = unwrap(model)
         p, seed, s = self.p, self.cfg.train.seed, self.sets[prompt_set]
         B = len(rows)
