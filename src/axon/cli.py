@@ -108,7 +108,7 @@ def cmd_sample(args, overrides: list[str]) -> int:
     from axon.generate.options import check_stop_tokens
     from axon.generate.stream import StreamPrinter
     from axon.train.run import load_run
-    from axon.tasks import task_name
+    from axon.tasks import CHAT_TASKS, task_name
 
     options = _sampling_options(args)  # every flag, then every file, before any model is loaded
     if args.draft:
@@ -126,14 +126,14 @@ def cmd_sample(args, overrides: list[str]) -> int:
     if pairs:
         raise ConfigError(f"--response and --responses-file are scored by a reward run; {args.run_dir} is a {task!r} run")
     prompt = "\n" if prompt is None else prompt
-    if task not in ("lm", "sft", "ppo", "grpo"):  # only a language model continues text
+    if task not in ("lm", *CHAT_TASKS):  # only a language model continues text
         hint = {"seq2seq": "; use axon translate RUN_DIR --input TEXT", "word2vec": "; use axon embed RUN_DIR --neighbors WORD"}
         raise ConfigError(f"{args.run_dir} is a {cfg.model.family} run trained for {task!r}: it does not continue text"
                           + hint.get(task, ""))
     if tokenizer is None:
         raise ConfigError(f"{args.run_dir} has no tokenizer.json; copy the model's tokenizer.json into it")
     check_stop_tokens("stop_tokens", args.stop_token, tokenizer.vocab_size)  # the vocabulary is known now
-    if task in ("sft", "ppo", "grpo"):  # an assistant: the prompt in the chat template
+    if task in CHAT_TASKS:  # an assistant: the prompt in the chat template
         prompt, ids = _chat_prompt(args, tokenizer, prompt)
     else:
         ids = tokenizer.encode(prompt) if prompt else [0]
@@ -444,6 +444,19 @@ def cmd_pipeline(args, overrides: list[str]) -> int:
     return result["exit_code"]
 
 
+def cmd_iterated_dpo(args, overrides: list[str]) -> int:
+    """Rounds of dpo on comparisons of the last round's samples, labelled by a reward (axon.lab.iterated_dpo)."""
+    from axon.lab.iterated_dpo import iterated_dpo, summary_lines
+
+    summary = iterated_dpo(args.start, args.rounds, name=args.name, out_dir=args.out_dir, pairs=args.pairs,
+                           overrides=overrides)
+    if summary.get("interrupted"):
+        return _stopped(summary, "iterated-dpo")
+    for line in summary_lines(summary):
+        print(line)
+    return 0
+
+
 SCALING_EPILOG = """\
 examples:
   axon scaling plan --config configs/shakespeare_char.yaml --budgets 1e12,3e12,1e13 --sizes 32,64,96,128
@@ -653,6 +666,7 @@ def build_parser() -> argparse.ArgumentParser:
                               "  axon finetune runs/bert-mlm --data.train_file=reviews.jsonl --model.pooling=mean\n"
                               "  axon finetune runs/shakespeare --task=sft --data.train_file=chats.jsonl  # docs/rlhf.md\n"
                               "  axon finetune runs/instruct --task=ppo --ppo.reward=gold:instructions  # docs/rlhf.md, PPO\n"
+                              "  axon finetune runs/instruct --task=online_dpo  # docs/rlhf.md, online DPO\n"
                               "Other keys as for train (--section.key=value); data files: JSONL or TSV (see classify), "
                               "JSONL for sft.",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -792,6 +806,23 @@ def build_parser() -> argparse.ArgumentParser:
     fr.add_argument("--out", default="frontier", help="where frontier.json and frontier.png go (default ./frontier)")
     fr.add_argument("--no-progress", action="store_true", help="no progress bar")
     fr.set_defaults(func=cmd_frontier)
+    it = sub.add_parser("iterated-dpo", help="iterated DPO: rounds of dpo, each on comparisons of the previous round's "
+                                             "samples labelled by a reward (online_dpo.reward)",
+                        epilog="examples:\n"
+                               "  axon iterated-dpo runs/sft --rounds=3 --pairs=256 --name=it "
+                               "--online_dpo.reward=gold:sentiment --train.max_steps=50\n"
+                               "  axon iterated-dpo runs/sft --rounds=3 --pairs=256 --name=it ...   # again: skips "
+                               "finished rounds, resumes an interrupted one\n"
+                               "Rounds go to OUT_DIR/NAME/round_K (their data to round_K-data), figures to "
+                               "OUT_DIR/NAME/summary.json (docs/rlhf.md).\n--section.key=value overrides: online_dpo.* "
+                               "samples and labels, the rest makes each round's dpo run.\n",
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    it.add_argument("start", metavar="START_RUN", help="the run round 1 starts from (an sft run)")
+    it.add_argument("--rounds", type=int, default=3, help="rounds of sampling and dpo (default 3)")
+    it.add_argument("--pairs", type=int, default=None, help="training prompts answered twice per round (default: all)")
+    it.add_argument("--name", required=True, help="the directory of the rounds under --out-dir")
+    it.add_argument("--out-dir", default="runs", help="where that directory goes (default runs)")
+    it.set_defaults(func=cmd_iterated_dpo)
     cp = sub.add_parser("compare", help="train variants x seeds under a matched budget; results table, significance, report",
                         epilog=COMPARE_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     cp.add_argument("recipes", nargs="*", metavar="RECIPE", help="YAML recipes, one variant each (or one recipe for --variant)")
@@ -812,7 +843,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 # Subcommands whose unrecognised arguments are config overrides (--section.key=value), passed on to
 # the command; any other subcommand refuses them in main(), before it runs.
-TAKE_OVERRIDES = ("train", "config", "finetune", "scaling", "compare", "pipeline")
+TAKE_OVERRIDES = ("train", "config", "finetune", "scaling", "compare", "pipeline", "iterated-dpo")
 
 
 _PYTHON_FORMATWARNING = warnings.formatwarning

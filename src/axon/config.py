@@ -95,7 +95,7 @@ class DataConfig:
 # The corpora shipped in the package (axon.data.corpus.CORPORA; tests/test_layering.py checks they agree).
 CORPUS_NAMES = ("shakespeare",)
 # The tasks a config may name (axon.tasks.TASKS; tests/test_layering.py checks they agree).
-TASK_NAMES = ("lm", "mlm", "classify", "seq2seq", "word2vec", "sft", "reward", "ppo", "dpo", "grpo")
+TASK_NAMES = ("lm", "mlm", "classify", "seq2seq", "word2vec", "sft", "reward", "ppo", "dpo", "grpo", "online_dpo")
 # The names axon.train.optim.OPTIMIZERS builds, in its order. A copy, so that validating a config
 # does not import the trainer (and torch); tests/test_layering.py checks that the two agree.
 OPTIMIZER_NAMES = ("adamw", "adam", "amsgrad", "adamax", "nadam", "sgd", "rmsprop", "adagrad", "adadelta", "muon")
@@ -434,6 +434,30 @@ class GRPOConfig:
 
 
 @dataclass
+class OnlineDPOConfig:
+    # Online DPO (axon.tasks.online_dpo; Guo et al. 2024): each step the current policy answers its
+    # prompts twice, the reward labels each pair, and dpo.loss (with dpo.beta, ...) trains on them
+    reward: str = "gold:instructions"  # gold:instructions, gold:sentiment, or a reward run's directory (as ppo.reward)
+    prompts: str | None = None  # JSONL of {"prompt"} rows (a path or bundled:NAME); null: the bundled instruction train file
+    val_prompts: str | None = None  # prompts of the validation answers; null: the bundled instruction val file
+    gold: str = "auto"  # the gold judge reported beside the reward, as ppo.gold: auto, sentiment, instructions, none
+    max_new_tokens: int = 48  # longest answer; one that reaches it without the end marker is scored as written
+    temperature: float = 1.0  # sampling temperature of the pairs (and of the validation answers)
+
+    def __post_init__(self):
+        check_fields(self, "online_dpo.")
+        check(bool(self.reward.strip()), "online_dpo.reward",
+              f"is empty; choose {' or '.join(GOLD_REWARDS)} or a reward run's directory")
+        check(self.reward in GOLD_REWARDS or not self.reward.startswith("gold:"), "online_dpo.reward",
+              f"unknown judge {self.reward!r}; choose {' or '.join(GOLD_REWARDS)}, or give a reward run's directory")
+        check(self.gold in PPO_GOLDS, "online_dpo.gold",
+              f"unknown gold judge {self.gold!r}; choose one of: {', '.join(PPO_GOLDS)}")
+        check(self.max_new_tokens >= 1, "online_dpo.max_new_tokens", f"must be >= 1, got {self.max_new_tokens}")
+        check(self.temperature > 0, "online_dpo.temperature",
+              f"must be > 0 (the pairs are sampled), got {self.temperature}")
+
+
+@dataclass
 class RunConfig:
     out_dir: str = "runs"
     name: str | None = None  # run directory name; default: <date>-<time>
@@ -448,6 +472,7 @@ class RunConfig:
     ppo: PPOConfig = field(default_factory=PPOConfig)
     dpo: DPOConfig = field(default_factory=DPOConfig)
     grpo: GRPOConfig = field(default_factory=GRPOConfig)
+    online_dpo: OnlineDPOConfig = field(default_factory=OnlineDPOConfig)
 
     def __post_init__(self):
         if self.model is None:
@@ -467,7 +492,8 @@ class RunConfig:
 
 MODEL_CONFIGS = tuple(f.config for f in FAMILY_CONFIGS.values())
 SECTIONS = {"data": DataConfig, "optim": OptimConfig, "schedule": ScheduleConfig, "train": TrainConfig, "log": LogConfig,
-            "lora": LoRAConfig, "ppo": PPOConfig, "dpo": DPOConfig, "grpo": GRPOConfig}
+            "lora": LoRAConfig, "ppo": PPOConfig, "dpo": DPOConfig, "grpo": GRPOConfig,
+            "online_dpo": OnlineDPOConfig}
 TOP_LEVEL = ("out_dir", "name", "task")
 
 

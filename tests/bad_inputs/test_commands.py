@@ -315,7 +315,7 @@ LABEL = [
     Case("label-prompts-missing", LABEL_ARGS, "prompts: {tmp}/p.jsonl not found"),
     Case("label-prompts-bad-line", LABEL_ARGS, "{tmp}/p.jsonl:2: expected an object with a 'prompt' key",
          setup=write("p.jsonl", PROMPTS + '{"text": "x"}\n')),
-    Case("label-not-a-chat-run", LABEL_ARGS, "is a lm run; label samples answers of a chat model (an sft or ppo run)",
+    Case("label-not-a-chat-run", LABEL_ARGS, "is a lm run; label samples answers of a chat model (an sft, ppo, grpo, dpo or online_dpo run)",
          setup=write("p.jsonl", PROMPTS)),
     Case("label-run-missing", ["label", "{tmp}/nope", "--prompts", "{tmp}/p.jsonl", "--out", "{tmp}/c.jsonl"],
          "nope is not a run directory (no such directory)", setup=write("p.jsonl", PROMPTS)),
@@ -344,6 +344,17 @@ PIPELINE_CASES = [
          setup=both(recipe_with_base, write("runs/p/pipeline.json", '{"recipe": {}, "base": "x", "overrides": []}'))),
 ]
 
+ITERATED = ["iterated-dpo", "{run}", "--name=i", "--out-dir", "{tmp}/runs"]
+ITERATED_CASES = [
+    Case("iterated-dpo-rounds-zero", [*ITERATED, "--rounds=0"], "--rounds: must be >= 1, got 0"),
+    Case("iterated-dpo-pairs-zero", [*ITERATED, "--pairs=0"], "--pairs: must be >= 1"),
+    Case("iterated-dpo-override-out-dir", [*ITERATED, "--out_dir=x"], "--out_dir: iterated-dpo sets it for each round"),
+    Case("iterated-dpo-override-train-file", [*ITERATED, "--data.train_file=x"],
+         "--data.train_file: iterated-dpo sets it for each round"),
+    Case("iterated-dpo-start-missing", ["iterated-dpo", "{tmp}/nope", "--name=i"], "nope is not a run directory"),
+    Case("iterated-dpo-unknown-judge", [*ITERATED, "--online_dpo.reward=gold:x"], "online_dpo.reward: unknown judge 'gold:x'"),
+]
+
 SAMPLE_SCORES = [
     Case("sample-response-on-a-language-model", ["sample", "{run}", "--response", "x"],
          "--response and --responses-file are scored by a reward run; "),
@@ -355,7 +366,7 @@ SAMPLE_SCORES = [
 ]
 
 CASES = (SAMPLE + SAMPLE_SCORES + EVAL + PREPARE + CONVERT + FINETUNE + TRANSLATE + EMBED + LORA + SCALING + COMPARE_CASES
-         + LABEL + PIPELINE_CASES)
+         + LABEL + PIPELINE_CASES + ITERATED_CASES)
 
 
 @pytest.fixture(scope="module")

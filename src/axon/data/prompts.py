@@ -11,6 +11,7 @@ objective turns them into rollouts and minibatches. Every tensor holds its B row
 
     training  (kind = 0, rollout k, row r)  (B,) int64 each, then, with PPO-ptx, (x, y) (B, T)
               windows of the pretraining text for the LM loss
+    online    (kind = 0, step s, row r, prompt p)  (B,) int64 each: online DPO's (``PairBatches``)
     eval      (kind = 1, prompt set s, prompt index i)  (B,) int64 each
 
 The schedule of one rollout period (``RolloutSchedule``): step s belongs to rollout
@@ -23,6 +24,11 @@ permutation drawn from (seed, pass), so every prompt is answered before any is a
 With groups (GRPO: ``group_size`` G answers per prompt) rollout k walks P = N / G prompts the
 same way, the (k * P)-th to (k * P + P - 1)-th, and row r answers the (r // G)-th of them: a
 group's G rows are consecutive.
+
+Online DPO (``PairBatches``) samples its pairs inside each step, so a step is its own rollout:
+micro-step m of step s names rows m * B .. m * B + B - 1 of the step (B: the whole micro-step's
+rows, every process's) and the prompts at walk positions (s * grad_accum + m) * B + row of the same
+walk; the objective answers row r twice, from generators seeded with (seed, s, r).
 """
 
 from __future__ import annotations
@@ -123,6 +129,36 @@ class RolloutSchedule:
         starts = _rng(seed, _PTX, step, micro_step).integers(0, len(tokens) - block_size, size=batch_size)
         windows = np.stack([tokens[s : s + block_size + 1] for s in starts]).astype(np.int64)
         return (*batch, torch.from_numpy(windows[:, :-1].copy()), torch.from_numpy(windows[:, 1:].copy()))
+
+    def iter_eval_batches(self, batch_size: int, block_size: int, max_batches: int | None = None):
+        """The training prompts, as evaluation batches (``axon eval --split train``)."""
+        return prompt_batches(0, self.n_prompts, batch_size, max_batches)
+
+
+def walk_prompts(positions: range, n_prompts: int, seed: int) -> list[int]:
+    """The prompts at ``positions`` of the endless walk (module docstring): pass e = position // n
+    visits the prompts in the order of the permutation drawn from (seed, e)."""
+    out, orders = [], {}
+    for walked in positions:
+        epoch, i = divmod(walked, n_prompts)
+        if epoch not in orders:
+            orders[epoch] = _rng(seed, _PROMPTS, epoch).permutation(n_prompts)
+        out.append(int(orders[epoch][i]))
+    return out
+
+
+class PairBatches:
+    """The training batches of online DPO (module docstring): (kind, step, row, prompt) (B,) int64,
+    a pure function of the arguments; the objective samples each row's pair."""
+
+    def __init__(self, n_prompts: int, grad_accum: int):
+        self.n_prompts, self.grad_accum = n_prompts, grad_accum
+
+    def get_batch(self, step: int, batch_size: int, block_size: int, seed: int, micro_step: int = 0):
+        rows = torch.arange(micro_step * batch_size, (micro_step + 1) * batch_size, dtype=torch.int64)
+        start = (step * self.grad_accum + micro_step) * batch_size
+        prompts = torch.tensor(walk_prompts(range(start, start + batch_size), self.n_prompts, seed), dtype=torch.int64)
+        return torch.full_like(rows, TRAIN), torch.full_like(rows, step), rows, prompts
 
     def iter_eval_batches(self, batch_size: int, block_size: int, max_batches: int | None = None):
         """The training prompts, as evaluation batches (``axon eval --split train``)."""

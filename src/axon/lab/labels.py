@@ -102,7 +102,7 @@ def label_samples(run_dir: str | Path, prompts: str | Path, out: str | Path, *, 
     from axon.feedback import gold_for, make_comparisons, make_rankings, ranking_pairs
     from axon.feedback.datasets import write_jsonl
     from axon.feedback.labellers import observed_flips
-    from axon.tasks import task_name
+    from axon.tasks import CHAT_TASKS, task_name
     from axon.tasks.ppo import generator, sample_answers
     from axon.train.run import load_run
 
@@ -113,8 +113,9 @@ def label_samples(run_dir: str | Path, prompts: str | Path, out: str | Path, *, 
     rows = read_prompts(path)[:max_prompts]
     judge = gold_for(gold)
     cfg, model, tokenizer = load_run(run_dir, device)
-    if task_name(cfg) not in ("sft", "ppo"):
-        raise ConfigError(f"{run_dir} is a {task_name(cfg)} run; label samples answers of a chat model (an sft or ppo run)")
+    if task_name(cfg) not in CHAT_TASKS:
+        raise ConfigError(f"{run_dir} is a {task_name(cfg)} run; label samples answers of a chat model (an "
+                          f"{', '.join(CHAT_TASKS[:-1])} or {CHAT_TASKS[-1]} run)")
     if tokenizer is None:
         raise ConfigError(f"{run_dir} has no tokenizer.json to encode the prompts with")
     room = cfg.model.block_size - max_new_tokens

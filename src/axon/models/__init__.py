@@ -40,19 +40,22 @@ class Family:
     model: type
     presets: dict
     task: str = "lm"  # the task a run of this family trains on unless the config names one (axon.tasks)
-    other_tasks: tuple[str, ...] = ()  # further tasks its model serves (e.g. BERT: classify; causal LMs: sft, dpo)
+    other_tasks: tuple[str, ...] = ()  # further tasks its model serves (BERT: classify; causal LMs: CAUSAL_LM_TASKS)
 
+
+#: The tasks every causal language model serves besides lm: fine-tuning on answers, on comparisons, on its own pairs.
+CAUSAL_LM_TASKS = ("sft", "dpo", "online_dpo")
 
 FAMILIES: dict[str, Family] = {
-    "decoder": Family(DecoderConfig, Decoder, DECODER_PRESETS, other_tasks=("sft", "dpo")),
+    "decoder": Family(DecoderConfig, Decoder, DECODER_PRESETS, other_tasks=CAUSAL_LM_TASKS),
     "bert": Family(BertConfig, Bert, BERT_PRESETS, task="mlm", other_tasks=("classify",)),  # Devlin et al. 2019; task: classify to fine-tune
-    "rnn": Family(RNNConfig, RNNLM, RNN_PRESETS, other_tasks=("sft", "dpo")),  # RNN / LSTM / GRU language models
+    "rnn": Family(RNNConfig, RNNLM, RNN_PRESETS, other_tasks=CAUSAL_LM_TASKS),  # RNN / LSTM / GRU language models
     "rnn_classifier": Family(RNNClassifierConfig, RNNClassifier, RNN_CLASSIFIER_PRESETS, task="classify"),  # BiLSTM/GRU
     "word2vec": Family(Word2VecConfig, Word2Vec, WORD2VEC_PRESETS, task="word2vec"),  # Mikolov et al. 2013
     "seq2seq": Family(TransformerConfig, Transformer, SEQ2SEQ_PRESETS, task="seq2seq"),  # Vaswani et al. 2017
-    "progressive": Family(ProgressiveConfig, ProgressiveDecoder, PROGRESSIVE_PRESETS, other_tasks=("sft", "dpo")),  # grows by duplicating layers (ours)
-    "conv_attention": Family(ConvAttentionConfig, ConvAttention, CONV_ATTENTION_PRESETS, other_tasks=("sft", "dpo")),  # causal hourglass (ours)
-    "mamba": Family(MambaConfig, Mamba, MAMBA_PRESETS, other_tasks=("sft", "dpo")),  # selective state spaces, Gu & Dao 2023
+    "progressive": Family(ProgressiveConfig, ProgressiveDecoder, PROGRESSIVE_PRESETS, other_tasks=CAUSAL_LM_TASKS),  # grows by duplicating layers (ours)
+    "conv_attention": Family(ConvAttentionConfig, ConvAttention, CONV_ATTENTION_PRESETS, other_tasks=CAUSAL_LM_TASKS),  # causal hourglass (ours)
+    "mamba": Family(MambaConfig, Mamba, MAMBA_PRESETS, other_tasks=CAUSAL_LM_TASKS),  # selective state spaces, Gu & Dao 2023
     "reward": Family(RewardConfig, RewardModel, REWARD_PRESETS, task="reward"),  # scalar reward, Ouyang et al. 2022
     "actor_critic": Family(ActorCriticConfig, ActorCritic, ACTOR_CRITIC_PRESETS, task="ppo",
                            other_tasks=("grpo",)),  # PPO's policy + value head; GRPO's policy (value_head: none)

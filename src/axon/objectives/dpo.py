@@ -144,26 +144,39 @@ class DPO:
         logp, n = sequence_logprobs(model(x.reshape(2 * B, T)), y.reshape(2 * B, T))
         return logp.view(B, 2), n.view(B, 2)
 
-    def __call__(self, model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, dict]:
-        x, y = batch
-        logp, n = self.logprobs(model, x, y)
+    def pair_losses(self, logp: torch.Tensor, n: torch.Tensor,
+                    ref: torch.Tensor | None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The per-pair losses (B,) and FIGURES (each (B,), detached) of the policy's sequence
+        log-probabilities ``logp`` (B, 2) with response lengths ``n`` (B, 2), chosen at [:, 0], and
+        the reference's ``ref`` (B, 2) (None for simpo). Online DPO (``axon.tasks.online_dpo``)
+        calls it with reference log-probabilities it measured itself."""
         pi_w, pi_l, len_w, len_l = logp[:, 0], logp[:, 1], n[:, 0].to(logp.dtype), n[:, 1].to(logp.dtype)
         if self.reference is None:
             ref_w = ref_l = None
             r_w, r_l = self.beta * pi_w / len_w.clamp_min(1), self.beta * pi_l / len_l.clamp_min(1)
         else:
-            with torch.no_grad():
-                ref = self.logprobs(self.reference, x, y)[0].to(logp.dtype)
+            ref = ref.to(logp.dtype)
             ref_w, ref_l = ref[:, 0], ref[:, 1]
             r_w, r_l = self.beta * (pi_w - ref_w), self.beta * (pi_l - ref_l)
         losses = preference_loss(self.kind, pi_w, pi_l, ref_w, ref_l, len_w, len_l, self.beta,
                                  self.label_smoothing, self.gamma, self.alpha)
-        loss = losses.mean()
         r_w, r_l = r_w.detach(), r_l.detach()
         margin = r_w - r_l
+        figures = {"chosen_reward": r_w, "rejected_reward": r_l, "margin": margin, "chosen_logp": pi_w.detach(),
+                   "rejected_logp": pi_l.detach(), "accuracy": (margin > 0).to(margin.dtype)}
+        return losses, figures
+
+    def __call__(self, model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, dict]:
+        x, y = batch
+        logp, n = self.logprobs(model, x, y)
+        ref = None
+        if self.reference is not None:
+            with torch.no_grad():
+                ref = self.logprobs(self.reference, x, y)[0]
+        losses, figures = self.pair_losses(logp, n, ref)
+        loss = losses.mean()
+        margin = figures["margin"]
         parts = {"ce": loss.detach(), "count": x.size(0), "correct": (margin > 0).sum()}
-        figures = {"chosen_reward": r_w, "rejected_reward": r_l, "margin": margin,
-                   "chosen_logp": pi_w.detach(), "rejected_logp": pi_l.detach(), "accuracy": (margin > 0).to(margin.dtype)}
         parts.update({f"sum_{k}": v.sum() for k, v in figures.items()})
         if torch.is_grad_enabled() and model.training:  # a training batch: kept for metrics()
             for k, v in figures.items():

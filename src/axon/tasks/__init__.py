@@ -27,6 +27,9 @@ they read (files, tokenizers, datasets of batches) is ``axon.data``'s:
               IPO, cDPO, robust DPO, SimPO, RPO), no reward model and no sampling
     grpo      GRPO or RLOO of a policy without a value function against a reward: groups of answers
               to each prompt, each answer's baseline the others (DeepSeekMath; Ahmadian et al. 2024)
+    online_dpo
+              the dpo losses on pairs the current policy samples at each step and a reward labels
+              (online DPO, Guo et al. 2024); iterated DPO's rounds are ``axon.lab.iterated_dpo``
 
 A new task is a module here with a ``(cfg, device) -> TaskSetup`` builder, a line in ``TASKS``,
 and the families that run it listing it (``Family.task`` / ``other_tasks`` in ``axon.models``):
@@ -40,7 +43,7 @@ import copy
 import torch
 
 from axon.errors import ConfigError
-from axon.tasks import classify, dpo, grpo, lm, mlm, ppo, reward, seq2seq, sft, word2vec
+from axon.tasks import classify, dpo, grpo, lm, mlm, online_dpo, ppo, reward, seq2seq, sft, word2vec
 from axon.tasks.base import TaskBuilder, TaskSetup, set_vocab_size
 
 TASKS: dict[str, TaskBuilder] = {
@@ -54,7 +57,11 @@ TASKS: dict[str, TaskBuilder] = {
     "ppo": ppo.ppo_task,
     "dpo": dpo.dpo_task,
     "grpo": grpo.grpo_task,
+    "online_dpo": online_dpo.online_dpo_task,
 }
+
+#: Tasks whose runs answer a user in the chat template (axon sample wraps the prompt in it; axon label samples them).
+CHAT_TASKS = ("sft", "ppo", "grpo", "dpo", "online_dpo")
 
 
 def task_name(cfg) -> str:

@@ -2,8 +2,8 @@
 
 ``finetune_config`` composes the config of ``axon finetune PRETRAINED_RUN``: the pretrained run's
 model with a classification head, its tokenizer, ``task: classify`` and ``train.init_from``; or,
-with ``--task=sft`` or ``--task=dpo``, the pretrained run's model unchanged (``axon.tasks.sft``,
-``axon.tasks.dpo``); with
+with ``--task=sft``, ``--task=dpo`` or ``--task=online_dpo``, the pretrained run's model unchanged
+(``axon.tasks.sft``, ``axon.tasks.dpo``, ``axon.tasks.online_dpo``); with
 ``--task=reward`` or ``--task=ppo``, that model with a scalar head or a value head; with
 ``--task=grpo``, that model as a policy without a value function (``value_head: none``).
 
@@ -126,8 +126,8 @@ def finetune_config(pretrained: str | Path, recipe: str | Path | None = None, ov
     (data files, optim, schedule, train). From the recipe's model section only
     ``FINETUNE_FIELDS`` are read (a recipe also used from scratch names an architecture that
     must not replace the pretrained one); a command-line model override of another field that
-    differs from the pretrained value is an error. With ``task: sft`` or ``dpo`` (recipe or ``--task=``)
-    the model is the pretrained one without a head, and only ``KEEP_MODEL_FIELDS`` may change;
+    differs from the pretrained value is an error. With ``task: sft``, ``dpo`` or ``online_dpo`` (recipe or
+    ``--task=``) the model is the pretrained one without a head, and only ``KEEP_MODEL_FIELDS`` may change;
     with ``task: ppo`` it is that model as ``family: actor_critic`` (a value head added), with
     ``task: grpo`` the same with ``value_head: none`` (no value function); with
     ``task: reward`` it is that model as ``family: reward`` (its LM head replaced by a scalar
@@ -142,7 +142,7 @@ def finetune_config(pretrained: str | Path, recipe: str | Path | None = None, ov
     data = load_yaml(recipe) if recipe else {}
     over = parse_overrides(overrides or [])
     task = over.get("task") or data.get("task")
-    if task in ("sft", "dpo"):  # a causal LM trained on answers or on comparisons of them: the model as it is
+    if task in ("sft", "dpo", "online_dpo"):  # a causal LM trained on answers or comparisons: the model as it is
         model, settable = dict(pre), KEEP_MODEL_FIELDS
     elif task == "ppo":  # the decoder as the policy of an actor-critic (axon.tasks.ppo)
         if pre.get("family", "decoder") != "decoder":
