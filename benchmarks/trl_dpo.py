@@ -20,12 +20,14 @@ What one step is, on each side (fp32, the same AdamW: fused, lr ``--lr``, betas 
 weight decay, constant lr; gradient clipping at 1.0; the same torch threads):
 
 * Axon: ``Trainer._train_step``, the one trainer's step: the dpo objective on the batch (policy
-  forward on chosen and rejected, the reference's log-probabilities under no_grad, the loss),
-  backward, clipping, the optimizer step, zero_grad. The batch comes from a dataset that returns
+  forward on chosen and rejected in one call, the reference's log-probabilities under no_grad, the
+  LM head and log-softmax at the answers' positions only, the loss), backward, clipping, the
+  optimizer step, zero_grad. The batch comes from a dataset that returns
   the prepared batch, so collation is outside the clock.
 * TRL: what ``Trainer``'s inner loop does per optimizer step on a collated batch:
-  ``trainer.training_step`` (moving inputs, ``DPOTrainer.compute_loss``: policy forward, the
-  reference model's forward, the loss; backward), ``_clip_grad_norm``, ``optimizer.step()``,
+  ``trainer.training_step`` (moving inputs, ``DPOTrainer.compute_loss``: policy forward and the
+  reference model's forward, each through TRL's fused, chunked log-prob head, which off CUDA scores
+  every position and recomputes the logits in backward; the loss; backward), ``_clip_grad_norm``, ``optimizer.step()``,
   ``lr_scheduler.step()``, ``model.zero_grad()``. Tokenisation and collation are outside the clock
   (TRL tokenises at construction; its collator is called once, before timing).
 
@@ -38,7 +40,7 @@ spread (min-max and the quartiles) beside it. Bar (issue 18): Axon's DPO step >=
     python benchmarks/trl_dpo.py --quick               # smoke check: a tiny model, a few steps
     python benchmarks/trl_dpo.py --threads 1           # steadier on a busy shared machine
     python benchmarks/trl_dpo.py --n-layer 6 --n-embd 384 --vocab-size 16384 --json
-    python benchmarks/trl_dpo.py --profile             # + torch.profiler's table of one Axon step
+    python benchmarks/trl_dpo.py --profile             # + torch.profiler's table of one step of each
 
 Run by hand, never in CI.
 """
@@ -164,7 +166,7 @@ def parse_args(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quick", action="store_true", help="smoke check: 1 layer, 64 wide, block 64, vocab 512, 4 pairs, "
                    "2 warm-up steps and 2 timed rounds (~10 s)")
-    p.add_argument("--profile", action="store_true", help="also print torch.profiler's table of one Axon step")
+    p.add_argument("--profile", action="store_true", help="also print torch.profiler's table of one step of each")
     p.add_argument("--json", action="store_true", help="also print one JSON line with the results")
     args = p.parse_args(argv)
     if args.quick:
@@ -346,9 +348,11 @@ def bench(args, tmp: Path) -> int:
     if args.profile:
         from torch.profiler import ProfilerActivity, profile
 
-        with profile(activities=[ProfilerActivity.CPU], record_shapes=False) as prof:
-            axon_step()
-        print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=25))
+        for name in ("axon", "trl"):
+            with profile(activities=[ProfilerActivity.CPU], record_shapes=False) as prof:
+                steps[name]()
+            print(f"torch.profiler, one {name} step, by self CPU time:")
+            print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15))
 
     # --- report -------------------------------------------------------------------------------
     def summary(ts: list[float]) -> dict:
