@@ -36,7 +36,7 @@ alternating A B B A ... so background load lands on both; the figure is the medi
 spread (min-max and the quartiles) beside it. Bar (issue 18): Axon's DPO step >= 1.5x TRL's speed
 (TRL's median step time over Axon's). A benchmark, not a test: the verdict is printed, never asserted.
 
-    python benchmarks/trl_dpo.py                       # the bar's config (~2-3 min on 2 cores)
+    python benchmarks/trl_dpo.py                       # the bar's config (~1 min on 2 quiet cores, ~3 busy)
     python benchmarks/trl_dpo.py --quick               # smoke check: a tiny model, a few steps
     python benchmarks/trl_dpo.py --threads 1           # steadier on a busy shared machine
     python benchmarks/trl_dpo.py --n-layer 6 --n-embd 384 --vocab-size 16384 --json
