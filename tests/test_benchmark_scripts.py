@@ -2,6 +2,7 @@
 
 Behaviour only: their figures are measured by hand on a quiet machine (benchmarks/README.md)."""
 
+import importlib.util
 import json
 import math
 import subprocess
@@ -25,6 +26,17 @@ def test_train_throughput_smoke_reports_both_models():
     r = json.loads(p.stdout.strip().splitlines()[-1])
     assert [row["name"] for row in r["results"]] == ["axon", "hf-sdpa"] and r["ratio"] > 0
     assert r["ratio_nanogpt"] is None and r["first_losses_max_gap"] < 1e-3  # the same model trains the same way
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("trl") is None, reason="trl (the dev extra) is not installed")
+def test_trl_dpo_smoke_reports_both_steps_on_the_same_model():
+    p = run("trl_dpo.py", "--quick", "--threads", "1", "--json")
+    assert p.returncode == 0, p.stderr[-2000:]
+    r = json.loads(p.stdout.strip().splitlines()[-1])
+    assert set(r["results"]) == {"axon", "trl"} and r["ratio"] > 0 and r["rounds"] == 2
+    # the same model and tokens on both sides, trained the same way (the second loss follows one update)
+    assert r["logp_gap"] < 1e-3 and r["warmup_loss_gap"] < 1e-3 and r["bar_config"] is False
 
 
 def test_train_throughput_refuses_a_directory_without_nanogpt(tmp_path):

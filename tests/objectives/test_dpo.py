@@ -13,7 +13,7 @@ import torch
 from axon.models import build_model
 from axon.config import build_model_config
 from axon.objectives.causal_lm import IGNORE_INDEX
-from axon.objectives.dpo import DPO, LOSSES, preference_loss, sequence_logprobs
+from axon.objectives.dpo import DPO, LOSSES, _head_apart, model_sequence_logprobs, preference_loss, sequence_logprobs
 
 
 def logsig(z):
@@ -90,6 +90,43 @@ def pair_batch(B=4, T=10, seed=0):
     y[..., :4] = IGNORE_INDEX  # the prompt
     y[:, 1, 8:] = IGNORE_INDEX  # a shorter rejected answer (right padding)
     return x, y
+
+
+@pytest.mark.numerics
+def test_the_head_on_the_response_positions_only_gives_the_whole_forwards_logprobs():
+    """An Axon decoder runs its LM head and log-softmax at the scored positions only: the same
+    sequence log-probabilities and gradients as the whole forward's logits; a wrapped model, or one
+    with a hook on its forward, runs whole."""
+    model = tiny(0)
+    x, y = (t.reshape(8, 10) for t in pair_batch())
+    rows = []
+    model.lm_head.register_forward_hook(lambda m, i, o: rows.append(i[0].shape[:-1]))
+    assert _head_apart(model)
+    fast, n = model_sequence_logprobs(model, x, y)
+    assert rows == [((y != IGNORE_INDEX).sum(),)]  # (M, C): the response positions, not (8, 10)
+    whole, n_whole = sequence_logprobs(model(x), y)
+    assert torch.equal(n, n_whole)
+    torch.testing.assert_close(fast, whole, rtol=1e-12, atol=1e-12)
+    params = list(model.parameters())
+    g_fast = torch.autograd.grad(model_sequence_logprobs(model, x, y)[0].sum(), params)
+    g_whole = torch.autograd.grad(sequence_logprobs(model(x), y)[0].sum(), params)
+    for a, b in zip(g_fast, g_whole):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+    class Wrapped(torch.nn.Module):  # as torch.compile's and DDP's wrappers: another class, forward delegated
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, idx):
+            return self.inner(idx)
+
+    assert not _head_apart(Wrapped(model))
+    rows.clear()
+    torch.testing.assert_close(model_sequence_logprobs(Wrapped(model), x, y)[0], whole, rtol=0, atol=0)
+    assert rows == [(8, 10)]
+    model.register_forward_pre_hook(lambda m, args: None)
+    assert not _head_apart(model)
 
 
 @pytest.mark.parametrize("kind", [k for k in LOSSES if k != "simpo"])

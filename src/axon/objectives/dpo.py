@@ -37,8 +37,11 @@ log-probabilities fall, the rejected one faster), so both are logged.
 ``DPO`` is the objective of the ``dpo`` task (``axon.tasks.dpo``) on batches of
 ``axon.data.preferences.ComparisonPairs``: it runs the policy on the chosen and rejected texts of
 every pair in one forward, and the reference (held here, never checkpointed) on the same under
-no_grad. The losses are checked against hand computations in fp64 and against TRL's own code
-(tests/objectives/test_dpo.py).
+no_grad. An Axon decoder runs its LM head and the log-softmax over the vocabulary at the answers'
+positions only (``model_sequence_logprobs``): prompts and padding are often half of a DPO batch,
+and the head is its largest matmul. The losses are checked against hand computations in fp64
+and against TRL's own code (tests/objectives/test_dpo.py); the speed of a step against TRL's is
+benchmarks/trl_dpo.py's.
 """
 
 from __future__ import annotations
@@ -61,6 +64,38 @@ def sequence_logprobs(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torc
     mask = targets != IGNORE_INDEX
     logp = token_logprobs(logits, targets.clamp_min(0))  # (N, T); an ignored position reads token 0 ...
     return (logp * mask).sum(-1), mask.sum(-1)  # ... and counts nothing
+
+
+def _head_apart(model: nn.Module) -> bool:
+    """Whether ``model(x)`` may be run as ``model.lm_head(model.hidden_states(x))`` in two calls: an
+    Axon decoder called directly, with the decoder's own forward and no hooks on it. A compiled or
+    DDP-wrapped model is another class, and FSDP2's root gathers its tensors in a forward hook:
+    those run whole."""
+    from axon.models.decoder import Decoder
+
+    if not isinstance(model, Decoder) or type(model).forward is not Decoder.forward or model.lm_head is None:
+        return False
+    if model._forward_hooks or model._forward_pre_hooks:
+        return False
+    if not torch.distributed.is_available():  # a torch built without it has no FSDP either
+        return True
+    from torch.distributed.fsdp import FSDPModule
+
+    return not isinstance(model, FSDPModule)
+
+
+def model_sequence_logprobs(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`sequence_logprobs` of ``model(x)`` for inputs x (N, T) and targets y (N, T). The LM head
+    (the largest matmul) and the log-softmax over the vocabulary run only at the response positions
+    when the model allows it (``_head_apart``): a DPO batch's prompts and padding are often half its
+    positions. The per-token log-probabilities are put back in place and summed along each row as
+    ``sequence_logprobs`` sums them."""
+    if not _head_apart(model):
+        return sequence_logprobs(model(x), y)
+    mask = y != IGNORE_INDEX
+    logits = model.lm_head(model.hidden_states(x)[mask])  # (M, V): the response positions only
+    logp = token_logprobs(logits.unsqueeze(0), y[mask].unsqueeze(0)).squeeze(0)
+    return logp.new_zeros(mask.shape).masked_scatter(mask, logp).sum(-1), mask.sum(-1)
 
 
 def dpo_loss(pi_w, pi_l, ref_w, ref_l, beta: float) -> torch.Tensor:
@@ -141,7 +176,7 @@ class DPO:
     def logprobs(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Sequence log-probabilities (B, 2) and response lengths (B, 2) of the batch under ``model``."""
         B, _, T = x.shape
-        logp, n = sequence_logprobs(model(x.reshape(2 * B, T)), y.reshape(2 * B, T))
+        logp, n = model_sequence_logprobs(model, x.reshape(2 * B, T), y.reshape(2 * B, T))
         return logp.view(B, 2), n.view(B, 2)
 
     def pair_losses(self, logp: torch.Tensor, n: torch.Tensor,
