@@ -295,7 +295,7 @@ def test_bad_inputs_end_in_one_line(lm, root, prompts, tmp_path, capsys):
             "online_dpo.max_new_tokens=16") in refused(f"--online_dpo.prompts={long}", error=DataError)
     assert "online_dpo.max_new_tokens: 64 leaves no room" in refused("--online_dpo.max_new_tokens=64")
     assert refused(f"--online_dpo.reward={tmp_path / 'none'}").startswith(
-        "online_dpo.reward: ") and "neither gold:instructions, gold:sentiment nor a run directory" in refused(
+        "online_dpo.reward: ") and "neither gold:arithmetic, gold:instructions, gold:sentiment nor a run directory" in refused(
         f"--online_dpo.reward={tmp_path / 'none'}")
     assert refused(f"--online_dpo.reward={lm}").startswith("online_dpo.reward: ")  # a decoder run, not a reward model
     assert "online_dpo.gold: instructions judges instructions" in refused("--online_dpo.gold=instructions")
