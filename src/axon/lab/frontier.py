@@ -273,9 +273,11 @@ def fit_gao(d, gain, form: str, bootstrap: int = 200, seed: int = 0) -> dict:
 
 
 def plot_frontier(rows: Sequence[dict], path: str | Path, gold_name: str = "gold", fits: dict | None = None,
-                  baseline: float | None = None) -> Path:
+                  baseline: float | None = None, points: Sequence[dict] = ()) -> Path:
     """frontier.png: gold against KL (nats per answer), one colour per method, its points joined in
-    order of KL, interval bars both ways; ``fits`` ({method: fit_gao result}) drawn as curves."""
+    order of KL, interval bars both ways; each seed's own run (``points``) as a faint cross;
+    ``fits`` ({method: fit_gao result}) drawn as curves. The KL axis starts at 0 (an interval over
+    two seeds can reach below it; the KL cannot)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -296,12 +298,16 @@ def plot_frontier(rows: Sequence[dict], path: str | Path, gold_name: str = "gold
 
         ax.errorbar(x, y, xerr=err("kl", x), yerr=err("gold", y), fmt="o-", ms=4, lw=1.2, capsize=2, color=colors[m],
                     label=m, alpha=0.9)
+        seeds = [p for p in points if p["method"] == m]
+        if any(r["seeds"] > 1 for r in pts):
+            ax.plot([p["kl"] for p in seeds], [p["gold"] for p in seeds], "x", ms=4, color=colors[m], alpha=0.5)
         if fits and m in fits and baseline is not None:
             f = fits[m]
             d = np.linspace(1e-3, math.sqrt(max(x.max(), 1e-3)) * 1.1, 100)
             ax.plot(d**2, baseline + d * (f["alpha"] - f["beta"] * FORMS[f["form"]](d)), "--", color=colors[m], lw=1)
     if baseline is not None:
         ax.axhline(baseline, color="grey", lw=0.8, ls=":", label="reference")
+    ax.set_xlim(left=-0.02 * max(max((r["kl"] for r in rows), default=1.0), 1.0))
     ax.set_xlabel("KL(policy || reference), nats per answer")
     ax.set_ylabel(f"{gold_name}, held-out prompts")
     ax.grid(alpha=0.3)
@@ -362,7 +368,8 @@ def frontier(runs: Sequence[str], reference: str, prompts: Sequence[str], gold: 
     result = {"reference": asdict(ref), "gold_judge": gold, "reward": reward, "prompts": len(prompts),
               "temperature": temperature, "max_new_tokens": max_new_tokens, "seed": seed,
               "points": [asdict(p) for p in points], "pooled": rows, "fits": fits}
-    plot_frontier(rows, out / "frontier.png", gold_name=gold, fits=fits, baseline=ref.gold)
+    plot_frontier(rows, out / "frontier.png", gold_name=gold, fits=fits, baseline=ref.gold,
+                  points=[asdict(p) for p in points])
     atomic_write_json(out / "frontier.json", result, indent=1)
     return result
 
