@@ -541,6 +541,20 @@ def cmd_frontier(args, overrides: list[str]) -> int:
     from axon.data.prompts import read_prompts
     from axon.lab.frontier import frontier, frontier_lines
 
+    from axon.errors import ConfigError
+    from axon.feedback import GOLDS
+
+    if args.gold not in GOLDS:
+        raise ConfigError(f"--gold: {args.gold!r} is not a gold judge; choose one of: {', '.join(GOLDS)}")
+    try:
+        best_of = [int(n) for n in args.best_of_n.split(",")] if args.best_of_n else []
+    except ValueError:
+        raise ConfigError(f"--best-of-n: {args.best_of_n!r} is not a comma-separated list of integers") from None
+    if any(n < 1 for n in best_of):
+        raise ConfigError(f"--best-of-n: n must be >= 1, got {args.best_of_n}")
+    for run in [args.reference, *(spec.rpartition("=")[2] for spec in args.runs)]:
+        if not (Path(run) / "config.yaml").is_file():
+            raise ConfigError(f"{run} is not a run directory (no config.yaml)")
     labels, runs = {}, []
     for spec in args.runs:
         label, eq, run = spec.rpartition("=")
@@ -550,7 +564,6 @@ def cmd_frontier(args, overrides: list[str]) -> int:
     prompts = [p for p, _ in read_prompts(resolve_file(args.prompts, "--prompts"))]
     if args.max_prompts is not None:
         prompts = prompts[: args.max_prompts]
-    best_of = [int(n) for n in args.best_of_n.split(",")] if args.best_of_n else []
     result = frontier(runs, args.reference, prompts, args.gold, args.out, reward=args.reward, best_of=best_of,
                       labels=labels, max_new_tokens=args.max_new_tokens, temperature=args.temperature, seed=args.seed,
                       batch_size=args.batch_size, device=args.device, fit=args.fit, progress=not args.no_progress)

@@ -301,7 +301,7 @@ LABEL = [
          setup=write("p.jsonl", PROMPTS)),
     Case("label-max-prompts-zero", [*LABEL_ARGS, "--max-prompts", "0"],
          "--max-prompts must be an integer >= 1 (unset: every prompt of the file), got 0", setup=write("p.jsonl", PROMPTS)),
-    Case("label-gold-unknown", [*LABEL_ARGS, "--gold", "happy"], "--gold must be one of sentiment, instructions, got 'happy'",
+    Case("label-gold-unknown", [*LABEL_ARGS, "--gold", "happy"], "--gold must be one of sentiment, instructions, arithmetic, got 'happy'",
          setup=write("p.jsonl", PROMPTS)),
     Case("label-labellers-malformed", [*LABEL_ARGS, "--labellers", "a:0.1,b"],
          "--labellers must be id:flip pairs separated by commas, e.g. a:0.1,b:0.85, got 'a:0.1,b'",
@@ -325,7 +325,7 @@ PIPELINE_CASES = [
     Case("pipeline-recipe-missing", PIPELINE, "config file not found: {tmp}/r.yaml"),
     Case("pipeline-recipe-unknown-key", PIPELINE, "r.yaml: unknown key 'bse'; a pipeline recipe has base, gold, sft",
          setup=write("r.yaml", pipeline_recipe(bse="x"))),
-    Case("pipeline-gold-unknown", PIPELINE, "r.yaml: gold must be one of sentiment, instructions, got 'happy'",
+    Case("pipeline-gold-unknown", PIPELINE, "r.yaml: gold must be one of sentiment, instructions, arithmetic, got 'happy'",
          setup=write("r.yaml", pipeline_recipe(gold="happy"))),
     Case("pipeline-stage-missing", PIPELINE, "r.yaml: reward must be a mapping", setup=write("r.yaml", pipeline_recipe(reward=None))),
     Case("pipeline-stage-recipe-missing", PIPELINE, "r.yaml: sft.recipe: {tmp}/nope.yaml not found",
@@ -344,8 +344,16 @@ PIPELINE_CASES = [
          setup=both(recipe_with_base, write("runs/p/pipeline.json", '{"recipe": {}, "base": "x", "overrides": []}'))),
 ]
 
+FRONTIER = ["frontier", "--reference", "{run}", "--prompts", "{tmp}/p.jsonl", "--out", "{tmp}/f", "--no-progress"]
 ITERATED = ["iterated-dpo", "{run}", "--name=i", "--out-dir", "{tmp}/runs"]
 ITERATED_CASES = [
+    Case("frontier-gold-unknown", [*FRONTIER, "--gold", "happy"], "--gold: 'happy' is not a gold judge"),
+    Case("frontier-best-of-n-zero", [*FRONTIER, "--gold", "sentiment", "--best-of-n", "0,4"],
+         "--best-of-n: n must be >= 1, got 0,4"),
+    Case("frontier-best-of-n-words", [*FRONTIER, "--gold", "sentiment", "--best-of-n", "four"],
+         "--best-of-n: 'four' is not a comma-separated list of integers"),
+    Case("frontier-run-missing", [*FRONTIER, "{tmp}/nope", "--gold", "sentiment"], "nope is not a run directory"),
+    Case("frontier-prompts-missing", [*FRONTIER, "--gold", "sentiment"], "p.jsonl"),
     Case("iterated-dpo-rounds-zero", [*ITERATED, "--rounds=0"], "--rounds: must be >= 1, got 0"),
     Case("iterated-dpo-pairs-zero", [*ITERATED, "--pairs=0"], "--pairs: must be >= 1"),
     Case("iterated-dpo-override-out-dir", [*ITERATED, "--out_dir=x"], "--out_dir: iterated-dpo sets it for each round"),
