@@ -759,7 +759,8 @@ def build_parser() -> argparse.ArgumentParser:
     la.add_argument("run_dir", metavar="RUN_DIR", help="an sft (or ppo) run: answers in the chat template")
     la.add_argument("--prompts", required=True, metavar="FILE", help='JSONL of {"prompt"} lines (an SFT file works), or bundled:NAME')
     la.add_argument("--out", required=True, metavar="FILE", help="the comparisons (or rankings) JSONL to write")
-    la.add_argument("--gold", default="sentiment", help="the gold judge: sentiment (VADER) or instructions (default sentiment)")
+    la.add_argument("--gold", default="sentiment",
+                    help="the gold judge: sentiment (VADER), instructions or arithmetic (default sentiment)")
     la.add_argument("--k", type=int, default=4, help="answers sampled and compared per prompt (default 4)")
     la.add_argument("--labellers", metavar="ID:FLIP,...", help="labellers and their flip rates (default: axon.feedback's "
                     "l0:0.05,l1:0.1,l2:0.2,l3:0.3,l4:0.85)")
