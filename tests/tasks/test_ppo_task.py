@@ -351,7 +351,7 @@ def test_bad_settings_are_refused_in_one_line(lm, root, tmp_path):
     assert "ppo.rollout_batch: 36 answers do not split into minibatches of train.batch_size x train.grad_accum = 16" \
         in refused("--ppo.rollout_batch=36", "--train.grad_accum=2")
     assert "is a decoder run, not a reward model" in refused(f"--ppo.reward={lm}")
-    assert "neither gold:instructions, gold:sentiment nor a run directory" in refused(f"--ppo.reward={tmp_path / 'none'}")
+    assert "neither gold:arithmetic, gold:instructions, gold:sentiment nor a run directory" in refused(f"--ppo.reward={tmp_path / 'none'}")
     with pytest.raises(ConfigError, match="--model.n_layer: fine-tuning keeps"):
         ppo_config(lm, root, "x", "--model.n_layer=3")
     cfg = load_config(None, ["--task=ppo", "--model.family=actor_critic", "--model.preset=tiny", "--model.block_size=128"])
