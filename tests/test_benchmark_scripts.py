@@ -39,6 +39,17 @@ def test_trl_dpo_smoke_reports_both_steps_on_the_same_model():
     assert r["logp_gap"] < 1e-3 and r["warmup_loss_gap"] < 1e-3 and r["bar_config"] is False
 
 
+@pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("trl") is None, reason="trl (the dev extra) is not installed")
+def test_trl_grpo_smoke_reports_both_iterations_on_the_same_model():
+    p = run("trl_grpo.py", "--quick", "--threads", "1", "--json")
+    assert p.returncode == 0, p.stderr[-2000:]
+    r = json.loads(p.stdout.strip().splitlines()[-1])
+    assert set(r["results"]) == {"axon", "trl"} and r["ratio"] > 0 and r["rounds"] == 2 and r["bar_config"] is False
+    for side in ("axon", "trl"):  # the split: a rollout and an update inside each iteration
+        assert 0 < r["results"][side]["rollout_median_ms"] < r["results"][side]["median_ms"]
+
+
 def test_train_throughput_refuses_a_directory_without_nanogpt(tmp_path):
     p = run("train_throughput.py", "--nanogpt", str(tmp_path), "--steps", "1", "--rounds", "1", "--warmup", "1",
             "--n-layer", "1", "--n-embd", "32", "--n-head", "2", "--block-size", "16", "--batch-size", "2")
