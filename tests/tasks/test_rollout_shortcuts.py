@@ -68,8 +68,11 @@ def test_the_sampled_log_probabilities_are_a_forwards_and_change_no_token(temper
     m = model("none", torch.float32)
     g = torch.Generator().manual_seed(2)
     prompts = [torch.randint(1, VOCAB, (n,), generator=g).tolist() for n in (3, 7, 5)]  # left-padded together
-    gens = lambda: [torch.Generator().manual_seed(10 + b) for b in range(3)]  # noqa: E731
-    kw = dict(temperature=temperature, top_k=top_k, vocab_limit=TOKENIZER_VOCAB)
+
+    def gens():
+        return [torch.Generator().manual_seed(10 + b) for b in range(3)]
+
+    kw = {"temperature": temperature, "top_k": top_k, "vocab_limit": TOKENIZER_VOCAB}
     plain = generate(m, prompts, 6, generator=gens(), **kw)
     out = generate(m, prompts, 6, generator=gens(), logprobs=True, **kw)
     assert out.tokens == plain.tokens and plain.logprobs is None

@@ -239,7 +239,8 @@ def _generate(model, prompts, max_new_tokens, device, *, temperature, top_k, top
         # Finished sequences keep decoding (their tokens are dropped): batch shapes stay fixed.
         logits = next_logits(model(nxt[:, None], cache=cache))
     if logprobs:
-        return Generation(out, [r or "length" for r in reasons], torch.stack(step_logp, 1), torch.stack(step_entropy, 1))
+        return Generation(out, [r or "length" for r in reasons], torch.stack(step_logp, 1),
+                          torch.stack(step_entropy, 1))
     return Generation(out, [r or "length" for r in reasons])
 
 

@@ -249,7 +249,7 @@ def sample_answers(model, tokenizer, prompts: Sequence[Sequence[int]], max_new_t
     mask = mask.to(device)
     per_token = {}
     if logprobs:  # (N, steps) -> (N, R), masked; new tensors, not inference-mode ones, so training may read them
-        per_token = {name: t[:, :R].to(dtype) * mask for name, t in (("logp", gen.logprobs), ("entropy", gen.entropies))}
+        per_token = {"logp": gen.logprobs[:, :R].to(dtype) * mask, "entropy": gen.entropies[:, :R].to(dtype) * mask}
     return Answers(tokens.to(device), torch.tensor([len(p) for p in prompts], device=device), mask,
                    [cut_at_stop(t, [END]) for t in decoded], torch.tensor([END in t for t in decoded]), **per_token)
 
@@ -297,7 +297,8 @@ def answer_forward(model, tokens: torch.Tensor, prompt_len: torch.Tensor, R: int
     if not _head_apart(model):
         out = model(tokens, values=True) if values else model(tokens)
         logits, v = out if values else (out, None)
-        return answer_logits(logits, prompt_len, R, vocab, temperature), None if v is None else at_answers(v, prompt_len, R)
+        v = None if v is None else at_answers(v, prompt_len, R)
+        return answer_logits(logits, prompt_len, R, vocab, temperature), v
     h = model.hidden_states(tokens)  # (B, L, C)
     v = None
     if values:
