@@ -6,6 +6,8 @@
                        the sampling's own (cached, left-padded) logits: a forward over prompt +
                        answer gives the same, and asking for them changes no token
 
+The per-row draw of a rollout (one uniform per row, the inverse CDF) samples the distribution.
+
 Tiny models with random weights; fp64 where the two paths run the same matmuls on other shapes,
 fp32 for generation (its logits are fp32).
 """
@@ -91,3 +93,20 @@ def test_the_sampled_log_probabilities_are_a_forwards_and_change_no_token(temper
         torch.testing.assert_close(out.entropies[b, : len(a)], entropy, rtol=0, atol=2e-5)
         if not top_k:
             torch.testing.assert_close(entropy, entropy_from_logits(logits[None])[0])
+
+
+def test_a_generator_per_row_draws_from_the_distribution_and_never_a_token_of_probability_0():
+    # the per-row draw (axon.generate.sampling.draw) inverts each row's cumulative distribution at
+    # one uniform of the row's own generator
+    from axon.generate.sampling import draw
+
+    probs = torch.tensor([0.5, 0.0, 0.2, 0.3, 0.0])
+    n = 20000
+    gens = [torch.Generator().manual_seed(i) for i in range(n)]
+    counts = draw(probs.expand(n, 5), gens).bincount(minlength=5).double() / n
+    assert counts[1] == 0 and counts[4] == 0  # a zero inside, and one at the end
+    torch.testing.assert_close(counts, probs.double(), rtol=0, atol=0.015)  # 3.5 standard errors of 0.5
+    edges = torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, 1e-30, 0.0]])
+    assert draw(edges, [torch.Generator().manual_seed(i) for i in range(3)]).tolist() == [0, 2, 1]
+    again = draw(probs.expand(n, 5), [torch.Generator().manual_seed(i) for i in range(n)])
+    assert torch.equal(again.bincount(minlength=5).double() / n, counts)  # each row's generator decides its token
