@@ -3,8 +3,10 @@
 value function, the baseline of an answer is the other answers to the same prompt.
 
     P prompts --policy (sampled), G answers each--> P x G answers --reward--> scores (P, G)
+        |         + old log-probs, entropy per answer token (N, R), off the sampling's logits
         |                                  |
-        |       policy, frozen reference: log-probs per answer token (old, ref)
+        |       frozen reference: log-probs per answer token (ref; with beta 0 only every
+        |       grpo.kl_every-th rollout, for the logged KL)
         v                                  v
     advantage per answer: grpo (r - mean_group) / (std_group + 1e-4), or rloo r - mean(others)
         |                 broadcast to the answer's tokens
@@ -31,8 +33,8 @@ The arithmetic (``axon.objectives.grpo``, which says each formula):
                ``grpo.beta`` x the k3 estimate of KL(policy || reference) per token.
                rloo: TRL's RLOOTrainer: one ratio per answer (of its summed log-probabilities),
                the mean over answers; the KL is in the reward: r - beta x sum_t k1_t.
-    beta       null: TRL's defaults, 0.0 for grpo (no KL term: the reference is then only
-               measured, for the logs) and 0.05 for rloo
+    beta       null: TRL's defaults, 0.0 for grpo (no KL term: the reference is then run only for
+               the logged kl and token_kl, on every ``grpo.kl_every``-th rollout) and 0.05 for rloo
 
 What is logged (the question TRL users ask again and again -- why is the loss 0? trl #2703,
 #3452): per rollout, in metrics.jsonl with each step that trains on it, ``score`` (the reward
@@ -41,8 +43,14 @@ mean), ``group_std`` (the mean within-group standard deviation of the scores), `
 summed over an answer, nats per answer, against the reference), ``entropy``, ``length``,
 ``ended`` (share that wrote the end marker), ``gold`` when a gold judge applies; per minibatch
 (means since the last record) ``policy_loss``, ``clipfrac``, ``token_kl`` (TRL's ``kl``: mean k3
-per token) and ``entropy``. At the first minibatch of a rollout the ratio is 1 and the group
-advantages sum to 0, so the loss is near 0 while its gradient is not.
+per token) and ``entropy`` (``kl`` and ``token_kl`` only from rollouts that ran the reference).
+At the first minibatch of a rollout the ratio is 1 and the group advantages sum to 0, so the loss
+is near 0 while its gradient is not.
+
+Speed (issue 18's bar, ``benchmarks/trl_grpo.py``): a rollout is one cached batched generation;
+its old log-probabilities and entropy come from the sampling's own logits (``generate(...,
+logprobs=True)``: no second forward of the policy), the reference runs only when something reads
+it, and the forwards apply the LM head at the answers' positions only (``answer_forward``).
 
 The rollout lives in the model (``axon.models.actor_critic.RolloutStore`` with GROUP_BUFFERS:
 tokens, old and reference log-probabilities, one advantage per answer, its statistics), so the

@@ -299,15 +299,14 @@ def answer_forward(model, tokens: torch.Tensor, prompt_len: torch.Tensor, R: int
         logits, v = out if values else (out, None)
         v = None if v is None else at_answers(v, prompt_len, R)
         return answer_logits(logits, prompt_len, R, vocab, temperature), v
+    from axon.models.actor_critic import ActorCritic
+
     h = model.hidden_states(tokens)  # (B, L, C)
     v = None
-    if values:
-        if getattr(model, "critic", None) is not None:
-            v = model.critic(tokens)  # (B, L), the separate critic's own body
-        elif getattr(model, "value_head", None) is not None:
-            v = model.value_head(h).squeeze(-1)
-        else:
+    if values:  # as ActorCritic.forward(values=True) computes them
+        if not isinstance(model, ActorCritic) or (model.critic is None and model.value_head is None):
             raise ValueError("model.value_head=none: this policy has no value function")
+        v = model.critic(tokens) if model.critic is not None else model.value_head(h).squeeze(-1)  # (B, L)
         v = at_answers(v, prompt_len, R)
     logits = model.lm_head(at_answers(h, prompt_len, R))  # (B, R, V): the answer positions only
     return logits[..., :vocab] / temperature, v
