@@ -19,9 +19,13 @@ What one iteration is, on each side (fp32, temperature 1, the same AdamW: fused,
 clip 0.2; the same torch threads):
 
 * Axon: ``Trainer._train_step`` on the grpo task's schedule with one step per rollout, so each step
-  samples a rollout (``GRPO.rollout``: Axon's cached batched generation of all P x G answers, one
-  measuring forward of the policy and of the frozen reference -- Axon measures the reference even
-  at beta 0, for its logged KL -- the reward, the advantages) and makes the one minibatch update.
+  samples a rollout (``GRPO.rollout``: Axon's cached batched generation of all P x G answers, each
+  row drawing from its own generator, the old log-probabilities and entropy read off the sampling's
+  own logits -- no measuring forward -- the reward, the advantages) and makes the one minibatch
+  update (the LM head at the answers' positions only). At beta 0 the frozen reference runs only on
+  every ``grpo.kl_every``-th rollout (the task's default 10; ``--kl-every``), a forward of it and of
+  the policy for the logged KL: the warm-up's rollout 0 is one, the timed ones are not unless
+  ``--kl-every`` says so (``--kl-every 1``: the reference on every rollout, as before).
 * TRL: what ``Trainer``'s inner loop does per optimizer step: ``trainer.training_step`` on the P x G
   prompt rows (each prompt G times, as its RepeatSampler yields them) -- ``GRPOTrainer._prepare_inputs``
   generates with ``transformers``' ``generate`` (its default: no vLLM), scores, computes the
@@ -42,6 +46,8 @@ printed, never asserted.
     python benchmarks/trl_grpo.py                       # the bar's config: 8 prompts x 8 answers, 48 new tokens
     python benchmarks/trl_grpo.py --quick               # smoke check: a tiny model, a few iterations
     python benchmarks/trl_grpo.py --threads 1           # steadier on a busy shared machine
+    python benchmarks/trl_grpo.py --kl-every 1          # Axon also runs the reference (its logged KL) every rollout
+    python benchmarks/trl_grpo.py --profile             # + torch.profiler's table of one iteration of each
     python benchmarks/trl_grpo.py --prompts 16 --group-size 4 --max-new-tokens 64 --json
 
 Run by hand, never in CI.
@@ -108,6 +114,10 @@ def parse_args(argv=None):
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's default)")
     p.add_argument("--lr", type=float, default=1e-5)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--kl-every", type=int, default=None,
+                   help="Axon's grpo.kl_every: at beta 0 the reference runs on every N-th rollout, for the logged KL "
+                   "(default: the task's, 10; 1: every rollout; 0: never)")
+    p.add_argument("--profile", action="store_true", help="also print torch.profiler's table of one iteration of each")
     p.add_argument("--quick", action="store_true", help="smoke check: 1 layer, 64 wide, block 64, vocab 512, "
                    "2 prompts x 4 answers of 8 tokens, 1 warm-up iteration and 2 timed rounds (~10 s)")
     p.add_argument("--json", action="store_true", help="also print one JSON line with the results")
@@ -199,6 +209,8 @@ def bench(args, tmp: Path) -> int:
                  "--optim.grad_clip=1.0", "--schedule.name=constant", "--schedule.warmup_steps=0",
                  f"--train.batch_size={N}", "--train.grad_accum=1", "--train.max_steps=100000", "--train.dtype=fp32",
                  f"--train.seed={args.seed}", f"--out_dir={tmp / 'runs'}"]
+    if args.kl_every is not None:
+        overrides.append(f"--grpo.kl_every={args.kl_every}")
     cfg = load_config(None, overrides)
     torch.manual_seed(args.seed)
     model = build_model(cfg.model).float().train()
@@ -299,6 +311,16 @@ def bench(args, tmp: Path) -> int:
               f"(rollout {1e3 * ax_rollout_s[-1]:.0f}), trl {1e3 * times['trl'][-1]:.0f} ms "
               f"(rollout {1e3 * trl_rollout_s[-1]:.0f})", file=sys.stderr, flush=True)
     load_end = load_average()
+    timed_axon = range(n_warm, ax_step_i[0])  # the rollouts of the timed iterations
+
+    if args.profile:
+        from torch.profiler import ProfilerActivity, profile
+
+        for name in ("axon", "trl"):
+            with profile(activities=[ProfilerActivity.CPU], record_shapes=False) as prof:
+                steps[name]()
+            print(f"torch.profiler, one {name} iteration, by self CPU time:")
+            print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15))
 
     # --- report -------------------------------------------------------------------------------
     def summary(ts: list[float], rollout: list[float]) -> dict:
@@ -325,6 +347,11 @@ def bench(args, tmp: Path) -> int:
     print(f"same for all: logits checked equal | reward: share of '{LETTER}' | GRPO dapo loss, group-scaled "
           f"advantages, clip 0.2, beta 0, one update per generation batch | AdamW fused, lr={args.lr}, betas "
           "(0.9, 0.999), no weight decay, constant lr | clip 1.0 | fp32")
+    kl_every = cfg.grpo.kl_every
+    kl_timed = sum(objective.measures_reference(k) for k in timed_axon)
+    print(f"Axon's reference (the logged KL at beta 0; TRL runs none): "
+          f"{f'every {kl_every} rollout(s)' if kl_every else 'never'} (grpo.kl_every={kl_every}), in {kl_timed} of "
+          f"the {len(timed_axon)} timed iterations")
     print(f"timing: {n_warm} warm-up iteration(s) each, then {rounds} rounds of one iteration each (ABBA order); "
           "medians")
     if load_start is not None:
@@ -353,7 +380,7 @@ def bench(args, tmp: Path) -> int:
             "config": {"n_layer": args.n_layer, "n_head": args.n_head, "n_embd": args.n_embd,
                        "block_size": args.block_size, "vocab_size": tok.vocab_size, "prompts": P, "group_size": G,
                        "max_new_tokens": NEW, "prompt_tokens": prompt_lens},
-            "params": n_params, "mean_answer_length": lengths, "rounds": rounds,
+            "params": n_params, "mean_answer_length": lengths, "rounds": rounds, "axon_kl_every": cfg.grpo.kl_every,
             "load_average": [load_start, load_end], "results": res, "ratio": ratio,
             "ratio_per_round": [round(v, 3) for v in per_round], "bar": BAR, "bar_config": args.is_bar_config,
             "passed": ratio >= BAR,

@@ -384,9 +384,14 @@ class GRPOConfig:
     scale_rewards: str | None = None  # grpo: the advantage's divisor, group (null: TRL's default) or batch std, none
     normalize_advantages: bool = False  # rloo: whiten the advantages over the rollout (RLOOConfig.normalize_advantages)
     gold: str = "auto"  # the gold judge reported beside the reward, as ppo.gold
+    # with no KL term (beta 0, TRL's grpo default) the frozen reference is run only for the logged kl and
+    # token_kl: on every kl_every-th rollout (0: never); with a KL term it is run on every rollout
+    kl_every: int = 10
 
     def __post_init__(self):
         check_fields(self, "grpo.")
+        check(self.kl_every >= 0, "grpo.kl_every", f"must be >= 0 (0: never measure the KL at beta 0), "
+              f"got {self.kl_every}")
         check(self.advantage in GRPO_ADVANTAGES, "grpo.advantage",
               f"unknown advantage {self.advantage!r}; choose one of: {', '.join(GRPO_ADVANTAGES)}")
         check_reward(self.reward, "grpo.reward")

@@ -27,6 +27,7 @@ from axon.models.decoder import Decoder
 from axon.tasks import TASKS, build_task
 from axon.tasks.finetune import finetune_config
 from axon.tasks.grpo import grpo_task
+from axon.tasks.ppo import Answers
 from axon.train.checkpoint import list_checkpoints
 from axon.train.logging import read_metrics
 from axon.train.run import load_run, train
@@ -106,7 +107,7 @@ def test_the_policy_has_no_value_function_and_exports_a_plain_decoder(lm, root, 
 
 
 def test_a_rollout_is_groups_of_answers_and_a_pure_function_of_the_weights_and_its_index(lm, root, prompts, planted):
-    cfg = grpo_config(lm, root, prompts, "pure")
+    cfg = grpo_config(lm, root, prompts, "pure", "--grpo.kl_every=1")  # beta 0: the KL logged at every rollout
     task = build_task(cfg, CPU)
     torch.manual_seed(0)
     model = build_model(cfg.model)
@@ -143,7 +144,8 @@ def test_a_rollout_is_groups_of_answers_and_a_pure_function_of_the_weights_and_i
 def test_a_planted_reward_is_learnt(lm, root, prompts, planted, advantage):
     # 4 prompts x 4 answers per rollout, minibatches of 8: 2 steps per rollout, 20 rollouts in 40 steps
     run = f"planted-{advantage}"
-    result = train(grpo_config(lm, root, prompts, run, "--train.max_steps=40", f"--grpo.advantage={advantage}"))
+    result = train(grpo_config(lm, root, prompts, run, "--train.max_steps=40", f"--grpo.advantage={advantage}",
+                               "--grpo.kl_every=1"))  # grpo has beta 0: the KL logged at every rollout
     per_rollout = {int(r["rollout"]): r for r in records(root / run)}
     assert sorted(per_rollout) == list(range(20))
     first = sum(per_rollout[k]["score"] for k in range(3)) / 3
@@ -182,6 +184,47 @@ def test_a_resumed_run_gives_the_same_losses_bit_for_bit(lm, root, prompts, plan
         resumed = train(resume=copy)
         assert [(r["step"], r["train_loss"]) for r in records(copy)] == losses, kept
         assert resumed["val_loss"] == json.loads((run / "result.json").read_text())["val_loss"]
+
+
+# ----------------------------------------------------------------------------------------------
+# What a rollout runs: the old log-probabilities from the sampling, the reference only when needed
+
+
+def test_the_old_log_probabilities_are_the_sampling_s_and_beta_0_runs_no_reference_between_kl_rollouts(
+        lm, root, prompts, planted):
+    cfg = grpo_config(lm, root, prompts, "sampled")  # beta 0, kl_every 10: rollout 1 runs no reference
+    task = build_task(cfg, CPU)
+    model = build_model(cfg.model)
+    task.init_weights(model, cfg.train.init_from)
+    task.objective.rollout(model, 1)
+    st = model.rollout
+    stats = dict(zip(GROUP_STATS, st.stats.tolist()))
+    assert st.ref_logp.numel() == 0 and stats["kl"] != stats["kl"]  # NaN: not measured, so not logged
+    forward = task.objective.measure(model, Answers(st.tokens, st.prompt_len, st.mask, [], st.mask[:, 0]))
+    torch.testing.assert_close(st.logp, forward["logp"], rtol=0, atol=1e-5)  # fp32: cached decode vs one forward
+    assert torch.all(st.logp[st.mask == 0] == 0) and torch.all(st.logp[st.mask == 1] < 0)
+    mean_entropy = float((forward["entropy"] * st.mask).sum() / st.mask.sum())
+    assert stats["entropy"] == pytest.approx(mean_entropy, abs=1e-5)
+    task.objective.rollout(model, 10)  # the kl_every-th: the reference runs, the policy is still it
+    assert model.rollout.ref_logp.shape == model.rollout.logp.shape
+    assert dict(zip(GROUP_STATS, model.rollout.stats.tolist()))["kl"] == 0.0
+
+
+def test_at_beta_0_the_kl_is_logged_every_kl_every_rollouts_and_changes_no_loss(lm, root, prompts, planted):
+    # 2 steps per rollout, 4 rollouts; the reference changes nothing the updates compute at beta 0
+    runs = {}
+    for every in (1, 2, 0):
+        run = f"kl-every-{every}"
+        train(grpo_config(lm, root, prompts, run, "--train.max_steps=8", f"--grpo.kl_every={every}"))
+        runs[every] = records(root / run)
+    losses = {every: [(r["step"], r["train_loss"], r["policy_loss"]) for r in rs] for every, rs in runs.items()}
+    assert len(losses[1]) == 8 and losses[1] == losses[2] == losses[0]
+    for every, rs in runs.items():
+        for r in rs:
+            measured = every == 1 or (every == 2 and int(r["rollout"]) % 2 == 0)
+            assert ("kl" in r) == measured and ("token_kl" in r) == measured, (every, r)
+    assert [r["kl"] for r in runs[2] if "kl" in r] == [r["kl"] for r in runs[1] if int(r["rollout"]) % 2 == 0]
+    assert runs[1][0]["kl"] == 0.0 and runs[1][-1]["kl"] > 0
 
 
 # ----------------------------------------------------------------------------------------------

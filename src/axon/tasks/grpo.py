@@ -3,8 +3,10 @@
 value function, the baseline of an answer is the other answers to the same prompt.
 
     P prompts --policy (sampled), G answers each--> P x G answers --reward--> scores (P, G)
+        |         + old log-probs, entropy per answer token (N, R), off the sampling's logits
         |                                  |
-        |       policy, frozen reference: log-probs per answer token (old, ref)
+        |       frozen reference: log-probs per answer token (ref; with beta 0 only every
+        |       grpo.kl_every-th rollout, for the logged KL)
         v                                  v
     advantage per answer: grpo (r - mean_group) / (std_group + 1e-4), or rloo r - mean(others)
         |                 broadcast to the answer's tokens
@@ -31,8 +33,8 @@ The arithmetic (``axon.objectives.grpo``, which says each formula):
                ``grpo.beta`` x the k3 estimate of KL(policy || reference) per token.
                rloo: TRL's RLOOTrainer: one ratio per answer (of its summed log-probabilities),
                the mean over answers; the KL is in the reward: r - beta x sum_t k1_t.
-    beta       null: TRL's defaults, 0.0 for grpo (no KL term: the reference is then only
-               measured, for the logs) and 0.05 for rloo
+    beta       null: TRL's defaults, 0.0 for grpo (no KL term: the reference is then run only for
+               the logged kl and token_kl, on every ``grpo.kl_every``-th rollout) and 0.05 for rloo
 
 What is logged (the question TRL users ask again and again -- why is the loss 0? trl #2703,
 #3452): per rollout, in metrics.jsonl with each step that trains on it, ``score`` (the reward
@@ -41,8 +43,14 @@ mean), ``group_std`` (the mean within-group standard deviation of the scores), `
 summed over an answer, nats per answer, against the reference), ``entropy``, ``length``,
 ``ended`` (share that wrote the end marker), ``gold`` when a gold judge applies; per minibatch
 (means since the last record) ``policy_loss``, ``clipfrac``, ``token_kl`` (TRL's ``kl``: mean k3
-per token) and ``entropy``. At the first minibatch of a rollout the ratio is 1 and the group
-advantages sum to 0, so the loss is near 0 while its gradient is not.
+per token) and ``entropy`` (``kl`` and ``token_kl`` only from rollouts that ran the reference).
+At the first minibatch of a rollout the ratio is 1 and the group advantages sum to 0, so the loss
+is near 0 while its gradient is not.
+
+Speed (issue 18's bar, ``benchmarks/trl_grpo.py``): a rollout is one cached batched generation;
+its old log-probabilities and entropy come from the sampling's own logits (``generate(...,
+logprobs=True)``: no second forward of the policy), the reference runs only when something reads
+it, and the forwards apply the LM head at the answers' positions only (``answer_forward``).
 
 The rollout lives in the model (``axon.models.actor_critic.RolloutStore`` with GROUP_BUFFERS:
 tokens, old and reference log-probabilities, one advantage per answer, its statistics), so the
@@ -67,6 +75,7 @@ validation loss is minus their mean score; at the end (``result.json``, ``axon e
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
@@ -88,25 +97,49 @@ class GRPO(RolloutObjective):
 
     section, values = "grpo", False
 
+    sampled_logprobs = True  # the old log-probabilities and the entropy: read off the sampling's logits
+
+    def measures_reference(self, k: int) -> bool:
+        """Whether rollout ``k`` runs the frozen reference: always with a KL term, else on every
+        ``grpo.kl_every``-th rollout, for the logged KL only (0: never)."""
+        every = self.p.kl_every
+        return self.p.kl_coef != 0.0 or (every > 0 and k % every == 0)
+
+    def measure_rollout(self, policy, answers, k: int) -> dict[str, torch.Tensor]:
+        """Per answer token (N, R): ``logp`` (the old log-probabilities) and ``entropy`` from the
+        sampling's own logits (no second forward of the policy); and when the reference is run
+        (:meth:`measures_reference`), its ``ref_logp`` and, from a forward of the policy over the same
+        rows by the same code, ``kl_logp``: the policy's side of the logged KL (exactly 0 while the
+        policy is the reference)."""
+        m = {"logp": answers.logp, "entropy": answers.entropy}
+        if self.measures_reference(k):
+            forward = self.measure(policy, answers)
+            m.update(ref_logp=forward["ref_logp"], kl_logp=forward["logp"])
+        return m
+
     def rollout(self, model, k: int) -> None:
         """Sample rollout ``k`` (P prompts, G answers each; :meth:`sample_rollout`), and store it
-        with one advantage per answer and its statistics in the model."""
+        with one advantage per answer and its statistics in the model (``kl``: NaN, not logged, on
+        a rollout that does not run the reference; ``ref_logp`` then empty)."""
         from axon.models.actor_critic import GROUP_STATS
 
         p, G = self.p, self.p.group_size
         m = self.sample_rollout(model, k)
         mask, score = m["mask"], m["score"]
-        kl_answer = ((m["logp"] - m["ref_logp"]) * mask).sum(1)  # k1 summed over each answer (N,)
+        measured = "ref_logp" in m
+        kl_answer = ((m["kl_logp"] - m["ref_logp"]) * mask).sum(1) if measured else None  # k1 summed per answer (N,)
         if p.advantage == "rloo":  # the KL is a penalty on the reward (TRL's RLOOTrainer)
             reward = score - p.kl_coef * kl_answer if p.kl_coef != 0.0 else score
             advantages = rloo_advantages(reward, G, p.normalize_advantages)
         else:
             advantages = group_advantages(score, G, p.scaling)
-        stats = dict(score=float(score.mean()), gold=float(m["gold"].mean()), kl=float(kl_answer.mean()),
+        stats = dict(score=float(score.mean()), gold=float(m["gold"].mean()),
+                     kl=float(kl_answer.mean()) if measured else math.nan,
                      entropy=float(masked_mean(m["entropy"], mask)), length=float(mask.sum(1).mean()),
                      ended=float(m["ended"].mean()), **group_figures(score, G))
         unwrap(model).rollout.store(index=torch.tensor(k), tokens=m["tokens"], prompt_len=m["prompt_len"], mask=mask,
-                                    logp=m["logp"], ref_logp=m["ref_logp"], advantages=advantages,
+                                    logp=m["logp"], ref_logp=m["ref_logp"] if measured else mask.new_zeros(0),
+                                    advantages=advantages,
                                     stats=torch.tensor([stats[n] for n in GROUP_STATS], dtype=torch.float64))
 
     def update(self, model, batch: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, dict]:
@@ -117,11 +150,13 @@ class GRPO(RolloutObjective):
         st = self.held_rollout(model, int(batch[1][0]), p.rollout_rows, "grpo.rollout_prompts")
         rows = batch[2].to(st.tokens.device)
         logits, logp, mask, R, _ = self.minibatch(model, st, rows)
-        old, ref, advantages = st.logp[rows, :R], st.ref_logp[rows, :R], st.advantages[rows]
+        old, advantages = st.logp[rows, :R], st.advantages[rows]
+        ref = st.ref_logp[rows, :R] if st.ref_logp.dim() == 2 else None  # None: this rollout ran no reference
         if p.loss == "rloo":
             loss, info = rloo_loss(logp, old, advantages, mask, clip=p.clip, clip_high=p.clip_high)
-            with torch.no_grad():
-                info["token_kl"] = masked_mean(torch.expm1(ref - logp) - (ref - logp), mask)
+            if ref is not None:
+                with torch.no_grad():
+                    info["token_kl"] = masked_mean(torch.expm1(ref - logp) - (ref - logp), mask)
         else:
             mean_length = float(st.mask.sum()) / st.mask.size(0)  # over the whole rollout (dapo)
             loss, info = grpo_loss(logp, old, advantages, mask, loss_type=p.loss, clip=p.clip, clip_high=p.clip_high,

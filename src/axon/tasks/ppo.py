@@ -210,26 +210,33 @@ class Answers:
 
     tokens (N, L) int64: prompt + answer, right-padded with 0; prompt_len (N,); mask (N, R): 1 on
     the answer tokens (R: the longest answer); texts: the answers without the end marker;
-    ended (N,) bool: wrote the marker."""
+    ended (N,) bool: wrote the marker; with ``sample_answers(..., logprobs=True)``, logp and
+    entropy (N, R): each answer token's log-probability under the distribution it was sampled
+    from (logits / temperature over the tokenizer's vocabulary) and that distribution's entropy,
+    read off the generation's own logits (0 past each answer's end); else None."""
 
     tokens: torch.Tensor
     prompt_len: torch.Tensor
     mask: torch.Tensor
     texts: list[str]
     ended: torch.Tensor
+    logp: torch.Tensor | None = None
+    entropy: torch.Tensor | None = None
 
 
 def sample_answers(model, tokenizer, prompts: Sequence[Sequence[int]], max_new_tokens: int, temperature: float,
                    generator: torch.Generator | Sequence[torch.Generator] | None,
-                   dtype: torch.dtype = torch.float32) -> Answers:
+                   dtype: torch.dtype = torch.float32, logprobs: bool = False) -> Answers:
     """Answer each prompt (ids in the chat template) once; ``temperature=0``: greedily. A list of
-    generators draws each answer from its own (``axon.generate.generate``)."""
+    generators draws each answer from its own (``axon.generate.generate``). ``logprobs``: also
+    each answer token's log-probability and the entropy of its distribution, from the sampling's
+    own logits (``Answers.logp``, ``Answers.entropy``)."""
     from axon.generate import cut_at_stop, generate
 
     end = tokenizer.encode(END)
     stops = dict(stop_tokens=end) if len(end) == 1 else dict(stop_strings=[END], decode=tokenizer.decode)
     gen = generate(model, [list(p) for p in prompts], max_new_tokens, temperature=temperature, generator=generator,
-                   vocab_limit=tokenizer.vocab_size, **stops)
+                   vocab_limit=tokenizer.vocab_size, logprobs=logprobs, **stops)
     device = next(model.parameters()).device
     N, R = len(prompts), max(len(a) for a in gen.tokens)
     L = max(len(p) + len(a) for p, a in zip(prompts, gen.tokens))
@@ -239,8 +246,12 @@ def sample_answers(model, tokenizer, prompts: Sequence[Sequence[int]], max_new_t
         tokens[b, : len(p) + len(a)] = torch.tensor([*p, *a], dtype=torch.long)
         mask[b, : len(a)] = 1
     decoded = [tokenizer.decode(a) for a in gen.tokens]
-    return Answers(tokens.to(device), torch.tensor([len(p) for p in prompts], device=device), mask.to(device),
-                   [cut_at_stop(t, [END]) for t in decoded], torch.tensor([END in t for t in decoded]))
+    mask = mask.to(device)
+    per_token = {}
+    if logprobs:  # (N, steps) -> (N, R), masked; new tensors, not inference-mode ones, so training may read them
+        per_token = {"logp": gen.logprobs[:, :R].to(dtype) * mask, "entropy": gen.entropies[:, :R].to(dtype) * mask}
+    return Answers(tokens.to(device), torch.tensor([len(p) for p in prompts], device=device), mask,
+                   [cut_at_stop(t, [END]) for t in decoded], torch.tensor([END in t for t in decoded]), **per_token)
 
 
 def at_answers(x: torch.Tensor, prompt_len: torch.Tensor, R: int) -> torch.Tensor:
@@ -265,6 +276,42 @@ def answer_logits(logits: torch.Tensor, prompt_len: torch.Tensor, R: int, vocab:
     return at_answers(logits[..., :vocab], prompt_len, R) / temperature
 
 
+def _head_apart(model) -> bool:
+    """Whether ``model``'s forward may be run as its body (``hidden_states``), then the LM head on
+    chosen positions: an Axon decoder or actor-critic called directly, its own forward, no hooks.
+    A DDP- or compile-wrapped model is another class and runs whole (the wrapper's hooks)."""
+    from axon.models.actor_critic import ActorCritic
+    from axon.models.decoder import Decoder
+
+    return (isinstance(model, Decoder) and type(model).forward in (Decoder.forward, ActorCritic.forward)
+            and model.lm_head is not None and not model._forward_hooks and not model._forward_pre_hooks)
+
+
+def answer_forward(model, tokens: torch.Tensor, prompt_len: torch.Tensor, R: int, vocab: int, temperature: float,
+                   values: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """:func:`answer_logits` of ``model(tokens)`` (B, R, vocab), and with ``values`` the values (B, R)
+    at the same positions. The LM head -- the largest matmul -- runs at the answer positions only
+    when the model allows it (:func:`_head_apart`): the prompts are often half a rollout's
+    positions (as ``axon.objectives.dpo.model_sequence_logprobs`` does for DPO); otherwise the
+    whole forward, then the gather (the values need every position's state, so they come from it)."""
+    if not _head_apart(model):
+        out = model(tokens, values=True) if values else model(tokens)
+        logits, v = out if values else (out, None)
+        v = None if v is None else at_answers(v, prompt_len, R)
+        return answer_logits(logits, prompt_len, R, vocab, temperature), v
+    from axon.models.actor_critic import ActorCritic
+
+    h = model.hidden_states(tokens)  # (B, L, C)
+    v = None
+    if values:  # as ActorCritic.forward(values=True) computes them
+        if not isinstance(model, ActorCritic) or (model.critic is None and model.value_head is None):
+            raise ValueError("model.value_head=none: this policy has no value function")
+        v = model.critic(tokens) if model.critic is not None else model.value_head(h).squeeze(-1)  # (B, L)
+        v = at_answers(v, prompt_len, R)
+    logits = model.lm_head(at_answers(h, prompt_len, R))  # (B, R, V): the answer positions only
+    return logits[..., :vocab] / temperature, v
+
+
 # ----------------------------------------------------------------------------------------------
 # The objective
 
@@ -284,11 +331,13 @@ class RolloutObjective:
 
     A subclass names its config section (``section``: the fields ``reward``, ``prompts``,
     ``val_prompts``, ``max_new_tokens``, ``temperature``, ``gold``), whether :meth:`measure` reads
-    the value function (``values``), and what a rollout stores (:meth:`rollout`) and a minibatch's
-    loss is (:meth:`update`)."""
+    the value function (``values``), whether the sampling returns the answers' log-probabilities
+    (``sampled_logprobs``, for :meth:`measure_rollout`), and what a rollout stores (:meth:`rollout`)
+    and a minibatch's loss is (:meth:`update`)."""
 
     section = "ppo"
     values = True
+    sampled_logprobs = False  # sample_answers also returns each answer token's log-probability (measure_rollout)
 
     def __init__(self, cfg, tokenizer, sets: dict[int, PromptSet], schedule: RolloutSchedule, reference: torch.nn.Module,
                  reward: Reward, gold: Callable[[str, str], float] | None, dist=None):
@@ -338,14 +387,13 @@ class RolloutObjective:
             step = self.cfg.train.batch_size
             for s in range(0, answers.tokens.size(0), step):
                 tokens, plen, m = answers.tokens[s : s + step], answers.prompt_len[s : s + step], answers.mask[s : s + step]
-                logits, values = policy(tokens, values=True) if self.values else (policy(tokens), None)
-                logits = answer_logits(logits, plen, R, self.vocab, self.p.temperature)
+                logits, values = answer_forward(policy, tokens, plen, R, self.vocab, self.p.temperature, self.values)
                 taken = answer_tokens(tokens, plen, R)
-                ref = answer_logits(reference(tokens), plen, R, self.vocab, self.p.temperature)
+                ref, _ = answer_forward(reference, tokens, plen, R, self.vocab, self.p.temperature)
                 part = {"logp": token_logprobs(logits, taken) * m, "ref_logp": token_logprobs(ref, taken) * m,
                         "entropy": entropy_from_logits(logits) * m}
                 if values is not None:
-                    part["values"] = at_answers(values, plen, R) * m
+                    part["values"] = values * m
                 for k, v in part.items():
                     out.setdefault(k, []).append(v)
         finally:
@@ -372,14 +420,20 @@ class RolloutObjective:
         prompts = [train.texts[rows[i]] for i in mine]
         dtype = policy.wte.weight.dtype
         answers = sample_answers(policy, self.tokenizer, [train.ids[rows[i]] for i in mine], p.max_new_tokens,
-                                 p.temperature, [generator(policy, seed, "rollout", k, i) for i in mine], dtype)
-        m = self.measure(policy, answers)
+                                 p.temperature, [generator(policy, seed, "rollout", k, i) for i in mine], dtype,
+                                 logprobs=self.sampled_logprobs)
+        m = self.measure_rollout(policy, answers, k)
         m["score"] = self.reward.score(prompts, answers.texts).to(answers.mask.device, dtype)
         m["gold"] = torch.tensor([self.gold(q, a) for q, a in zip(prompts, answers.texts)] if self.gold is not None
                                  else [math.nan] * len(prompts), dtype=torch.float64, device=answers.mask.device)
         m["ended"] = answers.ended.to(answers.mask.device, torch.float64)
         m.update(tokens=answers.tokens, prompt_len=answers.prompt_len, mask=answers.mask)
         return {name: d.gather_rows(t) for name, t in m.items()}  # the whole rollout, on every rank
+
+    def measure_rollout(self, policy, answers: Answers, k: int) -> dict[str, torch.Tensor]:
+        """The per-token tensors rollout ``k`` stores: :meth:`measure`'s (a subclass may read some off
+        the sampling instead: ``sampled_logprobs``, ``axon.tasks.grpo``)."""
+        return self.measure(policy, answers)
 
     def held_rollout(self, model, k: int, rows: int, field: str):
         """The model's RolloutStore holding rollout ``k`` (sampled now if it holds another), after
@@ -403,11 +457,10 @@ class RolloutObjective:
         mask, plen = mask[:, :R], st.prompt_len[rows]
         L = int((plen + mask.sum(1).long()).max())
         tokens = st.tokens[rows, :L]
-        out = model(tokens, values=True) if self.values else model(tokens)  # through the wrapper (DDP's hooks, compile)
-        logits, values = out if self.values else (out, None)
-        logits = answer_logits(logits, plen, R, self.vocab, self.p.temperature)
+        # through the wrapper when there is one (DDP's hooks, compile); the head at the answers only when not
+        logits, values = answer_forward(model, tokens, plen, R, self.vocab, self.p.temperature, self.values)
         logp = token_logprobs(logits, answer_tokens(tokens, plen, R))
-        return logits, logp, mask, R, None if values is None else at_answers(values, plen, R)
+        return logits, logp, mask, R, values
 
     def token_share(self, mask: torch.Tensor) -> torch.Tensor | float:
         """n_r x W / n: this rank's answer tokens over the mean of every rank's (1 on one process)."""
