@@ -96,7 +96,11 @@ def sft_task(cfg, device: torch.device) -> TaskSetup:
 
     def model_metrics(model, split: str) -> dict:
         judged = golds.get(split)
-        return {} if judged is None else gold_figures(model, tokenizer, *judged, cfg.model.block_size)
+        if judged is None:
+            return {}
+        figures = gold_figures(model, tokenizer, *judged, cfg.model.block_size)
+        # gold is greedy here; greedy_gold names it as the rollout tasks do (their gold is sampled)
+        return {**figures, **({"greedy_gold": figures["gold"]} if "gold" in figures else {})}
 
     return TaskSetup(train_data=train, val_data=val, objective=ResponseLM(z_loss=cfg.train.z_loss),
                      tokenizer=tokenizer, sample_fn=make_answerer(tokenizer, val_convs[:SAMPLES], cfg, device),
