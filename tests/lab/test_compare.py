@@ -244,10 +244,12 @@ def test_report_ranks_by_a_metric_higher_is_better(tmp_path):
     base, new = report["summary"]
     assert (base["rank"], new["rank"]) == (1, 2)
     assert new["vs_baseline"]["diff"] == pytest.approx(-0.2)
-    assert new["vs_baseline"]["p"] == pytest.approx(stats.ttest_ind([0.6, 0.61, 0.62], [0.8, 0.81, 0.82], equal_var=False).pvalue)
+    ref = stats.ttest_ind([0.6, 0.61, 0.62], [0.8, 0.81, 0.82], equal_var=False)
+    assert new["vs_baseline"]["p"] == pytest.approx(ref.pvalue)
     md = (tmp_path / "results.md").read_text()
     assert "gold (higher is better)" in md and "Δ gold vs baseline" in md and "-0.2000 [" in md
     assert "| rank |" in md and "Ranked by gold" in md
+    assert (tmp_path / "metric.png").read_bytes()[:4] == b"\x89PNG"  # the bars with intervals
     low = write_report(tmp_path, rows, "base", "c", metric=Metric("gold", False))["summary"]
     assert [s["rank"] for s in low] == [2, 1]
     # A run that did not log the metric: one line naming the run and what it did log.

@@ -18,7 +18,8 @@
                 (batches built before the clock starts), on the run's device with the run's
                 threads, one run at a time.
     report      <out>/results.md, results.csv (one row per run), report.html (the table and the
-                loss curves as PNG, embedded as base64: readable offline), curves.png.
+                loss curves as PNG, embedded as base64: readable offline), curves.png; with
+                --metric NAME, metric.png (each seed and the mean's 95% interval), embedded instead.
 
     metric      --metric NAME[:max|:min] (default loss, lower is better): what the statistics and
                 the report rank by. ``loss`` is the test loss; another NAME is the final
@@ -466,6 +467,33 @@ def plot_curves(rows: list[dict], path: Path, x_axis: str = "flops") -> Path:
     return path
 
 
+def plot_metric(rows: list[dict], metric: Metric, path: Path) -> Path:
+    """The metric per variant: each seed a dot, the mean a bar with its 95% t-interval."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from scipy import stats
+
+    order = list(dict.fromkeys(r["variant"] for r in rows))
+    fig, ax = plt.subplots(figsize=(1.6 + 1.3 * len(order), 3.6))
+    for i, name in enumerate(order):
+        xs = [float(r["metric"]) for r in rows if r["variant"] == name]
+        m, sd = mean_std(xs)
+        half = stats.t.ppf(0.975, len(xs) - 1) * sd / math.sqrt(len(xs)) if len(xs) > 1 else 0.0
+        ax.bar(i, m, color="#9ecae1", yerr=half, capsize=6, width=0.6)
+        ax.plot([i] * len(xs), xs, "o", color="#08519c", ms=4)
+        ax.text(i, m, f"{m:.3f}", ha="center", va="bottom", fontsize=8)
+    ax.set_xticks(range(len(order)), order, fontsize=8)
+    ax.set_ylabel(metric.name)
+    ax.set_title(f"{metric.name}: mean, 95% t-interval, seeds as dots", fontsize=9)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
 def html_report(title: str, command: str, summary: list[dict], rows: list[dict], baseline: str, png: Path, notes: str,
                 metric: Metric = Metric("loss", False)) -> str:
     from html import escape
@@ -476,7 +504,8 @@ def html_report(title: str, command: str, summary: list[dict], rows: list[dict],
         return f"<table><thead><tr>{h}</tr></thead><tbody>{b}</tbody></table>"
 
     per_run_cols = ["variant", "seed", "params", "steps", "tokens", "train_flops", "ms_per_step", "final_train_loss",
-                    "test_batches", "inference_ms_per_batch", "test_loss"] + ([] if metric.name == "loss" else ["metric"])
+                    "test_batches", "inference_ms_per_batch", "test_loss"]
+    per_run_cols += [] if metric.name == "loss" else ["metric"]
     per_run = [[_fmt(r[c]) for c in per_run_cols] for r in rows]
     image = base64.b64encode(png.read_bytes()).decode()
     style = ("body{font-family:sans-serif;margin:2em;max-width:1400px}table{border-collapse:collapse;margin:1em 0}"
@@ -486,7 +515,8 @@ def html_report(title: str, command: str, summary: list[dict], rows: list[dict],
             f"<h1>{escape(title)}</h1><p><code>{escape(command)}</code></p>"
             f"<h2>Results (mean ± std over seeds)</h2>{table(columns(metric), table_rows(summary, baseline))}"
             f"<p>{escape(notes)}</p>"
-            f"<h2>Loss curves</h2><img alt='loss curves' src='data:image/png;base64,{image}'>"
+            f"<h2>{'Loss curves' if metric.name == 'loss' else escape(metric.name)}</h2>"
+            f"<img alt='figure' src='data:image/png;base64,{image}'>"
             f"<h2>Every run</h2>{table(per_run_cols, per_run)}</body></html>\n")
 
 
@@ -523,6 +553,8 @@ def write_report(out: Path, rows: list[dict], baseline: str, command: str, x_axi
         writer.writeheader()
         writer.writerows(rows)
     png = plot_curves(rows, out / "curves.png", x_axis)
+    if metric.name != "loss":  # the figure ranked by, beside the loss curves
+        png = plot_metric(rows, metric, out / "metric.png")
     (out / "report.html").write_text(html_report("axon compare", command, summary, rows, baseline, png, notes, metric))
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=float) + "\n")
     return {"markdown": md, "summary": summary}
