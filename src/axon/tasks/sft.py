@@ -26,7 +26,8 @@ instruction files) or every prompt an arithmetic problem (the bundled arithmetic
 ``result.json`` and ``axon eval`` also give that judge's mean score of greedy answers to those
 prompts (``gold``: 1 = followed; for arithmetic, the exact-match accuracy of the final answers;
 at most ``GOLD_TOKENS`` tokens each, fewer if the split's longest prompt leaves less of the
-context) and the share that wrote the end marker (``ended``). samples.txt: greedy
+context; also as ``greedy_gold``, the name the rollout tasks give their greedy figure) and the share
+that wrote the end marker (``ended``). samples.txt: greedy
 answers to the first validation prompts, stopped at the end marker, beside the reference
 answers. ``axon sample`` on an sft run wraps ``--prompt`` in the template and stops at the marker.
 """
