@@ -579,13 +579,14 @@ def cmd_compare(args, overrides: list[str]) -> int:
 
     words = [*args.recipes, *(w for v in args.variant for w in ("--variant", v)), "--seeds", args.seeds, "--budget", args.budget]
     for flag, value in (("--budget-value", args.budget_value), ("--baseline", args.baseline), ("--workers", args.workers),
-                        ("--threads-per-run", args.threads_per_run), ("--out", args.out)):
+                        ("--threads-per-run", args.threads_per_run), ("--metric", args.metric), ("--out", args.out)):
         if value is not None:
             words += [flag, f"{value:g}" if isinstance(value, float) else str(value)]
     command = "axon compare " + " ".join(shlex.quote(w) for w in [*words, *overrides])  # recorded in the report
     report = compare(args.recipes, args.variant, overrides, args.out, seeds=args.seeds, budget=args.budget,
                      budget_value=args.budget_value, baseline=args.baseline, workers=args.workers,
-                     threads_per_run=args.threads_per_run, progress=not args.no_progress, command=command)
+                     threads_per_run=args.threads_per_run, progress=not args.no_progress, command=command,
+                     metric=args.metric)
     print(report["markdown"])
     print(f"report: {Path(report['out']) / 'report.html'} (also results.md, results.csv)")
     return 0
@@ -849,6 +850,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="steps, tokens, FLOPs or seconds per run (default: the baseline recipe's own)")
     cp.add_argument("--workers", type=int, default=None, help="runs at once (default: cores / threads per run)")
     cp.add_argument("--threads-per-run", type=int, default=1, help="torch threads per run (default 1)")
+    cp.add_argument("--metric", default="loss", metavar="NAME[:max|:min]",
+                    help="what the table and Welch's test rank by: loss (default; the test loss) or a final figure "
+                         "val_NAME of every run's result.json, e.g. greedy_gold (higher is better unless :min)")
     cp.add_argument("--out", default="compare", help="report directory, also the runs' home (resumable; default ./compare)")
     cp.add_argument("--no-progress", action="store_true", help="no progress bar")
     cp.set_defaults(func=cmd_compare)

@@ -265,6 +265,8 @@ COMPARE_CASES = [
          "--out must name a directory to write into, got '{tmp}/f', which is a file", setup=write("f", "x")),
     Case("compare-seeds-negative", [*COMPARE, "--seeds", "-1"], "--seeds '-1': give a count"),
     Case("compare-recipe-missing", ["compare", "{tmp}/a.yaml", "{tmp}/b.yaml", "--out", "{tmp}/cmp"], "a.yaml"),
+    Case("compare-metric-goal-unknown", [*COMPARE, "--metric", "gold:up"],
+         "--metric 'gold:up': write NAME, NAME:max or NAME:min"),
 ]
 
 PROMPTS = '{"prompt": "Come, my lord,"}\n'

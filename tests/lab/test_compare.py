@@ -214,3 +214,45 @@ def test_compare_end_to_end_and_resume(data, tmp_path, capsys):
     # A user error is one line, exit status 2.
     assert main(["compare", "configs/x.yaml", "--out", str(out)]) == 2
     assert "at least two" in capsys.readouterr().err
+
+
+# -- --metric ------------------------------------------------------------------------------------
+
+
+def test_metric_syntax_and_direction():
+    from axon.lab.compare import Metric, parse_metric
+
+    assert parse_metric("loss") == Metric("loss", False)
+    assert parse_metric("greedy_gold") == Metric("greedy_gold", True)
+    assert parse_metric("val_gold") == Metric("gold", True)  # result.json's prefix is optional
+    assert parse_metric("perplexity") == Metric("perplexity", False)
+    assert parse_metric("kl:min") == Metric("kl", False) and parse_metric("kl:max") == Metric("kl", True)
+    for bad in ("gold:up", "a b", "", "gold:"):
+        with pytest.raises(ConfigError, match="--metric"):
+            parse_metric(bad)
+
+
+def test_report_ranks_by_a_metric_higher_is_better(tmp_path):
+    """--metric gold: Welch's test and the rank read each run's gold, not its loss: the variant with
+    the worse loss but the better gold ranks first."""
+    from axon.lab.compare import Metric, metric_value
+
+    rows = fake_rows(tmp_path)
+    for r in rows:  # "new" has the lower loss, "base" the higher gold
+        r["metric"] = (0.8 if r["variant"] == "base" else 0.6) + 0.01 * r["seed"]
+    report = write_report(tmp_path, rows, "base", "axon compare x y --metric gold", metric=Metric("gold", True))
+    base, new = report["summary"]
+    assert (base["rank"], new["rank"]) == (1, 2)
+    assert new["vs_baseline"]["diff"] == pytest.approx(-0.2)
+    ref = stats.ttest_ind([0.6, 0.61, 0.62], [0.8, 0.81, 0.82], equal_var=False)
+    assert new["vs_baseline"]["p"] == pytest.approx(ref.pvalue)
+    md = (tmp_path / "results.md").read_text()
+    assert "gold (higher is better)" in md and "Δ gold vs baseline" in md and "-0.2000 [" in md
+    assert "| rank |" in md and "Ranked by gold" in md
+    assert (tmp_path / "metric.png").read_bytes()[:4] == b"\x89PNG"  # the bars with intervals
+    low = write_report(tmp_path, rows, "base", "c", metric=Metric("gold", False))["summary"]
+    assert [s["rank"] for s in low] == [2, 1]
+    # A run that did not log the metric: one line naming the run and what it did log.
+    with pytest.raises(ConfigError, match=r"did not log val_greedy_gold .*: gold, loss\)"):
+        metric_value(Metric("greedy_gold", True), {"val_loss": 1.0, "val_gold": 0.5, "step": 3}, tmp_path)
+    assert metric_value(Metric("loss", False), {"val_loss": 1.5}, tmp_path) == 1.5

@@ -252,6 +252,17 @@ def test_a_gold_run_from_the_command_line_reports_what_explains_the_loss(lm, roo
         assert out[k] == pytest.approx(result[f"val_{k}"]), k
     _, model, _ = load_run(run, "cpu")
     assert isinstance(model, ActorCritic) and model.rollout.held == 1
+    # The greedy gold beside the sampled one: sft.gold_figures of the final policy on the validation
+    # prompts, the figure an sft run reports, so `axon compare --metric greedy_gold` ranks both alike.
+    from axon.feedback import gold_for
+    from axon.tasks.ppo import read_prompt_set
+    from axon.tasks.sft import gold_figures, pretrained_tokenizer
+
+    tok = pretrained_tokenizer(str(run))
+    val = read_prompt_set(cfg.grpo.val_prompts, "grpo.val_prompts", "val", tok, cfg)
+    greedy = gold_figures(model, tok, val.texts, gold_for("instructions"), cfg.model.block_size)
+    assert (result["val_greedy_gold"], result["val_greedy_ended"]) == (greedy["gold"], greedy["ended"])
+    assert out["greedy_gold"] == pytest.approx(result["val_greedy_gold"])
     assert main(["convert", "--to-hf", str(run), "--out", str(root / "gold-hf")]) == 0  # the policy alone
     assert json.loads((root / "gold-hf" / "config.json").read_text())["axon"]["family"] == "decoder"
 

@@ -385,6 +385,7 @@ def test_instruction_data_reports_the_gold_score_of_greedy_answers(root, pretrai
         golds.append(instruction_gold(row["prompt"], cut_at_stop(text, [END])))
     assert 0 < sum(golds) < len(rows)  # an informative case: some answers score, not all
     assert result["val_gold"] == pytest.approx(sum(golds) / len(rows), abs=1e-12)
+    assert result["val_greedy_gold"] == result["val_gold"]  # the name the rollout tasks' greedy figure shares
     assert result["val_ended"] == ended / len(rows)
     assert json.loads((Path(result["run_dir"]) / "result.json").read_text())["val_gold"] == result["val_gold"]
     assert "val_gold" not in json.loads((sft_run / "result.json").read_text())  # reversed words: no judge applies

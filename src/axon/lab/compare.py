@@ -18,9 +18,18 @@
                 (batches built before the clock starts), on the run's device with the run's
                 threads, one run at a time.
     report      <out>/results.md, results.csv (one row per run), report.html (the table and the
-                loss curves as PNG, embedded as base64: readable offline), curves.png.
+                loss curves as PNG, embedded as base64: readable offline), curves.png; with
+                --metric NAME, metric.png (each seed and the mean's 95% interval), embedded instead.
 
-Statistics (per variant against the baseline, on the test loss of each seed): the difference of
+    metric      --metric NAME[:max|:min] (default loss, lower is better): what the statistics and
+                the report rank by. ``loss`` is the test loss; another NAME is the final
+                evaluation's ``val_NAME`` in each run's result.json (e.g. ``greedy_gold``, the
+                greedy exact-match accuracy the sft and grpo tasks both report on their validation
+                prompts). Direction: :max (higher is better) or :min; without one, names ending in
+                loss or perplexity are lower-is-better, any other higher-is-better. A run that did
+                not log it is a one-line error naming the run and the figures it did log.
+
+Statistics (per variant against the baseline, on the metric of each seed): the difference of
 means with a 95% confidence interval and the p-value of Welch's unequal-variances t-test (Welch
 1947; scipy.stats.ttest_ind(equal_var=False)); the interval uses the Welch-Satterthwaite degrees
 of freedom, diff +- t_{0.975, df} * sqrt(s_v^2/n_v + s_b^2/n_b). It needs >= 2 seeds per variant.
@@ -41,6 +50,7 @@ from axon.atomic import atomic_write_json
 from axon.errors import ConfigError, OptionError, check_output_dir, is_real
 
 BUDGETS = ("steps", "tokens", "flops", "time")
+GOALS = {"max": True, "min": False}  # --metric NAME:GOAL -> higher is better
 NAME = re.compile(r"^[A-Za-z0-9_.+-]+$")
 
 
@@ -200,6 +210,45 @@ def plan(variants: list[Variant], common: list[str], budget: str, budget_value: 
 
 
 # ----------------------------------------------------------------------------------------------
+# The metric
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str  # "loss" (the test loss) or the NAME of a run's final val_NAME figure
+    higher: bool  # higher is better
+
+    @property
+    def label(self) -> str:
+        return "test loss" if self.name == "loss" else f"{self.name} ({'higher' if self.higher else 'lower'} is better)"
+
+
+def parse_metric(text: str) -> Metric:
+    """``"loss"`` -> Metric("loss", False); ``"gold"`` / ``"gold:max"`` -> higher is better;
+    ``"x:min"`` lower; without a goal, names ending in loss or perplexity are lower-is-better."""
+    name, sep, goal = text.partition(":")
+    name = name.strip().removeprefix("val_")
+    if not re.match(r"^[A-Za-z0-9_]+$", name) or (sep and goal not in GOALS):
+        raise ConfigError(f"--metric {text!r}: write NAME, NAME:max or NAME:min (NAME a figure of the runs' "
+                          "result.json, e.g. loss or greedy_gold)")
+    if sep:
+        return Metric(name, GOALS[goal])
+    return Metric(name, not name.endswith(("loss", "perplexity")))
+
+
+def metric_value(metric: Metric, result: dict, run_dir: Path) -> float:
+    """The run's final figure of ``metric``: its test loss, or val_NAME of its result.json."""
+    if metric.name == "loss":
+        return float(result["val_loss"])
+    value = result.get(f"val_{metric.name}")
+    if not is_real(value):
+        logged = sorted(k.removeprefix("val_") for k, v in result.items() if k.startswith("val_") and is_real(v))
+        raise ConfigError(f"--metric {metric.name}: run {run_dir} did not log val_{metric.name} (its final figures: "
+                          f"{', '.join(logged) or 'none'})")
+    return float(value)
+
+
+# ----------------------------------------------------------------------------------------------
 # Statistics
 
 
@@ -275,8 +324,8 @@ def read_metrics(run_dir: Path) -> list[dict]:
     return read_jsonl(run_dir / "metrics.jsonl")
 
 
-def run_row(p: Plan, seed: int, result: dict, inference: dict) -> dict:
-    """One run's figures (a row of results.csv)."""
+def run_row(p: Plan, seed: int, result: dict, inference: dict, metric: Metric = Metric("loss", False)) -> dict:
+    """One run's figures (a row of results.csv); ``metric``: the figure ranked by."""
     cfg, run_dir = p.cfg, Path(result["run_dir"])
     train_losses = [r["train_loss"] for r in read_metrics(run_dir) if "train_loss" in r]
     steps = int(result["step"])
@@ -292,13 +341,17 @@ def run_row(p: Plan, seed: int, result: dict, inference: dict) -> dict:
         "final_train_loss": train_losses[-1] if train_losses else float("nan"),
         "test_batches": inference["test_batches"], "inference_ms_per_batch": inference["inference_ms_per_batch"],
         "test_loss": float(result["val_loss"]),
+        "metric": metric_value(metric, result, run_dir),
     }
 
 
-def summarize(rows: list[dict], baseline: str) -> list[dict]:
-    """One summary per variant (means +- std over seeds) with Welch's test against the baseline."""
+def summarize(rows: list[dict], baseline: str, metric: Metric = Metric("loss", False)) -> list[dict]:
+    """One summary per variant (means +- std over seeds) with Welch's test of the metric against the
+    baseline, and its rank (1: the best mean in the metric's direction). A row without ``metric``
+    ranks by its test loss."""
+    key = "metric" if all("metric" in r for r in rows) else "test_loss"
     order = list(dict.fromkeys(r["variant"] for r in rows))
-    base = [r["test_loss"] for r in rows if r["variant"] == baseline]
+    base = [float(r[key]) for r in rows if r["variant"] == baseline]
     out = []
     for name in order:
         mine = [r for r in rows if r["variant"] == name]
@@ -307,8 +360,13 @@ def summarize(rows: list[dict], baseline: str) -> list[dict]:
         s["seeds"] = len(mine)
         for k in ("steps", "tokens", "train_flops", "ms_per_step", "final_train_loss", "inference_ms_per_batch", "test_loss"):
             s[k], s[k + "_std"] = mean_std([float(r[k]) for r in mine])
-        s["vs_baseline"] = None if name == baseline else welch([r["test_loss"] for r in mine], base)
+        s["metric"], s["metric_std"] = mean_std([float(r[key]) for r in mine])
+        s["metric_name"], s["higher_is_better"] = metric.name, metric.higher
+        s["vs_baseline"] = None if name == baseline else welch([float(r[key]) for r in mine], base)
         out.append(s)
+    ranked = sorted(out, key=lambda s: -s["metric"] if metric.higher else s["metric"])
+    for i, s in enumerate(ranked):
+        s["rank"] = i + 1
     return out
 
 
@@ -328,8 +386,16 @@ COLUMNS = ["model", "params", "FLOPs/token", "heads", "embedding", "micro batch"
            "test loss", "Δ test loss vs baseline [95% CI]", "p (Welch t)"]
 
 
+def columns(metric: Metric) -> list[str]:
+    """The table's header: COLUMNS, and with another metric than the loss its column, its Δ and a rank."""
+    if metric.name == "loss":
+        return COLUMNS
+    return [*COLUMNS[:-2], metric.label, f"Δ {metric.name} vs baseline [95% CI]", "p (Welch t)", "rank"]
+
+
 def table_rows(summary: list[dict], baseline: str) -> list[list[str]]:
     rows = []
+    by_loss = all(s.get("metric_name", "loss") == "loss" for s in summary)
     for s in summary:
         steps = _pm(s["steps"], s["steps_std"], ".0f") if s["steps_std"] else f"{s['steps']:.0f}"
         if s["vs_baseline"] is None:
@@ -345,13 +411,16 @@ def table_rows(summary: list[dict], baseline: str) -> list[list[str]]:
             micro, str(s["context"]), steps, _si(s["train_flops"]),
             _pm(s["ms_per_step"], s["ms_per_step_std"], ".1f"), _pm(s["final_train_loss"], s["final_train_loss_std"], ".4f"),
             str(s["test_batches"]), _pm(s["inference_ms_per_batch"], s["inference_ms_per_batch_std"], ".1f"),
-            _pm(s["test_loss"], s["test_loss_std"], ".4f"), delta, p,
+            _pm(s["test_loss"], s["test_loss_std"], ".4f"),
+            *([] if by_loss else [_pm(s["metric"], s["metric_std"], ".4f")]), delta, p,
+            *([] if by_loss else [str(s["rank"])]),
         ])
     return rows
 
 
-def markdown_table(summary: list[dict], baseline: str) -> str:
-    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "|".join("---" for _ in COLUMNS) + "|"]
+def markdown_table(summary: list[dict], baseline: str, metric: Metric = Metric("loss", False)) -> str:
+    header = columns(metric)
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(r) + " |" for r in table_rows(summary, baseline)]
     return "\n".join(lines)
 
@@ -398,7 +467,35 @@ def plot_curves(rows: list[dict], path: Path, x_axis: str = "flops") -> Path:
     return path
 
 
-def html_report(title: str, command: str, summary: list[dict], rows: list[dict], baseline: str, png: Path, notes: str) -> str:
+def plot_metric(rows: list[dict], metric: Metric, path: Path) -> Path:
+    """The metric per variant: each seed a dot, the mean a bar with its 95% t-interval."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from scipy import stats
+
+    order = list(dict.fromkeys(r["variant"] for r in rows))
+    fig, ax = plt.subplots(figsize=(1.6 + 1.3 * len(order), 3.6))
+    for i, name in enumerate(order):
+        xs = [float(r["metric"]) for r in rows if r["variant"] == name]
+        m, sd = mean_std(xs)
+        half = stats.t.ppf(0.975, len(xs) - 1) * sd / math.sqrt(len(xs)) if len(xs) > 1 else 0.0
+        ax.bar(i, m, color="#9ecae1", yerr=half, capsize=6, width=0.6)
+        ax.plot([i] * len(xs), xs, "o", color="#08519c", ms=4)
+        ax.text(i, m, f"{m:.3f}", ha="center", va="bottom", fontsize=8)
+    ax.set_xticks(range(len(order)), order, fontsize=8)
+    ax.set_ylabel(metric.name)
+    ax.set_title(f"{metric.name}: mean, 95% t-interval, seeds as dots", fontsize=9)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def html_report(title: str, command: str, summary: list[dict], rows: list[dict], baseline: str, png: Path, notes: str,
+                metric: Metric = Metric("loss", False)) -> str:
     from html import escape
 
     def table(header, body):
@@ -408,6 +505,7 @@ def html_report(title: str, command: str, summary: list[dict], rows: list[dict],
 
     per_run_cols = ["variant", "seed", "params", "steps", "tokens", "train_flops", "ms_per_step", "final_train_loss",
                     "test_batches", "inference_ms_per_batch", "test_loss"]
+    per_run_cols += [] if metric.name == "loss" else ["metric"]
     per_run = [[_fmt(r[c]) for c in per_run_cols] for r in rows]
     image = base64.b64encode(png.read_bytes()).decode()
     style = ("body{font-family:sans-serif;margin:2em;max-width:1400px}table{border-collapse:collapse;margin:1em 0}"
@@ -415,9 +513,10 @@ def html_report(title: str, command: str, summary: list[dict], rows: list[dict],
              "td:first-child{text-align:left}code{background:#f6f6f6;padding:2px 4px}")
     return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{escape(title)}</title><style>{style}</style></head><body>"
             f"<h1>{escape(title)}</h1><p><code>{escape(command)}</code></p>"
-            f"<h2>Results (mean ± std over seeds)</h2>{table(COLUMNS, table_rows(summary, baseline))}"
+            f"<h2>Results (mean ± std over seeds)</h2>{table(columns(metric), table_rows(summary, baseline))}"
             f"<p>{escape(notes)}</p>"
-            f"<h2>Loss curves</h2><img alt='loss curves' src='data:image/png;base64,{image}'>"
+            f"<h2>{'Loss curves' if metric.name == 'loss' else escape(metric.name)}</h2>"
+            f"<img alt='figure' src='data:image/png;base64,{image}'>"
             f"<h2>Every run</h2>{table(per_run_cols, per_run)}</body></html>\n")
 
 
@@ -435,16 +534,28 @@ NOTES = ("Test loss: the trainer's final evaluation over the whole validation sp
          "Inference: one timed pass over the test batches per run, one run at a time.")
 
 
-def write_report(out: Path, rows: list[dict], baseline: str, command: str, x_axis: str = "flops") -> dict:
-    summary = summarize(rows, baseline)
-    md = markdown_table(summary, baseline)
-    (out / "results.md").write_text(f"# axon compare\n\n`{command}`\n\n{md}\n\n{NOTES}\n")
+def metric_notes(metric: Metric) -> str:
+    if metric.name == "loss":
+        return NOTES
+    return (NOTES.replace("Δ: mean test loss", f"Δ: mean {metric.name}") +
+            f" Ranked by {metric.name}: the final evaluation's val_{metric.name} of each run (result.json), "
+            f"{'higher' if metric.higher else 'lower'} is better; rank 1 has the best mean.")
+
+
+def write_report(out: Path, rows: list[dict], baseline: str, command: str, x_axis: str = "flops",
+                 metric: Metric = Metric("loss", False)) -> dict:
+    summary = summarize(rows, baseline, metric)
+    md = markdown_table(summary, baseline, metric)
+    notes = metric_notes(metric)
+    (out / "results.md").write_text(f"# axon compare\n\n`{command}`\n\n{md}\n\n{notes}\n")
     with open(out / "results.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
     png = plot_curves(rows, out / "curves.png", x_axis)
-    (out / "report.html").write_text(html_report("axon compare", command, summary, rows, baseline, png, NOTES))
+    if metric.name != "loss":  # the figure ranked by, beside the loss curves
+        png = plot_metric(rows, metric, out / "metric.png")
+    (out / "report.html").write_text(html_report("axon compare", command, summary, rows, baseline, png, notes, metric))
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=float) + "\n")
     return {"markdown": md, "summary": summary}
 
@@ -455,12 +566,14 @@ def write_report(out: Path, rows: list[dict], baseline: str, command: str, x_axi
 
 def compare(recipes: list[str], variant_specs: list[str], common: list[str], out: str | Path,
             seeds: str = "1", budget: str = "steps", budget_value: float | None = None, baseline: str | None = None,
-            workers: int | None = None, threads_per_run: int = 1, progress: bool = True, command: str = "") -> dict:
+            workers: int | None = None, threads_per_run: int = 1, progress: bool = True, command: str = "",
+            metric: str = "loss") -> dict:
     """Plan, run (resumably), time inference, and write the report; returns the report's summary."""
     from axon.lab.runner import Job, check_parallelism, run_jobs
 
     check_parallelism(workers, threads_per_run, "threads_per_run")  # before anything is planned or written
     check_output_dir("out", out)
+    goal = parse_metric(metric)
     out = Path(out)
     variants = make_variants(recipes, variant_specs)
     names = [v.name for v in variants]
@@ -479,6 +592,7 @@ def compare(recipes: list[str], variant_specs: list[str], common: list[str], out
     out.mkdir(parents=True, exist_ok=True)
     (out / "plan.json").write_text(json.dumps({
         "command": command, "budget": budget, "budget_value": value, "baseline": baseline, "seeds": seed_list,
+        "metric": goal.name, "higher_is_better": goal.higher,
         "variants": [{"name": p.variant.name, "recipe": p.variant.recipe, "overrides": p.variant.overrides,
                       "steps": p.steps, "tokens_per_step": p.tokens_per_step, "flops_per_token": p.flops_per_token,
                       "params": p.params, "train_flops": p.train_flops} for p in plans],
@@ -487,9 +601,12 @@ def compare(recipes: list[str], variant_specs: list[str], common: list[str], out
     rows = []
     for job, (p, seed) in zip(jobs, index):
         run_dir = out / "runs" / job.name
-        rows.append(run_row(p, seed, results[job.name], time_inference(run_dir, threads_per_run)))
+        metric_value(goal, results[job.name], run_dir)  # a missing figure is an error before any timing
+    for job, (p, seed) in zip(jobs, index):
+        run_dir = out / "runs" / job.name
+        rows.append(run_row(p, seed, results[job.name], time_inference(run_dir, threads_per_run), goal))
     x_axis = "flops" if all(r["flops_per_token"] for r in rows) else "tokens"
-    report = write_report(out, rows, baseline, command, x_axis)
+    report = write_report(out, rows, baseline, command, x_axis, goal)
     report.update(rows=rows, out=str(out), budget_value=value)
     return report
 
@@ -499,6 +616,7 @@ __all__ = [
     "make_variants",
     "match_steps",
     "mean_std",
+    "parse_metric",
     "parse_seeds",
     "parse_variant",
     "plan",

@@ -70,7 +70,10 @@ function ``(prompt, answer) -> float``: ``grpo_task(cfg, device, reward=fn)``), 
 Validation, as PPO's: one answer to each of ``grpo.val_prompts`` sampled with fixed seeds; the
 validation loss is minus their mean score; at the end (``result.json``, ``axon eval``) their mean
 ``score``, ``gold``, ``kl``, ``length`` and ``ended``, and the last rollout's figures
-(``rollout_*``).
+(``rollout_*``); with a gold judge also ``greedy_gold`` and ``greedy_ended``: the same judge's mean
+score of *greedy* answers to the validation prompts, measured by ``axon.tasks.sft.gold_figures``,
+the function behind the sft task's ``gold`` (and ``greedy_gold``), so an SFT run and a GRPO run
+given the same prompts report one comparable figure (``axon compare --metric greedy_gold``).
 """
 
 from __future__ import annotations
@@ -197,4 +200,22 @@ def grpo_task(cfg, device: torch.device, reward: Reward | Callable[[str, str], f
             raise ConfigError(f"train.init_from: {source_run} does not fit the policy ({stray[0]})")
         return {"checkpoint": str(source_run), "initialised": []}
 
-    return rollout_setup(objective, src, init_policy)
+    setup = rollout_setup(objective, src, init_policy)
+    if src.gold is not None:
+        setup.model_metrics = with_greedy_gold(setup.model_metrics, src, cfg.model.block_size)
+    return setup
+
+
+def with_greedy_gold(model_metrics, src, block_size: int):
+    """``model_metrics`` plus ``greedy_gold`` / ``greedy_ended`` of the validation prompts
+    (``axon.tasks.sft.gold_figures``: greedy, at most GOLD_TOKENS tokens, the gold judge)."""
+    from axon.tasks.sft import gold_figures
+
+    def metrics(model, split: str) -> dict:
+        out = model_metrics(model, split)
+        if split == "val":
+            figures = gold_figures(unwrap(model), src.tokenizer, src.val_set.texts, src.gold, block_size)
+            out.update({f"greedy_{k}": v for k, v in figures.items()})
+        return out
+
+    return metrics

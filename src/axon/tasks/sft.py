@@ -26,7 +26,8 @@ instruction files) or every prompt an arithmetic problem (the bundled arithmetic
 ``result.json`` and ``axon eval`` also give that judge's mean score of greedy answers to those
 prompts (``gold``: 1 = followed; for arithmetic, the exact-match accuracy of the final answers;
 at most ``GOLD_TOKENS`` tokens each, fewer if the split's longest prompt leaves less of the
-context) and the share that wrote the end marker (``ended``). samples.txt: greedy
+context; also as ``greedy_gold``, the name the rollout tasks give their greedy figure) and the share
+that wrote the end marker (``ended``). samples.txt: greedy
 answers to the first validation prompts, stopped at the end marker, beside the reference
 answers. ``axon sample`` on an sft run wraps ``--prompt`` in the template and stops at the marker.
 """
@@ -96,7 +97,11 @@ def sft_task(cfg, device: torch.device) -> TaskSetup:
 
     def model_metrics(model, split: str) -> dict:
         judged = golds.get(split)
-        return {} if judged is None else gold_figures(model, tokenizer, *judged, cfg.model.block_size)
+        if judged is None:
+            return {}
+        figures = gold_figures(model, tokenizer, *judged, cfg.model.block_size)
+        # gold is greedy here; greedy_gold names it as the rollout tasks do (their gold is sampled)
+        return {**figures, **({"greedy_gold": figures["gold"]} if "gold" in figures else {})}
 
     return TaskSetup(train_data=train, val_data=val, objective=ResponseLM(z_loss=cfg.train.z_loss),
                      tokenizer=tokenizer, sample_fn=make_answerer(tokenizer, val_convs[:SAMPLES], cfg, device),
