@@ -566,7 +566,8 @@ def cmd_frontier(args, overrides: list[str]) -> int:
         prompts = prompts[: args.max_prompts]
     result = frontier(runs, args.reference, prompts, args.gold, args.out, reward=args.reward, best_of=best_of,
                       labels=labels, max_new_tokens=args.max_new_tokens, temperature=args.temperature, seed=args.seed,
-                      batch_size=args.batch_size, device=args.device, fit=args.fit, progress=not args.no_progress)
+                      batch_size=args.batch_size, device=args.device, fit=args.fit, progress=not args.no_progress,
+                      checkpoints=args.checkpoints)
     print("\n".join(frontier_lines(result)))
     print(f"wrote {Path(args.out) / 'frontier.json'}, {Path(args.out) / 'frontier.png'}")
     return 0
@@ -812,6 +813,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "reports (default: best-of-n picks by the gold judge)")
     fr.add_argument("--best-of-n", metavar="N,N,...", help="best-of-n of the reference at these n")
     fr.add_argument("--fit", action="store_true", help="fit Gao et al.'s forms to each method with 3+ points")
+    fr.add_argument("--checkpoints", action="store_true", help="a point for every kept checkpoint of each run, not "
+                    "only its last (setting '... step=N'): an RL run's curve along training, as Gao et al. fit it; "
+                    "train with --train.keep_checkpoints high enough to keep them")
     fr.add_argument("--max-prompts", type=int, default=None)
     fr.add_argument("--max-new-tokens", type=int, default=48)
     fr.add_argument("--temperature", type=float, default=1.0)

@@ -7,6 +7,7 @@ seeds pool into a t-interval; the command writes its JSON and plot, and refuses 
 import json
 import math
 import random
+import shutil
 
 import numpy as np
 import pytest
@@ -17,6 +18,7 @@ from axon.errors import ConfigError
 from axon.lab.frontier import (
     Point,
     best_of_n_points,
+    checkpoint_steps,
     fit_gao,
     frontier,
     pool_seeds,
@@ -47,6 +49,7 @@ def runs(tmp_path_factory):
                                                     + "\n" for w in part))
     assert main(["finetune", str(root / "pre"), "--task=dpo", "--optim.name=adamw", "--optim.lr=3e-3",
                  "--schedule.warmup_steps=5", "--train.batch_size=8", "--train.max_steps=40", *QUIET,
+                 "--train.checkpoint_interval=20", "--train.keep_checkpoints=5",  # steps 20 and 40
                  f"--data.train_file={root / 'train.jsonl'}", f"--data.val_file={root / 'val.jsonl'}",
                  f"--out_dir={root}", "--name=dpo"]) == 0
     return root / "pre", root / "dpo"
@@ -138,6 +141,33 @@ def test_frontier_writes_json_and_plot(tmp_path, pretrained, policy, capsys):
     printed = capsys.readouterr().out
     assert "mine " in printed and "best-of-n (gold)" in printed and "frontier.png" in printed
     assert json.loads((tmp_path / "c" / "frontier.json").read_text())["gold_judge"] == "sentiment"
+
+
+def test_checkpoints_place_a_run_along_its_training(tmp_path, pretrained, policy, capsys):
+    """Gao et al.'s RL curves: one point per kept checkpoint; the newest is the run's own point, an
+    earlier one is another policy (nearer the reference)."""
+    assert [s for s, _ in checkpoint_steps(policy)] == [20, 40]
+    out = frontier([str(policy)], pretrained, PROMPTS, spaced, tmp_path / "f", max_new_tokens=12, batch_size=8,
+                   progress=False, checkpoints=True)
+    pts = [p for p in out["points"] if p["method"] == "dpo"]
+    assert [(p["setting"], p["extra"]["step"]) for p in pts] == [("beta=0.1 step=20", 20), ("beta=0.1 step=40", 40)]
+    last = run_point(policy, PROMPTS, spaced, max_new_tokens=12, batch_size=8)
+    assert (pts[1]["gold"], pts[1]["length"]) == (last.gold, last.length)
+    assert pts[1]["kl"] == pytest.approx(last.kl)
+    assert (pts[0]["gold"], pts[0]["kl"]) != (pts[1]["gold"], pts[1]["kl"])
+    assert out["checkpoints"] is True and len(out["pooled"]) == 2  # a row per step: not pooled together
+    # the command's flag, and a run with no checkpoint kept refuses in one line
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in PROMPTS))
+    assert main(["frontier", str(policy), "--reference", str(pretrained), "--prompts", str(prompts), "--gold",
+                 "sentiment", "--checkpoints", "--max-new-tokens", "8", "--out", str(tmp_path / "c"),
+                 "--no-progress"]) == 0
+    assert "step=20" in capsys.readouterr().out
+    empty = tmp_path / "empty"
+    shutil.copytree(policy, empty, ignore=shutil.ignore_patterns("checkpoints"))
+    (empty / "checkpoints").mkdir()
+    with pytest.raises(ConfigError, match="no checkpoint to place"):
+        frontier([str(empty)], pretrained, PROMPTS, spaced, tmp_path / "e", progress=False, checkpoints=True)
 
 
 def test_the_command_refuses_an_unknown_judge(tmp_path, pretrained, capsys):

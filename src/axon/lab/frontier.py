@@ -77,10 +77,14 @@ def bootstrap_ci(values: np.ndarray, level: float = LEVEL, resamples: int = BOOT
     return (float(lo), float(hi))
 
 
-def _load(run, device: str):
+def _load(run, device: str, checkpoint: Path | None = None):
+    """(config, model in eval mode, tokenizer) of ``run``: its newest checkpoint, or ``checkpoint``."""
+    from axon.train.checkpoint import load_checkpoint
     from axon.train.run import load_run
 
     cfg, model, tokenizer = load_run(run, device)
+    if checkpoint is not None:
+        load_checkpoint(Path(checkpoint), model)
     if tokenizer is None:
         raise ConfigError(f"{run}: no tokenizer.json; the frontier samples answers in the run's chat template")
     return cfg, model.eval(), tokenizer
@@ -159,12 +163,22 @@ def _scores(judge, prompts, texts) -> np.ndarray:
     return np.array([judge(p, a) for p, a in zip(prompts, texts)], dtype=float)
 
 
+def checkpoint_steps(run) -> list[tuple[int, Path]]:
+    """(step, directory) of each kept checkpoint of ``run``, oldest first (``train.keep_checkpoints``
+    says how many a run keeps; raise it to keep a curve along training)."""
+    from axon.train.checkpoint import PREFIX, list_checkpoints
+
+    return sorted((int(p.name[len(PREFIX) :]), p) for p in list_checkpoints(Path(run) / "checkpoints"))
+
+
 def run_point(run, prompts: Sequence[str], judge, *, reward=None, reference=None, label: str | None = None,
               max_new_tokens: int = 48, temperature: float = 1.0, seed: int = 0, batch_size: int = 64,
-              device: str = "cpu", progress=None) -> Point:
+              device: str = "cpu", progress=None, checkpoint: tuple[int, Path] | None = None) -> Point:
     """A policy run's point: one answer per prompt, gold, proxy ``reward`` (a ``Reward``) and KL to
-    ``reference`` (a run directory; default the run's ``train.init_from``; the run itself gives 0)."""
-    cfg, model, tokenizer = _load(run, device)
+    ``reference`` (a run directory; default the run's ``train.init_from``; the run itself gives 0).
+    ``checkpoint``: (step, directory) of one of the run's checkpoints instead of its newest; the
+    setting then ends in ``step=N`` (Gao et al.'s RL curves: one run's points along training)."""
+    cfg, model, tokenizer = _load(run, device, None if checkpoint is None else checkpoint[1])
     ref_dir = reference or cfg.train.init_from
     if not ref_dir:
         raise ConfigError(f"{run}: no train.init_from to measure its KL against; give --reference")
@@ -178,9 +192,12 @@ def run_point(run, prompts: Sequence[str], judge, *, reward=None, reference=None
     method, setting = describe(cfg)
     if label:
         method, _, setting = label.partition(":")
+    extra = {}
+    if checkpoint is not None:
+        setting, extra = " ".join(filter(None, (setting, f"step={checkpoint[0]}"))), {"step": checkpoint[0]}
     return _point(method, setting, cfg.train.seed, run, _scores(judge, prompts, texts), got["kl"][:, 0],
                   None if reward is None else reward.score(list(prompts), texts).numpy(), got["length"][:, 0],
-                  got["ended"][:, 0])
+                  got["ended"][:, 0], **extra)
 
 
 def best_of_n_points(reference_run, prompts: Sequence[str], judge, ns: Sequence[int], *, reward=None,
@@ -322,8 +339,9 @@ def frontier(runs: Sequence[str], reference: str, prompts: Sequence[str], gold: 
              out: str | Path, *,
              reward: str | None = None, best_of: Sequence[int] = (), labels: dict[str, str] | None = None,
              max_new_tokens: int = 48, temperature: float = 1.0, seed: int = 0, batch_size: int = 64,
-             device: str = "cpu", fit: bool = False, progress: bool = True) -> dict:
+             device: str = "cpu", fit: bool = False, progress: bool = True, checkpoints: bool = False) -> dict:
     """Points of ``runs`` (and best-of-n of ``reference``), pooled over seeds, optional Gao fits;
+    with ``checkpoints``, a point for every kept checkpoint of each run (setting ``... step=N``);
     written to ``out``/frontier.json and frontier.png. Returns the JSON's contents. ``gold`` names a
     judge of ``axon.feedback`` or is one, ``(prompt, answer) -> float``; ``reward`` is a reward run's
     directory or a gold judge's name (``gold:sentiment``), as ``ppo.reward``."""
@@ -340,7 +358,11 @@ def frontier(runs: Sequence[str], reference: str, prompts: Sequence[str], gold: 
     proxy = build_reward(reward, torch.device(device)) if reward else None
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    total = len(prompts) * (len(runs) + 1 + (max(best_of) if best_of else 0))
+    ckpts = {run: checkpoint_steps(run) if checkpoints else [None] for run in runs}
+    for run, found in ckpts.items():
+        if not found:
+            raise ConfigError(f"{run}: no checkpoint to place (checkpoints/ is empty)")
+    total = len(prompts) * (sum(map(len, ckpts.values())) + 1 + (max(best_of) if best_of else 0))
     bar = tqdm(total=total, desc="frontier", unit="answer", disable=not progress, dynamic_ncols=True)
     points = []
     try:
@@ -348,9 +370,11 @@ def frontier(runs: Sequence[str], reference: str, prompts: Sequence[str], gold: 
                         max_new_tokens=max_new_tokens, temperature=temperature, seed=seed, batch_size=batch_size,
                         device=device, progress=bar.update)
         for run in runs:
-            points.append(run_point(run, prompts, judge, reward=proxy, reference=None, label=(labels or {}).get(run),
-                                    max_new_tokens=max_new_tokens, temperature=temperature, seed=seed,
-                                    batch_size=batch_size, device=device, progress=bar.update))
+            for ckpt in ckpts[run]:
+                points.append(run_point(run, prompts, judge, reward=proxy, reference=None,
+                                        label=(labels or {}).get(run), max_new_tokens=max_new_tokens,
+                                        temperature=temperature, seed=seed, batch_size=batch_size, device=device,
+                                        progress=bar.update, checkpoint=ckpt))
         if best_of:
             points += best_of_n_points(reference, prompts, judge, best_of, reward=proxy, max_new_tokens=max_new_tokens,
                                        temperature=temperature, seed=seed, batch_size=batch_size, device=device,
@@ -366,6 +390,7 @@ def frontier(runs: Sequence[str], reference: str, prompts: Sequence[str], gold: 
                 form = "bon" if m.startswith("best-of-n") else "rl"
                 fits[m] = fit_gao(np.sqrt([r["kl"] for r in pts]), [r["gold"] - ref.gold for r in pts], form)
     result = {"reference": asdict(ref), "gold_judge": gold, "reward": reward, "prompts": len(prompts),
+              "checkpoints": checkpoints,
               "temperature": temperature, "max_new_tokens": max_new_tokens, "seed": seed,
               "points": [asdict(p) for p in points], "pooled": rows, "fits": fits}
     plot_frontier(rows, out / "frontier.png", gold_name=gold, fits=fits, baseline=ref.gold,
