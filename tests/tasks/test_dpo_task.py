@@ -17,7 +17,7 @@ from axon.data.preferences import encode_comparisons, read_preferences
 from axon.data.tokenizers import load_tokenizer
 from axon.errors import DataError
 from axon.tasks import build_task
-from axon.tasks.dpo import preference_figures
+from axon.tasks.dpo import chosen_fell, plot_rewards, preference_figures
 from axon.tasks.finetune import finetune_config
 from axon.train.checkpoint import list_checkpoints
 from axon.train.logging import read_metrics
@@ -136,6 +136,24 @@ def test_dpo_learns_a_planted_preference_on_held_out_prompts(dpo_run, pretrained
         assert r["train_margin"] == pytest.approx(r["train_chosen_reward"] - r["train_rejected_reward"], abs=1e-6)
     assert records[-1]["train_margin"] > records[0]["train_margin"]
     assert records[1]["val_accuracy"] >= 0.5  # evaluations report the pairwise accuracy too
+    assert (dpo_run / "rewards.png").stat().st_size > 10_000  # chosen, rejected, margin; accuracy
+
+
+def test_the_rewards_figure_says_when_chosen_rewards_fall_while_the_margin_grows(tmp_path):
+    def rec(step, chosen, rejected):
+        return {"step": step, "train_chosen_reward": chosen, "train_rejected_reward": rejected,
+                "train_margin": chosen - rejected, "train_accuracy": 0.5 + step / 100}
+
+    falling = [rec(10, 0.0, 0.0), rec(20, -0.3, -0.8), rec(30, -0.6, -1.9)]
+    rising = [rec(10, 0.0, 0.0), rec(20, 0.2, -0.3), rec(30, 0.4, -0.6)]
+    both_down_margin_flat = [rec(10, 0.0, -0.5), rec(30, -1.0, -1.5)]
+    assert chosen_fell(falling) and not chosen_fell(rising) and not chosen_fell(both_down_margin_flat)
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in [{"step": 5, "train_loss": 1.0}]))
+    assert plot_rewards(run) is None and not (run / "rewards.png").exists()  # not a dpo-family run
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in falling))
+    assert plot_rewards(run) == run / "rewards.png" and (run / "rewards.png").stat().st_size > 10_000
 
 
 def test_the_reference_is_frozen_and_in_no_checkpoint(dpo_run, pretrained):

@@ -213,6 +213,7 @@ def test_a_planted_preference_is_learnt(planted_run):
     assert result["val_score"] > 0.25 and result["val_loss"] == pytest.approx(-result["val_score"])
     assert result["val_kl"] > 0 and 0 < result["val_length"] <= 16 and 0 <= result["val_ended"] <= 1
     assert "val_gold" not in result  # a callable reward on letter prompts: no gold judge applies
+    assert (planted_run / "rewards.png").stat().st_size > 10_000  # the dpo task's figure of the same records
 
 
 def test_a_resumed_run_gives_the_same_losses_bit_for_bit(planted_run, root, planted):

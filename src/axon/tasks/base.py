@@ -26,6 +26,9 @@ class TaskSetup:
     # (model, train.init_from) -> loads the starting weights itself, e.g. a pretrained encoder under a new
     # classification head (axon.tasks.finetune); None: train.run.init_weights, which loads strictly
     init_weights: Callable[[Any, Any], Any] | None = None
+    # name -> callable(run_dir) drawing a figure from the run's metrics.jsonl when training returns
+    # (finished or interrupted), beside the trainer's loss.png; e.g. the dpo task's rewards.png
+    plots: dict[str, Callable[[Any], Any]] = field(default_factory=dict)
 
 
 TaskBuilder = Callable[[Any, torch.device], TaskSetup]  # (RunConfig, device) -> TaskSetup; may fill cfg.model fields

@@ -28,12 +28,16 @@ each evaluation; with each logged step the training pairs' means since the last 
 ``train_chosen_reward``, ``train_rejected_reward`` (beta * (policy - reference) log-probability),
 ``train_margin``, ``train_accuracy``, ``train_chosen_logp`` and ``train_rejected_logp``; and the
 same figures of the whole validation split in result.json and ``axon eval``
-(``val_chosen_reward``, ...). Chosen rewards often fall while the margin grows, so both are there.
+(``val_chosen_reward``, ...). Chosen rewards often fall while the margin grows (eric-mitchell/DPO
+#32, #36), so both are there, and ``rewards.png`` draws them when the run ends
+(:func:`plot_rewards`): the chosen and rejected rewards and their margin along training, and the
+pairwise accuracy on the training pairs and at each evaluation.
 """
 
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import torch
 
@@ -81,7 +85,69 @@ def dpo_task(cfg, device: torch.device) -> TaskSetup:
         return preference_figures(model, objective, splits[split], cfg.train.batch_size, block)
 
     return TaskSetup(train_data=train, val_data=val, objective=objective, tokenizer=tokenizer,
-                     model_metrics=model_metrics)
+                     model_metrics=model_metrics, plots={REWARDS_PLOT: plot_rewards})
+
+
+REWARDS_PLOT = "rewards.png"
+
+
+def chosen_fell(records: list[dict]) -> bool:
+    """Whether, from the first logged record to the last, the chosen answers' implicit reward fell
+    below 0 (and below where it began) while the margin grew: DPO pushed both answers down, the
+    rejected one faster (the complaint of eric-mitchell/DPO #32, #36)."""
+    first, last = records[0], records[-1]
+    return (last["train_chosen_reward"] < min(0.0, first["train_chosen_reward"])
+            and last["train_margin"] > first["train_margin"])
+
+
+def plot_rewards(run_dir: Path) -> Path | None:
+    """``rewards.png`` of a dpo-family run (dpo, online_dpo), from its metrics.jsonl: left, the
+    training pairs' implicit rewards (beta x log pi/pi_ref; SimPO's length-normalised one) of the
+    chosen and the rejected answers and the margin between them against the step, so a chosen
+    reward that falls while the margin grows is seen at once (and said in the title); right, the
+    pairwise accuracy on the training pairs and at each evaluation. None when nothing was logged."""
+    from axon.train.logging import read_metrics
+
+    records = read_metrics(Path(run_dir) / "metrics.jsonl")
+    rows = [r for r in records if "train_margin" in r]
+    if not rows:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = [r["step"] for r in rows]
+    fig, (ax, acc) = plt.subplots(1, 2, figsize=(11, 4.2), dpi=110)
+    for key, label, colour in (("train_chosen_reward", "chosen", "tab:green"),
+                               ("train_rejected_reward", "rejected", "tab:red"),
+                               ("train_margin", "margin (chosen - rejected)", "black")):
+        ax.plot(steps, [r[key] for r in rows], color=colour, label=label, linewidth=1.3)
+    ax.axhline(0.0, color="grey", linewidth=0.6)
+    falling = chosen_fell(rows)
+    ax.set_title("chosen reward fell while the margin grew" if falling else "implicit rewards (training pairs)",
+                 fontsize=10, color="tab:red" if falling else "black")
+    ax.set_xlabel("step")
+    ax.set_ylabel("reward, nats x beta")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    acc.plot(steps, [r["train_accuracy"] for r in rows], label="training pairs", linewidth=1.2)
+    val = [(r["step"], r["val_accuracy"]) for r in records if "val_accuracy" in r]
+    if val:
+        acc.plot(*zip(*val), "o-", label="validation", linewidth=1.5)
+    acc.axhline(0.5, color="grey", linestyle=":", linewidth=0.8)
+    acc.set_ylim(0, 1.02)
+    acc.set_xlabel("step")
+    acc.set_ylabel("share of pairs with margin > 0")
+    acc.set_title("pairwise accuracy", fontsize=10)
+    acc.grid(alpha=0.3)
+    acc.legend(fontsize=8)
+    fig.suptitle(Path(run_dir).name, fontsize=10)
+    fig.tight_layout()
+    out = Path(run_dir) / REWARDS_PLOT
+    fig.savefig(out)
+    plt.close(fig)
+    return out
 
 
 @torch.no_grad()

@@ -45,7 +45,7 @@ log pi - log pi_ref, the distributions sampled: logits / temperature over the to
 vocabulary, as PPO's), ``length``, ``ended`` (share that wrote ``$``), ``gold`` when a gold judge
 applies, and the DPO figures of the kept pairs (``train_chosen_reward``, ``train_rejected_reward``,
 ``train_margin``, ``train_accuracy``, ``train_chosen_logp``, ``train_rejected_logp``, as the dpo
-task logs them). Validation is PPO's: answers to ``online_dpo.val_prompts`` sampled with fixed
+task logs them; drawn in ``rewards.png`` when the run ends, ``axon.tasks.dpo.plot_rewards``). Validation is PPO's: answers to ``online_dpo.val_prompts`` sampled with fixed
 seeds, the loss minus their mean score; ``result.json`` and ``axon eval`` add their mean
 ``score``, ``gold``, ``kl``, ``length`` and ``ended``.
 
@@ -307,7 +307,7 @@ def online_dpo_task(cfg, device: torch.device, reward: Reward | Callable[[str, s
     """The ``online_dpo`` task (module docstring); ``reward`` replaces ``online_dpo.reward`` (a
     :class:`~axon.tasks.ppo.Reward` or a function (prompt, answer) -> float)."""
     from axon.objectives.dpo import DPO, REFERENCE_FREE
-    from axon.tasks.dpo import load_reference
+    from axon.tasks.dpo import REWARDS_PLOT, load_reference, plot_rewards
     from axon.tasks.finetune import check_pretrained_model
     from axon.tasks.sft import pretrained_tokenizer
     from axon.train.distributed import process_dist
@@ -347,4 +347,5 @@ def online_dpo_task(cfg, device: torch.device, reward: Reward | Callable[[str, s
 
     return TaskSetup(train_data=PairBatches(len(train_set.texts), tc.grad_accum),
                      val_data=PromptBatches(VAL_SET, len(val_set.texts)), objective=objective, tokenizer=tokenizer,
-                     sample_fn=make_sampler(objective, val_set), model_metrics=model_metrics)
+                     sample_fn=make_sampler(objective, val_set), model_metrics=model_metrics,
+                     plots={REWARDS_PLOT: plot_rewards})

@@ -17,6 +17,7 @@ import json
 import os
 import shutil
 import time
+import warnings
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -24,7 +25,7 @@ import torch
 
 from axon.atomic import atomic_write_json
 from axon.config import RunConfig, dump_config, load_config, run_config_file, to_dict
-from axon.errors import AxonError, ConfigError, OptionError, writing
+from axon.errors import AxonError, ConfigError, OptionError, os_error_line, writing
 from axon.models import build_model
 from axon.train.distributed import resolve_device
 from axon.train.lock import RunLock
@@ -274,6 +275,11 @@ def _train_locked(cfg: RunConfig, d, resume, overrides, held: ExitStack) -> dict
     final_model = trainer.plain_model() if needs_model else model
     if not d.is_main:
         return result
+    for name, draw in task.plots.items():
+        try:
+            draw(run_dir)
+        except OSError as e:  # a full disk: the run's weights and metrics are kept, only the figure is missing
+            warnings.warn(f"{name} not written: {os_error_line(e)}", stacklevel=2)
     if cfg.lora.targets:
         from axon.train.lora import ADAPTERS_FILE, write_adapters
 
