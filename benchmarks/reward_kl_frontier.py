@@ -11,6 +11,8 @@ control end to end"): VADER is the gold judge, the prompts are corpus prefixes, 
     ppo-rm     PPO against the pipeline's reward model (when --rm is given), one beta
     dpo        DPO on comparisons of the SFT model's own samples labelled by the gold judge (the
                paper's setup: pairs from the SFT model, preferences from the classifier), several beta
+    online_dpo the same loss and budget, each step's pairs sampled from the current policy and
+               labelled by the gold judge (Guo et al. 2024), several beta
     grpo/rloo  GRPO and RLOO against the gold judge (when the grpo task exists), beta in the loss
     best-of-n  from the SFT model, picked by the gold judge (an oracle) and, with --rm, by the RM
 
@@ -52,6 +54,17 @@ def dpo_args(beta: float, pairs: Path, val: Path, steps: int) -> list[str]:
             "--data.truncate=true", "--optim.name=adamw", "--optim.lr=3e-4", "--schedule.name=constant",
             "--schedule.warmup_steps=10", "--train.batch_size=16", f"--train.max_steps={steps}",
             "--train.eval_interval=100", "--train.checkpoint_interval=100", "--train.sample_tokens=0"]
+
+
+def online_dpo_args(beta: float, steps: int) -> list[str]:
+    """Offline DPO's loss, optimiser and budget (steps of 16 pairs), the pairs sampled from the current policy
+    each step and labelled by the gold judge: the online/offline contrast at equal pairs."""
+    return ["--task=online_dpo", f"--dpo.beta={beta}", "--online_dpo.reward=gold:sentiment", "--online_dpo.gold=sentiment",
+            f"--online_dpo.prompts={PROMPTS_TRAIN}", f"--online_dpo.val_prompts={PROMPTS_HELD_OUT}",
+            "--online_dpo.max_new_tokens=48", "--optim.name=adamw", "--optim.lr=3e-4", "--schedule.name=constant",
+            "--schedule.warmup_steps=10", "--train.batch_size=16", f"--train.max_steps={steps}",
+            "--train.eval_interval=100", "--train.eval_batches=4", "--train.log_interval=10",
+            "--train.checkpoint_interval=100", "--train.sample_tokens=0"]
 
 
 def grpo_args(advantage: str, beta: float, steps: int) -> list[str]:
@@ -96,13 +109,15 @@ def main() -> int:
     ap.add_argument("--seeds", type=int, default=2)
     ap.add_argument("--ppo-betas", default="0.02,0.05,0.15")
     ap.add_argument("--dpo-betas", default="0.05,0.1,0.3,1.0")
+    ap.add_argument("--online-dpo-betas", default="0.1,0.3,1.0", help="online DPO (pairs of the current policy, "
+                    "labelled by VADER), --dpo-steps steps of 16 pairs")
     ap.add_argument("--grpo-betas", default="0.0,0.05", help="GRPO and RLOO (skipped when the grpo task is missing)")
     ap.add_argument("--ppo-steps", type=int, default=160, help="40 rollouts of 128 answers (the recipe's)")
     ap.add_argument("--dpo-steps", type=int, default=300)
     ap.add_argument("--best-of-n", default="1,2,4,8,16,32")
     ap.add_argument("--pairs-k", type=int, default=4, help="answers per prompt labelled by the gold judge for DPO")
     ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--only", help="comma-separated methods to train (ppo,ppo-rm,dpo,grpo,rloo); default all")
+    ap.add_argument("--only", help="comma-separated methods to train (ppo,ppo-rm,dpo,online_dpo,grpo,rloo); default all")
     args = ap.parse_args()
 
     from axon.tasks import TASKS
@@ -130,6 +145,9 @@ def main() -> int:
     if args.rm and want("ppo-rm"):
         jobs += [(f"ppo-rm-b0.15-s{s}", [*ppo_args(0.15, str(args.rm)), f"--train.max_steps={args.ppo_steps}"], s)
                  for s in seeds]
+    if want("online_dpo"):
+        jobs += [(f"online_dpo-b{b}-s{s}", online_dpo_args(float(b), args.dpo_steps), s)
+                 for b in args.online_dpo_betas.split(",") for s in seeds]
     if "grpo" in TASKS:
         for adv in ("grpo", "rloo"):
             if want(adv):
