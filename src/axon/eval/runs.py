@@ -51,11 +51,17 @@ def evaluate_split(model, task, cfg, split: str = "val", *, batch_size: int | No
     ``seconds``.
     """
     from axon.errors import ConfigError
-    from axon.eval import evaluate
 
     if split not in ("train", "val"):
         raise ConfigError(f"split must be train or val, got {split!r}")
     check_eval_options(batch_size, max_batches)
+    with model.averaged():  # a model that keeps an EMA of its weights is evaluated with it (axon.nn.ema)
+        return _evaluate_split(model, task, cfg, split, batch_size, max_batches, task_metrics, timed)
+
+
+def _evaluate_split(model, task, cfg, split, batch_size, max_batches, task_metrics, timed) -> dict:
+    from axon.eval import evaluate
+
     device = next(model.parameters()).device
     data = task.val_data if split == "val" else task.train_data
     batches = (tuple(t.to(device) for t in b)

@@ -11,7 +11,9 @@ how a probe once silently dropped an MoE's balance loss under DDP.
     active_params() -> int               parameters one token uses (an MoE: fewer than it has)
     aux_losses() -> {name: scalar}       losses of the last forward the objective adds (MoE balance)
     metrics() -> {name: float}           figures logged with each training record (MoE expert loads)
-    callbacks() -> [TrainerCallback]     hooks into the training loop (progressive growth)
+    callbacks() -> [TrainerCallback]     hooks into the training loop (progressive growth, an EMA)
+    averaged() -> context manager        the weights to evaluate and sample with: an EMA's where the
+                                         model keeps one (:func:`keep_ema`), else its own
 
 Modelled on torchtitan's ``ModelProtocol`` (a written contract instead of duck typing), with a
 trainer-callback list in place of model-specific branches in the loop.
@@ -19,8 +21,12 @@ trainer-callback list in place of model-specific branches in the loop.
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 from torch import nn
+
+from axon.nn.ema import ParameterEMA
 
 
 class TrainerCallback:
@@ -33,6 +39,7 @@ class TrainerCallback:
     """
 
     changes_parameters: bool = False  # adds or replaces parameters during training
+    shardable: bool = True  # works on FSDP's sharded parameters (an EMA of whole tensors does not)
 
     def check(self, max_steps: int) -> None:
         """Refuse (ConfigError) a run of ``max_steps`` steps this hook cannot serve."""
@@ -48,6 +55,10 @@ class TrainerCallback:
 
     def final_shape(self) -> None:
         """Bring the model to the shape it has at the end of training (counting FLOPs, parameters)."""
+
+    def after_step(self, step: int) -> None:
+        """Called after optimizer step ``step`` (= steps completed, this one included) when its
+        update was applied (not after a step skipped for a non-finite loss)."""
 
 
 class Model(nn.Module):
@@ -70,8 +81,38 @@ class Model(nn.Module):
         return {}
 
     def callbacks(self) -> list[TrainerCallback]:
-        """Hooks into the training loop (none by default)."""
-        return []
+        """Hooks into the training loop: an EMA's update when the model keeps one (:func:`keep_ema`)."""
+        ema = self._modules.get("ema")
+        return [EMAUpdate(self)] if isinstance(ema, ParameterEMA) else []
+
+    def averaged(self):
+        """A context in which the parameters are the ones to evaluate and sample with: the EMA's
+        averages where the model keeps one (:func:`keep_ema`), restored after; else nothing changes."""
+        ema = self._modules.get("ema")
+        if not isinstance(ema, ParameterEMA):
+            return contextlib.nullcontext()
+        return ema.swapped_in(dict(self.named_parameters()))
+
+
+def keep_ema(model: Model, decay: float | None) -> None:
+    """Give ``model`` an EMA of its trainable parameters (``axon.nn.ema``) as ``model.ema``, when
+    ``decay`` is set: its shadows are buffers, so checkpoints carry them and resume continues the
+    same average; the trainer updates it after each step (:meth:`Model.callbacks`) and evaluation
+    and sampling read it (:meth:`Model.averaged`). Call it last in a family's ``__init__``."""
+    if decay:
+        model.ema = ParameterEMA({n: p for n, p in model.named_parameters() if p.requires_grad}, decay)
+
+
+class EMAUpdate(TrainerCallback):
+    """The trainer's call into a model's EMA after each applied step."""
+
+    shardable = False  # the shadows are whole tensors; FSDP's parameters are shards
+
+    def __init__(self, model: Model):
+        self.model = model
+
+    def after_step(self, step: int) -> None:
+        self.model.ema.update(dict(self.model.named_parameters()))
 
 
 def unwrap(module: nn.Module) -> Model:

@@ -456,6 +456,8 @@ def parallelize(model: nn.Module, d: Dist, train_cfg, bf16: bool) -> tuple[nn.Mo
         return model, model
     if d.fsdp and any(cb.changes_parameters for cb in model.callbacks()):
         raise ConfigError("train.parallel: a growing model cannot be sharded (FSDP units are fixed at the start); use ddp")
+    if d.fsdp and not all(cb.shardable for cb in model.callbacks()):
+        raise ConfigError("train.parallel: this model keeps an EMA of whole parameters, which FSDP would shard; use ddp")
     if train_cfg.compile:
         compile_blocks(model)
     return wrap_model(model, d, bf16), model

@@ -288,7 +288,8 @@ def _train_locked(cfg: RunConfig, d, resume, overrides, held: ExitStack) -> dict
     if result["val_loss"] is not None:  # the trainer's final evaluation of the whole split, as axon eval reports it
         from axon.eval import split_metrics
 
-        result.update({f"val_{k}": v for k, v in split_metrics(task, final_model, result["val_loss"], "val").items()})
+        with final_model.averaged():  # an EMA's weights, where the model keeps one
+            result.update({f"val_{k}": v for k, v in split_metrics(task, final_model, result["val_loss"], "val").items()})
     if not result.get("interrupted"):  # an interrupted run is continued with --resume, not finished
         write_result(run_dir, result)
     return result

@@ -180,9 +180,13 @@ class Trainer:
                 self._rebuild_optimizers()  # e.g. the model grew new parameters before this step
             lr_scale = self._set_lr(st.step, now)
             loss, grad_norm = self._train_step(st.step)
-            if not math.isfinite(loss) or not math.isfinite(grad_norm):
+            applied = math.isfinite(loss) and math.isfinite(grad_norm)
+            if not applied:
                 self._handle_nonfinite(loss, grad_norm)  # raises, or skips the update
             st.step += 1
+            if applied:
+                for callback in self.callbacks:
+                    callback.after_step(st.step)  # e.g. the model's EMA of its weights
             st.tokens += self.tokens_per_step
             window_tokens += self.tokens_per_step
             st.elapsed = time.perf_counter() - start
@@ -308,7 +312,9 @@ class Trainer:
     def evaluate(self, max_batches: int | None) -> dict[str, float]:
         """Validation metrics: ``loss`` (and e.g. ``accuracy``), over ``max_batches`` or the whole split."""
         batches = self.val_data.iter_eval_batches(self.tc.batch_size, self.block_size, max_batches)
-        return self.dist.evaluate(self.eval_model, self.objective, (self._to_device(b) for b in batches), self.autocast)
+        with self.model.averaged():  # the EMA's weights, where the model keeps one
+            return self.dist.evaluate(self.eval_model, self.objective, (self._to_device(b) for b in batches),
+                                      self.autocast)
 
     def plain_model(self) -> nn.Module | None:
         """The trained model as one unsharded module (sharded runs gather it on the main process;
@@ -326,7 +332,8 @@ class Trainer:
             model = self.plain_model()
             if not self.dist.is_main:
                 return
-            text = self.sample_fn(model, step)
+            with model.averaged():
+                text = self.sample_fn(model, step)
             path = self.run_dir / "samples.txt"
             with writing(path, "the samples file", resume_hint(self.run_dir)), open(path, "a") as f:
                 f.write(f"--- step {step} ---\n{text}\n")
