@@ -241,6 +241,8 @@ LM = lambda: (torch.randint(0, V, (2, 12)),)
 CLS = lambda: (torch.randint(0, V, (2, 12)), torch.ones(2, 12, dtype=torch.bool))
 SEQ2SEQ = lambda: (torch.randint(0, V, (2, 10)), torch.randint(0, V, (2, 8)))
 REWARD = lambda: (torch.randint(0, V, (2, 12)), torch.tensor([12, 7]))  # ids, real lengths
+IMAGES = lambda: (torch.randn(2, 1, 8, 8), torch.tensor([3, 700]))  # noisy 8x8 images, timesteps
+POINTS = lambda: (torch.randn(4, 2), torch.tensor([0, 3, 500, 999]))  # noisy 2-D points, timesteps
 CASES = {
     "decoder": ({}, ["*.qkv", "*.attn.proj", "*.mlp.*", "lm_head"], LM),
     "bert": ({"head": "classify", "num_labels": 3}, ["layers.*.attn.*", "layers.*.mlp.*"], CLS),
@@ -251,6 +253,8 @@ CASES = {
     "conv_attention": ({}, ["*.qkv", "down", "up"], LM),
     "mamba": ({}, ["*.in_proj", "*.x_proj", "*.dt_proj", "*.out_proj"], LM),
     "reward": ({}, ["*.qkv", "*.mlp.*", "reward_head"], REWARD),
+    "unet": ({}, ["*.qkv", "*.attn.proj", "*.emb_proj", "embed.*"], IMAGES),  # denoisers: no vocabulary
+    "mlp_denoiser": ({}, ["blocks.*.fc*", "in_proj", "out_proj"], POINTS),
 }
 
 
@@ -271,6 +275,14 @@ def merge_reductions(family, model, T=12):
         return cfg.hidden, 1
     if family == "rnn_classifier":  # only the head, over the pooled state of both directions
         return cfg.hidden * (2 if cfg.bidirectional else 1), 1
+    if family in ("unet", "mlp_denoiser"):  # from the timestep MLP on: every conv and Linear, and each
+        # attention's two products, as if all were in sequence; n: the widest (a 3x3 conv: 9 x channels)
+        from axon.models.unet import SpatialAttention
+
+        layers = [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+        attention = [m for m in model.modules() if isinstance(m, SpatialAttention)]
+        keys = max((m.resolution**2 for m in attention), default=1)  # the positions one query sees
+        return max(keys, *(m.weight[0].numel() for m in layers)), len(layers) + 2 * len(attention)
     raise ValueError(family)
 
 
@@ -279,7 +291,8 @@ def family_model(family):
         pytest.skip(f"family {family} not in this tree")
     over, targets, inputs = CASES[family]
     torch.manual_seed(0)
-    model = build_model(build_model_config({"family": family, "preset": "tiny", "vocab_size": V, **over})).eval()
+    vocab = {"vocab_size": V} if family not in ("unet", "mlp_denoiser") else {}
+    model = build_model(build_model_config({"family": family, "preset": "tiny", **vocab, **over})).eval()
     return model, targets, inputs()
 
 

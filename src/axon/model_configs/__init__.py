@@ -22,6 +22,8 @@ from axon.model_configs.decoder import PRESETS as DECODER_PRESETS
 from axon.model_configs.decoder import DecoderConfig
 from axon.model_configs.mamba import PRESETS as MAMBA_PRESETS
 from axon.model_configs.mamba import MambaConfig
+from axon.model_configs.mlp_denoiser import PRESETS as MLP_DENOISER_PRESETS
+from axon.model_configs.mlp_denoiser import MLPDenoiserConfig
 from axon.model_configs.progressive import PRESETS as PROGRESSIVE_PRESETS
 from axon.model_configs.progressive import ProgressiveConfig
 from axon.model_configs.reward import PRESETS as REWARD_PRESETS
@@ -32,6 +34,8 @@ from axon.model_configs.rnn_classifier import PRESETS as RNN_CLASSIFIER_PRESETS
 from axon.model_configs.rnn_classifier import RNNClassifierConfig
 from axon.model_configs.seq2seq import PRESETS as SEQ2SEQ_PRESETS
 from axon.model_configs.seq2seq import TransformerConfig
+from axon.model_configs.unet import PRESETS as UNET_PRESETS
+from axon.model_configs.unet import UNetConfig
 from axon.model_configs.word2vec import PRESETS as WORD2VEC_PRESETS
 from axon.model_configs.word2vec import Word2VecConfig
 
@@ -55,6 +59,8 @@ FAMILY_CONFIGS: dict[str, FamilyConfig] = {
     "mamba": FamilyConfig(MambaConfig, MAMBA_PRESETS),
     "reward": FamilyConfig(RewardConfig, REWARD_PRESETS),
     "actor_critic": FamilyConfig(ActorCriticConfig, ACTOR_CRITIC_PRESETS),
+    "unet": FamilyConfig(UNetConfig, UNET_PRESETS),
+    "mlp_denoiser": FamilyConfig(MLPDenoiserConfig, MLP_DENOISER_PRESETS),
 }
 
 __all__ = [
@@ -65,10 +71,12 @@ __all__ = [
     "ConvAttentionConfig",
     "DecoderConfig",
     "MambaConfig",
+    "MLPDenoiserConfig",
     "ProgressiveConfig",
     "RewardConfig",
     "RNNConfig",
     "RNNClassifierConfig",
     "TransformerConfig",
+    "UNetConfig",
     "Word2VecConfig",
 ]

@@ -20,6 +20,8 @@ from axon.models.decoder import PRESETS as DECODER_PRESETS
 from axon.models.decoder import Decoder, DecoderConfig
 from axon.models.mamba import PRESETS as MAMBA_PRESETS
 from axon.models.mamba import Mamba, MambaConfig
+from axon.models.mlp_denoiser import PRESETS as MLP_DENOISER_PRESETS
+from axon.models.mlp_denoiser import MLPDenoiser, MLPDenoiserConfig
 from axon.models.progressive import PRESETS as PROGRESSIVE_PRESETS
 from axon.models.progressive import ProgressiveConfig, ProgressiveDecoder
 from axon.models.reward import PRESETS as REWARD_PRESETS
@@ -30,6 +32,8 @@ from axon.models.rnn_classifier import PRESETS as RNN_CLASSIFIER_PRESETS
 from axon.models.rnn_classifier import RNNClassifier, RNNClassifierConfig
 from axon.models.seq2seq import PRESETS as SEQ2SEQ_PRESETS
 from axon.models.seq2seq import Transformer, TransformerConfig
+from axon.models.unet import PRESETS as UNET_PRESETS
+from axon.models.unet import UNet, UNetConfig
 from axon.models.word2vec import PRESETS as WORD2VEC_PRESETS
 from axon.models.word2vec import Word2Vec, Word2VecConfig
 
@@ -59,6 +63,8 @@ FAMILIES: dict[str, Family] = {
     "reward": Family(RewardConfig, RewardModel, REWARD_PRESETS, task="reward"),  # scalar reward, Ouyang et al. 2022
     "actor_critic": Family(ActorCriticConfig, ActorCritic, ACTOR_CRITIC_PRESETS, task="ppo",
                            other_tasks=("grpo",)),  # PPO's policy + value head; GRPO's policy (value_head: none)
+    "unet": Family(UNetConfig, UNet, UNET_PRESETS, task="diffusion"),  # DDPM's denoiser, Ho et al. 2020
+    "mlp_denoiser": Family(MLPDenoiserConfig, MLPDenoiser, MLP_DENOISER_PRESETS, task="diffusion"),  # 2-D toy data
 }
 
 
