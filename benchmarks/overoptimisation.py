@@ -13,8 +13,8 @@ with the proxy's size (their Figure 3): a bigger proxy is over-optimised later. 
                head, trained on 24k comparisons of the SFT model's samples (8 per prompt, 2,000
                prompts) labelled by VADER (``axon label --labellers gold:0``):
                configs/instructgpt/sentiment_rm.yaml without the labeller-noise model
-    RL         GRPO with no KL term (beta 0, TRL's default) against each proxy, 160 steps, a
-               checkpoint every 20 steps: each kept checkpoint is a point (``axon frontier
+    RL         GRPO with no KL term (beta 0, TRL's default) against each proxy, 480 steps, a
+               checkpoint every 40 steps: each kept checkpoint is a point (``axon frontier
                --checkpoints``), seeds pooled per step
     best-of-n  of the SFT model, picked by each proxy, n = 1 .. 64
 
@@ -139,7 +139,7 @@ def plot(rows: dict, path: Path) -> None:
     for ax in axes[0][n:]:
         ax.axis("off")
     sizes = list(rows)
-    x = [rows[s]["params"] for s in sizes]
+    x = list(range(len(sizes)))  # one tick per proxy, labelled with its shape and parameters
     for ax, coef in zip(axes[1][:2], ("alpha", "beta")):
         for form, colour in colours.items():
             method = next((m for m in rows[sizes[0]]["fits"] if (m.startswith("best-of-n")) == (form == "bon")), None)
@@ -149,8 +149,8 @@ def plot(rows: dict, path: Path) -> None:
             cis = [rows[s]["fits"].get(method, {}).get(f"{coef}_ci", (np.nan, np.nan)) for s in sizes]
             err = np.array([[y - lo, hi - y] for y, (lo, hi) in zip(ys, cis)]).T
             ax.errorbar(x, ys, yerr=np.abs(err), fmt="o-", color=colour, capsize=3, label="BoN" if form == "bon" else "GRPO")
-        ax.set_xscale("log")
-        ax.set_xlabel("proxy parameters")
+        ax.set_xticks(x, [f"{s}\n{rows[s]['params'] / 1e3:.0f}k" for s in sizes], fontsize=8)
+        ax.set_xlabel("proxy reward model (layers x width, parameters)")
         ax.set_title(f"{coef} (95% bootstrap)", fontsize=9)
         ax.axhline(0, color="grey", lw=0.5)
         ax.legend(fontsize=7)
@@ -167,9 +167,9 @@ def main() -> int:
     ap.add_argument("--out", required=True, type=Path)
     ap.add_argument("--sizes", default="1x32,2x64,3x96,4x128", help="proxy sizes, LAYERSxWIDTH (default %(default)s)")
     ap.add_argument("--base-steps", type=int, default=400)
-    ap.add_argument("--seeds", type=int, default=2, help="GRPO seeds per proxy (default 2)")
-    ap.add_argument("--steps", type=int, default=160, help="GRPO steps (default 160: 40 rollouts of 128 answers)")
-    ap.add_argument("--every", type=int, default=20, help="a checkpoint, so a point, every this many steps")
+    ap.add_argument("--seeds", type=int, default=1, help="GRPO seeds per proxy (default 1)")
+    ap.add_argument("--steps", type=int, default=480, help="GRPO steps (default 480: 120 rollouts of 128 answers)")
+    ap.add_argument("--every", type=int, default=40, help="a checkpoint, so a point, every this many steps")
     ap.add_argument("--best-of-n", default="1,2,4,8,16,32,64")
     ap.add_argument("--workers", type=int, default=2)
     args = ap.parse_args()
