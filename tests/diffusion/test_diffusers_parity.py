@@ -148,3 +148,18 @@ def test_a_whole_ddpm_loop_is_diffusers(variance):
         x = sched.step(net(x, t), int(t), x, generator=g).prev_sample
     got = ours.sample(net, x_T.shape, sampler="ddpm", x_T=x_T, generator=_gen(5))
     assert _worst(got, x) < TOL
+
+
+@pytest.mark.parametrize("target", ["eps", "v"])
+def test_diffusers_strided_ddpm_is_our_ddim_with_eta_1(target):
+    # DDPMScheduler.set_timesteps(50) takes the posterior over each jump of 20 steps: DDIM eq. 16 with
+    # eta = 1, as long as x0_hat is not clipped (DDIM keeps the unclipped eps_hat). The ddpm sampler
+    # here takes every step, so fewer stochastic steps are sampler="ddim", eta=1.
+    sched, ours = _pair("ddpm", "linear", target, "fixed_small", clip=False)
+    sched.set_timesteps(50)
+    net, x_T = _tiny_net(5), torch.randn(16, 2, generator=_gen(6), dtype=torch.float64)
+    x, g = x_T.clone(), _gen(7)
+    for t in sched.timesteps:
+        x = sched.step(net(x, t), int(t), x, generator=g).prev_sample
+    got = ours.sample(net, x_T.shape, sampler="ddim", steps=50, eta=1.0, x_T=x_T, generator=_gen(7), clip_x0=False)
+    assert _worst(got, x) < TOL
