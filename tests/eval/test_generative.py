@@ -188,7 +188,7 @@ def test_real_digits_are_much_closer_than_noise(classifier, cache, val):
                            cache_dir=cache, resamples=50)
     assert (real["n_gen"], real["n_ref"]) == (359, 359) == (noise["n_gen"], noise["n_ref"])
     assert real["frechet_lo"] <= real["frechet_distance"] <= real["frechet_hi"]
-    assert noise["frechet_lo"] > 20 * real["frechet_hi"]  # measured: ~290 against ~4 (its interval ends near 7)
+    assert noise["frechet_lo"] > 20 * real["frechet_hi"]  # measured: ~350 against ~4 (its interval ends near 8)
     assert real["accuracy"] >= 0.95 and "accuracy" not in noise
     assert real["entropy_of_mean_prediction"] > 0.98 * math.log(10)  # every class drawn
     assert real["mean_entropy"] < noise["mean_entropy"]

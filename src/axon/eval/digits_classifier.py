@@ -55,9 +55,9 @@ class ClassifierSettings:
     """Everything the trained weights depend on; its digest names the cached file."""
 
     seed: int = 0
-    steps: int = 800
+    steps: int = 500
     batch_size: int = 64
-    lr: float = 3e-3
+    lr: float = 5e-3
     weight_decay: float = 1e-4
     width: int = 16  # channels of the first convolutions (2x in the third)
     features: int = 32  # F: the penultimate width, the Fréchet distance's dimension

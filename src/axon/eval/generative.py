@@ -16,10 +16,10 @@ evaluation); ``points_quality`` the 2-D ones.
 
 A Fréchet distance is biased upwards by the finite number of samples, and the bias depends on that
 number: the covariance of N samples has rank at most N - 1, and its noise adds to the trace term
-(Chong & Forsyth 2020, "Effectively Unbiased FID"; lucidrains/denoising-diffusion-pytorch #224 is a
-user reporting FIDs from a few samples). Two distances are comparable only at the same sample
-counts, which is why every result carries ``n_gen`` and ``n_ref`` beside it; with fewer samples
-than feature dimensions the number means little.
+(Chong & Forsyth 2020, "Effectively Unbiased FID"; lucidrains/denoising-diffusion-pytorch #224: its
+trainer computed FID from at most one training batch of samples). Two distances are comparable only
+at the same sample counts, which is why every result carries ``n_gen`` and ``n_ref`` beside it; with
+fewer samples than feature dimensions the number means little.
 """
 
 from __future__ import annotations
