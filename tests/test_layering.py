@@ -216,6 +216,17 @@ def test_the_config_knows_every_grpo_choice():
     assert (GRPO_ADVANTAGES, GRPO_LOSS_TYPES, GRPO_SCALES) == (ADVANTAGES, LOSS_TYPES, SCALES)
 
 
+def test_the_config_knows_every_diffusion_choice():
+    from axon.config import (DIFFUSION_SAMPLERS, DIFFUSION_SCHEDULES, DIFFUSION_TARGETS, DIFFUSION_VARIANCES,
+                             DIFFUSION_WEIGHTINGS, TOY_SETS)
+    from axon.data.images import TOY_SETS as DATA_TOY_SETS
+    from axon.diffusion import SAMPLERS, SCHEDULES, TARGETS, VARIANCES, WEIGHTINGS
+
+    assert (DIFFUSION_SCHEDULES, DIFFUSION_TARGETS, DIFFUSION_VARIANCES, DIFFUSION_SAMPLERS, DIFFUSION_WEIGHTINGS) == (
+        SCHEDULES, TARGETS, VARIANCES, SAMPLERS, WEIGHTINGS)
+    assert TOY_SETS == DATA_TOY_SETS
+
+
 def test_the_config_knows_every_gold_judge():
     from axon.config import GOLD_JUDGES
     from axon.feedback import GOLDS

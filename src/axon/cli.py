@@ -123,6 +123,8 @@ def cmd_sample(args, overrides: list[str]) -> int:
     task = task_name(cfg)
     if task == "reward":
         return _print_scores(args, model, tokenizer, pairs)
+    if task == "diffusion":
+        return _sample_images(args, cfg, model)
     if pairs:
         raise ConfigError(f"--response and --responses-file are scored by a reward run; {args.run_dir} is a {task!r} run")
     prompt = "\n" if prompt is None else prompt
@@ -240,6 +242,68 @@ def _sampling_options(args):
     if args.draft and not args.beams and (args.num_samples != 1 or args.min_p is not None or args.repetition_penalty != 1.0):
         raise ConfigError("--draft supports one sample with temperature, top-k and top-p only")
     return options
+
+
+def _sample_images(args, cfg, model) -> int:
+    """A diffusion run: --num-samples images (or 2-D points) to --out (a PNG grid or scatter) and
+    the raw tensor beside it (.safetensors), sampled with the EMA's weights; --strip: x_T -> x_0."""
+    import torch
+    from safetensors.torch import save_file
+    from tqdm import tqdm
+
+    from axon.atomic import written_aside
+    from axon.tasks.diffusion import draw_samples, is_points, load_data, save_picture, save_strip
+
+    d = cfg.diffusion
+    out = Path(args.out) if args.out else None
+    if out is None or out.suffix.lower() != ".png":
+        raise ConfigError("--out: a diffusion run draws images; name the PNG to write, e.g. --out grid.png")
+    if args.num_samples < 1:
+        raise ConfigError(f"--num-samples: must be >= 1, got {args.num_samples}")
+    sampler = args.sampler or d.sampler
+    if sampler == "ddpm" and args.steps is not None and args.steps != d.timesteps:
+        raise ConfigError(f"--steps: ddpm takes all diffusion.timesteps={d.timesteps} steps; use --sampler ddim")
+    if args.steps is not None and not 1 <= args.steps <= d.timesteps:
+        raise ConfigError(f"--steps: must be in [1, {d.timesteps}], got {args.steps}")
+    if args.eta is not None and not 0.0 <= args.eta <= 1.0:
+        raise ConfigError(f"--eta: must be in [0, 1], got {args.eta}")
+    if args.guidance is not None and args.guidance < 0:
+        raise ConfigError(f"--guidance: must be >= 0, got {args.guidance}")
+    classes = None
+    if args.class_ is not None:
+        if cfg.model.num_classes is None:
+            raise ConfigError(f"--class: {args.run_dir} is unconditional (model.num_classes is null)")
+        if not 0 <= args.class_ < cfg.model.num_classes:
+            raise ConfigError(f"--class: must be in [0, {cfg.model.num_classes}), got {args.class_}")
+        classes = torch.full((args.num_samples,), args.class_, dtype=torch.long)
+    if args.strip and is_points(cfg):
+        raise ConfigError("--strip: a denoising strip shows images; this run samples 2-D points")
+    steps = d.timesteps if sampler == "ddpm" else (args.steps or d.sample_steps)
+    bar = tqdm(total=steps, desc=f"{sampler} {steps} steps", unit="step", disable=args.no_stream, dynamic_ncols=True)
+    try:
+        with model.averaged():
+            got = draw_samples(model, cfg, args.num_samples, classes=classes, seed=args.seed, sampler=sampler,
+                               steps=args.steps, eta=args.eta, guidance=args.guidance,
+                               keep=min(8, steps + 1) if args.strip else 0, progress=lambda done, total: bar.update(1))
+    finally:
+        bar.close()
+    samples, classes = got[0], got[1]
+    reference = load_data(cfg)[2] if is_points(cfg) else None
+    save_picture(cfg, samples, reference, out, title=f"{args.num_samples} samples, {sampler} {steps} steps")
+    raw = out.with_suffix(".safetensors")
+    tensors = {"samples": samples.contiguous()}
+    if classes is not None:
+        tensors["classes"] = classes.contiguous()
+    with written_aside(raw) as tmp:
+        save_file(tensors, str(tmp))
+    if args.strip:
+        rows = min(args.num_samples, 8)
+        save_strip([(t, x[:rows]) for t, x in got[2]], Path(args.strip))
+    guidance = d.guidance if args.guidance is None else args.guidance
+    print(f"wrote {out} and {raw}: {args.num_samples} samples, {sampler} {steps} steps"
+          + ("" if cfg.model.num_classes is None else f", guidance {guidance:g}")
+          + ("" if args.strip is None else f"; strip {args.strip}"))
+    return 0
 
 
 def _print_beams(args, model, tokenizer, prompt: str, ids: list[int]) -> int:
@@ -637,6 +701,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a reward run: score --prompt + this response (repeatable); one score per line")
     s.add_argument("--responses-file", metavar="FILE", help='a reward run: score each {"prompt", "response"} line; '
                    'prints JSON lines with "score"')
+    s.add_argument("--out", metavar="FILE.png", help="a diffusion run: the PNG grid of the samples to write (the "
+                   "raw tensor goes beside it as .safetensors)")
+    s.add_argument("--sampler", choices=("ddpm", "ddim"), help="a diffusion run: the sampler (default: the run's "
+                   "diffusion.sampler)")
+    s.add_argument("--steps", type=int, default=None, help="a diffusion run: DDIM's steps (default: diffusion.sample_steps)")
+    s.add_argument("--eta", type=float, default=None, help="a diffusion run: DDIM's noise, 0 (deterministic) to 1")
+    s.add_argument("--guidance", type=float, default=None, help="a diffusion run: classifier-free guidance scale "
+                   "(1: plain conditional; default: diffusion.guidance)")
+    s.add_argument("--class", dest="class_", type=int, default=None, metavar="N",
+                   help="a class-conditional diffusion run: sample this class (default: the classes in turn)")
+    s.add_argument("--strip", metavar="FILE.png", help="a diffusion run: also a denoising strip x_T -> x_0 "
+                   "(the first 8 samples, 8 steps)")
     s.set_defaults(func=cmd_sample)
 
     e = sub.add_parser("eval", help="validation loss, perplexity and bits per character/byte of a run")

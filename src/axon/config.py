@@ -95,7 +95,8 @@ class DataConfig:
 # The corpora shipped in the package (axon.data.corpus.CORPORA; tests/test_layering.py checks they agree).
 CORPUS_NAMES = ("shakespeare",)
 # The tasks a config may name (axon.tasks.TASKS; tests/test_layering.py checks they agree).
-TASK_NAMES = ("lm", "mlm", "classify", "seq2seq", "word2vec", "sft", "reward", "ppo", "dpo", "grpo", "online_dpo")
+TASK_NAMES = ("lm", "mlm", "classify", "seq2seq", "word2vec", "sft", "reward", "ppo", "dpo", "grpo", "online_dpo",
+              "diffusion")
 # The names axon.train.optim.OPTIMIZERS builds, in its order. A copy, so that validating a config
 # does not import the trainer (and torch); tests/test_layering.py checks that the two agree.
 OPTIMIZER_NAMES = ("adamw", "adam", "amsgrad", "adamax", "nadam", "sgd", "rmsprop", "adagrad", "adadelta", "muon")
@@ -462,6 +463,61 @@ class OnlineDPOConfig:
               f"must be > 0 (the pairs are sampled), got {self.temperature}")
 
 
+# axon.diffusion's names (tests/test_layering.py checks that the copies agree)
+DIFFUSION_SCHEDULES = ("linear", "cosine")
+DIFFUSION_TARGETS = ("eps", "x0", "v")
+DIFFUSION_VARIANCES = ("fixed_small", "fixed_large")
+DIFFUSION_SAMPLERS = ("ddpm", "ddim")
+DIFFUSION_WEIGHTINGS = ("simple", "vlb", "snr")
+TOY_SETS = ("swiss_roll", "moons", "gaussians")
+
+
+@dataclass
+class DiffusionConfig:
+    # Denoising diffusion (axon.tasks.diffusion; Ho et al. 2020, DDIM, classifier-free guidance)
+    # digits (scikit-learn's 8x8), swiss_roll, moons, gaussians (2-D points), or a folder of images
+    # (one sub-folder per class, read with Pillow, resized to the model's image_size)
+    data: str = "digits"
+    points: int = 10000  # 2-D sets: points drawn, a tenth held out
+    schedule: str = "linear"  # betas: linear (Ho et al., 1e-4 -> 0.02 at T = 1000) or cosine (Nichol & Dhariwal)
+    timesteps: int = 1000  # T
+    target: str = "eps"  # what the network predicts: eps, x0 or v (Salimans & Ho)
+    variance: str = "fixed_small"  # the reverse step's variance: fixed_small (posterior beta-tilde) or fixed_large (beta)
+    weighting: str = "simple"  # the loss: simple (Ho et al.'s L_simple), vlb (the bound's weights) or snr (Min-SNR-5)
+    cond_drop: float = 0.1  # share of training examples whose class becomes the null class (guidance; 0: never)
+    sampler: str = "ddim"  # the samples of each evaluation and of the final figures: ddpm (all T steps) or ddim
+    sample_steps: int = 50  # ddim's steps
+    eta: float = 0.0  # ddim's noise (0: deterministic; 1 with all T steps: ddpm)
+    guidance: float = 1.0  # classifier-free guidance scale of class-conditional samples (1: plain conditional)
+    eval_samples: int = 256  # samples drawn for the quality figures at each evaluation
+    bpd_examples: int = 64  # validation examples whose bound in bits/dim the final figures give (0: none)
+    clip_x0: bool = True  # clip the predicted x0 to [-1, 1] when sampling (images; 2-D points are never clipped)
+
+    def __post_init__(self):
+        check_fields(self, "diffusion.")
+        check(bool(self.data.strip()), "diffusion.data", "is empty; choose digits, "
+              f"{', '.join(TOY_SETS)} or a folder of images")
+        check(self.points >= 20, "diffusion.points", f"must be >= 20, got {self.points}")
+        check(self.schedule in DIFFUSION_SCHEDULES, "diffusion.schedule",
+              f"unknown schedule {self.schedule!r}; choose one of: {', '.join(DIFFUSION_SCHEDULES)}")
+        check(self.timesteps >= 2, "diffusion.timesteps", f"must be >= 2, got {self.timesteps}")
+        check(self.target in DIFFUSION_TARGETS, "diffusion.target",
+              f"unknown target {self.target!r}; choose one of: {', '.join(DIFFUSION_TARGETS)}")
+        check(self.variance in DIFFUSION_VARIANCES, "diffusion.variance",
+              f"unknown variance {self.variance!r}; choose one of: {', '.join(DIFFUSION_VARIANCES)}")
+        check(0.0 <= self.cond_drop < 1.0, "diffusion.cond_drop", f"must be in [0, 1), got {self.cond_drop}")
+        check(self.sampler in DIFFUSION_SAMPLERS, "diffusion.sampler",
+              f"unknown sampler {self.sampler!r}; choose one of: {', '.join(DIFFUSION_SAMPLERS)}")
+        check(1 <= self.sample_steps <= self.timesteps, "diffusion.sample_steps",
+              f"must be in [1, diffusion.timesteps={self.timesteps}], got {self.sample_steps}")
+        check(0.0 <= self.eta <= 1.0, "diffusion.eta", f"must be in [0, 1], got {self.eta}")
+        check(self.guidance >= 0.0, "diffusion.guidance", f"must be >= 0, got {self.guidance}")
+        check(self.eval_samples >= 2, "diffusion.eval_samples", f"must be >= 2, got {self.eval_samples}")
+        check(self.bpd_examples >= 0, "diffusion.bpd_examples", f"must be >= 0, got {self.bpd_examples}")
+        check(self.weighting in DIFFUSION_WEIGHTINGS, "diffusion.weighting",
+              f"unknown weighting {self.weighting!r}; choose one of: {', '.join(DIFFUSION_WEIGHTINGS)}")
+
+
 @dataclass
 class RunConfig:
     out_dir: str = "runs"
@@ -478,6 +534,7 @@ class RunConfig:
     dpo: DPOConfig = field(default_factory=DPOConfig)
     grpo: GRPOConfig = field(default_factory=GRPOConfig)
     online_dpo: OnlineDPOConfig = field(default_factory=OnlineDPOConfig)
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
 
     def __post_init__(self):
         if self.model is None:
@@ -498,7 +555,7 @@ class RunConfig:
 MODEL_CONFIGS = tuple(f.config for f in FAMILY_CONFIGS.values())
 SECTIONS = {"data": DataConfig, "optim": OptimConfig, "schedule": ScheduleConfig, "train": TrainConfig, "log": LogConfig,
             "lora": LoRAConfig, "ppo": PPOConfig, "dpo": DPOConfig, "grpo": GRPOConfig,
-            "online_dpo": OnlineDPOConfig}
+            "online_dpo": OnlineDPOConfig, "diffusion": DiffusionConfig}
 TOP_LEVEL = ("out_dir", "name", "task")
 
 

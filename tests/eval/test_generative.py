@@ -233,3 +233,16 @@ def test_mmd_is_the_unbiased_estimate_near_zero_for_one_distribution():
     assert abs(same) < 0.01 and shifted > 0.1
     out = points_quality(a, b)
     assert out["mmd"] == same and (out["n_gen"], out["n_ref"]) == (1000, 1000) and out["sliced_wasserstein"] < 0.1
+
+
+def test_the_classifier_trains_when_first_asked_for_under_no_grad():
+    """digits_quality runs under no_grad; a first call with an empty cache must still train."""
+    from dataclasses import replace
+
+    from axon.eval.digits_classifier import ClassifierSettings, train_digits_classifier
+
+    settings = replace(ClassifierSettings(), steps=3)
+    with torch.no_grad():
+        a = train_digits_classifier(settings)
+    b = train_digits_classifier(settings)
+    assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))

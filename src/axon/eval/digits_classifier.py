@@ -124,13 +124,14 @@ def train_digits_classifier(settings: ClassifierSettings = ClassifierSettings())
     opt = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, settings.steps)
     model.train()
-    for _ in range(settings.steps):
-        idx = torch.randint(0, len(x_train), (settings.batch_size,), generator=g)
-        loss = F.cross_entropy(model.logits(_shift(x_train[idx], settings.shift, g)), y_train[idx])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
+    with torch.enable_grad():  # also when first called under no_grad, e.g. by digits_quality
+        for _ in range(settings.steps):
+            idx = torch.randint(0, len(x_train), (settings.batch_size,), generator=g)
+            loss = F.cross_entropy(model.logits(_shift(x_train[idx], settings.shift, g)), y_train[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
     model.eval()
     model.val_accuracy = accuracy(model, x_val, y_val)
     model.train_seconds = time.perf_counter() - start

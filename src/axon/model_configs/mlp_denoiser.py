@@ -24,6 +24,8 @@ class MLPDenoiserConfig:
     dropout: float = 0.0  # inside each block, before its second Linear
     num_classes: int | None = None  # null: unconditional; else a class embedding of num_classes + 1 rows
     learn_sigma: bool = False  # twice the output dimension: the noise and the variance's interpolation
+    # an EMA of the weights (axon.nn.ema; Ho et al.: 0.9999), with which evaluation and sampling run; null: none
+    ema_decay: float | None = None
 
     def __post_init__(self):
         check_fields(self, "model.")  # types, and no NaN or infinity (axon.model_configs.fields)
@@ -32,6 +34,8 @@ class MLPDenoiserConfig:
         check(self.n_embd >= 4, "model.n_embd",
               f"must be at least 4 (the timestep embedding's width), got {self.n_embd}")
         check(0.0 <= self.dropout < 1.0, "model.dropout", f"must be in [0, 1), got {self.dropout}")
+        check(self.ema_decay is None or 0.0 < self.ema_decay < 1.0, "model.ema_decay",
+              f"must be in (0, 1) or null (no EMA), got {self.ema_decay}")
         check(self.num_classes is None or self.num_classes > 0, "model.num_classes",
               f"must be positive or null (unconditional), got {self.num_classes}")
 

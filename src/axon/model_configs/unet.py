@@ -29,6 +29,8 @@ class UNetConfig:
     dropout: float = 0.1  # inside each residual block, before its second convolution
     num_classes: int | None = None  # null: unconditional; else a class embedding of num_classes + 1 rows
     learn_sigma: bool = False  # twice the output channels: the noise and the variance's interpolation
+    # an EMA of the weights (axon.nn.ema; Ho et al.: 0.9999), with which evaluation and sampling run; null: none
+    ema_decay: float | None = None
     norm_groups: int = 32  # GroupNorm groups; must divide base_channels (fewer for thin models)
 
     def __post_init__(self):
@@ -52,6 +54,8 @@ class UNetConfig:
               f"{self.norm_groups} groups do not divide base_channels={self.base_channels}; "
               "use a divisor of it (e.g. 32 for 128 channels, 8 for 32)")
         check(0.0 <= self.dropout < 1.0, "model.dropout", f"must be in [0, 1), got {self.dropout}")
+        check(self.ema_decay is None or 0.0 < self.ema_decay < 1.0, "model.ema_decay",
+              f"must be in (0, 1) or null (no EMA), got {self.ema_decay}")
         check(self.num_classes is None or self.num_classes > 0, "model.num_classes",
               f"must be positive or null (unconditional), got {self.num_classes}")
 

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from axon.model_configs.mlp_denoiser import PRESETS, MLPDenoiserConfig  # noqa: F401 (re-exported: config and sizes)
-from axon.models.base import Model
+from axon.models.base import Model, keep_ema
 from axon.nn.timestep import TimestepEmbedding
 
 
@@ -49,6 +49,7 @@ class MLPDenoiser(Model):
         self.blocks = nn.ModuleList([ResidualMLPBlock(n, n, cfg.dropout) for _ in range(cfg.n_layer)])
         self.norm_out = nn.LayerNorm(n)
         self.out_proj = nn.Linear(n, cfg.out_dim)
+        keep_ema(self, cfg.ema_decay)  # last: it averages the parameters made above (axon.nn.ema)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """x (B, D) float, t (B,) (or one shared scalar) long in [0, T), y (B,) long class in

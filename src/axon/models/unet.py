@@ -54,7 +54,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from axon.model_configs.unet import PRESETS, UNetConfig  # noqa: F401 (re-exported: the family's config and sizes)
-from axon.models.base import Model
+from axon.models.base import Model, keep_ema
 from axon.nn.timestep import TimestepEmbedding
 
 
@@ -197,6 +197,7 @@ class UNet(Model):
 
         self.norm_out = nn.GroupNorm(groups, cur)
         self.conv_out = nn.Conv2d(cur, cfg.out_channels, 3, padding=1)
+        keep_ema(self, cfg.ema_decay)  # last: it averages the parameters made above (axon.nn.ema)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """x (B, C, H, W) float, t (B,) (or one shared scalar) long in [0, T), y (B,) long class in

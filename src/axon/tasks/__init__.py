@@ -30,6 +30,8 @@ they read (files, tokenizers, datasets of batches) is ``axon.data``'s:
     online_dpo
               the dpo losses on pairs the current policy samples at each step and a reward labels
               (online DPO, Guo et al. 2024); iterated DPO's rounds are ``axon.lab.iterated_dpo``
+    diffusion a denoiser (unet, mlp_denoiser) trained to undo Gaussian noise, sampled by DDPM or
+              DDIM with classifier-free guidance (Ho et al. 2020; Song et al. 2021)
 
 A new task is a module here with a ``(cfg, device) -> TaskSetup`` builder, a line in ``TASKS``,
 and the families that run it listing it (``Family.task`` / ``other_tasks`` in ``axon.models``):
@@ -43,7 +45,7 @@ import copy
 import torch
 
 from axon.errors import ConfigError
-from axon.tasks import classify, dpo, grpo, lm, mlm, online_dpo, ppo, reward, seq2seq, sft, word2vec
+from axon.tasks import classify, diffusion, dpo, grpo, lm, mlm, online_dpo, ppo, reward, seq2seq, sft, word2vec
 from axon.tasks.base import TaskBuilder, TaskSetup, set_vocab_size
 
 TASKS: dict[str, TaskBuilder] = {
@@ -58,6 +60,7 @@ TASKS: dict[str, TaskBuilder] = {
     "dpo": dpo.dpo_task,
     "grpo": grpo.grpo_task,
     "online_dpo": online_dpo.online_dpo_task,
+    "diffusion": diffusion.diffusion_task,
 }
 
 #: Tasks whose runs answer a user in the chat template (axon sample wraps the prompt in it; axon label samples them).

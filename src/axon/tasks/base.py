@@ -26,6 +26,10 @@ class TaskSetup:
     # (model, train.init_from) -> loads the starting weights itself, e.g. a pretrained encoder under a new
     # classification head (axon.tasks.finetune); None: train.run.init_weights, which loads strictly
     init_weights: Callable[[Any, Any], Any] | None = None
+    # (model, step, run_dir) -> {name: value}: called on the main process at every evaluation, the final one
+    # included, with the weights to sample with (model.averaged()); logged as val_<name> in the evaluation's
+    # record; e.g. the diffusion task's sample grids and their Fréchet distance
+    eval_fn: Callable[[Any, int, Any], dict] | None = None
     # name -> callable(run_dir) drawing a figure from the run's metrics.jsonl when training returns
     # (finished or interrupted), beside the trainer's loss.png; e.g. the dpo task's rewards.png
     plots: dict[str, Callable[[Any], Any]] = field(default_factory=dict)

@@ -261,7 +261,7 @@ def _train_locked(cfg: RunConfig, d, resume, overrides, held: ExitStack) -> dict
         model = model.to(device, dtype=torch.float64) if tc.dtype == "fp64" else model.to(device)
         flops = model.flops_per_token()
         trainer = Trainer(cfg, model, task.objective, task.train_data, task.val_data, run_dir, device,
-                          sample_fn=task.sample_fn, flops_per_token=flops, config_dict=to_dict(cfg),
+                          sample_fn=task.sample_fn, eval_fn=task.eval_fn, flops_per_token=flops, config_dict=to_dict(cfg),
                           dist=d, plain_model=lambda: _plain_model(cfg))
         result = trainer.fit(resume=resume is not None and not restart, restart=restart)
     except BaseException:  # refused or failed before the first checkpoint: leave no half-made run behind

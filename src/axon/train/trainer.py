@@ -77,7 +77,7 @@ class _NoLogger:
 
 class Trainer:
     def __init__(self, cfg, model: nn.Module, objective, train_data, val_data, run_dir: Path, device: torch.device,
-                 sample_fn=None, flops_per_token: float | None = None, config_dict: dict | None = None,
+                 sample_fn=None, eval_fn=None, flops_per_token: float | None = None, config_dict: dict | None = None,
                  dist: D.Dist | None = None, plain_model=None):
         """``dist``: this process's place in a distributed run (default: one process).
         ``plain_model``: builds an unsharded copy of the model (FSDP: rank 0 gathers the weights
@@ -87,6 +87,7 @@ class Trainer:
         self.train_data, self.val_data = train_data, val_data
         self.run_dir, self.device = run_dir, device
         self.sample_fn = sample_fn
+        self.eval_fn = eval_fn  # the task's figures at each evaluation (TaskSetup.eval_fn)
         self.flops_per_token = flops_per_token
         self.config_dict = config_dict
         self.dist = dist or D.Dist(device=device)
@@ -211,6 +212,7 @@ class Trainer:
                     val_loss = record["val_loss"] = val["loss"]
                     record.update({f"val_{k}": v for k, v in val.items() if k not in ("loss", "count")})
                     self._sample(st.step, val_loss)
+                    record.update(self._eval_figures(st.step, val_loss))
                 logger.log(record)
                 bar.set_postfix_str(f"loss {loss:.4f}" + (f" val {val_loss:.4f}" if val_loss is not None else "") + f" {tps:,.0f} tok/s")
                 window_t, window_tokens = time.perf_counter(), 0
@@ -226,6 +228,7 @@ class Trainer:
         val = self.evaluate(None)
         val_loss = val["loss"]
         extra = {f"val_{k}": v for k, v in val.items() if k not in ("loss", "count")}
+        extra.update(self._eval_figures(st.step, val_loss))
         st.elapsed = time.perf_counter() - start
         logger.log({"step": st.step, "tokens": st.tokens, "val_loss": val_loss, **extra, "val_full": True, "elapsed": st.elapsed})
         self._sample(st.step, val_loss)
@@ -337,6 +340,18 @@ class Trainer:
             path = self.run_dir / "samples.txt"
             with writing(path, "the samples file", resume_hint(self.run_dir)), open(path, "a") as f:
                 f.write(f"--- step {step} ---\n{text}\n")
+
+    def _eval_figures(self, step: int, val_loss: float) -> dict:
+        """The task's ``eval_fn`` figures of the weights now (every rank takes part in gathering
+        them; the main process computes): {val_<name>: value}. None for weights whose loss is not
+        finite (nothing to sample from)."""
+        if self.eval_fn is None or not math.isfinite(val_loss):
+            return {}
+        model = self.plain_model()
+        if not self.dist.is_main:
+            return {}
+        with model.averaged():
+            return {f"val_{k}": v for k, v in self.eval_fn(model, step, self.run_dir).items()}
 
     def save(self) -> Path | None:
         """Checkpoint (every rank takes part; rank 0 writes, with every rank's RNG state)."""
