@@ -108,6 +108,24 @@ def test_ddim_step_is_diffusers(schedule, target, clip):
             assert _worst(got, expected) < TOL, (eta, t)
 
 
+@pytest.mark.parametrize("target", ["eps", "x0", "v"])
+def test_ddim_with_eps_from_the_clipped_x0_is_diffusers_use_clipped_model_output(target):
+    """clipped_eps=True (the task's choice, which guidance needs) is diffusers' use_clipped_model_output."""
+    sched, ours = _pair("ddim", "linear", target, clip=True)
+    sched.set_timesteps(7)
+    ts = ours.timesteps_for("ddim", 7)
+    moved = 0.0
+    for eta in (0.0, 0.5):
+        for t, t_prev in zip(ts, ts[1:] + [-1]):
+            out, x_t = 3 * torch.randn(2, 2, dtype=torch.float64), 1.5 * torch.randn(2, 2, dtype=torch.float64)
+            expected = sched.step(out, t, x_t, eta=eta, generator=_gen(t), use_clipped_model_output=True).prev_sample
+            got = ours.ddim_step(out, x_t, t, t_prev, eta=eta, generator=_gen(t), clip_x0=True, clipped_eps=True)
+            assert _worst(got, expected) < TOL, (eta, t)
+            plain = ours.ddim_step(out, x_t, t, t_prev, eta=eta, generator=_gen(t), clip_x0=True)
+            moved = max(moved, _worst(got, plain))
+    assert moved > 1e-3  # the outputs clip here, so the choice matters
+
+
 @pytest.mark.parametrize("steps", [1, 3, 7, 20, 50, 333, 999, 1000])
 def test_ddim_spacing_is_diffusers_leading(steps):
     sched = DDIMScheduler(num_train_timesteps=1000)

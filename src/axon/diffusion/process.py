@@ -319,10 +319,15 @@ class Diffusion:
         return mean + self._at("model_variance", t, x_t).sqrt() * z
 
     def ddim_step(self, out: torch.Tensor, x_t: torch.Tensor, t: int, t_prev: int, eta: float = 0.0,
-                  generator: torch.Generator | None = None, clip_x0: bool = True) -> torch.Tensor:
+                  generator: torch.Generator | None = None, clip_x0: bool = True,
+                  clipped_eps: bool = False) -> torch.Tensor:
         """x_{t_prev} by DDIM (Song et al. eq. 12, sigma by eq. 16); ``t_prev`` = -1: the last step, to
         x_0 (abar = 1). eps_hat comes from the net's output before x0_hat is clipped (diffusers'
-        default). Noise is drawn whenever eta > 0, even where sigma is 0, as diffusers draws it."""
+        default), or with ``clipped_eps`` from the clipped x0_hat, eps = (x_t - sqrt(abar) x0_hat) /
+        sqrt(1 - abar) (diffusers' ``use_clipped_model_output``; the DDIM authors' and guided-diffusion's
+        code): the two then describe one x0, which classifier-free guidance needs -- its extrapolated
+        eps, used unclipped beside a clipped x0, turned digits to noise (docs/diffusion.md). Noise is
+        drawn whenever eta > 0, even where sigma is 0, as diffusers draws it."""
         t = self._check_step(t)
         t_prev = _step(t_prev)
         if t_prev is None or not -1 <= t_prev < t:
@@ -334,6 +339,8 @@ class Diffusion:
         x0_hat, eps_hat = self.x0_from(x_t, t, out), self.eps_from(x_t, t, out)
         if clip_x0:
             x0_hat = x0_hat.clamp(-1.0, 1.0)
+            if clipped_eps:
+                eps_hat = (x_t - math.sqrt(abar) * x0_hat) / math.sqrt(1 - abar)
         sigma = eta * math.sqrt((1 - abar_prev) / (1 - abar) * (1 - abar / abar_prev))
         x_prev = math.sqrt(abar_prev) * x0_hat + math.sqrt(max(1 - abar_prev - sigma ** 2, 0.0)) * eps_hat
         if eta > 0:
@@ -366,7 +373,7 @@ class Diffusion:
     def sample(self, denoise: Denoiser, shape, *, sampler: str = "ddpm", steps: int | None = None, eta: float = 0.0,
                generator: torch.Generator | None = None, clip_x0: bool = True, keep: int = 0,
                progress: Callable[[int, int], None] | None = None, x_T: torch.Tensor | None = None,
-               device=None, dtype: torch.dtype = torch.float32):
+               device=None, dtype: torch.dtype = torch.float32, clipped_eps: bool = False):
         """Draw samples of ``shape`` (B, ...) by ``sampler`` (ddpm: Algorithm 2; ddim: eq. 12 over
         :meth:`timesteps_for`), starting from ``x_T`` or from N(0, I) drawn from ``generator`` on
         ``device`` in ``dtype``. ``denoise(x_t, t (B,) long) -> out`` predicts the configured target.
@@ -387,7 +394,7 @@ class Diffusion:
             if sampler == "ddpm":
                 x = self.ddpm_step(out, x, t, generator, clip_x0)
             else:
-                x = self.ddim_step(out, x, t, t_prev, eta, generator, clip_x0)
+                x = self.ddim_step(out, x, t, t_prev, eta, generator, clip_x0, clipped_eps)
             if i + 1 in kept:
                 strip.append((t_prev, x))
             if progress is not None:

@@ -213,7 +213,8 @@ def draw_samples(model, cfg, n: int, *, classes: torch.Tensor | None = None, see
                              sampler=sampler or d.sampler,
                              steps=(steps or d.sample_steps) if (sampler or d.sampler) == "ddim" else None,
                              eta=d.eta if eta is None else eta, generator=torch.Generator(device).manual_seed(seed),
-                             clip_x0=d.clip_x0 and not is_points(cfg), keep=keep, progress=progress, device=device)
+                             clip_x0=d.clip_x0 and not is_points(cfg), keep=keep, progress=progress, device=device,
+                             clipped_eps=True)  # DDIM's eps from the clipped x0: guidance needs it (Diffusion.ddim_step)
     finally:
         model.train(was_training)
     if keep:
