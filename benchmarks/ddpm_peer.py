@@ -348,7 +348,7 @@ def bench(args, ddp, ema_pytorch, tmp: Path) -> int:
     print(f"timing: {args.warmup} warm-up steps each, then blocks of {args.block} steps alternating A B B A over "
           f"threads {args.threads}; median block | training wall {train_wall:.0f} s for both")
     if load_start is not None:
-        busy = max(load_start, load_end) >= 1.0
+        busy = max(load_start, load_end) > 0.5 * (os.cpu_count() or 1) + 0.5  # the end's includes this run
         print(f"1-min load average: {load_start:.2f} at start, {load_end:.2f} at end"
               + (" -- WARNING: the machine was busy; absolute figures are noisy, the interleaved ratio less so"
                  if busy else ""))
