@@ -315,6 +315,7 @@ def bench(args, ddp, ema_pytorch, tmp: Path) -> int:
     ax_sample_s = time.perf_counter() - t0
     torch.manual_seed(args.seed)
     t0 = time.perf_counter()
+    peer_ema.ema_model.eval()  # as its Trainer does before sampling: no dropout
     with contextlib.redirect_stderr(io.StringIO()):  # its tqdm bar
         peer_samples = peer_ema.ema_model.sample(batch_size=args.samples)  # its DDIM, eta 0, x0 clipped; [-1, 1]
     peer_sample_s = time.perf_counter() - t0
