@@ -50,6 +50,30 @@ def test_trl_grpo_smoke_reports_both_iterations_on_the_same_model():
         assert 0 < r["results"][side]["rollout_median_ms"] < r["results"][side]["median_ms"]
 
 
+
+@pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("denoising_diffusion_pytorch") is None,
+                    reason="denoising-diffusion-pytorch (installed by hand, benchmarks/ddpm_peer.py) is not installed")
+def test_ddpm_peer_smoke_trains_both_on_the_same_batches_and_scores_both(cache_dir):
+    p = run("ddpm_peer.py", "--quick", "--json", "--cache-dir", str(cache_dir))  # the session's digits classifier
+    assert p.returncode == 0, p.stderr[-2000:]
+    r = json.loads(p.stdout.strip().splitlines()[-1])
+    assert r["steps"] == 12 and r["threads"] == [1] and r["ratio"]["1"] > 0 and r["bar_config"] is False
+    assert set(r["steps_per_s"]) == {"axon@1", "peer@1"}
+    assert abs(r["params"]["peer"] / r["params"]["axon"] - 1) < 0.02  # the same size, within 2%
+    # both learn to predict unit-variance noise: near 1 at initialisation on either side
+    for side in ("axon", "peer"):
+        assert len(r["first_losses"][side]) == 3 and all(0.5 < v < 2.0 for v in r["first_losses"][side])
+    q = r["quality"]
+    assert q["axon"]["n_gen"] == q["peer"]["n_gen"] == q["real"]["n_gen"] == 64
+    # real digits are far closer to the held-out ones than 12 steps of either model's samples
+    assert q["real"]["frechet_distance"] < min(q["axon"]["frechet_distance"], q["peer"]["frechet_distance"])
+
+
+def test_ddpm_peer_refuses_bad_thread_counts_in_one_line():
+    p = run("ddpm_peer.py", "--threads", "1,x")
+    assert p.returncode == 2 and p.stderr.strip().splitlines()[-1].endswith("--threads: comma-separated integers, e.g. 1,2; got '1,x'")
+
 def test_train_throughput_refuses_a_directory_without_nanogpt(tmp_path):
     p = run("train_throughput.py", "--nanogpt", str(tmp_path), "--steps", "1", "--rounds", "1", "--warmup", "1",
             "--n-layer", "1", "--n-embd", "32", "--n-head", "2", "--block-size", "16", "--batch-size", "2")
