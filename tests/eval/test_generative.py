@@ -24,7 +24,10 @@ CHEAP = dc.ClassifierSettings(steps=30)  # for the checks that train again: dete
 
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory):
-    return tmp_path_factory.mktemp("axon-cache")
+    # the session's one digits classifier (~5 s to train): tests/tasks/test_diffusion_task.py reads the same
+    path = tmp_path_factory.getbasetemp() / "digits-classifier-cache"
+    path.mkdir(exist_ok=True)
+    return path
 
 
 @pytest.fixture(scope="module")

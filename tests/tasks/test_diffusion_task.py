@@ -45,8 +45,8 @@ def root(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def digits_run(root):
-    cache = root / "cache"
+def digits_run(root, tmp_path_factory):
+    cache = tmp_path_factory.getbasetemp() / "digits-classifier-cache"  # the session's one classifier (eval tests)
     assert main(["train", *DIGITS, "--train.max_steps=10", f"--data.cache_dir={cache}", f"--out_dir={root}",
                  "--name=digits"]) == 0
     return root / "digits"
