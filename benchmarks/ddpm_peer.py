@@ -74,7 +74,6 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -88,33 +87,8 @@ PEER_EMA = dict(beta=0.995, update_every=10)  # denoising_diffusion_pytorch.Trai
 PEER_UNET = dict(dim=32, dim_mults=(2, 2, 2), attn_heads=1, attn_dim_head=32)
 _KEEP = []  # the torchvision op library of import_peer, alive for the process
 
-
-def load_average() -> float | None:
-    try:
-        return os.getloadavg()[0]
-    except OSError:
-        return None
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def native_bf16() -> str:
-    """The CPU flags that give bf16 matrix products in hardware (lscpu's avx512_bf16 / amx), or 'no'."""
-    try:
-        flags = subprocess.run(["lscpu"], check=False, capture_output=True, text=True, timeout=10).stdout
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    found = sorted({f for f in ("avx512_bf16", "amx_bf16", "amx_tile") if f in flags.split()})
-    return ", ".join(found) if found else "no"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from trl_dpo import cpu_model, load_average, native_bf16  # noqa: E402  (the machine lines of every peer benchmark)
 
 
 def import_peer():

@@ -105,7 +105,8 @@ def load_data(cfg) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tens
     x, y, names = load_image_folder(folder, m.image_size, m.in_channels)
     val = torch.arange(len(x)) % 10 == 9
     if not val.any():
-        raise ConfigError(f"diffusion.data: {folder} has {len(x)} images; at least 10 are needed (every tenth is held out)")
+        raise ConfigError(f"diffusion.data: {folder} has {len(x)} images; at least 10 are needed "
+                          "(every tenth is held out)")
     return x[~val], y[~val], x[val], y[val], len(names)
 
 
@@ -159,13 +160,13 @@ class DenoisingLoss:
     """(model, (x0, y, t, noise)) -> (mean loss, parts): ``Diffusion.loss`` of the model's
     prediction at x_t, averaged over the batch (``count``: examples)."""
 
-    def __init__(self, process, weighting: str):
-        self.process, self.weighting = process, weighting
+    def __init__(self, process, weighting: str, conditional: bool):
+        self.process, self.weighting, self.conditional = process, weighting, conditional
 
     def __call__(self, model, batch):
         x0, y, t, noise = batch
         x_t = self.process.q_sample(x0, t, noise)
-        out = model(x_t, t, None if bool((y < 0).all()) else y)
+        out = model(x_t, t, y if self.conditional else None)  # unconditional batches carry y = -1
         loss = self.process.loss(out, x0, noise, t, self.weighting).mean()
         return loss, {"count": x0.shape[0]}
 
@@ -214,7 +215,7 @@ def draw_samples(model, cfg, n: int, *, classes: torch.Tensor | None = None, see
                              steps=(steps or d.sample_steps) if (sampler or d.sampler) == "ddim" else None,
                              eta=d.eta if eta is None else eta, generator=torch.Generator(device).manual_seed(seed),
                              clip_x0=d.clip_x0 and not is_points(cfg), keep=keep, progress=progress, device=device,
-                             clipped_eps=True)  # DDIM's eps from the clipped x0: guidance needs it (Diffusion.ddim_step)
+                             clipped_eps=True)  # DDIM's eps from the clipped x0: guidance needs it (ddim_step)
     finally:
         model.train(was_training)
     if keep:
@@ -400,5 +401,5 @@ def diffusion_task(cfg, device: torch.device) -> TaskSetup:
             out["bits_per_dim"] = float(bpd.mean())
         return out
 
-    return TaskSetup(train_data=train, val_data=val, objective=DenoisingLoss(process, d.weighting),
+    return TaskSetup(train_data=train, val_data=val, objective=DenoisingLoss(process, d.weighting, null is not None),
                      model_metrics=model_metrics, eval_fn=eval_fn, plots={QUALITY_PLOT: plot_quality})
