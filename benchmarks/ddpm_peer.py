@@ -220,7 +220,7 @@ def bench(args, ddp, ema_pytorch, tmp: Path) -> int:
         return loss
 
     def peer_step(step: int) -> float:
-        x0, _, t, noise = train_data.get_batch(step, B, 1, seed)
+        x0, _, t, noise, _ = train_data.get_batch(step, B, 1, seed)
         loss = peer(x0, times=t, noise=noise)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(peer.parameters(), cfg.optim.grad_clip)

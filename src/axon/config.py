@@ -466,7 +466,8 @@ class OnlineDPOConfig:
 # axon.diffusion's names (tests/test_layering.py checks that the copies agree)
 DIFFUSION_SCHEDULES = ("linear", "cosine")
 DIFFUSION_TARGETS = ("eps", "x0", "v")
-DIFFUSION_VARIANCES = ("fixed_small", "fixed_large")
+DIFFUSION_VARIANCES = ("fixed_small", "fixed_large", "learned_range")
+DIFFUSION_TIMESTEP_SAMPLING = ("uniform", "importance")
 DIFFUSION_SAMPLERS = ("ddpm", "ddim")
 DIFFUSION_WEIGHTINGS = ("simple", "vlb", "snr")
 TOY_SETS = ("swiss_roll", "moons", "gaussians")
@@ -482,8 +483,16 @@ class DiffusionConfig:
     schedule: str = "linear"  # betas: linear (Ho et al., 1e-4 -> 0.02 at T = 1000) or cosine (Nichol & Dhariwal)
     timesteps: int = 1000  # T
     target: str = "eps"  # what the network predicts: eps, x0 or v (Salimans & Ho)
-    variance: str = "fixed_small"  # the reverse step's variance: fixed_small (posterior beta-tilde) or fixed_large (beta)
-    weighting: str = "simple"  # the loss: simple (Ho et al.'s L_simple), vlb (the bound's weights) or snr (Min-SNR-5)
+    # the reverse step's variance: fixed_small (posterior beta-tilde), fixed_large (beta), or learned_range
+    # (Nichol & Dhariwal: the net learns where between the two; needs model.learn_sigma: true)
+    variance: str = "fixed_small"
+    # the loss: simple (Ho et al.'s L_simple), vlb (the bound's weights) or snr (Min-SNR-5); with a learned
+    # variance, simple and snr add hybrid_lambda x T x the bound's term for the variance (L_hybrid)
+    weighting: str = "simple"
+    hybrid_lambda: float = 0.001  # Nichol & Dhariwal's lambda (learned_range only)
+    # which t each example trains at: uniform, or importance (p_t ~ sqrt(E[L_t^2]) over the last 10 losses
+    # at each t, the loss divided by T p_t; Nichol & Dhariwal sec. 3.3, for weighting vlb; one process only)
+    timestep_sampling: str = "uniform"
     cond_drop: float = 0.1  # share of training examples whose class becomes the null class (guidance; 0: never)
     sampler: str = "ddim"  # the samples of each evaluation and of the final figures: ddpm (all T steps) or ddim
     sample_steps: int = 50  # ddim's steps
@@ -516,6 +525,10 @@ class DiffusionConfig:
         check(self.bpd_examples >= 0, "diffusion.bpd_examples", f"must be >= 0, got {self.bpd_examples}")
         check(self.weighting in DIFFUSION_WEIGHTINGS, "diffusion.weighting",
               f"unknown weighting {self.weighting!r}; choose one of: {', '.join(DIFFUSION_WEIGHTINGS)}")
+        check(self.hybrid_lambda >= 0.0, "diffusion.hybrid_lambda", f"must be >= 0, got {self.hybrid_lambda}")
+        check(self.timestep_sampling in DIFFUSION_TIMESTEP_SAMPLING, "diffusion.timestep_sampling",
+              f"unknown timestep sampling {self.timestep_sampling!r}; choose one of: "
+              f"{', '.join(DIFFUSION_TIMESTEP_SAMPLING)}")
 
 
 @dataclass

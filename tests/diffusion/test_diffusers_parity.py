@@ -4,7 +4,7 @@ The diffusers options matched: ``clip_sample`` True and False (clip_sample_range
 off, ``rescale_betas_zero_snr`` off; DDIM with ``set_alpha_to_one=True`` (the last step goes to abar =
 1: our t_prev = -1), ``steps_offset=0`` and ``timestep_spacing="leading"`` (its defaults) and
 ``use_clipped_model_output=False`` (eps_hat from the unclipped prediction); DDPM with
-``variance_type`` fixed_small and fixed_large and no ``set_timesteps`` (every step). Prediction
+``variance_type`` fixed_small, fixed_large and learned_range and no ``set_timesteps`` (every step). Prediction
 types epsilon, sample and v_prediction are our targets eps, x0 and v.
 
 diffusers keeps its tables in float32 (``torch.linspace(..., dtype=float32)``, a float32 cumprod),
@@ -180,4 +180,33 @@ def test_diffusers_strided_ddpm_is_our_ddim_with_eta_1(target):
     for t in sched.timesteps:
         x = sched.step(net(x, t), int(t), x, generator=g).prev_sample
     got = ours.sample(net, x_T.shape, sampler="ddim", steps=50, eta=1.0, x_T=x_T, generator=_gen(7), clip_x0=False)
+    assert _worst(got, x) < TOL
+
+
+@pytest.mark.parametrize("schedule", ["linear", "cosine"])
+@pytest.mark.parametrize("target", ["eps", "x0", "v"])
+def test_a_learned_variance_step_is_diffusers_learned_range(schedule, target):
+    """The net's output [prediction, v] with twice the channels: DDPMScheduler(variance_type="learned_range")."""
+    sched, ours = _pair("ddpm", schedule, target, "learned_range")
+    for t in (999, 700, 300, 20, 1, 0):
+        pred, x_t = torch.randn(2, 3, 4, 4, dtype=torch.float64), 1.5 * torch.randn(2, 3, 4, 4, dtype=torch.float64)
+        v = torch.empty(2, 3, 4, 4, dtype=torch.float64).uniform_(-1.2, 1.2)
+        out = torch.cat([pred, v], 1)
+        expected = sched.step(out, t, x_t, generator=_gen(t)).prev_sample
+        assert _worst(ours.ddpm_step(out, x_t, t, generator=_gen(t)), expected) < TOL, t
+
+
+def test_a_whole_ddpm_loop_with_a_learned_variance_is_diffusers():
+    sched, ours = _pair("ddpm", "linear", "eps", "learned_range")
+    base = _tiny_net(8)
+
+    def net(x, t):  # (B, 2) -> (B, 4): the prediction, then v in (-1, 1)
+        out = base(x, t)
+        return torch.cat([out, torch.tanh(out + 0.3)], 1)
+
+    x_T = torch.randn(16, 2, generator=_gen(9), dtype=torch.float64)
+    x, g = x_T.clone(), _gen(10)
+    for t in sched.timesteps:
+        x = sched.step(net(x, t), int(t), x, generator=g).prev_sample
+    got = ours.sample(net, x_T.shape, sampler="ddpm", x_T=x_T, generator=_gen(10))
     assert _worst(got, x) < TOL

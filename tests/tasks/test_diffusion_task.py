@@ -7,6 +7,7 @@ checkpoint and resumed logs the same losses and ends with the same weights and E
 scale 1 is the conditional prediction; bad input ends in one line."""
 
 import json
+import math
 import shutil
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from safetensors.torch import load_file
 
 from axon.cli import main
 from axon.config import load_config
+from axon.diffusion import importance_probs
 from axon.errors import ConfigError
 from axon.tasks import build_task
 from axon.tasks.diffusion import NoisedExamples, denoiser, draw_samples
@@ -59,8 +61,9 @@ def test_batches_are_a_pure_function_of_seed_step_and_micro_step():
     assert all(torch.equal(u, v) for u, v in zip(a, b))
     c = data.get_batch(3, 16, 1, seed=7, micro_step=0)
     assert not torch.equal(a[3], c[3])
-    x0, yb, t, noise = a
+    x0, yb, t, noise, u = a
     assert x0.shape == noise.shape == (16, 1, 8, 8) and t.min() >= 0 and t.max() < 100
+    assert u.shape == (16,) and u.dtype == torch.float64 and 0 <= u.min() and u.max() < 1
     assert ((yb == 10) | (yb == y[[int((x == r).all(dim=(1, 2, 3)).nonzero()[0]) for r in x0]])).all()
     assert (yb == 10).any() and (yb != 10).any()  # half the classes dropped to the null class, here both kinds
     val = list(NoisedExamples(x, y, 100, 10, 0.0).iter_eval_batches(16, 1))
@@ -156,6 +159,37 @@ def test_a_killed_run_resumes_to_the_same_losses_weights_and_ema(root, digits_ru
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_importance_sampled_learned_variances_resume_exactly(root):
+    """Nichol & Dhariwal's L_vlb with learned variances and importance-sampled t: the loss history
+    is the objective's state, carried by the checkpoints, so a killed run resumes to the same
+    losses -- here steps drawn from a history that the checkpoint had to carry."""
+    args = [*POINTS, "--model.learn_sigma=true", "--diffusion.variance=learned_range", "--diffusion.weighting=vlb",
+            "--diffusion.timestep_sampling=importance", "--diffusion.timesteps=25", "--diffusion.eval_samples=100",
+            "--train.batch_size=32", "--train.max_steps=30",
+            "--train.checkpoint_interval=10", "--train.log_interval=1", f"--data.cache_dir={root / 'cache'}",
+            f"--out_dir={root}"]
+    run = train(load_config(None, [*args, "--name=importance"]))
+    first = Path(run["run_dir"])
+    assert math.isfinite(run["val_loss"]) and math.isfinite(run["val_bits_per_dim"])
+    mid = load_file(str(first / "checkpoints" / "step_00000020" / "optimizer.safetensors"))
+    end = load_file(str(first / "checkpoints" / "step_00000030" / "optimizer.safetensors"))
+    assert mid["extra.history"].shape == (25, 10)
+    # every t seen 10 times by step 20 (640 draws): steps 21-30 drew t from the history, not uniformly
+    assert bool((mid["extra.counts"] == 10).all())
+    probs = importance_probs(mid["extra.history"], mid["extra.counts"])
+    assert probs.max() > 5 * probs.min()  # far from uniform: the bound's terms span orders of magnitude
+    copy = root / "importance-copy"
+    shutil.copytree(first, copy)
+    shutil.rmtree(copy / "checkpoints" / "step_00000030")  # killed between the step-20 and step-30 checkpoints
+    (copy / "result.json").unlink()
+    assert train(resume=copy)["step"] == 30 and losses(copy) == losses(first)
+    a = load_file(str(first / "checkpoints" / "step_00000030" / "model.safetensors"))
+    b = load_file(str(copy / "checkpoints" / "step_00000030" / "model.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    c = load_file(str(copy / "checkpoints" / "step_00000030" / "optimizer.safetensors"))
+    assert torch.equal(c["extra.history"], end["extra.history"]) and torch.equal(c["extra.counts"], end["extra.counts"])
+
+
 def test_bad_inputs_end_in_one_line(root, tmp_path, capsys):
     folder = tmp_path / "imgs" / "cats"
     folder.mkdir(parents=True)
@@ -166,6 +200,8 @@ def test_bad_inputs_end_in_one_line(root, tmp_path, capsys):
         (["--model.family=mlp_denoiser", "--model.preset=tiny", "--diffusion.data=digits"], "use model.family=unet"),
         (["--model.family=unet", "--model.preset=tiny", "--model.num_classes=3"], "the data has 10 classes"),
         (["--model.family=unet", "--model.preset=tiny", "--model.learn_sigma=true"], "model.learn_sigma"),
+        (["--model.family=unet", "--model.preset=tiny", "--diffusion.variance=learned_range"],
+         "set model.learn_sigma=true"),
         (["--model.family=unet", "--model.preset=tiny", "--diffusion.target=score"], "diffusion.target"),
         (["--model.family=unet", "--model.preset=tiny", f"--diffusion.data={tmp_path / 'nowhere'}"], "neither digits"),
     ]

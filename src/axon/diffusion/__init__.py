@@ -12,11 +12,12 @@ from axon.diffusion.process import (
     VARIANCES,
     WEIGHTINGS,
     Diffusion,
+    ImportanceSampler,
     cfg,
     guided,
     importance_probs,
     make_betas,
 )
 
-__all__ = ["SAMPLERS", "SCHEDULES", "TARGETS", "VARIANCES", "WEIGHTINGS", "Diffusion", "cfg", "guided",
+__all__ = ["SAMPLERS", "SCHEDULES", "TARGETS", "VARIANCES", "WEIGHTINGS", "Diffusion", "ImportanceSampler", "cfg", "guided",
            "importance_probs", "make_betas"]

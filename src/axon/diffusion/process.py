@@ -25,11 +25,15 @@ model family, task or trainer.
                   mu_theta(x_t, t) = mu~_t(x0_hat, x_t)                                             (eq. 11)
   DDPM step       x_{t-1} = mu_theta + sigma_t z,  sigma_t^2 = beta~_t ("fixed_small") or beta_t ("fixed_large")
                   (sec. 3.2, Algorithm 2; no noise at the last step)
+  learned sigma   out = [prediction, v] along dim 1 (twice the channels), v in about [-1, 1]:
+                  log sigma_t^2 = (v + 1)/2 log beta_t + (1 - v)/2 log beta~_t   ("learned_range", Nichol & Dhariwal eq. 15)
   DDIM step       x_{t'} = sqrt(abar_{t'}) x0_hat + sqrt(1 - abar_{t'} - sigma^2) eps_hat + sigma z   (DDIM eq. 12)
                   sigma = eta sqrt((1 - abar_{t'}) / (1 - abar_t)) sqrt(1 - abar_t / abar_{t'})     (DDIM eq. 16)
   losses          simple: ||target - out||^2                                                        (eq. 14)
                   vlb:    L_{t-1} = ||mu~_t - mu_theta||^2 / (2 sigma_t^2) + C                       (eq. 8, 12)
                   snr:    min(SNR_t, gamma) ||x_0 - x0_hat||^2,  SNR_t = abar_t / (1 - abar_t)    (Hang et al. 2023)
+                  hybrid: simple + lambda T L_{t-1}[mu_theta frozen, sigma learned] in bits, lambda = 0.001
+                          (Nichol & Dhariwal eq. 16: the bound teaches only the variance)
                   t ~ p_t, p_t ~ sqrt(E[L_t^2]):  L_vlb = E_{t~p}[L_t / p_t]           (Nichol & Dhariwal eq. 18)
   bound           L = L_T + sum_{t>1} L_{t-1} + L_0                                                (eq. 5)
                   L_{t-1} = KL(q(x_{t-1} | x_t, x_0) || p(x_{t-1} | x_t)),  L_T = KL(q(x_T | x_0) || N(0, I))
@@ -58,7 +62,8 @@ from axon.errors import OptionError, check_count
 
 SCHEDULES = ("linear", "cosine")
 TARGETS = ("eps", "x0", "v")
-VARIANCES = ("fixed_small", "fixed_large")  # sigma_t^2 = beta~_t (posterior) or beta_t (DDPM sec. 3.2)
+# sigma_t^2 = beta~_t (posterior) or beta_t (DDPM sec. 3.2), or learned between the two (Nichol & Dhariwal)
+VARIANCES = ("fixed_small", "fixed_large", "learned_range")
 SAMPLERS = ("ddpm", "ddim")
 WEIGHTINGS = ("simple", "vlb", "snr")
 
@@ -96,15 +101,20 @@ def make_betas(schedule: str, timesteps: int) -> torch.Tensor:
     return torch.tensor(betas, dtype=torch.float64)
 
 
-def cfg(out_cond: torch.Tensor, out_uncond: torch.Tensor, scale: float) -> torch.Tensor:
+def cfg(out_cond: torch.Tensor, out_uncond: torch.Tensor, scale: float, channels: int | None = None) -> torch.Tensor:
     """Classifier-free guidance (Ho & Salimans 2022, eq. 6 with scale = 1 + w): out_uncond + scale *
     (out_cond - out_uncond). Scale 1 returns the conditional output itself and scale 0 the
     unconditional one (no rounding). Guiding eps, x0 or v is the same guidance: each is affine in
-    the others at fixed x_t, with weights that sum to 1."""
+    the others at fixed x_t, with weights that sum to 1. ``channels``: guide only the first that
+    many along dim 1 and keep the conditional rest -- a learned variance's v, which extrapolated
+    would leave [-1, 1] (GLIDE guides eps alone the same way)."""
     if scale == 1:
         return out_cond
     if scale == 0:
         return out_uncond
+    if channels is not None and out_cond.shape[1] > channels:
+        mixed = out_uncond[:, :channels] + scale * (out_cond[:, :channels] - out_uncond[:, :channels])
+        return torch.cat([mixed, out_cond[:, channels:]], 1)
     return out_uncond + scale * (out_cond - out_uncond)
 
 
@@ -128,6 +138,55 @@ def importance_probs(history: torch.Tensor, counts: torch.Tensor, uniform: float
         return torch.full((T,), 1 / T, dtype=torch.float64)
     w = history.double().pow(2).mean(1).sqrt()
     return w / w.sum() * (1 - uniform) + uniform / T
+
+
+class ImportanceSampler:
+    """Importance-sampled timesteps (Nichol & Dhariwal 2021, sec. 3.3; their
+    ``LossSecondMomentResampler``): the last ``k`` losses at each t, p_t from them
+    (:func:`importance_probs`), a draw of t by inverse CDF and the weights 1 / (T p_t) that keep
+    the loss an unbiased estimate of the uniform one. Its state -- ``history`` (T, k), ``counts``
+    (T,) -- is two tensors (:meth:`state_tensors`), so a checkpoint carries it and resume is exact.
+    """
+
+    def __init__(self, timesteps: int, k: int = 10, uniform: float = 0.001):
+        check_count("timesteps", timesteps, 2)
+        check_count("k", k, 1)
+        self.T, self.k, self.uniform = timesteps, k, uniform
+        self.history = torch.zeros(timesteps, k, dtype=torch.float64)
+        self.counts = torch.zeros(timesteps, dtype=torch.long)
+
+    def probs(self) -> torch.Tensor:
+        return importance_probs(self.history, self.counts, self.uniform)
+
+    def draw(self, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Uniforms ``u`` (B,) in [0, 1) -> (t (B,) long, weight (B,) float64 = 1 / (T p_t)), on u's device."""
+        p = self.probs()
+        t = torch.searchsorted(p.cumsum(0), u.detach().double().cpu(), right=True).clamp(max=self.T - 1)
+        return t.to(u.device), (1.0 / (self.T * p[t])).to(u.device)
+
+    def update(self, t: torch.Tensor, losses: torch.Tensor) -> None:
+        """Record each example's loss at its t, in order; a full row drops its oldest value. A
+        non-finite loss (a step the trainer will skip) is not recorded."""
+        for step, loss in zip(t.tolist(), losses.detach().double().cpu().tolist()):
+            if not math.isfinite(loss):
+                continue
+            n = int(self.counts[step])
+            if n == self.k:
+                self.history[step, :-1] = self.history[step, 1:].clone()
+                self.history[step, -1] = loss
+            else:
+                self.history[step, n] = loss
+                self.counts[step] = n + 1
+
+    def state_tensors(self) -> dict[str, torch.Tensor]:
+        return {"history": self.history.clone(), "counts": self.counts.clone()}
+
+    def load_state_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
+        history, counts = tensors.get("history"), tensors.get("counts")
+        if history is None or counts is None or history.shape != self.history.shape or counts.shape != self.counts.shape:
+            raise ValueError(f"the importance sampler's state must be history {tuple(self.history.shape)} and counts "
+                             f"{tuple(self.counts.shape)}, got {sorted(tensors)}")
+        self.history, self.counts = history.double().clone(), counts.long().clone()
 
 
 def normal_kl(mean1, logvar1, mean2, logvar2) -> torch.Tensor:
@@ -178,7 +237,10 @@ class Diffusion:
     ``Diffusion(make_betas("linear", 1000), target="eps", variance="fixed_small")``. Attributes
     (each (T,) float64): ``betas``, ``alphas``, ``alphas_cumprod`` (abar_t), ``alphas_cumprod_prev``
     (abar_{t-1}, 1 at t = 0), ``posterior_variance`` (beta~_t), ``posterior_mean_coef1/2``,
-    ``model_variance`` (sigma_t^2), ``snr``.
+    ``model_variance`` (sigma_t^2; for ``learned_range`` the lower end, beta~_t), ``snr``.
+
+    ``variance="learned_range"`` (Nichol & Dhariwal 2021): the net returns twice the channels, the
+    prediction then v (:meth:`split`); every method that takes the net's ``out`` takes it whole.
     """
 
     def __init__(self, betas: torch.Tensor, target: str = "eps", variance: str = "fixed_small"):
@@ -189,7 +251,9 @@ class Diffusion:
             raise OptionError("betas", "must be a 1-D tensor of at least 2 values in (0, 1)",
                               f"{tuple(betas.shape)} in [{betas.min().item():g}, {betas.max().item():g}]")
         self.target, self.variance, self.T = target, variance, betas.numel()
+        self.learned = variance == "learned_range"
         self.betas = betas
+        self.log_betas = torch.log(betas)
         self.alphas = 1.0 - betas
         self.alphas_cumprod = torch.cumprod(self.alphas, 0)                                  # abar_t (eq. 4)
         self.alphas_cumprod_prev = torch.cat([betas.new_ones(1), self.alphas_cumprod[:-1]])  # abar_{t-1}
@@ -207,7 +271,7 @@ class Diffusion:
         self.posterior_mean_coef2 = (1.0 - prev) * self.alphas.sqrt() / (1.0 - abar)
         # sigma_t^2 of the reverse step. At t = 0 (the decoder L_0) both use beta~_1, as Ho et al.'s code
         # does: beta~_0 is 0, and beta_0 = 1e-4 would be a needlessly wide decoder.
-        upper = self.posterior_variance if variance == "fixed_small" else betas
+        upper = betas if variance == "fixed_large" else self.posterior_variance
         self.model_variance = torch.cat([self.posterior_variance[1:2], upper[1:]])
         self.model_log_variance = torch.log(self.model_variance)
         # ||x_0 - x0_hat||^2 = c_t^2 ||target - out||^2: c^2 = 1/SNR (eps), 1 (x0), 1 - abar (v).
@@ -231,6 +295,26 @@ class Diffusion:
         if step is not None:
             return table[step]
         return table[t.to(like.device)].reshape(-1, *([1] * (like.dim() - 1)))
+
+    def split(self, out: torch.Tensor, x_t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(prediction like x_t, v or None): a learned variance's net returns [prediction, v] along
+        dim 1 (channels of an image, features of a point), v raw -- about [-1, 1], not clamped."""
+        if not self.learned:
+            return out, None
+        C = x_t.shape[1]
+        if out.shape[1] != 2 * C:
+            raise OptionError("variance", f"learned_range needs a net with twice the data's {C} channels along dim 1 "
+                                          "(model.learn_sigma: true)", f"{out.shape[1]} channels")
+        return out[:, :C], out[:, C:]
+
+    def log_variance(self, t, like: torch.Tensor, v: torch.Tensor | None = None) -> torch.Tensor:
+        """log sigma_t^2 of the reverse step, broadcastable against ``like``: the fixed table, or with
+        ``v`` the interpolation (v + 1)/2 log beta_t + (1 - v)/2 log beta~_t (Nichol & Dhariwal eq. 15;
+        beta~ clipped to beta~_1 at t = 0) -- v = 1 gives fixed_large, v = -1 fixed_small."""
+        if v is None:
+            return self._at("model_log_variance", t, like)
+        frac = (v + 1) / 2
+        return frac * self._at("log_betas", t, like) + (1 - frac) * self._at("posterior_log_variance_clipped", t, like)
 
     # ------------------------------------------------------------------------------------------
     # The forward process and what the net predicts
@@ -273,7 +357,7 @@ class Diffusion:
 
     def p_mean(self, out: torch.Tensor, x_t: torch.Tensor, t, clip_x0: bool) -> tuple[torch.Tensor, torch.Tensor]:
         """mu_theta(x_t, t) = mu~_t(x0_hat, x_t) (eq. 11 in any parameterisation) -> (mean, x0_hat)."""
-        x0_hat = self.x0_from(x_t, t, out)
+        x0_hat = self.x0_from(x_t, t, self.split(out, x_t)[0])
         if clip_x0:
             x0_hat = x0_hat.clamp(-1.0, 1.0)
         mean = self._at("posterior_mean_coef1", t, x_t) * x0_hat + self._at("posterior_mean_coef2", t, x_t) * x_t
@@ -283,7 +367,8 @@ class Diffusion:
     # Training losses
 
     def loss(self, out: torch.Tensor, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor,
-             weighting: str = "simple", gamma: float = 5.0) -> torch.Tensor:
+             weighting: str = "simple", gamma: float = 5.0, *, hybrid_lambda: float = 0.001,
+             discrete: bool = True) -> torch.Tensor:
         """Per-example loss (B,), each a mean over the example's dimensions.
 
         simple: ||target - out||^2, the paper's L_simple (eq. 14) for any target.
@@ -294,12 +379,29 @@ class Diffusion:
         snr:    Min-SNR-gamma (Hang et al. 2023, "Efficient Diffusion Training via Min-SNR Weighting
                 Strategy"): min(SNR_t, gamma) ||x_0 - x0_hat||^2, i.e.
                 min(SNR, gamma) / SNR on the eps error, min(SNR, gamma) / (SNR + 1) on the v error.
+
+        A learned variance (``learned_range``) adds the hybrid term to simple and snr: ``hybrid_lambda``
+        T L_{t-1} in bits/dim (:meth:`vb_terms`, ``discrete`` decoder at t = 0) with the prediction
+        detached, so the bound trains only v and the mean keeps its own loss (Nichol & Dhariwal
+        sec. 3.1: L_hybrid = L_simple + 0.001 L_vlb; their code's "rescaled MSE"). With vlb the loss
+        is the term itself, L_{t-1} in nats/dim, mean and variance both (their L_vlb).
         """
         _one_of("weighting", weighting, WEIGHTINGS)
-        mse = _per_dim((out - self.target_of(x0, noise, t)) ** 2)  # (B,)
+        pred, v = self.split(out, x0)
+        mse = _per_dim((pred - self.target_of(x0, noise, t)) ** 2)  # (B,)
+        t = t.to(mse.device)
+        if v is not None:
+            x_t = self.q_sample(x0, t, noise)
+            if weighting == "vlb":
+                return self.vb_terms(out, x0, x_t, t, discrete=discrete, clip_x0=False).to(mse.dtype)
+            frozen = torch.cat([pred.detach(), v], 1)
+            vb = self.vb_terms(frozen, x0, x_t, t, discrete=discrete, clip_x0=False) / math.log(2.0)
+            return self._weighted(mse, t, weighting, gamma) + (hybrid_lambda * self.T) * vb.to(mse.dtype)
+        return self._weighted(mse, t, weighting, gamma)
+
+    def _weighted(self, mse: torch.Tensor, t: torch.Tensor, weighting: str, gamma: float) -> torch.Tensor:
         if weighting == "simple":
             return mse
-        t = t.to(mse.device)
         if weighting == "vlb":
             return self._table("vlb_weight", mse)[t] * mse
         return (self._table("snr", mse).clamp(max=gamma) * self._table("x0_err", mse))[t] * mse
@@ -310,12 +412,16 @@ class Diffusion:
     def ddpm_step(self, out: torch.Tensor, x_t: torch.Tensor, t: int, generator: torch.Generator | None = None,
                   clip_x0: bool = True) -> torch.Tensor:
         """x_{t-1} = mu_theta(x_t, t) + sigma_t z (Algorithm 2); z drawn from ``generator`` only when
-        t > 0, with x0_hat clipped to [-1, 1] first when ``clip_x0``. -> like x_t."""
+        t > 0, with x0_hat clipped to [-1, 1] first when ``clip_x0``; sigma_t from v for a learned
+        variance. -> like x_t."""
         t = self._check_step(t)
         mean, _ = self.p_mean(out, x_t, t, clip_x0)
         if t == 0:
             return mean
         z = _randn(x_t.shape, generator, x_t.device, x_t.dtype)
+        _, v = self.split(out, x_t)
+        if v is not None:  # the learned variance (diffusers' "learned_range")
+            return mean + torch.exp(0.5 * self.log_variance(t, x_t, v)) * z
         return mean + self._at("model_variance", t, x_t).sqrt() * z
 
     def ddim_step(self, out: torch.Tensor, x_t: torch.Tensor, t: int, t_prev: int, eta: float = 0.0,
@@ -327,8 +433,10 @@ class Diffusion:
         sqrt(1 - abar) (diffusers' ``use_clipped_model_output``; the DDIM authors' and guided-diffusion's
         code): the two then describe one x0, which classifier-free guidance needs -- its extrapolated
         eps, used unclipped beside a clipped x0, turned digits to noise (docs/diffusion.md). Noise is
-        drawn whenever eta > 0, even where sigma is 0, as diffusers draws it."""
+        drawn whenever eta > 0, even where sigma is 0, as diffusers draws it. A learned variance's v
+        is not used: DDIM's sigma comes from eta."""
         t = self._check_step(t)
+        out = self.split(out, x_t)[0]
         t_prev = _step(t_prev)
         if t_prev is None or not -1 <= t_prev < t:
             raise OptionError("t_prev", f"must be an integer in [-1, {t})", t_prev)
@@ -415,7 +523,7 @@ class Diffusion:
         t = t.to(x_t.device)
         mean_q, _, logvar_q = self.q_posterior(x0, x_t, t)
         mean_p, _ = self.p_mean(out, x_t, t, clip)
-        logvar_p = self._at("model_log_variance", t, x_t)
+        logvar_p = self.log_variance(t, x_t, self.split(out, x_t)[1])
         kl = _per_dim(normal_kl(mean_q, logvar_q, mean_p, logvar_p))
         if discrete:
             log_p = discretized_gaussian_log_likelihood(x0, mean_p, 0.5 * logvar_p)

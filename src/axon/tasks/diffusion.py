@@ -2,14 +2,16 @@
 DDPM or DDIM, optionally class-conditional with classifier-free guidance (Ho & Salimans 2022).
 
     images / points x0 (B, ...) in about [-1, 1] --+-- t ~ U{0..T-1}, eps ~ N(0, I): drawn by the
-    classes y (B,) or none                          |   dataset from (seed, step, micro_step)
+    classes y (B,) or none                          |   dataset from (seed, step, micro_step); or
+                                                    |   t ~ p_t by the loss history (importance)
                                                     v
       x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps   (axon.diffusion.Diffusion.q_sample)
       y'  = y, or the null class with probability diffusion.cond_drop (guidance's unconditional half)
                                                     |
-      out = model(x_t, t, y')   (unet, mlp_denoiser: the noise, x0 or v -- diffusion.target)
-                                                    |
+      out = model(x_t, t, y')   (unet, mlp_denoiser: the noise, x0 or v -- diffusion.target;
+                                                    |    with model.learn_sigma also the variance's v)
       loss = mean over the batch of Diffusion.loss(out, x0, eps, t, diffusion.weighting)
+             (x 1 / (T p_t) with importance-sampled t; a learned variance adds the hybrid term)
 
 Data (``diffusion.data``): ``digits``, scikit-learn's bundled 8x8 digits (1,797 images, 10
 classes; a fixed stratified fifth held out, ``axon.data.images.digits_split``); ``swiss_roll``,
@@ -17,6 +19,11 @@ classes; a fixed stratified fifth held out, ``axon.data.images.digits_split``); 
 images, one sub-folder per class, resized to the model's ``image_size`` (every tenth held out).
 The model is a ``unet`` for images and an ``mlp_denoiser`` for points; with ``model.num_classes``
 set it is class-conditional and the classes of the data must fit it.
+
+With ``diffusion.timestep_sampling: importance`` each example's t is drawn by inverse CDF from
+the batch's uniform ``u`` and the objective's :class:`axon.diffusion.ImportanceSampler`, whose
+loss history the checkpoints carry (``checkpoint_tensors``), so resume stays exact; evaluation
+keeps the uniform t of its batches. ``variance: learned_range`` needs ``model.learn_sigma``.
 
 The process (betas, target, variance) lives in :class:`axon.diffusion.Diffusion`, built from the
 config by :func:`make_process` -- never in the model, so an EMA of the model's weights
@@ -116,10 +123,11 @@ def _generator(*seeds: int) -> torch.Generator:
 
 
 class NoisedExamples:
-    """Batches ``(x0, y, t, noise)``: examples drawn with replacement, their timesteps, noise and
-    dropped classes all drawn from one generator seeded with (seed, step, micro_step) -- a pure
-    function of its arguments, so resume is exact. ``y`` is -1 for an unconditional model; a
-    dropped class is ``null`` (the model's num_classes)."""
+    """Batches ``(x0, y, t, noise, u)``: examples drawn with replacement, their timesteps, noise,
+    dropped classes and a uniform ``u`` in [0, 1) each (importance sampling's draw of t) all from
+    one generator seeded with (seed, step, micro_step) -- a pure function of its arguments, so
+    resume is exact. ``y`` is -1 for an unconditional model; a dropped class is ``null`` (the
+    model's num_classes)."""
 
     def __init__(self, x: torch.Tensor, y: torch.Tensor, timesteps: int, null: int | None, cond_drop: float):
         self.x, self.y, self.T, self.null, self.cond_drop = x, y, timesteps, null, cond_drop
@@ -138,7 +146,7 @@ class NoisedExamples:
             y = self.y[idx].clone()
             if drop and self.cond_drop > 0:
                 y[torch.rand(B, generator=g) < self.cond_drop] = self.null
-        return x0, y, t, noise
+        return x0, y, t, noise, torch.rand(B, generator=g, dtype=torch.float64)
 
     def get_batch(self, step: int, batch_size: int, block_size: int, seed: int, micro_step: int = 0):
         g = _generator(seed, step, micro_step)
@@ -157,24 +165,43 @@ class NoisedExamples:
 
 
 class DenoisingLoss:
-    """(model, (x0, y, t, noise)) -> (mean loss, parts): ``Diffusion.loss`` of the model's
-    prediction at x_t, averaged over the batch (``count``: examples)."""
+    """(model, (x0, y, t, noise, u)) -> (mean loss, parts): ``Diffusion.loss`` of the model's
+    prediction at x_t, averaged over the batch (``count``: examples). With an ``ImportanceSampler``
+    a training call (``model.training``) draws t from ``u`` instead, weights each loss by 1 / (T p_t)
+    and records it; the sampler's state is the objective's checkpoint state."""
 
-    def __init__(self, process, weighting: str, conditional: bool):
+    def __init__(self, process, weighting: str, conditional: bool, *, hybrid_lambda: float = 0.001,
+                 discrete: bool = True, sampler=None):
         self.process, self.weighting, self.conditional = process, weighting, conditional
+        self.hybrid_lambda, self.discrete, self.sampler = hybrid_lambda, discrete, sampler
 
     def __call__(self, model, batch):
-        x0, y, t, noise = batch
+        x0, y, t, noise, u = batch
+        weight = None
+        if self.sampler is not None and model.training:
+            t, weight = self.sampler.draw(u)
         x_t = self.process.q_sample(x0, t, noise)
         out = model(x_t, t, y if self.conditional else None)  # unconditional batches carry y = -1
-        loss = self.process.loss(out, x0, noise, t, self.weighting).mean()
-        return loss, {"count": x0.shape[0]}
+        losses = self.process.loss(out, x0, noise, t, self.weighting, hybrid_lambda=self.hybrid_lambda,
+                                   discrete=self.discrete)
+        if weight is not None:
+            self.sampler.update(t, losses)
+            losses = losses * weight.to(losses.dtype)
+        return losses.mean(), {"count": x0.shape[0]}
+
+    def checkpoint_tensors(self) -> dict[str, torch.Tensor]:
+        return self.sampler.state_tensors() if self.sampler is not None else {}
+
+    def load_checkpoint_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
+        if self.sampler is not None:
+            self.sampler.load_state_tensors(tensors)
 
 
-def denoiser(model, y: torch.Tensor | None, guidance: float, null: int | None):
+def denoiser(model, y: torch.Tensor | None, guidance: float, null: int | None, channels: int | None = None):
     """``(x_t, t) -> out`` for ``Diffusion.sample``: the model at classes ``y`` (None: unconditional),
     with classifier-free guidance ``uncond + guidance (cond - uncond)`` when guidance != 1 (one
-    forward of the conditional and null-class rows together)."""
+    forward of the conditional and null-class rows together); ``channels``: guide only the first
+    that many (a learned variance keeps the conditional v)."""
     from axon.diffusion import cfg as combine
 
     if y is None or guidance == 1.0:
@@ -184,7 +211,7 @@ def denoiser(model, y: torch.Tensor | None, guidance: float, null: int | None):
     def guided(x, t):
         both = model(torch.cat([x, x]), torch.cat([t, t]), torch.cat([y, nulls]))
         cond, uncond = both.chunk(2)
-        return combine(cond, uncond, guidance)
+        return combine(cond, uncond, guidance, channels)
 
     return guided
 
@@ -209,8 +236,9 @@ def draw_samples(model, cfg, n: int, *, classes: torch.Tensor | None = None, see
                                                            cfg.model.image_size)
     was_training = model.training
     model.eval()
+    channels = shape[1] if process.learned else None
     try:
-        out = process.sample(denoiser(model, y, d.guidance if guidance is None else guidance, null), shape,
+        out = process.sample(denoiser(model, y, d.guidance if guidance is None else guidance, null, channels), shape,
                              sampler=sampler or d.sampler,
                              steps=(steps or d.sample_steps) if (sampler or d.sampler) == "ddim" else None,
                              eta=d.eta if eta is None else eta, generator=torch.Generator(device).manual_seed(seed),
@@ -350,9 +378,16 @@ def plot_quality(run_dir: Path) -> Path | None:
 
 def diffusion_task(cfg, device: torch.device) -> TaskSetup:
     d, m = cfg.diffusion, cfg.model
-    if m.learn_sigma:
-        raise ConfigError("model.learn_sigma: the diffusion task trains fixed variances only (diffusion.variance); "
-                          "set it to false")
+    if m.learn_sigma and d.variance != "learned_range":
+        raise ConfigError(f"model.learn_sigma: the net's variance output is read only with diffusion.variance="
+                          f"learned_range (got {d.variance}); set one or the other")
+    if d.variance == "learned_range" and not m.learn_sigma:
+        raise ConfigError("diffusion.variance: learned_range needs a net that outputs the variance too; set "
+                          "model.learn_sigma=true")
+    if d.timestep_sampling == "importance" and torch.distributed.is_available() and \
+            torch.distributed.is_initialized() and torch.distributed.get_world_size() > 1:
+        raise ConfigError("diffusion.timestep_sampling: importance keeps one process's loss history (a checkpoint "
+                          "holds rank 0's, which would not resume the others exactly); use uniform under torchrun")
     x_train, y_train, x_val, y_val, n_classes = load_data(cfg)
     null = m.num_classes
     if null is not None and n_classes > null:
@@ -401,5 +436,10 @@ def diffusion_task(cfg, device: torch.device) -> TaskSetup:
             out["bits_per_dim"] = float(bpd.mean())
         return out
 
-    return TaskSetup(train_data=train, val_data=val, objective=DenoisingLoss(process, d.weighting, null is not None),
+    from axon.diffusion import ImportanceSampler
+
+    sampler = ImportanceSampler(d.timesteps) if d.timestep_sampling == "importance" else None
+    objective = DenoisingLoss(process, d.weighting, null is not None, hybrid_lambda=d.hybrid_lambda,
+                              discrete=not is_points(cfg), sampler=sampler)
+    return TaskSetup(train_data=train, val_data=val, objective=objective,
                      model_metrics=model_metrics, eval_fn=eval_fn, plots={QUALITY_PLOT: plot_quality})

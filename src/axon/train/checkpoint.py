@@ -3,7 +3,8 @@
 A checkpoint is a directory ``checkpoints/step_00001000/`` holding
 
     model.safetensors      the model's parameters (tied tensors stored once)
-    optimizer.safetensors  every tensor of every optimizer's state, plus the RNG states
+    optimizer.safetensors  every tensor of every optimizer's state, plus the RNG states and the
+                           objective's own state (``extra.*``, e.g. a loss history; :func:`load_extra`)
     state.json             trainer state, optimizer hyper-parameters and scalars
     manifest.json          the SHA-256 of each of the three files above, written last
 
@@ -163,12 +164,13 @@ def list_checkpoints(root: Path) -> list[Path]:
 
 
 def save_checkpoint(root: Path, step: int, model: nn.Module, optimizers: list, state: dict, keep: int = 2,
-                    *, write: bool = True, rng: dict | None = None) -> Path | None:
+                    *, write: bool = True, rng: dict | None = None, extra: dict | None = None) -> Path | None:
     """Write the checkpoint for ``step`` atomically; keep the newest ``keep`` checkpoints.
 
     In a distributed run every rank calls this (sharded tensors are gathered collectively) and
     only the rank with ``write=True`` writes; ``rng`` replaces this process's RNG states (a
-    distributed run passes every rank's).
+    distributed run passes every rank's). ``extra``: named tensors of the objective's own state,
+    stored as ``extra.<name>`` and read back by :func:`load_extra`.
     """
     weights, tied = model_tensors(model, keep=write)
     opt_tensors, opt_meta = _flatten_optimizers(optimizers, keep=write)
@@ -182,7 +184,9 @@ def save_checkpoint(root: Path, step: int, model: nn.Module, optimizers: list, s
     try:
         with atomic_directory(final, temp=tmp, replace=True, fsync=True):
             save_file(weights, str(tmp / "model.safetensors"), metadata={"format": "pt", **tied})
-            save_file({**opt_tensors, **(rng if rng is not None else rng_state())}, str(tmp / "optimizer.safetensors"))
+            extras = {f"extra.{k}": v.detach().contiguous().cpu() for k, v in (extra or {}).items()}
+            save_file({**opt_tensors, **(rng if rng is not None else rng_state()), **extras},
+                      str(tmp / "optimizer.safetensors"))
             record = {"format_version": FORMAT_VERSION, "step": step, "optimizers": opt_meta, "trainer": state}
             (tmp / "state.json").write_text(json.dumps(record, indent=1))
             manifest = {"format_version": FORMAT_VERSION, "sha256": {name: _sha256(tmp / name) for name in FILES}}
@@ -325,6 +329,16 @@ def load_checkpoint(path: Path, model: nn.Module, optimizers: list | None = None
         if missing:
             raise CheckpointError(f"{path / 'state.json'}: damaged (trainer state without {', '.join(missing)})")
     return record["trainer"]
+
+
+def load_extra(path: Path) -> dict[str, torch.Tensor]:
+    """The ``extra`` tensors a checkpoint was saved with (:func:`save_checkpoint`), names without
+    the prefix; {} when it has none. Read from a checkpoint already verified (:func:`load_checkpoint`)."""
+    try:
+        tensors = load_file(str(Path(path) / "optimizer.safetensors"))
+    except (OSError, SafetensorError) as e:
+        raise CheckpointError(f"{Path(path) / 'optimizer.safetensors'}: unreadable ({str(e).splitlines()[0]})") from None
+    return {k[len("extra."):]: v for k, v in tensors.items() if k.startswith("extra.")}
 
 
 def latest_record(root: Path) -> dict | None:

@@ -38,11 +38,12 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from axon.errors import AxonError, os_error_line, writing
+from axon.errors import AxonError, CheckpointError, os_error_line, writing
 from axon.train import distributed as D
 from axon.train.checkpoint import (
     latest_step,
     list_checkpoints,
+    load_extra,
     load_latest,
     save_checkpoint,
 )
@@ -133,6 +134,11 @@ class Trainer:
         if any([cb.at_resume(step) for cb in self.callbacks]):  # a list: every callback runs
             self._rebuild_optimizers()
         path, state = load_latest(self.ckpt_dir, self.model, self.optimizers, rank=self.dist.rank)
+        if hasattr(self.objective, "load_checkpoint_tensors"):
+            try:
+                self.objective.load_checkpoint_tensors(load_extra(path))
+            except ValueError as e:
+                raise CheckpointError(f"{path}: the objective's state does not load ({e})") from None
         self.state = TrainState(**state)
         self.log(f"resumed from {path} (step {self.state.step})")
 
@@ -357,8 +363,10 @@ class Trainer:
         """Checkpoint (every rank takes part; rank 0 writes, with every rank's RNG state)."""
         d = self.dist
         self.state.world_size, self.state.batch_size = d.world_size, self.tc.batch_size
+        # an objective with state of its own (e.g. the diffusion task's loss history) hands it over
+        extra = self.objective.checkpoint_tensors() if hasattr(self.objective, "checkpoint_tensors") else None
         return save_checkpoint(self.ckpt_dir, self.state.step, self.model, self.optimizers, vars(self.state),
-                               self.tc.keep_checkpoints, write=d.is_main, rng=d.rng_states())
+                               self.tc.keep_checkpoints, write=d.is_main, rng=d.rng_states(), extra=extra)
 
     # ---------------------------------------------------------------------------------------
 
