@@ -212,3 +212,31 @@ def test_bad_inputs_end_in_one_line(root, tmp_path, capsys):
         assert len(err.strip().splitlines()) == 1, err
     with pytest.raises(ConfigError, match="model.image_size"):
         build_task(load_config(None, ["--model.family=unet", "--model.preset=cifar10"]), torch.device("cpu"))
+
+
+def test_importance_sampling_is_refused_under_several_processes(monkeypatch, root):
+    cfg = load_config(None, [*POINTS, "--diffusion.timestep_sampling=importance", f"--data.cache_dir={root / 'cache'}"])
+    assert build_task(cfg, torch.device("cpu")).objective.sampler is not None
+    monkeypatch.setattr(torch.distributed, "is_initialized", lambda: True)
+    monkeypatch.setattr(torch.distributed, "get_world_size", lambda: 2)
+    with pytest.raises(ConfigError, match="one process's loss history"):
+        build_task(cfg, torch.device("cpu"))
+
+
+def test_the_same_weights_are_sampled_once_for_their_figures(monkeypatch, root, tmp_path):
+    """A run's end asks for the figures twice (the final evaluation, then the result's metrics)."""
+    import axon.tasks.diffusion as task_module
+    from axon.models import build_model
+
+    cfg = load_config(None, [*POINTS, "--diffusion.eval_samples=50", "--diffusion.bpd_examples=0",
+                             f"--data.cache_dir={root / 'cache'}"])
+    task = build_task(cfg, torch.device("cpu"))
+    model = build_model(cfg.model)
+    calls = []
+    real = task_module.draw_samples
+    monkeypatch.setattr(task_module, "draw_samples", lambda *a, **k: calls.append(1) or real(*a, **k))
+    first = task.eval_fn(model, 1, tmp_path)
+    assert task.model_metrics(model, "val") == first and len(calls) == 1
+    with torch.no_grad():
+        next(model.parameters()).add_(0.1)
+    assert task.model_metrics(model, "val") != first and len(calls) == 2

@@ -372,6 +372,17 @@ def plot_quality(run_dir: Path) -> Path | None:
     return out
 
 
+def weights_key(model) -> str:
+    """A digest of the model's parameters as they are now (inside ``averaged()``: the EMA's)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for name, p in model.named_parameters():
+        h.update(name.encode())
+        h.update(p.detach().float().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
 # ----------------------------------------------------------------------------------------------
 # The task
 
@@ -403,9 +414,14 @@ def diffusion_task(cfg, device: torch.device) -> TaskSetup:
 
         digits_classifier(cache_dir)
 
+    last: dict = {}  # the figures of the weights last scored: a run's end asks twice (eval_fn, model_metrics)
+
     def figures(model) -> tuple[dict, torch.Tensor]:
-        samples, classes = draw_samples(model, cfg, d.eval_samples, seed=seed)
-        return quality(cfg, samples, classes, x_val, cache_dir), samples
+        key = weights_key(model)
+        if last.get("key") != key:
+            samples, classes = draw_samples(model, cfg, d.eval_samples, seed=seed)
+            last.update(key=key, figures=quality(cfg, samples, classes, x_val, cache_dir), samples=samples)
+        return dict(last["figures"]), last["samples"]
 
     def eval_fn(model, step: int, run_dir: Path) -> dict:
         out, samples = figures(model)
