@@ -181,7 +181,7 @@ def test_rolling_windows_score_each_token_from_the_context_they_give(decoder, eo
     L = 8
     stream = eot_tok.encode("#") + eot_tok.encode(doc)
     # by hand: target i sees stream[s:i], s = the start of the window that scores it
-    total, done = 0.0, 0
+    total = 0.0
     with torch.no_grad():
         for i in range(1, len(stream)):
             if i <= L:
