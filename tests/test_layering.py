@@ -55,6 +55,9 @@ RULES = [
     Rule("axon.data", "tokenizers, shards, files and the cache sit below what composes a run (tasks, trainer, lab)",
          forbidden=("axon.train", "axon.tasks", "axon.lab", "axon.objectives", "axon.models", "axon.eval")),
     Rule("axon.eval", "evaluation scores models; tasks call it, not the other way round", forbidden=("axon.tasks",)),
+    Rule("axon.eval.prompting", "prompted evaluation scores any causal LM through its forward and the generation "
+         "interface: it knows no task, objective, lab or trainer loop (a run is loaded through axon.train.run)",
+         forbidden=("axon.tasks", "axon.objectives", "axon.lab", "axon.train.trainer", "axon.cli")),
     Rule("axon.models", "a model knows no trainer, task or lab: parallelism and optimizers are applied from outside",
          forbidden=("axon.train", "axon.tasks", "axon.lab", "axon.cli")),
     Rule("axon.feedback", "gold judges and labellers make and score the data the RLHF tasks train on: they sit below "

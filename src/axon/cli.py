@@ -348,11 +348,43 @@ def cmd_eval(args, overrides: list[str]) -> int:
     from axon.eval import metrics_line
     from axon.train.run import evaluate_run
 
-    if args.split not in ("train", "val"):
-        raise ConfigError(f"--split must be train or val, got {args.split!r}")
-    metrics = evaluate_run(args.run_dir, args.split, batch_size=args.batch_size, max_batches=args.max_batches,
-                           device=args.device, data_dir=args.data)
+    if args.tasks is not None:
+        return _eval_tasks(args)
+    given = [f for f, v in (("--shots", args.shots), ("--limit", args.limit), ("--seed", args.seed),
+                            ("--log-samples", args.log_samples)) if v is not None]
+    if given:
+        raise ConfigError(f"{given[0]} needs --tasks: it sets up prompted evaluation (axon eval RUN --tasks NAME)")
+    split = args.split or "val"
+    if split not in ("train", "val"):
+        raise ConfigError(f"--split must be train or val, got {split!r}")
+    batch_size = 32 if args.batch_size is None else args.batch_size
+    metrics = evaluate_run(args.run_dir, split, batch_size=batch_size, max_batches=args.max_batches, device=args.device,
+                           data_dir=args.data)
     print(json.dumps(metrics) if args.json else metrics_line(metrics))
+    return 0
+
+
+def _eval_tasks(args) -> int:
+    """``axon eval RUN --tasks ...``: prompted evaluation (axon.eval.prompting), a table or JSON."""
+    from axon.errors import check_count, check_new_file
+    from axon.eval.prompting import LMScorer, evaluate_tasks, resolve_tasks, results_table
+    from axon.eval.prompting.harness import check_harness_options
+
+    for flag, value in (("--data", args.data), ("--split", args.split), ("--max-batches", args.max_batches)):
+        if value is not None:
+            raise ConfigError(f"{flag} is for the run's own data; --tasks evaluates on the tasks' records "
+                              "(see --limit)")
+    seed = 1234 if args.seed is None else args.seed
+    check_harness_options(args.shots, args.limit, seed)
+    check_count("batch_size", args.batch_size, 1, optional=True)
+    if args.log_samples is not None:
+        check_new_file("log_samples", args.log_samples)
+    tasks = resolve_tasks(args.tasks)  # every task file read and checked before the run is loaded
+    batch_size = 8 if args.batch_size is None else args.batch_size
+    scorer = LMScorer.from_run(args.run_dir, args.device, batch_size=batch_size, seed=seed)
+    results = evaluate_tasks(scorer, tasks, shots=args.shots, limit=args.limit, seed=seed,
+                             log_samples=args.log_samples, progress=not args.json)
+    print(json.dumps(results) if args.json else results_table(results))
     return 0
 
 
@@ -715,14 +747,27 @@ def build_parser() -> argparse.ArgumentParser:
                    "(the first 8 samples, 8 steps)")
     s.set_defaults(func=cmd_sample)
 
-    e = sub.add_parser("eval", help="validation loss, perplexity and bits per character/byte of a run")
+    e = sub.add_parser("eval", help="validation loss, perplexity and bits per character/byte of a run; with --tasks: "
+                                    "prompted tasks (few-shot, multiple choice, generation), lm-eval style",
+                       epilog="Examples:\n  axon eval runs/X\n"
+                              "  axon eval runs/X --tasks arithmetic_2da --shots 4 --limit 200\n"
+                              "  axon eval runs/X --tasks my_tasks/ --log-samples samples.jsonl --json\n"
+                              "Task files: docs/prompting.md.",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     e.add_argument("run_dir", metavar="RUN_DIR")
     e.add_argument("--data", help="prepared data directory (default: the run's own data)")
-    e.add_argument("--split", default="val")
-    e.add_argument("--batch-size", type=int, default=32)
+    e.add_argument("--split", default=None, help="train or val (default: val)")
+    e.add_argument("--batch-size", type=int, default=None, help="default: 32 sequences; with --tasks: 8 requests")
     e.add_argument("--max-batches", type=int, default=None, help="default: the whole split")
     e.add_argument("--device", default="auto")
     e.add_argument("--json", action="store_true", help="print one JSON object")
+    e.add_argument("--tasks", metavar="NAME[,NAME]", help="prompted tasks: bundled names, task YAML files or folders")
+    e.add_argument("--shots", type=int, default=None, help="examples in each prompt (default: each task's num_fewshot)")
+    e.add_argument("--limit", type=int, default=None, help="the first N records of each task (default: all)")
+    e.add_argument("--seed", type=int, default=None,
+                   help="of the shots' draw and of sampled generations (default: 1234)")
+    e.add_argument("--log-samples", metavar="FILE.jsonl", help="write one JSON line per example: doc, prompt, "
+                   "requests, responses, metrics")
     e.set_defaults(func=cmd_eval)
 
     r = sub.add_parser("prepare", help="tokenise text/JSONL files (or a HF dataset) into token shards")
