@@ -255,6 +255,9 @@ def load_task(path: str | Path) -> TaskSpec:
     if output_type != "generate_until" and "generation_kwargs" in raw:
         fail("generation_kwargs", f"only a generate_until task generates; this one is {output_type}")
     _check_generation(generation, fail)
+    if output_type == "generate_until" and "until" not in generation:  # lm-eval's default stop: the shots' separator
+        delimiter = raw.get("fewshot_delimiter", "\n\n")
+        generation = {**generation, "until": [delimiter] if delimiter else []}
     metrics = _metrics(raw.get("metric_list"), output_type, fail)
     if output_type != "generate_until" and "filter_list" in raw:
         fail("filter_list", f"filters read generated answers: only a generate_until task has them; "
