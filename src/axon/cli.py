@@ -388,6 +388,17 @@ def _eval_tasks(args) -> int:
     return 0
 
 
+def cmd_lm_eval(args, overrides: list[str]) -> int:
+    """``axon lm-eval ARGS``: EleutherAI's lm-evaluation-harness command line with the ``axon``
+    model registered (axon.eval.prompting.lm_eval_adapter); ARGS go to it unchanged."""
+    try:  # lm-eval is optional: only this command and the adapter import it
+        from axon.eval.prompting.lm_eval_adapter import cli
+    except ImportError as e:
+        why = "" if (e.name or "").partition(".")[0] == "lm_eval" else f" (installed, but importing it failed: {e})"
+        raise ConfigError(f"axon lm-eval needs lm-evaluation-harness{why}: pip install 'axon-lab[eval]'") from None
+    return cli(args.lm_eval_args)
+
+
 def cmd_prepare(args, overrides: list[str]) -> int:
     from axon.data.prepare import prepare
 
@@ -770,6 +781,17 @@ def build_parser() -> argparse.ArgumentParser:
                    "requests, responses, metrics")
     e.set_defaults(func=cmd_eval)
 
+    le = sub.add_parser("lm-eval", add_help=False,
+                        help="EleutherAI's lm-evaluation-harness with Axon runs as its model `axon` "
+                             "(ARGS: lm-eval's own)",
+                        epilog="Example:\n  axon lm-eval --model axon --model_args run=runs/X,batch_size=8 "
+                               "--tasks my_task --include_path my_tasks/\n"
+                               "Every argument goes to lm-eval unchanged (axon lm-eval --help: its flags). "
+                               "Needs pip install 'axon-lab[eval]'. docs/prompting.md.",
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    le.add_argument("lm_eval_args", nargs=argparse.REMAINDER, metavar="ARGS", help="lm-eval's arguments")
+    le.set_defaults(func=cmd_lm_eval)
+
     r = sub.add_parser("prepare", help="tokenise text/JSONL files (or a HF dataset) into token shards")
     r.add_argument("inputs", nargs="*", metavar="INPUT", help=".txt or .jsonl files")
     r.add_argument("--out", required=True, help="output directory")
@@ -1048,7 +1070,12 @@ def error_line(parser: argparse.ArgumentParser, command: str, e: BaseException) 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args, rest = parser.parse_known_args(argv)  # rest: the --section.key=value overrides
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["lm-eval"]:  # every argument is lm-eval's (argparse's REMAINDER drops a leading --flag)
+        args, rest = parser.parse_known_args(["lm-eval"])
+        args.lm_eval_args = argv[1:]
+    else:
+        args, rest = parser.parse_known_args(argv)  # rest: the --section.key=value overrides
     _short_warnings(args.command)
     try:
         old_sigterm = signal.signal(signal.SIGTERM, _sigterm_exit(args.command))
