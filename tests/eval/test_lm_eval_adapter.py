@@ -299,6 +299,8 @@ def test_axon_lm_from_model_args(run_dir):
                                                                      "max_batch_size": None})
     assert lm.scorer.batch_size == 5 and lm.scorer.max_length == 64
     assert cls.create_from_arg_string(f"run={run_dir}", {"batch_size": "3"}).scorer.batch_size == 3
+    if not torch.cuda.is_available():  # lm-eval's command line passes --device cuda:0 unless told otherwise
+        assert cls.create_from_arg_string(f"run={run_dir}", {"device": "cuda:0"}).scorer.device.type == "cpu"
     with pytest.raises(ConfigError, match="--model_args pretrained: not an argument of the axon model"):
         cls.create_from_arg_string(f"pretrained={run_dir}")
     with pytest.raises(ConfigError, match="batch_size must be an integer >= 1 .*no 'auto'"):

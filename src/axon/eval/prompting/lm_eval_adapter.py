@@ -60,7 +60,9 @@ class AxonLM(LM):
     ``run``: a run directory (its newest checkpoint and tokenizer; any causal LM family);
     ``scorer``: an LMScorer instead (then ``batch_size``, when given, replaces its own);
     ``batch_size``: requests per forward (default 8; ``auto`` is refused: the numbers do not
-    depend on it, only the speed); ``device``: "auto", "cpu", "cuda", ...; ``max_length``,
+    depend on it, only the speed); ``device``: "auto", "cpu", "cuda", ... (a CUDA device without
+    a GPU is the CPU, as lm-eval's own hf model takes it: its command line passes cuda:0 unless
+    told otherwise); ``max_length``,
     ``rolling_context``, ``seed``: the scorer's. ``max_batch_size`` (which lm-eval always passes)
     is ignored.
     """
@@ -77,6 +79,9 @@ class AxonLM(LM):
                                                 "depend on the batch size)", batch_size)
             batch_size = int(batch_size)
         check_count("batch_size", batch_size, 1, optional=True)
+        if isinstance(device, str) and device.startswith("cuda") and not _cuda_available():
+            log.info("AxonLM: device %s without a GPU: the run is loaded on the CPU", device)
+            device = "cpu"  # lm-eval's command line passes cuda:0 unless told; its hf model does the same
         if scorer is None:
             kwargs = {"max_length": max_length, "rolling_context": rolling_context, "seed": seed}
             if batch_size is not None:
@@ -137,6 +142,12 @@ class AxonLM(LM):
     def _bar(self, total: int, what: str, disable: bool):
         return tqdm(total=total, desc=f"axon {what}", unit="request", disable=disable or self.rank != 0,
                     dynamic_ncols=True, leave=False)
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def _args(request, n: int, what: str) -> tuple:

@@ -162,4 +162,5 @@ def aggregate(spec, per_example: list[dict]) -> dict[str, tuple[float, float | N
     return out
 
 
-__all__ = ["apply_filters", "count_words", "exact_match", "f1_score", "example_metrics", "metric_names", "aggregate", "PERPLEXITIES"]
+__all__ = ["apply_filters", "count_words", "exact_match", "f1_score", "example_metrics", "metric_names", "aggregate",
+           "PERPLEXITIES"]
