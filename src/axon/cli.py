@@ -637,6 +637,9 @@ examples:
   axon compare configs/shakespeare_char.yaml --variant "llama:" \\
       --variant "gpt2: --model.pos=learned --model.norm=layernorm --model.mlp=gelu" \\
       --seeds 0,1,2 --budget tokens --train.max_steps=300 --out runs/cmp
+  # also score each run on prompted tasks: the cloze and the speakers, 4-shot (extra columns)
+  axon compare configs/shakespeare_char.yaml --variant "a:" --variant "b: --model.n_layer=4" \\
+      --eval-tasks cloze,speakers --eval-shots 4
 Write overrides as --section.key=value (with '='). Running the same command again continues: no
 finished run is redone. The report (results.md, results.csv, report.html) goes into --out.
 """
@@ -687,14 +690,15 @@ def cmd_compare(args, overrides: list[str]) -> int:
 
     words = [*args.recipes, *(w for v in args.variant for w in ("--variant", v)), "--seeds", args.seeds, "--budget", args.budget]
     for flag, value in (("--budget-value", args.budget_value), ("--baseline", args.baseline), ("--workers", args.workers),
-                        ("--threads-per-run", args.threads_per_run), ("--metric", args.metric), ("--out", args.out)):
+                        ("--threads-per-run", args.threads_per_run), ("--metric", args.metric),
+                        ("--eval-tasks", args.eval_tasks), ("--eval-shots", args.eval_shots), ("--out", args.out)):
         if value is not None:
             words += [flag, f"{value:g}" if isinstance(value, float) else str(value)]
     command = "axon compare " + " ".join(shlex.quote(w) for w in [*words, *overrides])  # recorded in the report
     report = compare(args.recipes, args.variant, overrides, args.out, seeds=args.seeds, budget=args.budget,
                      budget_value=args.budget_value, baseline=args.baseline, workers=args.workers,
                      threads_per_run=args.threads_per_run, progress=not args.no_progress, command=command,
-                     metric=args.metric)
+                     metric=args.metric, eval_tasks=args.eval_tasks, eval_shots=args.eval_shots)
     print(report["markdown"])
     print(f"report: {Path(report['out']) / 'report.html'} (also results.md, results.csv)")
     return 0
@@ -1000,6 +1004,11 @@ def build_parser() -> argparse.ArgumentParser:
     cp.add_argument("--metric", default="loss", metavar="NAME[:max|:min]",
                     help="what the table and Welch's test rank by: loss (default; the test loss) or a final figure "
                          "val_NAME of every run's result.json, e.g. greedy_gold (higher is better unless :min)")
+    cp.add_argument("--eval-tasks", metavar="NAME[,NAME]", default=None,
+                    help="also score every run on these prompted tasks (as axon eval --tasks: bundled names, task "
+                         "YAML files or folders); their metrics become extra columns")
+    cp.add_argument("--eval-shots", type=int, default=None, metavar="K",
+                    help="examples in each prompt of --eval-tasks (default: each task's num_fewshot)")
     cp.add_argument("--out", default="compare", help="report directory, also the runs' home (resumable; default ./compare)")
     cp.add_argument("--no-progress", action="store_true", help="no progress bar")
     cp.set_defaults(func=cmd_compare)
