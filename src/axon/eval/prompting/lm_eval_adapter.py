@@ -27,6 +27,7 @@ lm-eval is an optional dependency (``pip install 'axon-lab[eval]'``): only this 
 
 from __future__ import annotations
 
+import copy
 import importlib
 import logging
 import os
@@ -58,11 +59,11 @@ class AxonLM(LM):
     """An Axon run (or an :class:`LMScorer`) as an lm-eval ``LM``.
 
     ``run``: a run directory (its newest checkpoint and tokenizer; any causal LM family);
-    ``scorer``: an LMScorer instead (then ``batch_size``, when given, replaces its own);
-    ``batch_size``: requests per forward (default 8; ``auto`` is refused: the numbers do not
-    depend on it, only the speed); ``device``: "auto", "cpu", "cuda", ... (a CUDA device without
-    a GPU is the CPU, as lm-eval's own hf model takes it: its command line passes cuda:0 unless
-    told otherwise); ``max_length``,
+    ``scorer``: an LMScorer instead (a copy of it with ``batch_size``, when given; its own
+    max_length, rolling_context and seed). ``batch_size``: requests per forward (default 8;
+    ``auto`` is refused: the numbers do not depend on it, only the speed); ``device``: "auto",
+    "cpu", "cuda", ... (a CUDA device without a GPU is the CPU, as lm-eval's own hf model takes
+    it: its command line passes cuda:0 unless told otherwise); ``max_length``,
     ``rolling_context``, ``seed``: the scorer's. ``max_batch_size`` (which lm-eval always passes)
     is ignored.
     """
@@ -88,6 +89,7 @@ class AxonLM(LM):
                 kwargs["batch_size"] = batch_size
             scorer = LMScorer.from_run(run, device or "auto", **kwargs)
         elif batch_size is not None:
+            scorer = copy.copy(scorer)  # the caller's scorer keeps its own batch size
             scorer.batch_size = batch_size
         self.scorer, self.run = scorer, None if run is None else str(run)
         self._device = scorer.device

@@ -9,6 +9,8 @@ and the requests of each example with k shots.
 
     output_type            requests of one example                                 (scorer method)
     loglikelihood          [(prompt, target_delimiter + target)]                   loglikelihood
+                           (lm-eval 0.4.13: (prompt, target); target_delimiter "" and the space in
+                           doc_to_target give the same request in both)
     multiple_choice        [(prompt, target_delimiter + choice) for each choice]   loglikelihood
     generate_until         [(prompt, generation_kwargs)]                           generate_until
     loglikelihood_rolling  [doc_to_target(doc)]  (lm-eval's: the document is the target; no shots)
