@@ -282,7 +282,32 @@ def test_lm_eval_results_do_not_depend_on_the_batch_size(model, tok, task_dir, l
         assert one["results"][task].keys() == lm_eval_runs[0]["results"][task].keys()
 
 
-# --- construction, the command line ----------------------------------------------------------------
+# --- construction, task files, the command line ---------------------------------------------------
+
+
+@needs_lm_eval
+def test_data_files_are_read_from_the_task_files_folder(tmp_path, monkeypatch, offline, caplog):
+    """A relative data_files path names a file beside the YAML (Axon's rule) wherever lm-eval runs
+    from; a path that is no such file is left for datasets (lm-eval's rule). A loglikelihood task
+    whose target_delimiter lm-eval would leave out of its requests is warned of."""
+    from axon.eval.prompting.lm_eval_adapter import resolve_data_files, task_manager
+
+    folder = tmp_path / "tasks"
+    (folder / "data").mkdir(parents=True)
+    (folder / "data" / "t.jsonl").write_text('{"w": "cat"}\n{"w": "dog"}\n')
+    spec = {"task": "t", "dataset_path": "json", "dataset_kwargs": {"data_files": {"test": "data/t.jsonl"}},
+            "test_split": "test", "output_type": "loglikelihood", "doc_to_text": "say {{w}}:", "doc_to_target": "w"}
+    (folder / "t.yaml").write_text(yaml.safe_dump(spec))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    task = task_manager(folder).load(["t"])["tasks"]["t"]
+    assert [d["w"] for d in task.test_docs()] == ["cat", "dog"]
+    assert "target_delimiter ' ': lm-eval 0.4.13 scores doc_to_target right after the prompt" in caplog.text
+    kept = {"test": ["/abs/x.jsonl", "missing.jsonl", "data/*.jsonl"], "train": "data/t.jsonl"}
+    cfg = resolve_data_files({"dataset_kwargs": {"data_files": kept}}, folder)["dataset_kwargs"]["data_files"]
+    assert cfg == {"test": kept["test"], "train": str((folder / "data" / "t.jsonl").resolve())}
+
 
 
 @needs_lm_eval
