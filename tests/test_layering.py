@@ -148,6 +148,18 @@ def test_layering(rule):
     assert not bad, f"{rule.covers}: {rule.why}; but\n  " + "\n  ".join(bad)
 
 
+def test_lm_eval_is_imported_by_its_adapter_only():
+    # lm-evaluation-harness is optional (axon-lab[eval]): `import axon`, every module and `axon eval
+    # --tasks` must work without it, so no module but the adapter may import it, even function-locally
+    # (axon lm-eval reaches it through the adapter; tests/eval/test_lm_eval_adapter.py runs both
+    # commands with lm_eval made unimportable).
+    adapter = "axon.eval.prompting.lm_eval_adapter"
+    assert any(n.partition(".")[0] == "lm_eval" for n in imports()[adapter])  # the scan sees it
+    users = sorted(m for m, names in imports().items() if any(n.partition(".")[0] == "lm_eval" for n in names))
+    assert users == [adapter]
+    assert adapter not in imports()["axon.eval.prompting"]  # the package's __init__ does not pull it in
+
+
 def test_nn_takes_no_config_object():
     # A layer that takes `cfg` reads some family's field names (nn/moe.py's build_moe once read
     # DecoderConfig.moe_*): building blocks take their options as arguments instead.

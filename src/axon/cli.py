@@ -388,6 +388,17 @@ def _eval_tasks(args) -> int:
     return 0
 
 
+def cmd_lm_eval(args, overrides: list[str]) -> int:
+    """``axon lm-eval ARGS``: EleutherAI's lm-evaluation-harness command line with the ``axon``
+    model registered (axon.eval.prompting.lm_eval_adapter); ARGS go to it unchanged."""
+    try:  # lm-eval is optional: only this command and the adapter import it
+        from axon.eval.prompting.lm_eval_adapter import cli
+    except ImportError as e:
+        why = "" if (e.name or "").partition(".")[0] == "lm_eval" else f" (installed, but importing it failed: {e})"
+        raise ConfigError(f"axon lm-eval needs lm-evaluation-harness{why}: pip install 'axon-lab[eval]'") from None
+    return cli(args.lm_eval_args)
+
+
 def cmd_prepare(args, overrides: list[str]) -> int:
     from axon.data.prepare import prepare
 
@@ -626,6 +637,9 @@ examples:
   axon compare configs/shakespeare_char.yaml --variant "llama:" \\
       --variant "gpt2: --model.pos=learned --model.norm=layernorm --model.mlp=gelu" \\
       --seeds 0,1,2 --budget tokens --train.max_steps=300 --out runs/cmp
+  # also score each run on prompted tasks: the cloze and the speakers, 4-shot (extra columns)
+  axon compare configs/shakespeare_char.yaml --variant "a:" --variant "b: --model.n_layer=4" \\
+      --eval-tasks cloze,speakers --eval-shots 4
 Write overrides as --section.key=value (with '='). Running the same command again continues: no
 finished run is redone. The report (results.md, results.csv, report.html) goes into --out.
 """
@@ -676,14 +690,15 @@ def cmd_compare(args, overrides: list[str]) -> int:
 
     words = [*args.recipes, *(w for v in args.variant for w in ("--variant", v)), "--seeds", args.seeds, "--budget", args.budget]
     for flag, value in (("--budget-value", args.budget_value), ("--baseline", args.baseline), ("--workers", args.workers),
-                        ("--threads-per-run", args.threads_per_run), ("--metric", args.metric), ("--out", args.out)):
+                        ("--threads-per-run", args.threads_per_run), ("--metric", args.metric),
+                        ("--eval-tasks", args.eval_tasks), ("--eval-shots", args.eval_shots), ("--out", args.out)):
         if value is not None:
             words += [flag, f"{value:g}" if isinstance(value, float) else str(value)]
     command = "axon compare " + " ".join(shlex.quote(w) for w in [*words, *overrides])  # recorded in the report
     report = compare(args.recipes, args.variant, overrides, args.out, seeds=args.seeds, budget=args.budget,
                      budget_value=args.budget_value, baseline=args.baseline, workers=args.workers,
                      threads_per_run=args.threads_per_run, progress=not args.no_progress, command=command,
-                     metric=args.metric)
+                     metric=args.metric, eval_tasks=args.eval_tasks, eval_shots=args.eval_shots)
     print(report["markdown"])
     print(f"report: {Path(report['out']) / 'report.html'} (also results.md, results.csv)")
     return 0
@@ -769,6 +784,17 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--log-samples", metavar="FILE.jsonl", help="write one JSON line per example: doc, prompt, "
                    "requests, responses, metrics")
     e.set_defaults(func=cmd_eval)
+
+    le = sub.add_parser("lm-eval", add_help=False,
+                        help="EleutherAI's lm-evaluation-harness with Axon runs as its model `axon` "
+                             "(ARGS: lm-eval's own)",
+                        epilog="Example:\n  axon lm-eval --model axon --model_args run=runs/X,batch_size=8 "
+                               "--tasks my_task --include_path my_tasks/\n"
+                               "Every argument goes to lm-eval unchanged (axon lm-eval --help: its flags). "
+                               "Needs pip install 'axon-lab[eval]'. docs/prompting.md.",
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    le.add_argument("lm_eval_args", nargs=argparse.REMAINDER, metavar="ARGS", help="lm-eval's arguments")
+    le.set_defaults(func=cmd_lm_eval)
 
     r = sub.add_parser("prepare", help="tokenise text/JSONL files (or a HF dataset) into token shards")
     r.add_argument("inputs", nargs="*", metavar="INPUT", help=".txt or .jsonl files")
@@ -978,6 +1004,11 @@ def build_parser() -> argparse.ArgumentParser:
     cp.add_argument("--metric", default="loss", metavar="NAME[:max|:min]",
                     help="what the table and Welch's test rank by: loss (default; the test loss) or a final figure "
                          "val_NAME of every run's result.json, e.g. greedy_gold (higher is better unless :min)")
+    cp.add_argument("--eval-tasks", metavar="NAME[,NAME]", default=None,
+                    help="also score every run on these prompted tasks (as axon eval --tasks: bundled names, task "
+                         "YAML files or folders); their metrics become extra columns")
+    cp.add_argument("--eval-shots", type=int, default=None, metavar="K",
+                    help="examples in each prompt of --eval-tasks (default: each task's num_fewshot)")
     cp.add_argument("--out", default="compare", help="report directory, also the runs' home (resumable; default ./compare)")
     cp.add_argument("--no-progress", action="store_true", help="no progress bar")
     cp.set_defaults(func=cmd_compare)
@@ -1048,7 +1079,12 @@ def error_line(parser: argparse.ArgumentParser, command: str, e: BaseException) 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args, rest = parser.parse_known_args(argv)  # rest: the --section.key=value overrides
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["lm-eval"]:  # every argument is lm-eval's (argparse's REMAINDER drops a leading --flag)
+        args, rest = parser.parse_known_args(["lm-eval"])
+        args.lm_eval_args = argv[1:]
+    else:
+        args, rest = parser.parse_known_args(argv)  # rest: the --section.key=value overrides
     _short_warnings(args.command)
     try:
         old_sigterm = signal.signal(signal.SIGTERM, _sigterm_exit(args.command))

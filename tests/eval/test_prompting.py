@@ -19,7 +19,7 @@ from axon.cli import main
 from axon.data.tokenizers import BPETokenizer, CharTokenizer
 from axon.errors import ConfigError, DataError
 from axon.eval.prompting import LMScorer, build_example, evaluate_tasks, load_task
-from axon.eval.prompting.metrics import apply_filters, f1_score
+from axon.eval.prompting.metrics import apply_filters, count_words, f1_score
 from axon.eval.prompting.scorer import rolling_windows
 from axon.eval.prompting.tasks_spec import fewshot_indices
 from axon.models.decoder import Decoder, DecoderConfig
@@ -326,6 +326,17 @@ def test_loglikelihood_and_rolling_task_aggregates(decoder, eot_tok, tmp_path):
     ll = sum(scorer.loglikelihood_rolling(docs))
     assert r["metrics"]["word_perplexity"] == pytest.approx(math.exp(-ll / 7))
     assert r["metrics"]["bits_per_byte"] == pytest.approx(-ll / 30 / math.log(2))
+
+
+def test_lm_eval_defaults_word_count_and_stop_string(tmp_path):
+    # lm-eval 0.4.13 counts a document's words as re.split(r"\s+"): a trailing newline adds one piece.
+    assert count_words("a few words here") == 4 and count_words(" a b\n") == 4 and count_words("") == 1
+    # A generate_until task without `until` stops at its shots' separator, as lm-eval's TaskConfig sets it.
+    path = write_task(tmp_path, output_type="generate_until", generation_kwargs={"max_gen_toks": 5},
+                      fewshot_delimiter="\n###\n")
+    assert load_task(path).generation_kwargs == {"max_gen_toks": 5, "until": ["\n###\n"]}
+    path = write_task(tmp_path, output_type="generate_until", generation_kwargs={"until": []})
+    assert load_task(path).generation_kwargs == {"until": []}  # an explicit empty list: no stop string
 
 
 def test_squad_f1_and_regex_filter():

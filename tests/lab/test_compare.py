@@ -207,13 +207,53 @@ def test_compare_end_to_end_and_resume(data, tmp_path, capsys):
     assert by["llama"]["train_flops"] == plan["budget_value"]
     assert by["gpt2"]["steps"] == round(plan["budget_value"] / (by["gpt2"]["tokens_per_step"] * by["gpt2"]["flops_per_token"]))
     stamps = {r: (out / "runs" / r / "result.json").stat().st_mtime_ns for r in runs}
-    # The same command again: nothing is retrained, the report is rewritten.
-    assert main(argv) == 0
+    # The same command again, now with --eval-tasks: nothing is retrained, each finished run is scored
+    # on the prompted tasks (as axon eval --tasks scores it) and the report gains their columns.
+    tasks = write_eval_tasks(tmp_path / "tasks")
+    assert main([*argv, "--eval-tasks", ",".join(map(str, tasks)), "--eval-shots", "1"]) == 0
     assert {r: (out / "runs" / r / "result.json").stat().st_mtime_ns for r in runs} == stamps
-    assert "| gpt2 (n=2) |" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "| gpt2 (n=2) |" in printed
+    assert "| mc acc (1-shot) | mc acc_norm (1-shot) | ll perplexity (1-shot) | ll acc (1-shot) |" in printed
+    with open(out / "results.csv") as f:
+        rows = {(r["variant"], r["seed"]): r for r in csv.DictReader(f)}
+    from axon.eval.prompting import LMScorer, evaluate_tasks
+
+    ours = evaluate_tasks(LMScorer.from_run(out / "runs" / "gpt2-s1"), tasks, shots=1, progress=False)
+    assert ours["mc"]["shots"] == 1 and ours["ll"]["n"] == 3
+    for task, name in (("mc", "acc"), ("mc", "acc_norm"), ("ll", "perplexity"), ("ll", "acc")):
+        assert float(rows["gpt2", "1"][f"{task}/{name}"]) == pytest.approx(ours[task]["metrics"][name], rel=1e-9)
+    assert json.loads((out / "plan.json").read_text())["eval_tasks"] == ["mc", "ll"]
+    assert all((out / "runs" / r / "eval_tasks.json").is_file() for r in runs)  # a rerun reuses them
     # A user error is one line, exit status 2.
     assert main(["compare", "configs/x.yaml", "--out", str(out)]) == 2
     assert "at least two" in capsys.readouterr().err
+    assert main([*argv, "--eval-shots", "2"]) == 2
+    assert capsys.readouterr().err.strip().endswith("--eval-shots needs --eval-tasks: the prompted tasks the runs are "
+                                                    "scored on")
+
+
+def write_eval_tasks(folder: Path) -> list[Path]:
+    """Two prompted tasks in words of the tiny corpus (its character tokenizer has no digits)."""
+    import yaml
+
+    folder.mkdir()
+    lines = [("First Citizen", "speak"), ("All", "Speak"), ("Second Citizen", "word")]
+    mc = [{"q": f"{who}:", "choices": [f" {a}", " me", " you"], "gold": i % 3} for i, (who, a) in enumerate(lines)]
+    ll = [{"q": f"{who}:", "a": a} for who, a in lines]
+    common = {"dataset_path": "json", "test_split": "test", "fewshot_split": "test",
+              "fewshot_config": {"sampler": "first_n"}}
+    specs = {"mc": {"output_type": "multiple_choice", "doc_to_text": "{{q}}", "doc_to_choice": "choices",
+                    "doc_to_target": "gold", "metric_list": [{"metric": "acc"}, {"metric": "acc_norm"}]},
+             "ll": {"output_type": "loglikelihood", "doc_to_text": "{{q}}", "doc_to_target": " {{a}}",
+                    "target_delimiter": ""}}
+    paths = []
+    for name, records in (("mc", mc), ("ll", ll)):
+        (folder / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+        spec = {"task": name, **common, "dataset_kwargs": {"data_files": {"test": f"{name}.jsonl"}}, **specs[name]}
+        (folder / f"{name}.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+        paths.append(folder / f"{name}.yaml")
+    return paths
 
 
 # -- --metric ------------------------------------------------------------------------------------

@@ -21,6 +21,13 @@
                 loss curves as PNG, embedded as base64: readable offline), curves.png; with
                 --metric NAME, metric.png (each seed and the mean's 95% interval), embedded instead.
 
+    eval tasks  --eval-tasks NAME[,NAME] [--eval-shots K]: after training, each run's newest
+                checkpoint is scored on those prompted tasks (axon.eval.prompting: bundled names,
+                task YAML files or folders; K shots, default each task's num_fewshot; seed 1234)
+                on its device with its threads, cached in <run>/eval_tasks.json; each task's
+                metrics become columns "TASK/METRIC" of results.csv and "TASK METRIC (K-shot)"
+                (mean +- std over seeds) of results.md and report.html.
+
     metric      --metric NAME[:max|:min] (default loss, lower is better): what the statistics and
                 the report rank by. ``loss`` is the test loss; another NAME is the final
                 evaluation's ``val_NAME`` in each run's result.json (e.g. ``greedy_gold``, the
@@ -313,6 +320,81 @@ def cfg_device(run_dir: Path) -> str:
 
 
 # ----------------------------------------------------------------------------------------------
+# Prompted tasks (--eval-tasks)
+
+EVAL_SEED = 1234  # of the shots' draw: axon eval --tasks's default
+
+
+def check_eval_tasks(tasks: str | None, shots: int | None, plans: list[Plan]) -> list | None:
+    """The TaskSpecs of --eval-tasks, every task file read and checked (and every variant a causal
+    language model) before anything trains; None without --eval-tasks."""
+    from axon.eval.prompting import resolve_tasks
+    from axon.eval.prompting.harness import check_harness_options
+    from axon.eval.prompting.scorer import is_causal_lm
+
+    if tasks is None:
+        if shots is not None:
+            raise ConfigError("--eval-shots needs --eval-tasks: the prompted tasks the runs are scored on")
+        return None
+    check_harness_options(shots, None, EVAL_SEED)
+    specs = resolve_tasks(tasks)
+    for spec in specs:
+        if spec.output_type == "loglikelihood_rolling" and shots:
+            raise OptionError("eval_shots", f"must be 0 for task {spec.name}, whose documents are scored whole", shots)
+    for p in plans:
+        if not is_causal_lm(p.cfg.model.family):
+            raise ConfigError(f"--eval-tasks: variant {p.variant.name} trains a {p.cfg.model.family} model, not a "
+                              "causal language model: prompted tasks need one (decoder, mamba, rnn, ...)")
+    return specs
+
+
+
+def _fingerprint(specs: list, shots: int | None) -> str:
+    """What a cached eval_tasks.json was computed from: the tasks' files (YAML and records) and the shots."""
+    import hashlib
+
+    h = hashlib.sha256(json.dumps({"shots": shots, "seed": EVAL_SEED}).encode())
+    for spec in specs:
+        h.update(spec.name.encode() + b"\0" + spec.path.read_bytes())
+        h.update(json.dumps([spec.test_docs, spec.fewshot_docs], sort_keys=True).encode())
+    return h.hexdigest()
+
+
+def eval_tasks_of(run_dir: Path, specs: list, shots: int | None, threads: int) -> dict:
+    """axon eval --tasks of the run (axon.eval.prompting.evaluate_tasks): {task: results}; cached in
+    <run_dir>/eval_tasks.json, reused while the task files and shots are the same."""
+    import torch
+
+    from axon.eval.prompting import LMScorer, evaluate_tasks
+
+    path, key = run_dir / "eval_tasks.json", _fingerprint(specs, shots)
+    if path.is_file():
+        cached = json.loads(path.read_text())
+        if cached.get("fingerprint") == key:
+            return cached["results"]
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        scorer = LMScorer.from_run(run_dir, cfg_device(run_dir), seed=EVAL_SEED)
+        results = evaluate_tasks(scorer, specs, shots=shots, seed=EVAL_SEED, progress=False)
+    finally:
+        torch.set_num_threads(before)
+    atomic_write_json(path, {"fingerprint": key, "shots": shots, "results": results}, indent=2)
+    return results
+
+
+def eval_columns(results: dict) -> dict[str, float]:
+    """One run's --eval-tasks figures as row entries: "TASK/METRIC" -> value."""
+    return {f"{task}/{name}": value for task, r in results.items() for name, value in r["metrics"].items()}
+
+
+def eval_labels(results: dict) -> list[tuple[str, str]]:
+    """(row key, table header) of each --eval-tasks figure: "TASK/METRIC", "TASK METRIC (K-shot)"."""
+    return [(f"{task}/{name}", f"{task} {name} ({r['shots']}-shot)") for task, r in results.items()
+            for name in r["metrics"]]
+
+
+# ----------------------------------------------------------------------------------------------
 # Rows, tables, plots
 
 
@@ -345,10 +427,11 @@ def run_row(p: Plan, seed: int, result: dict, inference: dict, metric: Metric = 
     }
 
 
-def summarize(rows: list[dict], baseline: str, metric: Metric = Metric("loss", False)) -> list[dict]:
+def summarize(rows: list[dict], baseline: str, metric: Metric = Metric("loss", False),
+              evals: list[tuple[str, str]] = ()) -> list[dict]:
     """One summary per variant (means +- std over seeds) with Welch's test of the metric against the
     baseline, and its rank (1: the best mean in the metric's direction). A row without ``metric``
-    ranks by its test loss."""
+    ranks by its test loss. ``evals``: the --eval-tasks columns (row key, header), averaged too."""
     key = "metric" if all("metric" in r for r in rows) else "test_loss"
     order = list(dict.fromkeys(r["variant"] for r in rows))
     base = [float(r[key]) for r in rows if r["variant"] == baseline]
@@ -358,7 +441,8 @@ def summarize(rows: list[dict], baseline: str, metric: Metric = Metric("loss", F
         s = {k: mine[0][k] for k in ("variant", "params", "flops_per_token", "n_head", "n_embd", "micro_batch",
                                       "grad_accum", "context", "test_batches")}
         s["seeds"] = len(mine)
-        for k in ("steps", "tokens", "train_flops", "ms_per_step", "final_train_loss", "inference_ms_per_batch", "test_loss"):
+        for k in ("steps", "tokens", "train_flops", "ms_per_step", "final_train_loss", "inference_ms_per_batch",
+                  "test_loss", *(key for key, _ in evals)):
             s[k], s[k + "_std"] = mean_std([float(r[k]) for r in mine])
         s["metric"], s["metric_std"] = mean_std([float(r[key]) for r in mine])
         s["metric_name"], s["higher_is_better"] = metric.name, metric.higher
@@ -386,14 +470,16 @@ COLUMNS = ["model", "params", "FLOPs/token", "heads", "embedding", "micro batch"
            "test loss", "Δ test loss vs baseline [95% CI]", "p (Welch t)"]
 
 
-def columns(metric: Metric) -> list[str]:
-    """The table's header: COLUMNS, and with another metric than the loss its column, its Δ and a rank."""
+def columns(metric: Metric, evals: list[tuple[str, str]] = ()) -> list[str]:
+    """The table's header: COLUMNS, and with another metric than the loss its column, its Δ and a
+    rank; then one column per --eval-tasks figure."""
+    extra = [label for _, label in evals]
     if metric.name == "loss":
-        return COLUMNS
-    return [*COLUMNS[:-2], metric.label, f"Δ {metric.name} vs baseline [95% CI]", "p (Welch t)", "rank"]
+        return [*COLUMNS, *extra]
+    return [*COLUMNS[:-2], metric.label, f"Δ {metric.name} vs baseline [95% CI]", "p (Welch t)", "rank", *extra]
 
 
-def table_rows(summary: list[dict], baseline: str) -> list[list[str]]:
+def table_rows(summary: list[dict], baseline: str, evals: list[tuple[str, str]] = ()) -> list[list[str]]:
     rows = []
     by_loss = all(s.get("metric_name", "loss") == "loss" for s in summary)
     for s in summary:
@@ -414,14 +500,16 @@ def table_rows(summary: list[dict], baseline: str) -> list[list[str]]:
             _pm(s["test_loss"], s["test_loss_std"], ".4f"),
             *([] if by_loss else [_pm(s["metric"], s["metric_std"], ".4f")]), delta, p,
             *([] if by_loss else [str(s["rank"])]),
+            *(_pm(s[key], s[key + "_std"], ".4f") for key, _ in evals),
         ])
     return rows
 
 
-def markdown_table(summary: list[dict], baseline: str, metric: Metric = Metric("loss", False)) -> str:
-    header = columns(metric)
+def markdown_table(summary: list[dict], baseline: str, metric: Metric = Metric("loss", False),
+                   evals: list[tuple[str, str]] = ()) -> str:
+    header = columns(metric, evals)
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(r) + " |" for r in table_rows(summary, baseline)]
+    lines += ["| " + " | ".join(r) + " |" for r in table_rows(summary, baseline, evals)]
     return "\n".join(lines)
 
 
@@ -495,7 +583,7 @@ def plot_metric(rows: list[dict], metric: Metric, path: Path) -> Path:
 
 
 def html_report(title: str, command: str, summary: list[dict], rows: list[dict], baseline: str, png: Path, notes: str,
-                metric: Metric = Metric("loss", False)) -> str:
+                metric: Metric = Metric("loss", False), evals: list[tuple[str, str]] = ()) -> str:
     from html import escape
 
     def table(header, body):
@@ -505,7 +593,7 @@ def html_report(title: str, command: str, summary: list[dict], rows: list[dict],
 
     per_run_cols = ["variant", "seed", "params", "steps", "tokens", "train_flops", "ms_per_step", "final_train_loss",
                     "test_batches", "inference_ms_per_batch", "test_loss"]
-    per_run_cols += [] if metric.name == "loss" else ["metric"]
+    per_run_cols += ([] if metric.name == "loss" else ["metric"]) + [key for key, _ in evals]
     per_run = [[_fmt(r[c]) for c in per_run_cols] for r in rows]
     image = base64.b64encode(png.read_bytes()).decode()
     style = ("body{font-family:sans-serif;margin:2em;max-width:1400px}table{border-collapse:collapse;margin:1em 0}"
@@ -513,7 +601,8 @@ def html_report(title: str, command: str, summary: list[dict], rows: list[dict],
              "td:first-child{text-align:left}code{background:#f6f6f6;padding:2px 4px}")
     return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{escape(title)}</title><style>{style}</style></head><body>"
             f"<h1>{escape(title)}</h1><p><code>{escape(command)}</code></p>"
-            f"<h2>Results (mean ± std over seeds)</h2>{table(columns(metric), table_rows(summary, baseline))}"
+            f"<h2>Results (mean ± std over seeds)</h2>"
+            f"{table(columns(metric, evals), table_rows(summary, baseline, evals))}"
             f"<p>{escape(notes)}</p>"
             f"<h2>{'Loss curves' if metric.name == 'loss' else escape(metric.name)}</h2>"
             f"<img alt='figure' src='data:image/png;base64,{image}'>"
@@ -534,6 +623,10 @@ NOTES = ("Test loss: the trainer's final evaluation over the whole validation sp
          "Inference: one timed pass over the test batches per run, one run at a time.")
 
 
+EVAL_NOTES = (" Prompted tasks (--eval-tasks): each run's newest checkpoint scored by axon eval --tasks "
+              "(docs/prompting.md), mean ± std over seeds of each task's figure.")
+
+
 def metric_notes(metric: Metric) -> str:
     if metric.name == "loss":
         return NOTES
@@ -543,10 +636,12 @@ def metric_notes(metric: Metric) -> str:
 
 
 def write_report(out: Path, rows: list[dict], baseline: str, command: str, x_axis: str = "flops",
-                 metric: Metric = Metric("loss", False)) -> dict:
-    summary = summarize(rows, baseline, metric)
-    md = markdown_table(summary, baseline, metric)
-    notes = metric_notes(metric)
+                 metric: Metric = Metric("loss", False), evals: list[tuple[str, str]] = ()) -> dict:
+    """results.md, results.csv, report.html, the figures and summary.json; ``evals``: the
+    --eval-tasks columns (row key, header) the rows carry."""
+    summary = summarize(rows, baseline, metric, evals)
+    md = markdown_table(summary, baseline, metric, evals)
+    notes = metric_notes(metric) + (EVAL_NOTES if evals else "")
     (out / "results.md").write_text(f"# axon compare\n\n`{command}`\n\n{md}\n\n{notes}\n")
     with open(out / "results.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
@@ -555,7 +650,8 @@ def write_report(out: Path, rows: list[dict], baseline: str, command: str, x_axi
     png = plot_curves(rows, out / "curves.png", x_axis)
     if metric.name != "loss":  # the figure ranked by, beside the loss curves
         png = plot_metric(rows, metric, out / "metric.png")
-    (out / "report.html").write_text(html_report("axon compare", command, summary, rows, baseline, png, notes, metric))
+    (out / "report.html").write_text(html_report("axon compare", command, summary, rows, baseline, png, notes, metric,
+                                                 evals))
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=float) + "\n")
     return {"markdown": md, "summary": summary}
 
@@ -567,8 +663,9 @@ def write_report(out: Path, rows: list[dict], baseline: str, command: str, x_axi
 def compare(recipes: list[str], variant_specs: list[str], common: list[str], out: str | Path,
             seeds: str = "1", budget: str = "steps", budget_value: float | None = None, baseline: str | None = None,
             workers: int | None = None, threads_per_run: int = 1, progress: bool = True, command: str = "",
-            metric: str = "loss") -> dict:
-    """Plan, run (resumably), time inference, and write the report; returns the report's summary."""
+            metric: str = "loss", eval_tasks: str | None = None, eval_shots: int | None = None) -> dict:
+    """Plan, run (resumably), time inference, score the runs on ``eval_tasks`` (prompted tasks, with
+    ``eval_shots``), and write the report; returns the report's summary."""
     from axon.lab.runner import Job, check_parallelism, run_jobs
 
     check_parallelism(workers, threads_per_run, "threads_per_run")  # before anything is planned or written
@@ -582,6 +679,7 @@ def compare(recipes: list[str], variant_specs: list[str], common: list[str], out
         raise ConfigError(f"--baseline {baseline!r}: not a variant; the variants are {', '.join(names)}")
     seed_list = parse_seeds(seeds)
     plans, value = plan(variants, common, budget, budget_value, baseline)
+    specs = check_eval_tasks(eval_tasks, eval_shots, plans)
     jobs, index = [], []
     for p in plans:
         for seed in seed_list:
@@ -593,6 +691,7 @@ def compare(recipes: list[str], variant_specs: list[str], common: list[str], out
     (out / "plan.json").write_text(json.dumps({
         "command": command, "budget": budget, "budget_value": value, "baseline": baseline, "seeds": seed_list,
         "metric": goal.name, "higher_is_better": goal.higher,
+        "eval_tasks": None if specs is None else [spec.name for spec in specs], "eval_shots": eval_shots,
         "variants": [{"name": p.variant.name, "recipe": p.variant.recipe, "overrides": p.variant.overrides,
                       "steps": p.steps, "tokens_per_step": p.tokens_per_step, "flops_per_token": p.flops_per_token,
                       "params": p.params, "train_flops": p.train_flops} for p in plans],
@@ -602,11 +701,16 @@ def compare(recipes: list[str], variant_specs: list[str], common: list[str], out
     for job, (p, seed) in zip(jobs, index):
         run_dir = out / "runs" / job.name
         metric_value(goal, results[job.name], run_dir)  # a missing figure is an error before any timing
+    evals: list[tuple[str, str]] = []
     for job, (p, seed) in zip(jobs, index):
         run_dir = out / "runs" / job.name
         rows.append(run_row(p, seed, results[job.name], time_inference(run_dir, threads_per_run), goal))
+        if specs is not None:
+            scores = eval_tasks_of(run_dir, specs, eval_shots, threads_per_run)
+            rows[-1].update(eval_columns(scores))
+            evals = eval_labels(scores)
     x_axis = "flops" if all(r["flops_per_token"] for r in rows) else "tokens"
-    report = write_report(out, rows, baseline, command, x_axis, goal)
+    report = write_report(out, rows, baseline, command, x_axis, goal, evals)
     report.update(rows=rows, out=str(out), budget_value=value)
     return report
 

@@ -338,14 +338,14 @@ def word_problem_records(count: int, seed: int) -> list[dict]:
 
 
 def _task(name: str, output_type: str, text: str, target: str, metrics: list[str], num_fewshot: int = 0,
-          **extra) -> dict:
+          target_delimiter: str = TARGET_DELIMITER, **extra) -> dict:
     """A task YAML's content in the contract's schema, over NAME.jsonl and NAME_fewshot.jsonl."""
     head = {"task": name, "dataset_path": "json",
             "dataset_kwargs": {"data_files": {"test": f"{name}.jsonl", "train": f"{name}_fewshot.jsonl"}},
             "test_split": "test", "fewshot_split": "train", "output_type": output_type,
             "doc_to_text": text, "doc_to_target": target}
     choice = {"doc_to_choice": extra.pop("doc_to_choice")} if "doc_to_choice" in extra else {}
-    return {**head, **choice, "target_delimiter": TARGET_DELIMITER, "fewshot_delimiter": FEWSHOT_DELIMITER,
+    return {**head, **choice, "target_delimiter": target_delimiter, "fewshot_delimiter": FEWSHOT_DELIMITER,
             "num_fewshot": num_fewshot, **extra, "metric_list": [{"metric": m} for m in metrics]}
 
 
@@ -356,6 +356,11 @@ def _answer_filter(name: str, pattern: str) -> list[dict]:
 ANSWER_PATTERN = "The answer is (-?[0-9]+)"
 #: max_gen_toks of the word problems: room for the longest answer even one character a token (the tests check)
 DIRECT_MAX_TOKENS, COT_MAX_TOKENS = 32, 256
+#: doc_to_target of the loglikelihood tasks, with target_delimiter "": the space before the answer is the
+#: target's, because lm-eval 0.4.13 scores a loglikelihood target right after the prompt (the delimiter
+#: only joins its shots), while Axon's harness puts target_delimiter in between. Either way the
+#: request is (prompt, " 124") and a shot "... A: 124", so the file gives the same numbers in both.
+LL_TARGET = " {{%s}}"
 DATE_PATTERN = r"^\s*([0-9]{4}-[0-9]{2}-[0-9]{2})\s*$"  # the whole line: exact match up to spaces
 
 
@@ -366,11 +371,13 @@ def task_specs() -> dict[str, tuple[str, dict, tuple[list[dict], list[dict]]]]:
         what = {"plus": "addition", "minus": "subtraction", "times": "multiplication"}[op]
         specs[name] = (f"GPT-3's arithmetic (Brown et al. 2020, Table 3.9): {digits}-digit {what}; acc is "
                        "the greedy match of the answer, as lm-eval scores its arithmetic tasks.",
-                       _task(name, "loglikelihood", ARITHMETIC_TEXT % op, "{{answer}}", ["acc"]),
+                       _task(name, "loglikelihood", ARITHMETIC_TEXT % op, LL_TARGET % "answer", ["acc"],
+                             target_delimiter=""),
                        arithmetic_splits(name))
     specs["cloze"] = ("A LAMBADA-style last-word cloze on tiny Shakespeare's val part (the last 10%, unseen by "
                       "a model trained on its train split); the few-shot passages come from the train part.",
-                      _task("cloze", "loglikelihood", "{{context}}", "{{word}}", ["acc", "perplexity"]),
+                      _task("cloze", "loglikelihood", "{{context}}", LL_TARGET % "word", ["acc", "perplexity"],
+                            target_delimiter=""),
                       cloze_splits())
     specs["dates"] = ("The bundled dates as few-shot normalisation: an English date -> ISO 8601 "
                       "(test: dates/val.tsv, shots: dates/train.tsv).",

@@ -6,7 +6,7 @@
                            acc_norm = argmax_i ll_i / len(choice_i) == gold   (len in characters)
     generate_until         answer = filters(generation)              means
                            exact_match = answer == target; f1 = SQuAD token F1
-    loglikelihood_rolling  ll, words (whitespace-split), bytes (UTF-8)
+    loglikelihood_rolling  ll, words (lm-eval's count: re.split(r"\\s+")), bytes (UTF-8)
                            word_perplexity = exp(-sum ll / sum words), byte_perplexity =
                            exp(-sum ll / sum bytes), bits_per_byte = -sum ll / sum bytes / ln 2
 
@@ -78,6 +78,12 @@ def exact_match(prediction: str, target: str, ignore_case: bool = False, ignore_
     return float(prediction == target)
 
 
+def count_words(doc: str) -> int:
+    """lm-eval's word count of a document: the pieces between runs of whitespace, so a leading or
+    trailing space adds an empty piece (``" a b "``: 4), as its word_perplexity counts them."""
+    return len(re.split(r"\s+", doc))
+
+
 def _argmax(values: list[float]) -> int:
     return max(range(len(values)), key=lambda i: (values[i], -i))  # the first of equal maxima, as numpy's
 
@@ -114,7 +120,7 @@ def example_metrics(spec, example, responses: list) -> dict:
                     out[f"f1{suffix}"] = f1_score(answer, example.gold)
     else:
         doc = example.requests[0]
-        out.update(ll=responses[0], words=len(doc.split()), bytes=len(doc.encode("utf-8")))
+        out.update(ll=responses[0], words=count_words(doc), bytes=len(doc.encode("utf-8")))
     return out
 
 
@@ -156,4 +162,5 @@ def aggregate(spec, per_example: list[dict]) -> dict[str, tuple[float, float | N
     return out
 
 
-__all__ = ["apply_filters", "exact_match", "f1_score", "example_metrics", "metric_names", "aggregate", "PERPLEXITIES"]
+__all__ = ["apply_filters", "count_words", "exact_match", "f1_score", "example_metrics", "metric_names", "aggregate",
+           "PERPLEXITIES"]

@@ -67,6 +67,13 @@ class _Row:
     n: int
 
 
+def is_causal_lm(family: str) -> bool:
+    """Whether a run of model family ``family`` can be scored (its forward gives next-token logits)."""
+    from axon.models import FAMILIES
+
+    return FAMILIES[family].task in ("lm", "ppo")  # a PPO run's forward is its policy's
+
+
 def rolling_windows(n_tokens: int, max_length: int | None, rolling_context: int = 1) -> list[tuple[int, int]]:
     """The windows that predict tokens 1 .. n_tokens - 1 of a stream exactly once: a list of
     (start, end), the window's input being stream[start:end] and its scored targets the last
@@ -120,11 +127,10 @@ class LMScorer:
         """The scorer of a run directory's newest checkpoint and tokenizer (keywords: ``__init__``'s).
         A run that is no causal language model, or has no tokenizer.json, is refused in one line."""
         from axon.config import load_config, run_config_file
-        from axon.models import FAMILIES
         from axon.train.run import load_run
 
         family = load_config(run_config_file(run_dir)).model.family  # checked before the weights are read
-        if FAMILIES[family].task not in ("lm", "ppo"):  # a PPO run's forward is its policy's
+        if not is_causal_lm(family):
             raise ConfigError(f"{run_dir} is a {family} run, not a causal language model: "
                               "prompted evaluation needs one (decoder, mamba, rnn, ...)")
         _, model, tokenizer = load_run(run_dir, device)
@@ -310,4 +316,4 @@ class LMScorer:
         return texts
 
 
-__all__ = ["LMScorer", "GENERATION_KEYS", "rolling_windows"]
+__all__ = ["LMScorer", "GENERATION_KEYS", "is_causal_lm", "rolling_windows"]

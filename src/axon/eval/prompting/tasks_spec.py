@@ -9,6 +9,8 @@ and the requests of each example with k shots.
 
     output_type            requests of one example                                 (scorer method)
     loglikelihood          [(prompt, target_delimiter + target)]                   loglikelihood
+                           (lm-eval 0.4.13: (prompt, target); target_delimiter "" and the space in
+                           doc_to_target give the same request in both)
     multiple_choice        [(prompt, target_delimiter + choice) for each choice]   loglikelihood
     generate_until         [(prompt, generation_kwargs)]                           generate_until
     loglikelihood_rolling  [doc_to_target(doc)]  (lm-eval's: the document is the target; no shots)
@@ -255,6 +257,9 @@ def load_task(path: str | Path) -> TaskSpec:
     if output_type != "generate_until" and "generation_kwargs" in raw:
         fail("generation_kwargs", f"only a generate_until task generates; this one is {output_type}")
     _check_generation(generation, fail)
+    if output_type == "generate_until" and "until" not in generation:  # lm-eval's default stop: the shots' separator
+        delimiter = raw.get("fewshot_delimiter", "\n\n")
+        generation = {**generation, "until": [delimiter] if delimiter else []}
     metrics = _metrics(raw.get("metric_list"), output_type, fail)
     if output_type != "generate_until" and "filter_list" in raw:
         fail("filter_list", f"filters read generated answers: only a generate_until task has them; "
