@@ -56,6 +56,11 @@ TASKS = {  # name -> (YAML keys, test records, few-shot records or None)
                   "target_delimiter": "", "fewshot_split": "train", "fewshot_config": {"sampler": "first_n"},
                   "metric_list": [{"metric": "acc"}]},
                  [{"w": w} for w in TEST_WORDS], [{"w": w} for w in SHOT_WORDS]),
+    # the default target_delimiter " ": it joins the shots only, in both harnesses (lm-eval 0.4.13's rule)
+    "ll_default": ({"output_type": "loglikelihood", "doc_to_text": "say {{w}}:", "doc_to_target": "{{w}}",
+                    "fewshot_split": "train", "fewshot_config": {"sampler": "first_n"},
+                    "metric_list": [{"metric": "acc"}]},
+                   [{"w": w} for w in TEST_WORDS], [{"w": w} for w in SHOT_WORDS]),
     # shots from the test split itself (fewshot_split = test_split): both harnesses leave the example out
     "mc": ({"output_type": "multiple_choice", "doc_to_text": "say {{w}}:", "doc_to_choice": "choices",
             "doc_to_target": "gold", "fewshot_split": "test", "fewshot_config": {"sampler": "first_n"},
@@ -286,10 +291,9 @@ def test_lm_eval_results_do_not_depend_on_the_batch_size(model, tok, task_dir, l
 
 
 @needs_lm_eval
-def test_data_files_are_read_from_the_task_files_folder(tmp_path, monkeypatch, offline, caplog):
+def test_data_files_are_read_from_the_task_files_folder(tmp_path, monkeypatch, offline):
     """A relative data_files path names a file beside the YAML (Axon's rule) wherever lm-eval runs
-    from; a path that is no such file is left for datasets (lm-eval's rule). A loglikelihood task
-    whose target_delimiter lm-eval would leave out of its requests is warned of."""
+    from; a path that is no such file is left for datasets (lm-eval's rule)."""
     from axon.eval.prompting.lm_eval_adapter import resolve_data_files, task_manager
 
     folder = tmp_path / "tasks"
@@ -303,7 +307,6 @@ def test_data_files_are_read_from_the_task_files_folder(tmp_path, monkeypatch, o
     monkeypatch.chdir(elsewhere)
     task = task_manager(folder).load(["t"])["tasks"]["t"]
     assert [d["w"] for d in task.test_docs()] == ["cat", "dog"]
-    assert "target_delimiter ' ': lm-eval 0.4.13 scores doc_to_target right after the prompt" in caplog.text
     kept = {"test": ["/abs/x.jsonl", "missing.jsonl", "data/*.jsonl"], "train": "data/t.jsonl"}
     cfg = resolve_data_files({"dataset_kwargs": {"data_files": kept}}, folder)["dataset_kwargs"]["data_files"]
     assert cfg == {"test": kept["test"], "train": str((folder / "data" / "t.jsonl").resolve())}

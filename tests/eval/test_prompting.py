@@ -264,7 +264,8 @@ def write_task(folder, name="t", records=None, fewshot=None, **keys):
 
 def test_fewshot_selection_is_seeded_and_excludes_the_test_example(tmp_path):
     records = [{"q": f"q{i}", "a": f"a{i}"} for i in range(10)] + [{"q": "q3", "a": "a3"}]  # a copy of record 3
-    spec = load_task(write_task(tmp_path, records=records))
+    # lm-eval's convention for a loglikelihood target: the space in doc_to_target, no delimiter
+    spec = load_task(write_task(tmp_path, records=records, doc_to_target=" {{a}}", target_delimiter=""))
     draws = {seed: [fewshot_indices(spec, i, 4, seed) for i in range(len(spec))] for seed in (1, 2)}
     assert draws[1] == [fewshot_indices(spec, i, 4, 1) for i in range(len(spec))]  # the same seed, the same shots
     assert draws[1] != draws[2]
@@ -275,6 +276,13 @@ def test_fewshot_selection_is_seeded_and_excludes_the_test_example(tmp_path):
     a, b = draws[1][0][:2]
     assert example.prompt == f"Q: q{a}\nA: a{a}\n\nQ: q{b}\nA: a{b}\n\nQ: q0\nA:"
     assert example.requests == [(example.prompt, " a0")]
+
+
+def test_a_loglikelihood_target_follows_the_prompt_without_the_delimiter(tmp_path):
+    """lm-eval 0.4.13's rule: target_delimiter joins the shots only; the request is (prompt, target)."""
+    spec = load_task(write_task(tmp_path, fewshot_config={"sampler": "first_n"}))  # target_delimiter " "
+    example = build_example(spec, 0, 1)
+    assert example.prompt == "Q: q1\nA: a1\n\nQ: q0\nA:" and example.requests == [(example.prompt, "a0")]
 
 
 def test_first_n_shots_skip_the_example_and_a_fewshot_split_is_used(tmp_path):
@@ -315,7 +323,8 @@ def test_generate_until_task_filters_and_scores_answers(trained, tok, tmp_path):
 
 def test_loglikelihood_and_rolling_task_aggregates(decoder, eot_tok, tmp_path):
     scorer = LMScorer(decoder, eot_tok)
-    path = write_task(tmp_path, metric_list=[{"metric": "perplexity"}, {"metric": "acc"}])
+    path = write_task(tmp_path, metric_list=[{"metric": "perplexity"}, {"metric": "acc"}], doc_to_target=" {{a}}",
+                      target_delimiter="")
     r = evaluate_tasks(scorer, [path], limit=4, progress=False)["t"]
     lls = [ll for ll, _ in scorer.loglikelihood([(f"Q: q{i}\nA:", f" a{i}") for i in range(4)])]
     assert r["n"] == 4 and r["metrics"]["perplexity"] == pytest.approx(math.exp(-sum(lls) / 4), rel=1e-9)

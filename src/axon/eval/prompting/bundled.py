@@ -357,9 +357,9 @@ ANSWER_PATTERN = "The answer is (-?[0-9]+)"
 #: max_gen_toks of the word problems: room for the longest answer even one character a token (the tests check)
 DIRECT_MAX_TOKENS, COT_MAX_TOKENS = 32, 256
 #: doc_to_target of the loglikelihood tasks, with target_delimiter "": the space before the answer is the
-#: target's, because lm-eval 0.4.13 scores a loglikelihood target right after the prompt (the delimiter
-#: only joins its shots), while Axon's harness puts target_delimiter in between. Either way the
-#: request is (prompt, " 124") and a shot "... A: 124", so the file gives the same numbers in both.
+#: target's, because a loglikelihood target is scored right after the prompt (lm-eval 0.4.13's rule, which
+#: Axon's harness follows: the delimiter only joins the shots). The request is (prompt, " 124") and a
+#: shot "... A: 124".
 LL_TARGET = " {{%s}}"
 DATE_PATTERN = r"^\s*([0-9]{4}-[0-9]{2}-[0-9]{2})\s*$"  # the whole line: exact match up to spaces
 

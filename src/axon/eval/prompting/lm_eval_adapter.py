@@ -187,15 +187,6 @@ def resolve_data_files(cfg: dict, folder: str | os.PathLike) -> dict:
     return {**cfg, "dataset_kwargs": {**kwargs, "data_files": files}}
 
 
-def _note_target_delimiter(cfg: dict, where) -> None:
-    if cfg.get("dataset_path") == "json" and cfg.get("output_type") == "loglikelihood" \
-            and cfg.get("target_delimiter", " ") != "":  # a task file of Axon's subset, written for both harnesses
-        log.warning("%s: a loglikelihood task with target_delimiter %r: lm-eval 0.4.13 scores doc_to_target right "
-                    "after the prompt, without it (Axon's harness puts it in between); write target_delimiter: \"\" "
-                    "and the space into doc_to_target for the same requests in both", where,
-                    cfg.get("target_delimiter", " "))
-
-
 class AxonTaskFactory(TaskFactory):
     """lm-eval's TaskFactory, with ``data_files`` read relative to each task file's folder."""
 
@@ -203,7 +194,6 @@ class AxonTaskFactory(TaskFactory):
         cfg = super()._load_full_config(entry, overrides)
         if entry.yaml_path:
             cfg = resolve_data_files(cfg, Path(entry.yaml_path).parent)
-            _note_target_delimiter(cfg, entry.yaml_path)
         return cfg
 
 
@@ -234,7 +224,6 @@ def _axon_task_files():
     def load_yaml_resolved(path, *args, **kwargs):
         cfg = load_yaml(path, *args, **kwargs)
         cfg = resolve_data_files(cfg, Path(path).expanduser().resolve().parent)
-        _note_target_delimiter(cfg, path)
         return cfg
 
     saved = lm_eval.tasks.TaskManager

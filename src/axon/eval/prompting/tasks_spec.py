@@ -8,9 +8,9 @@ and the requests of each example with k shots.
     shot   = doc_to_text(s) + target_delimiter + doc_to_target(s)      (multiple_choice: the gold choice)
 
     output_type            requests of one example                                 (scorer method)
-    loglikelihood          [(prompt, target_delimiter + target)]                   loglikelihood
-                           (lm-eval 0.4.13: (prompt, target); target_delimiter "" and the space in
-                           doc_to_target give the same request in both)
+    loglikelihood          [(prompt, target)]                                      loglikelihood
+                           (as lm-eval 0.4.13: target_delimiter only joins the shots, so the space
+                           before an answer belongs in doc_to_target, " {{answer}}")
     multiple_choice        [(prompt, target_delimiter + choice) for each choice]   loglikelihood
     generate_until         [(prompt, generation_kwargs)]                           generate_until
     loglikelihood_rolling  [doc_to_target(doc)]  (lm-eval's: the document is the target; no shots)
@@ -454,7 +454,7 @@ def build_example(spec: TaskSpec, index: int, k: int, seed: int = 1234) -> Examp
     prompt = context + spec.text(doc, where)
     gold = spec.gold(doc, where)
     if kind == "loglikelihood":
-        return Example(index, doc, where, prompt, shots, [(prompt, spec.target_delimiter + gold)], gold)
+        return Example(index, doc, where, prompt, shots, [(prompt, gold)], gold)  # lm-eval 0.4.13: no delimiter
     if kind == "multiple_choice":
         choices = spec.choices(doc, where)
         return Example(index, doc, where, prompt, shots, [(prompt, spec.target_delimiter + c) for c in choices],
