@@ -68,6 +68,7 @@ STUDY = dict(sizes=SIZES, steps=2200, seeds="0", limit=None, chars=8_000_000, bl
 SMOKE = dict(sizes="1x16,1x32", steps=30, seeds="0", limit=10, chars=100_000, block_size=320, batch_size=4)
 #: Metrics that are figures of the whole corpus, not means over examples (no per-example 0/1)
 CORPUS_METRICS = {"perplexity", "word_perplexity", "byte_perplexity", "bits_per_byte"}
+INVALID = "[invalid]"  # what lm-eval's regex filter gives when it finds nothing (its default fallback)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -183,7 +184,8 @@ def evaluate_run(run_dir, tasks: list[str], shots: list[int], limit: int | None,
                  batch_size: int = 8, keep: int = 0) -> dict:
     """Axon's harness on ``run_dir``: task -> {"metric", "output_type", "shots": {k: {"values": each
     example's score, "truncated": share of prompts cut to the context, "samples": the first ``keep``
-    (prompt's end, response) pairs}}}. One thread."""
+    (prompt's end, response) pairs, and for generate_until "answered": the share whose filters found
+    an answer}}}. One thread."""
     import torch
 
     torch.set_num_threads(1)
@@ -202,6 +204,10 @@ def evaluate_run(run_dir, tasks: list[str], shots: list[int], limit: int | None,
                                "truncated": sum(_truncated(scorer, s) for s in samples) / len(samples),
                                "samples": [{"prompt_end": s["prompt"][-120:], "response": s["responses"][0]}
                                            for s in samples[:keep]]}
+                if spec.output_type == "generate_until":  # the share whose filters found an answer
+                    answers = [next((v for m, v in s["metrics"].items() if m.split(",")[0] == "answer"), None)
+                               for s in samples]
+                    per[str(k)]["answered"] = sum(a not in (None, INVALID) for a in answers) / len(samples)
             out[spec.name] = {"metric": metric, "output_type": spec.output_type, "shots": per}
     return out
 
@@ -470,7 +476,8 @@ def main(argv: list[str] | None = None) -> int:
         tasks = parse_list(args.tasks, "--tasks", str)
     except ValueError as e:
         ap.error(str(e))
-    for flag, value, least in (("--steps", args.steps, 1), ("--chars", args.chars, 1000), ("--workers", args.workers, 1),
+    for flag, value, least in (("--steps", args.steps, 1), ("--chars", args.chars, 1000),
+                               ("--workers", args.workers, 1),
                                ("--block-size", args.block_size, 8), ("--batch-size", args.batch_size, 1),
                                ("--limit", args.limit, 2)):
         if value is not None and value < least:
@@ -489,12 +496,14 @@ def main(argv: list[str] | None = None) -> int:
         out = args.out
         out.mkdir(parents=True, exist_ok=True)
         data = prepare_corpus(out, args.chars, args.corpus_seed)
-        jobs = [Job(f"{label}-s{seed}", train_args(data, model_args, seed, args.steps, args.block_size, args.batch_size))
-                for label, model_args in reversed(sizes) for seed in seeds]  # the largest first: the longest start first
+        # the largest first: the longest runs start first
+        shape = (args.steps, args.block_size, args.batch_size)
+        jobs = [Job(f"{label}-s{seed}", train_args(data, model_args, seed, *shape))
+                for label, model_args in reversed(sizes) for seed in seeds]
         results = train_runs(jobs, out, args.workers, progress=sys.stderr.isatty())
         runs = {job.name: out / "runs" / job.name for job in reversed(jobs)}
         evals = evaluate_runs(runs, out, [str(spec.path) for spec in specs], shots, args.limit, args.eval_seed,
-                              args.workers)
+                              1 if args.smoke else args.workers)  # smoke: starting a pool costs more than the work
     except (AxonError, OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
