@@ -51,7 +51,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fewshot_scaling import (VAL_FRACTION, evaluate_runs, interval, mean_se, parse_list,  # noqa: E402
-                             parse_sizes, pool_seeds, train_args, train_runs)
+                             parse_sizes, pool_seeds, task_text, train_args, train_runs)
 
 ARMS = {"rationales": "word_problems_cot", "direct": "word_problems"}  # arm -> the task whose shots it imitates
 TASKS = ("word_problems", "word_problems_cot")  # the columns: direct demonstrations, then chain of thought
@@ -82,11 +82,8 @@ def write_texts(out: Path, count: int, seed: int) -> dict[str, Path]:
 
     texts = {arm: specs[task].fewshot_delimiter.join(shot(specs[task], r) for r in records)
              for arm, task in ARMS.items()}
-    covered = [*texts.values()]  # and every record the evaluation shows: its prompts must encode
-    for spec in specs.values():
-        for docs, where in ((spec.test_docs, spec.test_where), (spec.fewshot_docs, spec.fewshot_where)):
-            covered += [shot(spec, d) for d, _ in zip(docs, where)]
-    tokenizer = CharTokenizer.from_text(covered)
+    # and every record the evaluation shows: its prompts must encode
+    tokenizer = CharTokenizer.from_text([*texts.values(), *(task_text(spec) for spec in specs.values())])
     tokenizer.save(root / "tokenizer.json")
     for arm, text in texts.items():
         atomic_write_text(root / f"{arm}.txt", text)

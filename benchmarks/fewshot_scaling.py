@@ -6,6 +6,7 @@ The two claims tested: (1) accuracy rises with the number of shots; (2) the gap 
 (the most shots, 8 by default) and zero-shot grows with the model's size.
 
     bundled.in_context_corpus(--chars, --corpus-seed) --> OUT/data/cC-sS/corpus.txt --prepare (char)--> shards
+        (the char tokenizer also covers every bundled task's characters: the corpus lacks "/ + * =")
     each size x seed: axon train on those shards (the same batches, block and steps for every size)
         --> OUT/runs/SIZE-sSEED      (axon.lab.runner: subprocesses of one thread, --workers at a time;
                                       a finished run is kept, a killed one resumed from its checkpoint)
@@ -51,6 +52,7 @@ import json
 import math
 import os
 import re
+import shutil
 import sys
 import tempfile
 import time
@@ -113,25 +115,55 @@ def parse_sizes(text: str) -> list[tuple[str, list[str]]]:
 # The corpus and the runs
 
 
-def prepare_corpus(out: Path, chars: int, seed: int) -> Path:
-    """OUT/data/cCHARS-sSEED: the in-context corpus (bundled.py) tokenised with a char tokenizer
-    (axon prepare), kept when already there. The settings are in the path, so a run's recorded
-    arguments (``--data.dir``) change with them and the runner never reuses a run for other data."""
+def task_text(spec) -> str:
+    """Every character a task's prompts and answers can hold: each record written as a shot, and
+    its choices."""
+    parts = []
+    for docs, wheres in ((spec.test_docs, spec.test_where), (spec.fewshot_docs or [], spec.fewshot_where or [])):
+        for doc, where in zip(docs, wheres):
+            parts.append(spec.text(doc, where) + spec.target_delimiter + spec.target_text(doc, where))
+            if spec.output_type == "multiple_choice":
+                parts += spec.choices(doc, where)
+    return spec.fewshot_delimiter.join(parts)
+
+
+def prepare_corpus(out: Path, chars: int, seed: int, specs: list) -> Path:
+    """OUT/data/cCHARS-sSEED/shards: the in-context corpus (bundled.py) tokenised with a char tokenizer
+    (axon prepare), kept when already there. The tokenizer has the corpus's characters and those of
+    every bundled task and of ``specs`` (a character a model never trained on is still encoded, so any
+    bundled task scores these runs; the corpus alone lacks "/", "+", "*", "="). The settings are in
+    the path, so a run's recorded arguments (``--data.dir``) change with them and the runner never
+    reuses a run for other data. A task with a character outside a kept tokenizer is refused here,
+    before anything trains."""
     from axon.atomic import atomic_write_text
     from axon.data.prepare import load_meta, prepare
-    from axon.eval.prompting.bundled import in_context_corpus
+    from axon.data.tokenizers import CharTokenizer, load_tokenizer
+    from axon.errors import DataError
+    from axon.eval.prompting import load_task
+    from axon.eval.prompting.bundled import bundled_tasks, in_context_corpus
 
     data = out / "data" / f"c{chars}-s{seed}"
-    if load_meta(data / "shards") is not None:
-        return data / "shards"
-    data.mkdir(parents=True, exist_ok=True)
-    t0 = time.perf_counter()
-    text = in_context_corpus(chars, seed)
-    atomic_write_text(data / "corpus.txt", text)
-    meta = prepare([data / "corpus.txt"], data / "shards", tokenizer="char", val_fraction=VAL_FRACTION, progress=False)
-    print(f"corpus: {data / 'corpus.txt'}, {len(text):,} characters (seed {seed}); prepared: vocab "
-          f"{meta['vocab_size']}, {meta['splits']['train']['num_tokens']:,} training tokens "
-          f"({time.perf_counter() - t0:.1f} s)", flush=True)
+    if load_meta(data / "shards") is None:
+        data.mkdir(parents=True, exist_ok=True)
+        t0 = time.perf_counter()
+        text = in_context_corpus(chars, seed)
+        atomic_write_text(data / "corpus.txt", text)
+        tasks = [load_task(path) for path in bundled_tasks().values()] + list(specs)
+        CharTokenizer.from_text([text, *(task_text(spec) for spec in tasks)]).save(data / "tokenizer.json")
+        shutil.rmtree(data / "shards", ignore_errors=True)  # a partial one, from a run stopped while preparing
+        meta = prepare([data / "corpus.txt"], data / "shards", tokenizer=str(data / "tokenizer.json"),
+                       val_fraction=VAL_FRACTION, progress=False)
+        print(f"corpus: {data / 'corpus.txt'}, {len(text):,} characters (seed {seed}); prepared: vocab "
+              f"{meta['vocab_size']} (the corpus's {len(set(text))} and the tasks'), "
+              f"{meta['splits']['train']['num_tokens']:,} training tokens ({time.perf_counter() - t0:.1f} s)",
+              flush=True)
+    tokenizer = load_tokenizer(data / "shards" / "tokenizer.json")
+    for spec in specs:
+        try:
+            tokenizer.encode(task_text(spec))
+        except DataError as e:
+            raise DataError(f"task {spec.name}: {e}; the runs' tokenizer ({data / 'shards'}) was built without it: "
+                            "use another --out") from None
     return data / "shards"
 
 
@@ -495,7 +527,7 @@ def main(argv: list[str] | None = None) -> int:
         names = [spec.name for spec in specs]
         out = args.out
         out.mkdir(parents=True, exist_ok=True)
-        data = prepare_corpus(out, args.chars, args.corpus_seed)
+        data = prepare_corpus(out, args.chars, args.corpus_seed, specs)
         # the largest first: the longest runs start first
         shape = (args.steps, args.block_size, args.batch_size)
         jobs = [Job(f"{label}-s{seed}", train_args(data, model_args, seed, *shape))

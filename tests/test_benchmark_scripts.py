@@ -266,6 +266,19 @@ def test_fewshot_scaling_smoke_scores_every_size_task_and_shots_and_resumes(tmp_
     assert again.returncode == 0 and "trained 0 runs, kept 2 finished ones" in again.stdout
     assert "evaluated" not in again.stdout
     assert json.loads((tmp_path / "fewshot_scaling.json").read_text())["points"] == r["points"]
+    # the runs' char tokenizer covers every bundled task (the corpus alone lacks the word problems' "+ * / =");
+    # a task of yours with a character it lacks is refused before anything trains
+    shards = tmp_path / "data" / "c100000-s0" / "shards"
+    assert set("+*/=") <= set(json.loads((shards / "tokenizer.json").read_text())["chars"])
+    from axon.errors import DataError
+    from axon.eval.prompting import load_task
+
+    (tmp_path / "euro.jsonl").write_text('{"q": "1 \u20ac", "a": "2"}\n')
+    (tmp_path / "euro.yaml").write_text("task: euro\ndataset_path: json\n"
+                                        "dataset_kwargs: {data_files: {test: euro.jsonl}}\ntest_split: test\n"
+                                        "output_type: loglikelihood\ndoc_to_text: q\ndoc_to_target: a\n")
+    with pytest.raises(DataError, match=r"^task euro: .*\u20ac.* use another --out$"):
+        load_script("fewshot_scaling").prepare_corpus(tmp_path, 100000, 0, [load_task(tmp_path / "euro.yaml")])
 
 
 @pytest.mark.slow
