@@ -124,9 +124,9 @@ def table_lines(table: dict, head: dict, k: int) -> list[str]:
 
     width = 40
     lines = [f"exact match, {k}-shot, 95% intervals (ans: share of generations with 'The answer is N')",
-             f"{'':<28}{'direct demos (word_problems)':<{width}}{'CoT demos (word_problems_cot)':<{width}}"]
+             f"{'':<28}{'direct demos (word_problems)':<{width}}{'CoT demos (word_problems_cot)'}"]
     for arm, label in (("rationales", "trained with rationales"), ("direct", "trained without (direct)")):
-        lines.append(f"{label:<28}" + "".join(f"{fmt(table[arm][t]):<{width}}" for t in TASKS))
+        lines.append((f"{label:<28}" + "".join(f"{fmt(table[arm][t]):<{width}}" for t in TASKS)).rstrip())
     lo, hi = head["interval"]
     verdict = "CoT helps" if lo > 0 else "CoT hurts" if hi < 0 else "no difference (the interval holds 0)"
     lines.append(f"chain of thought vs direct (rationale-trained + CoT demos minus direct-trained + direct demos, "
