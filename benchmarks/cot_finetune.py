@@ -169,10 +169,11 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(str(e).replace("--sizes", "--size"))
     for flag, value, least in (("--steps", args.steps, 1), ("--count", args.count, 10), ("--workers", args.workers, 1),
                                ("--block-size", args.block_size, 300), ("--batch-size", args.batch_size, 1),
-                               ("--limit", args.limit, 2), ("--shots", args.shots, 0)):
+                               ("--limit", args.limit, 2), ("--shots", args.shots, 0),
+                               ("--data-seed", args.data_seed, 0)):
         if value is not None and value < least:
             ap.error(f"{flag}: must be at least {least}, got {value}")
-    from axon.errors import AxonError
+    from axon.errors import AxonError, OptionError
     from axon.eval.prompting.bundled import bundled_tasks
     from axon.lab.runner import Job
 
@@ -187,6 +188,8 @@ def main(argv: list[str] | None = None) -> int:
         tasks = [str(bundled_tasks()[t]) for t in TASKS]
         evals = evaluate_runs(runs, out, tasks, [args.shots], args.limit, args.eval_seed,
                               1 if args.smoke else args.workers, keep=KEEP)  # smoke: a pool's start costs more
+    except OptionError as e:
+        ap.error(e.message_for(f"--{e.field.replace('_', '-')}"))
     except (AxonError, OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -511,19 +511,20 @@ def main(argv: list[str] | None = None) -> int:
     for flag, value, least in (("--steps", args.steps, 1), ("--chars", args.chars, 1000),
                                ("--workers", args.workers, 1),
                                ("--block-size", args.block_size, 8), ("--batch-size", args.batch_size, 1),
-                               ("--limit", args.limit, 2)):
+                               ("--limit", args.limit, 2), ("--corpus-seed", args.corpus_seed, 0)):
         if value is not None and value < least:
             ap.error(f"{flag}: must be at least {least}, got {value}")
     if min(shots) < 0 or len(shots) < 2:
         ap.error(f"--shots: two or more numbers >= 0, got {args.shots!r}")
-    from axon.errors import AxonError
-    from axon.eval.prompting import resolve_tasks
+    from axon.errors import AxonError, OptionError
+    from axon.eval.prompting import build_example, resolve_tasks
     from axon.lab.runner import Job
 
     try:
         specs = resolve_tasks(tasks)  # every task file read and checked before anything trains
-        for spec in specs:
+        for spec in specs:  # a task without a per-example metric, or with too few records for the shots
             example_metric(spec)
+            build_example(spec, 0, max(shots), args.eval_seed)
         names = [spec.name for spec in specs]
         out = args.out
         out.mkdir(parents=True, exist_ok=True)
@@ -536,6 +537,8 @@ def main(argv: list[str] | None = None) -> int:
         runs = {job.name: out / "runs" / job.name for job in reversed(jobs)}
         evals = evaluate_runs(runs, out, [str(spec.path) for spec in specs], shots, args.limit, args.eval_seed,
                               1 if args.smoke else args.workers)  # smoke: starting a pool costs more than the work
+    except OptionError as e:
+        ap.error(e.message_for(f"--{e.field.replace('_', '-')}"))
     except (AxonError, OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
