@@ -185,3 +185,124 @@ def test_sentiment_rm_diagnosis_bag_of_words_learns_the_labels_it_is_given(tmp_p
     assert "labels agree with VADER 0.000" in out["flipped"][0]
     assert f"{gap:.2f}" in out["right"][1].split(": ")[1].split()  # the median of |gold gap|
     assert "held-out accuracy 1.000" in out["right"][3] and "held-out accuracy 0.000" in out["flipped"][3]
+
+
+# ----------------------------------------------------------------------------------------------
+# benchmarks/fewshot_scaling.py and cot_finetune.py: GPT-3's few-shot claim and chain of thought (issue 20)
+
+
+def _fabricated_evals(gaps: dict[str, float], n: int = 100) -> tuple[dict, dict]:
+    """Run results and evaluations of one task "t" where size s scores 0 on every example at 0 shots
+    and a share gaps[s] of the examples right at 8 shots (rising with shots in between)."""
+    shots = (0, 1, 2, 4, 8)
+    runs, evals = {}, {}
+    for i, (size, gap) in enumerate(gaps.items()):
+        right = {k: round(gap * n * math.log2(1 + k) / math.log2(9)) for k in shots}
+        per = {str(k): {"values": [1.0] * right[k] + [0.0] * (n - right[k]), "truncated": 0.0} for k in shots}
+        runs[f"{size}-s0"] = {"params": 1000 * (i + 1)}
+        evals[f"{size}-s0"] = {"t": {"metric": "acc", "output_type": "loglikelihood", "shots": per}}
+    return runs, evals
+
+
+def test_fewshot_scaling_statistics_slope_gap_seeds_and_verdicts():
+    fs = load_script("fewshot_scaling")
+    shots = [0, 1, 2, 4, 8]
+    # the slope contrast recovers a line in log2(1 + shots) exactly, and the gap is paired per example
+    line = {k: [0.2 + 0.05 * math.log2(1 + k), 0.3 + 0.05 * math.log2(1 + k)] for k in shots}
+    slope, _ = fs.contrast(line, fs.slope_weights(shots))
+    assert slope == pytest.approx(0.05, abs=1e-12)
+    gap, se = fs.contrast({0: [0.0, 1.0, 0.0], 8: [1.0, 1.0, 1.0]}, {8: 1.0, 0: -1.0})
+    assert gap == pytest.approx(2 / 3) and se == pytest.approx(math.sqrt(1 / 3 / 3))  # sd of (1, 0, 1) / sqrt 3
+    # one seed: the examples' binomial error; several: the spread across seeds is added
+    assert fs.mean_se([1.0, 0.0, 0.0, 1.0])[1] == pytest.approx(math.sqrt(0.25 * 4 / 3 / 4))
+    assert fs.pool_seeds([(0.3, 0.04)]) == (0.3, pytest.approx(0.04))
+    mean, se = fs.pool_seeds([(0.4, 0.05), (0.6, 0.05)])
+    assert mean == pytest.approx(0.5) and se == pytest.approx(math.hypot(0.05, 0.1))
+    sizes = [("1x16", []), ("4x128", [])]
+    verdicts = {}
+    for case, gaps in {"grows": {"1x16": 0.0, "4x128": 0.5}, "shrinks": {"1x16": 0.5, "4x128": 0.0},
+                       "same": {"1x16": 0.3, "4x128": 0.32}}.items():
+        runs, evals = _fabricated_evals(gaps)
+        summary = fs.summarise(sizes, [0], shots, ["t"], runs, evals)
+        verdicts[case] = summary["claims"]["gap_grows_with_size"]["t"]["verdict"]
+        rise = summary["claims"]["accuracy_rises_with_shots"]["t"]
+        for size, gap in gaps.items():
+            assert rise[size]["gap"]["value"] == pytest.approx(gap)
+            assert rise[size]["verdict"] == ("rises" if gap > 0 else "flat")
+        assert len(summary["points"]) == len(summary["curves"]) == 2 * len(shots)
+    assert verdicts == {"grows": "reproduced", "shrinks": "reversed", "same": "not reproduced (the intervals overlap)"}
+    assert [label for label, _ in fs.parse_sizes("1x32,4x128,tiny")] == ["1x32", "4x128", "tiny"]
+    assert fs.parse_sizes("3x96")[0][1] == ["--model.n_layer=3", "--model.n_embd=96", "--model.n_head=3"]
+
+
+def test_fewshot_scaling_refuses_a_bad_size_in_one_line(tmp_path):
+    p = run("fewshot_scaling.py", "--out", str(tmp_path), "--sizes", "2x64,big")
+    assert p.returncode == 2 and p.stderr.strip().splitlines()[-1].startswith(
+        "fewshot_scaling.py: error: --sizes: 'big' is not LAYERSxWIDTH with an even width (e.g. 2x64) or a decoder")
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.slow
+def test_fewshot_scaling_smoke_scores_every_size_task_and_shots_and_resumes(tmp_path):
+    p = run("fewshot_scaling.py", "--out", str(tmp_path), "--smoke")
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert "Claim 1: accuracy rises with shots" in p.stdout and "Claim 2: the gap acc(8) - acc(0)" in p.stdout
+    r = json.loads((tmp_path / "fewshot_scaling.json").read_text())
+    tasks, shots = ["arithmetic_2da", "arithmetic_2ds", "cloze"], [0, 1, 2, 4, 8]
+    assert r["settings"]["sizes"] == ["1x16", "1x32"] and r["settings"]["tasks"] == tasks
+    assert {(q["size"], q["seed"], q["task"], q["shots"]) for q in r["points"]} == {
+        (s, 0, t, k) for s in ("1x16", "1x32") for t in tasks for k in shots}
+    assert all(q["n"] == 10 and q["metric"] == "acc" and 0 <= q["value"] <= 1 for q in r["points"])
+    params = {name: run_["params"] for name, run_ in r["runs"].items()}
+    assert params["1x16-s0"] < params["1x32-s0"]
+    # 8 two-digit shots fit the 320-character context; a cloze passage and one shot never do
+    assert r["truncated"]["arithmetic_2da"]["8"] == 0 and r["truncated"]["cloze"]["1"] == 1
+    # the gap is the paired mean of each example's 8-shot minus 0-shot score, from the saved evaluations
+    ev = json.loads((tmp_path / "evals" / "1x32-s0.json").read_text())["results"]["arithmetic_2ds"]["shots"]
+    gap = r["claims"]["accuracy_rises_with_shots"]["arithmetic_2ds"]["1x32"]["gap"]["value"]
+    assert gap == pytest.approx(sum(ev["8"]["values"]) / 10 - sum(ev["0"]["values"]) / 10)
+    assert (tmp_path / "fewshot_scaling.png").stat().st_size > 10_000
+    again = run("fewshot_scaling.py", "--out", str(tmp_path), "--smoke")  # resumes: nothing trained or scored again
+    assert again.returncode == 0 and "trained 0 runs, kept 2 finished ones" in again.stdout
+    assert "evaluated" not in again.stdout
+    assert json.loads((tmp_path / "fewshot_scaling.json").read_text())["points"] == r["points"]
+    # the runs' char tokenizer covers every bundled task (the corpus alone lacks the word problems' "+ * / =");
+    # a task of yours with a character it lacks is refused before anything trains
+    shards = tmp_path / "data" / "c100000-s0" / "shards"
+    assert set("+*/=") <= set(json.loads((shards / "tokenizer.json").read_text())["chars"])
+    from axon.errors import DataError
+    from axon.eval.prompting import load_task
+
+    (tmp_path / "euro.jsonl").write_text('{"q": "1 \u20ac", "a": "2"}\n')
+    (tmp_path / "euro.yaml").write_text("task: euro\ndataset_path: json\n"
+                                        "dataset_kwargs: {data_files: {test: euro.jsonl}}\ntest_split: test\n"
+                                        "output_type: loglikelihood\ndoc_to_text: q\ndoc_to_target: a\n")
+    with pytest.raises(DataError, match=r"^task euro: .*\u20ac.* use another --out$"):
+        load_script("fewshot_scaling").prepare_corpus(tmp_path, 100000, 0, [load_task(tmp_path / "euro.yaml")])
+
+
+@pytest.mark.slow
+def test_cot_finetune_smoke_trains_both_arms_on_one_tokenizer_and_fills_the_table(tmp_path):
+    p = run("cot_finetune.py", "--out", str(tmp_path), "--smoke")
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert "trained with rationales" in p.stdout and "chain of thought vs direct" in p.stdout
+    r = json.loads((tmp_path / "cot_finetune.json").read_text())
+    data = tmp_path / "data" / "n200-s0"
+    chars = json.loads((data / "tokenizer.json").read_text())["chars"]
+    assert set("+*/=0123456789.") <= set(chars)  # the rationales' arithmetic, which the corpus's tokenizer lacks
+    for arm in ("rationales", "direct"):  # both arms prepared with that one tokenizer
+        assert json.loads((data / arm / "tokenizer.json").read_text())["chars"] == chars
+    # the training text is the tasks' shot format: "Q: ...\nA: <rationale or not> The answer is N."
+    with_r, direct = ((data / f"{arm}.txt").read_text().split("\n\n") for arm in ("rationales", "direct"))
+    assert len(with_r) == len(direct) == 200
+    for a, b in zip(with_r, direct):
+        qa, qb = a.split("\nA: "), b.split("\nA: ")
+        assert qa[0] == qb[0] and qa[0].startswith("Q: ") and qb[1].startswith("The answer is ")
+        assert qa[1].endswith(qb[1]) and "=" in qa[1] and "=" not in qb[1]
+    assert r["runs"]["rationales-s0"]["params"] == r["runs"]["direct-s0"]["params"]
+    assert r["runs"]["rationales-s0"]["tokens"] == r["runs"]["direct-s0"]["tokens"]
+    cells = [r["table"][arm][t] for arm in ("rationales", "direct") for t in ("word_problems", "word_problems_cot")]
+    assert all(c["n"] == 6 and c["metric"] == "exact_match,get-answer" and 0 <= c["value"] <= 1 for c in cells)
+    # the headline is paired over the same problems: the difference of the two diagonal cells
+    head = r["table"]["rationales"]["word_problems_cot"]["value"] - r["table"]["direct"]["word_problems"]["value"]
+    assert r["cot_vs_direct"]["value"] == pytest.approx(head)
