@@ -306,3 +306,25 @@ def test_cot_finetune_smoke_trains_both_arms_on_one_tokenizer_and_fills_the_tabl
     # the headline is paired over the same problems: the difference of the two diagonal cells
     head = r["table"]["rationales"]["word_problems_cot"]["value"] - r["table"]["direct"]["word_problems"]["value"]
     assert r["cot_vs_direct"]["value"] == pytest.approx(head)
+
+
+def test_diffusion_curves_draws_every_variant_seed_and_the_long_run(tmp_path):
+    def write(run, rows):
+        run.mkdir(parents=True)
+        (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+    for name, acc in (("base", 0.9), ("unconditional", None)):
+        for s in range(2):
+            rows = [{"step": 10, "train_loss": 1.0}]
+            rows += [{"step": k, "val_loss": 0.1, "val_frechet_distance": 30 / k + s,
+                      **({"val_accuracy": acc} if acc else {})} for k in (5, 10)]
+            write(tmp_path / "cmp" / "runs" / f"{name}-s{s}", rows)
+    write(tmp_path / "long", [{"step": k, "val_frechet_distance": 3.0, "val_accuracy": 0.95} for k in (5, 10, 20)])
+    out = tmp_path / "c.png"
+    p = run("diffusion_curves.py", str(tmp_path / "cmp"), "--long", str(tmp_path / "long"), "--out", str(out))
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert out.stat().st_size > 10000
+    spec = importlib.util.spec_from_file_location("diffusion_curves", BENCH / "diffusion_curves.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.curve(tmp_path / "cmp" / "runs" / "base-s1") == [(5, 7.0, 0.9), (10, 4.0, 0.9)]
