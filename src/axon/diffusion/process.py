@@ -26,7 +26,7 @@ model family, task or trainer.
   DDPM step       x_{t-1} = mu_theta + sigma_t z,  sigma_t^2 = beta~_t ("fixed_small") or beta_t ("fixed_large")
                   (sec. 3.2, Algorithm 2; no noise at the last step)
   learned sigma   out = [prediction, v] along dim 1 (twice the channels), v in about [-1, 1]:
-                  log sigma_t^2 = (v + 1)/2 log beta_t + (1 - v)/2 log beta~_t   ("learned_range", Nichol & Dhariwal eq. 15)
+                  log sigma_t^2 = (v + 1)/2 log beta_t + (1 - v)/2 log beta~_t  ("learned_range", N & D eq. 15)
   DDIM step       x_{t'} = sqrt(abar_{t'}) x0_hat + sqrt(1 - abar_{t'} - sigma^2) eps_hat + sigma z   (DDIM eq. 12)
                   sigma = eta sqrt((1 - abar_{t'}) / (1 - abar_t)) sqrt(1 - abar_t / abar_{t'})     (DDIM eq. 16)
   losses          simple: ||target - out||^2                                                        (eq. 14)
@@ -183,7 +183,8 @@ class ImportanceSampler:
 
     def load_state_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
         history, counts = tensors.get("history"), tensors.get("counts")
-        if history is None or counts is None or history.shape != self.history.shape or counts.shape != self.counts.shape:
+        if (history is None or counts is None or history.shape != self.history.shape
+                or counts.shape != self.counts.shape):
             raise ValueError(f"the importance sampler's state must be history {tuple(self.history.shape)} and counts "
                              f"{tuple(self.counts.shape)}, got {sorted(tensors)}")
         self.history, self.counts = history.double().clone(), counts.long().clone()
