@@ -25,7 +25,10 @@ shrink with S).
 Claim 1, per size and task: the least-squares slope of accuracy on log2(1 + shots), and the gap
 acc(most shots) - acc(0). Each is a mean over examples of a per-example contrast of that example's
 0/1 scores (the same examples at every number of shots: a paired design), so its standard error is
-the contrasts' standard deviation / sqrt(n), seeds as above. "rises" when the slope's interval lies
+the contrasts' standard deviation / sqrt(n), seeds as above, but never below the error of a single
+example that differs (half the contrast's range / n: 1/n for the gap): a contrast that is 0 on
+every example (nothing right at any shots) would otherwise get an interval of zero width, and a gap
+of 4 examples in 300 would look wholly above it. "rises" when the slope's interval lies
 above 0, "falls" when below, "flat" otherwise.
 Claim 2, per task: the gap of each size; "reproduced" when the largest size's gap interval lies
 wholly above the smallest size's, "reversed" when wholly below, "not reproduced" when the two
@@ -312,10 +315,15 @@ def pool_seeds(points: list[tuple[float, float]]) -> tuple[float, float]:
 
 
 def contrast(per_shots: dict[int, list[float]], weights: dict[int, float]) -> tuple[float, float]:
-    """Mean and stderr over examples of sum_k weights[k] * score(example, k) (paired: the same examples)."""
+    """Mean and stderr over examples of sum_k weights[k] * score(example, k) (paired: the same examples).
+
+    The stderr is never below what one example alone would give, half the contrast's range / n (for
+    the gap, 1/n): the module docstring's floor. Without it, a contrast that is 0 on every example
+    gets an interval of zero width, and any other one looks wholly above it."""
     n = len(next(iter(per_shots.values())))
     per_example = [sum(w * per_shots[k][i] for k, w in weights.items()) for i in range(n)]
-    return mean_se(per_example)
+    mean, se = mean_se(per_example)
+    return mean, max(se, sum(abs(w) for w in weights.values()) / 2 / n)
 
 
 def slope_weights(shots: list[int]) -> dict[int, float]:

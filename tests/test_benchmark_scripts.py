@@ -231,6 +231,12 @@ def test_fewshot_scaling_statistics_slope_gap_seeds_and_verdicts():
             assert rise[size]["verdict"] == ("rises" if gap > 0 else "flat")
         assert len(summary["points"]) == len(summary["curves"]) == 2 * len(shots)
     assert verdicts == {"grows": "reproduced", "shrinks": "reversed", "same": "not reproduced (the intervals overlap)"}
+    # a contrast that is 0 on every example still has an interval: one example's worth (1/n for the gap),
+    # so 4 right of 300 at 8 shots against none anywhere is no trend (a rule without the floor said "reproduced")
+    assert fs.contrast({0: [0.0] * 300, 8: [0.0] * 300}, {8: 1.0, 0: -1.0}) == (0.0, pytest.approx(1 / 300))
+    runs, evals = _fabricated_evals({"1x16": 0.0, "4x128": 4 / 300}, n=300)
+    summary = fs.summarise(sizes, [0], shots, ["t"], runs, evals)
+    assert summary["claims"]["gap_grows_with_size"]["t"]["verdict"] == "not reproduced (the intervals overlap)"
     assert [label for label, _ in fs.parse_sizes("1x32,4x128,tiny")] == ["1x32", "4x128", "tiny"]
     assert fs.parse_sizes("3x96")[0][1] == ["--model.n_layer=3", "--model.n_embd=96", "--model.n_head=3"]
 

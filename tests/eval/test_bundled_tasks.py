@@ -30,7 +30,7 @@ KEYS = {"task", "dataset_path", "dataset_kwargs", "test_split", "fewshot_split",
 OUTPUT_TYPES = {"loglikelihood", "multiple_choice", "generate_until", "loglikelihood_rolling"}
 METRICS = {"acc", "acc_norm", "exact_match", "f1", "perplexity", "word_perplexity", "byte_perplexity", "bits_per_byte"}
 GENERATION_KEYS = {"until", "max_gen_toks", "do_sample", "temperature"}
-NAMES = {*bundled.ARITHMETIC, "cloze", "dates", "speakers", "word_problems", "word_problems_cot"}
+NAMES = {*bundled.ARITHMETIC, "cloze", "random_insertion", "dates", "speakers", "word_problems", "word_problems_cot"}
 
 ENV = SandboxedEnvironment()
 
@@ -80,7 +80,7 @@ def test_shipped_files_are_what_the_generator_writes(tmp_path):
     assert bundled.main(["tasks", "--out", str(tmp_path)]) == 0
     written = {p.name: p.read_text(encoding="utf-8") for p in tmp_path.iterdir()}
     shipped = {p.name: p.read_text(encoding="utf-8") for p in TASKS_DIR.iterdir()}
-    assert written.keys() == shipped.keys() and len(written) == 14 + 13 * 2  # word_problems(_cot) share data
+    assert written.keys() == shipped.keys() and len(written) == 15 + 14 * 2  # word_problems(_cot) share data
     assert [n for n in written if written[n] != shipped[n]] == []
 
 
@@ -151,6 +151,19 @@ def test_arithmetic_answers(tasks):
             line = demonstration(spec, doc)
             assert line == f"Q: What is {doc['a']} {op} {doc['b']}? A: {doc['answer']}"  # Table 3.9's format
         assert any(d["answer"] < 0 for d in test) == (op == "minus")
+
+
+def test_random_insertion_words_come_back_clean(tasks):
+    spec, test, fewshot = tasks["random_insertion"]
+    words = set(bundled.corpus_words())
+    assert len(words) > 2 * len(test + fewshot)
+    assert len({d["word"] for d in test + fewshot}) == len(test + fewshot)  # no word in two examples
+    for doc in test + fewshot:
+        word, noisy = doc["word"], doc["noisy"]
+        assert word in words and word.isalpha() and word.islower() and 5 <= len(word) <= 8
+        assert noisy[::2] == word and all(c in bundled.INSERTED for c in noisy[1::2])  # one symbol per gap
+        assert demonstration(spec, doc) == f"{noisy} = {word}"  # GPT-3's format: "s.u!c/c!e.s s i/o/n = succession"
+    assert {c for d in test for c in d["noisy"][1::2]} == set(bundled.INSERTED)
 
 
 def test_cloze_passages_come_from_their_part_of_the_corpus(tasks):
@@ -321,6 +334,9 @@ def test_corpus_is_deterministic(corpus, tmp_path):
     assert e.value.code == 2
 
 
+WORD_LINE = re.compile(r"([a-z](?:[^a-z][a-z]){4,7}) = ([a-z]{5,8})")
+
+
 def test_corpus_mixes_text_and_blocks_of_examples(corpus):
     segments = corpus.split(bundled.FEWSHOT_DELIMITER)
     problems = [m for s in segments if (m := bundled.ARITHMETIC_LINE.fullmatch(s))]
@@ -333,8 +349,25 @@ def test_corpus_mixes_text_and_blocks_of_examples(corpus):
     for m in problems:  # every answer right
         a, op, b, c = int(m.group(1)), m.group(2), int(m.group(3)), int(m.group(4))
         assert bundled.OPERATIONS[op](a, b) == c
+    # word blocks: noisy words of corpus_words() and what one rule, the same through the block, makes of them
+    blocks = [s for s in segments if s and all(WORD_LINE.fullmatch(x) for x in s.split(bundled.FEWSHOT_DELIMITER))]
+    blocks = [[WORD_LINE.fullmatch(x) for x in b.split(bundled.FEWSHOT_DELIMITER)] for b in blocks]
+    words = set(bundled.corpus_words())
+    assert 0.15 < sum(len(m.group(0)) for b in blocks for m in b) / len(corpus) < 0.4
+    rules = set()
+    for block in blocks:
+        block_rules = []
+        for m in block:
+            word = m.group(1)[::2]
+            assert word in words and all(c in bundled.INSERTED for c in m.group(1)[1::2])
+            block_rules.append({r for r, f in bundled.WORD_RULES.items() if f(word) == m.group(2)})
+        common = set.intersection(*block_rules)
+        assert common, block  # one rule explains the whole block
+        rules |= common
+    assert rules == set(bundled.WORD_RULES)
     # the ordinary text is the corpus's own lines
-    text = [s for s in segments if s not in cloze and not bundled.ARITHMETIC_LINE.fullmatch(s)]
+    text = [s for s in segments if s not in cloze and not bundled.ARITHMETIC_LINE.fullmatch(s)
+            and not WORD_LINE.fullmatch(s)]
     assert sum(map(len, text)) / len(corpus) > 0.25
     train = bundled.corpus_parts()[0]
     assert all(s in train for s in text[:-1])  # the last may be cut mid-line
@@ -345,4 +378,7 @@ def test_corpus_holds_no_test_example(corpus, tasks):
     seen = {(m.group(2), int(m.group(1)), int(m.group(3))) for m in bundled.ARITHMETIC_LINE.finditer(corpus)}
     assert len(seen) > 1000 and not seen & test_problems
     assert not any(d["context"][:100] in corpus for d in tasks["cloze"][1])
+    shown = {d["word"] for d in tasks["random_insertion"][1] + tasks["random_insertion"][2]}
+    block_words = {m.group(1)[::2] for m in WORD_LINE.finditer(corpus)}
+    assert len(block_words) > 1000 and not block_words & shown
     assert not any(d["context"][-60:] in corpus for d in tasks["cloze"][1])

@@ -1,6 +1,7 @@
 """The bundled prompting tasks and the in-context corpus, generated offline from seeded ``random.Random``.
 
     seeded problems ------------------------------> arithmetic_{2,3,4,5}d{a,s}, arithmetic_2dm  (GPT-3 Table 3.9)
+    words of the train part, symbols inserted ----> random_insertion  (GPT-3 Fig. 1.2)
                                                    word_problems, word_problems_cot  (PaLM's tennis balls)
     tinyshakespeare.txt  last 10% (its val part) --> cloze test split  (LAMBADA-style)
                          first 90% (train part) ---> cloze few-shot split; the corpus's text and cloze blocks
@@ -13,6 +14,7 @@ examples shots are drawn from), one JSON object a line:
 
     task                 output_type      a record                                          test / few-shot
     arithmetic_2da ...   loglikelihood    {"a": 48, "b": 76, "answer": 124}                 300 / 100 each
+    random_insertion     loglikelihood    {"noisy": "s.u!c/c!e.s s i/o/n", "word": "..."}   300 / 100
     cloze                loglikelihood    {"context": "...", "word": "king", "line": 38554} 275 / 100
     dates                generate_until   {"date": "21 August 1955", "iso": "1955-08-21"}   300 / 100
     speakers             multiple_choice  {"text": "...", "choices": [4 names], "gold": 2}  205 / 100
@@ -185,6 +187,50 @@ def train_cloze_passages() -> list[dict]:
 
 def cloze_example(record: dict) -> str:
     return record["context"] + TARGET_DELIMITER + record["word"]
+
+
+# ---------------------------------------------------------------------------------------------
+# GPT-3's random insertion in a word (Brown et al. 2020, sec. 3.9.2 and Fig. 1.2):
+# "s.u!c/c!e.s s i/o/n = succession"
+
+#: The characters inserted between a word's letters: punctuation or a space, as in the paper
+INSERTED = " .,!?;:/-"
+WORD_LETTERS = (5, 8)  # the words: lower-case, 5-8 letters, at least WORD_MIN_COUNT times in the train part
+WORD_MIN_COUNT = 3
+WORD_TEXT = "{{noisy}} ="
+#: The corpus's word blocks apply one of these to a noisy word, the same one through a block: the
+#: prompt alone ("s.u!c/c!e.s s i/o/n =") does not say which, the block's earlier examples do. The
+#: bundled task is "clean" (GPT-3's); the other two exist only in the corpus.
+WORD_RULES = {"clean": lambda w: w, "reverse": lambda w: w[::-1], "cycle": lambda w: w[1:] + w[0]}
+
+
+@cache
+def corpus_words() -> tuple[str, ...]:
+    """The words the task and the corpus's word blocks draw from, sorted."""
+    counts: dict[str, int] = {}
+    for word in re.findall(r"(?<![A-Za-z'])[a-z]+(?![A-Za-z'])", corpus_parts()[0]):
+        if WORD_LETTERS[0] <= len(word) <= WORD_LETTERS[1]:
+            counts[word] = counts.get(word, 0) + 1
+    return tuple(sorted(w for w, n in counts.items() if n >= WORD_MIN_COUNT))
+
+
+def insert_symbols(word: str, rng: random.Random) -> str:
+    """One character of INSERTED between each two letters of ``word``."""
+    return "".join(c + rng.choice(INSERTED) for c in word[:-1]) + word[-1]
+
+
+def word_example(noisy: str, answer: str) -> str:
+    return f"{noisy} ={TARGET_DELIMITER}{answer}"
+
+
+@cache
+def word_splits() -> tuple[list[dict], list[dict]]:
+    """(test, few-shot) records of random_insertion: N_TEST + N_FEWSHOT distinct words, each with its
+    letters split by inserted characters. The corpus's word blocks never use these words."""
+    rng = random.Random(f"{SEED}:random_insertion")
+    words = rng.sample(corpus_words(), N_TEST + N_FEWSHOT)
+    records = [{"noisy": insert_symbols(w, rng), "word": w} for w in words]
+    return records[:N_TEST], records[N_TEST:]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -379,6 +425,12 @@ def task_specs() -> dict[str, tuple[str, dict, tuple[list[dict], list[dict]]]]:
                       _task("cloze", "loglikelihood", "{{context}}", LL_TARGET % "word", ["acc", "perplexity"],
                             target_delimiter=""),
                       cloze_splits())
+    specs["random_insertion"] = ("GPT-3's random insertion in a word (Brown et al. 2020, sec. 3.9.2, Fig. 1.2): a "
+                                 "word of the corpus with a punctuation mark or space between each two letters, "
+                                 "to be given back clean; acc is the greedy match.",
+                                 _task("random_insertion", "loglikelihood", WORD_TEXT, LL_TARGET % "word",
+                                       ["acc"], target_delimiter=""),
+                                 word_splits())
     specs["dates"] = ("The bundled dates as few-shot normalisation: an English date -> ISO 8601 "
                       "(test: dates/val.tsv, shots: dates/train.tsv).",
                       _task("dates", "generate_until", "Date: {{date}}\nISO:", "{{iso}}", ["exact_match"], 4,
@@ -466,7 +518,7 @@ def write_tasks(out_dir: str | Path = TASKS_DIR) -> dict[str, str]:
 # The in-context corpus: ordinary text interleaved with blocks of few-shot examples
 
 #: What each segment of the corpus is, with its probability; a block holds 1-8 examples of one format.
-SEGMENTS = {"text": 0.22, "arithmetic": 0.72, "cloze": 0.06}
+SEGMENTS = {"text": 0.12, "arithmetic": 0.36, "words": 0.50, "cloze": 0.02}
 BLOCK_EXAMPLES = (1, 8)
 TEXT_CHARS = (200, 1000)  # an ordinary segment: whole lines of the train part, at least this many characters
 
@@ -487,10 +539,15 @@ def in_context_corpus(chars: int, seed: int) -> str:
       few-shot prompt shows it ("Q: What is 48 plus 76? A: 124"), joined by FEWSHOT_DELIMITER, as
       the prompts join their shots; never a problem of a task's test split;
     * a cloze block: 1-8 passages of the train part's cloze passages (``context word``), joined the
-      same way; the cloze test split comes from the val part, which nothing here contains.
+      same way; the cloze test split comes from the val part, which nothing here contains;
+    * a word block: 1-8 words of :func:`corpus_words` with characters inserted between their
+      letters, each followed by what one rule of WORD_RULES makes of the word, the same rule
+      through the block ("s.u!c/c!e.s s i/o/n = succession", or "= noisseccus", or "=
+      uccessions"): the prompt does not say which rule, the block's earlier examples do. Never a
+      word of random_insertion's test or few-shot split.
 
     A model that learns to read the earlier examples of a block (the format, the operation, the
-    number of digits, that the last word was seen before) predicts the later ones better. Cut to
+    number of digits, the rule, that the last word was seen before) predicts the later ones better. Cut to
     exactly ``chars`` characters; the same (chars, seed) gives the same text.
     """
     from axon.errors import check_count
@@ -503,6 +560,9 @@ def in_context_corpus(chars: int, seed: int) -> str:
     starts = [i for i in range(len(lines) - 1) if (i == 0 or not lines[i - 1]) and lines[i].endswith(":")]
     passages, names, kinds = train_cloze_passages(), list(ARITHMETIC), list(SEGMENTS)
     test = _test_problems()
+    rules = list(WORD_RULES)
+    shown = {d["word"] for split in word_splits() for d in split}
+    words = [w for w in corpus_words() if w not in shown]
     parts, size = [], 0
     while size < chars:
         kind = rng.choices(kinds, weights=[SEGMENTS[k] for k in kinds])[0]
@@ -516,6 +576,9 @@ def in_context_corpus(chars: int, seed: int) -> str:
             k = rng.randint(*BLOCK_EXAMPLES)
             if kind == "cloze":
                 examples = [cloze_example(passages[j]) for j in rng.sample(range(len(passages)), k)]
+            elif kind == "words":
+                rule = WORD_RULES[rng.choice(rules)]
+                examples = [word_example(insert_symbols(w, rng), rule(w)) for w in rng.sample(words, k)]
             else:
                 op, digits = ARITHMETIC[rng.choice(names)]
                 examples = []
