@@ -51,8 +51,8 @@ def load_images(cfg) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Te
     data, m = cfg.data, cfg.model
     if data.dir is not None:
         if data.dataset is not None:
-            raise ConfigError(f"data.dataset / data.dir: give one source of images, not both "
-                              f"(data.dataset={data.dataset}, data.dir={data.dir})")
+            raise ConfigError(f"data.dataset / data.dir: give one source of images, not both (data.dataset="
+                              f"{data.dataset}, data.dir={data.dir}); set data.dataset=null to read the folder")
         folder = Path(data.dir)
         x, y, names = load_image_folder(folder, m.image_size, m.in_channels)
         if len(names) < 2:
