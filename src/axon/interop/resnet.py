@@ -15,7 +15,7 @@ every key renamed exactly once and nothing left over:
 ``hidden_sizes`` are each stage's output channels: 4x the 3x3 width for bottlenecks);
 ``load_hf_resnet(directory)`` builds the model from a local directory (config.json and
 model.safetensors; nothing downloads, nothing is unpickled). Parity of the logits:
-tests/interop/test_resnet.py.
+tests/interop/test_resnet_parity.py.
 """
 
 from __future__ import annotations
