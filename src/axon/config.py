@@ -83,6 +83,9 @@ class DataConfig:
     label_field: str = "label"
     truncate: bool = False  # classify, sft: cut texts (sft: answers) longer than model.block_size (else: an error naming the line)
     mask_prob: float = 0.15  # mlm: share of tokens to predict (BERT: 15%; of them 80% [MASK], 10% random, 10% kept)
+    # image tasks (axon.tasks.image_classify): a bundled set of images (digits: scikit-learn's 8x8 digits), or
+    # null with `dir` a folder of images, one sub-folder per class (read with Pillow, resized to model.image_size)
+    dataset: str | None = None
 
     def __post_init__(self):
         check_fields(self, "data.")
@@ -90,13 +93,17 @@ class DataConfig:
               f"{', '.join(CORPUS_NAMES)} (your own text: axon prepare, then data.dir)")
         check(self.vocab_size is None or self.vocab_size > 0, "data.vocab_size", f"must be positive, got {self.vocab_size}")
         check(0.0 < self.mask_prob < 1.0, "data.mask_prob", f"must be in (0, 1), got {self.mask_prob}")
+        check(self.dataset is None or self.dataset in IMAGE_DATASETS, "data.dataset",
+              f"unknown image set {self.dataset!r}; choose one of: {', '.join(IMAGE_DATASETS)} "
+              "(your own images: data.dir, a folder with one sub-folder per class)")
 
 
 # The corpora shipped in the package (axon.data.corpus.CORPORA; tests/test_layering.py checks they agree).
 CORPUS_NAMES = ("shakespeare",)
 # The tasks a config may name (axon.tasks.TASKS; tests/test_layering.py checks they agree).
 TASK_NAMES = ("lm", "mlm", "classify", "seq2seq", "word2vec", "sft", "reward", "ppo", "dpo", "grpo", "online_dpo",
-              "diffusion")
+              "diffusion", "image_classify")
+IMAGE_DATASETS = ("digits",)  # data.dataset of image_classify (axon.tasks.image_classify)
 # The names axon.train.optim.OPTIMIZERS builds, in its order. A copy, so that validating a config
 # does not import the trainer (and torch); tests/test_layering.py checks that the two agree.
 OPTIMIZER_NAMES = ("adamw", "adam", "amsgrad", "adamax", "nadam", "sgd", "rmsprop", "adagrad", "adadelta", "muon")
@@ -532,6 +539,25 @@ class DiffusionConfig:
 
 
 @dataclass
+class ImageClassifyConfig:
+    # Image classification (axon.tasks.image_classify): augmentation of the training images, metrics, samples
+    crop_padding: int = 1  # random crop: pad every side by this many pixels (black, -1), cut image_size back out; 0: off
+    # random horizontal flip of half the training images; null: on for a folder of images, off for the digits
+    # (a mirrored digit is no longer that digit: flip only where it keeps the labels valid)
+    hflip: bool | None = None
+    val_fraction: float = 0.1  # a folder of images: share of each class held out for validation (seed 0)
+    top_k: int = 5  # the top-k accuracy reported beside the accuracy (top5 in result.json and axon eval)
+    samples: int = 8  # validation images whose predictions samples.txt shows at each evaluation
+
+    def __post_init__(self):
+        check_fields(self, "image_classify.")
+        check(self.crop_padding >= 0, "image_classify.crop_padding", f"must be >= 0, got {self.crop_padding}")
+        check(0.0 < self.val_fraction < 1.0, "image_classify.val_fraction", f"must be in (0, 1), got {self.val_fraction}")
+        check(self.top_k >= 1, "image_classify.top_k", f"must be >= 1, got {self.top_k}")
+        check(self.samples >= 0, "image_classify.samples", f"must be >= 0, got {self.samples}")
+
+
+@dataclass
 class RunConfig:
     out_dir: str = "runs"
     name: str | None = None  # run directory name; default: <date>-<time>
@@ -548,6 +574,7 @@ class RunConfig:
     grpo: GRPOConfig = field(default_factory=GRPOConfig)
     online_dpo: OnlineDPOConfig = field(default_factory=OnlineDPOConfig)
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+    image_classify: ImageClassifyConfig = field(default_factory=ImageClassifyConfig)
 
     def __post_init__(self):
         if self.model is None:
@@ -568,7 +595,8 @@ class RunConfig:
 MODEL_CONFIGS = tuple(f.config for f in FAMILY_CONFIGS.values())
 SECTIONS = {"data": DataConfig, "optim": OptimConfig, "schedule": ScheduleConfig, "train": TrainConfig, "log": LogConfig,
             "lora": LoRAConfig, "ppo": PPOConfig, "dpo": DPOConfig, "grpo": GRPOConfig,
-            "online_dpo": OnlineDPOConfig, "diffusion": DiffusionConfig}
+            "online_dpo": OnlineDPOConfig, "diffusion": DiffusionConfig,
+            "image_classify": ImageClassifyConfig}
 TOP_LEVEL = ("out_dir", "name", "task")
 
 

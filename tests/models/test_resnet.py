@@ -1,7 +1,7 @@
 """The ResNet family (axon.models.resnet): torchvision's parameter counts, shapes through every
 preset, the small-image stem, the feature map other families read, batch norm's two modes,
 FLOPs against torch's counter, learning, and one-line refusals of bad configs. Parity of the
-logits with torchvision and transformers: tests/interop/test_resnet.py."""
+logits with torchvision and transformers: tests/interop/test_resnet_parity.py."""
 
 import pytest
 import torch

@@ -221,3 +221,54 @@ def load_image_folder(path, image_size: int, channels: int = 3) -> tuple[torch.T
         images += [read_image(f, image_size, channels) for f in files]
         labels += [label] * len(files)
     return (torch.from_numpy(np.stack(images)), torch.tensor(labels, dtype=torch.int64), [name for name, _ in classes])
+
+
+# ----------------------------------------------------------------------------------------------
+# Labelled images as classification batches (the image_classify task)
+
+
+class LabelledImages:
+    """Images and their labels as batches ``(images (B, C, H, W) float32 in [-1, 1], labels (B,) int64)``.
+
+    Training batches (``get_batch``) draw ``batch_size`` images uniformly with replacement and
+    augment them, every draw from one generator seeded with (seed, step, micro_step): a pure
+    function of its arguments, so resume is exact. Augmentation: a random crop with padding (pad
+    each side by ``crop_padding`` pixels of black, -1, and cut an image_size window out at a random
+    offset: a shift of up to ``crop_padding`` pixels each way), then, with ``hflip``, a mirror of
+    each image with probability 1/2. Evaluation batches (``iter_eval_batches``) are every image
+    in order, unaugmented.
+    """
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, crop_padding: int = 0, hflip: bool = False):
+        if len(images) == 0:
+            raise DataError("no images")
+        self.images, self.labels = images, labels
+        self.crop_padding, self.hflip = crop_padding, hflip
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def augment(self, x: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+        B, C, H, W = x.shape
+        p = self.crop_padding
+        if p:
+            padded = torch.nn.functional.pad(x, (p, p, p, p), value=-1.0)  # (B, C, H + 2p, W + 2p)
+            oy, ox = (torch.from_numpy(rng.integers(0, 2 * p + 1, size=B)) for _ in range(2))  # offsets in [0, 2p]
+            rows = (oy[:, None] + torch.arange(H))[:, None, :, None]  # (B, 1, H, 1)
+            cols = (ox[:, None] + torch.arange(W))[:, None, None, :]  # (B, 1, 1, W)
+            x = padded[torch.arange(B)[:, None, None, None], torch.arange(C)[None, :, None, None], rows, cols]
+        if self.hflip:
+            flip = torch.from_numpy(rng.random(B) < 0.5)[:, None, None, None]
+            x = torch.where(flip, x.flip(-1), x)
+        return x
+
+    def get_batch(self, step: int, batch_size: int, block_size: int, seed: int, micro_step: int = 0):
+        rng = np.random.default_rng(np.random.SeedSequence([seed, step, micro_step]))
+        idx = torch.from_numpy(rng.integers(0, len(self.images), size=batch_size))
+        return self.augment(self.images[idx], rng).contiguous(), self.labels[idx]
+
+    def iter_eval_batches(self, batch_size: int, block_size: int, max_batches: int | None = None):
+        starts = range(0, len(self.images), batch_size)
+        if max_batches is not None:
+            starts = starts[:max_batches]
+        return ((self.images[s:s + batch_size], self.labels[s:s + batch_size]) for s in starts)

@@ -36,7 +36,7 @@ Batch norm normalises with the batch's statistics in training and with running a
 (buffers, so checkpoints carry them) in eval mode, so logits of ``model.train()`` and
 ``model.eval()`` differ. Presets resnet18/34/50 have torchvision's parameter counts at 1000
 labels (tests/models/test_resnet.py; parity of the logits with torchvision and Hugging Face
-transformers in tests/interop/test_resnet.py).
+transformers in tests/interop/test_resnet_parity.py).
 """
 
 from __future__ import annotations
@@ -78,9 +78,10 @@ class BasicBlock(nn.Module):
         self.shortcut = ConvBN(c_in, c_out, 1, stride, size) if stride != 1 or c_in != c_out else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = torch.relu(self.conv1(x))  # (B, width, H/s, W/s)
+        h = torch.relu_(self.conv1(x))  # (B, width, H/s, W/s); in place, on a fresh tensor (as torchvision)
         h = self.conv2(h)
-        return torch.relu(h + (x if self.shortcut is None else self.shortcut(x)))
+        h += x if self.shortcut is None else self.shortcut(x)
+        return torch.relu_(h)
 
     def last_norm(self) -> nn.BatchNorm2d:
         return self.conv2[1]
@@ -104,10 +105,11 @@ class Bottleneck(nn.Module):
         self.shortcut = ConvBN(c_in, c_out, 1, stride, size) if stride != 1 or c_in != c_out else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = torch.relu(self.conv1(x))  # (B, width, H, W)
-        h = torch.relu(self.conv2(h))  # (B, width, H/s, W/s)
+        h = torch.relu_(self.conv1(x))  # (B, width, H, W)
+        h = torch.relu_(self.conv2(h))  # (B, width, H/s, W/s)
         h = self.conv3(h)  # (B, 4 width, H/s, W/s)
-        return torch.relu(h + (x if self.shortcut is None else self.shortcut(x)))
+        h += x if self.shortcut is None else self.shortcut(x)
+        return torch.relu_(h)
 
     def last_norm(self) -> nn.BatchNorm2d:
         return self.conv3[1]
@@ -163,7 +165,7 @@ class ResNet(Model):
 
     def forward_features(self, images: torch.Tensor) -> torch.Tensor:
         """The last stage's feature map: (B, in_channels, H, W) -> (B, feature_channels, H', W')."""
-        x = self.pool(torch.relu(self.stem(images)))  # (B, base_width, H/4, W/4); small stem: (.., H, W)
+        x = self.pool(torch.relu_(self.stem(images)))  # (B, base_width, H/4, W/4); small stem: (.., H, W)
         for stage in self.stages:
             x = stage(x)  # each stage after the first halves H and W
         return x

@@ -24,3 +24,17 @@ class Classification:
         loss = F.cross_entropy(logits, labels)
         correct = (logits.argmax(-1) == labels).sum()
         return loss, {"ce": loss, "count": labels.numel(), "correct": correct}
+
+
+class ImageClassification:
+    """Cross-entropy of one label per image: batch = (images (B, C, H, W) float, labels (B,) int64);
+    ``model(images)`` -> logits (B, num_labels). Parts as :class:`Classification`'s: ``ce``,
+    ``count`` = B, ``correct`` = argmax hits (evaluation reports accuracy from them)."""
+
+    def __call__(self, model: nn.Module, batch: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, dict]:
+        images, labels = batch
+        images = images.to(next(model.parameters()).dtype)  # an fp64 run's model takes fp64 images
+        logits = at_least_fp32(model(images))  # (B, num_labels)
+        loss = F.cross_entropy(logits, labels)
+        correct = (logits.argmax(-1) == labels).sum()
+        return loss, {"ce": loss, "count": labels.numel(), "correct": correct}

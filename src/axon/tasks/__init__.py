@@ -32,6 +32,9 @@ they read (files, tokenizers, datasets of batches) is ``axon.data``'s:
               (online DPO, Guo et al. 2024); iterated DPO's rounds are ``axon.lab.iterated_dpo``
     diffusion a denoiser (unet, mlp_denoiser) trained to undo Gaussian noise, sampled by DDPM or
               DDIM with classifier-free guidance (Ho et al. 2020; Song et al. 2021)
+    image_classify
+              one label per image (the digits, or a folder per class) for the image families
+              (resnet, ...), with crop/flip augmentation; accuracy and top-k
 
 A new task is a module here with a ``(cfg, device) -> TaskSetup`` builder, a line in ``TASKS``,
 and the families that run it listing it (``Family.task`` / ``other_tasks`` in ``axon.models``):
@@ -45,7 +48,21 @@ import copy
 import torch
 
 from axon.errors import ConfigError
-from axon.tasks import classify, diffusion, dpo, grpo, lm, mlm, online_dpo, ppo, reward, seq2seq, sft, word2vec
+from axon.tasks import (
+    classify,
+    diffusion,
+    dpo,
+    grpo,
+    image_classify,
+    lm,
+    mlm,
+    online_dpo,
+    ppo,
+    reward,
+    seq2seq,
+    sft,
+    word2vec,
+)
 from axon.tasks.base import TaskBuilder, TaskSetup, set_vocab_size
 
 TASKS: dict[str, TaskBuilder] = {
@@ -61,6 +78,7 @@ TASKS: dict[str, TaskBuilder] = {
     "grpo": grpo.grpo_task,
     "online_dpo": online_dpo.online_dpo_task,
     "diffusion": diffusion.diffusion_task,
+    "image_classify": image_classify.image_classify_task,
 }
 
 #: Tasks whose runs answer a user in the chat template (axon sample wraps the prompt in it; axon label samples them).
