@@ -36,6 +36,8 @@ from axon.model_configs.seq2seq import PRESETS as SEQ2SEQ_PRESETS
 from axon.model_configs.seq2seq import TransformerConfig
 from axon.model_configs.unet import PRESETS as UNET_PRESETS
 from axon.model_configs.unet import UNetConfig
+from axon.model_configs.vit import PRESETS as VIT_PRESETS
+from axon.model_configs.vit import ViTConfig
 from axon.model_configs.word2vec import PRESETS as WORD2VEC_PRESETS
 from axon.model_configs.word2vec import Word2VecConfig
 
@@ -61,6 +63,7 @@ FAMILY_CONFIGS: dict[str, FamilyConfig] = {
     "actor_critic": FamilyConfig(ActorCriticConfig, ACTOR_CRITIC_PRESETS),
     "unet": FamilyConfig(UNetConfig, UNET_PRESETS),
     "mlp_denoiser": FamilyConfig(MLPDenoiserConfig, MLP_DENOISER_PRESETS),
+    "vit": FamilyConfig(ViTConfig, VIT_PRESETS),
 }
 
 __all__ = [
@@ -78,5 +81,6 @@ __all__ = [
     "RNNClassifierConfig",
     "TransformerConfig",
     "UNetConfig",
+    "ViTConfig",
     "Word2VecConfig",
 ]

@@ -34,6 +34,8 @@ from axon.models.seq2seq import PRESETS as SEQ2SEQ_PRESETS
 from axon.models.seq2seq import Transformer, TransformerConfig
 from axon.models.unet import PRESETS as UNET_PRESETS
 from axon.models.unet import UNet, UNetConfig
+from axon.models.vit import PRESETS as VIT_PRESETS
+from axon.models.vit import ViT, ViTConfig
 from axon.models.word2vec import PRESETS as WORD2VEC_PRESETS
 from axon.models.word2vec import Word2Vec, Word2VecConfig
 
@@ -65,6 +67,7 @@ FAMILIES: dict[str, Family] = {
                            other_tasks=("grpo",)),  # PPO's policy + value head; GRPO's policy (value_head: none)
     "unet": Family(UNetConfig, UNet, UNET_PRESETS, task="diffusion"),  # DDPM's denoiser, Ho et al. 2020
     "mlp_denoiser": Family(MLPDenoiserConfig, MLPDenoiser, MLP_DENOISER_PRESETS, task="diffusion"),  # 2-D toy data
+    "vit": Family(ViTConfig, ViT, VIT_PRESETS, task="image_classify"),  # Dosovitskiy et al. 2021
 }
 
 
