@@ -98,21 +98,32 @@ def _common(src: Source, cfg: ViTConfig, names: dict[str, str]) -> dict[str, tor
     return out
 
 
+# transformers names a layer's tensors two ways: as checkpoints on disk have them (and save_pretrained
+# still writes them), and as its in-memory modules (5.x) have them; both are read.
+HF_LAYOUTS = {
+    "saved": dict(layer="encoder.layer.{i}", norm1="layernorm_before", norm2="layernorm_after",
+                  q="attention.attention.query", k="attention.attention.key", v="attention.attention.value",
+                  proj="attention.output.dense", fc="intermediate.dense", fc2="output.dense"),
+    "modules": dict(layer="layers.{i}", norm1="layernorm_before", norm2="layernorm_after", q="attention.q_proj",
+                    k="attention.k_proj", v="attention.v_proj", proj="attention.o_proj", fc="mlp.fc1", fc2="mlp.fc2"),
+}
+
+
 def tensors_to_axon(src: Source, cfg: ViTConfig) -> dict[str, torch.Tensor]:
     C = cfg.n_embd
-    h = "encoder.layer.{i}"
+    lay = HF_LAYOUTS["saved" if src.has("encoder.layer.0.layernorm_before.weight") else "modules"]
+    h = lay["layer"]
     out = _common(src, cfg, {
         "patch": "embeddings.patch_embeddings.projection", "cls": "embeddings.cls_token",
         "pos": "embeddings.position_embeddings", "norm": "layernorm",
-        "norm1": f"{h}.layernorm_before", "norm2": f"{h}.layernorm_after", "proj": f"{h}.attention.output.dense",
-        "fc": f"{h}.intermediate.dense", "fc2": f"{h}.output.dense"})
+        **{k: f"{h}.{lay[k]}" for k in ("norm1", "norm2", "proj", "fc", "fc2")}})
     for i in range(cfg.n_layer):
-        a, s = f"blocks.{i}.attn", f"encoder.layer.{i}.attention.attention"
-        out[f"{a}.q.weight"] = src.take(f"{s}.query.weight", (C, C))
-        out[f"{a}.kv.weight"] = torch.cat([src.take(f"{s}.{n}.weight", (C, C)) for n in ("key", "value")])
+        a, s = f"blocks.{i}.attn", h.format(i=i)
+        out[f"{a}.q.weight"] = src.take(f"{s}.{lay['q']}.weight", (C, C))
+        out[f"{a}.kv.weight"] = torch.cat([src.take(f"{s}.{lay[n]}.weight", (C, C)) for n in ("k", "v")])
         if cfg.qkv_bias:
-            out[f"{a}.q.bias"] = src.take(f"{s}.query.bias", (C,))
-            out[f"{a}.kv.bias"] = torch.cat([src.take(f"{s}.{n}.bias", (C,)) for n in ("key", "value")])
+            out[f"{a}.q.bias"] = src.take(f"{s}.{lay['q']}.bias", (C,))
+            out[f"{a}.kv.bias"] = torch.cat([src.take(f"{s}.{lay[n]}.bias", (C,)) for n in ("k", "v")])
     if cfg.num_labels is not None:
         out["head.weight"] = src.take("/classifier.weight", (cfg.num_labels, C))
         out["head.bias"] = src.take("/classifier.bias", (cfg.num_labels,))
