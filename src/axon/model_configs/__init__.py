@@ -36,6 +36,8 @@ from axon.model_configs.seq2seq import PRESETS as SEQ2SEQ_PRESETS
 from axon.model_configs.seq2seq import TransformerConfig
 from axon.model_configs.unet import PRESETS as UNET_PRESETS
 from axon.model_configs.unet import UNetConfig
+from axon.model_configs.vision_mamba import PRESETS as VISION_MAMBA_PRESETS
+from axon.model_configs.vision_mamba import VisionMambaConfig
 from axon.model_configs.vit import PRESETS as VIT_PRESETS
 from axon.model_configs.vit import ViTConfig
 from axon.model_configs.word2vec import PRESETS as WORD2VEC_PRESETS
@@ -64,6 +66,7 @@ FAMILY_CONFIGS: dict[str, FamilyConfig] = {
     "unet": FamilyConfig(UNetConfig, UNET_PRESETS),
     "mlp_denoiser": FamilyConfig(MLPDenoiserConfig, MLP_DENOISER_PRESETS),
     "vit": FamilyConfig(ViTConfig, VIT_PRESETS),
+    "vision_mamba": FamilyConfig(VisionMambaConfig, VISION_MAMBA_PRESETS),
 }
 
 __all__ = [
@@ -82,5 +85,6 @@ __all__ = [
     "TransformerConfig",
     "UNetConfig",
     "ViTConfig",
+    "VisionMambaConfig",
     "Word2VecConfig",
 ]

@@ -34,6 +34,8 @@ from axon.models.seq2seq import PRESETS as SEQ2SEQ_PRESETS
 from axon.models.seq2seq import Transformer, TransformerConfig
 from axon.models.unet import PRESETS as UNET_PRESETS
 from axon.models.unet import UNet, UNetConfig
+from axon.models.vision_mamba import PRESETS as VISION_MAMBA_PRESETS
+from axon.models.vision_mamba import VisionMamba, VisionMambaConfig
 from axon.models.vit import PRESETS as VIT_PRESETS
 from axon.models.vit import ViT, ViTConfig
 from axon.models.word2vec import PRESETS as WORD2VEC_PRESETS
@@ -68,6 +70,7 @@ FAMILIES: dict[str, Family] = {
     "unet": Family(UNetConfig, UNet, UNET_PRESETS, task="diffusion"),  # DDPM's denoiser, Ho et al. 2020
     "mlp_denoiser": Family(MLPDenoiserConfig, MLPDenoiser, MLP_DENOISER_PRESETS, task="diffusion"),  # 2-D toy data
     "vit": Family(ViTConfig, ViT, VIT_PRESETS, task="image_classify"),  # Dosovitskiy et al. 2021
+    "vision_mamba": Family(VisionMambaConfig, VisionMamba, VISION_MAMBA_PRESETS, task="image_classify"),  # Zhu et al. 2024
 }
 
 
