@@ -254,15 +254,15 @@ def test_fewshot_scaling_smoke_scores_every_size_task_and_shots_and_resumes(tmp_
     assert p.returncode == 0, p.stderr[-2000:]
     assert "Claim 1: accuracy rises with shots" in p.stdout and "Claim 2: the gap acc(8) - acc(0)" in p.stdout
     r = json.loads((tmp_path / "fewshot_scaling.json").read_text())
-    tasks, shots = ["arithmetic_2da", "arithmetic_2ds", "cloze"], [0, 1, 2, 4, 8]
+    tasks, shots = ["random_insertion", "arithmetic_2da", "arithmetic_2ds"], [0, 1, 2, 4, 8]
     assert r["settings"]["sizes"] == ["1x16", "1x32"] and r["settings"]["tasks"] == tasks
     assert {(q["size"], q["seed"], q["task"], q["shots"]) for q in r["points"]} == {
         (s, 0, t, k) for s in ("1x16", "1x32") for t in tasks for k in shots}
     assert all(q["n"] == 10 and q["metric"] == "acc" and 0 <= q["value"] <= 1 for q in r["points"])
     params = {name: run_["params"] for name, run_ in r["runs"].items()}
     assert params["1x16-s0"] < params["1x32-s0"]
-    # 8 two-digit shots fit the 320-character context; a cloze passage and one shot never do
-    assert r["truncated"]["arithmetic_2da"]["8"] == 0 and r["truncated"]["cloze"]["1"] == 1
+    # 8 two-digit shots and 8 random-insertion shots fit the 320-character context
+    assert r["truncated"]["arithmetic_2da"]["8"] == 0 and r["truncated"]["random_insertion"]["8"] == 0
     # the gap is the paired mean of each example's 8-shot minus 0-shot score, from the saved evaluations
     ev = json.loads((tmp_path / "evals" / "1x32-s0.json").read_text())["results"]["arithmetic_2ds"]["shots"]
     gap = r["claims"]["accuracy_rises_with_shots"]["arithmetic_2ds"]["1x32"]["gap"]["value"]

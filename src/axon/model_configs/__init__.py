@@ -26,6 +26,8 @@ from axon.model_configs.mlp_denoiser import PRESETS as MLP_DENOISER_PRESETS
 from axon.model_configs.mlp_denoiser import MLPDenoiserConfig
 from axon.model_configs.progressive import PRESETS as PROGRESSIVE_PRESETS
 from axon.model_configs.progressive import ProgressiveConfig
+from axon.model_configs.resnet import PRESETS as RESNET_PRESETS
+from axon.model_configs.resnet import ResNetConfig
 from axon.model_configs.reward import PRESETS as REWARD_PRESETS
 from axon.model_configs.reward import RewardConfig
 from axon.model_configs.rnn import PRESETS as RNN_PRESETS
@@ -65,6 +67,7 @@ FAMILY_CONFIGS: dict[str, FamilyConfig] = {
     "actor_critic": FamilyConfig(ActorCriticConfig, ACTOR_CRITIC_PRESETS),
     "unet": FamilyConfig(UNetConfig, UNET_PRESETS),
     "mlp_denoiser": FamilyConfig(MLPDenoiserConfig, MLP_DENOISER_PRESETS),
+    "resnet": FamilyConfig(ResNetConfig, RESNET_PRESETS),
     "vit": FamilyConfig(ViTConfig, VIT_PRESETS),
     "vision_mamba": FamilyConfig(VisionMambaConfig, VISION_MAMBA_PRESETS),
 }
@@ -79,6 +82,7 @@ __all__ = [
     "MambaConfig",
     "MLPDenoiserConfig",
     "ProgressiveConfig",
+    "ResNetConfig",
     "RewardConfig",
     "RNNConfig",
     "RNNClassifierConfig",

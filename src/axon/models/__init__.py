@@ -24,6 +24,8 @@ from axon.models.mlp_denoiser import PRESETS as MLP_DENOISER_PRESETS
 from axon.models.mlp_denoiser import MLPDenoiser, MLPDenoiserConfig
 from axon.models.progressive import PRESETS as PROGRESSIVE_PRESETS
 from axon.models.progressive import ProgressiveConfig, ProgressiveDecoder
+from axon.models.resnet import PRESETS as RESNET_PRESETS
+from axon.models.resnet import ResNet, ResNetConfig
 from axon.models.reward import PRESETS as REWARD_PRESETS
 from axon.models.reward import RewardConfig, RewardModel
 from axon.models.rnn import PRESETS as RNN_PRESETS
@@ -69,6 +71,7 @@ FAMILIES: dict[str, Family] = {
                            other_tasks=("grpo",)),  # PPO's policy + value head; GRPO's policy (value_head: none)
     "unet": Family(UNetConfig, UNet, UNET_PRESETS, task="diffusion"),  # DDPM's denoiser, Ho et al. 2020
     "mlp_denoiser": Family(MLPDenoiserConfig, MLPDenoiser, MLP_DENOISER_PRESETS, task="diffusion"),  # 2-D toy data
+    "resnet": Family(ResNetConfig, ResNet, RESNET_PRESETS, task="image_classify"),  # He et al. 2016
     "vit": Family(ViTConfig, ViT, VIT_PRESETS, task="image_classify"),  # Dosovitskiy et al. 2021
     "vision_mamba": Family(VisionMambaConfig, VisionMamba, VISION_MAMBA_PRESETS, task="image_classify"),  # Zhu et al. 2024
 }

@@ -55,6 +55,8 @@ Family by family (what ``flops_per_token(model_cfg)`` returns):
     unet            per image (block_size is 1): 6 x every conv weight x its output pixels, + the
                     embedding MLP and per-block projections once, + 12 (H W)^2 C per attention layer
     mlp_denoiser    per point (block_size is 1): 6 x every Linear weight (the class table is a lookup)
+    resnet          per image (block_size is 1): 6 x every conv weight x its output pixels, + the head
+                    matrix; batch norm, pooling and the residual additions are not counted
 
 Peak FLOP/s: a GPU's dense bf16 tensor-core peak (no sparsity) from the vendor's data sheet
 (``GPU_BF16_PEAK``); an unknown GPU's measured bf16 matmul peak; a CPU's measured fp32 matmul
