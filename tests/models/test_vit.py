@@ -142,3 +142,37 @@ def test_overfits_one_batch():
 def test_bad_configs_name_the_field(kw, field):
     with pytest.raises(ConfigError, match=field):
         build_model_config({"family": "vit", "preset": "tiny", **kw})
+
+
+# ------------------------------------------------------------------------------------------------
+# The hybrid: a ResNet's feature map as the tokens
+
+
+def hybrid(**kw):
+    torch.manual_seed(0)
+    return build_model(build_model_config({"family": "vit_hybrid", "preset": "tiny", "num_labels": 10, **kw})).eval()
+
+
+@pytest.mark.parametrize("kw", [{}, dict(pool="mean", pos="sincos"), dict(num_labels=None)])
+def test_hybrid_shapes_and_tokens_from_the_backbone(kw):
+    model = hybrid(**kw)
+    assert model(images()).shape == ((4, 10) if kw.get("num_labels", 10) else (4, 32))
+    assert model.grid == (4, 4) and model.backbone.head is None  # the tiny ResNet's 4x4 map, no ResNet head
+    feats = model.backbone.forward_features(images())  # (4, 16, 4, 4)
+    tokens, grid = model.patchify(images())
+    assert grid == (4, 4) and torch.equal(tokens, model.patch_embed(feats).flatten(2).transpose(1, 2))
+    assert model(images(size=12)).shape[0] == 4  # 12 x 12 -> a 6 x 6 map: positions resampled
+
+
+def test_hybrid_counts():
+    model = hybrid()
+    for name, preset in __import__("axon.models.vit_hybrid", fromlist=["PRESETS"]).PRESETS.items():
+        m = build_model(build_model_config({"family": "vit_hybrid", "preset": name, "num_labels": 10}))
+        assert f"{m.num_params():,}" == preset["params"].split(" ")[0], name
+    vit_part = build_model(build_model_config({"family": "vit", "preset": "tiny", "num_labels": 10}))
+    backbone = model.backbone.flops_per_token() + 6 * 16 * 32 * 16  # the ResNet + the 1x1 projection at 16 pixels
+    patch = 6 * 4 * 32 * 16  # the ViT's 2x2 patch conv, replaced
+    assert model.flops_per_token() == vit_part.flops_per_token() - patch + backbone  # same 17 tokens after that
+    assert FAMILIES["vit_hybrid"].task == "image_classify"
+    with pytest.raises(ConfigError, match="model.image_size"):  # the backbone's own check, named
+        build_model_config({"family": "vit_hybrid", "preset": "tiny", "backbone_stem": "imagenet", "backbone_layers": [1, 1, 1]})

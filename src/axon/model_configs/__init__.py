@@ -42,6 +42,8 @@ from axon.model_configs.vision_mamba import PRESETS as VISION_MAMBA_PRESETS
 from axon.model_configs.vision_mamba import VisionMambaConfig
 from axon.model_configs.vit import PRESETS as VIT_PRESETS
 from axon.model_configs.vit import ViTConfig
+from axon.model_configs.vit_hybrid import PRESETS as VIT_HYBRID_PRESETS
+from axon.model_configs.vit_hybrid import ViTHybridConfig
 from axon.model_configs.word2vec import PRESETS as WORD2VEC_PRESETS
 from axon.model_configs.word2vec import Word2VecConfig
 
@@ -70,6 +72,7 @@ FAMILY_CONFIGS: dict[str, FamilyConfig] = {
     "resnet": FamilyConfig(ResNetConfig, RESNET_PRESETS),
     "vit": FamilyConfig(ViTConfig, VIT_PRESETS),
     "vision_mamba": FamilyConfig(VisionMambaConfig, VISION_MAMBA_PRESETS),
+    "vit_hybrid": FamilyConfig(ViTHybridConfig, VIT_HYBRID_PRESETS),
 }
 
 __all__ = [
@@ -90,5 +93,6 @@ __all__ = [
     "UNetConfig",
     "ViTConfig",
     "VisionMambaConfig",
+    "ViTHybridConfig",
     "Word2VecConfig",
 ]
