@@ -14,7 +14,7 @@ from axon.models import build_model
 from axon.models.vit import ViT
 
 timm = pytest.importorskip("timm")
-from timm.models import save_for_hf  # noqa: E402
+from timm.models import save_for_hf
 
 
 def timm_vit(seed=0, **kw):

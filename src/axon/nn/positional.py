@@ -193,7 +193,7 @@ def resample_grid(pos: torch.Tensor, old: tuple[int, int], new: tuple[int, int])
     identity one: bicubic resampling onto the same grid is exact only up to rounding)."""
     if tuple(new) == tuple(old):
         return pos
-    B, N, C = pos.shape
+    B, _, C = pos.shape
     grid = pos.reshape(B, old[0], old[1], C).permute(0, 3, 1, 2).float()  # (B, C, h, w)
     grid = F.interpolate(grid, size=tuple(new), mode="bicubic", antialias=True, align_corners=False)
     return grid.permute(0, 2, 3, 1).reshape(B, new[0] * new[1], C).to(pos.dtype)
