@@ -27,7 +27,7 @@ import torch
 
 from axon.config import to_dict
 from axon.errors import CheckpointError, ConfigError, check_output_dir, is_int, is_real
-from axon.interop import bert, gpt2, llama, mamba, mixtral
+from axon.interop import bert, gpt2, llama, mamba, mixtral, vit
 from axon.interop.tensors import Source, fill
 from axon.models.decoder import Decoder, DecoderConfig
 
@@ -37,6 +37,9 @@ from axon.models.decoder import Decoder, DecoderConfig
 HF_MODEL_TYPES = {gpt2.MODEL_TYPE: gpt2, llama.MODEL_TYPE: llama, bert.MODEL_TYPE: bert}
 HF_MODEL_TYPES[mixtral.MODEL_TYPE] = mixtral  # Llama with sparse MoE feed-forwards (axon.interop.mixtral)
 HF_MODEL_TYPES[mamba.MODEL_TYPE] = mamba  # selective state spaces (axon.interop.mamba); exports the Mamba family
+HF_MODEL_TYPES[vit.MODEL_TYPE] = vit  # ViTModel / ViTForImageClassification (axon.interop.vit); import only
+#: key maps of checkpoints whose config.json has no model_type (timm's: "architecture"), asked in turn
+OTHER_FORMATS = (vit.TimmViT,)
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt")
 
 
@@ -46,13 +49,14 @@ PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt")
 HF_FIELD_TYPES = {
     **dict.fromkeys(("vocab_size", "n_positions", "n_layer", "n_head", "n_embd", "hidden_size", "num_attention_heads",
                      "num_hidden_layers", "intermediate_size", "max_position_embeddings", "type_vocab_size",
-                     "num_local_experts", "num_experts_per_tok", "state_size", "conv_kernel", "expand"), "int"),
+                     "num_local_experts", "num_experts_per_tok", "state_size", "conv_kernel", "expand",
+                     "image_size", "patch_size", "num_channels"), "int"),
     **dict.fromkeys(("n_inner", "num_key_value_heads", "head_dim", "sliding_window"), "int?"),
     **dict.fromkeys(("layer_norm_epsilon", "rms_norm_eps", "layer_norm_eps", "router_aux_loss_coef",
                      "hidden_dropout_prob", "time_step_min", "time_step_max", "time_step_floor"), "number"),
     **dict.fromkeys(("tie_word_embeddings", "attention_bias", "mlp_bias", "scale_attn_weights",
                      "scale_attn_by_inverse_layer_idx", "add_cross_attention", "is_decoder", "use_conv_bias",
-                     "use_bias", "residual_in_fp32"), "bool"),
+                     "use_bias", "residual_in_fp32", "qkv_bias", "use_mask_token"), "bool"),
     **dict.fromkeys(("model_type", "activation_function", "hidden_act", "position_embedding_type"), "str"),
 }
 _KINDS = {"int": ("an integer", is_int), "number": ("a finite number", lambda v: is_real(v) and math.isfinite(v)),
@@ -157,8 +161,11 @@ def from_hf(source, dtype: torch.dtype = torch.float32) -> tuple[torch.nn.Module
     check_hf_fields(ckpt.config, ckpt.origin)
     model_type = ckpt.config.get("model_type")
     family = HF_MODEL_TYPES.get(model_type)
+    if family is None and model_type is None:
+        family = next((f for f in OTHER_FORMATS if f.accepts(ckpt.config)), None)
     if family is None:
-        raise ConfigError(f"{ckpt.origin}: model_type {model_type!r} is not supported; Axon converts {', '.join(HF_MODEL_TYPES)}")
+        raise ConfigError(f"{ckpt.origin}: model_type {model_type!r} is not supported; Axon converts "
+                          f"{', '.join(HF_MODEL_TYPES)} and timm's vit_* (config.json with architecture)")
     try:
         cfg = family.config_to_axon(ckpt.config)
         if hasattr(family, "config_from_tensors"):

@@ -38,6 +38,12 @@ from axon.model_configs.seq2seq import PRESETS as SEQ2SEQ_PRESETS
 from axon.model_configs.seq2seq import TransformerConfig
 from axon.model_configs.unet import PRESETS as UNET_PRESETS
 from axon.model_configs.unet import UNetConfig
+from axon.model_configs.vision_mamba import PRESETS as VISION_MAMBA_PRESETS
+from axon.model_configs.vision_mamba import VisionMambaConfig
+from axon.model_configs.vit import PRESETS as VIT_PRESETS
+from axon.model_configs.vit import ViTConfig
+from axon.model_configs.vit_hybrid import PRESETS as VIT_HYBRID_PRESETS
+from axon.model_configs.vit_hybrid import ViTHybridConfig
 from axon.model_configs.word2vec import PRESETS as WORD2VEC_PRESETS
 from axon.model_configs.word2vec import Word2VecConfig
 
@@ -64,6 +70,9 @@ FAMILY_CONFIGS: dict[str, FamilyConfig] = {
     "unet": FamilyConfig(UNetConfig, UNET_PRESETS),
     "mlp_denoiser": FamilyConfig(MLPDenoiserConfig, MLP_DENOISER_PRESETS),
     "resnet": FamilyConfig(ResNetConfig, RESNET_PRESETS),
+    "vit": FamilyConfig(ViTConfig, VIT_PRESETS),
+    "vision_mamba": FamilyConfig(VisionMambaConfig, VISION_MAMBA_PRESETS),
+    "vit_hybrid": FamilyConfig(ViTHybridConfig, VIT_HYBRID_PRESETS),
 }
 
 __all__ = [
@@ -82,5 +91,8 @@ __all__ = [
     "RNNClassifierConfig",
     "TransformerConfig",
     "UNetConfig",
+    "ViTConfig",
+    "VisionMambaConfig",
+    "ViTHybridConfig",
     "Word2VecConfig",
 ]

@@ -36,6 +36,12 @@ from axon.models.seq2seq import PRESETS as SEQ2SEQ_PRESETS
 from axon.models.seq2seq import Transformer, TransformerConfig
 from axon.models.unet import PRESETS as UNET_PRESETS
 from axon.models.unet import UNet, UNetConfig
+from axon.models.vision_mamba import PRESETS as VISION_MAMBA_PRESETS
+from axon.models.vision_mamba import VisionMamba, VisionMambaConfig
+from axon.models.vit import PRESETS as VIT_PRESETS
+from axon.models.vit import ViT, ViTConfig
+from axon.models.vit_hybrid import PRESETS as VIT_HYBRID_PRESETS
+from axon.models.vit_hybrid import ViTHybrid, ViTHybridConfig
 from axon.models.word2vec import PRESETS as WORD2VEC_PRESETS
 from axon.models.word2vec import Word2Vec, Word2VecConfig
 
@@ -68,6 +74,9 @@ FAMILIES: dict[str, Family] = {
     "unet": Family(UNetConfig, UNet, UNET_PRESETS, task="diffusion"),  # DDPM's denoiser, Ho et al. 2020
     "mlp_denoiser": Family(MLPDenoiserConfig, MLPDenoiser, MLP_DENOISER_PRESETS, task="diffusion"),  # 2-D toy data
     "resnet": Family(ResNetConfig, ResNet, RESNET_PRESETS, task="image_classify"),  # He et al. 2016
+    "vit": Family(ViTConfig, ViT, VIT_PRESETS, task="image_classify"),  # Dosovitskiy et al. 2021
+    "vision_mamba": Family(VisionMambaConfig, VisionMamba, VISION_MAMBA_PRESETS, task="image_classify"),  # Zhu et al. 2024
+    "vit_hybrid": Family(ViTHybridConfig, ViTHybrid, VIT_HYBRID_PRESETS, task="image_classify"),  # ResNet tokens, ViT
 }
 
 

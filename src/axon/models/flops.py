@@ -57,6 +57,11 @@ Family by family (what ``flops_per_token(model_cfg)`` returns):
     mlp_denoiser    per point (block_size is 1): 6 x every Linear weight (the class table is a lookup)
     resnet          per image (block_size is 1): 6 x every conv weight x its output pixels, + the head
                     matrix; batch norm, pooling and the residual additions are not counted
+    vit             per image: 6 x (patch conv weights x patches + block matrices x T tokens + head)
+                    + 12 n_layer T^2 C (every token attends over all T, class token included)
+    vit_hybrid      as vit, with the ResNet backbone's count and the 1x1 projection in place of the patch conv
+    vision_mamba    per image: 6 x (patch conv x patches + per-token projections of both scan directions
+                    x T + head) + 3 x the conv and scan elementwise work (2 D K + 8 D N per direction)
 
 Peak FLOP/s: a GPU's dense bf16 tensor-core peak (no sparsity) from the vendor's data sheet
 (``GPU_BF16_PEAK``); an unknown GPU's measured bf16 matmul peak; a CPU's measured fp32 matmul

@@ -1,12 +1,15 @@
 """Positional encodings: rotary embeddings (RoPE, Su et al. 2021) and the fixed sinusoids of
 "Attention Is All You Need" (Vaswani et al. 2017). Learned absolute positions are a plain
-``nn.Embedding`` in the model that uses them."""
+``nn.Embedding`` in the model that uses them. For images: fixed 2-D sine-cosine positions
+(:func:`sincos_2d`) and the bicubic resampling of a learned grid of positions to another grid
+(:func:`resample_grid`), which the ViT and Vision Mamba families use."""
 
 from __future__ import annotations
 
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from axon.rope_scaling import ROPE_SCALINGS, check_rope_scaling  # noqa: F401 (re-exported)
@@ -158,3 +161,39 @@ class SinusoidalPositions(nn.Module):
         if isinstance(positions, int):
             return self.table[positions : positions + length]
         return self.table[positions]
+
+
+def sincos_2d(dim: int, height: int, width: int, base: float = 10000.0) -> torch.Tensor:
+    """Fixed 2-D sine-cosine positions of a (height, width) grid, (height * width, dim) row-major,
+    as MAE's ``get_2d_sincos_pos_embed`` lays them out (He et al. 2022; MoCo v3): the first half of
+    the channels encodes the column, the second half the row, each half being 1-D sinusoids
+
+        [sin(p w_0), ..., sin(p w_{d/4-1}), cos(p w_0), ..., cos(p w_{d/4-1})],  w_i = base^(-i / (d/4))
+
+    Computed in float64, returned in float32. ``dim`` must be divisible by 4."""
+    if dim % 4:
+        raise ValueError(f"2-D sine-cosine positions need dim divisible by 4, got {dim}")
+    quarter = dim // 4
+    omega = base ** (-torch.arange(quarter, dtype=torch.float64) / quarter)  # (d/4,)
+    rows, cols = torch.meshgrid(torch.arange(height, dtype=torch.float64), torch.arange(width, dtype=torch.float64),
+                                indexing="ij")  # (H, W) each
+
+    def one_axis(p: torch.Tensor) -> torch.Tensor:
+        angles = torch.outer(p.flatten(), omega)  # (H W, d/4)
+        return torch.cat([angles.sin(), angles.cos()], dim=1)  # (H W, d/2)
+
+    return torch.cat([one_axis(cols), one_axis(rows)], dim=1).float()  # (H W, d)
+
+
+def resample_grid(pos: torch.Tensor, old: tuple[int, int], new: tuple[int, int]) -> torch.Tensor:
+    """A learned grid of positions pos (B, old_h * old_w, C), row-major, resampled to the grid
+    ``new`` -> (B, new_h * new_w, C): bicubic, antialiased when shrinking, corners not aligned, in
+    float32 -- what timm's ``resample_abs_pos_embed`` does, so a model trained at one image size
+    runs at another. At its own grid it returns ``pos`` itself (no interpolation, not even an
+    identity one: bicubic resampling onto the same grid is exact only up to rounding)."""
+    if tuple(new) == tuple(old):
+        return pos
+    B, _, C = pos.shape
+    grid = pos.reshape(B, old[0], old[1], C).permute(0, 3, 1, 2).float()  # (B, C, h, w)
+    grid = F.interpolate(grid, size=tuple(new), mode="bicubic", antialias=True, align_corners=False)
+    return grid.permute(0, 2, 3, 1).reshape(B, new[0] * new[1], C).to(pos.dtype)
