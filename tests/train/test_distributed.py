@@ -268,7 +268,10 @@ def test_stopped_run_checkpoints_at_an_agreed_step_and_resumes(tmp_path, cache_d
             assert time.time() < deadline, "workers kept running"
             time.sleep(0.05)
     saved = max(int(p.name.split("_")[1]) for p in list_checkpoints(run / "checkpoints"))
-    assert saved > 5 and not (run / "result.json").exists()
+    # The stop may fall on step 5 itself (the signal can arrive before the next step starts): the
+    # stop's own message names the step the workers agreed on, and that is the newest checkpoint.
+    assert f"interrupted: saving a checkpoint at step {saved}\n" in out, out[-3000:]
+    assert saved >= 5 and not (run / "result.json").exists()
     assert all(r["step"] <= saved for r in read_metrics(run / "metrics.jsonl"))  # no final evaluation was logged
     if saved < STEPS:
         finish(axon_train(["--resume", str(run), f"--train.max_steps={STEPS}"], nproc=2))
