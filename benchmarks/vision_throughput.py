@@ -1,4 +1,4 @@
-"""Training throughput of Axon's image models against torchvision's (and, with a hook, timm's).
+"""Training throughput of Axon's image models against torchvision's ResNet and timm's ViT.
 
 Axon's ResNet-18 and ``torchvision.models.resnet18`` are built with the same shape; torchvision's
 weights are copied into Axon's through ``axon.interop.resnet`` and the logits checked equal (eval
@@ -12,9 +12,12 @@ both; the figure is the median images/s over blocks. The bar (issue 21): Axon >=
     /work/parity-venv/bin/python benchmarks/vision_throughput.py                 # ResNet-18, 64x64, batch 32
     /work/parity-venv/bin/python benchmarks/vision_throughput.py --size 224 --batch-size 16 --blocks 4
 
-Hook for the other families: ``PAIRS`` maps a name to a function returning (axon model, reference
-model, input shape); a ViT pair against ``timm`` adds one entry (``--pairs resnet18,vit``).
-Needs torchvision (the parity venv); run by hand, never in CI.
+``--pairs vit`` races Axon's ViT against timm's ``VisionTransformer`` (ViT-Ti/16, weights moved
+through ``axon.from_hf``, logits checked the same way). ``PAIRS`` maps a name to a function
+returning (axon model, reference model, input shape). Needs torchvision and timm (the parity
+venv); run by hand, never in CI.
+
+    /work/parity-venv/bin/python benchmarks/vision_throughput.py --pairs vit --size 224 --batch-size 16
 """
 
 from __future__ import annotations
@@ -47,7 +50,26 @@ def resnet18_pair(size: int, labels: int):
     return ours, ref, (3, size, size)
 
 
-PAIRS = {"resnet18": resnet18_pair}  # add e.g. "vit": a function returning (Axon ViT, timm VisionTransformer, shape)
+def vit_pair(size: int, labels: int):
+    """timm's ViT-Ti/16 (``vit_tiny_patch16_224``, at ``size``) and Axon's ViT loaded from the directory
+    ``timm.models.save_for_hf`` writes for it, through ``axon.from_hf`` (the interop path users take)."""
+    import tempfile
+
+    import timm
+    from timm.models import save_for_hf
+
+    import axon
+
+    torch.manual_seed(0)
+    ref = timm.create_model("vit_tiny_patch16_224", pretrained=False, img_size=size, num_classes=labels)
+    with tempfile.TemporaryDirectory() as d:
+        save_for_hf(ref, d, safe_serialization=True)
+        (Path(d) / "pytorch_model.bin").unlink(missing_ok=True)
+        ours, _ = axon.from_hf(d)
+    return ours, ref, (3, size, size)
+
+
+PAIRS = {"resnet18": resnet18_pair, "vit": vit_pair}  # name -> (Axon model, reference model, input shape)
 
 
 def check_same(ours, ref, shape) -> float:
