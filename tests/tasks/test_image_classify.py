@@ -5,7 +5,12 @@ weights (batch norm's running statistics included); an image folder trains; bad 
 one line."""
 
 import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -103,6 +108,30 @@ def test_the_recipe_runs_through_the_cli_and_reports_acc_and_top5(digits_run, ca
     out = capsys.readouterr().out
     assert "acc " in out and "top5 " in out
 
+
+def test_a_run_killed_with_sigkill_resumes_exactly(root, digits_run):
+    """A real kill -9 once the step-5 checkpoint is on disk (the run was meant to go on much longer),
+    then --resume to step 10: the same losses and weights as the uninterrupted 10-step run. The
+    recipe's 20 warmup steps cover all ten, so the longer run's schedule is the short one's."""
+    run = root / "sigkill"
+    args = [a for a in QUICK if not a.startswith("--train.max_steps")]
+    proc = subprocess.Popen([sys.executable, "-m", "axon", "train", "--config", RECIPE, *args, "--train.max_steps=100000",
+                             f"--out_dir={root}", "--name=sigkill"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    deadline = time.time() + 180
+    while not (run / "checkpoints" / "step_00000005").is_dir():
+        assert proc.poll() is None and time.time() < deadline, proc.communicate()[0][-3000:] if proc.poll() is not None else "timeout"
+        time.sleep(0.005)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.communicate()
+    assert proc.returncode == -signal.SIGKILL and not (run / "result.json").exists()
+    saved = int(list_checkpoints(run / "checkpoints")[0].name.split("_")[1])
+    assert 5 <= saved < 10
+    assert main(["train", "--resume", str(run), "--train.max_steps=10"]) == 0
+    assert losses(run) == losses(digits_run)
+    a = load_file(str(list_checkpoints(digits_run / "checkpoints")[0] / "model.safetensors"))
+    b = load_file(str(list_checkpoints(run / "checkpoints")[0] / "model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 def test_the_recipe_learns_the_digits(root):
     """Real learning at a fraction of the recipe's budget: well above the 10% of chance."""
