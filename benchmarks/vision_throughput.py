@@ -9,15 +9,15 @@ momentum 0.9, the ResNet paper's) and mode (train: batch norm on the batch's sta
 Timing runs in rounds of blocks, A B then B A (ABBA order), so drift and background load land on
 both; the figure is the median images/s over blocks. The bar (issue 21): Axon >= 1.0x.
 
-    /work/parity-venv/bin/python benchmarks/vision_throughput.py                 # ResNet-18, 64x64, batch 32
-    /work/parity-venv/bin/python benchmarks/vision_throughput.py --size 224 --batch-size 16 --blocks 4
+    parity/bin/python benchmarks/vision_throughput.py                 # ResNet-18, 64x64, batch 32
+    parity/bin/python benchmarks/vision_throughput.py --size 224 --batch-size 16 --blocks 4
 
 ``--pairs vit`` races Axon's ViT against timm's ``VisionTransformer`` (ViT-Ti/16, weights moved
 through ``axon.from_hf``, logits checked the same way). ``PAIRS`` maps a name to a function
 returning (axon model, reference model, input shape). Needs torchvision and timm (the parity
 venv); run by hand, never in CI.
 
-    /work/parity-venv/bin/python benchmarks/vision_throughput.py --pairs vit --size 224 --batch-size 16
+    parity/bin/python benchmarks/vision_throughput.py --pairs vit --size 224 --batch-size 16
 """
 
 from __future__ import annotations
