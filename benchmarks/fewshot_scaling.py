@@ -42,7 +42,7 @@ warns. 8 two-digit arithmetic shots need about 290 characters, 8 random-insertio
 (the default --block-size 320 holds both); one cloze passage alone is 200-400, so the cloze's shots
 mostly fall outside the context (the cloze is not among the default tasks for that reason).
 
-    python benchmarks/fewshot_scaling.py --out fewshot                  # the study (~50 min on 2 cores)
+    python benchmarks/fewshot_scaling.py --out fewshot                  # the study (about an hour on 2 cores)
     python benchmarks/fewshot_scaling.py --out fewshot --seeds 0,1,2 --sizes 1x32,2x64,4x128
     python benchmarks/fewshot_scaling.py --out /tmp/fs --smoke          # the whole pipeline in seconds
 
