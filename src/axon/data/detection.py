@@ -120,7 +120,8 @@ def load_coco(annotations, image_dir=None, image_size: int = 64,
 
     Images are read from ``image_dir`` (default: the JSON file's folder) by ``file_name``, resized
     (not cropped: the boxes keep their place) to S x S; label i is the i-th category in sorted id
-    order. An image without annotations is kept (all background). A box outside its image, an
+    order. An image without annotations is kept (all background); ``iscrowd`` is not read (every
+    annotation is one object to find). A box outside its image, an
     unknown category id, an annotation of an unknown image, a file Pillow cannot read: each ends
     with one DataError naming the file and the entry.
     """
