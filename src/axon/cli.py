@@ -125,6 +125,8 @@ def cmd_sample(args, overrides: list[str]) -> int:
         return _print_scores(args, model, tokenizer, pairs)
     if task == "diffusion":
         return _sample_images(args, cfg, model)
+    if task == "detect":
+        return _sample_detections(args, cfg, model)
     if pairs:
         raise ConfigError(f"--response and --responses-file are scored by a reward run; {args.run_dir} is a {task!r} run")
     prompt = "\n" if prompt is None else prompt
@@ -244,6 +246,23 @@ def _sampling_options(args):
     return options
 
 
+def _sample_detections(args, cfg, model) -> int:
+    """A detection run: the predicted (and true) boxes of validation images drawn into a PNG
+    (--out, default RUN_DIR/detections.png); --num-samples images (default detect.samples)."""
+    from axon.tasks.detect import draw_run
+
+    out = Path(args.out) if args.out else Path(args.run_dir) / "detections.png"
+    if out.suffix.lower() != ".png":
+        raise ConfigError(f"--out: a detection run draws boxes on images; name the PNG to write, e.g. --out boxes.png, "
+                          f"got {out}")
+    if args.num_samples < 1:
+        raise ConfigError(f"--num-samples: must be >= 1, got {args.num_samples}")
+    draw_run(cfg, model, out, "val", args.num_samples if args.num_samples > 1 else None)
+    print(f"wrote {out}: predicted boxes (colour, score >= detect.score_threshold={cfg.detect.score_threshold}) and "
+          "true boxes (white) on validation images")
+    return 0
+
+
 def _sample_images(args, cfg, model) -> int:
     """A diffusion run: --num-samples images (or 2-D points) to --out (a PNG grid or scatter) and
     the raw tensor beside it (.safetensors), sampled with the EMA's weights; --strip: x_T -> x_0."""
@@ -361,7 +380,24 @@ def cmd_eval(args, overrides: list[str]) -> int:
     metrics = evaluate_run(args.run_dir, split, batch_size=batch_size, max_batches=args.max_batches, device=args.device,
                            data_dir=args.data)
     print(json.dumps(metrics) if args.json else metrics_line(metrics))
+    _draw_detections(args.run_dir, split, args.device)
     return 0
+
+
+def _draw_detections(run_dir, split: str, device: str) -> None:
+    """A detection run's ``axon eval`` also draws its boxes on the split's first images:
+    RUN_DIR/detections_<split>.png (named on stderr); other runs: nothing."""
+    from axon.config import load_config, run_config_file
+    from axon.tasks import task_name
+
+    if task_name(load_config(run_config_file(run_dir))) != "detect":
+        return
+    from axon.tasks.detect import draw_run
+    from axon.train.run import load_run
+
+    cfg, model, _ = load_run(run_dir, device)
+    out = draw_run(cfg, model, Path(run_dir) / f"detections_{split}.png", split)
+    print(f"wrote {out}: predicted (colour) and true (white) boxes", file=sys.stderr)
 
 
 def _eval_tasks(args) -> int:
@@ -737,7 +773,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--stop", action="append", default=[], metavar="TEXT", help="stop at this text (repeatable)")
     s.add_argument("--stop-token", action="append", type=int, default=[], metavar="ID", help="stop at this token id (repeatable)")
     s.add_argument("--no-stream", action="store_true", help="print when done instead of token by token")
-    s.add_argument("--num-samples", type=int, default=1, help="independent samples, generated as one batch (with --beams: the n best)")
+    s.add_argument("--num-samples", type=int, default=1, help="independent samples, generated as one batch (with --beams: "
+                   "the n best); a detection run: the validation images to draw (default detect.samples)")
     s.add_argument("--beams", type=int, default=0, metavar="N", help="beam search with N beams instead of sampling")
     s.add_argument("--draft", metavar="RUN_DIR", help="speculative decoding with this smaller run as the draft model")
     s.add_argument("--num-draft", type=int, default=4, help="draft tokens proposed per target pass")
@@ -749,7 +786,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--responses-file", metavar="FILE", help='a reward run: score each {"prompt", "response"} line; '
                    'prints JSON lines with "score"')
     s.add_argument("--out", metavar="FILE.png", help="a diffusion run: the PNG grid of the samples to write (the "
-                   "raw tensor goes beside it as .safetensors)")
+                   "raw tensor goes beside it as .safetensors); a detection run: the PNG of predicted and true boxes "
+                   "(default RUN_DIR/detections.png)")
     s.add_argument("--sampler", choices=("ddpm", "ddim"), help="a diffusion run: the sampler (default: the run's "
                    "diffusion.sampler)")
     s.add_argument("--steps", type=int, default=None, help="a diffusion run: DDIM's steps (default: diffusion.sample_steps)")

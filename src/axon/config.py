@@ -85,6 +85,8 @@ class DataConfig:
     mask_prob: float = 0.15  # mlm: share of tokens to predict (BERT: 15%; of them 80% [MASK], 10% random, 10% kept)
     # image tasks (axon.tasks.image_classify): a bundled set of images (digits: scikit-learn's 8x8 digits), or
     # null with `dir` a folder of images, one sub-folder per class (read with Pillow, resized to model.image_size)
+    # detect (axon.tasks.detect): shapes (generated circles, squares, triangles), or null with train_file a
+    # COCO-format JSON (val_file: another; null: detect.val_fraction held out) and dir its images (null: its folder)
     dataset: str | None = None
 
     def __post_init__(self):
@@ -102,8 +104,9 @@ class DataConfig:
 CORPUS_NAMES = ("shakespeare",)
 # The tasks a config may name (axon.tasks.TASKS; tests/test_layering.py checks they agree).
 TASK_NAMES = ("lm", "mlm", "classify", "seq2seq", "word2vec", "sft", "reward", "ppo", "dpo", "grpo", "online_dpo",
-              "diffusion", "image_classify")
-IMAGE_DATASETS = ("digits",)  # data.dataset of image_classify (axon.tasks.image_classify)
+              "diffusion", "image_classify", "detect")
+# data.dataset of image_classify (digits: axon.tasks.image_classify) and detect (shapes: axon.tasks.detect)
+IMAGE_DATASETS = ("digits", "shapes")
 # The names axon.train.optim.OPTIMIZERS builds, in its order. A copy, so that validating a config
 # does not import the trainer (and torch); tests/test_layering.py checks that the two agree.
 OPTIMIZER_NAMES = ("adamw", "adam", "amsgrad", "adamax", "nadam", "sgd", "rmsprop", "adagrad", "adadelta", "muon")
@@ -558,6 +561,42 @@ class ImageClassifyConfig:
 
 
 @dataclass
+class DetectConfig:
+    # Object detection (axon.tasks.detect, axon.objectives.detr): DETR's matching and set loss, the data, the pictures
+    cost_class: float = 1.0  # matching cost of the class: - cost_class * p(class)  (Carion et al. 2020: 1)
+    cost_bbox: float = 5.0  # of the boxes' L1 distance (cx, cy, w, h in [0, 1])  (5)
+    cost_giou: float = 2.0  # of their generalized IoU: - cost_giou * GIoU  (2)
+    loss_ce: float = 1.0  # weight of the cross-entropy in the loss  (1)
+    loss_bbox: float = 5.0  # of the matched boxes' L1 loss  (5)
+    loss_giou: float = 2.0  # of their 1 - GIoU  (2)
+    eos_coef: float = 0.1  # weight of the "no object" class in the cross-entropy  (0.1)
+    aux_loss: bool = True  # the same loss on every decoder layer's predictions, not only the last
+    hflip: bool = True  # mirror half the training images left-right, their boxes with them
+    train_images: int = 4000  # data.dataset shapes: generated training images (detect.data_seed)
+    val_images: int = 500  # data.dataset shapes: generated validation images (another stream of the same seed)
+    data_seed: int = 0  # data.dataset shapes: the images are a function of this seed, not train.seed
+    val_fraction: float = 0.1  # a COCO file without data.val_file: share of its images held out (seed 0)
+    samples: int = 8  # validation images in samples.txt and in the picture of axon sample / axon eval
+    score_threshold: float = 0.5  # the pictures draw predicted boxes at least this confident
+
+    def __post_init__(self):
+        check_fields(self, "detect.")
+        for name in ("cost_class", "cost_bbox", "cost_giou", "loss_ce", "loss_bbox", "loss_giou"):
+            check(getattr(self, name) >= 0, f"detect.{name}", f"must be >= 0, got {getattr(self, name)}")
+        check(self.cost_class + self.cost_bbox + self.cost_giou > 0, "detect.cost_class",
+              "the matching costs cost_class, cost_bbox and cost_giou cannot all be 0")
+        check(self.loss_ce + self.loss_bbox + self.loss_giou > 0, "detect.loss_ce",
+              "the loss weights loss_ce, loss_bbox and loss_giou cannot all be 0")
+        check(0.0 < self.eos_coef <= 1.0, "detect.eos_coef", f"must be in (0, 1], got {self.eos_coef}")
+        check(self.train_images >= 1, "detect.train_images", f"must be >= 1, got {self.train_images}")
+        check(self.val_images >= 1, "detect.val_images", f"must be >= 1, got {self.val_images}")
+        check(0 <= self.data_seed <= SEED_MAX, "detect.data_seed", f"must be in [0, {SEED_MAX}], got {self.data_seed}")
+        check(0.0 < self.val_fraction < 1.0, "detect.val_fraction", f"must be in (0, 1), got {self.val_fraction}")
+        check(self.samples >= 0, "detect.samples", f"must be >= 0, got {self.samples}")
+        check(0.0 <= self.score_threshold <= 1.0, "detect.score_threshold", f"must be in [0, 1], got {self.score_threshold}")
+
+
+@dataclass
 class RunConfig:
     out_dir: str = "runs"
     name: str | None = None  # run directory name; default: <date>-<time>
@@ -575,6 +614,7 @@ class RunConfig:
     online_dpo: OnlineDPOConfig = field(default_factory=OnlineDPOConfig)
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
     image_classify: ImageClassifyConfig = field(default_factory=ImageClassifyConfig)
+    detect: DetectConfig = field(default_factory=DetectConfig)
 
     def __post_init__(self):
         if self.model is None:
@@ -596,7 +636,7 @@ MODEL_CONFIGS = tuple(f.config for f in FAMILY_CONFIGS.values())
 SECTIONS = {"data": DataConfig, "optim": OptimConfig, "schedule": ScheduleConfig, "train": TrainConfig, "log": LogConfig,
             "lora": LoRAConfig, "ppo": PPOConfig, "dpo": DPOConfig, "grpo": GRPOConfig,
             "online_dpo": OnlineDPOConfig, "diffusion": DiffusionConfig,
-            "image_classify": ImageClassifyConfig}
+            "image_classify": ImageClassifyConfig, "detect": DetectConfig}
 TOP_LEVEL = ("out_dir", "name", "task")
 
 

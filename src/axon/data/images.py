@@ -156,9 +156,10 @@ def _is_image(path: Path) -> bool:
     return path.is_file() and not path.name.startswith(".") and path.suffix.lower() in IMAGE_SUFFIXES
 
 
-def read_image(file: Path, image_size: int, channels: int) -> np.ndarray:
+def read_image(file: Path, image_size: int, channels: int, crop: bool = True) -> np.ndarray:
     """One image: (channels, image_size, image_size) float32 in [-1, 1]. The largest centred
-    square is cut out and resized (bicubic, antialiased) to image_size; a file Pillow cannot
+    square is cut out and resized (bicubic, antialiased) to image_size (``crop=False``: the whole
+    image is resized, as detection needs, whose boxes must keep their place); a file Pillow cannot
     read, or whose mode cannot become L / RGB, is a DataError naming it."""
     from PIL import Image, UnidentifiedImageError
 
@@ -178,10 +179,11 @@ def read_image(file: Path, image_size: int, channels: int) -> np.ndarray:
         im = im.convert(target)
     except ValueError as e:  # Pillow: "conversion from LAB to L not supported"
         raise DataError(f"{file}: mode {im.mode} cannot be converted to {target} ({str(e).splitlines()[0]})") from None
-    w, h = im.size
-    side = min(w, h)
-    left, top = (w - side) // 2, (h - side) // 2
-    im = im.crop((left, top, left + side, top + side))  # cut first: resize's box would filter in pixels outside it
+    if crop:
+        w, h = im.size
+        side = min(w, h)
+        left, top = (w - side) // 2, (h - side) // 2
+        im = im.crop((left, top, left + side, top + side))  # cut first: resize's box would filter in pixels outside it
     im = im.resize((image_size, image_size), Image.Resampling.BICUBIC)
     pixels = np.asarray(im, dtype=np.float32).reshape(image_size, image_size, channels)
     return (pixels / 127.5 - 1.0).transpose(2, 0, 1)  # (C, H, W), 0 -> -1, 255 -> 1

@@ -20,6 +20,8 @@ from axon.model_configs.conv_attention import PRESETS as CONV_ATTENTION_PRESETS
 from axon.model_configs.conv_attention import ConvAttentionConfig
 from axon.model_configs.decoder import PRESETS as DECODER_PRESETS
 from axon.model_configs.decoder import DecoderConfig
+from axon.model_configs.detr import PRESETS as DETR_PRESETS
+from axon.model_configs.detr import DETRConfig
 from axon.model_configs.mamba import PRESETS as MAMBA_PRESETS
 from axon.model_configs.mamba import MambaConfig
 from axon.model_configs.mlp_denoiser import PRESETS as MLP_DENOISER_PRESETS
@@ -73,6 +75,7 @@ FAMILY_CONFIGS: dict[str, FamilyConfig] = {
     "vit": FamilyConfig(ViTConfig, VIT_PRESETS),
     "vision_mamba": FamilyConfig(VisionMambaConfig, VISION_MAMBA_PRESETS),
     "vit_hybrid": FamilyConfig(ViTHybridConfig, VIT_HYBRID_PRESETS),
+    "detr": FamilyConfig(DETRConfig, DETR_PRESETS),
 }
 
 __all__ = [
@@ -82,6 +85,7 @@ __all__ = [
     "BertConfig",
     "ConvAttentionConfig",
     "DecoderConfig",
+    "DETRConfig",
     "MambaConfig",
     "MLPDenoiserConfig",
     "ProgressiveConfig",

@@ -18,6 +18,8 @@ from axon.models.conv_attention import PRESETS as CONV_ATTENTION_PRESETS
 from axon.models.conv_attention import ConvAttention, ConvAttentionConfig
 from axon.models.decoder import PRESETS as DECODER_PRESETS
 from axon.models.decoder import Decoder, DecoderConfig
+from axon.models.detr import DETR, DETRConfig
+from axon.models.detr import PRESETS as DETR_PRESETS
 from axon.models.mamba import PRESETS as MAMBA_PRESETS
 from axon.models.mamba import Mamba, MambaConfig
 from axon.models.mlp_denoiser import PRESETS as MLP_DENOISER_PRESETS
@@ -77,6 +79,7 @@ FAMILIES: dict[str, Family] = {
     "vit": Family(ViTConfig, ViT, VIT_PRESETS, task="image_classify"),  # Dosovitskiy et al. 2021
     "vision_mamba": Family(VisionMambaConfig, VisionMamba, VISION_MAMBA_PRESETS, task="image_classify"),  # Zhu et al. 2024
     "vit_hybrid": Family(ViTHybridConfig, ViTHybrid, VIT_HYBRID_PRESETS, task="image_classify"),  # ResNet tokens, ViT
+    "detr": Family(DETRConfig, DETR, DETR_PRESETS, task="detect"),  # Carion et al. 2020: set prediction of boxes
 }
 
 

@@ -62,6 +62,9 @@ Family by family (what ``flops_per_token(model_cfg)`` returns):
     vit_hybrid      as vit, with the ResNet backbone's count and the 1x1 projection in place of the patch conv
     vision_mamba    per image: 6 x (patch conv x patches + per-token projections of both scan directions
                     x T + head) + 3 x the conv and scan elementwise work (2 D K + 8 D N per direction)
+    detr            per image: the ResNet backbone's count, 6 x (1x1 projection x S + encoder matrices x S
+                    + decoder matrices x N queries, its cross-attention keys/values x S + heads x N per
+                    decoder layer) + 12 (enc_layers S^2 + dec_layers N (N + S)) d; S = H' W' tokens
 
 Peak FLOP/s: a GPU's dense bf16 tensor-core peak (no sparsity) from the vendor's data sheet
 (``GPU_BF16_PEAK``); an unknown GPU's measured bf16 matmul peak; a CPU's measured fp32 matmul

@@ -34,7 +34,6 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from axon.errors import ConfigError
@@ -43,24 +42,10 @@ from axon.models.base import Model
 from axon.nn import (
     CausalSelfAttention,
     CrossAttention,
+    FeedForward,
     SinusoidalPositions,
     key_padding_mask,
 )
-
-
-class FeedForward(nn.Module):
-    """FFN(x) = max(0, x W1 + b1) W2 + b2, applied to each position alike (eq. 2)."""
-
-    def __init__(self, dim: int, hidden: int, activation: str, dropout: float):
-        super().__init__()
-        self.fc = nn.Linear(dim, hidden)
-        self.proj = nn.Linear(hidden, dim)
-        self.act = F.relu if activation == "relu" else F.gelu
-        self.dropout = nn.Dropout(dropout)  # called only while training with p > 0
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.proj(self.act(self.fc(x)))
-        return self.dropout(y) if self.training and self.dropout.p else y
 
 
 class EncoderLayer(nn.Module):

@@ -2,7 +2,7 @@
 
 from axon.nn.attention import CausalSelfAttention, reference_attention
 from axon.nn.cross_attention import CrossAttention, key_padding_mask
-from axon.nn.mlp import GeluMLP, SwiGLU, build_mlp
+from axon.nn.mlp import FeedForward, GeluMLP, SwiGLU, build_mlp
 from axon.nn.norms import RMSNorm, build_norm
 from axon.nn.positional import RotaryEmbedding, SinusoidalPositions, apply_rotary
 
@@ -11,6 +11,7 @@ __all__ = [
     "reference_attention",
     "CrossAttention",
     "key_padding_mask",
+    "FeedForward",
     "GeluMLP",
     "SwiGLU",
     "build_mlp",

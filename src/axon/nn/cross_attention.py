@@ -22,6 +22,15 @@
 
 For decoding, the memory's keys and values do not change from one target step to the next:
 ``memory_kv(memory)`` computes them once per source and ``forward(x, kv=...)`` reuses them.
+
+DETR (Carion et al. 2020) adds positions to the queries and keys of every attention layer, not
+to the values: ``forward(x, memory, query_pos=, key_pos=)`` projects q from x + query_pos, k
+from memory + key_pos and v from the memory alone (the fused kv matrix is then used in its two
+halves), as ``torch.nn.MultiheadAttention`` does when called with q = k = x + pos, v = x::
+
+      x + query_pos      memory + key_pos      memory
+           |                    |                 |
+        q Linear            k rows of kv      v rows of kv
 """
 
 from __future__ import annotations
@@ -50,20 +59,30 @@ class CrossAttention(nn.Module):
         self.proj = nn.Linear(n_embd, n_embd, bias=bias)
         self.resid_dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
 
-    def memory_kv(self, memory: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Keys and values of the memory (B, S, C): each (B, nh, S, hs)."""
-        B, S, _ = memory.shape
-        k, v = self.kv(memory).view(B, S, 2 * self.n_head, self.head_dim).transpose(1, 2).split(self.n_head, dim=1)
+    def memory_kv(self, memory: torch.Tensor, key_pos: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Keys and values of the memory (B, S, C): each (B, nh, S, hs). With ``key_pos`` (B or 1,
+        S, C) the keys are projected from memory + key_pos, the values from the memory alone."""
+        B, S, C = memory.shape
+        if key_pos is None:
+            kv = self.kv(memory)  # (B, S, 2C): rows [k; v] in one matmul
+        else:
+            w_k, w_v = self.kv.weight.split(C)  # (C, C) each
+            b_k, b_v = self.kv.bias.split(C) if self.kv.bias is not None else (None, None)
+            kv = torch.cat([F.linear(memory + key_pos, w_k, b_k), F.linear(memory, w_v, b_v)], dim=-1)  # (B, S, 2C)
+        k, v = kv.view(B, S, 2 * self.n_head, self.head_dim).transpose(1, 2).split(self.n_head, dim=1)
         return k, v
 
     def forward(self, x: torch.Tensor, memory: torch.Tensor | None = None, mask: torch.Tensor | None = None,
-                kv: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+                kv: tuple[torch.Tensor, torch.Tensor] | None = None, query_pos: torch.Tensor | None = None,
+                key_pos: torch.Tensor | None = None) -> torch.Tensor:
         """x (B, T, C) attends over ``memory`` (B, S, C), or over precomputed ``kv`` from
         :meth:`memory_kv`. ``mask``: (B, 1, 1, S) boolean, True = a real key (see
-        :func:`key_padding_mask`); None = every key is real. Returns (B, T, C)."""
+        :func:`key_padding_mask`); None = every key is real. ``query_pos`` (B or 1, T, C) and
+        ``key_pos`` (B or 1, S, C): positions added to the queries' and the keys' inputs (DETR),
+        never to the values. Returns (B, T, C)."""
         B, T, C = x.shape
-        k, v = kv if kv is not None else self.memory_kv(memory)
-        q = self.q(x).view(B, T, self.n_head, self.head_dim).transpose(1, 2)  # (B, nh, T, hs)
+        k, v = kv if kv is not None else self.memory_kv(memory, key_pos)
+        q = self.q(x if query_pos is None else x + query_pos).view(B, T, self.n_head, self.head_dim).transpose(1, 2)  # (B, nh, T, hs)
         p = self.dropout if self.training else 0.0
         if self.impl == "reference":
             full = mask if mask is not None else torch.ones(1, 1, 1, k.size(2), dtype=torch.bool, device=x.device)

@@ -1,4 +1,5 @@
-"""Feed-forward blocks: GPT-2's GELU MLP and Llama's SwiGLU (Shazeer 2020)."""
+"""Feed-forward blocks: the original Transformer's FFN (ReLU or GELU; seq2seq, DETR), GPT-2's GELU MLP
+and Llama's SwiGLU (Shazeer 2020)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,22 @@ import torch.nn.functional as F
 from torch import nn
 
 MLPS = ("gelu", "swiglu")
+
+
+class FeedForward(nn.Module):
+    """FFN(x) = max(0, x W1 + b1) W2 + b2, applied to each position alike ("Attention Is All You
+    Need", eq. 2); ``activation="gelu"`` puts the exact GELU in place of the ReLU."""
+
+    def __init__(self, dim: int, hidden: int, activation: str, dropout: float):
+        super().__init__()
+        self.fc = nn.Linear(dim, hidden)
+        self.proj = nn.Linear(hidden, dim)
+        self.act = F.relu if activation == "relu" else F.gelu
+        self.dropout = nn.Dropout(dropout)  # called only while training with p > 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.proj(self.act(self.fc(x)))
+        return self.dropout(y) if self.training and self.dropout.p else y
 
 
 class GeluMLP(nn.Module):

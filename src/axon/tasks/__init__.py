@@ -35,6 +35,8 @@ they read (files, tokenizers, datasets of batches) is ``axon.data``'s:
     image_classify
               one label per image (the digits, or a folder per class) for the image families
               (resnet, ...), with crop/flip augmentation; accuracy and top-k
+    detect    boxes and classes of the objects in an image (generated shapes, or a COCO-format
+              file) for DETR: Hungarian matching and the set loss; COCO mAP
 
 A new task is a module here with a ``(cfg, device) -> TaskSetup`` builder, a line in ``TASKS``,
 and the families that run it listing it (``Family.task`` / ``other_tasks`` in ``axon.models``):
@@ -50,6 +52,7 @@ import torch
 from axon.errors import ConfigError
 from axon.tasks import (
     classify,
+    detect,
     diffusion,
     dpo,
     grpo,
@@ -79,6 +82,7 @@ TASKS: dict[str, TaskBuilder] = {
     "online_dpo": online_dpo.online_dpo_task,
     "diffusion": diffusion.diffusion_task,
     "image_classify": image_classify.image_classify_task,
+    "detect": detect.detect_task,
 }
 
 #: Tasks whose runs answer a user in the chat template (axon sample wraps the prompt in it; axon label samples them).

@@ -64,6 +64,9 @@ def load_images(cfg) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Te
                             f"{cfg.image_classify.val_fraction}; add images or raise the fraction")
         tr, va = torch.from_numpy(train_idx), torch.from_numpy(val_idx)
         return x[tr], y[tr], x[va], y[va], names, str(folder)
+    if data.dataset not in (None, "digits"):
+        raise ConfigError(f"data.dataset: {data.dataset!r} is a detection set (task: detect); image_classify reads "
+                          "digits or a folder of classes (data.dir)")
     if (m.image_size, m.in_channels) != (8, 1):
         raise ConfigError(f"model.image_size / model.in_channels: the digits are 8x8 grey, got {m.image_size}x"
                           f"{m.image_size} with {m.in_channels} channels (set model.image_size=8 model.in_channels=1)")
