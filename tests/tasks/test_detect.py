@@ -287,3 +287,16 @@ def test_axon_imports_without_pycocotools():
     code = ("import sys, axon, axon.cli, axon.tasks, axon.tasks.detect, axon.models\n"
             "assert 'pycocotools' not in sys.modules, 'pycocotools imported'")
     subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+
+def test_compare_can_count_a_detr_recipe_before_its_task_fills_num_labels():
+    """axon compare and axon scaling count FLOPs and parameters before training: resolve_vocab fills
+    model.num_labels from the data as training does (3 shapes), so a recipe needs no hand-set count."""
+    from axon.models.flops import flops_per_token
+    from axon.tasks import resolve_vocab
+
+    cfg = load_config(RECIPE, TINY)
+    assert cfg.model.num_labels is None
+    resolved = resolve_vocab(cfg)
+    assert resolved.model.num_labels == 3 and cfg.model.num_labels is None  # a copy; the recipe is untouched
+    assert flops_per_token(resolved.model) > 0

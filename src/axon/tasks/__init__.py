@@ -111,13 +111,14 @@ def build_task(cfg, device: torch.device) -> TaskSetup:
 
 
 def resolve_vocab(run_cfg):
-    """A copy of the run config with ``model.vocab_size`` filled from its task's tokenizer when it
-    is null (as training does), so that FLOPs and parameters can be counted before the run
-    (``axon.models.flops``)."""
+    """A copy of the run config with what its task fills in when it is null -- ``model.vocab_size``
+    from the tokenizer, ``model.num_labels`` from an image task's data -- filled as training fills
+    it, so that FLOPs and parameters can be counted before the run (``axon.models.flops``)."""
     cfg = copy.deepcopy(run_cfg)
-    if getattr(cfg.model, "vocab_size", 0) is None:
-        build_task(cfg, torch.device("cpu"))  # fills cfg.model.vocab_size (set_vocab_size)
-        if cfg.model.vocab_size is None:
+    vocab_missing = getattr(cfg.model, "vocab_size", 0) is None
+    if vocab_missing or getattr(cfg.model, "num_labels", 0) is None:
+        build_task(cfg, torch.device("cpu"))  # fills them (set_vocab_size; the image tasks' fill_num_labels)
+        if vocab_missing and cfg.model.vocab_size is None:
             raise ConfigError(f"task of model.family={cfg.model.family} did not set model.vocab_size")
     return cfg
 
