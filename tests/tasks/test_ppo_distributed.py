@@ -90,7 +90,11 @@ def test_two_processes_sample_the_same_rollouts_and_train_to_the_same_losses(roo
         worst = max(abs(x[key] - y[key]) for x, y in zip(a, b))
         assert worst <= tol, f"{key}: largest difference {worst:.2e} > {tol:.2e}"
     two = json.loads((root / "two" / "result.json").read_text())
-    assert two["world_size"] == 2 and two["val_gold"] == one["val_gold"]  # validation answers: the same too
+    # The validation answers are the same too: their mean gold differs only in the order of its sum
+    # (each rank sums its share, then the shares are added: 1 ulp on an Intel Xeon), while one answer
+    # changed would move it by a whole score over the validation prompts, orders above this bound.
+    assert two["world_size"] == 2
+    assert abs(two["val_gold"] - one["val_gold"]) <= order_tol(torch.float64, n=256, depth=1), (two["val_gold"], one["val_gold"])
     assert abs(two["val_loss"] - one["val_loss"]) <= order_tol(torch.float64, n=256, depth=STEPS * 6 + 1)
 
 
