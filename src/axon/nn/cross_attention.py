@@ -72,6 +72,15 @@ class CrossAttention(nn.Module):
         k, v = kv.view(B, S, 2 * self.n_head, self.head_dim).transpose(1, 2).split(self.n_head, dim=1)
         return k, v
 
+    def self_qkv(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Queries, keys and values of x over itself, each (B, nh, T, hs): the q and kv weights
+        stacked into one (3C, C) matrix, one matmul instead of two (timm's fused qkv)."""
+        B, T, C = x.shape
+        w = torch.cat([self.q.weight, self.kv.weight])
+        b = torch.cat([self.q.bias, self.kv.bias]) if self.q.bias is not None else None
+        qkv = F.linear(x, w, b).view(B, T, 3 * self.n_head, self.head_dim).transpose(1, 2)  # (B, 3 nh, T, hs)
+        return qkv.split(self.n_head, dim=1)
+
     def forward(self, x: torch.Tensor, memory: torch.Tensor | None = None, mask: torch.Tensor | None = None,
                 kv: tuple[torch.Tensor, torch.Tensor] | None = None, query_pos: torch.Tensor | None = None,
                 key_pos: torch.Tensor | None = None) -> torch.Tensor:
@@ -81,8 +90,11 @@ class CrossAttention(nn.Module):
         ``key_pos`` (B or 1, S, C): positions added to the queries' and the keys' inputs (DETR),
         never to the values. Returns (B, T, C)."""
         B, T, C = x.shape
-        k, v = kv if kv is not None else self.memory_kv(memory, key_pos)
-        q = self.q(x if query_pos is None else x + query_pos).view(B, T, self.n_head, self.head_dim).transpose(1, 2)  # (B, nh, T, hs)
+        if memory is x and kv is None and query_pos is None and key_pos is None:  # self-attention (ViT):
+            q, k, v = self.self_qkv(x)                                           # one matmul, as a fused qkv
+        else:
+            k, v = kv if kv is not None else self.memory_kv(memory, key_pos)
+            q = self.q(x if query_pos is None else x + query_pos).view(B, T, self.n_head, self.head_dim).transpose(1, 2)  # (B, nh, T, hs)
         p = self.dropout if self.training else 0.0
         if self.impl == "reference":
             full = mask if mask is not None else torch.ones(1, 1, 1, k.size(2), dtype=torch.bool, device=x.device)
