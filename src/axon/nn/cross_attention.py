@@ -72,6 +72,12 @@ class CrossAttention(nn.Module):
         k, v = kv.view(B, S, 2 * self.n_head, self.head_dim).transpose(1, 2).split(self.n_head, dim=1)
         return k, v
 
+    @property
+    def _plain(self) -> bool:
+        """q and kv are plain Linear layers, whose weights are all they compute: a subclass (LoRA's
+        adapters) adds to its output, so it must run its own forward."""
+        return type(self.q) is nn.Linear and type(self.kv) is nn.Linear
+
     def self_qkv(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Queries, keys and values of x over itself, each (B, nh, T, hs): the q and kv weights
         stacked into one (3C, C) matrix, one matmul instead of two (timm's fused qkv)."""
@@ -90,8 +96,8 @@ class CrossAttention(nn.Module):
         ``key_pos`` (B or 1, S, C): positions added to the queries' and the keys' inputs (DETR),
         never to the values. Returns (B, T, C)."""
         B, T, C = x.shape
-        if memory is x and kv is None and query_pos is None and key_pos is None:  # self-attention (ViT):
-            q, k, v = self.self_qkv(x)                                           # one matmul, as a fused qkv
+        if memory is x and kv is None and query_pos is None and key_pos is None and self._plain:
+            q, k, v = self.self_qkv(x)  # self-attention (ViT, encoders): one matmul, as a fused qkv
         else:
             k, v = kv if kv is not None else self.memory_kv(memory, key_pos)
             q = self.q(x if query_pos is None else x + query_pos).view(B, T, self.n_head, self.head_dim).transpose(1, 2)  # (B, nh, T, hs)
