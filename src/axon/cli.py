@@ -127,6 +127,8 @@ def cmd_sample(args, overrides: list[str]) -> int:
         return _sample_images(args, cfg, model)
     if task == "detect":
         return _sample_detections(args, cfg, model)
+    if task == "vq":
+        return _sample_reconstructions(args, cfg, model)
     if pairs:
         raise ConfigError(f"--response and --responses-file are scored by a reward run; {args.run_dir} is a {task!r} run")
     prompt = "\n" if prompt is None else prompt
@@ -260,6 +262,24 @@ def _sample_detections(args, cfg, model) -> int:
     draw_run(cfg, model, out, "val", args.num_samples if args.num_samples > 1 else None)
     print(f"wrote {out}: predicted boxes (colour, score >= detect.score_threshold={cfg.detect.score_threshold}) and "
           "true boxes (white) on validation images")
+    return 0
+
+
+def _sample_reconstructions(args, cfg, model) -> int:
+    """A vq run (image tokenizer): the first --num-samples validation images above their
+    reconstructions through the codebook, as one PNG (--out, default RUN_DIR/reconstructions.png)."""
+    from axon.tasks.image_classify import load_images
+    from axon.tasks.vq import reconstruction_picture
+
+    out = Path(args.out) if args.out else Path(args.run_dir) / "reconstructions.png"
+    if out.suffix.lower() != ".png":
+        raise ConfigError(f"--out: a vq run draws images and their reconstructions; name the PNG to write, e.g. "
+                          f"--out recon.png, got {out}")
+    if args.num_samples < 1:
+        raise ConfigError(f"--num-samples: must be >= 1, got {args.num_samples}")
+    images = load_images(cfg)[2][:args.num_samples]  # the validation images
+    reconstruction_picture(model, images, out)
+    print(f"wrote {out}: {len(images)} validation images above their reconstructions", file=sys.stderr)
     return 0
 
 
