@@ -87,6 +87,8 @@ def test_axon_sample_draws_originals_above_reconstructions(digits_run, tmp_path)
     first = load_images(load_config(RECIPE))[2][0, 0]  # the first validation image, in [-1, 1]
     cell = top[4:4 + 32:4, 4:4 + 32:4]  # its cell in the top row, one pixel per 4x4 block
     assert torch.allclose(cell, ((first + 1) * 127.5).round(), atol=1)
+    assert main(["sample", str(digits_run)]) == 0  # defaults: 16 images, RUN_DIR/reconstructions.png
+    assert Image.open(digits_run / "reconstructions.png").size == ((16 * 9 + 1) * 4, (2 * 9 + 1) * 4)
 
 
 def test_the_run_loads_as_an_image_tokenizer(digits_run):
