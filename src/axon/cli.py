@@ -127,6 +127,8 @@ def cmd_sample(args, overrides: list[str]) -> int:
         return _sample_images(args, cfg, model)
     if task == "detect":
         return _sample_detections(args, cfg, model)
+    if task == "vq":
+        return _sample_reconstructions(args, cfg, model)
     if pairs:
         raise ConfigError(f"--response and --responses-file are scored by a reward run; {args.run_dir} is a {task!r} run")
     prompt = "\n" if prompt is None else prompt
@@ -260,6 +262,25 @@ def _sample_detections(args, cfg, model) -> int:
     draw_run(cfg, model, out, "val", args.num_samples if args.num_samples > 1 else None)
     print(f"wrote {out}: predicted boxes (colour, score >= detect.score_threshold={cfg.detect.score_threshold}) and "
           "true boxes (white) on validation images")
+    return 0
+
+
+def _sample_reconstructions(args, cfg, model) -> int:
+    """A vq run (image tokenizer): the first --num-samples validation images (default: the 16 each
+    evaluation draws) above their reconstructions through the codebook, as one PNG (--out, default
+    RUN_DIR/reconstructions.png)."""
+    from axon.tasks.image_classify import load_images
+    from axon.tasks.vq import SHOWN, reconstruction_picture
+
+    out = Path(args.out) if args.out else Path(args.run_dir) / "reconstructions.png"
+    if out.suffix.lower() != ".png":
+        raise ConfigError(f"--out: a vq run draws images and their reconstructions; name the PNG to write, e.g. "
+                          f"--out recon.png, got {out}")
+    if args.num_samples < 1:
+        raise ConfigError(f"--num-samples: must be >= 1, got {args.num_samples}")
+    images = load_images(cfg)[2][:args.num_samples if args.num_samples > 1 else SHOWN]  # the validation images
+    reconstruction_picture(model, images, out)
+    print(f"wrote {out}: {len(images)} validation images above their reconstructions", file=sys.stderr)
     return 0
 
 
@@ -774,7 +795,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--stop-token", action="append", type=int, default=[], metavar="ID", help="stop at this token id (repeatable)")
     s.add_argument("--no-stream", action="store_true", help="print when done instead of token by token")
     s.add_argument("--num-samples", type=int, default=1, help="independent samples, generated as one batch (with --beams: "
-                   "the n best); a detection run: the validation images to draw (default detect.samples)")
+                   "the n best); a detection run: the validation images to draw (default detect.samples); a vq run: the "
+                   "validation images to show above their reconstructions (default 16)")
     s.add_argument("--beams", type=int, default=0, metavar="N", help="beam search with N beams instead of sampling")
     s.add_argument("--draft", metavar="RUN_DIR", help="speculative decoding with this smaller run as the draft model")
     s.add_argument("--num-draft", type=int, default=4, help="draft tokens proposed per target pass")
@@ -787,7 +809,8 @@ def build_parser() -> argparse.ArgumentParser:
                    'prints JSON lines with "score"')
     s.add_argument("--out", metavar="FILE.png", help="a diffusion run: the PNG grid of the samples to write (the "
                    "raw tensor goes beside it as .safetensors); a detection run: the PNG of predicted and true boxes "
-                   "(default RUN_DIR/detections.png)")
+                   "(default RUN_DIR/detections.png); a vq run: validation images above their reconstructions "
+                   "(default RUN_DIR/reconstructions.png)")
     s.add_argument("--sampler", choices=("ddpm", "ddim"), help="a diffusion run: the sampler (default: the run's "
                    "diffusion.sampler)")
     s.add_argument("--steps", type=int, default=None, help="a diffusion run: DDIM's steps (default: diffusion.sample_steps)")

@@ -104,7 +104,7 @@ class DataConfig:
 CORPUS_NAMES = ("shakespeare",)
 # The tasks a config may name (axon.tasks.TASKS; tests/test_layering.py checks they agree).
 TASK_NAMES = ("lm", "mlm", "classify", "seq2seq", "word2vec", "sft", "reward", "ppo", "dpo", "grpo", "online_dpo",
-              "diffusion", "image_classify", "detect")
+              "diffusion", "image_classify", "detect", "vq")
 # data.dataset of image_classify (digits: axon.tasks.image_classify) and detect (shapes: axon.tasks.detect)
 IMAGE_DATASETS = ("digits", "shapes")
 # The names axon.train.optim.OPTIMIZERS builds, in its order. A copy, so that validating a config

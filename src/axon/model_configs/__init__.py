@@ -46,6 +46,8 @@ from axon.model_configs.vit import PRESETS as VIT_PRESETS
 from axon.model_configs.vit import ViTConfig
 from axon.model_configs.vit_hybrid import PRESETS as VIT_HYBRID_PRESETS
 from axon.model_configs.vit_hybrid import ViTHybridConfig
+from axon.model_configs.vqvae import PRESETS as VQVAE_PRESETS
+from axon.model_configs.vqvae import VQVAEConfig
 from axon.model_configs.word2vec import PRESETS as WORD2VEC_PRESETS
 from axon.model_configs.word2vec import Word2VecConfig
 
@@ -76,6 +78,7 @@ FAMILY_CONFIGS: dict[str, FamilyConfig] = {
     "vision_mamba": FamilyConfig(VisionMambaConfig, VISION_MAMBA_PRESETS),
     "vit_hybrid": FamilyConfig(ViTHybridConfig, VIT_HYBRID_PRESETS),
     "detr": FamilyConfig(DETRConfig, DETR_PRESETS),
+    "vqvae": FamilyConfig(VQVAEConfig, VQVAE_PRESETS),
 }
 
 __all__ = [
@@ -98,5 +101,6 @@ __all__ = [
     "ViTConfig",
     "VisionMambaConfig",
     "ViTHybridConfig",
+    "VQVAEConfig",
     "Word2VecConfig",
 ]

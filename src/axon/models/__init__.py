@@ -44,6 +44,8 @@ from axon.models.vit import PRESETS as VIT_PRESETS
 from axon.models.vit import ViT, ViTConfig
 from axon.models.vit_hybrid import PRESETS as VIT_HYBRID_PRESETS
 from axon.models.vit_hybrid import ViTHybrid, ViTHybridConfig
+from axon.models.vqvae import PRESETS as VQVAE_PRESETS
+from axon.models.vqvae import VQVAE, VQVAEConfig
 from axon.models.word2vec import PRESETS as WORD2VEC_PRESETS
 from axon.models.word2vec import Word2Vec, Word2VecConfig
 
@@ -80,6 +82,7 @@ FAMILIES: dict[str, Family] = {
     "vision_mamba": Family(VisionMambaConfig, VisionMamba, VISION_MAMBA_PRESETS, task="image_classify"),  # Zhu et al. 2024
     "vit_hybrid": Family(ViTHybridConfig, ViTHybrid, VIT_HYBRID_PRESETS, task="image_classify"),  # ResNet tokens, ViT
     "detr": Family(DETRConfig, DETR, DETR_PRESETS, task="detect"),  # Carion et al. 2020: set prediction of boxes
+    "vqvae": Family(VQVAEConfig, VQVAE, VQVAE_PRESETS, task="vq"),  # van den Oord et al. 2017: an image tokenizer
 }
 
 

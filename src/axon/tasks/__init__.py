@@ -37,6 +37,8 @@ they read (files, tokenizers, datasets of batches) is ``axon.data``'s:
               (resnet, ...), with crop/flip augmentation; accuracy and top-k
     detect    boxes and classes of the objects in an image (generated shapes, or a COCO-format
               file) for DETR: Hungarian matching and the set loss; COCO mAP
+    vq        a VQ-VAE image tokenizer (vqvae): images -> a grid of codebook indices -> images;
+              reconstruction error and codebook usage
 
 A new task is a module here with a ``(cfg, device) -> TaskSetup`` builder, a line in ``TASKS``,
 and the families that run it listing it (``Family.task`` / ``other_tasks`` in ``axon.models``):
@@ -64,6 +66,7 @@ from axon.tasks import (
     reward,
     seq2seq,
     sft,
+    vq,
     word2vec,
 )
 from axon.tasks.base import TaskBuilder, TaskSetup, set_vocab_size
@@ -83,6 +86,7 @@ TASKS: dict[str, TaskBuilder] = {
     "diffusion": diffusion.diffusion_task,
     "image_classify": image_classify.image_classify_task,
     "detect": detect.detect_task,
+    "vq": vq.vq_task,
 }
 
 #: Tasks whose runs answer a user in the chat template (axon sample wraps the prompt in it; axon label samples them).
