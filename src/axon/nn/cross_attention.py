@@ -65,10 +65,12 @@ class CrossAttention(nn.Module):
         B, S, C = memory.shape
         if key_pos is None:
             kv = self.kv(memory)  # (B, S, 2C): rows [k; v] in one matmul
-        else:
+        elif type(self.kv) is nn.Linear:  # the matrix's two halves, each on its own input
             w_k, w_v = self.kv.weight.split(C)  # (C, C) each
             b_k, b_v = self.kv.bias.split(C) if self.kv.bias is not None else (None, None)
             kv = torch.cat([F.linear(memory + key_pos, w_k, b_k), F.linear(memory, w_v, b_v)], dim=-1)  # (B, S, 2C)
+        else:  # an adapted layer (LoRA) computes more than its weight: run it whole on both inputs
+            kv = torch.cat([self.kv(memory + key_pos)[..., :C], self.kv(memory)[..., C:]], dim=-1)
         k, v = kv.view(B, S, 2 * self.n_head, self.head_dim).transpose(1, 2).split(self.n_head, dim=1)
         return k, v
 
