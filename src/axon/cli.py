@@ -248,17 +248,23 @@ def _sampling_options(args):
     return options
 
 
+def _png_out(args, default: Path | None, what: str, example: str) -> Path:
+    """``axon sample``'s --out for a run that draws pictures: a PNG path (``default`` when --out is
+    not given; None: --out is required), with --num-samples >= 1; otherwise one line naming the flag."""
+    out = Path(args.out) if args.out else default
+    if out is None or out.suffix.lower() != ".png":
+        raise ConfigError(f"--out: {what}; name the PNG to write, e.g. --out {example}" + (f", got {out}" if out else ""))
+    if args.num_samples < 1:
+        raise ConfigError(f"--num-samples: must be >= 1, got {args.num_samples}")
+    return out
+
+
 def _sample_detections(args, cfg, model) -> int:
     """A detection run: the predicted (and true) boxes of validation images drawn into a PNG
     (--out, default RUN_DIR/detections.png); --num-samples images (default detect.samples)."""
     from axon.tasks.detect import draw_run
 
-    out = Path(args.out) if args.out else Path(args.run_dir) / "detections.png"
-    if out.suffix.lower() != ".png":
-        raise ConfigError(f"--out: a detection run draws boxes on images; name the PNG to write, e.g. --out boxes.png, "
-                          f"got {out}")
-    if args.num_samples < 1:
-        raise ConfigError(f"--num-samples: must be >= 1, got {args.num_samples}")
+    out = _png_out(args, Path(args.run_dir) / "detections.png", "a detection run draws boxes on images", "boxes.png")
     draw_run(cfg, model, out, "val", args.num_samples if args.num_samples > 1 else None)
     print(f"wrote {out}: predicted boxes (colour, score >= detect.score_threshold={cfg.detect.score_threshold}) and "
           "true boxes (white) on validation images")
@@ -272,12 +278,8 @@ def _sample_reconstructions(args, cfg, model) -> int:
     from axon.tasks.image_classify import load_images
     from axon.tasks.vq import SHOWN, reconstruction_picture
 
-    out = Path(args.out) if args.out else Path(args.run_dir) / "reconstructions.png"
-    if out.suffix.lower() != ".png":
-        raise ConfigError(f"--out: a vq run draws images and their reconstructions; name the PNG to write, e.g. "
-                          f"--out recon.png, got {out}")
-    if args.num_samples < 1:
-        raise ConfigError(f"--num-samples: must be >= 1, got {args.num_samples}")
+    out = _png_out(args, Path(args.run_dir) / "reconstructions.png", "a vq run draws images and their reconstructions",
+                   "recon.png")
     images = load_images(cfg)[2][:args.num_samples if args.num_samples > 1 else SHOWN]  # the validation images
     reconstruction_picture(model, images, out)
     print(f"wrote {out}: {len(images)} validation images above their reconstructions", file=sys.stderr)
@@ -295,11 +297,7 @@ def _sample_images(args, cfg, model) -> int:
     from axon.tasks.diffusion import draw_samples, is_points, load_data, save_picture, save_strip
 
     d = cfg.diffusion
-    out = Path(args.out) if args.out else None
-    if out is None or out.suffix.lower() != ".png":
-        raise ConfigError("--out: a diffusion run draws images; name the PNG to write, e.g. --out grid.png")
-    if args.num_samples < 1:
-        raise ConfigError(f"--num-samples: must be >= 1, got {args.num_samples}")
+    out = _png_out(args, None, "a diffusion run draws images", "grid.png")
     sampler = args.sampler or d.sampler
     if sampler == "ddpm" and args.steps is not None and args.steps != d.timesteps:
         raise ConfigError(f"--steps: ddpm takes all diffusion.timesteps={d.timesteps} steps; use --sampler ddim")

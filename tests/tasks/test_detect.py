@@ -6,16 +6,16 @@ trains, and its bad entries end in one line naming the file and the entry; bad s
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
+
+from train_processes import axon_train, kill_at_checkpoint
 
 from axon.cli import main
 from axon.config import load_config
@@ -26,6 +26,7 @@ from axon.train.checkpoint import list_checkpoints
 from axon.train.logging import read_metrics
 
 RECIPE = "configs/vision/detr_shapes.yaml"
+ONE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1"}
 TINY = ["--model.preset=tiny", "--detect.train_images=64", "--detect.val_images=16", "--detect.samples=4",
         "--train.batch_size=8", "--train.eval_batches=2", "--train.log_interval=1", "--log.progress=false",
         "--train.threads=1", "--schedule.warmup_steps=2"]
@@ -129,28 +130,6 @@ def test_sample_and_eval_draw_the_boxes_into_a_png(tiny_run, tmp_path):
     assert main(["sample", str(tiny_run), "--out", str(tmp_path / "boxes.jpg")]) != 0
 
 
-def _descendants(pid: int) -> list[int]:
-    out, todo = [], [pid]
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(entry.name))
-    while todo:
-        for child in children.get(todo.pop(), []):
-            out.append(child)
-            todo.append(child)
-    return out
-
-
-def axon_train(argv):
-    return subprocess.Popen([sys.executable, "-m", "axon", "train", *argv], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
-
-
 def test_a_run_killed_with_sigkill_resumes_to_the_same_losses_and_weights(root):
     """The house pattern of tests/train/test_distributed.py: SIGKILL once a checkpoint is on disk,
     --resume, and every logged loss and the final weights equal an uninterrupted run's, bit for bit."""
@@ -159,24 +138,12 @@ def test_a_run_killed_with_sigkill_resumes_to_the_same_losses_and_weights(root):
     assert main(["train", *args, "--name=whole"]) == 0  # uninterrupted, in this process (one thread, as the others)
 
     killed = root / "killed"
-    proc = axon_train([*args, "--name=killed"])
-    deadline = time.time() + 180
-    while not (killed / "checkpoints" / "step_00000008").is_dir():
-        assert proc.poll() is None, f"run ended before it could be killed:\n{proc.stdout.read()[-3000:]}"
-        assert time.time() < deadline, "no checkpoint appeared"
-        time.sleep(0.005)
-    for pid in reversed(_descendants(proc.pid)):
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    proc.send_signal(signal.SIGKILL)
-    proc.communicate()
-    assert proc.returncode == -signal.SIGKILL and not (killed / "result.json").exists()
+    kill_at_checkpoint(axon_train([*args, "--name=killed"], env=ONE_THREAD), killed, 8)
+    assert not (killed / "result.json").exists()
     saved = max(int(p.name.split("_")[1]) for p in list_checkpoints(killed / "checkpoints"))
     assert saved < 24
 
-    resumed = axon_train(["--resume", str(killed)])
+    resumed = axon_train(["--resume", str(killed)], env=ONE_THREAD)
     out, _ = resumed.communicate(timeout=240)
     assert resumed.returncode == 0, out[-3000:]
     assert f"(step {saved})" in out

@@ -5,10 +5,6 @@ dead-code counters included); the objective is MSE + the quantiser's loss; bad i
 
 import json
 import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +12,8 @@ import pytest
 import torch
 from PIL import Image
 from safetensors.torch import load_file
+
+from train_processes import axon_train, kill_at_checkpoint
 
 from axon.cli import main
 from axon.config import load_config
@@ -106,16 +104,10 @@ def test_a_run_killed_with_sigkill_resumes_exactly(root, digits_run):
     the uninterrupted 10-step run."""
     run = root / "sigkill"
     args = [a for a in QUICK if not a.startswith("--train.max_steps")]
-    proc = subprocess.Popen([sys.executable, "-m", "axon", "train", "--config", RECIPE, *args, "--train.max_steps=100000",
-                             f"--out_dir={root}", "--name=sigkill"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
-    deadline = time.time() + 180
-    while not (run / "checkpoints" / "step_00000005").is_dir():
-        assert proc.poll() is None and time.time() < deadline, proc.communicate()[0][-3000:] if proc.poll() is not None else "timeout"
-        time.sleep(0.005)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.communicate()
-    assert proc.returncode == -signal.SIGKILL and not (run / "result.json").exists()
+    proc = axon_train(["--config", RECIPE, *args, "--train.max_steps=100000", f"--out_dir={root}", "--name=sigkill"],
+                      env={**os.environ, "OMP_NUM_THREADS": "1"})
+    kill_at_checkpoint(proc, run, 5)
+    assert not (run / "result.json").exists()
     saved = int(list_checkpoints(run / "checkpoints")[0].name.split("_")[1])
     assert 5 <= saved < 10
     assert main(["train", "--resume", str(run), "--train.max_steps=10"]) == 0

@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 import torch
 from numerics import order_tol
+from train_processes import axon_train, descendants, kill_at_checkpoint
 
 from axon.config import load_config
 from axon.errors import ConfigError
@@ -55,11 +56,6 @@ def opts(tmp_path, cache_dir, name, *extra):
 
 def losses(run_dir) -> dict[int, float]:
     return {r["step"]: r["train_loss"] for r in read_metrics(Path(run_dir) / "metrics.jsonl") if "train_loss" in r}
-
-
-def axon_train(argv, nproc=1, **popen):
-    cmd = [sys.executable, "-m", "axon", "train", *(["--nproc", str(nproc)] if nproc > 1 else []), *argv]
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **popen)
 
 
 def finish(proc, timeout=240) -> str:
@@ -188,41 +184,6 @@ def test_a_model_that_grows_mid_run_under_ddp(tmp_path, cache_dir):
     assert re.search(r"process [01] of 2 failed \(exit code 2\)", text), text[-2000:]
 
 
-def _descendants(pid: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            ppid = int(stat.rsplit(")", 1)[1].split()[1])
-            children.setdefault(ppid, []).append(int(entry.name))
-    out, todo = [], [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            out.append(child)
-            todo.append(child)
-    return out
-
-
-def kill_at_checkpoint(proc, run_dir: Path, step: int) -> None:
-    """SIGKILL the whole job (workers first, so none gets to checkpoint) once ``step`` is saved."""
-    deadline = time.time() + 180
-    target = run_dir / "checkpoints" / f"step_{step:08d}"
-    while not target.is_dir():
-        assert proc.poll() is None, f"run ended before it could be killed:\n{proc.stdout.read()[-3000:]}"
-        assert time.time() < deadline, "no checkpoint appeared"
-        time.sleep(0.005)
-    for pid in reversed(_descendants(proc.pid)):
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    proc.kill()
-    proc.communicate()
-
-
 @pytest.mark.numerics
 @pytest.mark.parametrize("before, after", [(("ddp", 2), ("ddp", 1)), (("ddp", 1), ("fsdp", 2))],
                          ids=["2-processes-then-1", "1-process-then-2-fsdp"])
@@ -258,7 +219,7 @@ def test_stopped_run_checkpoints_at_an_agreed_step_and_resumes(tmp_path, cache_d
     while not (run / "checkpoints" / "step_00000005").is_dir():
         assert proc.poll() is None and time.time() < deadline, proc.stdout.read()[-3000:] if proc.poll() is not None else "timeout"
         time.sleep(0.005)
-    workers = _descendants(proc.pid)
+    workers = descendants(proc.pid)
     os.killpg(proc.pid, signal.SIGINT if how == "ctrl-c" else signal.SIGKILL)  # the workers are in their own group
     out, _ = proc.communicate(timeout=180)
     if how == "ctrl-c":

@@ -95,3 +95,12 @@ PRESETS: dict[str, dict] = {
                     stem="imagenet"),
     ),
 }
+
+
+def backbone_config(cfg) -> ResNetConfig:
+    """The ResNet a family reads features from (``vit_hybrid``, ``detr``), without a head, from that
+    family's ``image_size``, ``in_channels`` and ``backbone_*`` fields (a ConfigError names the
+    model.* field)."""
+    return ResNetConfig(image_size=cfg.image_size, in_channels=cfg.in_channels, num_labels=None,
+                        block=cfg.backbone_block, layers=tuple(cfg.backbone_layers),
+                        base_width=cfg.backbone_width, stem=cfg.backbone_stem)

@@ -14,7 +14,7 @@ from typing import Literal
 
 from axon.errors import check
 from axon.model_configs.fields import check_fields
-from axon.model_configs.resnet import ResNetConfig
+from axon.model_configs.resnet import ResNetConfig, backbone_config
 
 
 @dataclass
@@ -58,9 +58,7 @@ class ViTHybridConfig:
 
     def backbone_config(self) -> ResNetConfig:
         """The backbone as a ``resnet`` config without a head (a ConfigError names the model.* field)."""
-        return ResNetConfig(image_size=self.image_size, in_channels=self.in_channels, num_labels=None,
-                            block=self.backbone_block, layers=tuple(self.backbone_layers),
-                            base_width=self.backbone_width, stem=self.backbone_stem)
+        return backbone_config(self)
 
     @property
     def hidden(self) -> int:
