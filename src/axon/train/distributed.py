@@ -437,7 +437,8 @@ def wrap_model(model: nn.Module, d: Dist, bf16: bool) -> nn.Module:
         return model
     from torch.nn.parallel import DistributedDataParallel as DDP
 
-    # Our buffers are constants (rotary tables, masks): broadcasting them every forward is waste.
+    # Our buffers are constants (rotary tables, masks) or kept equal on every rank by their module (the
+    # VQ codebook's EMA statistics, all-reduced in axon.nn.vq): broadcasting them every forward is waste.
     # torch 2.13 renamed the switch (forward_sync_buffers) and deprecates the old name; older torch
     # (the GPU image had 2.11) knows only broadcast_buffers.
     device_ids = [d.device.index] if d.device.type == "cuda" else None
