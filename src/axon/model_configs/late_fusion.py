@@ -101,12 +101,12 @@ class LateFusionConfig:
 # the vocabulary comes from the task's tokenizer (tests/models/test_late_fusion.py checks the strings).
 PRESETS: dict[str, dict] = {
     "tiny": dict(
-        params="8,352 + 16 x vocab (avgpool; cabstractor: 17,696 + 16 x vocab)", source="for tests: 2x2 patches of 8x8 images, ViT 1 layer of 16, decoder 1 layer of 16, k=4",
+        params="8,336 + 16 x vocab (avgpool; cabstractor: 17,680 + 16 x vocab)", source="for tests: 2x2 patches of 8x8 images, ViT 1 layer of 16, decoder 1 layer of 16, k=4",
         config=dict(vision_image_size=8, vision_in_channels=1, vision_patch_size=2, vision_n_embd=16,
                     vision_n_layer=1, vision_n_head=2, image_tokens=4, block_size=16, n_layer=1, n_head=2, n_embd=16),
     ),
     "digits": dict(
-        params="278,576 + 64 x vocab (avgpool; cabstractor: 361,904 + 64 x vocab)", source="the 8x8 digits captioning task: ViT 2 layers of 48, decoder 4 layers of 64, k=4",
+        params="278,512 + 64 x vocab (avgpool; cabstractor: 361,840 + 64 x vocab)", source="the 8x8 digits captioning task: ViT 2 layers of 48, decoder 4 layers of 64, k=4",
         config=dict(vision_image_size=8, vision_in_channels=1, vision_patch_size=2, vision_n_embd=48,
                     vision_n_layer=2, vision_n_head=4, image_tokens=4, block_size=40, n_layer=4, n_head=4, n_embd=64),
     ),
