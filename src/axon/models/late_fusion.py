@@ -79,7 +79,9 @@ class Connector(nn.Module):
     def macs(self, grid: int) -> int:
         """Multiply-accumulates of its weights per image: the convs at every pixel of their grid,
         the projection at every image token (pooling and norms are not counted)."""
-        convs = lambda b, n: 0 if b is None else (b.conv1.weight.numel() + b.conv2.weight.numel()) * n * n  # noqa: E731
+        def convs(block: ResConvBlock | None, side: int) -> int:
+            return 0 if block is None else (block.conv1.weight.numel() + block.conv2.weight.numel()) * side * side
+
         proj = sum(m.weight.numel() for m in self.proj if isinstance(m, nn.Linear))
         return convs(self.pre, grid) + convs(self.post, self.s) + proj * self.s * self.s
 
