@@ -22,6 +22,8 @@ from axon.model_configs.decoder import PRESETS as DECODER_PRESETS
 from axon.model_configs.decoder import DecoderConfig
 from axon.model_configs.detr import PRESETS as DETR_PRESETS
 from axon.model_configs.detr import DETRConfig
+from axon.model_configs.late_fusion import PRESETS as LATE_FUSION_PRESETS
+from axon.model_configs.late_fusion import LateFusionConfig
 from axon.model_configs.mamba import PRESETS as MAMBA_PRESETS
 from axon.model_configs.mamba import MambaConfig
 from axon.model_configs.mlp_denoiser import PRESETS as MLP_DENOISER_PRESETS
@@ -79,6 +81,7 @@ FAMILY_CONFIGS: dict[str, FamilyConfig] = {
     "vit_hybrid": FamilyConfig(ViTHybridConfig, VIT_HYBRID_PRESETS),
     "detr": FamilyConfig(DETRConfig, DETR_PRESETS),
     "vqvae": FamilyConfig(VQVAEConfig, VQVAE_PRESETS),
+    "late_fusion": FamilyConfig(LateFusionConfig, LATE_FUSION_PRESETS),
 }
 
 __all__ = [
@@ -89,6 +92,7 @@ __all__ = [
     "ConvAttentionConfig",
     "DecoderConfig",
     "DETRConfig",
+    "LateFusionConfig",
     "MambaConfig",
     "MLPDenoiserConfig",
     "ProgressiveConfig",

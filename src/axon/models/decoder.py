@@ -164,13 +164,23 @@ class Decoder(Model):
         return self.lm_head(self.hidden_states(idx, cache, pad_mask, last_only))  # (B, T, V)
 
     def hidden_states(self, idx: torch.Tensor, cache=None, pad_mask: torch.Tensor | None = None,
-                      last_only: bool = False) -> torch.Tensor:
+                      last_only: bool = False, prefix: torch.Tensor | None = None) -> torch.Tensor:
         """The final normed hidden states (B, T, n_embd) -- what the LM head reads -- or (B, 1,
         n_embd) with ``last_only``; the arguments are :meth:`forward`'s. A scalar head on top of
         them is a reward model (``axon.models.reward``) or, beside the LM head, a value head.
         Causal: the state at position t depends on tokens 0..t only, so right padding never
-        changes the states of the real tokens before it."""
+        changes the states of the real tokens before it.
+
+        ``prefix`` (B, P, n_embd): embeddings put before wte(idx) (a late-fusion model's image
+        tokens, ``axon.models.late_fusion``); positions count over both, the states returned are
+        (B, P + T, n_embd). Only without a cache."""
         B, T = idx.shape
+        if prefix is not None:
+            if cache is not None:
+                raise ValueError("a prefix of embeddings is taken only without a cache")
+            if prefix.dim() != 3 or prefix.size(0) != B or prefix.size(2) != self.config.n_embd:
+                raise ValueError(f"prefix must be (B={B}, P, n_embd={self.config.n_embd}), got {tuple(prefix.shape)}")
+            T = prefix.size(1) + T
         if cache is None:
             if T > self.config.block_size:
                 raise ValueError(f"sequence length {T} exceeds block_size {self.config.block_size}")
@@ -182,6 +192,8 @@ class Decoder(Model):
             # positions: an int start shared by the batch, or (B, T) with padding; mask (B, 1, T, S) or None
             positions, mask = cache.prepare(T, pad_mask)
         x = self.wte(idx)  # (B, T, C)
+        if prefix is not None:
+            x = torch.cat([prefix.to(x.dtype), x], dim=1)  # (B, P + T, C)
         shared = isinstance(positions, int)  # then positions p..p+T-1 are a slice of the tables
         if self.wpe is not None:
             x = x + (self.wpe.weight[positions : positions + T] if shared else self.wpe(positions))
