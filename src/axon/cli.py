@@ -129,6 +129,10 @@ def cmd_sample(args, overrides: list[str]) -> int:
         return _sample_detections(args, cfg, model)
     if task == "vq":
         return _sample_reconstructions(args, cfg, model)
+    if task == "mixed_modal":
+        return _sample_mixed_modal(args, cfg, model, tokenizer, prompt)
+    if args.image:
+        raise ConfigError(f"--image: only a mixed_modal run captions images; {args.run_dir} is a {task!r} run")
     if pairs:
         raise ConfigError(f"--response and --responses-file are scored by a reward run; {args.run_dir} is a {task!r} run")
     prompt = "\n" if prompt is None else prompt
@@ -283,6 +287,44 @@ def _sample_reconstructions(args, cfg, model) -> int:
     images = load_images(cfg)[2][:args.num_samples if args.num_samples > 1 else SHOWN]  # the validation images
     reconstruction_picture(model, images, out)
     print(f"wrote {out}: {len(images)} validation images above their reconstructions", file=sys.stderr)
+    return 0
+
+
+def _sample_mixed_modal(args, cfg, model, tokenizer, prompt: str | None) -> int:
+    """A mixed_modal run: --image FILE (repeatable) prints a caption of each image; otherwise --prompt, a
+    caption, draws --num-samples images (early fusion) into --out (default RUN_DIR/drawn.png)."""
+    import numpy as np
+    import torch
+
+    from axon.data.images import read_image
+    from axon.tasks.diffusion import save_grid
+    from axon.tasks.mixed_modal import caption_tokens, decode_codes, draw_codes, encode_images, load_run_layout
+
+    layout, vq = load_run_layout(args.run_dir, cfg)
+    if args.image:
+        size, channels = ((cfg.model.vision_image_size, cfg.model.vision_in_channels) if vq is None else
+                          (vq.config.image_size, vq.config.in_channels))
+        images = torch.from_numpy(np.stack([read_image(Path(f), size, channels) for f in args.image]))
+        src = {"images": images} if vq is None else {"codes": encode_images(vq, images)}
+        room = cfg.model.block_size - (1 if vq is None else layout.tokens_per_image + 2)
+        for file, ids in zip(args.image, caption_tokens(model, layout, room, **src)):
+            print(f"{file}: {tokenizer.decode(ids)}")
+        return 0
+    if vq is None:
+        raise ConfigError(f"{args.run_dir} is a late-fusion run: it writes captions of images; give --image FILE")
+    if not prompt or not prompt.strip():
+        raise ConfigError('--prompt: a mixed_modal run draws the image a caption asks for; give one, e.g. '
+                          '--prompt "a handwritten seven, drawn thin, upright" (or --image FILE for a caption)')
+    out = _png_out(args, Path(args.run_dir) / "drawn.png", "a mixed_modal run draws images", "drawn.png")
+    ids = tokenizer.encode(prompt.strip())  # a character outside the captions' alphabet: one line naming it
+    if len(ids) + layout.tokens_per_image + 2 > cfg.model.block_size:
+        raise ConfigError(f"--prompt: {len(ids)} characters leave no room for an image in the model's "
+                          f"{cfg.model.block_size} positions")
+    codes = draw_codes(model, layout, [ids] * args.num_samples, args.temperature, args.seed)
+    images, _ = decode_codes(vq, codes)
+    save_grid(images, out)
+    print(f"wrote {out}: {len(images)} images drawn for {prompt.strip()!r} (temperature {args.temperature})",
+          file=sys.stderr)
     return 0
 
 
@@ -794,7 +836,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-stream", action="store_true", help="print when done instead of token by token")
     s.add_argument("--num-samples", type=int, default=1, help="independent samples, generated as one batch (with --beams: "
                    "the n best); a detection run: the validation images to draw (default detect.samples); a vq run: the "
-                   "validation images to show above their reconstructions (default 16)")
+                   "validation images to show above their reconstructions (default 16); a mixed_modal run: the images to draw")
     s.add_argument("--beams", type=int, default=0, metavar="N", help="beam search with N beams instead of sampling")
     s.add_argument("--draft", metavar="RUN_DIR", help="speculative decoding with this smaller run as the draft model")
     s.add_argument("--num-draft", type=int, default=4, help="draft tokens proposed per target pass")
@@ -808,7 +850,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", metavar="FILE.png", help="a diffusion run: the PNG grid of the samples to write (the "
                    "raw tensor goes beside it as .safetensors); a detection run: the PNG of predicted and true boxes "
                    "(default RUN_DIR/detections.png); a vq run: validation images above their reconstructions "
-                   "(default RUN_DIR/reconstructions.png)")
+                   "(default RUN_DIR/reconstructions.png); a mixed_modal run: the images drawn for --prompt "
+                   "(default RUN_DIR/drawn.png)")
+    s.add_argument("--image", action="append", default=[], metavar="FILE", help="a mixed_modal run: write a caption "
+                   "of this image (repeatable); without it the run draws the image --prompt describes into --out")
     s.add_argument("--sampler", choices=("ddpm", "ddim"), help="a diffusion run: the sampler (default: the run's "
                    "diffusion.sampler)")
     s.add_argument("--steps", type=int, default=None, help="a diffusion run: DDIM's steps (default: diffusion.sample_steps)")

@@ -87,6 +87,8 @@ class DataConfig:
     # null with `dir` a folder of images, one sub-folder per class (read with Pillow, resized to model.image_size)
     # detect (axon.tasks.detect): shapes (generated circles, squares, triangles), or null with train_file a
     # COCO-format JSON (val_file: another; null: detect.val_fraction held out) and dir its images (null: its folder)
+    # mixed_modal (axon.tasks.mixed_modal): digits with generated captions, or null with train_file a JSONL of
+    # {"image": PATH, "caption": TEXT} (val_file: another; null: mixed_modal.val_fraction held out), dir its images
     dataset: str | None = None
 
     def __post_init__(self):
@@ -104,7 +106,7 @@ class DataConfig:
 CORPUS_NAMES = ("shakespeare",)
 # The tasks a config may name (axon.tasks.TASKS; tests/test_layering.py checks they agree).
 TASK_NAMES = ("lm", "mlm", "classify", "seq2seq", "word2vec", "sft", "reward", "ppo", "dpo", "grpo", "online_dpo",
-              "diffusion", "image_classify", "detect", "vq")
+              "diffusion", "image_classify", "detect", "vq", "mixed_modal")
 # data.dataset of image_classify (digits: axon.tasks.image_classify) and detect (shapes: axon.tasks.detect)
 IMAGE_DATASETS = ("digits", "shapes")
 # The names axon.train.optim.OPTIMIZERS builds, in its order. A copy, so that validating a config
@@ -561,6 +563,28 @@ class ImageClassifyConfig:
 
 
 @dataclass
+class MixedModalConfig:
+    # Mixed-modal models (axon.tasks.mixed_modal): captions and images in one decoder (early fusion, image codes in the
+    # vocabulary) or images as a prefix from a vision encoder (late fusion, family late_fusion)
+    image_tokenizer: str | None = None  # early fusion: a vq run directory (axon.tasks.vq), whose codes become tokens
+    # what the sequences teach: caption_to_image (caption <img> codes </img>), image_to_caption (<img> codes </img>
+    # caption), or both (each training example picks one at random); late fusion does image_to_caption only
+    direction: Literal["both", "caption_to_image", "image_to_caption"] = "both"
+    val_fraction: float = 0.2  # a caption file without data.val_file: share of its examples held out (seed 0)
+    eval_examples: int = 200  # validation examples captioned / drawn for the generation metrics (0: none)
+    image_temperature: float = 1.0  # caption -> image: sampling temperature of the image codes (captions are greedy)
+    samples: int = 8  # validation examples shown in samples.txt (captions) and in the pictures (images)
+
+    def __post_init__(self):
+        check_fields(self, "mixed_modal.")
+        check(0.0 < self.val_fraction < 1.0, "mixed_modal.val_fraction", f"must be in (0, 1), got {self.val_fraction}")
+        check(self.eval_examples >= 0, "mixed_modal.eval_examples", f"must be >= 0, got {self.eval_examples}")
+        check(self.image_temperature >= 0, "mixed_modal.image_temperature",
+              f"must be >= 0 (0: greedy), got {self.image_temperature}")
+        check(self.samples >= 0, "mixed_modal.samples", f"must be >= 0, got {self.samples}")
+
+
+@dataclass
 class DetectConfig:
     # Object detection (axon.tasks.detect, axon.objectives.detr): DETR's matching and set loss, the data, the pictures
     cost_class: float = 1.0  # matching cost of the class: - cost_class * p(class)  (Carion et al. 2020: 1)
@@ -615,6 +639,7 @@ class RunConfig:
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
     image_classify: ImageClassifyConfig = field(default_factory=ImageClassifyConfig)
     detect: DetectConfig = field(default_factory=DetectConfig)
+    mixed_modal: MixedModalConfig = field(default_factory=MixedModalConfig)
 
     def __post_init__(self):
         if self.model is None:
@@ -636,7 +661,8 @@ MODEL_CONFIGS = tuple(f.config for f in FAMILY_CONFIGS.values())
 SECTIONS = {"data": DataConfig, "optim": OptimConfig, "schedule": ScheduleConfig, "train": TrainConfig, "log": LogConfig,
             "lora": LoRAConfig, "ppo": PPOConfig, "dpo": DPOConfig, "grpo": GRPOConfig,
             "online_dpo": OnlineDPOConfig, "diffusion": DiffusionConfig,
-            "image_classify": ImageClassifyConfig, "detect": DetectConfig}
+            "image_classify": ImageClassifyConfig, "detect": DetectConfig,
+            "mixed_modal": MixedModalConfig}
 TOP_LEVEL = ("out_dir", "name", "task")
 
 

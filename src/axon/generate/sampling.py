@@ -98,6 +98,7 @@ def generate(
     vocab_limit: int | None = None,
     on_token: Callable[[int, int], None] | None = None,
     logprobs: bool = False,
+    allowed: Callable[[list[list[int]]], torch.Tensor] | None = None,
 ) -> Generation:
     """Continue each prompt by up to ``max_new_tokens`` tokens; ``temperature=0`` is greedy.
 
@@ -115,6 +116,10 @@ def generate(
     the temperature and the filters; greedy: the model's own) and that distribution's entropy
     (``Generation.logprobs``, ``.entropies``): what a rollout would otherwise measure with a
     second forward over every answer (``axon.tasks.grpo``).
+    ``allowed(sequences) -> (B, V) bool`` constrains each step: given every sequence so far (prompt
+    and new tokens), the tokens it may take next; the others get probability 0 before the
+    penalty, the temperature and the filters (e.g. an image span of exactly n codes,
+    ``axon.generate.modal.ImageSpans``). A row with no allowed token is a ValueError.
 
     The sampling settings are ``max_new_tokens`` and the keywords from ``temperature`` to
     ``repetition_penalty``, or one :class:`SamplingOptions` as ``options`` instead of them (whose
@@ -152,7 +157,7 @@ def generate(
         return _generate(model, prompts, o.max_new_tokens, device, temperature=o.temperature, top_k=o.top_k,
                          top_p=o.top_p, min_p=o.min_p, repetition_penalty=o.repetition_penalty, stop_tokens=stop_tokens,
                          stop_strings=stop_strings, decode=decode, generator=generator, vocab_limit=vocab_limit,
-                         on_token=on_token, logprobs=logprobs)
+                         on_token=on_token, logprobs=logprobs, allowed=allowed)
 
 
 _DEFAULTS = (None, 1.0, None, None, None, 1.0)  # generate's own max_new_tokens .. repetition_penalty
@@ -173,7 +178,8 @@ def _sampling_options(options, max_new_tokens, temperature, top_k, top_p, min_p,
 
 
 def _generate(model, prompts, max_new_tokens, device, *, temperature, top_k, top_p, min_p, repetition_penalty,
-              stop_tokens, stop_strings, decode, generator, vocab_limit, on_token, logprobs=False) -> Generation:
+              stop_tokens, stop_strings, decode, generator, vocab_limit, on_token, logprobs=False,
+              allowed=None) -> Generation:
     """The loop of :func:`generate`, which has checked the arguments and set up eval mode."""
     B, block, longest = len(prompts), context_limit(model), max(len(p) for p in prompts)
 
@@ -203,6 +209,8 @@ def _generate(model, prompts, max_new_tokens, device, *, temperature, top_k, top
     step_logp: list[torch.Tensor] = []
     step_entropy: list[torch.Tensor] = []
     for step in range(max_new_tokens):
+        if allowed is not None:
+            logits = constrain(logits, allowed([p + o for p, o in zip(prompts, out)]))
         if seen is not None:
             logits = apply_repetition_penalty(logits, seen, repetition_penalty)
         if temperature == 0:
@@ -242,6 +250,16 @@ def _generate(model, prompts, max_new_tokens, device, *, temperature, top_k, top
         return Generation(out, [r or "length" for r in reasons], torch.stack(step_logp, 1),
                           torch.stack(step_entropy, 1))
     return Generation(out, [r or "length" for r in reasons])
+
+
+def constrain(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``logits`` (B, V) with the tokens ``mask`` (B, V) does not allow set to -inf."""
+    mask = mask.to(logits.device)
+    if mask.shape != logits.shape:
+        raise ValueError(f"allowed() returned a mask of shape {tuple(mask.shape)} for logits of {tuple(logits.shape)}")
+    if not bool(mask.any(-1).all()):
+        raise ValueError("allowed() left a sequence no token to take")
+    return logits.masked_fill(~mask, float("-inf"))
 
 
 def draw(probs: torch.Tensor, generator: torch.Generator | Sequence[torch.Generator] | None) -> torch.Tensor:

@@ -61,8 +61,9 @@ class Family:
     other_tasks: tuple[str, ...] = ()  # further tasks its model serves (BERT: classify; causal LMs: CAUSAL_LM_TASKS)
 
 
-#: The tasks every causal language model serves besides lm: fine-tuning on answers, on comparisons, on its own pairs.
-CAUSAL_LM_TASKS = ("sft", "dpo", "online_dpo")
+#: The tasks every causal language model serves besides lm: fine-tuning on answers, on comparisons, on its own pairs,
+#: and images as tokens of its vocabulary (early fusion).
+CAUSAL_LM_TASKS = ("sft", "dpo", "online_dpo", "mixed_modal")
 
 FAMILIES: dict[str, Family] = {
     "decoder": Family(DecoderConfig, Decoder, DECODER_PRESETS, other_tasks=CAUSAL_LM_TASKS),

@@ -39,6 +39,10 @@ they read (files, tokenizers, datasets of batches) is ``axon.data``'s:
               file) for DETR: Hungarian matching and the set loss; COCO mAP
     vq        a VQ-VAE image tokenizer (vqvae): images -> a grid of codebook indices -> images;
               reconstruction error and codebook usage
+    mixed_modal
+              images and captions both ways: early fusion (a VQ run's codes as tokens of any causal
+              LM, modality-aware sampling; Chameleon) or late fusion (family late_fusion: a ViT's
+              vectors as the decoder's prefix; MM1); caption and drawn-digit accuracy
 
 A new task is a module here with a ``(cfg, device) -> TaskSetup`` builder, a line in ``TASKS``,
 and the families that run it listing it (``Family.task`` / ``other_tasks`` in ``axon.models``):
@@ -60,6 +64,7 @@ from axon.tasks import (
     grpo,
     image_classify,
     lm,
+    mixed_modal,
     mlm,
     online_dpo,
     ppo,
@@ -87,6 +92,7 @@ TASKS: dict[str, TaskBuilder] = {
     "image_classify": image_classify.image_classify_task,
     "detect": detect.detect_task,
     "vq": vq.vq_task,
+    "mixed_modal": mixed_modal.mixed_modal_task,
 }
 
 #: Tasks whose runs answer a user in the chat template (axon sample wraps the prompt in it; axon label samples them).
