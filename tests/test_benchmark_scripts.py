@@ -334,3 +334,46 @@ def test_diffusion_curves_draws_every_variant_seed_and_the_long_run(tmp_path):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     assert module.curve(tmp_path / "cmp" / "runs" / "base-s1") == [(5, 7.0, 0.9), (10, 4.0, 0.9)]
+
+
+# ----------------------------------------------------------------------------------------------
+# benchmarks/chameleon_stability.py: Chameleon's QK-norm / z-loss stability claim (issue 22)
+
+
+def test_chameleon_stability_counts_spikes_and_divergence_and_compares_with_intervals(tmp_path):
+    st = load_script("chameleon_stability")
+
+    def write(name, losses, vals, skipped=0):
+        run = tmp_path / name
+        run.mkdir()
+        rows = [{"step": 10 * (i + 1), "train_loss": v, "grad_norm": 1.0} for i, v in enumerate(losses)]
+        rows += [{"step": 50 * (i + 1), "val_loss": v, "val_logit_norm": 10.0 + i} for i, v in enumerate(vals)]
+        (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        (run / "result.json").write_text(json.dumps({"skipped_steps": skipped}))
+        return st.run_summary(run, steps=100)
+
+    calm = write("calm", [3.0, 2.0, 1.5, 1.4, 1.3, 1.2, 1.1, 1.1, 1.0, 1.0], [1.5, 1.05])
+    assert (calm["spikes"], calm["diverged"], calm["final_val_loss"], calm["logit_norm_max"]) == (0, False, 1.05, 11.0)
+    spiky = write("spiky", [3.0, 2.0, 1.0, 1.4, 1.0, 1.3, 1.0, 1.0, 1.0, 1.0], [1.0, 1.6])
+    assert spiky["spikes"] == 2 and spiky["diverged"]  # 1.4 and 1.3 > 1.25 x 1.0; 1.6 > 1.5 x 1.0
+    assert write("nan", [3.0, 2.0], [1.0, 1.0], skipped=3)["diverged"]
+    low = [{"final_val_loss": v, "diverged": False, "spikes": 0} for v in (1.00, 1.01, 1.02)]
+    high = [{"final_val_loss": v, "diverged": d, "spikes": 1} for v, d in ((1.50, True), (1.52, False), (1.55, False))]
+    v = st.verdict({"qk+z": low, "qk": low, "z": high, "none": high})
+    assert v["verdict"].startswith("QK-norm helps") and v["without_qk_norm"]["diverged"] == 2
+    assert st.verdict({"qk+z": low, "qk": high, "z": low, "none": high})["verdict"].startswith("no difference")
+
+
+@pytest.mark.slow
+def test_chameleon_stability_smoke_runs_every_combination(tmp_path):
+    p = run("chameleon_stability.py", "--out", str(tmp_path), "--smoke")
+    assert p.returncode == 0, p.stderr[-2000:]
+    r = json.loads((tmp_path / "chameleon_stability.json").read_text())
+    combos = r["0.03"]["combos"]
+    assert set(combos) == {"qk+z", "qk", "z", "none"} and all(len(c["runs"]) == 1 for c in combos.values())
+    assert all(c["runs"][0]["evals"] and math.isfinite(c["final_val_loss"][0]) for c in combos.values())
+    assert (tmp_path / "chameleon_stability.png").stat().st_size > 10000
+    cfg = (tmp_path / "runs" / "lr0.03-none-s0" / "config.yaml").read_text()
+    assert "qk_norm: false" in cfg and "z_loss: 0.0" in cfg
+    bad = run("chameleon_stability.py", "--out", str(tmp_path), "--lrs", "0.1,-1")
+    assert bad.returncode != 0 and "--lrs" in bad.stderr.strip().splitlines()[-1]

@@ -196,7 +196,7 @@ class MixedModal:
     """Everything a mixed-modal run needs after its data is read: the layout, the splits, the image
     tokenizer (early fusion), the metrics and pictures."""
 
-    def __init__(self, cfg, device: torch.device):
+    def __init__(self, cfg):
         from axon.data.captions import CaptionedImages, TokenLayout
         from axon.data.tokenizers import CharTokenizer
 
@@ -216,7 +216,7 @@ class MixedModal:
 
             self.vq = load_image_tokenizer(mm.image_tokenizer, "cpu")
             size, channels = self.vq.config.image_size, self.vq.config.in_channels
-        xt, ct, self.yt, xv, cv, self.yv, self.source = load_pairs(cfg, size, channels)
+        xt, ct, yt, xv, cv, yv, self.source = load_pairs(cfg, size, channels)
         self.tokenizer = CharTokenizer.from_text(ct + cv)
         vq_cfg = self.vq.config if self.vq is not None else None
         self.layout = TokenLayout(self.tokenizer.vocab_size, vq_cfg.codebook_size if vq_cfg else 0,
@@ -224,9 +224,8 @@ class MixedModal:
         set_vocab_size(cfg, self.layout.vocab_size)
         self.images = {"train": xt, "val": xv}
         self.captions = {"train": ct, "val": cv}
-        self.labels = {"train": self.yt, "val": self.yv}
-        ids = {s: [self.tokenizer.encode(c) for c in self.captions[s]] for s in ("train", "val")}
-        self.ids = ids
+        self.labels = {"train": yt, "val": yv}  # None: a caption file
+        self.ids = ids = {s: [self.tokenizer.encode(c) for c in self.captions[s]] for s in ("train", "val")}
         self.codes = {s: encode_images(self.vq, self.images[s]) for s in ids} if self.vq is not None else {}
         self.data = {s: CaptionedImages(self.layout, ids[s], images=self.images[s] if self.late else None,
                                         codes=self.codes.get(s), direction=mm.direction) for s in ids}
@@ -357,7 +356,7 @@ class MixedModal:
 def mixed_modal_task(cfg, device: torch.device) -> TaskSetup:
     from axon.objectives.mixed_modal import MixedModalLM
 
-    mm = MixedModal(cfg, device)
+    mm = MixedModal(cfg)
     objective = MixedModalLM(cfg.train.z_loss, None if mm.late else mm.layout.code_offset)
     draws = not mm.late and "caption_to_image" in mm.directions
 
