@@ -4,7 +4,8 @@ diverges -- and stable with QK-norm (and z-loss).
 
     the image tokenizer: --vq RUN (a vq run), else OUT/runs/vq (configs/multimodal/vq_digits.yaml)
     each lr x {qk+z, qk, z, none} x seed: configs/multimodal/early_digits.yaml (early fusion, both
-        directions) with --model.qk_norm on/off, --train.z_loss 1e-5 (Chameleon's) or 0, at that lr
+        directions) with --model.qk_norm on/off, --train.z_loss 1e-5 (Chameleon's) or 0, at that lr,
+        without dropout (as measured: the study predates the recipe's dropout 0.1)
         --> OUT/runs/lrLR-COMBO-sSEED   (axon.lab.runner: subprocesses, --workers at a time; resumable)
     --> OUT/chameleon_stability.json   per run: the train loss and grad norm at every log step, the
                                        validation loss and mean output-logit L2 norm at every evaluation,
@@ -14,7 +15,8 @@ diverges -- and stable with QK-norm (and z-loss).
 
 Per run: "spikes" counts the logged training losses above 1.25 x the lowest logged before them (after
 the first 10% of the steps); "diverged" means a non-finite loss (a skipped step) or a final validation
-loss above 1.5 x the run's best. Per lr the verdict compares the runs with QK-norm (qk+z, qk) against
+loss above 1.5 x the run's best; "max grad norm" is the largest logged gradient norm (before
+clipping). Per lr the verdict compares the runs with QK-norm (qk+z, qk) against
 those without (z, none): the final validation loss's means with 95% intervals (1.96 standard errors of
 the mean over runs), and the diverged and spiking runs.
 
@@ -88,7 +90,7 @@ def jobs(args, vq_dir: Path):
             for seed in args.seeds:
                 out.append(Job(run_name(lr, combo, seed), [
                     "--config", str(RECIPE), *small, f"--mixed_modal.image_tokenizer={vq_dir}",
-                    f"--model.qk_norm={str(qk).lower()}", f"--train.z_loss={z}", f"--optim.lr={lr}",
+                    f"--model.qk_norm={str(qk).lower()}", f"--train.z_loss={z}", f"--optim.lr={lr}", "--model.dropout=0.0",
                     f"--train.seed={seed}", f"--train.max_steps={args.steps}", f"--train.eval_interval={args.eval_interval}",
                     f"--train.checkpoint_interval={args.steps}", "--train.log_interval=10", "--train.on_nonfinite=skip",
                     "--mixed_modal.eval_examples=0", "--train.sample_tokens=0"]))
@@ -206,18 +208,21 @@ def main(argv: list[str] | None = None) -> int:
             runs = [run_summary(out / "runs" / run_name(lr, combo, s), args.steps) for s in args.seeds]
             m, sd = mean_sd([r["final_val_loss"] for r in runs])
             ln, ln_sd = mean_sd([r["logit_norm_final"] for r in runs])
-            combos[combo] = {"final_val_loss": [m, sd], "logit_norm_final": [ln, ln_sd],
+            gn, gn_sd = mean_sd([r["max_grad_norm"] for r in runs])
+            combos[combo] = {"final_val_loss": [m, sd], "logit_norm_final": [ln, ln_sd], "max_grad_norm": [gn, gn_sd],
                              "diverged": sum(r["diverged"] for r in runs), "spiking": sum(r["spikes"] > 0 for r in runs),
                              "runs": runs}
         summary[f"{lr:g}"] = {"combos": combos, **verdict({c: v["runs"] for c, v in combos.items()})}
     (out / "chameleon_stability.json").write_text(json.dumps(summary, indent=1, default=float) + "\n")
     png = plot(summary, args.lrs, out / "chameleon_stability.png")
-    print(f"{'lr':>6} {'combo':>6} {'final val loss':>18} {'logit norm (end)':>18} {'diverged':>9} {'spiking':>8}")
+    print(f"{'lr':>6} {'combo':>6} {'final val loss':>18} {'logit norm (end)':>18} {'max grad norm':>16} {'diverged':>9} "
+          f"{'spiking':>8}")
     for lr in args.lrs:
         s = summary[f"{lr:g}"]
         for combo, c in s["combos"].items():
             print(f"{lr:>6g} {combo:>6} {c['final_val_loss'][0]:>10.3f} +- {c['final_val_loss'][1]:<5.3f}"
                   f" {c['logit_norm_final'][0]:>10.1f} +- {c['logit_norm_final'][1]:<5.1f}"
+                  f" {c['max_grad_norm'][0]:>8.1f} +- {c['max_grad_norm'][1]:<5.1f}"
                   f" {c['diverged']:>5}/{len(c['runs'])} {c['spiking']:>5}/{len(c['runs'])}")
         a, b = s["with_qk_norm"]["final_val_loss"], s["without_qk_norm"]["final_val_loss"]
         print(f"lr {lr:g}: with QK-norm {a[0]:.3f} [{a[1]:.3f}, {a[2]:.3f}], without {b[0]:.3f} [{b[1]:.3f}, {b[2]:.3f}]: "
