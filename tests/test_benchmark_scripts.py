@@ -377,3 +377,22 @@ def test_chameleon_stability_smoke_runs_every_combination(tmp_path):
     assert "qk_norm: false" in cfg and "z_loss: 0.0" in cfg
     bad = run("chameleon_stability.py", "--out", str(tmp_path), "--lrs", "0.1,-1")
     assert bad.returncode != 0 and "--lrs" in bad.stderr.strip().splitlines()[-1]
+
+
+def test_metric_curves_puts_each_runs_metric_on_its_variants_flops(tmp_path):
+    mc = load_script("metric_curves")
+    cmp = tmp_path / "cmp"
+    plan = {"variants": [{"name": "early", "tokens_per_step": 10, "flops_per_token": 2.0},
+                         {"name": "early-both", "tokens_per_step": 5, "flops_per_token": 1.0}]}
+    (cmp / "runs").mkdir(parents=True)
+    (cmp / "plan.json").write_text(json.dumps(plan))
+    for name, acc in (("early-s0", 0.5), ("early-s1", 0.6), ("early-both-s0", 0.7)):
+        (cmp / "runs" / name).mkdir()
+        rows = [{"step": 2, "train_loss": 1.0}, {"step": 4, "val_loss": 1.0, "val_acc": acc}]
+        (cmp / "runs" / name / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    got = mc.curves(cmp, "acc")
+    assert got == {"early": [[(80.0, 0.5)], [(80.0, 0.6)]], "early-both": [[(20.0, 0.7)]]}
+    assert mc.main([str(cmp), "--metric", "acc", "--out", str(tmp_path / "c.png")]) == 0
+    assert (tmp_path / "c.png").stat().st_size > 5000
+    p = run("metric_curves.py", str(cmp), "--metric", "nothing")
+    assert p.returncode != 0 and "no run" in p.stderr.strip().splitlines()[-1]
