@@ -65,6 +65,8 @@ RULES = [
          forbidden=("axon.train", "axon.models", "axon.tasks", "axon.lab", "axon.objectives", "axon.nn",
                     "axon.generate", "axon.eval", "axon.interop", "axon.data", "axon.cli"),
          outside=("vaderSentiment", "scipy")),
+    Rule("axon.retrieval", "retrievers index and rank passages: they know no trainer, task, lab or CLI",
+         forbidden=("axon.train", "axon.tasks", "axon.lab", "axon.cli")),
     Rule("axon.diffusion", "the diffusion process is tensor math that takes the denoiser as a callable: it knows no "
          "model family, task, trainer or data, so every task and sampler can use it",
          only=("axon.errors",), outside=("torch", "numpy")),
@@ -72,7 +74,7 @@ RULES = [
 
 # Never loaded by `import axon.config`, nor by building and validating a run's config.
 ABOVE_CONFIG = ("axon.models", "axon.train", "axon.nn", "axon.data", "axon.lab", "axon.tasks", "axon.generate",
-                "axon.eval", "axon.interop", "axon.objectives", "axon.cli", "axon.diffusion")
+                "axon.eval", "axon.interop", "axon.objectives", "axon.cli", "axon.diffusion", "axon.retrieval")
 
 
 def _within(name: str, package: str) -> bool:
