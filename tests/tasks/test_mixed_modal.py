@@ -216,6 +216,8 @@ def test_the_early_fusion_recipe_reports_both_directions_and_samples(early_run, 
     assert Image.open(early_run / "samples" / "step_0000006.png").size == ((10 * 9 + 1) * 4, (4 * 9 + 1) * 4)
     layout = json.loads((early_run / "mixed_modal.json").read_text())
     assert layout["fusion"] == "early" and layout["layout"]["codebook_size"] == 16
+    recorded = load_config(early_run / "config.yaml").mixed_modal.image_tokenizer
+    assert Path(recorded).is_absolute() and Path(recorded) == Path(layout["image_tokenizer"])
     text = (early_run / "samples.txt").read_text()
     assert "image -> caption:" in text and "caption -> image:" in text
 
@@ -350,3 +352,12 @@ def test_bad_inputs_end_in_one_line(root, vq_run, tmp_path, capsys):
                  "--train.max_steps=1", "--log.progress=false", f"--out_dir={tmp_path / 'runs'}"])
     err = capsys.readouterr().err
     assert code != 0 and "a late_fusion model reads images and writes captions only" in err
+
+
+def test_a_relative_tokenizer_path_is_recorded_absolute_so_eval_works_from_elsewhere(root, vq_run, monkeypatch, tmp_path):
+    monkeypatch.chdir(vq_run.parent)
+    assert main(["train", "--config", str(Path(__file__).resolve().parents[2] / EARLY), *SMALL, *COMMON,
+                 "--train.max_steps=1", "--mixed_modal.image_tokenizer=vq", f"--out_dir={root}", "--name=relative"]) == 0
+    assert load_config(root / "relative" / "config.yaml").mixed_modal.image_tokenizer == str(vq_run.resolve())
+    monkeypatch.chdir(tmp_path)
+    assert main(["eval", str(root / "relative")]) == 0

@@ -215,6 +215,8 @@ class MixedModal:
             from axon.tasks.vq import load_image_tokenizer
 
             self.vq = load_image_tokenizer(mm.image_tokenizer, "cpu")
+            # recorded absolute in the run's config.yaml, so axon eval / --resume from elsewhere find it
+            mm.image_tokenizer = str(Path(mm.image_tokenizer).resolve())
             size, channels = self.vq.config.image_size, self.vq.config.in_channels
         xt, ct, yt, xv, cv, yv, self.source = load_pairs(cfg, size, channels)
         self.tokenizer = CharTokenizer.from_text(ct + cv)
