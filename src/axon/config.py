@@ -88,7 +88,7 @@ class DataConfig:
     # detect (axon.tasks.detect): shapes (generated circles, squares, triangles), or null with train_file a
     # COCO-format JSON (val_file: another; null: detect.val_fraction held out) and dir its images (null: its folder)
     # mixed_modal (axon.tasks.mixed_modal): digits with generated captions, or null with train_file a JSONL of
-    # {"image": PATH, "caption": TEXT} (val_file: another; null: mixed_modal.val_fraction held out), dir its images
+    # {"image": PATH, "caption": TEXT} (val_file: another; null: every 10th pair held out), dir its images
     dataset: str | None = None
 
     def __post_init__(self):
@@ -570,14 +570,12 @@ class MixedModalConfig:
     # what the sequences teach: caption_to_image (caption <img> codes </img>), image_to_caption (<img> codes </img>
     # caption), or both (each training example picks one at random); late fusion does image_to_caption only
     direction: Literal["both", "caption_to_image", "image_to_caption"] = "both"
-    val_fraction: float = 0.2  # a caption file without data.val_file: share of its examples held out (seed 0)
     eval_examples: int = 200  # validation examples captioned / drawn for the generation metrics (0: none)
     image_temperature: float = 1.0  # caption -> image: sampling temperature of the image codes (captions are greedy)
     samples: int = 8  # validation examples shown in samples.txt (captions) and in the pictures (images)
 
     def __post_init__(self):
         check_fields(self, "mixed_modal.")
-        check(0.0 < self.val_fraction < 1.0, "mixed_modal.val_fraction", f"must be in (0, 1), got {self.val_fraction}")
         check(self.eval_examples >= 0, "mixed_modal.eval_examples", f"must be >= 0, got {self.eval_examples}")
         check(self.image_temperature >= 0, "mixed_modal.image_temperature",
               f"must be >= 0 (0: greedy), got {self.image_temperature}")

@@ -341,6 +341,8 @@ def test_bad_inputs_end_in_one_line(root, vq_run, tmp_path, capsys):
         ([tok, "--model.block_size=40"], "model.block_size=40: the longest example needs"),
         ([f"--mixed_modal.image_tokenizer={tmp_path}"], str(tmp_path)),
         ([tok, "--data.dataset=shapes"], "has no captions"),
+        ([tok, "--data.dataset=null", f"--data.train_file={good}"], "fewer than 10 captioned images"),  # no val_file
+        ([tok, "--data.dataset=null", f"--data.train_file={folder / 'none.jsonl'}"], "data.train_file:"),
     ]
     for args, message in cases:
         code = main(["train", "--config", EARLY, *SMALL, *args, "--train.max_steps=1", "--log.progress=false",

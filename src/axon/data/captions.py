@@ -89,23 +89,17 @@ def caption_class(text: str) -> int | None:
 # A caption file
 
 
-def read_caption_file(path, image_dir, image_size: int, channels: int) -> tuple[torch.Tensor, list[str]]:
-    """(images (N, C, S, S) in [-1, 1], captions) of a JSONL file of ``{"image": PATH, "caption": TEXT}``,
+def read_caption_file(path, image_dir, image_size: int, channels: int) -> list[tuple[np.ndarray, str]]:
+    """The (image (C, S, S) in [-1, 1], caption) pairs of a JSONL file of ``{"image": PATH, "caption": TEXT}``,
     each PATH relative to ``image_dir`` (None: the file's folder). A line that is not such an object, an
     empty caption, a missing or unreadable image: a DataError naming the file and line."""
+    from axon.data.files import read_text
     from axon.data.images import read_image
 
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: caption file not found")
     folder = Path(image_dir) if image_dir is not None else path.parent
-    images, captions = [], []
-    with open(path, encoding="utf-8", errors="strict") as f:
-        try:
-            lines = list(f)
-        except UnicodeDecodeError as e:
-            raise DataError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
-    for n, line in enumerate(lines, 1):
+    pairs = []
+    for n, line in enumerate(read_text(path, universal_newlines=True).split("\n"), 1):
         if not line.strip():
             continue
         where = f"{path}:{n}"
@@ -122,13 +116,12 @@ def read_caption_file(path, image_dir, image_size: int, channels: int) -> tuple[
         if not file.is_file():
             raise DataError(f"{where}: image {file} not found")
         try:
-            images.append(read_image(file, image_size, channels))
+            pairs.append((read_image(file, image_size, channels), caption.strip()))
         except DataError as e:
             raise DataError(f"{where}: {e}") from None
-        captions.append(caption.strip())
-    if not captions:
+    if not pairs:
         raise DataError(f"{path}: no captioned images")
-    return torch.from_numpy(np.stack(images)), captions
+    return pairs
 
 
 # ---------------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ makes k vectors, the decoder reads them as a prefix and writes ``caption <eos>``
 Data: the 8x8 digits (1,438 train / 359 val) with generated captions (``axon.data.captions.digit_captions``:
 the class, thin or bold against the class's median ink, the slant), or ``data.train_file``, a JSONL of
 ``{"image": PATH, "caption": TEXT}`` (images under ``data.dir``, default the file's folder;
-``data.val_file``, else ``mixed_modal.val_fraction`` held out). A bad line or image ends in one line
+``data.val_file``, else every 10th pair held out, as every file-reading task does). A bad line or image ends in one line
 naming it. The caption tokenizer is the characters of all the captions (``tokenizer.json``);
 ``mixed_modal.json`` records the vocabulary's layout and the image tokenizer.
 
@@ -71,20 +71,15 @@ def load_pairs(cfg, image_size: int, channels: int):
         if data.dataset is not None:
             raise ConfigError(f"data.dataset / data.train_file: give one source of captioned images, not both "
                               f"(data.dataset={data.dataset}); set data.dataset=null to read the file")
-        xt, ct = read_caption_file(data.train_file, data.dir, image_size, channels)
-        if data.val_file is not None:
-            xv, cv = read_caption_file(data.val_file, data.dir, image_size, channels)
-        else:
-            order = np.random.default_rng(0).permutation(len(ct))
-            n_val = int(round(len(ct) * cfg.mixed_modal.val_fraction))
-            if n_val == 0 or n_val == len(ct):
-                raise ConfigError(f"data.train_file: {len(ct)} examples leave none for "
-                                  f"{'validation' if n_val == 0 else 'training'} at mixed_modal.val_fraction="
-                                  f"{cfg.mixed_modal.val_fraction}; add examples, change the fraction or give data.val_file")
-            va, tr = torch.from_numpy(np.sort(order[:n_val])), torch.from_numpy(np.sort(order[n_val:]))
-            xv, cv = xt[va], [ct[i] for i in va.tolist()]
-            xt, ct = xt[tr], [ct[i] for i in tr.tolist()]
-        return xt, ct, None, xv, cv, None, str(data.train_file)
+        from axon.data.files import read_splits
+
+        train, train_file, val, _ = read_splits(  # without data.val_file: every 10th pair held out
+            data, lambda path: read_caption_file(path, data.dir, image_size, channels), what="captioned images")
+
+        def stack(pairs):
+            return torch.from_numpy(np.stack([image for image, _ in pairs])), [caption for _, caption in pairs]
+
+        return *stack(train), None, *stack(val), None, str(train_file)
     if data.dataset not in (None, "digits"):
         raise ConfigError(f"data.dataset: {data.dataset!r} has no captions; mixed_modal reads the digits (data.dataset="
                           "digits) or a caption file (data.train_file)")
