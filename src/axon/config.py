@@ -106,7 +106,7 @@ class DataConfig:
 CORPUS_NAMES = ("shakespeare",)
 # The tasks a config may name (axon.tasks.TASKS; tests/test_layering.py checks they agree).
 TASK_NAMES = ("lm", "mlm", "classify", "seq2seq", "word2vec", "sft", "reward", "ppo", "dpo", "grpo", "online_dpo",
-              "diffusion", "image_classify", "detect", "vq", "mixed_modal")
+              "diffusion", "image_classify", "detect", "vq", "mixed_modal", "dpr")
 # data.dataset of image_classify (digits: axon.tasks.image_classify) and detect (shapes: axon.tasks.detect)
 IMAGE_DATASETS = ("digits", "shapes")
 # The names axon.train.optim.OPTIMIZERS builds, in its order. A copy, so that validating a config
@@ -583,6 +583,26 @@ class MixedModalConfig:
 
 
 @dataclass
+class RagConfig:
+    # Retrieval and retrieval-augmented answering (axon.tasks.dpr; docs/rag.md): the passages and questions
+    passages: str | None = None  # JSONL of {"id", "text"} rows (axon.data.passages); null: the generated knowledge base
+    questions: str | None = None  # JSONL of {"question", "answer", "passage_id", "split"} rows; with passages
+    kb_entities: int = 200  # the generated knowledge base: invented people, four facts (passages) each
+    kb_seed: int = 0  # the base is a function of this seed, not train.seed
+    kb_mentions: int = 0  # other people each passage names ("X, a friend of Y and Z, ..."): lexical distractors
+    hard_negatives: bool = True  # dpr: one BM25 negative per question beside the in-batch ones (DPR's best recipe)
+    eval_questions: int = 0  # held-out questions scored at each evaluation (0: all of them)
+
+    def __post_init__(self):
+        check_fields(self, "rag.")
+        check(self.kb_entities >= 2, "rag.kb_entities", f"must be >= 2, got {self.kb_entities}")
+        check(0 <= self.kb_seed <= SEED_MAX, "rag.kb_seed", f"must be in [0, {SEED_MAX}], got {self.kb_seed}")
+        check(0 <= self.kb_mentions < self.kb_entities, "rag.kb_mentions",
+              f"must be in [0, kb_entities={self.kb_entities}), got {self.kb_mentions}")
+        check(self.eval_questions >= 0, "rag.eval_questions", f"must be >= 0 (0: all), got {self.eval_questions}")
+
+
+@dataclass
 class DetectConfig:
     # Object detection (axon.tasks.detect, axon.objectives.detr): DETR's matching and set loss, the data, the pictures
     cost_class: float = 1.0  # matching cost of the class: - cost_class * p(class)  (Carion et al. 2020: 1)
@@ -638,6 +658,7 @@ class RunConfig:
     image_classify: ImageClassifyConfig = field(default_factory=ImageClassifyConfig)
     detect: DetectConfig = field(default_factory=DetectConfig)
     mixed_modal: MixedModalConfig = field(default_factory=MixedModalConfig)
+    rag: RagConfig = field(default_factory=RagConfig)
 
     def __post_init__(self):
         if self.model is None:
@@ -660,7 +681,7 @@ SECTIONS = {"data": DataConfig, "optim": OptimConfig, "schedule": ScheduleConfig
             "lora": LoRAConfig, "ppo": PPOConfig, "dpo": DPOConfig, "grpo": GRPOConfig,
             "online_dpo": OnlineDPOConfig, "diffusion": DiffusionConfig,
             "image_classify": ImageClassifyConfig, "detect": DetectConfig,
-            "mixed_modal": MixedModalConfig}
+            "mixed_modal": MixedModalConfig, "rag": RagConfig}
 TOP_LEVEL = ("out_dir", "name", "task")
 
 

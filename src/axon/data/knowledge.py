@@ -110,11 +110,23 @@ def _unique(rng: np.random.Generator, n: int, make) -> list[str]:
     return out
 
 
-def knowledge_base(entities: int = 200, seed: int = 0, test_fraction: float = 0.25, towns: int = 40) -> KnowledgeBase:
+def _friends(names: list[str]) -> str:
+    return "a friend of " + (names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1])
+
+
+def knowledge_base(entities: int = 200, seed: int = 0, test_fraction: float = 0.25, towns: int = 40,
+                   mentions: int = 0) -> KnowledgeBase:
     """``entities`` invented people with four facts each (see the module docstring), the same for the same
-    arguments; the last ``test_fraction`` of them (in a seeded order) are the test entities."""
+    arguments; the last ``test_fraction`` of them (in a seeded order) are the test entities.
+
+    ``mentions`` > 0 names that many other people (drawn at random) in every passage -- "Vorani Teldak, a friend
+    of Bel Kasru and Odo Stim, was born in Qelmora." -- so a name is no longer a key to its own four passages:
+    it occurs in about 4 * (1 + mentions) of them, the others about someone else, and a retriever must tell the
+    subject from a friend (lexical matching cannot: the words are the same)."""
     if entities < 2 or not 0 < test_fraction < 1:
         raise ValueError(f"need >= 2 entities and a test fraction in (0, 1), got {entities}, {test_fraction}")
+    if not 0 <= mentions < entities:
+        raise ValueError(f"mentions must be in [0, entities), got {mentions}")
     rng = np.random.default_rng(seed)
     town_names = _unique(rng, towns, lambda: _word(rng, 2 + int(rng.integers(2))))
     names = _unique(rng, entities, lambda: f"{_word(rng, 2)} {_word(rng, 2 + int(rng.integers(2)))}")
@@ -128,7 +140,12 @@ def knowledge_base(entities: int = 200, seed: int = 0, test_fraction: float = 0.
         split = "test" if i in test else "train"
         for relation, (passage, asks) in RELATIONS.items():
             pid = len(passages)
-            passages.append(Passage(pid, passage.format(e=name, a=answers[relation]), name, relation))
+            text = passage.format(e=name, a=answers[relation])
+            if mentions:
+                picks = rng.choice(entities - 1, size=mentions, replace=False)
+                others = [names[j + (j >= i)] for j in picks.tolist()]  # anyone but the subject
+                text = f"{name}, {_friends(others)}," + text[len(name):]
+            passages.append(Passage(pid, text, name, relation))
             for ask in asks:
                 questions.append(Question(ask.format(e=name), answers[relation], pid, name, split))
     return KnowledgeBase(passages, questions)

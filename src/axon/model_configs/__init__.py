@@ -22,6 +22,8 @@ from axon.model_configs.decoder import PRESETS as DECODER_PRESETS
 from axon.model_configs.decoder import DecoderConfig
 from axon.model_configs.detr import PRESETS as DETR_PRESETS
 from axon.model_configs.detr import DETRConfig
+from axon.model_configs.dpr import PRESETS as DPR_PRESETS
+from axon.model_configs.dpr import DPRConfig
 from axon.model_configs.late_fusion import PRESETS as LATE_FUSION_PRESETS
 from axon.model_configs.late_fusion import LateFusionConfig
 from axon.model_configs.mamba import PRESETS as MAMBA_PRESETS
@@ -82,6 +84,7 @@ FAMILY_CONFIGS: dict[str, FamilyConfig] = {
     "detr": FamilyConfig(DETRConfig, DETR_PRESETS),
     "vqvae": FamilyConfig(VQVAEConfig, VQVAE_PRESETS),
     "late_fusion": FamilyConfig(LateFusionConfig, LATE_FUSION_PRESETS),
+    "dpr": FamilyConfig(DPRConfig, DPR_PRESETS),
 }
 
 __all__ = [

@@ -20,6 +20,8 @@ from axon.models.decoder import PRESETS as DECODER_PRESETS
 from axon.models.decoder import Decoder, DecoderConfig
 from axon.models.detr import DETR, DETRConfig
 from axon.models.detr import PRESETS as DETR_PRESETS
+from axon.models.dpr import DPR, DPRConfig
+from axon.models.dpr import PRESETS as DPR_PRESETS
 from axon.models.late_fusion import PRESETS as LATE_FUSION_PRESETS
 from axon.models.late_fusion import LateFusion, LateFusionConfig
 from axon.models.mamba import PRESETS as MAMBA_PRESETS
@@ -87,6 +89,7 @@ FAMILIES: dict[str, Family] = {
     "detr": Family(DETRConfig, DETR, DETR_PRESETS, task="detect"),  # Carion et al. 2020: set prediction of boxes
     "vqvae": Family(VQVAEConfig, VQVAE, VQVAE_PRESETS, task="vq"),  # van den Oord et al. 2017: an image tokenizer
     "late_fusion": Family(LateFusionConfig, LateFusion, LATE_FUSION_PRESETS, task="mixed_modal"),  # MM1 / LLaVA: ViT -> connector -> decoder prefix
+    "dpr": Family(DPRConfig, DPR, DPR_PRESETS, task="dpr"),  # Karpukhin et al. 2020: question and passage encoders
 }
 
 

@@ -30,4 +30,18 @@ def in_batch_negatives_loss(q: torch.Tensor, p: torch.Tensor) -> tuple[torch.Ten
     return loss, accuracy
 
 
-__all__ = ["in_batch_negatives_loss"]
+class DPRLoss:
+    """The ``dpr`` task's objective: batch = (question ids (B, Tq), question mask, passage ids (B + H, Tp),
+    passage mask), the B positives first (``axon.data.passages.RetrievalPairs``); ``model(...)`` -> (q, p).
+    Parts: ``ce`` (the loss), ``count`` = B and ``correct`` = questions whose own passage scores highest of the
+    batch's (evaluation reports the in-batch accuracy from them)."""
+
+    def __call__(self, model, batch: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, dict]:
+        q_ids, q_mask, p_ids, p_mask = batch
+        q, p = model(q_ids, q_mask, p_ids, p_mask)
+        loss, accuracy = in_batch_negatives_loss(q, p)
+        B = q.size(0)
+        return loss, {"ce": loss, "count": B, "correct": (accuracy * B).round()}
+
+
+__all__ = ["DPRLoss", "in_batch_negatives_loss"]

@@ -43,6 +43,8 @@ they read (files, tokenizers, datasets of batches) is ``axon.data``'s:
               images and captions both ways: early fusion (a VQ run's codes as tokens of any causal
               LM, modality-aware sampling; Chameleon) or late fusion (family late_fusion: a ViT's
               vectors as the decoder's prefix; MM1); caption and drawn-digit accuracy
+    dpr       DPR's question and passage encoders (family dpr) trained with in-batch and BM25 hard
+              negatives on a passage collection; top-1/5/20 retrieval accuracy against BM25
 
 A new task is a module here with a ``(cfg, device) -> TaskSetup`` builder, a line in ``TASKS``,
 and the families that run it listing it (``Family.task`` / ``other_tasks`` in ``axon.models``):
@@ -60,6 +62,7 @@ from axon.tasks import (
     classify,
     detect,
     diffusion,
+    dpr,
     dpo,
     grpo,
     image_classify,
@@ -93,6 +96,7 @@ TASKS: dict[str, TaskBuilder] = {
     "detect": detect.detect_task,
     "vq": vq.vq_task,
     "mixed_modal": mixed_modal.mixed_modal_task,
+    "dpr": dpr.dpr_task,
 }
 
 #: Tasks whose runs answer a user in the chat template (axon sample wraps the prompt in it; axon label samples them).
