@@ -35,6 +35,8 @@ from axon.model_configs.resnet import ResNetConfig
 from axon.model_configs.reward import PRESETS as REWARD_PRESETS
 from axon.model_configs.reward import RewardConfig
 from axon.model_configs.rnn import PRESETS as RNN_PRESETS
+from axon.model_configs.routed import PRESETS as ROUTED_PRESETS
+from axon.model_configs.routed import RoutedConfig
 from axon.model_configs.rnn import RNNConfig
 from axon.model_configs.rnn_classifier import PRESETS as RNN_CLASSIFIER_PRESETS
 from axon.model_configs.rnn_classifier import RNNClassifierConfig
@@ -82,6 +84,7 @@ FAMILY_CONFIGS: dict[str, FamilyConfig] = {
     "detr": FamilyConfig(DETRConfig, DETR_PRESETS),
     "vqvae": FamilyConfig(VQVAEConfig, VQVAE_PRESETS),
     "late_fusion": FamilyConfig(LateFusionConfig, LATE_FUSION_PRESETS),
+    "routed": FamilyConfig(RoutedConfig, ROUTED_PRESETS),
 }
 
 __all__ = [
@@ -99,6 +102,7 @@ __all__ = [
     "ResNetConfig",
     "RewardConfig",
     "RNNConfig",
+    "RoutedConfig",
     "RNNClassifierConfig",
     "TransformerConfig",
     "UNetConfig",
