@@ -3,6 +3,7 @@ Shapes and counts, causality at every position, the balance loss spreading a col
 load, a planted mixture routed by type, recomputed decoding, expert runs as starting weights,
 exact resume (the routed model and the Lory decoder), and bad inputs in one line."""
 
+import json
 import shutil
 from pathlib import Path
 
@@ -247,9 +248,22 @@ def test_expert_runs_start_the_experts(tmp_path, cache_dir, capsys):
     assert not (tmp_path / "bad").exists()  # refused before anything trained: nothing left behind
 
 
-def test_sample_command_decodes_a_routed_run(tmp_path, cache_dir, capsys):
+def test_sample_command_and_the_routing_table_of_a_routed_run(tmp_path, cache_dir, capsys):
+    from axon.lab.routing import main as table_main
+    from axon.lab.routing import routing_table
+
     out = train(load_config(None, [*ROUTED, *RUN, f"--out_dir={tmp_path}", "--name=s", f"--data.cache_dir={cache_dir}",
                                    "--train.max_steps=2"]))
     capsys.readouterr()
     assert main(["sample", out["run_dir"], "--prompt=To be", "--max-new-tokens=5", "--seed=0"]) == 0
     assert capsys.readouterr().out.startswith("To be")
+    rows = [{"text": t, "label": k} for k, t in [("up", "abcdefgh"), ("up", "bcdefghi"), ("low", "ABCDEFGH"), ("short", "ab")]]
+    (tmp_path / "t.jsonl").write_text("\n".join(map(json.dumps, rows)))
+    names, table = routing_table(out["run_dir"], str(tmp_path / "t.jsonl"))
+    assert names == ["decoder:tiny", "mamba:tiny"]
+    assert [(k, n) for k, n, _ in table] == [("up", 2), ("low", 1)]  # "ab" is shorter than the route: skipped
+    assert all(sum(shares) == pytest.approx(1.0) for _, _, shares in table)
+    assert table_main([out["run_dir"], "--file", str(tmp_path / "t.jsonl")]) == 0
+    assert "| up | 2 |" in capsys.readouterr().out
+    assert table_main([str(tmp_path / "nope")]) == 2
+    assert "is not a run directory" in capsys.readouterr().err
