@@ -267,3 +267,18 @@ def test_sample_command_and_the_routing_table_of_a_routed_run(tmp_path, cache_di
     assert "| up | 2 |" in capsys.readouterr().out
     assert table_main([str(tmp_path / "nope")]) == 2
     assert "is not a run directory" in capsys.readouterr().err
+
+
+def test_an_idle_expert_gets_zero_gradients_in_training():
+    """DDP needs a gradient for every parameter on every rank: an expert no row visited joins the
+    graph with zeros (and the optimizer treats it as nn.moe's unused experts)."""
+    m = routed().train()
+    with torch.no_grad():
+        m.router.weight.zero_()
+        m.router.weight[0] = 1.0
+        m.router_emb.weight.fill_(1.0)  # every sequence to expert 0
+    x = torch.randint(0, 65, (4, 32))
+    CausalLM()(m, (x, x))[0].backward()
+    assert (m.last_route == 0).all()
+    assert all(p.grad is not None and not p.grad.any() for p in m.experts[1].parameters())
+    assert any(p.grad.any() for p in m.experts[0].parameters())

@@ -153,6 +153,12 @@ class Routed(Model):
         if self.config.gate == "straight_through":
             g = g / g.detach()  # the value 1: the expert's own logits; Switch's gradient to the router
         out = out * g.unsqueeze(-1).to(out.dtype)  # (B, T, V)
+        if self.training:  # an expert no row visited still joins the graph, with zero gradients: DDP
+            # expects a gradient for every parameter on every rank, and the optimizer then treats an
+            # idle expert as nn.moe's stacked experts are treated (momentum and decay go on)
+            idle = [p for i in range(E) if not bool((main == i).any()) for p in self.experts[i].parameters()]
+            if idle:
+                out = out + 0.0 * sum(p.reshape(-1)[0] for p in idle)
 
         self._record(logits_r[:, -1], main, expert_aux)
         return out[:, -1:] if last_only else out
