@@ -191,12 +191,20 @@ def test_recomputed_decoding_equals_the_full_forward():
 
 def test_an_moe_expert_adds_its_own_aux_losses_and_metrics():
     m = routed(experts=["decoder:tiny moe_experts=2", "mamba:tiny"]).train()
+    with torch.no_grad():  # every sequence to expert 0
+        m.router.weight.zero_()
+        m.router.weight[0] = 1.0
+        m.router_emb.weight.fill_(1.0)
     x = torch.randint(0, 65, (8, 32))
     m(x)
     aux = m.aux_losses()
-    if int((m.last_route == 0).sum()):  # expert 0 ran: its balance and z-losses, named by expert
-        assert {"expert0_moe_balance", "expert0_moe_z"} <= set(aux)
-        assert "expert0_moe_expert0_frac" in m.metrics()
+    assert set(aux) == {"routed_balance", "routed_z", "expert0_moe_balance", "expert0_moe_z"}
+    assert float(aux["routed_balance"].detach()) == pytest.approx(0.01 * 2 * float(m.route(x)[1][:, -1, 0].mean().detach()))
+    m.experts[0](x)  # the same rows alone: the same expert losses
+    assert all(torch.equal(aux[f"expert0_{k}"], v) for k, v in m.experts[0].aux_losses().items())
+    metrics = m.metrics()
+    assert metrics["routed_expert0_frac"] == 1.0 and metrics["routed_max_load"] == 2.0
+    assert "expert0_moe_expert1_frac" in metrics
 
 
 # -- runs ----------------------------------------------------------------------------------------

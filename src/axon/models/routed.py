@@ -122,19 +122,15 @@ class Routed(Model):
         main = choice[:, -1]  # (B,) the sequence's route
         expert_aux: dict[str, torch.Tensor] = {}
 
-        def run(i: int, rows: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-            y = self.experts[i](x)  # (n, T', V)
-            for k, v in self.experts[i].aux_losses().items():  # an MoE expert's own losses, each forward's
-                name = f"expert{i}_{k}"
-                expert_aux[name] = expert_aux[name] + v if name in expert_aux else v
-            return y
 
         out = None
         for i in range(E):  # dispatch: each expert on its rows
             rows = (main == i).nonzero().squeeze(1)  # (B_i,)
             if rows.numel() == 0:
                 continue
-            y = run(i, rows, idx.index_select(0, rows))  # (B_i, T, V)
+            y = self.experts[i](idx.index_select(0, rows))  # (B_i, T, V)
+            # an MoE expert's own losses, of its rows (the early passes below re-run prefixes: not added)
+            expert_aux.update({f"expert{i}_{k}": v for k, v in self.experts[i].aux_losses().items()})
             out = y.new_zeros(B, T, y.size(-1)) if out is None else out
             out = out.index_copy(0, rows, y)
         if r > 1:  # early positions t < r-1 routed (on their own prefix) elsewhere than their row
@@ -144,7 +140,7 @@ class Routed(Model):
                 rows = where.any(dim=1).nonzero().squeeze(1)
                 if rows.numel() == 0:
                     continue
-                y = run(i, rows, idx[:, : r - 1].index_select(0, rows))  # (n, r-1, V)
+                y = self.experts[i](idx[:, : r - 1].index_select(0, rows))  # (n, r-1, V)
                 head = out[:, : r - 1].index_select(0, rows)  # (n, r-1, V)
                 head = torch.where(where.index_select(0, rows).unsqueeze(-1), y, head)
                 out = torch.cat([out[:, : r - 1].index_copy(0, rows, head), out[:, r - 1 :]], dim=1)
@@ -181,7 +177,7 @@ class Routed(Model):
 
     def aux_losses(self) -> dict[str, torch.Tensor]:
         """The router's balance and z-losses of the last forward, scaled, and the experts' own
-        (an MoE decoder's, as ``expert{i}_moe_balance``, over the forwards that expert ran)."""
+        (an MoE decoder's, as ``expert{i}_moe_balance``: of the rows routed to it)."""
         return dict(self.last_aux)
 
     def metrics(self) -> dict[str, float]:
