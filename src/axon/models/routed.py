@@ -121,12 +121,11 @@ class Routed(Model):
         gate, choice = probs.max(dim=-1)  # (B, r) each: top-1 of each prefix
         main = choice[:, -1]  # (B,) the sequence's route
         expert_aux: dict[str, torch.Tensor] = {}
-
-
-        out = None
+        out, idle = None, []
         for i in range(E):  # dispatch: each expert on its rows
             rows = (main == i).nonzero().squeeze(1)  # (B_i,)
             if rows.numel() == 0:
+                idle.append(i)
                 continue
             y = self.experts[i](idx.index_select(0, rows))  # (B_i, T, V)
             # an MoE expert's own losses, of its rows (the early passes below re-run prefixes: not added)
@@ -152,9 +151,9 @@ class Routed(Model):
         if self.training:  # an expert no row visited still joins the graph, with zero gradients: DDP
             # expects a gradient for every parameter on every rank, and the optimizer then treats an
             # idle expert as nn.moe's stacked experts are treated (momentum and decay go on)
-            idle = [p for i in range(E) if not bool((main == i).any()) for p in self.experts[i].parameters()]
-            if idle:
-                out = out + 0.0 * sum(p.reshape(-1)[0] for p in idle)
+            params = [p for i in idle for p in self.experts[i].parameters()]
+            if params:
+                out = out + 0.0 * sum(p.reshape(-1)[0] for p in params)
 
         self._record(logits_r[:, -1], main, expert_aux)
         return out[:, -1:] if last_only else out
