@@ -37,6 +37,9 @@ def reductions(model, steps: int, encoder: bool = False) -> tuple[int, int]:
         outer, inner = cfg.level(inner=False), cfg.level(inner=True)
         n = max(outer.hidden, inner.hidden, cfg.shorten * cfg.n_embd, cfg.inner_embd, steps)
         return n, cfg.n_pre_layer + cfg.n_inner_layer + cfg.n_post_layer + 3
+    if cfg.family == "routed":  # each position comes from one expert: the widest and deepest bound
+        counts = [reductions(e, steps, encoder) for e in model.experts]
+        return max(n for n, _ in counts), max(d for _, d in counts)
     raise ValueError(f"no reduction count for family {cfg.family!r}")
 
 

@@ -138,6 +138,17 @@ TRAIN_CASES = [
          setup=write("p.jsonl", b"".join(b'{"prompt": "%d", "chosen": "a", "rejected": "b"}\n' % i for i in range(12)))),
     Case("reward-eps-init", [*TRAIN, "--model.family=reward", "--model.labeller_eps_init=0.5"],
          "model.labeller_eps_init: must be in (0, 0.5), got 0.5"),
+    # The routed family's experts (issue 23) and Lory's settings.
+    Case("routed-unknown-expert-family", [*TRAIN, "--model.family=routed", "--model.experts=[decoder:tiny, foo:tiny]"],
+         "model.experts[1]: unknown family 'foo' in 'foo:tiny'; an expert is one of: decoder, mamba, rnn, conv_attention"),
+    Case("routed-preset-of-another-family", [*TRAIN, "--model.family=routed", "--model.experts=[decoder:tiny, mamba:nanogpt-cpu]"],
+         "model.experts[1]: unknown mamba preset 'nanogpt-cpu'; choose one of: tiny, char"),
+    Case("routed-zero-experts", [*TRAIN, "--model.family=routed", "--model.experts=[]"],
+         "model.experts: lists 0 expert(s); a router needs at least two"),
+    Case("routed-expert-run-missing", [*TRAIN, "--model.family=routed", "--model.expert_runs=[{tmp}/nope, null]"],
+         "model.expert_runs[0]: "),
+    Case("lory-segment-without-lory", [*TRAIN, "--model.lory_segment=8"],
+         "model.lory_segment: is only used by moe_kind=lory (got moe_kind=token)"),
     # Fails after it started, before its first checkpoint (step 2): nothing to resume, so nothing is kept.
     Case("diverges-before-checkpoint", [*TRAIN, "--optim.name=adamw", "--optim.lr=1e30"], "non-finite loss at step"),
 ]

@@ -215,6 +215,9 @@ def _apply_axon_record(cfg: DecoderConfig, record: Any, hint_only: tuple[str, ..
 
 def export_family(cfg: DecoderConfig):
     """The key map that can write ``cfg``, or a ConfigError saying why none can."""
+    if cfg.moe_experts and cfg.moe_kind == "lory":
+        raise ConfigError("no transformers architecture holds moe_kind=lory (experts merged per segment); "
+                          "export a model with moe_kind=token")
     reasons = []
     for family in (f for f in HF_MODEL_TYPES.values() if hasattr(f, "exportable")):
         why = family.exportable(cfg)

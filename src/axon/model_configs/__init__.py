@@ -37,6 +37,8 @@ from axon.model_configs.resnet import ResNetConfig
 from axon.model_configs.reward import PRESETS as REWARD_PRESETS
 from axon.model_configs.reward import RewardConfig
 from axon.model_configs.rnn import PRESETS as RNN_PRESETS
+from axon.model_configs.routed import PRESETS as ROUTED_PRESETS
+from axon.model_configs.routed import RoutedConfig
 from axon.model_configs.rnn import RNNConfig
 from axon.model_configs.rnn_classifier import PRESETS as RNN_CLASSIFIER_PRESETS
 from axon.model_configs.rnn_classifier import RNNClassifierConfig
@@ -85,6 +87,7 @@ FAMILY_CONFIGS: dict[str, FamilyConfig] = {
     "vqvae": FamilyConfig(VQVAEConfig, VQVAE_PRESETS),
     "late_fusion": FamilyConfig(LateFusionConfig, LATE_FUSION_PRESETS),
     "dpr": FamilyConfig(DPRConfig, DPR_PRESETS),
+    "routed": FamilyConfig(RoutedConfig, ROUTED_PRESETS),
 }
 
 __all__ = [
@@ -102,6 +105,7 @@ __all__ = [
     "ResNetConfig",
     "RewardConfig",
     "RNNConfig",
+    "RoutedConfig",
     "RNNClassifierConfig",
     "TransformerConfig",
     "UNetConfig",

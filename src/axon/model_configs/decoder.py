@@ -40,6 +40,11 @@ class DecoderConfig:
     moe_hidden: int | None = None  # hidden size of one expert; null: the dense MLP's (hidden)
     moe_aux_loss: float = 0.01  # Switch load-balancing loss coefficient
     moe_z_loss: float = 0.001  # ST-MoE router z-loss coefficient
+    # token: top-k routing per token (axon.nn.moe); lory: every expert soft-merged into one FFN per segment of
+    # lory_segment tokens, routed on the previous segment (Lory, Zhong et al. 2024; axon.nn.lory). Lory ignores
+    # moe_top_k and drops nothing; a Lory model decodes by recomputation (no KV cache).
+    moe_kind: Literal["token", "lory"] = "token"
+    lory_segment: int | None = None  # tokens per merged segment (moe_kind=lory); null: 16
     norm: Literal["layernorm", "rmsnorm"] = "rmsnorm"
     norm_eps: float = 1e-5
     norm_bias: bool = False  # LayerNorm bias (GPT-2: true); RMSNorm has none
@@ -98,11 +103,18 @@ class DecoderConfig:
         check(self.moe_experts >= 0, "model.moe_experts", "must be >= 0 (0 = dense)")
         check(self.moe_experts > 0 or self.moe_shared_experts == 0, "model.moe_shared_experts",
               "shared experts belong to an MoE layer; set model.moe_experts > 0")
+        check(self.moe_kind == "lory" or self.lory_segment is None, "model.lory_segment",
+              f"is only used by moe_kind=lory (got moe_kind={self.moe_kind}); remove it or set model.moe_kind=lory")
+        check(self.moe_kind == "token" or self.moe_experts > 0, "model.moe_kind",
+              "lory merges the experts of an MoE layer; set model.moe_experts > 0 (or moe_kind=token)")
         if self.moe_experts == 0:
             return
-        check(self.moe_top_k >= 1, "model.moe_top_k", "must be >= 1")
-        check(self.moe_top_k <= self.moe_experts, "model.moe_top_k",
-              f"{self.moe_top_k} is larger than moe_experts={self.moe_experts}; a token cannot pick more experts than exist")
+        if self.moe_kind == "lory":
+            self._check_lory()
+        else:
+            check(self.moe_top_k >= 1, "model.moe_top_k", "must be >= 1")
+            check(self.moe_top_k <= self.moe_experts, "model.moe_top_k",
+                  f"{self.moe_top_k} is larger than moe_experts={self.moe_experts}; a token cannot pick more experts than exist")
         check(self.moe_every >= 1, "model.moe_every", "must be >= 1 (1 = every layer)")
         check(self.moe_every <= self.n_layer, "model.moe_every",
               f"{self.moe_every} > n_layer={self.n_layer} leaves no MoE layer; use moe_experts=0 for a dense model")
@@ -112,6 +124,20 @@ class DecoderConfig:
         check(self.moe_hidden is None or self.moe_hidden > 0, "model.moe_hidden", "must be positive")
         check(self.moe_aux_loss >= 0, "model.moe_aux_loss", "must be >= 0")
         check(self.moe_z_loss >= 0, "model.moe_z_loss", "must be >= 0")
+
+    def _check_lory(self) -> None:
+        """Token-routing settings a soft merge has no use for, and the segment length."""
+        S = self.segment
+        check(1 <= S <= self.block_size, "model.lory_segment", f"must be in [1, block_size={self.block_size}] (got {S})")
+        check(not self.moe_capacity_factor, "model.moe_capacity_factor",
+              "moe_kind=lory merges every expert into one FFN and drops no token; remove it (null)")
+        check(self.moe_norm_topk is None, "model.moe_norm_topk",
+              "moe_kind=lory has no top-k gates to renormalise (its merge weights sum to 1); remove it (null)")
+
+    @property
+    def segment(self) -> int:
+        """Lory's segment length: lory_segment, or 16."""
+        return 16 if self.lory_segment is None else self.lory_segment
 
     def _check_attention(self) -> None:
         """Impossible sparse-pattern settings (attention, attn_*), one line each."""
@@ -162,7 +188,10 @@ class DecoderConfig:
     def context_limit(self) -> int | None:
         """Most tokens a sequence may hold in generation (``axon.generate.cache.context_limit``):
         none for a RoPE model that slides in every layer (its keys reach back attn_window tokens
-        and rotary positions keep counting, as Mistral's), block_size otherwise."""
+        and rotary positions keep counting, as Mistral's) unless it is a Lory model (recomputed),
+        block_size otherwise."""
+        if self.moe_kind == "lory" and self.moe_experts > 0:  # decoded by recomputation over at most block_size tokens
+            return self.block_size
         return None if self.pos == "rope" and self.slides_everywhere else self.block_size
 
     @property

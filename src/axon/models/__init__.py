@@ -36,6 +36,8 @@ from axon.models.reward import PRESETS as REWARD_PRESETS
 from axon.models.reward import RewardConfig, RewardModel
 from axon.models.rnn import PRESETS as RNN_PRESETS
 from axon.models.rnn import RNNLM, RNNConfig
+from axon.models.routed import PRESETS as ROUTED_PRESETS
+from axon.models.routed import Routed, RoutedConfig
 from axon.models.rnn_classifier import PRESETS as RNN_CLASSIFIER_PRESETS
 from axon.models.rnn_classifier import RNNClassifier, RNNClassifierConfig
 from axon.models.seq2seq import PRESETS as SEQ2SEQ_PRESETS
@@ -90,6 +92,7 @@ FAMILIES: dict[str, Family] = {
     "vqvae": Family(VQVAEConfig, VQVAE, VQVAE_PRESETS, task="vq"),  # van den Oord et al. 2017: an image tokenizer
     "late_fusion": Family(LateFusionConfig, LateFusion, LATE_FUSION_PRESETS, task="mixed_modal"),  # MM1 / LLaVA: ViT -> connector -> decoder prefix
     "dpr": Family(DPRConfig, DPR, DPR_PRESETS, task="dpr"),  # Karpukhin et al. 2020: question and passage encoders
+    "routed": Family(RoutedConfig, Routed, ROUTED_PRESETS, other_tasks=CAUSAL_LM_TASKS),  # a Switch router over whole LMs
 }
 
 

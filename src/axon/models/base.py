@@ -14,6 +14,8 @@ how a probe once silently dropped an MoE's balance loss under DDP.
     callbacks() -> [TrainerCallback]     hooks into the training loop (progressive growth, an EMA)
     averaged() -> context manager        the weights to evaluate and sample with: an EMA's where the
                                          model keeps one (:func:`keep_ema`), else its own
+    init_sources() -> {submodule: (run, field)}  run directories whose weights start submodules of a run
+                                         (a routed model's experts)
 
 Modelled on torchtitan's ``ModelProtocol`` (a written contract instead of duck typing), with a
 trainer-callback list in place of model-specific branches in the loop.
@@ -78,6 +80,12 @@ class Model(nn.Module):
 
     def metrics(self) -> dict[str, float]:
         """Figures about training the trainer logs with each record (none by default)."""
+        return {}
+
+    def init_sources(self) -> dict[str, tuple[str, str]]:
+        """Submodule name -> (run directory, the config field that names it): the run's newest
+        checkpoint initialises that submodule when a run starts (not when it resumes: the run's own
+        checkpoint has it); none by default."""
         return {}
 
     def callbacks(self) -> list[TrainerCallback]:

@@ -31,11 +31,17 @@ from axon.models.base import Model
 from axon.models.flops import transformer_flops_per_token
 from axon.nn import CausalSelfAttention, RMSNorm, RotaryEmbedding, build_mlp, build_norm
 from axon.nn.masks import AttentionPattern, forward_pattern_mask
+from axon.nn.lory import LoryMoE
 from axon.nn.moe import MoE, aux_losses, moe_layers, routing_metrics
 
 
 def build_moe(cfg: DecoderConfig) -> MoE:
-    """The MoE layer the config's ``moe_*`` fields describe (experts follow its ``mlp``)."""
+    """The MoE layer the config's ``moe_*`` fields describe (experts follow its ``mlp``): top-k
+    routing per token, or Lory's soft merge per segment (``moe_kind=lory``, ``axon.nn.lory``)."""
+    if cfg.moe_kind == "lory":
+        return LoryMoE(cfg.n_embd, cfg.moe_hidden or cfg.hidden, cfg.moe_experts, cfg.segment, mlp=cfg.mlp,
+                       n_shared=cfg.moe_shared_experts, aux_loss=cfg.moe_aux_loss, z_loss=cfg.moe_z_loss,
+                       bias=cfg.bias, dropout=cfg.dropout)
     return MoE(
         cfg.n_embd, cfg.moe_hidden or cfg.hidden, cfg.moe_experts, cfg.moe_top_k, mlp=cfg.mlp,
         capacity_factor=cfg.moe_capacity_factor, normalize=cfg.moe_normalize,
@@ -82,6 +88,11 @@ class Decoder(Model):
         self.reset_parameters()
 
     @property
+    def lory(self) -> bool:
+        """Its MoE layers merge experts per segment (moe_kind=lory): generation recomputes."""
+        return self.config.moe_experts > 0 and self.config.moe_kind == "lory"
+
+    @property
     def attention_pattern(self) -> AttentionPattern:
         """model.attention and its sizes, as axon.nn.masks takes them (the layers: config.uses_pattern)."""
         cfg = self.config
@@ -114,7 +125,8 @@ class Decoder(Model):
         return n
 
     def active_params(self, non_embedding: bool = False) -> int:
-        """Parameters one token uses: all of them, less the experts an MoE layer does not route it to."""
+        """Parameters one token uses: all of them, less the experts an MoE layer does not route it to
+        (a Lory layer: all but one expert, since its token runs one merged FFN; ``axon.nn.lory``)."""
         return self.num_params(non_embedding) - sum(m.inactive_params() for m in moe_layers(self))
 
     def aux_losses(self) -> dict[str, torch.Tensor]:
@@ -128,22 +140,31 @@ class Decoder(Model):
     def flops_per_token(self, seq_len: int | None = None) -> float:
         """Training FLOPs per token at context ``seq_len`` (default block_size), for MFU; an MoE
         counts its active parameters (the k experts a token visits, plus router and shared ones);
-        a sliding-window layer attends to min(seq_len, attn_window) keys (axon.models.flops)."""
+        a sliding-window layer attends to min(seq_len, attn_window) keys (axon.models.flops); a Lory
+        layer adds its merge, 6 E P_expert / lory_segment per token (axon.nn.lory)."""
         cfg = self.config
         T = seq_len or cfg.block_size
         matmul_params = self.active_params(non_embedding=True)
         if cfg.tie_embeddings and self.lm_head is not None:  # the head's matmul is work even though its matrix is the embedding
             matmul_params += cfg.vocab_size * cfg.n_embd
         keys = [min(T, cfg.attn_window) if cfg.attention == "sliding" and cfg.uses_pattern(i) else T for i in range(cfg.n_layer)]
-        return transformer_flops_per_token(matmul_params, cfg.n_layer, cfg.n_head * cfg.head_dim, T, layer_keys=keys)
+        merge = sum(m.merge_flops_per_token() for m in moe_layers(self) if isinstance(m, LoryMoE))
+        return transformer_flops_per_token(matmul_params, cfg.n_layer, cfg.n_head * cfg.head_dim, T, layer_keys=keys) + merge
 
     def make_cache(self, batch_size: int, max_len: int | None = None):
         """An empty KV cache for ``batch_size`` sequences of up to ``max_len`` tokens (at most
         block_size, the default: size it to the prompt plus new tokens to save memory). A model that
-        slides in every layer gets a ring buffer of its window instead (``axon.generate.window``)."""
+        slides in every layer gets a ring buffer of its window instead (``axon.generate.window``).
+        A Lory model gets a recompute cache (``axon.generate.recompute``): each of its MoE layers
+        would also need the running mean of the current segment, so it re-runs the exact causal
+        forward over the whole sequence at each step instead."""
         from axon.generate.cache import KVCache
 
         cfg, p = self.config, self.wte.weight
+        if self.lory:
+            from axon.generate.recompute import RecomputeCache
+
+            return RecomputeCache(batch_size, min(max_len or cfg.block_size, cfg.block_size), p.device)
         if cfg.slides_everywhere:
             from axon.generate.window import WindowCache
 
@@ -159,8 +180,11 @@ class Decoder(Model):
         (a prefill needs only the next-token distribution; the head is the largest matmul).
 
         With ``cache``, idx continues the cached sequences (``pad_mask`` (B, T) marks left padding
-        of a prompt batch) and the cache is extended; see ``axon.generate.cache``.
+        of a prompt batch) and the cache is extended; see ``axon.generate.cache``. A Lory model's
+        cache is a recompute cache (:meth:`make_cache`).
         """
+        if cache is not None and self.lory:
+            return cache.forward(self, idx, pad_mask, last_only)  # calls self(ids) without a cache
         return self.lm_head(self.hidden_states(idx, cache, pad_mask, last_only))  # (B, T, V)
 
     def hidden_states(self, idx: torch.Tensor, cache=None, pad_mask: torch.Tensor | None = None,
@@ -175,6 +199,8 @@ class Decoder(Model):
         tokens, ``axon.models.late_fusion``); positions count over both, the states returned are
         (B, P + T, n_embd). Only without a cache."""
         B, T = idx.shape
+        if cache is not None and self.lory:
+            raise ValueError("a Lory model (moe_kind=lory) takes no KV cache: decode it through make_cache's recompute cache")
         if prefix is not None:
             if cache is not None:
                 raise ValueError("a prefix of embeddings is taken only without a cache")

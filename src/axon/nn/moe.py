@@ -218,18 +218,31 @@ class MoE(nn.Module):
         """Auxiliary losses of this forward (scaled) and, in training, the routing counters."""
         aux: dict[str, torch.Tensor] = {}
         if self.aux_coef > 0:
-            N, E = logits.shape
-            f = counts.to(logits.dtype) / (N * self.top_k)  # (E,) share of assignments, no gradient
-            P = logits.softmax(dim=-1).mean(dim=0)  # (E,) mean router probability
-            aux["moe_balance"] = self.aux_coef * E * (f * P).sum()
+            aux["moe_balance"] = self.aux_coef * balance_loss(logits, counts, self.top_k)
         if self.z_coef > 0:
-            aux["moe_z"] = self.z_coef * torch.logsumexp(logits, dim=-1).pow(2).mean()
+            aux["moe_z"] = self.z_coef * router_z_loss(logits)
         self.last_aux = aux
         if self.training:
             if self._assigned.device != counts.device:
                 self._assigned, self._dropped = self._assigned.to(counts.device), self._dropped.to(counts.device)
             self._assigned += counts.detach().to(self._assigned.dtype)
             self._dropped += dropped
+
+
+def balance_loss(logits: torch.Tensor, counts: torch.Tensor, top_k: int = 1) -> torch.Tensor:
+    """Switch's load-balancing loss (eq. 4-6), unscaled: E * sum_i f_i P_i over N routed items
+    (tokens here; whole sequences in ``axon.models.routed``). logits (N, E); counts (E,) the
+    assignments per expert (a constant for the gradient); f_i = counts_i / (N * top_k), P_i the
+    mean router probability. 1 when balanced, E when collapsed onto one expert."""
+    N, E = logits.shape
+    f = counts.detach().to(logits.dtype) / (N * top_k)  # (E,) share of assignments, no gradient
+    P = logits.softmax(dim=-1).mean(dim=0)  # (E,) mean router probability
+    return E * (f * P).sum()
+
+
+def router_z_loss(logits: torch.Tensor) -> torch.Tensor:
+    """ST-MoE's router z-loss (Zoph et al. 2022, eq. 5), unscaled: mean (logsumexp logits)^2; logits (N, E)."""
+    return torch.logsumexp(logits, dim=-1).pow(2).mean()
 
 
 def moe_layers(model: nn.Module) -> list[MoE]:

@@ -246,6 +246,9 @@ def _train_locked(cfg: RunConfig, d, resume, overrides, held: ExitStack) -> dict
                 write(run_dir / name)
         torch.manual_seed(tc.seed)
         model = build_model(cfg.model)
+        if resume is None or restart:  # submodules started from other runs (a routed model's experts)
+            for name, (source, what) in model.init_sources().items():
+                init_weights(model.get_submodule(name), source, what)
         if tc.init_from and (resume is None or restart):
             report = (task.init_weights or init_weights)(model, tc.init_from)
             fresh = report.get("initialised", []) if isinstance(report, dict) else []
@@ -340,9 +343,10 @@ def write_result(run_dir: Path, result: dict) -> Path:
         return atomic_write_json(Path(run_dir) / "result.json", result, indent=2, default=float)
 
 
-def init_weights(model: torch.nn.Module, source: str | Path) -> Path:
+def init_weights(model: torch.nn.Module, source: str | Path, what: str = "train.init_from") -> Path:
     """Load model weights (no optimizer state) from a run directory's newest valid checkpoint or
-    from one ``step_*`` checkpoint directory: fine-tuning, e.g. of a converted Hugging Face model."""
+    from one ``step_*`` checkpoint directory: fine-tuning, e.g. of a converted Hugging Face model.
+    ``what``: the setting that named ``source``, for the error."""
     from axon.train.checkpoint import load_checkpoint, load_latest
 
     path = Path(source)
@@ -351,7 +355,7 @@ def init_weights(model: torch.nn.Module, source: str | Path) -> Path:
     if (path / "state.json").is_file():
         load_checkpoint(path, model)
         return path
-    raise ConfigError(f"train.init_from: {path} is neither a run directory nor a checkpoint directory")
+    raise ConfigError(f"{what}: {path} is neither a run directory nor a checkpoint directory")
 
 
 def load_run(run_dir: str | Path, device: str = "auto"):
