@@ -235,7 +235,7 @@ def test_sample_with_a_draft_model_is_the_targets_greedy_output(run_dir, tmp_pat
 def test_a_task_the_family_does_not_do_is_one_line(tmp_path, capsys):
     rc = main(["train", "--model.family=seq2seq", "--task=lm", f"--out_dir={tmp_path}", "--log.progress=false"])
     assert rc == 2
-    assert "a seq2seq model does not do 'lm' (it does seq2seq); for lm set model.family=decoder" in capsys.readouterr().err
+    assert "a seq2seq model does not do 'lm' (it does seq2seq, rag); for lm set model.family=decoder" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("call, message", [

@@ -612,6 +612,45 @@ def cmd_embed(args, overrides: list[str]) -> int:
     return 0
 
 
+def cmd_index(args, overrides: list[str]) -> int:
+    """axon index build | query: a passage collection searched by BM25 or a dpr run's encoders."""
+    from axon.errors import check_count
+    from axon.tasks.dpr import IndexSearch, build_index
+
+    if args.action == "build":
+        if not args.passages or not args.out:
+            raise ConfigError("axon index build needs --passages FILE.jsonl and --out DIR")
+        record = build_index(args.passages, args.out, args.retriever, args.kind, args.device)
+        what = "BM25" if record["retriever"] == "bm25" else f"{record['kind']} index of {args.retriever}'s vectors"
+        print(f"wrote {args.out}: {record['passages']:,} passages, {what}")
+        return 0
+    if not args.question:
+        raise ConfigError("axon index query needs --question TEXT (repeatable)")
+    check_count("k", args.k, 1)
+    search = IndexSearch(args.out or args.folder, args.device)
+    for q, hits in zip(args.question, search.search(args.question, args.k)):
+        print(f"question: {q}")
+        for rank, (key, text, score) in enumerate(hits, 1):
+            print(f"  {rank:>2}. [{key}] {text}   ({score:.3f})")
+    return 0
+
+
+def cmd_rag(args, overrides: list[str]) -> int:
+    """axon rag RUN --question ...: the passages a rag reader reads and its answer."""
+    from axon.tasks.rag import ask
+
+    if not args.question:
+        raise ConfigError("give --question TEXT (repeatable)")
+    for r in ask(args.run_dir, args.question, args.passages, args.k, args.retriever, args.device):
+        print(f"question: {r['question']}")
+        for rank, (key, text) in enumerate(r["passages"], 1):
+            print(f"  read {rank}. [{key}] {text}")
+        if not r["passages"]:
+            print("  read nothing (closed-book)")
+        print(f"answer: {r['answer']}\n")
+    return 0
+
+
 def cmd_lora(args, overrides: list[str]) -> int:
     """LoRA runs -> plain runs or adapter files (axon.train.lora)."""
     from axon.train.lora import apply_adapters, export_adapters, merge_run
@@ -968,6 +1007,35 @@ def build_parser() -> argparse.ArgumentParser:
     em.add_argument("--k", type=int, default=10, help="how many words to list")
     em.add_argument("--export", metavar="FILE", help="write every vector in the word2vec text format")
     em.set_defaults(func=cmd_embed)
+    ix = sub.add_parser("index", help="index a passage collection (BM25, or a dpr run's vectors in faiss) and query it",
+                        epilog="examples:\n"
+                               "  axon index build --passages passages.jsonl --out idx            # BM25\n"
+                               "  axon index build --passages passages.jsonl --retriever runs/dpr --kind hnsw --out idx\n"
+                               "  axon index query idx --question 'Where was Vorani Teldak born?' --k 5\n",
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    ix.add_argument("action", choices=["build", "query"])
+    ix.add_argument("folder", nargs="?", metavar="INDEX_DIR", help="query: the index folder (or --out)")
+    ix.add_argument("--passages", metavar="FILE", help="build: a JSONL of {\"id\", \"text\"} rows")
+    ix.add_argument("--out", metavar="DIR", help="build: the index folder to write")
+    ix.add_argument("--retriever", default="bm25", help="build: bm25 (default) or a dpr run directory")
+    ix.add_argument("--kind", default="exact", choices=["exact", "hnsw", "ivf"],
+                    help="build, dense: exact inner products, or faiss's approximate HNSW / IVF (needs axon-lab[rag])")
+    ix.add_argument("--question", action="append", default=[], metavar="TEXT", help="query: a question (repeatable)")
+    ix.add_argument("--k", type=int, default=5, help="query: passages to list")
+    ix.add_argument("--device", default="cpu")
+    ix.set_defaults(func=cmd_index)
+    rg = sub.add_parser("rag", help="ask a rag run: the passages it reads and its answer",
+                        epilog="examples:\n"
+                               "  axon rag runs/reader --question 'Where was Vorani Teldak born?'\n"
+                               "  axon rag runs/reader --question '...' --passages edited.jsonl   # an edited collection\n",
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    rg.add_argument("run_dir", metavar="RUN_DIR")
+    rg.add_argument("--question", action="append", default=[], metavar="TEXT", help="a question (repeatable)")
+    rg.add_argument("--passages", metavar="FILE", help="search this passages JSONL instead of the run's collection")
+    rg.add_argument("--k", type=int, help="passages to read (default: the run's rag.read_passages)")
+    rg.add_argument("--retriever", help="bm25, none or a dpr run (default: the run's rag.retriever)")
+    rg.add_argument("--device", default="cpu")
+    rg.set_defaults(func=cmd_rag)
     lo = sub.add_parser("lora", help="merge a LoRA run into a plain run, export its adapters, or apply adapters to a base",
                         epilog="examples:\n"
                                "  axon lora merge runs/lora --out runs/lora-merged       # W0 + (alpha/r) B A, a plain run\n"

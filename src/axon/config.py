@@ -106,7 +106,7 @@ class DataConfig:
 CORPUS_NAMES = ("shakespeare",)
 # The tasks a config may name (axon.tasks.TASKS; tests/test_layering.py checks they agree).
 TASK_NAMES = ("lm", "mlm", "classify", "seq2seq", "word2vec", "sft", "reward", "ppo", "dpo", "grpo", "online_dpo",
-              "diffusion", "image_classify", "detect", "vq", "mixed_modal", "dpr")
+              "diffusion", "image_classify", "detect", "vq", "mixed_modal", "dpr", "rag")
 # data.dataset of image_classify (digits: axon.tasks.image_classify) and detect (shapes: axon.tasks.detect)
 IMAGE_DATASETS = ("digits", "shapes")
 # The names axon.train.optim.OPTIMIZERS builds, in its order. A copy, so that validating a config
@@ -592,6 +592,11 @@ class RagConfig:
     kb_mentions: int = 0  # other people each passage names ("X, a friend of Y and Z, ..."): lexical distractors
     hard_negatives: bool = True  # dpr: one BM25 negative per question beside the in-batch ones (DPR's best recipe)
     eval_questions: int = 0  # held-out questions scored at each evaluation (0: all of them)
+    # rag (axon.tasks.rag): the passages a reader reads -- none (closed-book), oracle (the gold one among
+    # read_passages), bm25, or a dpr run directory (its encoders)
+    retriever: str = "bm25"
+    read_passages: int = 1  # k: passages per question (concatenated, or fused in the decoder by seq2seq)
+    max_answer_tokens: int = 24  # the longest greedy answer scored
 
     def __post_init__(self):
         check_fields(self, "rag.")
@@ -600,6 +605,10 @@ class RagConfig:
         check(0 <= self.kb_mentions < self.kb_entities, "rag.kb_mentions",
               f"must be in [0, kb_entities={self.kb_entities}), got {self.kb_mentions}")
         check(self.eval_questions >= 0, "rag.eval_questions", f"must be >= 0 (0: all), got {self.eval_questions}")
+        check(self.read_passages >= 1, "rag.read_passages",
+              f"must be >= 1, got {self.read_passages} (closed-book: rag.retriever=none)")
+        check(self.max_answer_tokens >= 1, "rag.max_answer_tokens", f"must be >= 1, got {self.max_answer_tokens}")
+        check(bool(self.retriever.strip()), "rag.retriever", "none, oracle, bm25 or a dpr run directory")
 
 
 @dataclass

@@ -1,5 +1,5 @@
 """Bad input to every subcommand other than config and train (test_config_and_train.py): sample,
-eval, prepare, convert, finetune, translate, embed, lora, scaling and compare. Each case ends in
+eval, prepare, convert, finetune, translate, embed, lora, scaling, compare, index and rag. Each case ends in
 one line naming the flag (as typed) or the file, exit 2, no traceback (issue 16).
 
 A flag is refused by the check of the option object or keyword it feeds (SamplingOptions, the
@@ -375,8 +375,25 @@ SAMPLE_SCORES = [
          setup=write("r.jsonl", '{"prompt": "a"}\n')),
 ]
 
+RAG_CASES = [
+    Case("index-build-without-passages", ["index", "build", "--out", "{tmp}/idx"], "axon index build needs --passages"),
+    Case("index-build-empty-passages", ["index", "build", "--passages", "{tmp}/p.jsonl", "--out", "{tmp}/idx"],
+         "p.jsonl: no passages (the file is empty)", setup=write("p.jsonl", "")),
+    Case("index-build-retriever-missing", ["index", "build", "--passages", "{tmp}/p.jsonl", "--out", "{tmp}/idx",
+                                           "--retriever", "{tmp}/nope"], "--retriever: {tmp}/nope is no run directory; give none, oracle, bm25 or a dpr run directory",
+         setup=write("p.jsonl", '{"id": 1, "text": "a"}\n')),
+    Case("index-build-retriever-not-dpr", ["index", "build", "--passages", "{tmp}/p.jsonl", "--out", "{tmp}/idx",
+                                           "--retriever", "{run}"], "is a decoder run; a dense retriever is a dpr run",
+         setup=write("p.jsonl", '{"id": 1, "text": "a"}\n')),
+    Case("index-query-not-an-index", ["index", "query", "{tmp}", "--question", "q"], "not an index folder"),
+    Case("index-query-k-zero", ["index", "query", "{tmp}", "--question", "q", "--k", "0"], "--k must be an integer >= 1"),
+    Case("rag-without-question", ["rag", "{run}"], "give --question TEXT"),
+    Case("rag-not-a-reader", ["rag", "{run}", "--question", "q"], "is a decoder run, not a rag reader"),
+    Case("rag-run-missing", ["rag", "{tmp}/nope", "--question", "q"], "nope is not a run directory (no such directory)"),
+]
+
 CASES = (SAMPLE + SAMPLE_SCORES + EVAL + PREPARE + CONVERT + FINETUNE + TRANSLATE + EMBED + LORA + SCALING + COMPARE_CASES
-         + LABEL + PIPELINE_CASES + ITERATED_CASES)
+         + LABEL + PIPELINE_CASES + ITERATED_CASES + RAG_CASES)
 
 
 @pytest.fixture(scope="module")

@@ -238,3 +238,18 @@ def test_preset_parameter_counts(name):
     theirs = sum(p.numel() for p in ref.parameters()) - 4 * cfg.n_embd + cfg.vocab_size * cfg.n_embd
     assert mine == theirs
     assert preset["params"].startswith(f"{mine:,}")
+
+
+def test_fusion_in_decoder_reads_each_passage_encoded_alone():
+    """A source of K passages (B, K, S) = each passage encoded on its own, the memories side by side."""
+    torch.manual_seed(0)
+    m = build_model(TransformerConfig(vocab_size=30, block_size=16, n_layer=1, n_head=2, n_embd=16, dropout=0.0)).eval()
+    src = torch.randint(0, 30, (2, 3, 5))
+    mask = torch.ones(2, 3, 5, dtype=torch.bool)
+    mask[0, 1, 3:] = False
+    tgt = torch.randint(0, 30, (2, 4))
+    memory = torch.cat([m.encode(src[:, k], mask[:, k]) for k in range(3)], 1)  # (2, 15, C)
+    torch.testing.assert_close(m(src, tgt, mask), m.decode(tgt, memory, mask.reshape(2, 15)), rtol=1e-5, atol=1e-5)
+    swapped = src.clone()
+    swapped[:, 1] = torch.randint(0, 30, (2, 5))
+    assert not torch.allclose(m(swapped, tgt, mask), m(src, tgt, mask))  # the decoder reads every passage

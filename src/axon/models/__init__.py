@@ -67,7 +67,7 @@ class Family:
 
 #: The tasks every causal language model serves besides lm: fine-tuning on answers, on comparisons, on its own pairs,
 #: and images as tokens of its vocabulary (early fusion).
-CAUSAL_LM_TASKS = ("sft", "dpo", "online_dpo", "mixed_modal")
+CAUSAL_LM_TASKS = ("sft", "dpo", "online_dpo", "mixed_modal", "rag")
 
 FAMILIES: dict[str, Family] = {
     "decoder": Family(DecoderConfig, Decoder, DECODER_PRESETS, other_tasks=CAUSAL_LM_TASKS),
@@ -75,7 +75,7 @@ FAMILIES: dict[str, Family] = {
     "rnn": Family(RNNConfig, RNNLM, RNN_PRESETS, other_tasks=CAUSAL_LM_TASKS),  # RNN / LSTM / GRU language models
     "rnn_classifier": Family(RNNClassifierConfig, RNNClassifier, RNN_CLASSIFIER_PRESETS, task="classify"),  # BiLSTM/GRU
     "word2vec": Family(Word2VecConfig, Word2Vec, WORD2VEC_PRESETS, task="word2vec"),  # Mikolov et al. 2013
-    "seq2seq": Family(TransformerConfig, Transformer, SEQ2SEQ_PRESETS, task="seq2seq"),  # Vaswani et al. 2017
+    "seq2seq": Family(TransformerConfig, Transformer, SEQ2SEQ_PRESETS, task="seq2seq", other_tasks=("rag",)),  # Vaswani et al. 2017
     "progressive": Family(ProgressiveConfig, ProgressiveDecoder, PROGRESSIVE_PRESETS, other_tasks=CAUSAL_LM_TASKS),  # grows by duplicating layers (ours)
     "conv_attention": Family(ConvAttentionConfig, ConvAttention, CONV_ATTENTION_PRESETS, other_tasks=CAUSAL_LM_TASKS),  # causal hourglass (ours)
     "mamba": Family(MambaConfig, Mamba, MAMBA_PRESETS, other_tasks=CAUSAL_LM_TASKS),  # selective state spaces, Gu & Dao 2023

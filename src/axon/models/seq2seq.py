@@ -26,6 +26,12 @@ and returns the decoder conditioned on them, which has the cache interface that 
 ``beam_search`` use (``make_cache`` / ``forward(idx, cache=...)``); its cache holds the decoder's
 self-attention keys/values and the cross-attention keys/values of the memory, computed once.
 
+Fusion-in-Decoder (Izacard & Grave 2021): a source of K passages, (B, K, S) ids with a (B, K, S) mask,
+is encoded passage by passage -- (B*K, S) through the encoder, each passage (with its question) on
+its own -- and the K memories are concatenated, (B, K*S, d), so the decoder's cross-attention reads
+all of them at once; the cost of encoding grows linearly in K, not quadratically as one long source
+would. ``forward``, ``encode`` and ``conditioned`` take either shape (the ``rag`` task's reader).
+
 The model returns logits; label-smoothed cross-entropy is ``axon.objectives.seq2seq``.
 """
 
@@ -156,6 +162,16 @@ class Transformer(Model):
         if n > self.config.block_size:
             raise ValueError(f"{what} of {n} tokens exceeds block_size {self.config.block_size}")
 
+    def fused(self, src: torch.Tensor, src_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(memory, its mask) of a source: (B, S) -> (B, S, C), (B, S); K passages (B, K, S) -> each
+        encoded alone (B*K, S, C), then side by side (B, K*S, C), (B, K*S) (Fusion-in-Decoder)."""
+        if src.dim() == 2:
+            return self.encode(src, src_mask), src_mask
+        B, K, S = src.shape
+        flat_mask = None if src_mask is None else src_mask.reshape(B * K, S)
+        memory = self.encode(src.reshape(B * K, S), flat_mask)  # (B*K, S, C)
+        return memory.reshape(B, K * S, -1), None if src_mask is None else src_mask.reshape(B, K * S)
+
     def encode(self, src: torch.Tensor, src_mask: torch.Tensor | None = None) -> torch.Tensor:
         """src (B, S) ids, src_mask (B, S) True = real token (None: no padding) -> memory (B, S, C)."""
         self._check_length(src.size(1), "source")
@@ -194,14 +210,16 @@ class Transformer(Model):
         return self.lm_head(self.decoder_norm(y))  # (B, T, V)
 
     def forward(self, src: torch.Tensor, tgt: torch.Tensor, src_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """Teacher forcing: source (B, S) and shifted target (B, T) -> logits (B, T, V)."""
-        return self.decode(tgt, self.encode(src, src_mask), src_mask)
+        """Teacher forcing: source (B, S) -- or K passages (B, K, S), fused -- and shifted target (B, T) ->
+        logits (B, T, V)."""
+        memory, mask = self.fused(src, src_mask)
+        return self.decode(tgt, memory, mask)
 
     def conditioned(self, src: torch.Tensor, src_mask: torch.Tensor | None = None) -> EncodedSource:
         """Encode ``src`` once; the result decodes targets for it through ``axon.generate``."""
         with torch.no_grad():
-            memory = self.encode(src, src_mask)
-        return EncodedSource(self, memory, src_mask)
+            memory, mask = self.fused(src, src_mask)
+        return EncodedSource(self, memory, mask)
 
     def make_cache(self, batch_size: int, max_len: int | None = None):
         raise ConfigError("an encoder-decoder model generates from a source, not a prompt: "

@@ -45,6 +45,8 @@ they read (files, tokenizers, datasets of batches) is ``axon.data``'s:
               vectors as the decoder's prefix; MM1); caption and drawn-digit accuracy
     dpr       DPR's question and passage encoders (family dpr) trained with in-batch and BM25 hard
               negatives on a passage collection; top-1/5/20 retrieval accuracy against BM25
+    rag       a reader answering questions from retrieved passages (a causal LM reading them
+              concatenated, or seq2seq fusing them in its decoder, FiD), or closed-book; exact match
 
 A new task is a module here with a ``(cfg, device) -> TaskSetup`` builder, a line in ``TASKS``,
 and the families that run it listing it (``Family.task`` / ``other_tasks`` in ``axon.models``):
@@ -71,6 +73,7 @@ from axon.tasks import (
     mlm,
     online_dpo,
     ppo,
+    rag,
     reward,
     seq2seq,
     sft,
@@ -97,6 +100,7 @@ TASKS: dict[str, TaskBuilder] = {
     "vq": vq.vq_task,
     "mixed_modal": mixed_modal.mixed_modal_task,
     "dpr": dpr.dpr_task,
+    "rag": rag.rag_task,
 }
 
 #: Tasks whose runs answer a user in the chat template (axon sample wraps the prompt in it; axon label samples them).

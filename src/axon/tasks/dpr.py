@@ -140,4 +140,68 @@ def dpr_task(cfg, device: torch.device) -> TaskSetup:
 
 
 
-__all__ = ["DPRData", "bm25_negatives", "collection", "dpr_task", "init_encoders"]
+# ----------------------------------------------------------------------------------------------
+# axon index build | query: a passage collection searched by BM25 or a dpr run
+
+
+def build_index(passages: str | Path, out: str | Path, retriever: str = "bm25", kind: str = "exact",
+                device: str = "cpu") -> dict:
+    """An index folder for ``passages`` (a passages JSONL): ``passages.jsonl`` (a copy), ``collection.json``
+    (the retriever), and for a dpr run ``retriever`` the passage vectors in a ``DenseIndex`` of ``kind``.
+    Returns the record written to collection.json."""
+    import json
+
+    from axon.data.passages import read_passages
+    from axon.retrieval.index import DenseIndex
+    from axon.tasks.rag import open_dense
+
+    ps, keys = read_passages(passages)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "passages.jsonl").write_text("".join(json.dumps({"id": k, "text": p.text}, ensure_ascii=False) + "\n"
+                                                for k, p in zip(keys, ps)), encoding="utf-8")
+    record = {"retriever": "bm25", "passages": len(ps), "source": str(Path(passages).resolve())}
+    if retriever != "bm25":
+        dense = open_dense(retriever, [p.text for p in ps], device, "--retriever")
+        DenseIndex(dense.passage_vectors(), kind).save(out / "dense")
+        record.update(retriever=str(Path(retriever).resolve()), kind=kind)
+    (out / "collection.json").write_text(json.dumps(record, indent=1) + "\n")
+    return record
+
+
+class IndexSearch:
+    """An index folder (:func:`build_index`) opened for questions: ``search(texts, k)`` -> per question a list of
+    (passage id, text, score), best first."""
+
+    def __init__(self, folder: str | Path, device: str = "cpu"):
+        import json
+
+        from axon.data.passages import read_passages
+
+        folder = Path(folder)
+        if not (folder / "collection.json").is_file():
+            raise DataError(f"{folder}: not an index folder (no collection.json); build one with axon index build")
+        self.record = json.loads((folder / "collection.json").read_text())
+        self.passages, self.keys = read_passages(folder / "passages.jsonl")
+        if self.record["retriever"] == "bm25":
+            self.bm25, self.dense = BM25([tokenize(p.text) for p in self.passages]), None
+        else:
+            from axon.retrieval.index import DenseIndex
+            from axon.tasks.rag import open_dense
+
+            self.bm25 = None
+            self.dense = open_dense(self.record["retriever"], [p.text for p in self.passages], device)
+            self.dense.index = DenseIndex.load(folder / "dense")
+
+    def search(self, questions: list[str], k: int) -> list[list[tuple[str, str, float]]]:
+        if self.bm25 is not None:
+            scores = self.bm25.batch_scores([tokenize(q) for q in questions])  # (Q, N)
+            ids = (-scores).argsort(axis=1, kind="stable")[:, :k]
+            top = [[(int(i), float(scores[r, i])) for i in row] for r, row in enumerate(ids)]
+        else:
+            s, ids = self.dense.search(questions, k)
+            top = [[(int(i), float(v)) for i, v in zip(row, srow) if i >= 0] for row, srow in zip(ids, s)]
+        return [[(self.keys[i], self.passages[i].text, v) for i, v in row] for row in top]
+
+
+__all__ = ["DPRData", "IndexSearch", "bm25_negatives", "build_index", "collection", "dpr_task", "init_encoders"]
