@@ -396,3 +396,22 @@ def test_metric_curves_puts_each_runs_metric_on_its_variants_flops(tmp_path):
     assert (tmp_path / "c.png").stat().st_size > 5000
     p = run("metric_curves.py", str(cmp), "--metric", "nothing")
     assert p.returncode != 0 and "no run" in p.stderr.strip().splitlines()[-1]
+
+
+def test_rag_em_vs_hit_reads_each_readers_result(tmp_path):
+    script = load_script("rag_em_vs_hit")
+    runs = []
+    for name, spec, result in (("closed", "none", {"val_em": 0.01}),
+                               ("bm25", "bm25", {"val_em": 0.3, "val_hit": 0.4, "val_em_hit": 0.7, "val_em_miss": 0.03})):
+        d = tmp_path / name
+        d.mkdir()
+        (d / "result.json").write_text(json.dumps(result))
+        (d / "config.yaml").write_text(f"model:\n  family: decoder\nrag:\n  retriever: {spec}\n  read_passages: 1\n")
+        runs.append(d)
+    rows = script.points(runs)
+    assert [r["label"] for r in rows] == ["closed-book", "bm25 k=1"] and rows[0]["hit"] == 0.0
+    assert rows[1]["em_hit"] == 0.7
+    assert script.main([*map(str, runs), "--out", str(tmp_path / "p.png")]) == 0
+    assert (tmp_path / "p.png").stat().st_size > 5000
+    p = run("rag_em_vs_hit.py", str(tmp_path / "nothing"))
+    assert p.returncode != 0 and "no result.json" in p.stderr.strip().splitlines()[-1]
