@@ -24,6 +24,8 @@ from axon.model_configs.detr import PRESETS as DETR_PRESETS
 from axon.model_configs.detr import DETRConfig
 from axon.model_configs.dpr import PRESETS as DPR_PRESETS
 from axon.model_configs.dpr import DPRConfig
+from axon.model_configs.embed_reader import PRESETS as EMBED_READER_PRESETS
+from axon.model_configs.embed_reader import EmbedReaderConfig
 from axon.model_configs.late_fusion import PRESETS as LATE_FUSION_PRESETS
 from axon.model_configs.late_fusion import LateFusionConfig
 from axon.model_configs.mamba import PRESETS as MAMBA_PRESETS
@@ -88,6 +90,7 @@ FAMILY_CONFIGS: dict[str, FamilyConfig] = {
     "late_fusion": FamilyConfig(LateFusionConfig, LATE_FUSION_PRESETS),
     "dpr": FamilyConfig(DPRConfig, DPR_PRESETS),
     "routed": FamilyConfig(RoutedConfig, ROUTED_PRESETS),
+    "embed_reader": FamilyConfig(EmbedReaderConfig, EMBED_READER_PRESETS),
 }
 
 __all__ = [
@@ -98,6 +101,7 @@ __all__ = [
     "ConvAttentionConfig",
     "DecoderConfig",
     "DETRConfig",
+    "EmbedReaderConfig",
     "LateFusionConfig",
     "MambaConfig",
     "MLPDenoiserConfig",

@@ -22,6 +22,8 @@ from axon.models.detr import DETR, DETRConfig
 from axon.models.detr import PRESETS as DETR_PRESETS
 from axon.models.dpr import DPR, DPRConfig
 from axon.models.dpr import PRESETS as DPR_PRESETS
+from axon.models.embed_reader import PRESETS as EMBED_READER_PRESETS
+from axon.models.embed_reader import EmbedReader, EmbedReaderConfig
 from axon.models.late_fusion import PRESETS as LATE_FUSION_PRESETS
 from axon.models.late_fusion import LateFusion, LateFusionConfig
 from axon.models.mamba import PRESETS as MAMBA_PRESETS
@@ -93,6 +95,7 @@ FAMILIES: dict[str, Family] = {
     "late_fusion": Family(LateFusionConfig, LateFusion, LATE_FUSION_PRESETS, task="mixed_modal"),  # MM1 / LLaVA: ViT -> connector -> decoder prefix
     "dpr": Family(DPRConfig, DPR, DPR_PRESETS, task="dpr"),  # Karpukhin et al. 2020: question and passage encoders
     "routed": Family(RoutedConfig, Routed, ROUTED_PRESETS, other_tasks=CAUSAL_LM_TASKS),  # a Switch router over whole LMs
+    "embed_reader": Family(EmbedReaderConfig, EmbedReader, EMBED_READER_PRESETS, task="rag"),  # passage vectors as a decoder prefix (issue 23)
 }
 
 

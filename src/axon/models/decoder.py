@@ -188,7 +188,8 @@ class Decoder(Model):
         return self.lm_head(self.hidden_states(idx, cache, pad_mask, last_only))  # (B, T, V)
 
     def hidden_states(self, idx: torch.Tensor, cache=None, pad_mask: torch.Tensor | None = None,
-                      last_only: bool = False, prefix: torch.Tensor | None = None) -> torch.Tensor:
+                      last_only: bool = False, prefix: torch.Tensor | None = None,
+                      prefix_mask: torch.Tensor | None = None) -> torch.Tensor:
         """The final normed hidden states (B, T, n_embd) -- what the LM head reads -- or (B, 1,
         n_embd) with ``last_only``; the arguments are :meth:`forward`'s. A scalar head on top of
         them is a reward model (``axon.models.reward``) or, beside the LM head, a value head.
@@ -197,7 +198,10 @@ class Decoder(Model):
 
         ``prefix`` (B, P, n_embd): embeddings put before wte(idx) (a late-fusion model's image
         tokens, ``axon.models.late_fusion``); positions count over both, the states returned are
-        (B, P + T, n_embd). Only without a cache."""
+        (B, P + T, n_embd). Only without a cache. ``prefix_mask`` (B, P) bool, False where a prefix
+        embedding is absent (``axon.models.embed_reader``: fewer passages retrieved): no other
+        position attends to it (it attends to itself alone if nothing else is open to it, so no row
+        of the softmax is empty), so the states of the others do not depend on it."""
         B, T = idx.shape
         if cache is not None and self.lory:
             raise ValueError("a Lory model (moe_kind=lory) takes no KV cache: decode it through make_cache's recompute cache")
@@ -206,7 +210,11 @@ class Decoder(Model):
                 raise ValueError("a prefix of embeddings is taken only without a cache")
             if prefix.dim() != 3 or prefix.size(0) != B or prefix.size(2) != self.config.n_embd:
                 raise ValueError(f"prefix must be (B={B}, P, n_embd={self.config.n_embd}), got {tuple(prefix.shape)}")
+            if prefix_mask is not None and prefix_mask.shape != prefix.shape[:2]:
+                raise ValueError(f"prefix_mask must be (B, P) = {tuple(prefix.shape[:2])}, got {tuple(prefix_mask.shape)}")
             T = prefix.size(1) + T
+        elif prefix_mask is not None:
+            raise ValueError("prefix_mask needs a prefix")
         if cache is None:
             if T > self.config.block_size:
                 raise ValueError(f"sequence length {T} exceeds block_size {self.config.block_size}")
@@ -232,6 +240,11 @@ class Decoder(Model):
         if self.training and self.config.dropout:
             x = self.drop(x)
         local = forward_pattern_mask(self.attention_pattern, cache, positions, T, mask, idx.device)  # None: all dense
+        if prefix_mask is not None:  # (no cache here) causal, and no key at an absent prefix slot but a query's own
+            keys = torch.cat([prefix_mask.to(torch.bool), prefix_mask.new_ones(B, T - prefix_mask.size(1), dtype=torch.bool)], 1)
+            self_only = torch.eye(T, dtype=torch.bool, device=idx.device)
+            mask = (torch.ones(T, T, dtype=torch.bool, device=idx.device).tril() & keys[:, None, None, :]) | self_only  # (B, 1, T, T)
+            local = mask if local is None else local & mask
         for i, block in enumerate(self.blocks):
             x = block(x, rope, cache, i, local if self.config.uses_pattern(i) else mask)
         if cache is not None:
