@@ -117,6 +117,27 @@ def test_a_fid_reader_trains_and_scores(root):
     assert {"val_em", "val_hit"} <= result.keys() and 0 <= result["val_hit"] <= 1
 
 
+def test_an_embedding_reader_reads_a_dpr_runs_vectors(root, planted, capsys):
+    run, ps, colour = planted
+    qs = run.parent / "questions.jsonl"
+    files = [f"--rag.passages={ps}", f"--rag.questions={qs}"]
+    assert main(["train", "--model.family=dpr", "--model.preset=tiny", *files, "--train.max_steps=4", "--train.batch_size=8",
+                 "--log.progress=false", f"--out_dir={root}", "--name=dpr"]) == 0
+    args = ["--task=rag", "--model.family=embed_reader", "--model.preset=tiny", "--model.block_size=64",
+            "--model.passage_dim=32", f"--rag.retriever={root / 'dpr'}", "--rag.read_passages=2", *files,
+            "--train.max_steps=4", "--train.eval_interval=2", "--log.progress=false", f"--out_dir={root}"]
+    assert main(["train", *args, "--name=embed"]) == 0
+    result = json.loads((root / "embed" / "result.json").read_text())
+    assert {"val_em", "val_hit"} <= result.keys()
+    name = next(iter(colour))
+    answers = ask(root / "embed", [f"Which colour does {name} like?"])
+    assert len(answers[0]["passages"]) == 2 and isinstance(answers[0]["answer"], str)
+    capsys.readouterr()
+    assert main(["train", *[a for a in args if "passage_dim" not in a], "--model.passage_dim=8", "--name=bad_dim"]) != 0
+    err = capsys.readouterr().err.strip()
+    assert "set model.passage_dim=32" in err and len(err.splitlines()) == 1
+
+
 def test_a_run_killed_with_sigkill_resumes_exactly(root):
     import os
 

@@ -67,7 +67,7 @@ class ConcatAnswers(QuestionBatches):
         self.prompts, self.answers, self.cut = [], [], 0
         for q, ctx, a in zip(questions, contexts, answers):
             prompt = tokenizer.encode(concat_prompt(q, ctx))
-            answer = tokenizer.encode(a) + [special.eos]
+            answer = (tokenizer.encode(a) + [special.eos])[: block_size]  # an answer longer than the context: its start
             room = block_size + 1 - len(answer)  # x and y are both block_size long: block_size + 1 tokens in all
             if len(prompt) > room:
                 prompt, self.cut = prompt[len(prompt) - room:], self.cut + 1  # keep the question at the end
@@ -133,4 +133,35 @@ class FusedAnswers(QuestionBatches):
         return src, tgt_in, tgt_out
 
 
-__all__ = ["ConcatAnswers", "FusedAnswers", "QuestionBatches", "IGNORE_INDEX", "concat_prompt", "fid_sources"]
+class EmbeddedAnswers(QuestionBatches):
+    """The embedding reader's batches (``axon.models.embed_reader``): (vectors (B, K, D) float32, vector_mask
+    (B, K) bool, x (B, T), y (B, T)): the retriever's vectors of each question's k passages (fewer: masked), and
+    the question alone as text, ``question: Q\nanswer: `` + answer EOS, the loss on the answer."""
+
+    def __init__(self, tokenizer, special: SpecialIds, questions: Sequence[str], read: Sequence[Sequence[int]],
+                 vectors: np.ndarray, answers: Sequence[str], block_size: int, k: int):
+        self.text = ConcatAnswers(tokenizer, special, questions, [[] for _ in questions], answers, block_size)
+        self.cut = self.text.cut
+        self.read, self.vectors, self.k = [list(r) for r in read], np.asarray(vectors, dtype=np.float32), k
+
+    def __len__(self) -> int:
+        return len(self.text)
+
+    def passage_vectors(self, rows) -> tuple[torch.Tensor, torch.Tensor]:
+        K, D = max(1, self.k), self.vectors.shape[1]
+        vec = torch.zeros(len(rows), K, D)
+        mask = torch.zeros(len(rows), K, dtype=torch.bool)
+        for i, r in enumerate(rows):
+            ids = self.read[r][:K]
+            if ids:
+                vec[i, : len(ids)] = torch.from_numpy(self.vectors[ids])
+                mask[i, : len(ids)] = True
+        return vec, mask
+
+    def batch(self, rows):
+        vec, mask = self.passage_vectors(rows)
+        x, y = self.text.batch(rows)
+        return vec, mask, x, y
+
+
+__all__ = ["ConcatAnswers", "EmbeddedAnswers", "FusedAnswers", "QuestionBatches", "IGNORE_INDEX", "concat_prompt", "fid_sources"]

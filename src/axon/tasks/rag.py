@@ -131,10 +131,19 @@ class Reader:
         if cfg.rag.eval_questions:
             self.questions["val"] = self.questions["val"][: cfg.rag.eval_questions]
         self.read = {split: retrieval.search(qs, self.k) for split, qs in self.questions.items()}
-        kind = FusedAnswers if self.fid else ConcatAnswers
-        self.data = {split: kind(tokenizer, self.special, [q.text for q in qs], self.contexts(split),
-                                 [q.answer for q in qs], cfg.model.block_size)
-                     for split, qs in self.questions.items()}
+        self.embedded = cfg.model.family == "embed_reader"
+        if self.embedded:
+            from axon.data.reader import EmbeddedAnswers
+
+            self.vectors = passage_vectors(cfg, retrieval)
+            self.data = {split: EmbeddedAnswers(tokenizer, self.special, [q.text for q in qs], self.read[split],
+                                                self.vectors, [q.answer for q in qs], cfg.model.block_size, self.k)
+                         for split, qs in self.questions.items()}
+        else:
+            kind = FusedAnswers if self.fid else ConcatAnswers
+            self.data = {split: kind(tokenizer, self.special, [q.text for q in qs], self.contexts(split),
+                                     [q.answer for q in qs], cfg.model.block_size)
+                         for split, qs in self.questions.items()}
         cut = sum(d.cut for d in self.data.values())
         if cut:
             print(f"rag: {cut} inputs cut to model.block_size={cfg.model.block_size} tokens "
@@ -146,9 +155,18 @@ class Reader:
     def answer(self, model, questions: list[str], contexts: list[list[str]], max_new: int) -> list[str]:
         return read_answers(model, self.tokenizer, self.fid, self.cfg.model.block_size, questions, contexts, max_new)
 
+    def answer_split(self, model, split: str, rows: list[int], max_new: int) -> list[str]:
+        """Greedy answers to the questions ``rows`` of ``split`` as they were retrieved for the run."""
+        qs = [self.questions[split][r] for r in rows]
+        if not self.embedded:
+            ctx = self.contexts(split)
+            return self.answer(model, [q.text for q in qs], [ctx[r] for r in rows], max_new)
+        vec, mask = self.data[split].passage_vectors(rows)
+        return embedded_answers(model, self.tokenizer, [q.text for q in qs], vec, mask, max_new)
+
     def scores(self, model, split: str = "val") -> dict[str, float]:
         qs = self.questions[split]
-        preds = self.answer(model, [q.text for q in qs], self.contexts(split), self.cfg.rag.max_answer_tokens)
+        preds = self.answer_split(model, split, list(range(len(qs))), self.cfg.rag.max_answer_tokens)
         em = np.array([exact_match(p, q.answer) for p, q in zip(preds, qs)], dtype=float)
         out = {"em": float(em.mean())}
         gold = [q.passage_id for q in qs]
@@ -199,6 +217,33 @@ def read_answers(model, tokenizer, fid: bool, block: int, questions: list[str], 
     return out
 
 
+def passage_vectors(cfg, retrieval: Retrieval):
+    """The embedding reader's input: the dpr run's vectors of every passage (N, D), fixed (the retriever is frozen)."""
+    if retrieval.dense is None:
+        raise ConfigError(f"model.family=embed_reader reads a dpr run's passage vectors: set rag.retriever to a dpr run "
+                          f"directory (got {cfg.rag.retriever!r})")
+    vectors = retrieval.dense.passage_vectors()
+    if vectors.shape[1] != cfg.model.passage_dim:
+        raise ConfigError(f"model.passage_dim={cfg.model.passage_dim}, but the dpr run's vectors have {vectors.shape[1]} "
+                          f"dimensions: set model.passage_dim={vectors.shape[1]}")
+    if cfg.rag.read_passages > cfg.model.max_passages:
+        raise ConfigError(f"rag.read_passages={cfg.rag.read_passages} exceeds model.max_passages={cfg.model.max_passages}")
+    return vectors
+
+
+@torch.no_grad()
+def embedded_answers(model, tokenizer, questions: list[str], vectors: torch.Tensor, mask: torch.Tensor,
+                     max_new: int) -> list[str]:
+    """Greedy answers of an embedding reader given the passages' vectors (B, K, D) and the questions' text."""
+    from axon.data.reader import concat_prompt
+
+    sp = SpecialIds.for_tokenizer(tokenizer)
+    device = next(model.parameters()).device
+    prompts = [tokenizer.encode(concat_prompt(q, [])) for q in questions]
+    new = model.greedy(vectors.to(device), prompts, max_new, sp.eos, mask.to(device))
+    return [tokenizer.decode(sp.strip(ids)) for ids in new]
+
+
 def rag_task(cfg, device: torch.device) -> TaskSetup:
     from axon.objectives.seq2seq import Seq2SeqLoss
     from axon.objectives.sft import ResponseLM
@@ -211,7 +256,12 @@ def rag_task(cfg, device: torch.device) -> TaskSetup:
     tokenizer = reader_tokenizer(cfg, coll)
     reader = Reader(cfg, coll, tokenizer, retrieval)
     set_vocab_size(cfg, reader.special.vocab_size)
-    objective = Seq2SeqLoss(reader.special.pad, cfg.train.label_smoothing) if reader.fid else ResponseLM()
+    if reader.embedded:
+        from axon.objectives.embed_reader import EmbeddedAnswerLM
+
+        objective = EmbeddedAnswerLM(cfg.train.z_loss)
+    else:
+        objective = Seq2SeqLoss(reader.special.pad, cfg.train.label_smoothing) if reader.fid else ResponseLM()
 
     def eval_fn(model, step: int, run_dir: Path) -> dict:
         return reader.scores(model, "val")
@@ -222,7 +272,7 @@ def rag_task(cfg, device: torch.device) -> TaskSetup:
     def sample_fn(model, step: int) -> str:
         qs = reader.questions["val"][:4]
         ctx = reader.contexts("val")[:4]
-        preds = reader.answer(model, [q.text for q in qs], ctx, rc.max_answer_tokens)
+        preds = reader.answer_split(model, "val", list(range(len(qs))), rc.max_answer_tokens)
         return "\n\n".join(f"read: {' | '.join(c) or '(nothing: closed-book)'}\nQ: {q.text}\nA: {p}   (gold: {q.answer})"
                            for q, c, p in zip(qs, ctx, preds))
 
@@ -258,9 +308,20 @@ def ask(run_dir: str | Path, questions: list[str], passages: str | Path | None =
     retrieval = Retrieval(spec, coll, device, what="--retriever" if retriever else "rag.retriever")
     qs = [Question(q, "", -1, "", "test") for q in questions]
     read = retrieval.search(qs, k)
-    contexts = [[coll.passages[i].text for i in ids] for ids in read]
-    answers = read_answers(model, tokenizer, cfg.model.family == "seq2seq", cfg.model.block_size, questions, contexts,
-                           cfg.rag.max_answer_tokens)
+    if cfg.model.family == "embed_reader":  # the passages' vectors by the run's own dpr retriever
+        vectors = passage_vectors(cfg, retrieval if retrieval.dense is not None else Retrieval(cfg.rag.retriever, coll, device))
+        K = max(1, k)
+        vec = torch.zeros(len(questions), K, vectors.shape[1])
+        mask = torch.zeros(len(questions), K, dtype=torch.bool)
+        for i, ids in enumerate(read):
+            if ids:
+                vec[i, : len(ids[:K])] = torch.from_numpy(vectors[ids[:K]])
+                mask[i, : len(ids[:K])] = True
+        answers = embedded_answers(model, tokenizer, questions, vec, mask, cfg.rag.max_answer_tokens)
+    else:
+        contexts = [[coll.passages[i].text for i in ids] for ids in read]
+        answers = read_answers(model, tokenizer, cfg.model.family == "seq2seq", cfg.model.block_size, questions,
+                               contexts, cfg.rag.max_answer_tokens)
     return [{"question": q, "passages": [(coll.keys[i], coll.passages[i].text) for i in ids], "answer": a}
             for q, ids, a in zip(questions, read, answers)]
 
