@@ -415,3 +415,19 @@ def test_rag_em_vs_hit_reads_each_readers_result(tmp_path):
     assert (tmp_path / "p.png").stat().st_size > 5000
     p = run("rag_em_vs_hit.py", str(tmp_path / "nothing"))
     assert p.returncode != 0 and "no result.json" in p.stderr.strip().splitlines()[-1]
+
+
+def test_rag_edit_swaps_each_held_out_fact_and_asks_before_and_after(tmp_path):
+    from axon.cli import main as axon_main
+
+    assert axon_main(["train", "--task=rag", "--model.preset=tiny", "--model.block_size=96", "--rag.kb_entities=8",
+                      "--train.max_steps=2", "--log.progress=false", f"--out_dir={tmp_path}", "--name=r"]) == 0
+    script = load_script("rag_edit")
+    r = script.edit_and_ask(str(tmp_path / "r"), "born_in")
+    assert r["questions"] == 2 * 4  # two held-out people (25% of 8), four questions about their birthplace
+    assert r["example"]["new"] != r["example"]["old"]
+    assert r["edited_passages"] == 2  # one birthplace passage per held-out person
+    name = r["example"]["question"].removeprefix("Where was ").removesuffix(" born?")
+    assert name in r["example"]["read_after"][0][1]  # BM25 reads a passage about the person asked about
+    for key in ("em_before", "em_after_new_answer", "em_after_old_answer"):
+        assert 0.0 <= r[key] <= 1.0
