@@ -184,7 +184,7 @@ def test_right_padding_leaves_each_example_as_it_is_alone(family, tmp_path):
 
 def test_the_causal_lm_families_serve_sft_and_others_are_refused(tmp_path):
     assert {f for f, fam in FAMILIES.items() if "sft" in fam.other_tasks} == {
-        "decoder", "progressive", "conv_attention", "mamba", "rnn"}
+        "decoder", "progressive", "conv_attention", "mamba", "rnn", "routed"}
     f = write_jsonl(tmp_path / "t.jsonl", [{"prompt": "a", "response": "b"}] * 10)
     with pytest.raises(ConfigError, match="a bert model does not do 'sft'.*model.family=decoder"):
         build_task(load_config(None, ["--task=sft", "--model.family=bert", f"--data.train_file={f}"]), torch.device("cpu"))
