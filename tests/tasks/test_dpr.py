@@ -17,7 +17,8 @@ from axon.train.checkpoint import list_checkpoints
 from axon.train.logging import read_metrics
 
 TINY = ["--model.family=dpr", "--model.preset=tiny", "--rag.kb_entities=16", "--train.batch_size=8",
-        "--train.log_interval=1", "--log.progress=false", "--train.sample_tokens=0"]
+        "--train.log_interval=1", "--log.progress=false", "--train.sample_tokens=0",
+        "--train.threads=1"]  # one thread in every process: the killed run and the whole one sum alike
 COMMON = ["--train.max_steps=6", "--train.eval_interval=3", "--train.checkpoint_interval=3"]
 
 

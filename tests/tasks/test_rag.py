@@ -117,12 +117,19 @@ def test_a_fid_reader_trains_and_scores(root):
     assert {"val_em", "val_hit"} <= result.keys() and 0 <= result["val_hit"] <= 1
 
 
-def test_an_embedding_reader_reads_a_dpr_runs_vectors(root, planted, capsys):
+@pytest.fixture(scope="module")
+def dpr_run(root, planted):
+    run, ps, colour = planted
+    files = [f"--rag.passages={ps}", f"--rag.questions={run.parent / 'questions.jsonl'}"]
+    assert main(["train", "--model.family=dpr", "--model.preset=tiny", *files, "--train.max_steps=4", "--train.batch_size=8",
+                 "--log.progress=false", f"--out_dir={root}", "--name=dpr"]) == 0
+    return root / "dpr"
+
+
+def test_an_embedding_reader_reads_a_dpr_runs_vectors(root, planted, dpr_run, capsys):
     run, ps, colour = planted
     qs = run.parent / "questions.jsonl"
     files = [f"--rag.passages={ps}", f"--rag.questions={qs}"]
-    assert main(["train", "--model.family=dpr", "--model.preset=tiny", *files, "--train.max_steps=4", "--train.batch_size=8",
-                 "--log.progress=false", f"--out_dir={root}", "--name=dpr"]) == 0
     args = ["--task=rag", "--model.family=embed_reader", "--model.preset=tiny", "--model.block_size=64",
             "--model.passage_dim=32", f"--rag.retriever={root / 'dpr'}", "--rag.read_passages=2", *files,
             "--train.max_steps=4", "--train.eval_interval=2", "--log.progress=false", f"--out_dir={root}"]
@@ -138,6 +145,22 @@ def test_an_embedding_reader_reads_a_dpr_runs_vectors(root, planted, capsys):
     assert "set model.passage_dim=32" in err and len(err.splitlines()) == 1
 
 
+def test_the_runs_files_and_retriever_are_recorded_absolute(root, planted, dpr_run, monkeypatch):
+    from axon.config import load_config
+
+    run, ps, colour = planted
+    monkeypatch.chdir(root)
+    args = ["--task=rag", "--model.preset=tiny", "--model.block_size=96", "--rag.passages=passages.jsonl",
+            "--rag.questions=questions.jsonl", "--rag.retriever=dpr", "--train.max_steps=1", "--log.progress=false",
+            "--out_dir=.", "--name=relative"]
+    assert main(["train", *args]) == 0
+    rag = load_config(root / "relative" / "config.yaml").rag
+    assert rag.passages == str(root / "passages.jsonl") and rag.retriever == str(root / "dpr")
+    monkeypatch.chdir(root.parent)
+    name = next(iter(colour))
+    assert ask(root / "relative", [f"Which colour does {name} like?"])[0]["passages"]  # found from another directory
+
+
 def test_a_run_killed_with_sigkill_resumes_exactly(root):
     import os
 
@@ -150,7 +173,7 @@ def test_a_run_killed_with_sigkill_resumes_exactly(root):
 
     base = ["--task=rag", "--model.preset=tiny", "--model.block_size=96", "--rag.kb_entities=12", "--rag.eval_questions=8",
             "--train.batch_size=8", "--train.eval_interval=3", "--train.checkpoint_interval=3", "--train.log_interval=1",
-            "--log.progress=false", f"--out_dir={root}"]
+            "--log.progress=false", "--train.threads=1", f"--out_dir={root}"]
     assert main(["train", *base, "--train.max_steps=6", "--name=whole"]) == 0
     proc = axon_train([*base, "--train.max_steps=100000", "--name=killed"], env={**os.environ, "OMP_NUM_THREADS": "1"})
     kill_at_checkpoint(proc, root / "killed", 3)

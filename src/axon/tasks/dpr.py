@@ -35,7 +35,13 @@ KS = (1, 5, 20)
 
 
 def collection(cfg) -> Collection:
+    """The run's passages and questions; the files are recorded absolute in the run's config.yaml (so ``axon rag``,
+    ``axon eval`` and ``--resume`` find them from any directory)."""
     rc = cfg.rag
+    for name in ("passages", "questions"):
+        path = getattr(rc, name)
+        if path is not None and Path(path).is_file():
+            setattr(rc, name, str(Path(path).resolve()))
     return load_collection(rc.passages, rc.questions, entities=rc.kb_entities, seed=rc.kb_seed, mentions=rc.kb_mentions)
 
 

@@ -249,6 +249,8 @@ def rag_task(cfg, device: torch.device) -> TaskSetup:
     from axon.objectives.sft import ResponseLM
 
     rc = cfg.rag
+    if rc.retriever not in RETRIEVERS and Path(rc.retriever).is_dir():
+        rc.retriever = str(Path(rc.retriever).resolve())  # recorded absolute, as the collection's files
     coll = collection(cfg)
     if not coll.split("test"):
         raise DataError(f"{coll.source}: no test questions to score the reader on")
