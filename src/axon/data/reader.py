@@ -133,6 +133,20 @@ class FusedAnswers(QuestionBatches):
         return src, tgt_in, tgt_out
 
 
+def vector_batch(vectors: np.ndarray, read: Sequence[Sequence[int]], k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, K, D) float32 vectors of each row's read passages (ids into ``vectors`` (N, D)) and the (B, K) mask of
+    the slots filled; K = max(1, k), a row with fewer passages zero-filled and masked."""
+    K, D = max(1, k), vectors.shape[1]
+    vec = torch.zeros(len(read), K, D)
+    mask = torch.zeros(len(read), K, dtype=torch.bool)
+    for i, ids in enumerate(read):
+        ids = list(ids)[:K]
+        if ids:
+            vec[i, : len(ids)] = torch.from_numpy(np.asarray(vectors[ids], dtype=np.float32))
+            mask[i, : len(ids)] = True
+    return vec, mask
+
+
 class EmbeddedAnswers(QuestionBatches):
     """The embedding reader's batches (``axon.models.embed_reader``): (vectors (B, K, D) float32, vector_mask
     (B, K) bool, x (B, T), y (B, T)): the retriever's vectors of each question's k passages (fewer: masked), and
@@ -148,15 +162,7 @@ class EmbeddedAnswers(QuestionBatches):
         return len(self.text)
 
     def passage_vectors(self, rows) -> tuple[torch.Tensor, torch.Tensor]:
-        K, D = max(1, self.k), self.vectors.shape[1]
-        vec = torch.zeros(len(rows), K, D)
-        mask = torch.zeros(len(rows), K, dtype=torch.bool)
-        for i, r in enumerate(rows):
-            ids = self.read[r][:K]
-            if ids:
-                vec[i, : len(ids)] = torch.from_numpy(self.vectors[ids])
-                mask[i, : len(ids)] = True
-        return vec, mask
+        return vector_batch(self.vectors, [self.read[r] for r in rows], self.k)
 
     def batch(self, rows):
         vec, mask = self.passage_vectors(rows)
@@ -164,4 +170,4 @@ class EmbeddedAnswers(QuestionBatches):
         return vec, mask, x, y
 
 
-__all__ = ["ConcatAnswers", "EmbeddedAnswers", "FusedAnswers", "QuestionBatches", "IGNORE_INDEX", "concat_prompt", "fid_sources"]
+__all__ = ["ConcatAnswers", "EmbeddedAnswers", "FusedAnswers", "QuestionBatches", "vector_batch", "IGNORE_INDEX", "concat_prompt", "fid_sources"]

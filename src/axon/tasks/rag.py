@@ -311,14 +311,10 @@ def ask(run_dir: str | Path, questions: list[str], passages: str | Path | None =
     qs = [Question(q, "", -1, "", "test") for q in questions]
     read = retrieval.search(qs, k)
     if cfg.model.family == "embed_reader":  # the passages' vectors by the run's own dpr retriever
+        from axon.data.reader import vector_batch
+
         vectors = passage_vectors(cfg, retrieval if retrieval.dense is not None else Retrieval(cfg.rag.retriever, coll, device))
-        K = max(1, k)
-        vec = torch.zeros(len(questions), K, vectors.shape[1])
-        mask = torch.zeros(len(questions), K, dtype=torch.bool)
-        for i, ids in enumerate(read):
-            if ids:
-                vec[i, : len(ids[:K])] = torch.from_numpy(vectors[ids[:K]])
-                mask[i, : len(ids[:K])] = True
+        vec, mask = vector_batch(vectors, read, k)
         answers = embedded_answers(model, tokenizer, questions, vec, mask, cfg.rag.max_answer_tokens)
     else:
         contexts = [[coll.passages[i].text for i in ids] for ids in read]
