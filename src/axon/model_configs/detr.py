@@ -73,8 +73,9 @@ class DETRConfig:
         check_fields(self, "model.")  # types, and no NaN or infinity (axon.model_configs.fields)
         if self.backbone != "resnet":  # a backbone_* field beside a ViT / Vim would silently do nothing
             for f in dataclasses.fields(self):
-                if f.name.startswith("backbone_") and getattr(self, f.name) != f.default:
-                    raise ConfigError(f"model.{f.name}: is {getattr(self, f.name)!r} (default {f.default!r}), but "
+                value = getattr(self, f.name)
+                if f.name.startswith("backbone_") and (tuple(value) if isinstance(value, list) else value) != f.default:
+                    raise ConfigError(f"model.{f.name}: is {value!r} (default {f.default!r}), but "
                                       f"model.backbone is {self.backbone!r}: the backbone_* fields are the ResNet's; "
                                       "drop it (or start from a preset without a ResNet, e.g. vit-tiny)")
         self.backbone_config()  # the backbone's own checks (ResNet: stages, image size against its downsampling)
