@@ -3,19 +3,45 @@ Transformer encoder-decoder over its feature map, and N learned object queries, 
 a class (or "no object") and a box (Carion et al. 2020, "End-to-End Object Detection with
 Transformers").
 
-Torch-free. The ``backbone_*`` fields are a ``resnet`` config's (``axon.model_configs.resnet``,
-without a head), as in ``vit_hybrid``; ``num_labels`` counts the object classes (null: the
-detection task fills it from its data) and the class head has one more output, "no object".
+Torch-free. ``backbone`` chooses the backbone: "resnet" (the default, the paper's) reads the
+``backbone_*`` fields, a ``resnet`` config's (``axon.model_configs.resnet``, without a head), as
+in ``vit_hybrid``. Otherwise it is a spec string, read as the routed family reads its experts
+(``axon.model_configs.routed.parse_expert``):
+
+    "vit[:preset] [key=value ...]"             e.g. "vit:tiny", "vit patch_size=8 n_embd=96 n_layer=4"
+    "vision_mamba[:preset] [key=value ...]"    e.g. "vision_mamba:tiny n_layer=3"
+
+the family's config started from the preset, the overrides checked against its field types as
+``--model.key=value`` is; ``image_size`` and ``in_channels`` are this config's (setting them in
+the spec is refused) and the backbone has no head (nor may the spec give it ``num_labels``). Its
+feature map is the per-patch outputs on the patch grid (``axon.models.detr``). A ``backbone_*``
+field changed from its default beside such a spec is refused: it would do nothing.
+A ConfigError names the field: ``model.backbone: ...``.
+
+``num_labels`` counts the object classes (null: the detection task fills it from its data) and
+the class head has one more output, "no object".
 """
 
 from __future__ import annotations
 
+import dataclasses
+import typing
 from dataclasses import dataclass
 from typing import Literal
 
-from axon.errors import check
-from axon.model_configs.fields import check_fields
+from axon.errors import ConfigError, check
+from axon.model_configs.fields import check_fields, coerce
 from axon.model_configs.resnet import ResNetConfig, backbone_config
+from axon.model_configs.routed import parse_expert
+from axon.model_configs.vision_mamba import PRESETS as VIM_PRESETS
+from axon.model_configs.vision_mamba import VisionMambaConfig
+from axon.model_configs.vit import PRESETS as VIT_PRESETS
+from axon.model_configs.vit import ViTConfig
+
+#: The families a non-ResNet backbone may be: image encoders with a per-patch output (``forward_patches``).
+BACKBONE_FAMILIES = ("vit", "vision_mamba")
+#: A spec's fields the DETR config sets: the images' (from this config) and the head's (none).
+SET_HERE = ("family", "preset", "image_size", "in_channels", "num_labels")
 
 
 @dataclass
@@ -25,7 +51,9 @@ class DETRConfig:
     image_size: int = 64  # height = width of the input images, in pixels
     in_channels: int = 3
     num_labels: int | None = None  # object classes, "no object" not counted (null: from the training data)
-    # the backbone: a ResNet without its head (axon.model_configs.resnet's fields of the same names)
+    # the backbone: "resnet" (the backbone_* fields below), or "vit[:preset] [k=v ...]" / "vision_mamba[:preset] [k=v ...]"
+    backbone: str = "resnet"
+    # the ResNet backbone, without its head (axon.model_configs.resnet's fields of the same names)
     backbone_block: Literal["basic", "bottleneck"] = "basic"
     backbone_layers: tuple[int, ...] = (1, 1, 1, 1)
     backbone_width: int = 16
@@ -43,7 +71,14 @@ class DETRConfig:
 
     def __post_init__(self):
         check_fields(self, "model.")  # types, and no NaN or infinity (axon.model_configs.fields)
-        self.backbone_config()  # the ResNet's own checks (stages, image size against its downsampling)
+        if self.backbone != "resnet":  # a backbone_* field beside a ViT / Vim would silently do nothing
+            for f in dataclasses.fields(self):
+                value = getattr(self, f.name)
+                if f.name.startswith("backbone_") and (tuple(value) if isinstance(value, list) else value) != f.default:
+                    raise ConfigError(f"model.{f.name}: is {value!r} (default {f.default!r}), but "
+                                      f"model.backbone is {self.backbone!r}: the backbone_* fields are the ResNet's; "
+                                      "drop it (or start from a preset without a ResNet, e.g. vit-tiny)")
+        self.backbone_config()  # the backbone's own checks (ResNet: stages, image size against its downsampling)
         for name in ("n_embd", "n_head", "enc_layers", "dec_layers", "num_queries"):
             check(getattr(self, name) > 0, f"model.{name}", f"must be positive, got {getattr(self, name)}")
         check(self.num_labels is None or self.num_labels >= 1, "model.num_labels",
@@ -54,9 +89,45 @@ class DETRConfig:
         check(self.norm_eps > 0, "model.norm_eps", f"must be positive, got {self.norm_eps}")
         check(0.0 <= self.dropout < 1.0, "model.dropout", f"must be in [0, 1), got {self.dropout}")
 
-    def backbone_config(self) -> ResNetConfig:
-        """The backbone as a ``resnet`` config without a head (a ConfigError names the model.* field)."""
-        return backbone_config(self)
+    @property
+    def backbone_family(self) -> str:
+        """"resnet", "vit" or "vision_mamba"."""
+        return "resnet" if self.backbone == "resnet" else self.backbone.split()[0].partition(":")[0]
+
+    def backbone_config(self) -> ResNetConfig | ViTConfig | VisionMambaConfig:
+        """The backbone's config, without a head: a ``resnet`` config from the ``backbone_*`` fields,
+        or the spec's ``vit`` / ``vision_mamba`` config with this config's image_size and in_channels
+        (a ConfigError names the model.* field)."""
+        if self.backbone == "resnet":
+            return backbone_config(self)
+        entries = {"vit": (ViTConfig, VIT_PRESETS), "vision_mamba": (VisionMambaConfig, VIM_PRESETS)}
+        key, spec = "model.backbone", self.backbone
+        check(spec.split() != [], key, "is empty; write 'resnet' (the backbone_* fields) or 'vit[:preset] [key=value ...]' "
+              "or 'vision_mamba[:preset] [key=value ...]'")
+        family, preset, overrides = parse_expert(spec, key)
+        check(family != "resnet", key, f"{spec!r}: the ResNet backbone takes no spec; write 'resnet' and set the "
+              "backbone_* fields")
+        check(family in BACKBONE_FAMILIES, key,
+              f"unknown backbone family {family!r} in {spec!r}; a backbone is 'resnet' (the backbone_* fields) "
+              f"or 'family[:preset] [key=value ...]' with family one of: {', '.join(BACKBONE_FAMILIES)}")
+        cls, presets = entries[family]
+        check(preset is None or preset in presets, key,
+              f"unknown {family} preset {preset!r} in {spec!r}; choose one of: {', '.join(presets)}")
+        names = [f.name for f in dataclasses.fields(cls) if f.init]
+        hints = typing.get_type_hints(cls)
+        for name, value in overrides.items():
+            check(name in names, key,
+                  f"{family} has no field {name!r} (in {spec!r}); valid: {', '.join(n for n in names if n not in SET_HERE)}")
+            check(name not in SET_HERE, key, f"{name} cannot be set in the backbone {spec!r}: "
+                  + {"image_size": "it is model.image_size", "in_channels": "it is model.in_channels",
+                     "num_labels": "the backbone has no head (DETR's heads read the decoder)"}.get(name, "write 'family:preset'"))
+            overrides[name] = coerce(value, hints[name], f"{key}.{name}")
+        data = {**(presets[preset]["config"] if preset else {}), **overrides, "preset": preset,
+                "image_size": self.image_size, "in_channels": self.in_channels, "num_labels": None}
+        try:
+            return cls(**data)
+        except ConfigError as e:
+            raise ConfigError(f"{key}: {spec!r}: {e}") from None
 
     @property
     def hidden(self) -> int:
@@ -74,6 +145,18 @@ PRESETS: dict[str, dict] = {
                                            "of 32, 6 queries",
         config=dict(image_size=16, in_channels=3, backbone_layers=(1, 1), backbone_width=8, backbone_stem="small",
                     n_embd=32, n_head=2, enc_layers=1, dec_layers=1, mlp_hidden=64, num_queries=6),
+    ),
+    "vit-tiny": dict(
+        params="53,064 (3 labels)", source="for tests: tiny on the ViT tiny (2x2 patches of 16x16 RGB: an 8x8 map of 32 channels, "
+                              "2 layers, class token), 1 + 1 layers of 32, 6 queries",
+        config=dict(image_size=16, in_channels=3, backbone="vit:tiny", n_embd=32, n_head=2, enc_layers=1,
+                    dec_layers=1, mlp_hidden=64, num_queries=6),
+    ),
+    "vim-tiny": dict(
+        params="48,936 (3 labels)", source="for tests: tiny on the Vision Mamba tiny (2x2 patches of 16x16 RGB: an 8x8 map of 32 "
+                              "channels, 2 layers, middle class token), 1 + 1 layers of 32, 6 queries",
+        config=dict(image_size=16, in_channels=3, backbone="vision_mamba:tiny", n_embd=32, n_head=2, enc_layers=1,
+                    dec_layers=1, mlp_hidden=64, num_queries=6),
     ),
     "shapes": dict(
         params="559,000 (3 labels)", source="configs/vision/detr_shapes.yaml: 64x64 RGB, a 4-stage ResNet (16..128 channels; "

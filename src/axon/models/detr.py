@@ -6,6 +6,7 @@ so there are no anchors and no non-maximum suppression.
     images (B, C_in, H, W), in [-1, 1]
         |
     ResNet.forward_features (axon.models.resnet, no head)          (B, C', H', W')
+      or ViT / VisionMamba .forward_patches on the patch grid       (B, C', h, w)  (config.backbone)
         |
     1x1 conv C' -> d ("input_proj"), flattened row-major           (B, S = H' W', d)
         |                                 pos: 2-D sine positions   (1, S, d)   (axon.nn.positional.sincos_2d)
@@ -38,6 +39,13 @@ queries see each other, which is how two of them learn not to predict the same o
 Initialisation as the paper's code: Xavier-uniform for the transformer's matrices, the backbone's
 own (He normal), the object queries N(0, 1). The backbone keeps its batch norms, so ``train()``
 and ``eval()`` outputs differ.
+
+Other backbones (``config.backbone`` "vit[:preset] ..." or "vision_mamba[:preset] ...", no head):
+the feature map is the backbone's per-patch outputs after its final norm, the class token dropped
+(ViT's first, Vision Mamba's middle one), laid out on the (h, w) patch grid: (B, C', h, w). The
+class token stays an input: the patches attend to it (ViT) or the scans carry it to them (Vim), so
+every backbone parameter is trained by the set loss. Patch size 8 on 64x64 images gives the 8x8
+map of the ``shapes`` ResNet.
 """
 
 from __future__ import annotations
@@ -48,6 +56,8 @@ from torch import nn
 from axon.model_configs.detr import PRESETS, DETRConfig  # noqa: F401 (re-exported: the family's config and sizes)
 from axon.models.base import Model
 from axon.models.resnet import ResNet
+from axon.models.vision_mamba import VisionMamba
+from axon.models.vit import ViT
 from axon.nn import CrossAttention, FeedForward
 from axon.nn.positional import sincos_2d
 
@@ -107,8 +117,10 @@ class DETR(Model):
             raise ValueError("DETRConfig.num_labels must be set before building the model (the detection task sets it)")
         self.config = cfg
         C = cfg.n_embd
-        self.backbone = ResNet(cfg.backbone_config())
-        self.input_proj = nn.Conv2d(self.backbone.feature_channels, C, kernel_size=1)
+        backbone = cfg.backbone_config()  # without a head
+        self.backbone = {"resnet": ResNet, "vit": ViT, "vision_mamba": VisionMamba}[cfg.backbone_family](backbone)
+        channels = self.backbone.feature_channels if cfg.backbone_family == "resnet" else backbone.n_embd
+        self.input_proj = nn.Conv2d(channels, C, kernel_size=1)
         self.encoder = nn.ModuleList(EncoderLayer(cfg) for _ in range(cfg.enc_layers))
         self.decoder = nn.ModuleList(DecoderLayer(cfg) for _ in range(cfg.dec_layers))
         self.decoder_norm = nn.LayerNorm(C, eps=cfg.norm_eps)  # shared by every layer's output (aux losses)
@@ -124,9 +136,20 @@ class DETR(Model):
         """The fixed 2-D sine positions of an (H', W') feature map: (1, H' W', d), row-major."""
         return sincos_2d(self.config.n_embd, height, width).to(like.device, like.dtype)[None]
 
+    @property
+    def feature_size(self) -> int:
+        """H' = W' of the feature map at ``config.image_size``: the ResNet's, or the patch grid's side."""
+        if self.config.backbone_family == "resnet":
+            return self.backbone.feature_size
+        return self.backbone.config.grid
+
     def forward_features(self, images: torch.Tensor) -> torch.Tensor:
-        """The backbone's last feature map: (B, C_in, H, W) -> (B, feature_channels, H', W')."""
-        return self.backbone.forward_features(images)
+        """The backbone's last feature map: (B, C_in, H, W) -> (B, C', H', W'): the ResNet's, or a ViT's /
+        Vision Mamba's per-patch outputs (class token dropped) on the patch grid."""
+        if self.config.backbone_family == "resnet":
+            return self.backbone.forward_features(images)
+        x, (h, w) = self.backbone.forward_patches(images)  # (B, h w, C'), row-major
+        return x.transpose(1, 2).reshape(x.size(0), x.size(2), h, w)
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """images (B, C_in, H, W) in [-1, 1] -> (logits (L, B, N, num_labels + 1), boxes (L, B, N, 4)
@@ -147,8 +170,9 @@ class DETR(Model):
         return self.class_head(h), self.box_head(h)
 
     def flops_per_token(self, seq_len: int | None = None) -> float:
-        """Training FLOPs per image (block_size is 1) at ``config.image_size``: the backbone's (6 x
-        conv weights x output pixels), 6 x the 1x1 projection at every pixel, 6 x each encoder
+        """Training FLOPs per image (block_size is 1) at ``config.image_size``: the backbone's own
+        ``flops_per_token`` (ResNet: 6 x conv weights x output pixels; ViT, Vision Mamba: theirs,
+        built without a head), 6 x the 1x1 projection at every pixel, 6 x each encoder
         layer's matrices x S tokens, 6 x each decoder layer's x N queries (its cross-attention's
         key/value projection x S), the heads x N queries at every decoder layer (the auxiliary
         outputs are trained), and 12 x keys x d per attention layer and query: S keys for the S
@@ -156,7 +180,7 @@ class DETR(Model):
         query. ``seq_len`` is ignored."""
         cfg = self.config
         C, N = cfg.n_embd, cfg.num_queries
-        S = self.backbone.feature_size ** 2
+        S = self.feature_size ** 2
 
         def matrices(*modules) -> int:
             return sum(p.numel() for m in modules for p in m.parameters() if p.dim() > 1)

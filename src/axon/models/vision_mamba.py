@@ -158,8 +158,9 @@ class VisionMamba(Model):
         (Vim's token_position = M // 2), so floor(N/2) patches come before it and ceil(N/2) after."""
         return n_patches // 2
 
-    def forward_features(self, images: torch.Tensor) -> torch.Tensor:
-        """images (B, C_in, H, W) -> the class token's normalised output (or the patches' mean) (B, C)."""
+    def encode(self, images: torch.Tensor) -> tuple[torch.Tensor, int | None, tuple[int, int]]:
+        """images (B, C_in, H, W) -> (every token's output after the final norm (B, N + n_prefix, C),
+        the class token's index (None with pool "mean"), the (h, w) patch grid)."""
         P = self.config.patch_size
         if images.size(-2) % P or images.size(-1) % P:
             raise ValueError(f"image size {images.size(-2)}x{images.size(-1)} is not a multiple of the patch size {P}")
@@ -168,14 +169,29 @@ class VisionMamba(Model):
         G = self.config.grid
         x = x.flatten(2).transpose(1, 2)  # (B, N, C)
         x = x + resample_grid(self.pos_embed[:, self.n_prefix:], (G, G), grid)  # the table itself at (G, G)
+        m = None
         if self.cls_token is not None:
             m = self.cls_index(x.size(1))
             cls = (self.cls_token + self.pos_embed[:, :1]).expand(x.size(0), -1, -1)
             x = torch.cat([x[:, :m], cls, x[:, m:]], dim=1)  # (B, N + 1, C)
         for block in self.blocks:
             x = block(x)
-        x = self.norm_f(x)
-        return x[:, m] if self.cls_token is not None else x.mean(1)
+        return self.norm_f(x), m, grid
+
+    def forward_features(self, images: torch.Tensor) -> torch.Tensor:
+        """images (B, C_in, H, W) -> the class token's normalised output (or the patches' mean) (B, C)."""
+        x, m, _ = self.encode(images)
+        return x[:, m] if m is not None else x.mean(1)
+
+    def forward_patches(self, images: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
+        """images (B, C_in, H, W) -> (every patch token's output after the final norm (B, h w, C),
+        row-major, the middle class token dropped; (h, w)): the feature map a detector reads
+        (``axon.models.detr``). The class token is still an input: both scans carry it to the
+        patches on its other side. The head is not used."""
+        x, m, grid = self.encode(images)
+        if m is not None:
+            x = torch.cat([x[:, :m], x[:, m + 1:]], dim=1)  # (B, N, C), the patches in their order
+        return x, grid
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """images (B, C_in, H, W) in [-1, 1] -> logits (B, num_labels) (features (B, C) without a head)."""

@@ -130,6 +130,10 @@ class ViT(Model):
 
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         """images (B, C_in, H, W) -> every token's output (B, n_prefix + N, C), before the final LN."""
+        return self.encode_grid(images)[0]
+
+    def encode_grid(self, images: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
+        """:meth:`encode`, with the (h, w) grid of the patch tokens."""
         x, grid = self.patchify(images)  # (B, N, C)
         if self.cls_token is not None:
             x = torch.cat([self.cls_token.expand(x.size(0), -1, -1), x], dim=1)  # (B, 1 + N, C)
@@ -138,7 +142,14 @@ class ViT(Model):
             x = self.drop(x)
         for block in self.blocks:
             x = block(x)
-        return x
+        return x, grid
+
+    def forward_patches(self, images: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
+        """images (B, C_in, H, W) -> (every patch token's output after the final LN (B, h w, C), row-major,
+        the class token dropped; (h, w)): the feature map a detector reads (``axon.models.detr``). The
+        class token is still an input: the patches attend to it. The head is not used."""
+        x, grid = self.encode_grid(images)
+        return self.norm(x[:, self.n_prefix:]), grid  # LN acts per token
 
     def forward_features(self, images: torch.Tensor) -> torch.Tensor:
         """images (B, C_in, H, W) -> the pooled, normalised feature vector (B, C)."""
