@@ -103,7 +103,8 @@ def test_every_parameter_gets_a_gradient_from_the_set_loss(family):
 
 @pytest.mark.parametrize("backbone,match", [
     ("resnet:tiny", r"model\.backbone: 'resnet:tiny': the ResNet backbone takes no spec"),
-    ("decoder:tiny", r"model\.backbone: unknown backbone family 'decoder'"),
+    ("decoder:tiny", r"model\.backbone: 'decoder' is not a backbone family"),
+    ("foo:tiny", r"model\.backbone: unknown family 'foo' .*a backbone is one of: vit, vision_mamba"),
     ("vit:huge", r"model\.backbone: unknown vit preset 'huge'"),
     ("vit:tiny image_size=32", r"model\.backbone: image_size cannot be set .*model\.image_size"),
     ("vision_mamba in_channels=1", r"model\.backbone: in_channels cannot be set"),

@@ -25,23 +25,18 @@ the class head has one more output, "no object".
 from __future__ import annotations
 
 import dataclasses
-import typing
 from dataclasses import dataclass
 from typing import Literal
 
 from axon.errors import ConfigError, check
-from axon.model_configs.fields import check_fields, coerce
+from axon.model_configs.fields import check_fields
 from axon.model_configs.resnet import ResNetConfig, backbone_config
-from axon.model_configs.routed import parse_expert
-from axon.model_configs.vision_mamba import PRESETS as VIM_PRESETS
+from axon.model_configs.routed import family_config, parse_expert
 from axon.model_configs.vision_mamba import VisionMambaConfig
-from axon.model_configs.vit import PRESETS as VIT_PRESETS
 from axon.model_configs.vit import ViTConfig
 
 #: The families a non-ResNet backbone may be: image encoders with a per-patch output (``forward_patches``).
 BACKBONE_FAMILIES = ("vit", "vision_mamba")
-#: A spec's fields the DETR config sets: the images' (from this config) and the head's (none).
-SET_HERE = ("family", "preset", "image_size", "in_channels", "num_labels")
 
 
 @dataclass
@@ -100,34 +95,16 @@ class DETRConfig:
         (a ConfigError names the model.* field)."""
         if self.backbone == "resnet":
             return backbone_config(self)
-        entries = {"vit": (ViTConfig, VIT_PRESETS), "vision_mamba": (VisionMambaConfig, VIM_PRESETS)}
         key, spec = "model.backbone", self.backbone
         check(spec.split() != [], key, "is empty; write 'resnet' (the backbone_* fields) or 'vit[:preset] [key=value ...]' "
               "or 'vision_mamba[:preset] [key=value ...]'")
-        family, preset, overrides = parse_expert(spec, key)
-        check(family != "resnet", key, f"{spec!r}: the ResNet backbone takes no spec; write 'resnet' and set the "
-              "backbone_* fields")
-        check(family in BACKBONE_FAMILIES, key,
-              f"unknown backbone family {family!r} in {spec!r}; a backbone is 'resnet' (the backbone_* fields) "
-              f"or 'family[:preset] [key=value ...]' with family one of: {', '.join(BACKBONE_FAMILIES)}")
-        cls, presets = entries[family]
-        check(preset is None or preset in presets, key,
-              f"unknown {family} preset {preset!r} in {spec!r}; choose one of: {', '.join(presets)}")
-        names = [f.name for f in dataclasses.fields(cls) if f.init]
-        hints = typing.get_type_hints(cls)
-        for name, value in overrides.items():
-            check(name in names, key,
-                  f"{family} has no field {name!r} (in {spec!r}); valid: {', '.join(n for n in names if n not in SET_HERE)}")
-            check(name not in SET_HERE, key, f"{name} cannot be set in the backbone {spec!r}: "
-                  + {"image_size": "it is model.image_size", "in_channels": "it is model.in_channels",
-                     "num_labels": "the backbone has no head (DETR's heads read the decoder)"}.get(name, "write 'family:preset'"))
-            overrides[name] = coerce(value, hints[name], f"{key}.{name}")
-        data = {**(presets[preset]["config"] if preset else {}), **overrides, "preset": preset,
-                "image_size": self.image_size, "in_channels": self.in_channels, "num_labels": None}
-        try:
-            return cls(**data)
-        except ConfigError as e:
-            raise ConfigError(f"{key}: {spec!r}: {e}") from None
+        check(parse_expert(spec, key)[0] != "resnet", key, f"{spec!r}: the ResNet backbone takes no spec; write "
+              "'resnet' and set the backbone_* fields")
+        shared = {"image_size": self.image_size, "in_channels": self.in_channels, "num_labels": None}
+        return family_config(spec, key, BACKBONE_FAMILIES, shared, what="a backbone",
+                             kind="a backbone family ('resnet' takes the backbone_* fields)",
+                             why={"image_size": "it is model.image_size", "in_channels": "it is model.in_channels",
+                                  "num_labels": "the backbone has no head (DETR's heads read the decoder)"})
 
     @property
     def hidden(self) -> int:
@@ -164,5 +141,17 @@ PRESETS: dict[str, dict] = {
         config=dict(image_size=64, in_channels=3, backbone_layers=(1, 1, 1, 1), backbone_width=16,
                     backbone_stem="small", n_embd=64, n_head=4, enc_layers=2, dec_layers=2, mlp_hidden=256,
                     num_queries=12),
+    ),
+    "vit-shapes": dict(
+        params="1,169,192 (3 labels)", source="configs/vision/detr_vit_shapes.yaml: shapes with a ViT backbone of about the "
+                                        "ResNet's FLOPs (8x8 patches of 64x64: an 8x8 map of 96 channels, 8 layers)",
+        config=dict(image_size=64, in_channels=3, backbone="vit patch_size=8 n_embd=96 n_layer=8 n_head=4", n_embd=64,
+                    n_head=4, enc_layers=2, dec_layers=2, mlp_hidden=256, num_queries=12),
+    ),
+    "vim-shapes": dict(
+        params="1,085,576 (3 labels)", source="configs/vision/detr_vim_shapes.yaml: shapes with a Vision Mamba backbone of "
+                                        "about the ResNet's FLOPs (8x8 patches of 64x64: an 8x8 map of 96 channels, 10 layers)",
+        config=dict(image_size=64, in_channels=3, backbone="vision_mamba patch_size=8 n_embd=96 n_layer=10", n_embd=64,
+                    n_head=4, enc_layers=2, dec_layers=2, mlp_hidden=256, num_queries=12),
     ),
 }

@@ -14,8 +14,10 @@ either in an expert is refused, and so is any other family than a causal languag
 A ConfigError names the expert: ``model.experts[1]: ...``.
 
 ``expert_runs`` (one entry per expert, null for "from scratch") names run directories whose
-newest checkpoints initialise the experts at the start of a run: e.g. a DPO-tuned decoder
-(``axon.train.run``, through ``Model.init_sources``).
+newest checkpoints initialise the experts at the start of a run: e.g. a DPO-tuned decoder or a
+rag run's reader (``axon.train.run.init_submodule``, through ``Model.init_sources``). An expert run
+must have this run's tokenizer (refused otherwise); a run without this run's extra token ids (a
+rag reader's pad, BOS and EOS) fills the first rows of its embedding and output matrices.
 """
 
 from __future__ import annotations
@@ -106,36 +108,42 @@ class RoutedConfig:
 
     def expert_configs(self) -> list:
         """Each expert's family config, with this config's vocab_size and block_size."""
-        from axon.model_configs import FAMILY_CONFIGS
-
-        out = []
-        for i, spec in enumerate(self.experts):
-            key = f"model.experts[{i}]"
-            family, preset, overrides = parse_expert(spec, key)
-            check(family in FAMILY_CONFIGS, key, f"unknown family {family!r} in {spec!r}; an expert is one of: {', '.join(EXPERT_FAMILIES)}")
-            check(family in EXPERT_FAMILIES, key,
-                  f"{family!r} is not a causal language model family; an expert is one of: {', '.join(EXPERT_FAMILIES)}")
-            entry = FAMILY_CONFIGS[family]
-            check(preset is None or preset in entry.presets, key,
-                  f"unknown {family} preset {preset!r}; choose one of: {', '.join(entry.presets)}")
-            cls = entry.config
-            names = [f.name for f in dataclasses.fields(cls) if f.init]
-            hints = typing.get_type_hints(cls)
-            for name, value in overrides.items():
-                check(name in names, key, f"{family} has no field {name!r}; valid: {', '.join(n for n in names if n not in SET_HERE)}")
-                check(name not in SET_HERE, key, f"{name} cannot be set in an expert: "
-                      + (f"the experts share model.{name}" if name in ("vocab_size", "block_size") else "write 'family:preset'"))
-                overrides[name] = coerce(value, hints[name], f"{key}.{name}")
-            data = {**(entry.presets[preset]["config"] if preset else {}), **overrides,
-                    "preset": preset, "vocab_size": self.vocab_size, "block_size": self.block_size}
-            try:
-                out.append(cls(**data))
-            except ConfigError as e:
-                raise ConfigError(f"{key}: {spec!r}: {e}") from None
-        return out
+        return [family_config(spec, f"model.experts[{i}]", EXPERT_FAMILIES,
+                              {"vocab_size": self.vocab_size, "block_size": self.block_size})
+                for i, spec in enumerate(self.experts)]
 
 
-SET_HERE = ("family", "preset", "vocab_size", "block_size")  # an expert's fields the routed config sets
+def family_config(spec: str, key: str, families: tuple[str, ...], shared: dict[str, Any],
+                  kind: str = "a causal language model family", what: str = "an expert",
+                  why: dict[str, str] | None = None):
+    """The config a spec "family[:preset] [key=value ...]" names: the family's preset, then the
+    overrides coerced to the fields' types, then ``shared`` (fields the router sets for every
+    expert, which the spec may not; ``why`` says why, by field). ``families`` are those allowed,
+    ``kind`` says what they are, ``what`` what the spec builds; a ConfigError names ``key``. Also
+    DETR's backbone (``axon.model_configs.detr``)."""
+    from axon.model_configs import FAMILY_CONFIGS
+
+    family, preset, overrides = parse_expert(spec, key)
+    check(family in FAMILY_CONFIGS, key, f"unknown family {family!r} in {spec!r}; {what} is one of: {', '.join(families)}")
+    check(family in families, key, f"{family!r} is not {kind}; {what} is one of: {', '.join(families)}")
+    entry = FAMILY_CONFIGS[family]
+    check(preset is None or preset in entry.presets, key,
+          f"unknown {family} preset {preset!r}; choose one of: {', '.join(entry.presets)}")
+    cls = entry.config
+    names = [f.name for f in dataclasses.fields(cls) if f.init]
+    hints = typing.get_type_hints(cls)
+    fixed = ("family", "preset", *shared)
+    for name, value in overrides.items():
+        check(name in names, key, f"{family} has no field {name!r}; valid: {', '.join(n for n in names if n not in fixed)}")
+        reason = (why or {}).get(name, f"the experts share model.{name}") if name in shared else "write 'family:preset'"
+        check(name not in fixed, key, f"{name} cannot be set in {what}: {reason}")
+        overrides[name] = coerce(value, hints[name], f"{key}.{name}")
+    data = {**(entry.presets[preset]["config"] if preset else {}), **overrides, "preset": preset, **shared}
+    try:
+        return cls(**data)
+    except ConfigError as e:
+        raise ConfigError(f"{key}: {spec!r}: {e}") from None
+
 
 # Named sizes. The counts are what axon.models.routed builds at vocabulary 65 (tiny Shakespeare's characters);
 # tests/models/test_routed.py checks them.
