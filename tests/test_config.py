@@ -79,8 +79,10 @@ def test_override_values_are_yaml_scalars():
 def test_every_shipped_recipe_loads():
     from pathlib import Path
 
-    recipes = sorted((Path(__file__).parents[1] / "configs").glob("*.yaml"))
-    assert recipes, "configs/ has recipes"
+    root = Path(__file__).parents[1] / "configs"
+    # every run recipe, in sub-folders too; configs/instructgpt/ holds pipeline files (axon.lab.instructgpt's)
+    recipes = sorted(r for r in root.rglob("*.yaml") if r.parent.name != "instructgpt")
+    assert len(recipes) > 40, "configs/ has recipes"
     for recipe in recipes:
         cfg = build_config(yaml.safe_load(recipe.read_text()))
         assert cfg.model is not None

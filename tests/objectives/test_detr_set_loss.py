@@ -10,6 +10,7 @@ import torch
 
 from axon.config import build_model_config
 from axon.models import build_model
+from axon.models.base import Model
 from axon.objectives.detr import SetCriterion, hungarian_match, match_cost, set_loss
 
 
@@ -35,8 +36,8 @@ def test_the_match_cost_is_the_papers():
     assert float(match_cost(logits, boxes, torch.tensor([1]), target, 1.0, 5.0, 0.0)) == pytest.approx(-0.1, abs=1e-6)
 
 
-class Fixed(torch.nn.Module):
-    """A 'model' that returns given outputs (one decoder layer)."""
+class Fixed(Model):
+    """A 'model' that returns given outputs (one decoder layer); no auxiliary losses (the contract's default)."""
 
     def __init__(self, logits, boxes):
         super().__init__()

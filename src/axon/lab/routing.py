@@ -7,6 +7,10 @@ run's tokenizer and routed by its router (``axon.models.routed``: a sequence's r
 texts sent to each expert, and the label's count:
 
     python -m axon.lab.routing runs/routed [--file bundled:speakers/val.jsonl] [--top 10]
+
+A routed vision run's (``axon.models.routed_vision``) table reads the run's own validation images:
+one row per class for a classifier (the digits, or the folder's classes), one row per set of
+object classes present for a detector (e.g. ``circle+square``).
 """
 
 from __future__ import annotations
@@ -22,16 +26,28 @@ import torch
 from axon.errors import ConfigError
 
 
-def routing_table(run_dir: str | Path, file: str = "bundled:speakers/val.jsonl", top: int | None = 10) -> tuple[list[str], list[tuple[str, int, list[float]]]]:
-    """(expert names, rows (label, texts, share per expert)) for the ``top`` most frequent labels
-    (None: all), most frequent first. Texts shorter than the route (route_tokens tokens) are skipped."""
-    from axon.data.files import resolve_file
+def routing_table(run_dir: str | Path, file: str | None = None, top: int | None = 10) -> tuple[list[str], list[tuple[str, int, list[float]]]]:
+    """(expert names, rows (label, texts or images, share per expert)) for the ``top`` most frequent
+    labels (None: all), most frequent first. Texts shorter than the route (route_tokens tokens) are
+    skipped; ``file`` (default: the bundled speakers) is for text runs only."""
     from axon.models.routed import Routed
+    from axon.models.routed_vision import RoutedVision
     from axon.train.run import load_run
 
     cfg, model, tokenizer = load_run(run_dir, device="cpu")
+    if isinstance(model, RoutedVision):
+        if file is not None:
+            raise ConfigError("--file: a routed vision run is tabled on its own validation images; --file is for text runs")
+        return _image_rows(cfg, model, top)
     if not isinstance(model, Routed):
-        raise ConfigError(f"{run_dir}: a {cfg.model.family} run; the routing table is a routed run's (model.family=routed)")
+        raise ConfigError(f"{run_dir}: a {cfg.model.family} run; the routing table is a routed run's "
+                          "(model.family=routed or routed_vision)")
+    return _text_rows(model, tokenizer, cfg, file or "bundled:speakers/val.jsonl", top)
+
+
+def _text_rows(model, tokenizer, cfg, file: str, top: int | None):
+    from axon.data.files import resolve_file
+
     r = model.config.route_tokens
     by_label: dict[str, list[list[int]]] = defaultdict(list)
     path = resolve_file(file, "--file", cfg.data)
@@ -53,9 +69,33 @@ def routing_table(run_dir: str | Path, file: str = "bundled:speakers/val.jsonl",
     return names, [(k, len(by_label[k]), table[k]) for k in labels]
 
 
+def _image_rows(cfg, model, top: int | None):
+    """The validation images of the run's task, labelled by class (classifier) or by the set of
+    object classes they hold (detector), routed in eval mode."""
+    if model.config.detects:
+        from axon.tasks.detect import load_detection
+
+        _, _, images, targets, names, _ = load_detection(cfg)
+        labels = ["+".join(names[c] for c in sorted(set(t[0].tolist()))) or "(empty)" for t in targets]
+    else:
+        from axon.tasks.image_classify import load_images
+
+        _, _, images, y, names, _ = load_images(cfg)
+        labels = [names[c] for c in y.tolist()]
+    by_label: dict[str, list[int]] = defaultdict(list)
+    for i, label in enumerate(labels):
+        by_label[label].append(i)
+    keep = sorted(by_label, key=lambda k: (-len(by_label[k]), k))[:top]
+    model.eval()
+    table = model.routing_table({k: images[torch.tensor(by_label[k])] for k in keep})
+    names = [spec.split()[0] for spec in model.config.experts]
+    return names, [(k, len(by_label[k]), table[k]) for k in keep]
+
+
 def format_table(names: list[str], rows: list[tuple[str, int, list[float]]]) -> str:
-    """A Markdown table: label, texts, then one column per expert (share of the label's texts)."""
-    head = ["input", "texts", *(f"{i}: {n}" for i, n in enumerate(names))]
+    """A Markdown table: label, count (texts or images), then one column per expert (the share of
+    the label's inputs routed to it)."""
+    head = ["input", "count", *(f"{i}: {n}" for i, n in enumerate(names))]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for label, n, shares in rows:
         lines.append("| " + " | ".join([label, str(n), *(f"{s:.2f}" for s in shares)]) + " |")
@@ -65,7 +105,7 @@ def format_table(names: list[str], rows: list[tuple[str, int, list[float]]]) -> 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m axon.lab.routing", description=__doc__.splitlines()[0])
     p.add_argument("run_dir")
-    p.add_argument("--file", default="bundled:speakers/val.jsonl", help="JSONL rows {text, label}")
+    p.add_argument("--file", default=None, help="JSONL rows {text, label} (text runs; default: bundled:speakers/val.jsonl)")
     p.add_argument("--top", type=int, default=10, help="the most frequent labels (0: all)")
     args = p.parse_args(argv)
     try:

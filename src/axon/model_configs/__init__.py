@@ -41,6 +41,8 @@ from axon.model_configs.reward import RewardConfig
 from axon.model_configs.rnn import PRESETS as RNN_PRESETS
 from axon.model_configs.routed import PRESETS as ROUTED_PRESETS
 from axon.model_configs.routed import RoutedConfig
+from axon.model_configs.routed_vision import PRESETS as ROUTED_VISION_PRESETS
+from axon.model_configs.routed_vision import RoutedVisionConfig
 from axon.model_configs.rnn import RNNConfig
 from axon.model_configs.rnn_classifier import PRESETS as RNN_CLASSIFIER_PRESETS
 from axon.model_configs.rnn_classifier import RNNClassifierConfig
@@ -91,6 +93,7 @@ FAMILY_CONFIGS: dict[str, FamilyConfig] = {
     "dpr": FamilyConfig(DPRConfig, DPR_PRESETS),
     "routed": FamilyConfig(RoutedConfig, ROUTED_PRESETS),
     "embed_reader": FamilyConfig(EmbedReaderConfig, EMBED_READER_PRESETS),
+    "routed_vision": FamilyConfig(RoutedVisionConfig, ROUTED_VISION_PRESETS),
 }
 
 __all__ = [
@@ -110,6 +113,7 @@ __all__ = [
     "RewardConfig",
     "RNNConfig",
     "RoutedConfig",
+    "RoutedVisionConfig",
     "RNNClassifierConfig",
     "TransformerConfig",
     "UNetConfig",

@@ -40,6 +40,8 @@ from axon.models.rnn import PRESETS as RNN_PRESETS
 from axon.models.rnn import RNNLM, RNNConfig
 from axon.models.routed import PRESETS as ROUTED_PRESETS
 from axon.models.routed import Routed, RoutedConfig
+from axon.models.routed_vision import PRESETS as ROUTED_VISION_PRESETS
+from axon.models.routed_vision import RoutedVision, RoutedVisionConfig
 from axon.models.rnn_classifier import PRESETS as RNN_CLASSIFIER_PRESETS
 from axon.models.rnn_classifier import RNNClassifier, RNNClassifierConfig
 from axon.models.seq2seq import PRESETS as SEQ2SEQ_PRESETS
@@ -96,6 +98,8 @@ FAMILIES: dict[str, Family] = {
     "dpr": Family(DPRConfig, DPR, DPR_PRESETS, task="dpr"),  # Karpukhin et al. 2020: question and passage encoders
     "routed": Family(RoutedConfig, Routed, ROUTED_PRESETS, other_tasks=CAUSAL_LM_TASKS),  # a Switch router over whole LMs
     "embed_reader": Family(EmbedReaderConfig, EmbedReader, EMBED_READER_PRESETS, task="rag"),  # passage vectors as a decoder prefix (issue 23)
+    "routed_vision": Family(RoutedVisionConfig, RoutedVision, ROUTED_VISION_PRESETS, task="image_classify",
+                            other_tasks=("detect",)),  # a Switch router over whole image models (config.tasks: which)
 }
 
 

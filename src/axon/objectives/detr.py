@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from axon.models.base import unwrap
 from axon.nn.boxes import box_cxcywh_to_xyxy, generalized_box_iou
 from axon.nn.precision import at_least_fp32
 
@@ -111,7 +112,11 @@ class SetCriterion:
             matches = self.match(all_logits[layer], all_boxes[layer], labels, target_boxes)
             parts = set_loss(all_logits[layer], all_boxes[layer], labels, target_boxes, matches, self.eos_coef, num_boxes)
             loss = loss + sum(self.weights[k] * v for k, v in parts.items())
-        return loss, {**{k: v.detach() for k, v in parts.items()}, "count": images.size(0)}
+        parts = {k: v.detach() for k, v in parts.items()}
+        for name, value in unwrap(model).aux_losses().items():  # a routed model's balance and z-losses
+            loss = loss + value
+            parts[name] = value.detach()
+        return loss, {**parts, "count": images.size(0)}
 
 
 __all__ = ["SetCriterion", "hungarian_match", "match_cost", "set_loss"]

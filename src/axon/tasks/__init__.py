@@ -108,9 +108,16 @@ CHAT_TASKS = ("sft", "ppo", "grpo", "dpo", "online_dpo")
 
 
 def task_name(cfg) -> str:
+    return cfg.task or served_tasks(cfg)[0]
+
+
+def served_tasks(cfg) -> tuple[str, ...]:
+    """The tasks the run's model serves, its default first: the family's, or those its config
+    narrows them to (``model.tasks``: a routed vision model's experts classify or detect)."""
     from axon.models import FAMILIES
 
-    return cfg.task or FAMILIES[cfg.model.family].task
+    family = FAMILIES[cfg.model.family]
+    return getattr(cfg.model, "tasks", None) or (family.task, *family.other_tasks)
 
 
 def build_task(cfg, device: torch.device) -> TaskSetup:
@@ -119,8 +126,7 @@ def build_task(cfg, device: torch.device) -> TaskSetup:
         raise ConfigError(f"task: unknown task {name!r}; choose one of: {', '.join(sorted(TASKS))}")
     from axon.models import FAMILIES
 
-    family = FAMILIES[cfg.model.family]
-    served = (family.task, *family.other_tasks)
+    served = served_tasks(cfg)
     if name not in served:
         doers = [f for f, fam in FAMILIES.items() if name in (fam.task, *fam.other_tasks)]
         raise ConfigError(f"task: a {cfg.model.family} model does not do {name!r} (it does {', '.join(served)}); "

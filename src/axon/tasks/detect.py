@@ -1,4 +1,5 @@
-"""The ``detect`` task: object detection as set prediction, for the ``detr`` family.
+"""The ``detect`` task: object detection as set prediction, for the ``detr`` family (and
+``routed_vision`` over DETR experts).
 
     images (B, C, S, S) in [-1, 1] --hflip, boxes too (training only)--> model(images)
         -> (logits (L, B, N, K + 1), boxes (L, B, N, 4)) --> DETR's set loss (axon.objectives.detr)

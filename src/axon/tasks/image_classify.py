@@ -1,5 +1,5 @@
 """The ``image_classify`` task: one label per image, for every image family (``resnet``; the ViT,
-Vision Mamba and hybrid families serve it too).
+Vision Mamba and hybrid families serve it too, and ``routed_vision`` over classifiers).
 
     images (B, C, H, W) in [-1, 1] --augment (training only)--> model(images) -> logits (B, K)
                                                                   --> cross-entropy with the labels
