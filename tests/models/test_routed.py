@@ -290,3 +290,38 @@ def test_an_idle_expert_gets_zero_gradients_in_training():
     assert (m.last_route == 0).all()
     assert all(p.grad is not None and not p.grad.any() for p in m.experts[1].parameters())
     assert any(p.grad.any() for p in m.experts[0].parameters())
+
+
+def test_a_rag_reader_and_a_base_decoder_start_a_routed_reader(tmp_path, cache_dir, capsys):
+    """The issue's language trio on the rag task: expert 0 from a rag run (a reader), expert 1 from
+    a plain LM run (as a DPO-tuned decoder would be: no pad/BOS/EOS ids, so its embedding and output
+    rows are extended by the reader's three), expert 2 a Mamba from scratch -- all on one tokenizer.
+    Another tokenizer is refused in one line before anything trains."""
+    common = [*RUN, f"--out_dir={tmp_path}", f"--data.cache_dir={cache_dir}", "--train.max_steps=2",
+              "--model.block_size=64"]
+    rag = ["--task=rag", "--rag.kb_entities=20", "--rag.eval_questions=4", "--rag.max_answer_tokens=4"]
+    base = train(load_config(None, [*common, "--model.preset=tiny", "--data.tokenizer=bpe", "--data.vocab_size=300",
+                                    "--name=base"]))
+    tok = str(Path(base["run_dir"]) / "tokenizer.json")
+    reader = train(load_config(None, [*common, *rag, "--model.preset=tiny", f"--data.tokenizer={tok}", "--name=reader"]))
+    routed_args = [*common, *rag, "--model.family=routed", "--model.experts=[decoder:tiny, decoder:tiny, mamba:tiny]",
+                   f"--model.expert_runs=[{reader['run_dir']}, {base['run_dir']}, null]", "--model.route_tokens=8",
+                   "--optim.name=adamw", "--optim.lr=1e-12"]
+    out = train(load_config(None, [*routed_args, f"--data.tokenizer={tok}", "--name=routed", "--train.max_steps=1"]))
+    assert "em" in out or any(k.endswith("em") for k in out), out
+    _, m, _ = load_run(out["run_dir"], device="cpu")
+    _, r, _ = load_run(reader["run_dir"], device="cpu")
+    _, b, _ = load_run(base["run_dir"], device="cpu")
+    for name, p in r.state_dict().items():
+        assert torch.allclose(m.experts[0].state_dict()[name], p, atol=1e-8), name
+    V = b.config.vocab_size
+    assert m.config.vocab_size == V + 3  # the reader's pad, BOS and EOS after the tokenizer's ids
+    for name, p in b.state_dict().items():
+        mine = m.experts[1].state_dict()[name]
+        assert torch.allclose(mine[:V] if name in ("wte.weight", "lm_head.weight") else mine, p, atol=1e-8), name
+    assert "wte.weight, lm_head.weight extended by this run's 3 extra token ids" in capsys.readouterr().err
+    assert main(["train", *routed_args, "--name=bad"]) == 2  # the reader's own char tokenizer: not the experts'
+    err = capsys.readouterr().err.strip()
+    assert "model.expert_runs[0]:" in err and "was trained with another tokenizer than this run's" in err, err
+    errors = [line for line in err.splitlines() if "error" in line]  # (the char reader's data may warn of cut inputs)
+    assert len(errors) == 1 and errors[0] == err.splitlines()[-1] and not (tmp_path / "bad").exists()

@@ -42,7 +42,9 @@ as the router learns and is unknown before training, where the lab sets budgets;
 fixed bound that no row exceeds. Equal-sized experts (the comparison in configs/routed/) make the
 two the same. The early positions' extra passes are not counted (see above).
 
-Vision is not routed here: docs/routed.md says why.
+Vision: ``axon.models.routed_vision`` routes whole images among whole image models (classifiers or
+detectors). Experts started from runs (``expert_runs``) must share the run's tokenizer; a source
+without the run's extra token ids (a rag reader's pad/BOS/EOS) is extended (``axon.train.run.init_submodule``).
 """
 
 from __future__ import annotations

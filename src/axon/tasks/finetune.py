@@ -36,13 +36,10 @@ def init_run_dir(source: str | Path) -> Path:
     return path.parent.parent if (path / "state.json").is_file() and path.parent.name == "checkpoints" else path
 
 
-def load_pretrained_body(model: torch.nn.Module, source: str | Path, heads: tuple[str, ...] = HEAD_PREFIXES) -> dict:
-    """Initialise ``model`` from the newest valid checkpoint of ``source`` (a run directory or a
-    ``step_*`` directory), keeping the model's own head where the checkpoint has none (or one of
-    another shape). ``heads``: the parameter-name prefixes of heads (the model's own, left at
-    their initialisation, and the checkpoint's, dropped). A tensor tied to another is stored once
-    (``axon.train.checkpoint``); it loads under each of its names. Returns {"checkpoint",
-    "loaded", "initialised", "dropped"} and prints it."""
+def read_checkpoint_state(source: str | Path, what: str = "train.init_from") -> tuple[Path, dict[str, torch.Tensor]]:
+    """(checkpoint directory, {name: tensor}) of the newest valid checkpoint of ``source`` (a run
+    directory or a ``step_*`` directory); a tensor tied to another, stored once, is given under each
+    of its names. ``what``: the setting that named ``source``, for the error."""
     from safetensors import safe_open
     from safetensors.torch import load_file
 
@@ -60,11 +57,22 @@ def load_pretrained_body(model: torch.nn.Module, source: str | Path, heads: tupl
             problems.append(str(e))
     if ckpt is None:
         why = f" ({problems[0]})" if problems else ""
-        raise ConfigError(f"train.init_from: no valid checkpoint in {path}{why}")
+        raise ConfigError(f"{what}: no valid checkpoint in {path}{why}")
     state = load_file(str(ckpt / "model.safetensors"))
     with safe_open(str(ckpt / "model.safetensors"), "pt") as f:  # tied names -> the name stored (a decoder's wte)
         tied = {k: v for k, v in (f.metadata() or {}).items() if v in state and k not in state}
     state.update({k: state[v] for k, v in tied.items()})
+    return ckpt, state
+
+
+def load_pretrained_body(model: torch.nn.Module, source: str | Path, heads: tuple[str, ...] = HEAD_PREFIXES) -> dict:
+    """Initialise ``model`` from the newest valid checkpoint of ``source`` (a run directory or a
+    ``step_*`` directory), keeping the model's own head where the checkpoint has none (or one of
+    another shape). ``heads``: the parameter-name prefixes of heads (the model's own, left at
+    their initialisation, and the checkpoint's, dropped). A tensor tied to another is stored once
+    (``axon.train.checkpoint``); it loads under each of its names. Returns {"checkpoint",
+    "loaded", "initialised", "dropped"} and prints it."""
+    ckpt, state = read_checkpoint_state(source)
     own = model.state_dict()
     is_head = lambda k: k.startswith(heads)  # noqa: E731
     loaded, fresh = {}, []

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 import time
 import warnings
 from contextlib import ExitStack
@@ -248,7 +249,8 @@ def _train_locked(cfg: RunConfig, d, resume, overrides, held: ExitStack) -> dict
         model = build_model(cfg.model)
         if resume is None or restart:  # submodules started from other runs (a routed model's experts)
             for name, (source, what) in model.init_sources().items():
-                init_weights(model.get_submodule(name), source, what)
+                check_same_tokenizer(task.tokenizer, source, what)
+                init_submodule(model.get_submodule(name), source, what, getattr(cfg.model, "vocab_size", None))
         if tc.init_from and (resume is None or restart):
             report = (task.init_weights or init_weights)(model, tc.init_from)
             fresh = report.get("initialised", []) if isinstance(report, dict) else []
@@ -356,6 +358,57 @@ def init_weights(model: torch.nn.Module, source: str | Path, what: str = "train.
         load_checkpoint(path, model)
         return path
     raise ConfigError(f"{what}: {path} is neither a run directory nor a checkpoint directory")
+
+
+def init_submodule(module: torch.nn.Module, source: str | Path, what: str, vocab_size: int | None) -> Path:
+    """Start a submodule (a routed model's expert) from the newest valid checkpoint of a run.
+    Strict, with one allowance: a source trained without this run's extra tokens -- the pad, BOS
+    and EOS ids a task such as rag appends after the tokenizer's (``axon.data.pairs.SpecialIds``)
+    -- fills the first rows of each matrix that has ``vocab_size`` rows (the embedding, the output
+    layer), the extra rows keeping their initialisation. ``what``: the setting, for the error."""
+    from axon.tasks.finetune import read_checkpoint_state
+
+    path = Path(source)
+    if not (path / "checkpoints").is_dir() and not (path / "state.json").is_file():
+        raise ConfigError(f"{what}: {path} is neither a run directory nor a checkpoint directory")
+    ckpt, state = read_checkpoint_state(path, what)
+    own = module.state_dict()
+    load, grown = {}, []
+    for k, t in own.items():
+        if k not in state:
+            raise ConfigError(f"{what}: {ckpt} has no tensor {k}; is it a run of this expert's architecture?")
+        theirs = state[k]
+        if theirs.shape == t.shape:
+            load[k] = theirs
+        elif t.size(0) == vocab_size and theirs.dim() == t.dim() and theirs.shape[1:] == t.shape[1:] and theirs.size(0) < vocab_size:
+            load[k] = torch.cat([theirs.to(t.dtype), t[theirs.size(0):]])  # the source's vocabulary, then this run's extra ids
+            grown.append(k)
+        else:
+            raise ConfigError(f"{what}: {ckpt}: {k} has shape {tuple(theirs.shape)}, this expert needs {tuple(t.shape)}; "
+                              "is it a run of this expert's architecture?")
+    stray = sorted(k for k in state if k not in own)
+    if stray:
+        raise ConfigError(f"{what}: {ckpt}: tensor {stray[0]} has no place in this expert; is it a run of its architecture?")
+    module.load_state_dict(load)
+    if grown:
+        print(f"{what}: {ckpt}: {', '.join(grown)} extended by this run's {vocab_size - state[grown[0]].size(0)} extra "
+              "token ids (initialised here)", file=sys.stderr)
+    return ckpt
+
+
+def check_same_tokenizer(tokenizer, source: str | Path, what: str) -> None:
+    """A submodule started from another run (a routed model's expert) reads this run's token ids:
+    the source run's ``tokenizer.json``, where it has one, must be this run's tokenizer."""
+    import tempfile
+
+    theirs = Path(source) / "tokenizer.json"
+    if tokenizer is None or not theirs.is_file():
+        return
+    with tempfile.TemporaryDirectory() as d:
+        mine = tokenizer.save(Path(d) / "tokenizer.json").read_text(encoding="utf-8")
+    if json.loads(mine) != json.loads(theirs.read_text(encoding="utf-8")):
+        raise ConfigError(f"{what}: {source} was trained with another tokenizer than this run's; its weights read "
+                          f"other token ids (set data.tokenizer={theirs} to use its tokenizer)")
 
 
 def load_run(run_dir: str | Path, device: str = "auto"):
