@@ -72,14 +72,14 @@ class ControllerConfig:
 
 
 VAE_PRESETS: dict[str, dict] = {
-    "tiny": dict(params="48,115", source="for tests", config=dict(frame_size=32, channels=8, z_dim=8)),
-    "chase": dict(params="183,363", source="ours: 32x32 Chase frames", config=dict(frame_size=32, channels=16, z_dim=16)),
+    "tiny": dict(params="34,147", source="for tests", config=dict(frame_size=32, channels=8, z_dim=8)),
+    "chase": dict(params="133,827", source="ours: 32x32 Chase frames", config=dict(frame_size=32, channels=16, z_dim=16)),
 }
 MDNRNN_PRESETS: dict[str, dict] = {
-    "tiny": dict(params="(z 8) 11,385", source="for tests", config=dict(hidden=32, mixtures=3, block_size=16)),
-    "chase": dict(params="(z 16) 38,049", source="ours", config=dict(hidden=64, mixtures=5, block_size=32)),
+    "tiny": dict(params="7,913", source="for tests", config=dict(z_dim=8, hidden=32, mixtures=3, block_size=16)),
+    "chase": dict(params="36,913", source="ours", config=dict(z_dim=16, hidden=64, mixtures=5, block_size=32)),
 }
 CONTROLLER_PRESETS: dict[str, dict] = {
-    "tiny": dict(params="(z 8, h 32) 41", source="for tests", config=dict()),
-    "chase": dict(params="(z 16, h 64) 81", source="the paper's linear C", config=dict()),
+    "tiny": dict(params="41", source="for tests", config=dict(z_dim=8, hidden=32)),
+    "chase": dict(params="81", source="the paper's linear C", config=dict(z_dim=16, hidden=64)),
 }

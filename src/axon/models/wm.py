@@ -39,6 +39,9 @@ from axon.model_configs.wm import (  # noqa: F401 (re-exported: the families' co
 from axon.models.base import Model
 from axon.models.rnn import CELLS, recurrent_matmul_params
 
+__all__ = ["CONTROLLER_PRESETS", "MDNRNN_PRESETS", "VAE_PRESETS", "ControllerConfig", "ConvVAE", "LinearController",
+           "MDNRNN", "MDNRNNConfig", "WMVAEConfig", "mdn_nll", "sample_mdn"]
+
 LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
 
 

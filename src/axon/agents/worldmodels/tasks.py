@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -33,6 +34,9 @@ import torch
 from axon.agents.worldmodels.env import Chase, collect
 from axon.errors import ConfigError
 from axon.models.base import unwrap
+
+if TYPE_CHECKING:
+    from axon.tasks.base import TaskSetup
 
 # axon.tasks.base.TaskSetup is imported inside the builders: axon.tasks imports this module for its registry.
 ROLLOUTS_FILE = "rollouts.npz"  # wm_vae: the random-policy rollouts (frames uint8, actions, rewards), train and val
