@@ -257,7 +257,7 @@ class MDNLoss:
         nll = mdn_nll(log_pi, mu, log_sigma, z_next).mean()
         reward_mse = ((reward - r) ** 2).mean()
         if model.training:
-            self.seen.append(float(reward_mse))
+            self.seen.append(float(reward_mse.detach()))
         return nll + reward_mse, {"ce": nll.detach(), "reward_mse": reward_mse.detach(), "count": z.shape[0] * z.shape[1]}
 
 
@@ -378,7 +378,7 @@ class CMAObjective:
         zero = 0 * (c.weight.sum() + c.bias.sum())  # the graph the trainer's backward needs; its gradient is 0
         if kind == EVAL:
             ret = self.returns(c, c.flat()[None], "real", self.w.eval_episodes, [EVAL_SEED, 0])[0]
-            return zero - float(ret), {"ce": -float(ret), "count": 1}
+            return -ret.detach(), {"ce": -float(ret), "count": 1}
         gen = int(batch[1][0])
         if int(c.es.generation) != gen:
             raise ValueError(f"the CMA-ES state holds generation {int(c.es.generation)}, the batch names {gen}")
@@ -452,6 +452,13 @@ def plot_returns(run_dir: Path) -> Path | None:
         if val:
             ax.plot(*zip(*val), "o-", label=label, linewidth=1.5)
     ax.set_xlabel("generation")
+    per_gen = rows[-1].get("real_env_steps", 0.0) / rows[-1]["step"]  # real steps one generation uses
+    if per_gen > 0:
+        top = ax.secondary_xaxis("top", functions=(lambda g: g * per_gen, lambda s: s / per_gen))
+        top.set_xlabel("real environment steps used by the search")
+    else:
+        ax.text(0.02, 0.97, "trained in the dream: 0 real environment steps", transform=ax.transAxes,
+                va="top", fontsize=8)
     ax.set_ylabel("return per episode")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
