@@ -29,7 +29,7 @@ def test_chase_is_a_pure_function_of_seed_and_actions():
     env.bx[:], env.px[:] = 0.5, np.array([0.5, 0.9])
     env.vx[:] = 0.0
     _, r, done = env.step([0.0, 0.0])
-    assert np.allclose(r, [1.0, 1.0 - 0.4 / 0.25 if 0.4 < 0.25 else 0.0]) and not done  # under the ball: 1; far: 0
+    assert np.allclose(r, [1.0, 0.0]) and not done  # under the ball: 1; 0.4 away (beyond 0.25): 0
     for _ in range(3):
         *_, done = env.step([1.0, 1.0])
     assert done and env.px[1] == 1.0  # clipped at the wall
