@@ -106,7 +106,7 @@ class DataConfig:
 CORPUS_NAMES = ("shakespeare",)
 # The tasks a config may name (axon.tasks.TASKS; tests/test_layering.py checks they agree).
 TASK_NAMES = ("lm", "mlm", "classify", "seq2seq", "word2vec", "sft", "reward", "ppo", "dpo", "grpo", "online_dpo",
-              "diffusion", "image_classify", "detect", "vq", "mixed_modal", "dpr", "rag")
+              "diffusion", "image_classify", "detect", "vq", "mixed_modal", "dpr", "rag", "wm_vae", "wm_mdn", "wm_controller")
 # data.dataset of image_classify (digits: axon.tasks.image_classify) and detect (shapes: axon.tasks.detect)
 IMAGE_DATASETS = ("digits", "shapes")
 # The names axon.train.optim.OPTIMIZERS builds, in its order. A copy, so that validating a config
@@ -648,6 +648,34 @@ class DetectConfig:
 
 
 @dataclass
+class WorldModelConfig:
+    # World Models (axon.agents.worldmodels.tasks): V (task wm_vae), M (wm_mdn), C (wm_controller) on
+    # the Chase pixel environment (axon.agents.worldmodels.env)
+    frame_size: int = 32  # pixels a side of the frames
+    horizon: int = 64  # steps per episode
+    episodes: int = 200  # random-policy episodes the wm_vae run collects (frames for V, rollouts for M)
+    val_episodes: int = 20  # more, held out
+    data_seed: int = 0
+    kl_tolerance: float = 0.5  # V: the KL term is floored at this many nats per latent dim (the paper's 0.5)
+    vae_run: str | None = None  # wm_mdn, wm_controller: the wm_vae run whose V and rollouts they use
+    mdn_run: str | None = None  # wm_controller: the wm_mdn run (M)
+    fitness: Literal["dream", "real"] = "dream"  # C's fitness: returns inside M, or in the real environment
+    temperature: float = 1.15  # dream rollouts sample M at this temperature (the paper's tau)
+    rollouts: int = 4  # episodes per candidate per generation
+    eval_episodes: int = 32  # episodes (fixed seeds) an evaluation averages, real and dream
+
+    def __post_init__(self):
+        check_fields(self, "world_model.")
+        check(self.frame_size >= 8 and self.frame_size % 8 == 0, "world_model.frame_size",
+              f"must be a positive multiple of 8, got {self.frame_size}")
+        for name in ("horizon", "episodes", "val_episodes", "rollouts", "eval_episodes"):
+            check(getattr(self, name) >= 1, f"world_model.{name}", f"must be >= 1, got {getattr(self, name)}")
+        check(0 <= self.data_seed <= SEED_MAX, "world_model.data_seed", f"must be in [0, {SEED_MAX}], got {self.data_seed}")
+        check(self.kl_tolerance >= 0, "world_model.kl_tolerance", f"must be >= 0, got {self.kl_tolerance}")
+        check(self.temperature > 0, "world_model.temperature", f"must be > 0, got {self.temperature}")
+
+
+@dataclass
 class RunConfig:
     out_dir: str = "runs"
     name: str | None = None  # run directory name; default: <date>-<time>
@@ -668,6 +696,7 @@ class RunConfig:
     detect: DetectConfig = field(default_factory=DetectConfig)
     mixed_modal: MixedModalConfig = field(default_factory=MixedModalConfig)
     rag: RagConfig = field(default_factory=RagConfig)
+    world_model: WorldModelConfig = field(default_factory=WorldModelConfig)
 
     def __post_init__(self):
         if self.model is None:
@@ -690,7 +719,7 @@ SECTIONS = {"data": DataConfig, "optim": OptimConfig, "schedule": ScheduleConfig
             "lora": LoRAConfig, "ppo": PPOConfig, "dpo": DPOConfig, "grpo": GRPOConfig,
             "online_dpo": OnlineDPOConfig, "diffusion": DiffusionConfig,
             "image_classify": ImageClassifyConfig, "detect": DetectConfig,
-            "mixed_modal": MixedModalConfig, "rag": RagConfig}
+            "mixed_modal": MixedModalConfig, "rag": RagConfig, "world_model": WorldModelConfig}
 TOP_LEVEL = ("out_dir", "name", "task")
 
 

@@ -149,5 +149,5 @@ def test_every_family_has_a_count_and_null_vocab_is_refused():
             c.num_labels = 3
         assert flops_per_token(c) > 0 and count_params(c) > 0
     assert no_vocabulary == ["unet", "mlp_denoiser", "resnet", "vit", "vision_mamba", "vit_hybrid", "detr", "vqvae",
-                             "routed_vision"]  # images and points, not tokens
+                             "routed_vision", "wm_vae", "wm_mdnrnn", "wm_controller"]  # images, points, latents: not tokens
     assert not torch.empty(0).is_meta  # the meta device did not leak out

@@ -43,6 +43,7 @@ from axon.model_configs.routed import PRESETS as ROUTED_PRESETS
 from axon.model_configs.routed import RoutedConfig
 from axon.model_configs.routed_vision import PRESETS as ROUTED_VISION_PRESETS
 from axon.model_configs.routed_vision import RoutedVisionConfig
+from axon.model_configs.wm import CONTROLLER_PRESETS, MDNRNN_PRESETS, VAE_PRESETS, ControllerConfig, MDNRNNConfig, WMVAEConfig
 from axon.model_configs.rnn import RNNConfig
 from axon.model_configs.rnn_classifier import PRESETS as RNN_CLASSIFIER_PRESETS
 from axon.model_configs.rnn_classifier import RNNClassifierConfig
@@ -94,6 +95,9 @@ FAMILY_CONFIGS: dict[str, FamilyConfig] = {
     "routed": FamilyConfig(RoutedConfig, ROUTED_PRESETS),
     "embed_reader": FamilyConfig(EmbedReaderConfig, EMBED_READER_PRESETS),
     "routed_vision": FamilyConfig(RoutedVisionConfig, ROUTED_VISION_PRESETS),
+    "wm_vae": FamilyConfig(WMVAEConfig, VAE_PRESETS),
+    "wm_mdnrnn": FamilyConfig(MDNRNNConfig, MDNRNN_PRESETS),
+    "wm_controller": FamilyConfig(ControllerConfig, CONTROLLER_PRESETS),
 }
 
 __all__ = [
@@ -122,4 +126,7 @@ __all__ = [
     "ViTHybridConfig",
     "VQVAEConfig",
     "Word2VecConfig",
+    "WMVAEConfig",
+    "MDNRNNConfig",
+    "ControllerConfig",
 ]

@@ -42,6 +42,9 @@ from axon.models.routed import PRESETS as ROUTED_PRESETS
 from axon.models.routed import Routed, RoutedConfig
 from axon.models.routed_vision import PRESETS as ROUTED_VISION_PRESETS
 from axon.models.routed_vision import RoutedVision, RoutedVisionConfig
+from axon.models.wm import (
+    CONTROLLER_PRESETS, MDNRNN_PRESETS, VAE_PRESETS, ControllerConfig, ConvVAE, LinearController, MDNRNN, MDNRNNConfig, WMVAEConfig,
+)
 from axon.models.rnn_classifier import PRESETS as RNN_CLASSIFIER_PRESETS
 from axon.models.rnn_classifier import RNNClassifier, RNNClassifierConfig
 from axon.models.seq2seq import PRESETS as SEQ2SEQ_PRESETS
@@ -100,6 +103,9 @@ FAMILIES: dict[str, Family] = {
     "embed_reader": Family(EmbedReaderConfig, EmbedReader, EMBED_READER_PRESETS, task="rag"),  # passage vectors as a decoder prefix (issue 23)
     "routed_vision": Family(RoutedVisionConfig, RoutedVision, ROUTED_VISION_PRESETS, task="image_classify",
                             other_tasks=("detect",)),  # a Switch router over whole image models (config.tasks: which)
+    "wm_vae": Family(WMVAEConfig, ConvVAE, VAE_PRESETS, task="wm_vae"),  # World Models' V, Ha & Schmidhuber 2018
+    "wm_mdnrnn": Family(MDNRNNConfig, MDNRNN, MDNRNN_PRESETS, task="wm_mdn"),  # World Models' M
+    "wm_controller": Family(ControllerConfig, LinearController, CONTROLLER_PRESETS, task="wm_controller"),  # C, by CMA-ES
 }
 
 

@@ -65,6 +65,10 @@ Family by family (what ``flops_per_token(model_cfg)`` returns):
     detr            per image: the ResNet backbone's count, 6 x (1x1 projection x S + encoder matrices x S
                     + decoder matrices x N queries, its cross-attention keys/values x S + heads x N per
                     decoder layer) + 12 (enc_layers S^2 + dec_layers N (N + S)) d; S = H' W' tokens
+    wm_vae          per frame: 6 x (each encoder and decoder convolution's weights x its output positions
+                    + the mu, logvar and expand linears)
+    wm_mdnrnn       per step: 6 x (the LSTM's / GRU's matmul weights + the MDN head's matrix)
+    wm_controller   per step: 2 x its weights (a forward only: CMA-ES trains it, no backward)
 
 Peak FLOP/s: a GPU's dense bf16 tensor-core peak (no sparsity) from the vendor's data sheet
 (``GPU_BF16_PEAK``); an unknown GPU's measured bf16 matmul peak; a CPU's measured fp32 matmul

@@ -47,6 +47,10 @@ they read (files, tokenizers, datasets of batches) is ``axon.data``'s:
               negatives on a passage collection; top-1/5/20 retrieval accuracy against BM25
     rag       a reader answering questions from retrieved passages (a causal LM reading them
               concatenated, or seq2seq fusing them in its decoder, FiD), or closed-book; exact match
+    wm_vae, wm_mdn, wm_controller
+              World Models (axon.agents.worldmodels): V, a convolutional VAE of Chase frames; M, an
+              MDN-RNN over (z, action); C, a linear controller on [z, h] by CMA-ES, in M's dream or
+              the real environment
 
 A new task is a module here with a ``(cfg, device) -> TaskSetup`` builder, a line in ``TASKS``,
 and the families that run it listing it (``Family.task`` / ``other_tasks`` in ``axon.models``):
@@ -80,6 +84,7 @@ from axon.tasks import (
     vq,
     word2vec,
 )
+from axon.agents.worldmodels import tasks as worldmodels_tasks
 from axon.tasks.base import TaskBuilder, TaskSetup, set_vocab_size
 
 TASKS: dict[str, TaskBuilder] = {
@@ -101,6 +106,9 @@ TASKS: dict[str, TaskBuilder] = {
     "mixed_modal": mixed_modal.mixed_modal_task,
     "dpr": dpr.dpr_task,
     "rag": rag.rag_task,
+    "wm_vae": worldmodels_tasks.wm_vae_task,  # World Models' V, M and C (axon.agents.worldmodels)
+    "wm_mdn": worldmodels_tasks.wm_mdn_task,
+    "wm_controller": worldmodels_tasks.wm_controller_task,
 }
 
 #: Tasks whose runs answer a user in the chat template (axon sample wraps the prompt in it; axon label samples them).
