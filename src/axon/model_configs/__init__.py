@@ -30,6 +30,8 @@ from axon.model_configs.late_fusion import PRESETS as LATE_FUSION_PRESETS
 from axon.model_configs.late_fusion import LateFusionConfig
 from axon.model_configs.mamba import PRESETS as MAMBA_PRESETS
 from axon.model_configs.mamba import MambaConfig
+from axon.model_configs.marl import PRESETS as MARL_PRESETS
+from axon.model_configs.marl import MARLConfig
 from axon.model_configs.mlp_denoiser import PRESETS as MLP_DENOISER_PRESETS
 from axon.model_configs.mlp_denoiser import MLPDenoiserConfig
 from axon.model_configs.progressive import PRESETS as PROGRESSIVE_PRESETS
@@ -94,6 +96,7 @@ FAMILY_CONFIGS: dict[str, FamilyConfig] = {
     "routed": FamilyConfig(RoutedConfig, ROUTED_PRESETS),
     "embed_reader": FamilyConfig(EmbedReaderConfig, EMBED_READER_PRESETS),
     "routed_vision": FamilyConfig(RoutedVisionConfig, ROUTED_VISION_PRESETS),
+    "marl": FamilyConfig(MARLConfig, MARL_PRESETS),
 }
 
 __all__ = [
@@ -107,6 +110,7 @@ __all__ = [
     "EmbedReaderConfig",
     "LateFusionConfig",
     "MambaConfig",
+    "MARLConfig",
     "MLPDenoiserConfig",
     "ProgressiveConfig",
     "ResNetConfig",

@@ -28,6 +28,8 @@ from axon.models.late_fusion import PRESETS as LATE_FUSION_PRESETS
 from axon.models.late_fusion import LateFusion, LateFusionConfig
 from axon.models.mamba import PRESETS as MAMBA_PRESETS
 from axon.models.mamba import Mamba, MambaConfig
+from axon.models.marl import PRESETS as MARL_PRESETS
+from axon.models.marl import MARLConfig, MultiAgentActorCritic
 from axon.models.mlp_denoiser import PRESETS as MLP_DENOISER_PRESETS
 from axon.models.mlp_denoiser import MLPDenoiser, MLPDenoiserConfig
 from axon.models.progressive import PRESETS as PROGRESSIVE_PRESETS
@@ -100,6 +102,7 @@ FAMILIES: dict[str, Family] = {
     "embed_reader": Family(EmbedReaderConfig, EmbedReader, EMBED_READER_PRESETS, task="rag"),  # passage vectors as a decoder prefix (issue 23)
     "routed_vision": Family(RoutedVisionConfig, RoutedVision, ROUTED_VISION_PRESETS, task="image_classify",
                             other_tasks=("detect",)),  # a Switch router over whole image models (config.tasks: which)
+    "marl": Family(MARLConfig, MultiAgentActorCritic, MARL_PRESETS, task="mappo"),  # MAPPO / IPPO, Yu et al. 2022 (issue 24)
 }
 
 
