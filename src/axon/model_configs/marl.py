@@ -52,8 +52,8 @@ class MARLConfig:
 
 # Named sizes; tests/agents/test_marl_mappo.py checks the counts (cover, 2 agents, view 1, obs_dim 12).
 PRESETS: dict[str, dict] = {
-    "tiny": dict(params="1,463 (MAPPO, 2 agents, obs 12)", source="for tests", config=dict(n_embd=16, n_layer=1)),
-    "small": dict(params="10,311 (MAPPO, 2 agents, obs 12)",
+    "tiny": dict(params="774 (MAPPO, 2 agents, obs 12)", source="for tests", config=dict(n_embd=16, n_layer=1)),
+    "small": dict(params="11,398 (MAPPO, 2 agents, obs 12)",
                   source="MAPPO's MPE actor and critic are 64-wide MLPs of two hidden layers (Yu et al. 2022, "
                          "table 13); trains on one CPU thread in minutes",
                   config=dict(n_embd=64, n_layer=2)),

@@ -33,6 +33,7 @@ import math
 import torch
 from torch import nn
 
+from axon.errors import ConfigError
 from axon.model_configs.marl import PRESETS, MARLConfig  # noqa: F401 (re-exported: the family's config and sizes)
 from axon.models.actor_critic import RolloutStore
 from axon.models.base import Model
@@ -64,7 +65,7 @@ class MultiAgentActorCritic(Model):
         super().__init__()
         for name in ("obs_dim", "n_agents", "n_actions"):
             if getattr(cfg, name) is None:
-                raise ValueError(f"model.{name} is null: the mappo task fills it from its environment")
+                raise ConfigError(f"model.{name} is null: the mappo task fills it from its environment (or set it)")
         self.config = cfg
         N, D, A, H = cfg.n_agents, cfg.obs_dim, cfg.n_actions, cfg.n_embd
         hidden = [H] * cfg.n_layer
