@@ -216,6 +216,17 @@ def save_frames(episodes: list[list[np.ndarray]], run_dir: Path, step: int) -> N
         Image.fromarray(np.concatenate(rows, 0)).save(tmp)
 
 
+def val_returns(records: list[dict]) -> list[tuple[float, float]]:
+    """(environment steps, validation return) of each evaluation; the final one, logged in a record
+    of its own, at the environment steps of the last training record."""
+    out, steps = [], None
+    for r in records:
+        steps = r.get("env_steps", steps)
+        if "val_loss" in r and steps is not None:
+            out.append((steps, -r["val_loss"]))
+    return out
+
+
 def plot_returns(run_dir: Path) -> Path | None:
     """``returns.png``: the training rollouts' mean episode return against environment steps, the
     validation episodes' at each evaluation, and the random policy's as a line. None when nothing
@@ -235,7 +246,7 @@ def plot_returns(run_dir: Path) -> Path | None:
 
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
     ax.plot(*zip(*train), linewidth=1.0, alpha=0.8, label="training rollouts")
-    val = [(r["env_steps"], -r["val_loss"]) for r in records if "val_loss" in r and "env_steps" in r]
+    val = val_returns(records)
     if val:
         ax.plot(*zip(*val), "o-", linewidth=1.5, label="validation episodes")
     randoms = [r["val_random_return"] for r in records if "val_random_return" in r]
