@@ -234,6 +234,9 @@ def test_independent_ppo_and_separate_actors_train_from_the_command_line(root, c
     assert code == 0
     saved = load_config(root / "ippo" / "config.yaml")
     assert saved.model.critic == "local" and saved.model.obs_dim == 12 and saved.model.n_agents == 2
+    capsys.readouterr()
+    assert main(["eval", str(root / "ippo"), "--split", "train"]) == 0  # the validation episodes again
+    assert "return" in capsys.readouterr().out
 
 
 # ----------------------------------------------------------------------------------------------

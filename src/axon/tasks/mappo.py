@@ -53,6 +53,7 @@ from axon.tasks.ppo import generator
 
 EVAL_SEED = 20240607  # validation episodes start from seeds (EVAL_SEED, i), their actions from a fixed generator
 GIF, STRIP, PLOT = "rollout.gif", "rollout.png", "returns.png"
+MAX_SIDE = 240  # frames larger than this (pixels) are scaled down to it in the GIF and the strip
 
 
 def make_env(cfg, n_envs: int, render: bool = False):
@@ -115,6 +116,18 @@ class EpisodeBatches:
     def iter_eval_batches(self, batch_size: int, block_size: int, max_batches: int | None = None):
         index = torch.arange(self.episodes, dtype=torch.int64)
         yield torch.full_like(index, EVAL), index
+
+
+class RolloutSteps(RolloutSchedule):
+    """The training batches (``RolloutSchedule``: which rollout, which of its environment steps);
+    ``axon eval --split train`` plays the validation episodes, as there is no fixed training set."""
+
+    def __init__(self, rows: int, epochs: int, grad_accum: int, episodes: int):
+        super().__init__(1, rows, epochs, grad_accum)
+        self.episodes = EpisodeBatches(episodes)
+
+    def iter_eval_batches(self, batch_size: int, block_size: int, max_batches: int | None = None):
+        return self.episodes.iter_eval_batches(batch_size, block_size, max_batches)
 
 
 class MAPPO:
@@ -197,11 +210,16 @@ class MAPPO:
 
 def save_frames(episodes: list[list[np.ndarray]], run_dir: Path, step: int) -> None:
     """``rollout.gif`` (every step of each episode, one after the other) and ``rollout.png`` (a strip
-    of at most 9 frames of each episode, one row per episode), written aside then renamed."""
+    of at most 9 frames of each episode, one row per episode), at most MAX_SIDE pixels a side,
+    written aside then renamed."""
     from PIL import Image
 
     from axon.atomic import written_aside
 
+    side = max(episodes[0][0].shape[:2])
+    if side > MAX_SIDE:  # simple_spread renders 700 x 700
+        size = lambda f: (round(f.shape[1] * MAX_SIDE / side), round(f.shape[0] * MAX_SIDE / side))  # noqa: E731
+        episodes = [[np.asarray(Image.fromarray(f).resize(size(f), Image.BILINEAR)) for f in frames] for frames in episodes]
     gif = [Image.fromarray(f) for frames in episodes for f in frames]
     with written_aside(run_dir / GIF, ".gif") as tmp:
         gif[0].save(tmp, save_all=True, append_images=gif[1:], duration=200, loop=0)
@@ -293,7 +311,7 @@ def mappo_task(cfg, device: torch.device) -> TaskSetup:
     if tc.init_from:
         raise ConfigError("train.init_from: mappo trains from scratch (a checkpoint of a marl run resumes with "
                           "axon train --resume RUN)")
-    schedule = RolloutSchedule(1, rows, m.epochs, tc.grad_accum)
+    schedule = RolloutSteps(rows, m.epochs, tc.grad_accum, m.eval_episodes)
     objective = MAPPO(cfg, schedule)
     fill_model(cfg, objective.env)
     random_return: list[float] = []  # computed once: the uniform policy does not change
