@@ -226,10 +226,10 @@ def save_frames(episodes: list[list[np.ndarray]], run_dir: Path, step: int) -> N
     rows = []
     for frames in episodes:
         pick = np.unique(np.linspace(0, len(frames) - 1, min(9, len(frames))).round().astype(int))
-        pad = np.full((frames[0].shape[0], 4, 3), 255, np.uint8)
+        pad = np.full((frames[0].shape[0], 4, 3), 128, np.uint8)  # grey: simple_spread draws on white
         rows.append(np.concatenate([x for i in pick for x in (frames[i], pad)][:-1], 1))
     width = max(r.shape[1] for r in rows)
-    rows = [np.pad(r, ((0, 4), (0, width - r.shape[1]), (0, 0)), constant_values=255) for r in rows]
+    rows = [np.pad(r, ((0, 4), (0, width - r.shape[1]), (0, 0)), constant_values=128) for r in rows]
     with written_aside(run_dir / STRIP, ".png") as tmp:
         Image.fromarray(np.concatenate(rows, 0)).save(tmp)
 
