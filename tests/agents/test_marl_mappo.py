@@ -271,3 +271,23 @@ def test_the_cli_refuses_a_decoder_for_mappo_with_exit_status_2(tmp_path, capsys
     code = main(["train", "--task=mappo", "--model.preset=tiny", f"--out_dir={tmp_path}", *QUIET])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "model.family=marl" in err[0]
+
+
+def test_the_comparison_script_draws_every_run_and_tabulates_their_returns(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    for critic in ("central", "local"):
+        train(config(tmp_path, f"cover-{critic}-s1", f"--model.critic={critic}", "--train.max_steps=16",
+                     "--train.eval_interval=8", "--train.checkpoint_interval=16", "--train.log_interval=8"))
+    out = tmp_path / "cmp.png"
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "marl_compare.py"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    p = subprocess.run([sys.executable, str(script), *map(str, sorted(tmp_path.glob("cover-*"))), "--out", str(out)],
+                       capture_output=True, text=True, timeout=120, env=env)
+    assert p.returncode == 0, p.stderr[-2000:]
+    rows = [line for line in p.stdout.splitlines() if line.startswith("| cover-")]
+    assert [r.split(" | ")[1] for r in rows] == ["central", "local"] and out.stat().st_size > 10000
+    result = json.loads((tmp_path / "cover-local-s1" / "result.json").read_text())
+    assert f"{result['val_return']:.3f}" in rows[1]
