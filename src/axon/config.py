@@ -106,7 +106,7 @@ class DataConfig:
 CORPUS_NAMES = ("shakespeare",)
 # The tasks a config may name (axon.tasks.TASKS; tests/test_layering.py checks they agree).
 TASK_NAMES = ("lm", "mlm", "classify", "seq2seq", "word2vec", "sft", "reward", "ppo", "dpo", "grpo", "online_dpo",
-              "diffusion", "image_classify", "detect", "vq", "mixed_modal", "dpr", "rag", "wm_vae", "wm_mdn", "wm_controller")
+              "diffusion", "image_classify", "detect", "vq", "mixed_modal", "dpr", "rag", "wm_vae", "wm_mdn", "wm_controller", "mappo")
 # data.dataset of image_classify (digits: axon.tasks.image_classify) and detect (shapes: axon.tasks.detect)
 IMAGE_DATASETS = ("digits", "shapes")
 # The names axon.train.optim.OPTIMIZERS builds, in its order. A copy, so that validating a config
@@ -647,6 +647,49 @@ class DetectConfig:
         check(0.0 <= self.score_threshold <= 1.0, "detect.score_threshold", f"must be in [0, 1], got {self.score_threshold}")
 
 
+MAPPO_ENVS = ("cover", "simple_spread")  # mappo.env (axon.agents.marl.envs.ENVS; tests/agents/test_marl_mappo.py checks)
+
+
+@dataclass
+class MAPPOConfig:
+    # Cooperative multi-agent PPO (axon.tasks.mappo; Yu et al. 2022). One trainer step is one minibatch
+    # update of train.batch_size x train.grad_accum environment steps (each with every agent's data); a
+    # rollout is `envs` episodes of `horizon` steps, trained on for `epochs` epochs.
+    env: str = "cover"  # cover (our N-agent grid, numpy) or simple_spread (mpe2's, pettingzoo's parallel API)
+    n_agents: int = 2  # agents (and landmarks)
+    size: int = 5  # cover: the grid's side G
+    view: int | None = None  # cover: cells an agent sees around it (Chebyshev); null: the whole grid
+    horizon: int = 16  # steps per episode (simple_spread: its max_cycles, 25 in the benchmark)
+    envs: int = 32  # episodes per rollout, stepped together
+    epochs: int = 4  # passes over each rollout (MAPPO's ppo_epoch: 10 on MPE, 15 with fewer minibatches)
+    clip: float = 0.2  # the surrogate's epsilon
+    value_clip: float | None = None  # the value's clip around the rollout's (null: unclipped; PPO's 0.2 suits returns near 1)
+    value_coef: float = 0.5  # weight of the value loss (one optimizer for actor and critic)
+    entropy_coef: float = 0.01  # weight of the entropy bonus (MAPPO: 0.01)
+    gamma: float = 0.99
+    lam: float = 0.95  # GAE's lambda
+    whiten_advantages: bool = True  # normalise the advantages over the rollout (MAPPO does)
+    eval_episodes: int = 32  # validation episodes (fixed seeds), sampled as in training
+    frames: int = 1  # episodes drawn into rollout.gif and rollout.png at each evaluation (0: none)
+
+    def __post_init__(self):
+        check_fields(self, "mappo.")
+        check(self.env in MAPPO_ENVS, "mappo.env", f"unknown environment {self.env!r}; choose one of: {', '.join(MAPPO_ENVS)}")
+        check(self.n_agents >= 2, "mappo.n_agents", f"must be >= 2 (one agent is single-agent PPO), got {self.n_agents}")
+        check(self.size >= 2, "mappo.size", f"must be >= 2, got {self.size}")
+        check(self.env != "cover" or 2 * self.n_agents <= self.size**2, "mappo.size",
+              f"a {self.size}x{self.size} grid has no room for {self.n_agents} agents and {self.n_agents} landmarks")
+        check(self.view is None or self.view >= 0, "mappo.view", f"must be >= 0 (or null: everything), got {self.view}")
+        for name in ("horizon", "envs", "epochs", "eval_episodes"):
+            check(getattr(self, name) >= 1, f"mappo.{name}", f"must be >= 1, got {getattr(self, name)}")
+        check(0 < self.clip < 1, "mappo.clip", f"must be in (0, 1), got {self.clip}")
+        check(self.value_clip is None or self.value_clip > 0, "mappo.value_clip", f"must be > 0 or null, got {self.value_clip}")
+        for name in ("value_coef", "entropy_coef", "frames"):
+            check(getattr(self, name) >= 0, f"mappo.{name}", f"must be >= 0, got {getattr(self, name)}")
+        check(0 < self.gamma <= 1, "mappo.gamma", f"must be in (0, 1], got {self.gamma}")
+        check(0 <= self.lam <= 1, "mappo.lam", f"must be in [0, 1], got {self.lam}")
+
+
 @dataclass
 class WorldModelConfig:
     # World Models (axon.agents.worldmodels.tasks): V (task wm_vae), M (wm_mdn), C (wm_controller) on
@@ -697,6 +740,7 @@ class RunConfig:
     mixed_modal: MixedModalConfig = field(default_factory=MixedModalConfig)
     rag: RagConfig = field(default_factory=RagConfig)
     world_model: WorldModelConfig = field(default_factory=WorldModelConfig)
+    mappo: MAPPOConfig = field(default_factory=MAPPOConfig)
 
     def __post_init__(self):
         if self.model is None:
@@ -719,7 +763,7 @@ SECTIONS = {"data": DataConfig, "optim": OptimConfig, "schedule": ScheduleConfig
             "lora": LoRAConfig, "ppo": PPOConfig, "dpo": DPOConfig, "grpo": GRPOConfig,
             "online_dpo": OnlineDPOConfig, "diffusion": DiffusionConfig,
             "image_classify": ImageClassifyConfig, "detect": DetectConfig,
-            "mixed_modal": MixedModalConfig, "rag": RagConfig, "world_model": WorldModelConfig}
+            "mixed_modal": MixedModalConfig, "rag": RagConfig, "world_model": WorldModelConfig, "mappo": MAPPOConfig}
 TOP_LEVEL = ("out_dir", "name", "task")
 
 

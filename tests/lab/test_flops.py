@@ -147,7 +147,11 @@ def test_every_family_has_a_count_and_null_vocab_is_refused():
                 with pytest.raises(ConfigError, match="num_labels"):
                     flops_per_token(c)
             c.num_labels = 3
+        if getattr(c, "obs_dim", 0) is None:  # marl: the mappo task sets its sizes from the environment
+            with pytest.raises(ConfigError, match="obs_dim"):
+                flops_per_token(c)
+            c.obs_dim, c.n_agents, c.n_actions = 12, 2, 5
         assert flops_per_token(c) > 0 and count_params(c) > 0
     assert no_vocabulary == ["unet", "mlp_denoiser", "resnet", "vit", "vision_mamba", "vit_hybrid", "detr", "vqvae",
-                             "routed_vision", "wm_vae", "wm_mdnrnn", "wm_controller"]  # images, points, latents: not tokens
+                             "routed_vision", "wm_vae", "wm_mdnrnn", "wm_controller", "marl"]  # images, points, latents, observations: not tokens
     assert not torch.empty(0).is_meta  # the meta device did not leak out

@@ -30,6 +30,8 @@ from axon.model_configs.late_fusion import PRESETS as LATE_FUSION_PRESETS
 from axon.model_configs.late_fusion import LateFusionConfig
 from axon.model_configs.mamba import PRESETS as MAMBA_PRESETS
 from axon.model_configs.mamba import MambaConfig
+from axon.model_configs.marl import PRESETS as MARL_PRESETS
+from axon.model_configs.marl import MARLConfig
 from axon.model_configs.mlp_denoiser import PRESETS as MLP_DENOISER_PRESETS
 from axon.model_configs.mlp_denoiser import MLPDenoiserConfig
 from axon.model_configs.progressive import PRESETS as PROGRESSIVE_PRESETS
@@ -98,6 +100,7 @@ FAMILY_CONFIGS: dict[str, FamilyConfig] = {
     "wm_vae": FamilyConfig(WMVAEConfig, VAE_PRESETS),
     "wm_mdnrnn": FamilyConfig(MDNRNNConfig, MDNRNN_PRESETS),
     "wm_controller": FamilyConfig(ControllerConfig, CONTROLLER_PRESETS),
+    "marl": FamilyConfig(MARLConfig, MARL_PRESETS),
 }
 
 __all__ = [
@@ -111,6 +114,7 @@ __all__ = [
     "EmbedReaderConfig",
     "LateFusionConfig",
     "MambaConfig",
+    "MARLConfig",
     "MLPDenoiserConfig",
     "ProgressiveConfig",
     "ResNetConfig",

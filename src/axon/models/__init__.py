@@ -28,6 +28,8 @@ from axon.models.late_fusion import PRESETS as LATE_FUSION_PRESETS
 from axon.models.late_fusion import LateFusion, LateFusionConfig
 from axon.models.mamba import PRESETS as MAMBA_PRESETS
 from axon.models.mamba import Mamba, MambaConfig
+from axon.models.marl import PRESETS as MARL_PRESETS
+from axon.models.marl import MARLConfig, MultiAgentActorCritic
 from axon.models.mlp_denoiser import PRESETS as MLP_DENOISER_PRESETS
 from axon.models.mlp_denoiser import MLPDenoiser, MLPDenoiserConfig
 from axon.models.progressive import PRESETS as PROGRESSIVE_PRESETS
@@ -106,6 +108,7 @@ FAMILIES: dict[str, Family] = {
     "wm_vae": Family(WMVAEConfig, ConvVAE, VAE_PRESETS, task="wm_vae"),  # World Models' V, Ha & Schmidhuber 2018
     "wm_mdnrnn": Family(MDNRNNConfig, MDNRNN, MDNRNN_PRESETS, task="wm_mdn"),  # World Models' M
     "wm_controller": Family(ControllerConfig, LinearController, CONTROLLER_PRESETS, task="wm_controller"),  # C, by CMA-ES
+    "marl": Family(MARLConfig, MultiAgentActorCritic, MARL_PRESETS, task="mappo"),  # MAPPO / IPPO, Yu et al. 2022 (issue 24)
 }
 
 

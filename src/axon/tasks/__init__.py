@@ -51,6 +51,9 @@ they read (files, tokenizers, datasets of batches) is ``axon.data``'s:
               World Models (axon.agents.worldmodels): V, a convolutional VAE of Chase frames; M, an
               MDN-RNN over (z, action); C, a linear controller on [z, h] by CMA-ES, in M's dream or
               the real environment
+    mappo     cooperative multi-agent PPO (family marl): a shared actor and a centralised critic over
+              all agents' observations (MAPPO), or local critics (independent PPO), on the cover grid or
+              mpe2's simple_spread; mean episode return against environment steps, a rollout GIF
 
 A new task is a module here with a ``(cfg, device) -> TaskSetup`` builder, a line in ``TASKS``,
 and the families that run it listing it (``Family.task`` / ``other_tasks`` in ``axon.models``):
@@ -73,6 +76,7 @@ from axon.tasks import (
     grpo,
     image_classify,
     lm,
+    mappo,
     mixed_modal,
     mlm,
     online_dpo,
@@ -109,6 +113,7 @@ TASKS: dict[str, TaskBuilder] = {
     "wm_vae": worldmodels_tasks.wm_vae_task,  # World Models' V, M and C (axon.agents.worldmodels)
     "wm_mdn": worldmodels_tasks.wm_mdn_task,
     "wm_controller": worldmodels_tasks.wm_controller_task,
+    "mappo": mappo.mappo_task,
 }
 
 #: Tasks whose runs answer a user in the chat template (axon sample wraps the prompt in it; axon label samples them).
@@ -148,8 +153,8 @@ def resolve_vocab(run_cfg):
     it, so that FLOPs and parameters can be counted before the run (``axon.models.flops``)."""
     cfg = copy.deepcopy(run_cfg)
     vocab_missing = getattr(cfg.model, "vocab_size", 0) is None
-    if vocab_missing or getattr(cfg.model, "num_labels", 0) is None:
-        build_task(cfg, torch.device("cpu"))  # fills them (set_vocab_size; the image tasks' fill_num_labels)
+    if vocab_missing or getattr(cfg.model, "num_labels", 0) is None or getattr(cfg.model, "obs_dim", 0) is None:
+        build_task(cfg, torch.device("cpu"))  # fills them (set_vocab_size; the image tasks' fill_num_labels; mappo's env)
         if vocab_missing and cfg.model.vocab_size is None:
             raise ConfigError(f"task of model.family={cfg.model.family} did not set model.vocab_size")
     return cfg
