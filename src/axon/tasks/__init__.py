@@ -47,6 +47,8 @@ they read (files, tokenizers, datasets of batches) is ``axon.data``'s:
               negatives on a passage collection; top-1/5/20 retrieval accuracy against BM25
     rag       a reader answering questions from retrieved passages (a causal LM reading them
               concatenated, or seq2seq fusing them in its decoder, FiD), or closed-book; exact match
+    gato      a Gato-style generalist: a decoder over tokenised expert episodes of several
+              environments and text, evaluated by return, prompted with a demonstration
 
 A new task is a module here with a ``(cfg, device) -> TaskSetup`` builder, a line in ``TASKS``,
 and the families that run it listing it (``Family.task`` / ``other_tasks`` in ``axon.models``):
@@ -66,6 +68,7 @@ from axon.tasks import (
     diffusion,
     dpr,
     dpo,
+    gato,
     grpo,
     image_classify,
     lm,
@@ -101,6 +104,7 @@ TASKS: dict[str, TaskBuilder] = {
     "mixed_modal": mixed_modal.mixed_modal_task,
     "dpr": dpr.dpr_task,
     "rag": rag.rag_task,
+    "gato": gato.gato_task,
 }
 
 #: Tasks whose runs answer a user in the chat template (axon sample wraps the prompt in it; axon label samples them).
