@@ -68,7 +68,7 @@ def evals(run):
             for r in read_metrics(Path(run) / "metrics.jsonl") if "val_loss" in r]
 
 
-def test_exact_resume_with_returns_plot_and_rollout_gifs(tmp_path):
+def test_exact_resume_with_returns_plot_and_rollout_gifs(tmp_path, capsys):
     args = [*SMALL, f"--out_dir={tmp_path}", "--name=ref", "--train.max_steps=8", "--train.checkpoint_interval=4",
             "--train.eval_interval=4", "--train.log_interval=1", "--gato.eval_episodes=2", "--gato.gif_frames=6"]
     ref = train(load_config(CONFIG, args))
@@ -87,6 +87,11 @@ def test_exact_resume_with_returns_plot_and_rollout_gifs(tmp_path):
     assert resumed["step"] == 8
     assert losses(run) == losses(ref_dir) and len(losses(run)) == 8
     assert evals(run) == evals(ref_dir)
+    from axon.agents.gato.compare import main as compare
+
+    assert compare([str(ref_dir), str(run), "--plot", str(tmp_path / "cmp.png")]) == 0
+    table = capsys.readouterr().out
+    assert "| cartpole | 2" in table and (tmp_path / "cmp.png").is_file()  # random ~20, expert 200
 
 
 def test_bad_settings_end_in_one_line(tmp_path, capsys):

@@ -89,12 +89,16 @@ def greedy_actions(model, vocab: Vocab, name: str, episode: Episode, block_size:
         episode_tokens(vocab, prompt.obs, prompt.actions, spec.continuous_obs)[0]
     rows = [context_tail(np.concatenate([before, stream[:t * tps + head]]), block_size, tps, head)
             for t in range(len(episode.actions))]
-    out = []
+    out, was_training = [], model.training
+    device = next(model.parameters()).device
     model.eval()
-    for length in sorted({len(r) for r in rows}):  # rows of one length in one forward
-        idx = [i for i, r in enumerate(rows) if len(r) == length]
-        logits = model(torch.from_numpy(np.stack([rows[i] for i in idx])), last_only=True)[:, -1]
-        out += list(zip(idx, logits[:, vocab.offset:vocab.offset + spec.n_actions].argmax(-1).tolist()))
+    try:
+        for length in sorted({len(r) for r in rows}):  # rows of one length in one forward
+            idx = [i for i, r in enumerate(rows) if len(r) == length]
+            logits = model(torch.from_numpy(np.stack([rows[i] for i in idx])).to(device), last_only=True)[:, -1]
+            out += list(zip(idx, logits[:, vocab.offset:vocab.offset + spec.n_actions].argmax(-1).tolist()))
+    finally:
+        model.train(was_training)
     return np.array([a for _, a in sorted(out)], dtype=np.int64)
 
 
