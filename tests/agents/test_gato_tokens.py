@@ -71,3 +71,14 @@ def test_windows_keep_action_and_text_targets_only_and_are_pure():
         kept = yi != IGNORE
         assert ((yi[kept] >= 65) & (yi[kept] < 69)).all()  # targets: action tokens only
         assert (x[0].new_tensor([False, False, True, False] * 4)[: len(yi)] == kept).all()
+
+
+def test_the_core_and_the_gato_task_module_import_no_environment_package():
+    """gymnasium (the agents extra) is imported when an environment is made, never with the package."""
+    import subprocess
+    import sys
+
+    code = ("import sys, axon.tasks, axon.agents.gato.data, axon.agents.gato.policy; "
+            "print(sorted(m for m in ('gymnasium', 'pygame') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
