@@ -106,7 +106,7 @@ class DataConfig:
 CORPUS_NAMES = ("shakespeare",)
 # The tasks a config may name (axon.tasks.TASKS; tests/test_layering.py checks they agree).
 TASK_NAMES = ("lm", "mlm", "classify", "seq2seq", "word2vec", "sft", "reward", "ppo", "dpo", "grpo", "online_dpo",
-              "diffusion", "image_classify", "detect", "vq", "mixed_modal", "dpr", "rag", "wm_vae", "wm_mdn", "wm_controller", "mappo")
+              "diffusion", "image_classify", "detect", "vq", "mixed_modal", "dpr", "rag", "wm_vae", "wm_mdn", "wm_controller", "mappo", "gato")
 # data.dataset of image_classify (digits: axon.tasks.image_classify) and detect (shapes: axon.tasks.detect)
 IMAGE_DATASETS = ("digits", "shapes")
 # The names axon.train.optim.OPTIMIZERS builds, in its order. A copy, so that validating a config
@@ -718,6 +718,40 @@ class WorldModelConfig:
         check(self.temperature > 0, "world_model.temperature", f"must be > 0, got {self.temperature}")
 
 
+GATO_ENVS = ("cartpole", "mountaincar", "gridmaze")  # axon.agents.gato.envs.SPECS (a copy: the config layer is torch-free)
+
+
+@dataclass
+class GatoConfig:
+    # A Gato-style generalist (axon.tasks.gato; Reed et al. 2022): one decoder over tokenised expert
+    # episodes of several tasks and text, the loss on action and text tokens only
+    envs: list[str] = field(default_factory=lambda: list(GATO_ENVS))  # the tasks trained on (one: a specialist)
+    episodes: int = 20  # expert episodes collected per task for training (seeded: data_seed)
+    val_episodes: int = 4  # held-out expert episodes per task: the validation windows and the prompts
+    data_seed: int = 0
+    text_share: float = 0.1  # share of batch rows that are windows of the bundled corpus (0: no text)
+    eval_episodes: int = 4  # episodes per task at each evaluation (fixed env seeds), prompted with a held-out episode
+    gif_frames: int = 120  # frames of the first evaluation episode written to rollout_<task>.gif (0: none)
+    mu: float = 100.0  # mu-law: F(x) = sgn(x) log(|x| mu + 1) / log(M mu + 1)
+    m: float = 256.0  # M
+    bins: int = 1024  # uniform bins of the clipped F(x) in [-1, 1]; discrete values share them
+
+    def __post_init__(self):
+        check_fields(self, "gato.")
+        check(len(self.envs) >= 1, "gato.envs", "is empty; name one or more of: " + ", ".join(GATO_ENVS))
+        for e in self.envs:
+            check(e in GATO_ENVS, "gato.envs", f"unknown environment {e!r}; choose from: {', '.join(GATO_ENVS)}")
+        check(len(set(self.envs)) == len(self.envs), "gato.envs", f"names a task twice: {self.envs}")
+        check(self.episodes >= 1, "gato.episodes", f"must be >= 1, got {self.episodes}")
+        check(self.val_episodes >= 1, "gato.val_episodes", f"must be >= 1 (the prompts are held-out episodes), got {self.val_episodes}")
+        check(0 <= self.data_seed <= SEED_MAX, "gato.data_seed", f"must be in [0, {SEED_MAX}], got {self.data_seed}")
+        check(0.0 <= self.text_share < 1.0, "gato.text_share", f"must be in [0, 1), got {self.text_share}")
+        check(self.eval_episodes >= 0, "gato.eval_episodes", f"must be >= 0, got {self.eval_episodes}")
+        check(self.gif_frames >= 0, "gato.gif_frames", f"must be >= 0, got {self.gif_frames}")
+        check(self.mu > 0 and self.m > 0, "gato.mu", f"mu and m must be > 0, got {self.mu}, {self.m}")
+        check(self.bins >= 16, "gato.bins", f"must be >= 16 (the maze's cells and the actions are integers below it), got {self.bins}")
+
+
 @dataclass
 class RunConfig:
     out_dir: str = "runs"
@@ -741,6 +775,7 @@ class RunConfig:
     rag: RagConfig = field(default_factory=RagConfig)
     world_model: WorldModelConfig = field(default_factory=WorldModelConfig)
     mappo: MAPPOConfig = field(default_factory=MAPPOConfig)
+    gato: GatoConfig = field(default_factory=GatoConfig)
 
     def __post_init__(self):
         if self.model is None:
@@ -763,7 +798,7 @@ SECTIONS = {"data": DataConfig, "optim": OptimConfig, "schedule": ScheduleConfig
             "lora": LoRAConfig, "ppo": PPOConfig, "dpo": DPOConfig, "grpo": GRPOConfig,
             "online_dpo": OnlineDPOConfig, "diffusion": DiffusionConfig,
             "image_classify": ImageClassifyConfig, "detect": DetectConfig,
-            "mixed_modal": MixedModalConfig, "rag": RagConfig, "world_model": WorldModelConfig, "mappo": MAPPOConfig}
+            "mixed_modal": MixedModalConfig, "rag": RagConfig, "world_model": WorldModelConfig, "mappo": MAPPOConfig, "gato": GatoConfig}
 TOP_LEVEL = ("out_dir", "name", "task")
 
 

@@ -79,7 +79,7 @@ class Family:
 CAUSAL_LM_TASKS = ("sft", "dpo", "online_dpo", "mixed_modal", "rag")
 
 FAMILIES: dict[str, Family] = {
-    "decoder": Family(DecoderConfig, Decoder, DECODER_PRESETS, other_tasks=CAUSAL_LM_TASKS),
+    "decoder": Family(DecoderConfig, Decoder, DECODER_PRESETS, other_tasks=(*CAUSAL_LM_TASKS, "gato")),  # gato: axon.tasks.gato
     "bert": Family(BertConfig, Bert, BERT_PRESETS, task="mlm", other_tasks=("classify",)),  # Devlin et al. 2019; task: classify to fine-tune
     "rnn": Family(RNNConfig, RNNLM, RNN_PRESETS, other_tasks=CAUSAL_LM_TASKS),  # RNN / LSTM / GRU language models
     "rnn_classifier": Family(RNNClassifierConfig, RNNClassifier, RNN_CLASSIFIER_PRESETS, task="classify"),  # BiLSTM/GRU

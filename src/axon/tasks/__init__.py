@@ -54,6 +54,8 @@ they read (files, tokenizers, datasets of batches) is ``axon.data``'s:
     mappo     cooperative multi-agent PPO (family marl): a shared actor and a centralised critic over
               all agents' observations (MAPPO), or local critics (independent PPO), on the cover grid or
               mpe2's simple_spread; mean episode return against environment steps, a rollout GIF
+    gato      a Gato-style generalist: a decoder over tokenised expert episodes of several
+              environments and text, evaluated by return, prompted with a demonstration
 
 A new task is a module here with a ``(cfg, device) -> TaskSetup`` builder, a line in ``TASKS``,
 and the families that run it listing it (``Family.task`` / ``other_tasks`` in ``axon.models``):
@@ -73,6 +75,7 @@ from axon.tasks import (
     diffusion,
     dpr,
     dpo,
+    gato,
     grpo,
     image_classify,
     lm,
@@ -114,6 +117,7 @@ TASKS: dict[str, TaskBuilder] = {
     "wm_mdn": worldmodels_tasks.wm_mdn_task,
     "wm_controller": worldmodels_tasks.wm_controller_task,
     "mappo": mappo.mappo_task,
+    "gato": gato.gato_task,
 }
 
 #: Tasks whose runs answer a user in the chat template (axon sample wraps the prompt in it; axon label samples them).
