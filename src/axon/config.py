@@ -693,9 +693,11 @@ class MAPPOConfig:
 @dataclass
 class WorldModelConfig:
     # World Models (axon.agents.worldmodels.tasks): V (task wm_vae), M (wm_mdn), C (wm_controller) on
-    # the Chase pixel environment (axon.agents.worldmodels.env)
-    frame_size: int = 32  # pixels a side of the frames
-    horizon: int = 64  # steps per episode
+    # the Chase pixel environment (axon.agents.worldmodels.env) or gymnasium's CarRacing-v3
+    # (axon.agents.worldmodels.carracing; needs Box2D)
+    env: Literal["chase", "carracing"] = "chase"
+    frame_size: int = 32  # pixels a side of the frames (CarRacing's 96x96 are area-averaged to this)
+    horizon: int = 64  # steps per episode (CarRacing: after its 50 zoom-in steps; episodes are cut here)
     episodes: int = 200  # random-policy episodes the wm_vae run collects (frames for V, rollouts for M)
     val_episodes: int = 20  # more, held out
     data_seed: int = 0

@@ -74,12 +74,18 @@ class ControllerConfig:
 VAE_PRESETS: dict[str, dict] = {
     "tiny": dict(params="34,147", source="for tests", config=dict(frame_size=32, channels=8, z_dim=8)),
     "chase": dict(params="133,827", source="ours: 32x32 Chase frames", config=dict(frame_size=32, channels=16, z_dim=16)),
+    "carracing": dict(params="480,995", source="ours: 64x64 CarRacing frames (the paper: 32-256 channels, z 32)",
+                      config=dict(frame_size=64, channels=16, z_dim=32)),
 }
 MDNRNN_PRESETS: dict[str, dict] = {
     "tiny": dict(params="7,913", source="for tests", config=dict(z_dim=8, hidden=32, mixtures=3, block_size=16)),
     "chase": dict(params="36,913", source="ours", config=dict(z_dim=16, hidden=64, mixtures=5, block_size=32)),
+    "carracing": dict(params="146,529", source="ours (the paper: 256 LSTM units)",
+                      config=dict(z_dim=32, action_dim=3, hidden=128, mixtures=5, block_size=32)),
 }
 CONTROLLER_PRESETS: dict[str, dict] = {
     "tiny": dict(params="41", source="for tests", config=dict(z_dim=8, hidden=32)),
     "chase": dict(params="81", source="the paper's linear C", config=dict(z_dim=16, hidden=64)),
+    "carracing": dict(params="483", source="the paper's linear C (867 at z 32, h 256)",
+                      config=dict(z_dim=32, hidden=128, action_dim=3)),
 }

@@ -1,6 +1,7 @@
 """World Models' three tasks (Ha & Schmidhuber 2018), each a run of the one trainer:
 
-    wm_vae         collect random-policy rollouts of Chase (axon.agents.worldmodels.env) -> rollouts.npz
+    wm_vae         collect random-policy rollouts of world_model.env (Chase: axon.agents.worldmodels.env, or
+                   gymnasium's CarRacing-v3: axon.agents.worldmodels.carracing) -> rollouts.npz
                    in the run; train V (model.family wm_vae) on their frames
     wm_mdn         encode the V run's rollouts (world_model.vae_run) -> latents.npz in the run; train M
                    (wm_mdnrnn) on (z_t, a_t) -> (z_{t+1}, r_t) windows
@@ -31,7 +32,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from axon.agents.worldmodels.env import Chase, collect
+from axon.agents.worldmodels import env as chase
 from axon.errors import ConfigError
 from axon.models.base import unwrap
 
@@ -45,6 +46,47 @@ STRIP_FILE = "strip.png"  # wm_vae: frames over reconstructions; wm_controller: 
 RETURNS_PLOT = "returns.png"
 EVAL_SEED = 20240601
 TRAIN, EVAL = 0, 1
+
+
+ACTION_DIMS = {"chase": 1, "carracing": 3}  # C's and M's action size in each world_model.env
+
+
+def make_env(w, n: int):
+    """``n`` environments of ``world_model.env``, stepped together (Chase's interface)."""
+    if w.env == "carracing":
+        from axon.agents.worldmodels.carracing import CarRacing
+
+        return CarRacing(n, w.frame_size, w.horizon)
+    return chase.Chase(n, w.frame_size, w.horizon)
+
+
+def collect(w, episodes: int, seed: int) -> dict[str, np.ndarray]:
+    """Random-policy rollouts of ``world_model.env`` (frames, actions, rewards; env.collect's format)."""
+    if w.env == "carracing":
+        from axon.agents.worldmodels.carracing import collect as collect_carracing
+
+        return collect_carracing(episodes, w.frame_size, w.horizon, seed)
+    return chase.collect(episodes, w.frame_size, w.horizon, seed)
+
+
+def _check_action_dim(cfg) -> None:
+    want = ACTION_DIMS[cfg.world_model.env]
+    if cfg.model.action_dim != want:
+        raise ConfigError(f"model.action_dim={cfg.model.action_dim}, but world_model.env={cfg.world_model.env} "
+                          f"has {want}-dim actions")
+
+
+def _same_env(cfg, run_cfg, field: str) -> None:
+    if run_cfg.world_model.env != cfg.world_model.env:
+        raise ConfigError(f"{field}: that run is of world_model.env={run_cfg.world_model.env}, "
+                          f"this one of {cfg.world_model.env}")
+
+
+class _EnvSpec:
+    """The world_model fields :func:`make_env` reads."""
+
+    def __init__(self, env: str, frame_size: int, horizon: int):
+        self.env, self.frame_size, self.horizon = env, frame_size, horizon
 
 
 def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
@@ -161,8 +203,8 @@ def wm_vae_task(cfg, device: torch.device) -> "TaskSetup":
         raise ConfigError(f"task wm_vae trains a wm_vae model, got model.family={cfg.model.family}")
     if cfg.model.frame_size != w.frame_size:
         raise ConfigError(f"model.frame_size={cfg.model.frame_size} differs from world_model.frame_size={w.frame_size}")
-    train = collect(w.episodes, w.frame_size, w.horizon, w.data_seed)
-    val = collect(w.val_episodes, w.frame_size, w.horizon, w.data_seed + 1_000_003)
+    train = collect(w, w.episodes, w.data_seed)
+    val = collect(w, w.val_episodes, w.data_seed + 1_000_003)
     arrays = {**train, **{f"val_{k}": v for k, v in val.items()}}
     baseline = mean_frame_mse(train["frames"], val["frames"])
     shown = val["frames"][0, ::4][:16]  # one validation episode, every 4th frame
@@ -205,28 +247,30 @@ def encode_frames(vae, frames: np.ndarray, batch_size: int = 512) -> tuple[np.nd
 class LatentWindows:
     """Windows of ``block_size`` steps of encoded rollouts: (z_t, a_t, z_{t+1}, r_t), z drawn from V's
     posterior N(mu, exp(logvar)) as the paper trains M, with a generator seeded by (seed, step):
-    z (B, L, Z), a (B, L, 1), z_next (B, L, Z), r (B, L)."""
+    z (B, L, Z), a (B, L, A), z_next (B, L, Z), r (B, L)."""
 
     def __init__(self, mu: np.ndarray, logvar: np.ndarray, actions: np.ndarray, rewards: np.ndarray):
-        self.mu, self.std, self.actions, self.rewards = mu, np.exp(0.5 * logvar), actions, rewards  # (E, T+1, Z), (E, T)
+        if actions.ndim == 2:  # Chase: (E, T), one action dim
+            actions = actions[..., None]
+        self.mu, self.std, self.actions, self.rewards = mu, np.exp(0.5 * logvar), actions, rewards  # (E, T+1, Z), (E, T, A), (E, T)
 
     def _windows(self, rng, episodes, starts, L):
         idx = starts[:, None] + np.arange(L + 1)[None]  # (B, L + 1)
         e = episodes[:, None]
         z = self.mu[e, idx] + self.std[e, idx] * rng.standard_normal((len(episodes), L + 1, self.mu.shape[-1]))
         z = torch.from_numpy(z.astype(np.float32))
-        a = torch.from_numpy(self.actions[e, idx[:, :L]])[..., None]
+        a = torch.from_numpy(self.actions[e, idx[:, :L]])
         r = torch.from_numpy(self.rewards[e, idx[:, :L]])
         return z[:, :L], a, z[:, 1:], r
 
     def get_batch(self, step, batch_size, block_size, seed, micro_step=0):
         rng = np.random.default_rng(np.random.SeedSequence([seed, step, micro_step]))
-        E, T = self.actions.shape
+        E, T = self.actions.shape[:2]
         L = min(block_size, T)
         return self._windows(rng, rng.integers(0, E, batch_size), rng.integers(0, T - L + 1, batch_size), L)
 
     def iter_eval_batches(self, batch_size, block_size, max_batches=None):
-        E, T = self.actions.shape
+        E, T = self.actions.shape[:2]
         L = min(block_size, T)
         eps = np.repeat(np.arange(E), T // L)
         starts = np.tile(np.arange(T // L) * L, E)
@@ -267,7 +311,9 @@ def wm_mdn_task(cfg, device: torch.device) -> "TaskSetup":
     w = cfg.world_model
     if cfg.model.family != "wm_mdnrnn":
         raise ConfigError(f"task wm_mdn trains a wm_mdnrnn model, got model.family={cfg.model.family}")
+    _check_action_dim(cfg)
     vae_cfg, vae = _run_of(w.vae_run, "world_model.vae_run", "wm_vae")
+    _same_env(cfg, vae_cfg, "world_model.vae_run")
     z_dim = vae_cfg.model.z_dim
     if cfg.model.z_dim is None:
         cfg.model.z_dim = z_dim
@@ -290,10 +336,12 @@ def wm_mdn_task(cfg, device: torch.device) -> "TaskSetup":
 
 
 class RealWorld:
-    """``n`` Chase environments seen through V (z = mu of each frame) with M's state h advanced on (z, a)."""
+    """``n`` environments (Chase, or CarRacing with ``env="carracing"``) seen through V (z = mu of each
+    frame) with M's state h advanced on (z, a)."""
 
-    def __init__(self, vae, mdn, n: int, size: int, horizon: int):
-        self.vae, self.mdn, self.env = vae, mdn, Chase(n, size, horizon)
+    def __init__(self, vae, mdn, n: int, size: int, horizon: int, env: str = "chase"):
+        self.vae, self.mdn = vae, mdn
+        self.env = make_env(_EnvSpec(env, size, horizon), n)
         self.frames: list[np.ndarray] = []
 
     @torch.no_grad()
@@ -307,7 +355,7 @@ class RealWorld:
     @torch.no_grad()
     def step(self, actions: torch.Tensor):
         *_, self.state = self.mdn(self.z[:, None], actions[:, None].float(), self.state)
-        frames, reward, _ = self.env.step(actions[:, 0].numpy())
+        frames, reward, _ = self.env.step(actions.numpy())  # (n, A); Chase reads (n, 1) as (n,)
         self.frames.append(frames)
         self.z = self.vae.encode(to_float(frames))[0]
         return self.z, self.mdn.hidden_of(self.state), torch.from_numpy(reward)
@@ -365,7 +413,7 @@ class CMAObjective:
 
     def world(self, kind: str, n: int):
         if kind == "real":
-            return RealWorld(self.vae, self.mdn, n, self.w.frame_size, self.w.horizon)
+            return RealWorld(self.vae, self.mdn, n, self.w.frame_size, self.w.horizon, self.w.env)
         return DreamWorld(self.mdn, self.starts, n, self.w.temperature)
 
     def returns(self, controller, flats, kind: str, episodes: int, seed) -> torch.Tensor:
@@ -412,7 +460,7 @@ def controller_strip(objective: CMAObjective, c, path: Path, steps: int = 16) ->
     """Three rows: a real episode of C (every 2nd frame), V's reconstructions of those frames, and a
     dream of C from the same first frame, decoded by V."""
     w = objective.w
-    real = RealWorld(objective.vae, objective.mdn, 1, w.frame_size, w.horizon)
+    real = RealWorld(objective.vae, objective.mdn, 1, w.frame_size, w.horizon, w.env)
     z, h = real.reset([EVAL_SEED, 7])
     zs_real = [z]
     dream = DreamWorld(objective.mdn, z.clone(), 1, w.temperature)
@@ -481,7 +529,9 @@ def wm_controller_task(cfg, device: torch.device) -> "TaskSetup":
                           "(train.batch_size is the population)")
     if cfg.train.batch_size < 4:
         raise ConfigError(f"train.batch_size is CMA-ES's population and needs at least 4, got {cfg.train.batch_size}")
+    _check_action_dim(cfg)
     mdn_cfg, mdn = _run_of(w.mdn_run, "world_model.mdn_run", "wm_mdnrnn")
+    _same_env(cfg, mdn_cfg, "world_model.mdn_run")
     if not w.vae_run:
         w.vae_run = mdn_cfg.world_model.vae_run  # M's own V, recorded in its run
     vae_cfg, vae = _run_of(w.vae_run, "world_model.vae_run", "wm_vae")
