@@ -227,3 +227,24 @@ def test_routing_table_of_a_vision_run_and_the_wrong_task(tmp_path, capsys):
     assert main(["train", *CLASSIFY, "--task=detect", f"--out_dir={tmp_path}", "--name=bad"]) == 2
     err = capsys.readouterr().err.strip()
     assert "a routed_vision model does not do 'detect' (it does image_classify)" in err and len(err.splitlines()) == 1
+
+
+def test_expert_runs_start_image_experts(tmp_path, capsys):
+    """A classifier run starts expert 0 (strictly: batch-norm statistics included); a run of another
+    architecture is refused in one line before anything trains."""
+    common = ["--train.max_steps=2", "--train.batch_size=16", "--train.eval_interval=100", "--train.eval_batches=1",
+              "--train.threads=1", f"--out_dir={tmp_path}"]
+    src = train(load_config(None, ["--model.family=resnet", "--model.preset=tiny", "--optim.name=adamw", *common, "--name=src"]))
+    _, source, _ = load_run(src["run_dir"], device="cpu")
+    routed_args = ["--model.family=routed_vision", "--model.experts=[resnet:tiny, vit:tiny]", *common,
+                   "--optim.name=adamw", "--optim.lr=1e-12", "--train.max_steps=1"]
+    out = train(load_config(None, [*routed_args, "--name=routed", f"--model.expert_runs=[{src['run_dir']}, null]"]))
+    _, m, _ = load_run(out["run_dir"], device="cpu")
+    for name, p in source.state_dict().items():
+        if name.endswith("num_batches_tracked") or "running_" in name:
+            continue  # batch-norm statistics move in the routed run's own training step
+        assert torch.allclose(m.experts[0].state_dict()[name].float(), p.float(), atol=1e-6), name
+    capsys.readouterr()
+    assert main(["train", *routed_args, "--name=bad", f"--model.expert_runs=[null, {src['run_dir']}]"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "model.expert_runs[1]:" in err and len(err.splitlines()) == 1 and not (tmp_path / "bad").exists()
