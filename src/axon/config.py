@@ -111,7 +111,8 @@ TASK_NAMES = ("lm", "mlm", "classify", "seq2seq", "word2vec", "sft", "reward", "
 IMAGE_DATASETS = ("digits", "shapes")
 # The names axon.train.optim.OPTIMIZERS builds, in its order. A copy, so that validating a config
 # does not import the trainer (and torch); tests/test_layering.py checks that the two agree.
-OPTIMIZER_NAMES = ("adamw", "adam", "amsgrad", "adamax", "nadam", "sgd", "rmsprop", "adagrad", "adadelta", "muon")
+OPTIMIZER_NAMES = ("adamw", "adam", "amsgrad", "adamax", "nadam", "sgd", "gd", "rmsprop", "adagrad", "adadelta", "ftrl",
+                   "muon")
 # train.device: the names axon.train.distributed.resolve_device turns into a device to train on.
 DEVICE_CHOICES = "use auto, cpu, cuda or cuda:N"
 SEED_MAX = 2**32 - 1
@@ -138,6 +139,11 @@ class OptimConfig:
     # AVX512-BF16/AMX), float32 elsewhere (axon.train.optim.muon_dtype); the run's log says which
     muon_dtype: Literal["auto", "float32", "bfloat16"] = "auto"
     grad_clip: float = 1.0  # max global grad norm; 0 disables clipping (the norm is still logged)
+    # FTRL-Proximal (axon.train.optim.FTRL; McMahan et al. 2013): optim.lr is its alpha, the
+    # per-coordinate lr is alpha / (ftrl_beta + sqrt(sum of squared gradients))
+    ftrl_beta: float = 1.0
+    ftrl_l1: float = 0.0  # lambda1: a coordinate whose |z| <= lambda1 is exactly 0 (sparsity)
+    ftrl_l2: float = 0.0  # lambda2: FTRL's own L2 (optim.weight_decay does not apply to ftrl)
 
     def __post_init__(self):
         check_fields(self, "optim.")
@@ -155,6 +161,11 @@ class OptimConfig:
         check(not (self.nesterov and self.name.lower() == "sgd") or self.momentum > 0, "optim.nesterov",
               "Nesterov's look-ahead needs momentum: set optim.momentum > 0 or optim.nesterov=false")
         check(self.grad_clip >= 0, "optim.grad_clip", f"must be >= 0 (0 disables clipping), got {self.grad_clip}")
+        check(self.ftrl_beta >= 0, "optim.ftrl_beta", f"must be >= 0, got {self.ftrl_beta}")
+        for name in ("ftrl_l1", "ftrl_l2"):
+            check(getattr(self, name) >= 0, f"optim.{name}", f"must be >= 0 (0: no penalty), got {getattr(self, name)}")
+        check(not (self.nesterov and self.name.lower() == "gd"), "optim.nesterov",
+              "gd is plain gradient descent (no momentum, no look-ahead): use optim.name=sgd for Nesterov")
 
 
 @dataclass

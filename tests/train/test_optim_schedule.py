@@ -20,7 +20,7 @@ def tiny_model():
 def test_every_optimizer_reduces_the_loss(name):
     torch.manual_seed(0)
     model = tiny_model()
-    lrs = {"sgd": 0.5, "adagrad": 0.05, "adadelta": 20.0, "rmsprop": 3e-3}
+    lrs = {"sgd": 0.5, "gd": 0.5, "adagrad": 0.05, "adadelta": 20.0, "rmsprop": 3e-3, "ftrl": 0.5}
     opts = build_optimizers(model, OptimConfig(name=name, lr=lrs.get(name, 1e-2), muon_lr=0.05, momentum=0.9))
     idx = torch.randint(0, 20, (4, 9))
     losses = []

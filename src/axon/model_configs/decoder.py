@@ -28,8 +28,9 @@ class DecoderConfig:
     n_head: int = 4
     n_kv_head: int | None = None  # null = n_head (MHA); 1 = multi-query; in between = grouped-query
     n_embd: int = 128
-    mlp: Literal["gelu", "swiglu"] = "swiglu"
-    mlp_hidden: int | None = None  # null: 4 * n_embd (gelu) or 8/3 * n_embd rounded up to 32 (swiglu)
+    # feed-forward (axon.nn.mlp): plain gelu, relu, sigmoid, silu; gated (GLU variants) swiglu, reglu, geglu
+    mlp: Literal["gelu", "relu", "sigmoid", "silu", "swiglu", "reglu", "geglu"] = "swiglu"
+    mlp_hidden: int | None = None  # null: 4 * n_embd (plain) or 8/3 * n_embd rounded up to 32 (gated)
     # Mixture-of-experts feed-forward (axon.nn.moe: Switch, GLaM/Mixtral, ST-MoE, DeepSeekMoE)
     moe_experts: int = 0  # routed experts per MoE layer; 0 = dense MLP everywhere
     moe_top_k: int = 2  # experts per token (1 = Switch, 2 = GLaM/Mixtral)
@@ -109,6 +110,8 @@ class DecoderConfig:
               "lory merges the experts of an MoE layer; set model.moe_experts > 0 (or moe_kind=token)")
         if self.moe_experts == 0:
             return
+        check(self.mlp in ("gelu", "swiglu"), "model.mlp",
+              f"MoE experts are gelu or swiglu MLPs, got {self.mlp}; use one of those or moe_experts=0")
         if self.moe_kind == "lory":
             self._check_lory()
         else:
@@ -206,9 +209,9 @@ class DecoderConfig:
     def hidden(self) -> int:
         if self.mlp_hidden is not None:
             return self.mlp_hidden
-        if self.mlp == "gelu":
+        if self.mlp not in ("swiglu", "reglu", "geglu"):  # axon.nn.mlp.GATED
             return 4 * self.n_embd
-        # SwiGLU has three matrices; 2/3 of 4d keeps the parameter count of a 4d GELU MLP.
+        # A gated MLP has three matrices; 2/3 of 4d keeps the parameter count of a 4d GELU MLP.
         return 32 * math.ceil(8 * self.n_embd / 3 / 32)
 
 

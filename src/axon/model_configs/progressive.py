@@ -19,7 +19,7 @@ def block_linears(cfg: DecoderConfig) -> list[str]:
     (attention, then the GELU or SwiGLU MLP), in module order: what lora_targets may match.
     Written out so that validating a config builds no block; tests/test_layering.py checks it
     against the modules of a built block."""
-    mlp = ["mlp.fc", "mlp.proj"] if cfg.mlp == "gelu" else ["mlp.gate_up", "mlp.proj"]
+    mlp = ["mlp.gate_up", "mlp.proj"] if cfg.mlp in ("swiglu", "reglu", "geglu") else ["mlp.fc", "mlp.proj"]
     return ["attn.qkv", "attn.proj", *mlp]
 
 

@@ -1,5 +1,18 @@
-"""Feed-forward blocks: the original Transformer's FFN (ReLU or GELU; seq2seq, DETR), GPT-2's GELU MLP
-and Llama's SwiGLU (Shazeer 2020)."""
+"""Feed-forward blocks: the original Transformer's FFN (ReLU or GELU; seq2seq, DETR), GPT-2's GELU MLP,
+Llama's SwiGLU and its GLU siblings (Shazeer 2020), and plain MLPs with other activations.
+
+The decoder's ``model.mlp`` choices (:data:`MLPS`), x: (..., C), hidden H::
+
+    plain  (2 matrices, H = 4C)      fc (C -> H) -> act -> proj (H -> C)
+        gelu     GELU, tanh form (GPT-2)      relu     max(0, u)
+        sigmoid  1 / (1 + e^-u)               silu     u * sigmoid(u)  (Swish with beta = 1)
+    gated  (3 matrices, H = 8/3 C)   gate_up (C -> 2H) = [a; b] -> act(a) * b -> proj (H -> C)
+        swiglu   silu(a) * b    reglu   relu(a) * b    geglu   gelu(a) * b  (exact erf GELU, as Shazeer)
+
+A gated block's H is 2/3 of 4C so that its three matrices hold what a plain block's two do; the
+FLOPs counted (6 per matrix weight per token, axon.models.flops) follow from the weights, and the
+activations' elementwise work is left out for every choice alike.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +20,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-MLPS = ("gelu", "swiglu")
+MLPS = ("gelu", "relu", "sigmoid", "silu", "swiglu", "reglu", "geglu")
+GATED = ("swiglu", "reglu", "geglu")  # gate_up + proj, hidden 8/3 C by default; the others fc + proj, 4 C
+_PLAIN_ACTS = {"relu": F.relu, "sigmoid": torch.sigmoid, "silu": F.silu}
+_GATE_ACTS = {"reglu": F.relu, "geglu": F.gelu}
 
 
 class FeedForward(nn.Module):
@@ -93,9 +109,44 @@ class SwiGLU(nn.Module):
         return self.dropout(y) if self.training and self.dropout.p else y
 
 
+class ActMLP(nn.Module):
+    """fc -> ``act`` (relu, sigmoid or silu) -> proj, the parameter names of :class:`GeluMLP`."""
+
+    def __init__(self, dim: int, hidden: int, act: str, bias: bool = True, dropout: float = 0.0):
+        super().__init__()
+        self.act_name = act
+        self.act = _PLAIN_ACTS[act]
+        self.fc = nn.Linear(dim, hidden, bias=bias)
+        self.proj = nn.Linear(hidden, dim, bias=bias)
+        self.dropout = nn.Dropout(dropout)  # called only while training with p > 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.proj(self.act(self.fc(x)))
+        return self.dropout(y) if self.training and self.dropout.p else y
+
+
+class GatedMLP(SwiGLU):
+    """proj(act(x W_gate) * (x W_up)) with act = relu (ReGLU) or exact GELU (GeGLU): "GLU Variants
+    Improve Transformer", eqs. 6; :class:`SwiGLU`'s fused [gate; up] matrix and parameter names."""
+
+    def __init__(self, dim: int, hidden: int, act: str, bias: bool = False, dropout: float = 0.0):
+        super().__init__(dim, hidden, bias, dropout)
+        self.act_name = act
+        self.act = _GATE_ACTS[act]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gate, up = self.gate_up(x).chunk(2, dim=-1)  # (..., H) each
+        y = self.proj(self.act(gate) * up)
+        return self.dropout(y) if self.training and self.dropout.p else y
+
+
 def build_mlp(name: str, dim: int, hidden: int, bias: bool, dropout: float) -> nn.Module:
     if name == "gelu":
         return GeluMLP(dim, hidden, bias, dropout)
     if name == "swiglu":
         return SwiGLU(dim, hidden, bias, dropout)
+    if name in _PLAIN_ACTS:
+        return ActMLP(dim, hidden, name, bias, dropout)
+    if name in _GATE_ACTS:
+        return GatedMLP(dim, hidden, name, bias, dropout)
     raise ValueError(f"unknown mlp {name!r}; choose one of {MLPS}")

@@ -1,6 +1,8 @@
-"""Optimizers by name, with weight decay on matrices only, and Muon for hidden matrices.
+"""Optimizers by name, with weight decay on matrices only, Muon for hidden matrices, and FTRL-Proximal.
 
-Any of ``torch.optim``'s classic optimizers is one name away; ``muon`` pairs PyTorch's Muon
+Any of ``torch.optim``'s classic optimizers is one name away (``gd``: plain gradient descent,
+torch's SGD with no momentum; full-batch or mini-batch is ``train.batch_size``, not the optimizer);
+``ftrl`` is McMahan et al.'s FTRL-Proximal (:class:`FTRL`), which torch lacks; ``muon`` pairs PyTorch's Muon
 (Jordan et al. 2024: momentum, then Newton-Schulz orthogonalisation of the update) for the hidden
 weight matrices with AdamW for everything Muon is not meant for (embeddings, the output head,
 norm gains and biases).
@@ -24,9 +26,11 @@ OPTIMIZERS: dict[str, tuple[str, dict]] = {
     "adamax": ("Adamax", {}),
     "nadam": ("NAdam", {}),
     "sgd": ("SGD", {}),
+    "gd": ("SGD", {"momentum": 0.0, "nesterov": False}),  # plain gradient descent: w -= lr * g
     "rmsprop": ("RMSprop", {}),
     "adagrad": ("Adagrad", {}),
     "adadelta": ("Adadelta", {}),
+    "ftrl": ("FTRL", {}),
     "muon": ("Muon", {}),
 }
 
@@ -42,6 +46,8 @@ def _hyperparams(cls_name: str, cfg) -> dict:
         return {"momentum": cfg.momentum, "nesterov": cfg.nesterov}
     if cls_name == "RMSprop":
         return {"momentum": cfg.momentum, "eps": cfg.eps}
+    if cls_name == "FTRL":
+        return {"beta": cfg.ftrl_beta, "l1": cfg.ftrl_l1, "l2": cfg.ftrl_l2}
     if cls_name in ("Adagrad", "Adadelta"):
         return {}  # their eps plays another role (Adadelta's sets the first steps' size): torch's defaults
     raise AssertionError(cls_name)
@@ -208,6 +214,63 @@ class Muon(torch.optim.Muon):
         return loss
 
 
+class FTRL(torch.optim.Optimizer):
+    """FTRL-Proximal (McMahan et al. 2013, "Ad Click Prediction: a View from the Trenches",
+    Algorithm 1), per coordinate i, with alpha = the group's ``lr``::
+
+        g = grad                                  z, n: accumulators (state "z", "n"), 0 at start
+        sigma = (sqrt(n + g^2) - sqrt(n)) / alpha  (1/eta_t - 1/eta_{t-1}: the lr's change)
+        z += g - sigma * w
+        n += g^2
+        w  = 0                                                        if |z| <= lambda1
+             -(z - sign(z) lambda1) / ((beta + sqrt(n)) / alpha + lambda2)   otherwise
+
+    so coordinate i's learning rate is alpha / (beta + sqrt(n_i)) (AdaGrad's), lambda1 makes
+    weights exactly zero, lambda2 is FTRL's own L2 (the group's ``weight_decay`` is not used).
+
+    The weights are a closed form of (z, n), not a running sum: a step replaces the initial values
+    (as TensorFlow's Ftrl does); a coordinate whose gradient has been 0 so far (z = 0) is 0. The
+    method is made for linear, sparse models (logistic regression on hashed features) started at
+    zero; a deep net trains, but loses its initialisation on the first step. A schedule that scales
+    ``lr`` scales alpha in both sigma and the closed form (a constant schedule is the paper's).
+    Parameters with no gradient (``grad is None``) are left alone.
+    """
+
+    def __init__(self, params, lr: float = 0.1, beta: float = 1.0, l1: float = 0.0, l2: float = 0.0,
+                 weight_decay: float = 0.0):
+        if lr <= 0 or beta < 0 or l1 < 0 or l2 < 0:
+            raise ConfigError(f"ftrl: needs lr > 0 and beta, l1, l2 >= 0, got lr={lr}, beta={beta}, l1={l1}, l2={l2}")
+        super().__init__(params, {"lr": lr, "beta": beta, "l1": l1, "l2": l2, "weight_decay": weight_decay})
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            alpha, beta, l1, l2 = group["lr"], group["beta"], group["l1"], group["l2"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                g = p.grad
+                state = self.state[p]
+                if not state:
+                    state["z"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                    state["n"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                z, n = state["z"], state["n"]
+                sqrt_old = n.sqrt()
+                n.addcmul_(g, g)
+                sqrt_new = n.sqrt()
+                sigma = (sqrt_new - sqrt_old) / alpha
+                z.add_(g - sigma * p)
+                shrunk = z - z.sign() * l1  # z moved towards 0 by lambda1
+                denom = (beta + sqrt_new) / alpha + l2
+                w = torch.where(z.abs() <= l1, torch.zeros_like(p), -shrunk / denom.clamp(min=torch.finfo(p.dtype).tiny))
+                p.copy_(w)
+        return loss
+
+
 def build_optimizers(model: nn.Module, cfg) -> list[torch.optim.Optimizer]:
     """One optimizer, or two for Muon (Muon for hidden matrices + AdamW for the rest).
 
@@ -216,7 +279,7 @@ def build_optimizers(model: nn.Module, cfg) -> list[torch.optim.Optimizer]:
     name = cfg.name.lower()
     cls_name, fixed = OPTIMIZERS[name]
     if name != "muon":
-        cls = getattr(torch.optim, cls_name)
+        cls = FTRL if cls_name == "FTRL" else getattr(torch.optim, cls_name)
         groups = param_groups(model, cfg.weight_decay, cfg.lr)
         params = [p for g in groups for p in g["params"]]
         opts = [cls(groups, lr=cfg.lr, **{**_hyperparams(cls_name, cfg), **fixed, **_fused(cls_name, params)})]
