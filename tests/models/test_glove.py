@@ -3,18 +3,23 @@ loss of eq. 8 by hand on a 3-word matrix, planted groups recovered (word2vec's p
 batches a pure function of the step, and `axon embed` on a glove run."""
 
 import math
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 from axon.cli import main
-from axon.config import build_model_config
+from axon.config import build_model_config, load_config
 from axon.data.words import Vocabulary, words_of
 from axon.errors import ConfigError
 from axon.models.glove import GloVe, GloVeConfig, GloVeObjective, cooccurrence, glove_loss, weighting
 from axon.models.word2vec import load_word2vec_format, neighbors
 from axon.tasks.glove import CooccurrenceEntries
+from axon.train.checkpoint import list_checkpoints
+from axon.train.logging import read_metrics
+from axon.train.run import train
 
 from test_word2vec import G, M, grouped_text
 
@@ -147,3 +152,25 @@ def test_embed_reads_a_glove_run(glove_run, tmp_path, capsys):
 def test_glove_task_refuses_other_families(tmp_path, capsys):
     assert main(["train", "--task=glove", "--model.family=word2vec", f"--out_dir={tmp_path}"]) == 2
     assert "for glove set model.family=glove" in capsys.readouterr().err
+
+
+def test_exact_resume(tmp_path):
+    """A run resumed from its step-3 checkpoint logs the same losses, bit for bit, as the unbroken run
+    (the co-occurrences are rebuilt from the text; the batches depend on the step only)."""
+    (tmp_path / "corpus.txt").write_text(grouped_text(300))
+    args = ["--model.family=glove", "--optim.name=adagrad", "--optim.lr=0.05", "--model.preset=tiny", "--model.min_count=1",
+            f"--data.train_file={tmp_path / 'corpus.txt'}", "--train.batch_size=4", "--train.log_interval=1",
+            "--train.eval_interval=100", "--train.eval_batches=1", "--train.checkpoint_interval=3",
+            "--train.keep_checkpoints=10", "--train.threads=1", "--log.progress=false", "--train.max_steps=6",
+            f"--out_dir={tmp_path}", "--name=ref"]
+    ref = train(load_config("configs/glove.yaml", args))
+    ref_dir = Path(ref["run_dir"])
+    losses = lambda d: {r["step"]: r["train_loss"] for r in read_metrics(Path(d) / "metrics.jsonl") if "train_loss" in r}  # noqa: E731
+    run = tmp_path / "resumed"
+    shutil.copytree(ref_dir, run)
+    for ckpt in list_checkpoints(run / "checkpoints"):
+        if int(ckpt.name.split("_")[1]) > 3:
+            shutil.rmtree(ckpt)
+    resumed = train(resume=run)
+    assert len(losses(ref_dir)) == 6 and losses(run) == losses(ref_dir)
+    assert resumed["val_loss"] == ref["val_loss"]
