@@ -14,8 +14,9 @@ from axon.cli import main
 from axon.config import build_model_config, load_config
 from axon.data.words import Vocabulary, words_of
 from axon.errors import ConfigError
-from axon.models.glove import GloVe, GloVeConfig, GloVeObjective, cooccurrence, glove_loss, weighting
+from axon.models.glove import GloVe, GloVeConfig, cooccurrence
 from axon.models.word2vec import load_word2vec_format, neighbors
+from axon.objectives.glove import GloVeObjective, glove_loss, weighting
 from axon.tasks.glove import CooccurrenceEntries
 from axon.train.checkpoint import list_checkpoints
 from axon.train.logging import read_metrics
@@ -62,8 +63,8 @@ def test_loss_is_equation_8_by_hand_on_a_3_word_matrix():
                 want += f * (dot + b[a] + bc[c] - math.log(X[a][c])) ** 2
     i, j = torch.tensor([0, 0, 1, 1, 2, 2]), torch.tensor([1, 2, 0, 2, 0, 1])
     x = torch.tensor([X[a][c] for a, c in zip(i.tolist(), j.tolist())], dtype=torch.float64)
-    assert glove_loss(model, i, j, x).sum().item() == pytest.approx(want, rel=1e-12)
-    loss, info = GloVeObjective()(model, (i, j, x))
+    assert glove_loss(model(i, j), x, x_max=2.0, alpha=0.5).sum().item() == pytest.approx(want, rel=1e-12)
+    loss, info = GloVeObjective(x_max=2.0, alpha=0.5)(model, (i, j, x))
     assert loss.item() == pytest.approx(want / 6, rel=1e-12) and info["count"].item() == 6
     torch.testing.assert_close(model.vectors(), torch.tensor(W, dtype=torch.float64) + torch.tensor(Wc, dtype=torch.float64))
 
@@ -82,7 +83,7 @@ def test_planted_groups_are_recovered():
     torch.manual_seed(0)
     model = GloVe(cfg)
     opt = torch.optim.Adagrad(model.parameters(), lr=0.1)
-    objective = GloVeObjective()
+    objective = GloVeObjective(cfg.x_max, cfg.alpha)
     first = None
     for step in range(300):
         loss, _ = objective(model, data.get_batch(step, 16, 16, seed=0))

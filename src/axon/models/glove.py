@@ -9,7 +9,8 @@
       f(x) = (x / x_max)^alpha if x < x_max else 1    (x_max 100, alpha 3/4; eq. 9)
 
 A batch is a sample of the nonzero entries (the task ``glove``, ``axon.tasks.glove``); the
-objective averages f * residual^2 over it, an unbiased estimate of J / E. The word vectors one
+model returns w_i . w~_j + b_i + b~_j, and the objective (``axon.objectives.glove``) averages
+f * residual^2 over the batch, an unbiased estimate of J / E. The word vectors one
 keeps are W + W~ (sec. 4.2: "we choose to use the sum W + W~ as our word vectors"); neighbours,
 analogies and export are word2vec's (``axon.models.word2vec``), so `axon embed` reads both.
 """
@@ -22,11 +23,6 @@ from torch import nn
 
 from axon.model_configs.glove import PRESETS, GloVeConfig  # noqa: F401 (re-exported)
 from axon.models.base import Model
-
-
-def weighting(x: torch.Tensor, x_max: float = 100.0, alpha: float = 0.75) -> torch.Tensor:
-    """f(x) = (x / x_max)^alpha for x < x_max, else 1 (eq. 9)."""
-    return torch.where(x < x_max, (x / x_max) ** alpha, torch.ones_like(x))
 
 
 def cooccurrence(ids: np.ndarray, vocab_size: int, window: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -77,20 +73,4 @@ class GloVe(Model):
         return (self.wte.weight + self.ctx.weight).detach()
 
 
-def glove_loss(model: GloVe, i: torch.Tensor, j: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """Per-entry terms f(X_ij) (w_i . w~_j + b_i + b~_j - log X_ij)^2, (N,); J is their sum."""
-    cfg = model.config
-    x = x.to(model.wte.weight.dtype)
-    return weighting(x, cfg.x_max, cfg.alpha) * (model(i, j) - torch.log(x)) ** 2
-
-
-class GloVeObjective:
-    """Objective for glove batches (i, j, X_ij): the mean of the per-entry terms."""
-
-    def __call__(self, model: nn.Module, batch: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, dict]:
-        i, j, x = batch
-        loss = glove_loss(model, i, j, x).mean()
-        return loss, {"ce": loss, "count": torch.tensor(float(len(i)))}
-
-
-__all__ = ["GloVeConfig", "GloVe", "PRESETS", "weighting", "cooccurrence", "glove_loss", "GloVeObjective"]
+__all__ = ["GloVeConfig", "GloVe", "PRESETS", "cooccurrence"]

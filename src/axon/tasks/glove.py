@@ -64,7 +64,8 @@ class CooccurrenceEntries:
 
 
 def glove_task(cfg, device: torch.device) -> TaskSetup:
-    from axon.models.glove import GloVeConfig, GloVeObjective
+    from axon.models.glove import GloVeConfig
+    from axon.objectives.glove import GloVeObjective
 
     m = cfg.model
     if not isinstance(m, GloVeConfig):
@@ -89,5 +90,5 @@ def glove_task(cfg, device: torch.device) -> TaskSetup:
     def sample(model, step: int) -> str:  # samples.txt: the neighbours of a few words
         return "\n".join(format_neighbors(vocab, model.vectors(), w, 8) for w in probes)
 
-    return TaskSetup(train_data=train, val_data=val, objective=GloVeObjective(), tokenizer=None,
+    return TaskSetup(train_data=train, val_data=val, objective=GloVeObjective(m.x_max, m.alpha), tokenizer=None,
                      sample_fn=sample, extra_files={VOCAB_FILE: vocab.save})
