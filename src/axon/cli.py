@@ -137,7 +137,8 @@ def cmd_sample(args, overrides: list[str]) -> int:
         raise ConfigError(f"--response and --responses-file are scored by a reward run; {args.run_dir} is a {task!r} run")
     prompt = "\n" if prompt is None else prompt
     if task not in ("lm", *CHAT_TASKS):  # only a language model continues text
-        hint = {"seq2seq": "; use axon translate RUN_DIR --input TEXT", "word2vec": "; use axon embed RUN_DIR --neighbors WORD"}
+        hint = {"seq2seq": "; use axon translate RUN_DIR --input TEXT", "word2vec": "; use axon embed RUN_DIR --neighbors WORD",
+                "glove": "; use axon embed RUN_DIR --neighbors WORD"}
         raise ConfigError(f"{args.run_dir} is a {cfg.model.family} run trained for {task!r}: it does not continue text"
                           + hint.get(task, ""))
     if tokenizer is None:
@@ -584,7 +585,7 @@ def cmd_translate(args, overrides: list[str]) -> int:
 
 
 def cmd_embed(args, overrides: list[str]) -> int:
-    """A word2vec run's vectors: nearest neighbours, analogies, export in the word2vec text format."""
+    """A word2vec or glove run's vectors: nearest neighbours, analogies, export in the word2vec text format."""
     from axon.data.words import lookup
     from axon.errors import check_count, check_new_file
     from axon.tasks.word2vec import load_embeddings
@@ -995,7 +996,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--device", default="auto")
     tr.set_defaults(func=cmd_translate)
 
-    em = sub.add_parser("embed", help="nearest neighbours, analogies and export of a word2vec run's vectors",
+    em = sub.add_parser("embed", help="nearest neighbours, analogies and export of a word2vec or glove run's vectors",
                         epilog="examples:\n"
                                "  axon embed runs/w2v --neighbors king --neighbors romeo --k 5\n"
                                "  axon embed runs/w2v --analogy man king woman      # king - man + woman\n"

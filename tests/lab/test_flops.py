@@ -94,6 +94,10 @@ def test_word2vec_hand_count():
     assert flops_per_token(cfg(family="word2vec", vocab_size=50, n_embd=D, negatives=K, window=W, mode="cbow")) == 6 * D * (1 + K + 2 * W)
 
 
+def test_glove_hand_count():
+    assert flops_per_token(cfg(family="glove", vocab_size=50, n_embd=10)) == 6 * 10  # one dot product per entry
+
+
 def test_mamba_hand_count():
     V, C, L, N, K = 11, 16, 2, 4, 4
     D, R = 2 * C, math.ceil(C / 16)

@@ -61,6 +61,8 @@ from axon.model_configs.vit_hybrid import PRESETS as VIT_HYBRID_PRESETS
 from axon.model_configs.vit_hybrid import ViTHybridConfig
 from axon.model_configs.vqvae import PRESETS as VQVAE_PRESETS
 from axon.model_configs.vqvae import VQVAEConfig
+from axon.model_configs.glove import PRESETS as GLOVE_PRESETS
+from axon.model_configs.glove import GloVeConfig
 from axon.model_configs.word2vec import PRESETS as WORD2VEC_PRESETS
 from axon.model_configs.word2vec import Word2VecConfig
 
@@ -78,6 +80,7 @@ FAMILY_CONFIGS: dict[str, FamilyConfig] = {
     "rnn": FamilyConfig(RNNConfig, RNN_PRESETS),
     "rnn_classifier": FamilyConfig(RNNClassifierConfig, RNN_CLASSIFIER_PRESETS),
     "word2vec": FamilyConfig(Word2VecConfig, WORD2VEC_PRESETS),
+    "glove": FamilyConfig(GloVeConfig, GLOVE_PRESETS),
     "seq2seq": FamilyConfig(TransformerConfig, SEQ2SEQ_PRESETS),
     "progressive": FamilyConfig(ProgressiveConfig, PROGRESSIVE_PRESETS),
     "conv_attention": FamilyConfig(ConvAttentionConfig, CONV_ATTENTION_PRESETS),
@@ -130,6 +133,7 @@ __all__ = [
     "ViTHybridConfig",
     "VQVAEConfig",
     "Word2VecConfig",
+    "GloVeConfig",
     "WMVAEConfig",
     "MDNRNNConfig",
     "ControllerConfig",

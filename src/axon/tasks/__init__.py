@@ -17,6 +17,7 @@ they read (files, tokenizers, datasets of batches) is ``axon.data``'s:
               pretrained encoder under a new head is ``axon.tasks.finetune``
     seq2seq   sentence pairs for encoder-decoder models, scored by BLEU / chrF / exact match
     word2vec  skip-gram / CBOW examples with negatives from any text
+    glove     GloVe's weighted least squares on sampled nonzero co-occurrence counts of any text
     sft       supervised fine-tuning of a causal LM on prompt/response pairs and chats, the loss on
               the responses only (InstructGPT's first step)
     reward    a scalar reward from preference comparisons or rankings (InstructGPT's step 2),
@@ -76,6 +77,7 @@ from axon.tasks import (
     dpr,
     dpo,
     gato,
+    glove,
     grpo,
     image_classify,
     lm,
@@ -100,6 +102,7 @@ TASKS: dict[str, TaskBuilder] = {
     "classify": classify.classify_task,
     "seq2seq": seq2seq.seq2seq_task,
     "word2vec": word2vec.word2vec_task,
+    "glove": glove.glove_task,
     "sft": sft.sft_task,
     "reward": reward.reward_task,
     "ppo": ppo.ppo_task,

@@ -62,12 +62,12 @@ def word2vec_task(cfg, device: torch.device) -> TaskSetup:
 
 
 def load_embeddings(run_dir: str | Path):
-    """(config, vocabulary, word vectors (V, D)) of a word2vec run directory."""
+    """(config, vocabulary, word vectors (V, D)) of a word2vec or glove run directory."""
     from axon.train.run import load_run
 
     cfg, model, _ = load_run(run_dir, "cpu")
-    if cfg.model.family != "word2vec":
-        raise ConfigError(f"{run_dir} is a {cfg.model.family} run; axon embed reads word2vec runs")
+    if cfg.model.family not in ("word2vec", "glove"):
+        raise ConfigError(f"{run_dir} is a {cfg.model.family} run; axon embed reads word2vec and glove runs")
     vocab = Vocabulary.load(Path(run_dir) / VOCAB_FILE)
     vectors = model.vectors()
     if len(vocab) != vectors.size(0):
