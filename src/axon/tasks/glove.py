@@ -17,10 +17,10 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from axon.data.words import VOCAB_FILE, Vocabulary, read_texts, words_of
+from axon.data.words import VOCAB_FILE, words_of
 from axon.errors import ConfigError, DataError
 from axon.tasks.base import TaskSetup
-from axon.tasks.word2vec import format_neighbors, probe_words
+from axon.tasks.word2vec import format_neighbors, probe_words, word_vocabulary
 
 EVAL_SEED = 1234567
 
@@ -73,16 +73,7 @@ def glove_task(cfg, device: torch.device) -> TaskSetup:
     if cfg.optim.name.lower() == "muon":
         raise ConfigError("optim.name: glove has only embedding tables, which Muon does not train; "
                           "use adagrad (the paper's), adam or sgd (see configs/glove.yaml)")
-    train_text, val_text, origin = read_texts(cfg.data)
-    vocab = Vocabulary.build(words_of(train_text, m.lowercase), m.min_count)
-    if len(vocab) < 2:
-        raise DataError(f"{origin}: fewer than 2 words occur at least min_count={m.min_count} times; "
-                        "lower model.min_count or bring more text")
-    if m.vocab_size is None:
-        m.vocab_size = len(vocab)
-    elif m.vocab_size != len(vocab):
-        raise ConfigError(f"model.vocab_size={m.vocab_size} but the text has {len(vocab)} words seen at least "
-                          f"min_count={m.min_count} times; leave model.vocab_size null")
+    train_text, val_text, vocab = word_vocabulary(cfg)
     train = CooccurrenceEntries(vocab.encode(words_of(train_text, m.lowercase)), len(vocab), m.window, "train")
     val = CooccurrenceEntries(vocab.encode(words_of(val_text, m.lowercase)), len(vocab), m.window, "val")
     probes = probe_words(vocab, cfg.train.sample_prompt, m.lowercase)

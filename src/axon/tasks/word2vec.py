@@ -30,16 +30,11 @@ def format_neighbors(vocab: Vocabulary, vectors: torch.Tensor, word: str, k: int
     return f"{word}: " + ", ".join(f"{vocab.words[i]} {s:.2f}" for i, s in near)
 
 
-def word2vec_task(cfg, device: torch.device) -> TaskSetup:
-    from axon.models.word2vec import Word2VecConfig
-    from axon.objectives.negative_sampling import NegativeSampling
-
+def word_vocabulary(cfg) -> tuple[str, str, Vocabulary]:
+    """(training text, validation text, vocabulary) of a word-embedding run (word2vec, glove): the
+    words seen at least ``model.min_count`` times in the training text; fills ``model.vocab_size``
+    (a configured one must agree)."""
     m = cfg.model
-    if not isinstance(m, Word2VecConfig):
-        raise ConfigError(f"task: word2vec trains the word2vec family; set model.family=word2vec (got {m.family})")
-    if cfg.optim.name.lower() == "muon":
-        raise ConfigError("optim.name: word2vec has only embedding tables, which Muon does not train; "
-                          "use adam, adamw or sgd (see configs/word2vec.yaml)")
     train_text, val_text, origin = read_texts(cfg.data)
     vocab = Vocabulary.build(words_of(train_text, m.lowercase), m.min_count)
     if len(vocab) < 2:
@@ -50,6 +45,20 @@ def word2vec_task(cfg, device: torch.device) -> TaskSetup:
     elif m.vocab_size != len(vocab):
         raise ConfigError(f"model.vocab_size={m.vocab_size} but the text has {len(vocab)} words seen at least "
                           f"min_count={m.min_count} times; leave model.vocab_size null")
+    return train_text, val_text, vocab
+
+
+def word2vec_task(cfg, device: torch.device) -> TaskSetup:
+    from axon.models.word2vec import Word2VecConfig
+    from axon.objectives.negative_sampling import NegativeSampling
+
+    m = cfg.model
+    if not isinstance(m, Word2VecConfig):
+        raise ConfigError(f"task: word2vec trains the word2vec family; set model.family=word2vec (got {m.family})")
+    if cfg.optim.name.lower() == "muon":
+        raise ConfigError("optim.name: word2vec has only embedding tables, which Muon does not train; "
+                          "use adam, adamw or sgd (see configs/word2vec.yaml)")
+    train_text, val_text, vocab = word_vocabulary(cfg)
     train = ContextWindows(vocab.encode(words_of(train_text, m.lowercase)), vocab.counts, m, "train")
     val = ContextWindows(vocab.encode(words_of(val_text, m.lowercase)), vocab.counts, m, "val")
     probes = probe_words(vocab, cfg.train.sample_prompt, m.lowercase)
