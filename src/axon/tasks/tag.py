@@ -63,7 +63,7 @@ def _first_line_with_tag(path, tag: str) -> int | None:
 def _fill_model_fields(cfg, num_labels: int) -> None:
     mcfg = cfg.model
     if mcfg.family not in FAMILIES:
-        raise ConfigError(f"task: tag needs a tagger; set model.family=rnn_tagger, or model.family=bert with model.head=tag")
+        raise ConfigError("task: tag needs a tagger; set model.family=rnn_tagger, or model.family=bert with model.head=tag")
     if mcfg.family == "bert" and mcfg.head != "tag":
         raise ConfigError(f"model.head: the tag task trains a token-classification head; set model.head=tag (got {mcfg.head})")
     if mcfg.num_labels is None:
