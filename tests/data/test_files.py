@@ -24,7 +24,7 @@ def test_bundled_names_a_shipped_file_or_one_written_into_the_cache(tmp_path):
     assert held.is_relative_to(tmp_path) and len(held.read_text().splitlines()) == 200
     assert resolve_file("bundled:instructions/heldout.jsonl", "ppo.val_prompts").name == "instructions_heldout.jsonl"
     for name in names:
-        if not name.startswith(("bundled:speakers/", "bundled:labellers/", "bundled:sentiment/")):
+        if not name.startswith(("bundled:speakers/", "bundled:labellers/", "bundled:sentiment/", "bundled:ner/")):
             assert resolve_file(name, "data.train_file").is_file()
 
 

@@ -10,7 +10,8 @@ names a file that comes with the package, in one of two ways:
   the speaker task (``axon.data.speakers``); ``bundled:labellers/{train.jsonl,val.jsonl,meta.json}``,
   planted preferences labelled by simulated labellers of known reliability (``axon.data.labellers``);
   ``bundled:sentiment/{train.jsonl,val.jsonl,heldout.jsonl}``, the sentiment-control setup's SFT
-  demonstrations and prompts (``axon.data.sentiment``);
+  demonstrations and prompts (``axon.data.sentiment``); ``bundled:ner/{train.conll,val.conll,meta.json}``,
+  people and places tagged in the lines of the plays (``axon.data.ner``, the ``tag`` task's set);
 * shipped with ``axon.feedback``: ``bundled:instructions/{train,val,heldout}.jsonl``, the
   instruction dataset (SFT rows; held-out prompts); ``bundled:arithmetic/{train,val,heldout}.jsonl``,
   worked arithmetic problems with exact answers (SFT rows, every split; ``axon.feedback.arithmetic``).
@@ -57,11 +58,11 @@ def resolve_file(spec: str | None, field_name: str, data_cfg=None, *, example: s
 def bundled_file(name: str, field_name: str, data_cfg=None) -> Path:
     """The file of ``bundled:NAME`` (module docstring)."""
     dataset = name.partition("/")[0]
-    if dataset in ("speakers", "labellers", "sentiment"):  # built on first use, into the cache
-        from axon.data import labellers, sentiment, speakers
+    if dataset in ("speakers", "labellers", "sentiment", "ner"):  # built on first use, into the cache
+        from axon.data import labellers, ner, sentiment, speakers
         from axon.data.cache import cache_data_dir
 
-        maker = {"speakers": speakers, "labellers": labellers, "sentiment": sentiment}[dataset]
+        maker = {"speakers": speakers, "labellers": labellers, "sentiment": sentiment, "ner": ner}[dataset]
         return maker.bundled_file(name, cache_data_dir(data_cfg).parent)  # made here: an unwritable cache is one line
     if dataset in ("instructions", "arithmetic"):  # shipped with axon.feedback, which writes and checks them
         from axon.feedback.datasets import ARITHMETIC_SIZES, BUNDLED_SIZES, arithmetic_path, bundled_path
@@ -82,13 +83,13 @@ def bundled_file(name: str, field_name: str, data_cfg=None) -> Path:
 
 def bundled_names() -> list[str]:
     """Every ``bundled:NAME`` there is (module docstring)."""
-    from axon.data import labellers, sentiment, speakers
+    from axon.data import labellers, ner, sentiment, speakers
     from axon.data.corpus import CORPUS_DIR
     from axon.feedback.datasets import ARITHMETIC_SIZES, BUNDLED_SIZES
 
     shipped = [p.relative_to(CORPUS_DIR).as_posix() for p in (*CORPUS_DIR.glob("*.txt"), *CORPUS_DIR.glob("*/*.tsv"))]
     made = ([f"speakers/{f}" for f in speakers.FILES] + [f"labellers/{f}" for f in labellers.FILES]
-            + [f"sentiment/{f}" for f in sentiment.FILES] + [f"instructions/{f}.jsonl" for f in BUNDLED_SIZES]
+            + [f"sentiment/{f}" for f in sentiment.FILES] + [f"ner/{f}" for f in ner.FILES] + [f"instructions/{f}.jsonl" for f in BUNDLED_SIZES]
             + [f"arithmetic/{f}.jsonl" for f in ARITHMETIC_SIZES])
     return [BUNDLED + n for n in sorted(shipped) + made]
 
