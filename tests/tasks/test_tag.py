@@ -12,7 +12,7 @@ import torch
 
 from axon.config import load_config
 from axon.data.bert_tokens import BertTokens, build_bert_tokenizer
-from axon.data.tagged import IGNORE, first_subtoken_labels
+from axon.data.tagged import IGNORE, TaggedSentences, WordVocab, first_subtoken_labels, unknown_ids
 from axon.errors import ConfigError, DataError
 from axon.models import build_model
 from axon.model_configs.rnn_tagger import RNNTaggerConfig
@@ -86,7 +86,7 @@ def test_bilstm_learns_planted_entities_to_f1_one(files, crf):
     run = Path(result["run_dir"])
     assert json.loads((run / "tags.json").read_text())["tags"] == ["B-LOC", "B-PER", "I-PER", "O"]
     words = (run / "vocab.txt").read_text().split("\n")
-    assert words[:2] == ["<pad>", "<unk>"] and "Montague" in words and not (run / "tokenizer.json").exists()
+    assert words[:3] == ["<pad>", "<unk>", "<Unk>"] and "Montague" in words and not (run / "tokenizer.json").exists()
     evals = [r for r in read_metrics(run / "metrics.jsonl") if "val_f1" in r]
     assert evals[0]["step"] == 50 and evals[-1]["val_f1"] == 1.0  # scored at every evaluation, not only at the end
     params = {k for k, _ in build_model(load_config(run / "config.yaml").model).named_parameters()}
@@ -98,7 +98,7 @@ def test_word_batches_and_held_out_sentences(files):
     cfg = load_config(None, run_args(root, "b", train_file, None, "--model.family=rnn_tagger"))
     task = build_task(cfg, torch.device("cpu"))
     assert (len(task.train_data), len(task.val_data)) == (180, 20)  # every 10th of 200 sentences held out
-    assert cfg.model.num_labels == 4 and cfg.model.vocab_size == 2 + len(NAMES) + len(PLACES) + len(FILLER) + 1
+    assert cfg.model.num_labels == 4 and cfg.model.vocab_size == 3 + len(NAMES) + len(PLACES) + len(FILLER) + 1
     ids, mask, labels = task.train_data.get_batch(step=3, batch_size=5, block_size=64, seed=7)
     again = task.train_data.get_batch(step=3, batch_size=5, block_size=64, seed=7)
     assert all(torch.equal(a, b) for a, b in zip((ids, mask, labels), again))
@@ -108,6 +108,27 @@ def test_word_batches_and_held_out_sentences(files):
     gold = planted(200, 0)[9][1]  # the first held-out sentence, in file order
     first = next(task.val_data.iter_eval_batches(4, 64))[2][0]
     assert [t for t in first.tolist() if t != IGNORE] == [["B-LOC", "B-PER", "I-PER", "O"].index(t) for t in gold]
+
+
+def test_unknown_words_by_their_first_letter_and_word_dropout_in_training_batches_only():
+    vocab = WordVocab([["Romeo", "is", "here"], ["Romeo", "go"]], min_count=2)
+    assert vocab.words == ["<pad>", "<unk>", "<Unk>", "Romeo"]
+    assert vocab.encode(["Romeo", "Tybalt", "dies", "ROMEO"]) == [3, 2, 1, 2]
+    assert WordVocab([["Romeo"]], lowercase=True).encode(["ROMEO", "Tybalt", "x"]) == [3, 2, 1]
+    sentences = [[f"w{i}" for i in range(8)], [f"W{i}" for i in range(5)]]
+    seqs = [[10 + i for i in range(8)], [20 + i for i in range(5)]]
+    labels = [[0] * 8, [1] * 5]
+    data = TaggedSentences(seqs, labels, 0, unknown_ids(sentences, 64), word_dropout=0.5)
+    ids, mask, _ = data.get_batch(step=1, batch_size=64, block_size=64, seed=3)
+    assert torch.equal(ids, data.get_batch(step=1, batch_size=64, block_size=64, seed=3)[0])  # a pure function
+    dropped = (ids < 10) & mask
+    assert 0.4 < dropped.sum() / mask.sum() < 0.6  # 64 rows x ~6.5 words: 0.5 +- 0.07 at 3 sigma
+    first = mask.sum(1) == 8  # rows of the first sentence (8 words), the others of the second (5)
+    assert first.any() and (~first).any()
+    assert set(ids[first][dropped[first]].tolist()) == {1}  # "w0".."w7": lower case -> <unk>
+    assert set(ids[~first][dropped[~first]].tolist()) == {2}  # "W0".."W4": capitalised -> <Unk>
+    val = TaggedSentences(seqs, labels, 0, unknown_ids(sentences, 64), word_dropout=0.5)
+    assert [b[0].tolist() for b in val.iter_eval_batches(2, 64)] == [[s + [0] * (8 - len(s)) for s in seqs]]  # never dropped
 
 
 def test_a_word_of_three_subtokens_gets_one_label_at_its_first():

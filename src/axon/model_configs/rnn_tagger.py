@@ -27,19 +27,23 @@ class RNNTaggerConfig:
     bidirectional: bool = True
     dropout: float = 0.0  # on embeddings, between layers and before the head
     crf: bool = False  # a linear-chain CRF over the head's scores (axon.nn.crf): forward-algorithm NLL, Viterbi
-    # The word vocabulary (it sizes the embedding, so it is the model's): words of the training
-    # sentences seen at least vocab_min_count times; the rest are <unk> (which they train).
-    vocab_min_count: int = 2
+    # The word vocabulary (it sizes the embedding, so the model owns it; the tag task builds it,
+    # axon.data.tagged.WordVocab): words of the training sentences seen at least vocab_min_count
+    # times; any other word is <unk>, or <Unk> when capitalised. word_dropout: in training batches
+    # each word is its unknown token with this probability (Lample et al. 2016), which trains them.
+    vocab_min_count: int = 1
     lowercase: bool = False
+    word_dropout: float = 0.0
 
     def __post_init__(self):
         check_fields(self, "model.")  # types, and no NaN or infinity (axon.model_configs.fields)
-        check(self.vocab_size is None or self.vocab_size > 2, "model.vocab_size", "must hold <pad>, <unk> and a word")
+        check(self.vocab_size is None or self.vocab_size > 3, "model.vocab_size", "must hold <pad>, <unk>, <Unk> and a word")
         check(self.num_labels is None or self.num_labels >= 2, "model.num_labels", "a tagger needs at least 2 tags")
         for name in ("block_size", "n_layer", "n_embd", "vocab_min_count"):
             check(getattr(self, name) > 0, f"model.{name}", "must be positive")
         check(self.n_hidden is None or self.n_hidden > 0, "model.n_hidden", "must be positive")
         check(0.0 <= self.dropout < 1.0, "model.dropout", "must be in [0, 1)")
+        check(0.0 <= self.word_dropout < 1.0, "model.word_dropout", "must be in [0, 1)")
 
     @property
     def hidden(self) -> int:

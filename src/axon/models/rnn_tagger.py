@@ -15,7 +15,7 @@
 which the tag task's objective asks for through the model contract (``unwrap(model).tag_crf()``,
 ``axon.models.base``). A tagger's contract is ``model(input_ids, attention_mask)`` -> (B, T, K)
 plus ``tag_crf()``; BERT's ``head: tag`` follows it too (without a CRF). The input is word-level: the tag task builds its
-vocabulary (``axon.data.tagged.WordVocab``, <unk> for rare and unseen words); there is no
+vocabulary (``axon.data.tagged.WordVocab``, <unk> or <Unk> for an unseen word, by its first letter); there is no
 character-level encoder, so an unseen word is known only by its context.
 """
 

@@ -8,8 +8,8 @@ sentences, saved as ``tags.json`` in the run directory (id = position in the lis
 absent from training is refused with a line naming the file and its first line with that tag (the
 model could never predict it, and a silent O would hide entities from the recall).
 
-    sentences --> rnn_tagger: word ids (WordVocab from the training words, <unk> below
-              |               model.vocab_min_count; saved as vocab.txt)
+    sentences --> rnn_tagger: word ids (WordVocab from the training words, <unk> / <Unk> below
+              |               model.vocab_min_count; saved as vocab.txt; model.word_dropout)
               +-> bert (head: tag): [CLS] sub-tokens [SEP], each word's tag at its first
                                     sub-token, -100 elsewhere (axon.data.tagged)
     batch (ids, attention_mask, labels) --> model --> emissions (B, T, K)
@@ -41,7 +41,7 @@ import torch
 
 from axon.data.conll import read_conll
 from axon.data.files import read_splits
-from axon.data.tagged import TaggedSentences, WordVocab, encode_subtokens, encode_words
+from axon.data.tagged import TaggedSentences, WordVocab, encode_subtokens, encode_words, unknown_ids
 from axon.errors import ConfigError, DataError
 from axon.tasks.base import TaskSetup, set_vocab_size
 from axon.tasks.finetune import load_pretrained_body
@@ -96,17 +96,18 @@ def tag_task(cfg, device: torch.device) -> TaskSetup:
     val_ids = [[index[t] for t in ts] for _, ts in val_s]
     train_words, val_words = [w for w, _ in train_s], [w for w, _ in val_s]
     block = mcfg.block_size
-    tokenizer, extra = None, {}
+    tokenizer, extra, dropout = None, {}, {}
     if mcfg.family == "rnn_tagger":
         vocab = WordVocab(train_words, mcfg.vocab_min_count, mcfg.lowercase)
         if mcfg.vocab_size is None:
             mcfg.vocab_size = len(vocab)
         elif mcfg.vocab_size != len(vocab):
             raise ConfigError(f"model.vocab_size={mcfg.vocab_size} but the training words give {len(vocab)} "
-                              "(<pad>, <unk> and the kept words); leave model.vocab_size null")
+                              "(<pad>, <unk>, <Unk> and the kept words); leave model.vocab_size null")
         encode = lambda s, ids, src: encode_words(s, ids, vocab, block, data.truncate, src)  # noqa: E731
         pad_id = 0
         extra[VOCAB_FILE] = vocab.save
+        dropout = dict(unknown=unknown_ids(train_words, block), word_dropout=mcfg.word_dropout)
     else:
         from axon.data.bert_tokens import BertTokens
         from axon.tasks.classify import classify_tokenizer
@@ -121,7 +122,7 @@ def tag_task(cfg, device: torch.device) -> TaskSetup:
     if cut_train or cut_val:
         print(f"tag: cut {cut_train} of {len(train_s)} training and {cut_val} of {len(val_s)} validation sentences "
               f"to model.block_size={block} (data.truncate); the scores count the words kept", file=sys.stderr)
-    train = TaggedSentences(train_seqs, train_labels, pad_id)
+    train = TaggedSentences(train_seqs, train_labels, pad_id, **dropout)
     val = TaggedSentences(val_seqs, val_labels, pad_id)
     splits = {"train": train, "val": val}
 
