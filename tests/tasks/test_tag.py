@@ -200,7 +200,7 @@ def test_crf_model_is_decoded_by_viterbi_at_evaluation():
 
 def test_run_resumes_exactly(files):
     root, train_file, val_file = files
-    extra = ("--model.family=rnn_tagger", "--model.crf=true", "--model.dropout=0.2", "--train.max_steps=20",
+    extra = ("--model.family=rnn_tagger", "--model.crf=true", "--model.dropout=0.2", "--model.word_dropout=0.1", "--train.max_steps=20",
              "--train.checkpoint_interval=10", "--train.log_interval=1", "--train.eval_interval=10")
     result = train(load_config(None, run_args(root, "resume", train_file, val_file, *extra)))
     run = Path(result["run_dir"])
