@@ -90,7 +90,7 @@ class Embeddings:
             try:
                 i = lookup(self.vocab, word, m.lowercase)
             except DataError as e:
-                raise DataError(f"{e}; a {m.family} run has no vector for a word it did not see "
+                raise DataError(f"{e}; a {m.family} run has no vector for a word outside its vocabulary "
                                 "(a fasttext run builds one from its character n-grams)") from None
             return i, self.vectors[i]
         from axon.models.fasttext import subword_table
