@@ -138,7 +138,8 @@ def cmd_sample(args, overrides: list[str]) -> int:
     prompt = "\n" if prompt is None else prompt
     if task not in ("lm", *CHAT_TASKS):  # only a language model continues text
         hint = {"seq2seq": "; use axon translate RUN_DIR --input TEXT", "word2vec": "; use axon embed RUN_DIR --neighbors WORD",
-                "glove": "; use axon embed RUN_DIR --neighbors WORD"}
+                "glove": "; use axon embed RUN_DIR --neighbors WORD",
+                "fasttext": "; use axon embed RUN_DIR --neighbors WORD"}
         raise ConfigError(f"{args.run_dir} is a {cfg.model.family} run trained for {task!r}: it does not continue text"
                           + hint.get(task, ""))
     if tokenizer is None:
@@ -585,27 +586,32 @@ def cmd_translate(args, overrides: list[str]) -> int:
 
 
 def cmd_embed(args, overrides: list[str]) -> int:
-    """A word2vec or glove run's vectors: nearest neighbours, analogies, export in the word2vec text format."""
-    from axon.data.words import lookup
+    """A word2vec, glove or fasttext run's vectors: nearest neighbours, analogies, export in the word2vec
+    text format. A fasttext run answers for words outside its vocabulary too (from their n-grams)."""
     from axon.errors import check_count, check_new_file
+    from axon.models.word2vec import nearest, save_word2vec_format
     from axon.tasks.word2vec import load_embeddings
-    from axon.models.word2vec import analogy, neighbors, save_word2vec_format
 
     if not (args.neighbors or args.analogy or args.export):
         raise ConfigError("give --neighbors WORD, --analogy A B C or --export FILE")
     check_count("k", args.k, 1)
     if args.export:
         check_new_file("export", args.export)  # before the vectors are loaded and the queries answered
-    cfg, vocab, vectors = load_embeddings(args.run_dir)
-    ids = [lookup(vocab, w, cfg.model.lowercase) for w in args.neighbors + (args.analogy or [])]  # unknown: an error first
-    for word, i in zip(args.neighbors, ids):
-        print(f"nearest to {word!r}:")
-        for j, sim in neighbors(vectors, i, args.k):
+    emb = load_embeddings(args.run_dir)
+    vocab, vectors = emb.vocab, emb.vectors
+    queries = [emb.query(w) for w in args.neighbors + (args.analogy or [])]  # unknown: an error first
+    for word, (i, v) in zip(args.neighbors, queries):
+        print(f"nearest to {word!r}:" + ("" if i is not None else " (not in the vocabulary: its vector from its n-grams)"))
+        for j, sim in nearest(vectors, v, args.k, exclude=[] if i is None else [i]):
             print(f"  {vocab.words[j]:<20} {sim:.4f}")
     if args.analogy:
-        a, b, c = ids[len(args.neighbors):]
+        (a, va), (b, vb), (c, vc) = queries[len(args.neighbors):]
+        from torch.nn.functional import normalize as unit
+
         print(f"{args.analogy[0]} : {args.analogy[1]} :: {args.analogy[2]} : ?")
-        for i, sim in analogy(vectors, a, b, c, args.k):
+        # b - a + c on unit vectors, the query words excluded: axon.models.word2vec.analogy's 3CosAdd
+        for i, sim in nearest(vectors, unit(vb, dim=0) - unit(va, dim=0) + unit(vc, dim=0), args.k,
+                              exclude=[x for x in (a, b, c) if x is not None]):
             print(f"  {vocab.words[i]:<20} {sim:.4f}")
     if args.export:
         save_word2vec_format(args.export, vocab.words, vectors)
@@ -998,11 +1004,12 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--device", default="auto")
     tr.set_defaults(func=cmd_translate)
 
-    em = sub.add_parser("embed", help="nearest neighbours, analogies and export of a word2vec or glove run's vectors",
+    em = sub.add_parser("embed", help="nearest neighbours, analogies and export of a word2vec, glove or fasttext run's vectors",
                         epilog="examples:\n"
                                "  axon embed runs/w2v --neighbors king --neighbors romeo --k 5\n"
                                "  axon embed runs/w2v --analogy man king woman      # king - man + woman\n"
-                               "  axon embed runs/w2v --export vectors.txt          # header 'V D', then 'word v1 ... vD'\n",
+                               "  axon embed runs/w2v --export vectors.txt          # header 'V D', then 'word v1 ... vD'\n"
+                               "  axon embed runs/ft --neighbors kingly             # fasttext: unseen words from their n-grams\n",
                         formatter_class=argparse.RawDescriptionHelpFormatter)
     em.add_argument("run_dir", metavar="RUN_DIR")
     em.add_argument("--neighbors", action="append", default=[], metavar="WORD", help="the k words nearest by cosine (repeatable)")

@@ -198,7 +198,7 @@ EMBED = [
          "--export must name a file to write, got '{tmp}', which is a directory"),
     Case("embed-k-zero", ["embed", "{run}", "--neighbors", "king", "--k", "0"], "--k must be an integer >= 1, got 0"),
     Case("embed-run-missing", ["embed", "{tmp}/nope", "--neighbors", "king"], "nope is not a run directory (no such directory)"),
-    Case("embed-not-word2vec", ["embed", "{run}", "--neighbors", "king"], "is a decoder run; axon embed reads word2vec and glove runs"),
+    Case("embed-not-word2vec", ["embed", "{run}", "--neighbors", "king"], "is a decoder run; axon embed reads word2vec, glove and fasttext runs"),
 ]
 
 LORA = [

@@ -98,6 +98,10 @@ def test_glove_hand_count():
     assert flops_per_token(cfg(family="glove", vocab_size=50, n_embd=10)) == 6 * 10  # one dot product per entry
 
 
+def test_fasttext_hand_count():  # skip-gram's count; the sum of the n-gram rows is a lookup
+    assert flops_per_token(cfg(family="fasttext", vocab_size=50, n_embd=10, negatives=3, window=2, buckets=100)) == 6 * 10 * 4 * 4
+
+
 def test_mamba_hand_count():
     V, C, L, N, K = 11, 16, 2, 4, 4
     D, R = 2 * C, math.ceil(C / 16)

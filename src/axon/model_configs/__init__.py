@@ -63,6 +63,8 @@ from axon.model_configs.vit_hybrid import PRESETS as VIT_HYBRID_PRESETS
 from axon.model_configs.vit_hybrid import ViTHybridConfig
 from axon.model_configs.vqvae import PRESETS as VQVAE_PRESETS
 from axon.model_configs.vqvae import VQVAEConfig
+from axon.model_configs.fasttext import PRESETS as FASTTEXT_PRESETS
+from axon.model_configs.fasttext import FastTextConfig
 from axon.model_configs.glove import PRESETS as GLOVE_PRESETS
 from axon.model_configs.glove import GloVeConfig
 from axon.model_configs.word2vec import PRESETS as WORD2VEC_PRESETS
@@ -84,6 +86,7 @@ FAMILY_CONFIGS: dict[str, FamilyConfig] = {
     "rnn_tagger": FamilyConfig(RNNTaggerConfig, RNN_TAGGER_PRESETS),
     "word2vec": FamilyConfig(Word2VecConfig, WORD2VEC_PRESETS),
     "glove": FamilyConfig(GloVeConfig, GLOVE_PRESETS),
+    "fasttext": FamilyConfig(FastTextConfig, FASTTEXT_PRESETS),
     "seq2seq": FamilyConfig(TransformerConfig, SEQ2SEQ_PRESETS),
     "progressive": FamilyConfig(ProgressiveConfig, PROGRESSIVE_PRESETS),
     "conv_attention": FamilyConfig(ConvAttentionConfig, CONV_ATTENTION_PRESETS),
@@ -137,6 +140,7 @@ __all__ = [
     "VQVAEConfig",
     "Word2VecConfig",
     "GloVeConfig",
+    "FastTextConfig",
     "WMVAEConfig",
     "MDNRNNConfig",
     "ControllerConfig",

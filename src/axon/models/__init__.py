@@ -63,6 +63,8 @@ from axon.models.vit_hybrid import PRESETS as VIT_HYBRID_PRESETS
 from axon.models.vit_hybrid import ViTHybrid, ViTHybridConfig
 from axon.models.vqvae import PRESETS as VQVAE_PRESETS
 from axon.models.vqvae import VQVAE, VQVAEConfig
+from axon.models.fasttext import PRESETS as FASTTEXT_PRESETS
+from axon.models.fasttext import FastText, FastTextConfig
 from axon.models.glove import PRESETS as GLOVE_PRESETS
 from axon.models.glove import GloVe, GloVeConfig
 from axon.models.word2vec import PRESETS as WORD2VEC_PRESETS
@@ -90,6 +92,7 @@ FAMILIES: dict[str, Family] = {
     "rnn_tagger": Family(RNNTaggerConfig, RNNTagger, RNN_TAGGER_PRESETS, task="tag"),  # BiLSTM(-CRF) tagger, Huang et al. 2015
     "word2vec": Family(Word2VecConfig, Word2Vec, WORD2VEC_PRESETS, task="word2vec"),  # Mikolov et al. 2013
     "glove": Family(GloVeConfig, GloVe, GLOVE_PRESETS, task="glove"),  # Pennington et al. 2014
+    "fasttext": Family(FastTextConfig, FastText, FASTTEXT_PRESETS, task="fasttext"),  # Bojanowski et al. 2017
     "seq2seq": Family(TransformerConfig, Transformer, SEQ2SEQ_PRESETS, task="seq2seq", other_tasks=("rag",)),  # Vaswani et al. 2017
     "progressive": Family(ProgressiveConfig, ProgressiveDecoder, PROGRESSIVE_PRESETS, other_tasks=CAUSAL_LM_TASKS),  # grows by duplicating layers (ours)
     "conv_attention": Family(ConvAttentionConfig, ConvAttention, CONV_ATTENTION_PRESETS, other_tasks=CAUSAL_LM_TASKS),  # causal hourglass (ours)

@@ -54,6 +54,8 @@ Family by family (what ``flops_per_token(model_cfg)`` returns):
     word2vec        per centre word: 6 n_embd (1 + negatives) per context slot (skip-gram), or
                     6 n_embd (1 + negatives + slots) (CBOW)
     glove           per co-occurrence entry: 6 n_embd (one dot product; the biases are lookups)
+    fasttext        per centre word: skip-gram's 6 n_embd (1 + negatives) per context slot (the sum
+                    of a word's n-gram rows is a lookup)
     unet            per image (block_size is 1): 6 x every conv weight x its output pixels, + the
                     embedding MLP and per-block projections once, + 12 (H W)^2 C per attention layer
     mlp_denoiser    per point (block_size is 1): 6 x every Linear weight (the class table is a lookup)

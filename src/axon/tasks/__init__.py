@@ -20,6 +20,7 @@ they read (files, tokenizers, datasets of batches) is ``axon.data``'s:
               (first sub-token of each word); entity precision / recall / F1 by seqeval
     word2vec  skip-gram / CBOW examples with negatives from any text
     glove     GloVe's weighted least squares on sampled nonzero co-occurrence counts of any text
+    fasttext  word2vec's skip-gram examples with each centre word read as its character n-grams
     sft       supervised fine-tuning of a causal LM on prompt/response pairs and chats, the loss on
               the responses only (InstructGPT's first step)
     reward    a scalar reward from preference comparisons or rankings (InstructGPT's step 2),
@@ -78,6 +79,7 @@ from axon.tasks import (
     diffusion,
     dpr,
     dpo,
+    fasttext,
     gato,
     glove,
     grpo,
@@ -106,6 +108,7 @@ TASKS: dict[str, TaskBuilder] = {
     "seq2seq": seq2seq.seq2seq_task,
     "word2vec": word2vec.word2vec_task,
     "glove": glove.glove_task,
+    "fasttext": fasttext.fasttext_task,
     "tag": tag.tag_task,
     "sft": sft.sft_task,
     "reward": reward.reward_task,

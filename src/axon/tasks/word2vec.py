@@ -31,7 +31,7 @@ def format_neighbors(vocab: Vocabulary, vectors: torch.Tensor, word: str, k: int
 
 
 def word_vocabulary(cfg) -> tuple[str, str, Vocabulary]:
-    """(training text, validation text, vocabulary) of a word-embedding run (word2vec, glove): the
+    """(training text, validation text, vocabulary) of a word-embedding run (word2vec, glove, fasttext): the
     words seen at least ``model.min_count`` times in the training text; fills ``model.vocab_size``
     (a configured one must agree)."""
     m = cfg.model
@@ -70,15 +70,50 @@ def word2vec_task(cfg, device: torch.device) -> TaskSetup:
                      sample_fn=sample, extra_files={VOCAB_FILE: vocab.save})
 
 
-def load_embeddings(run_dir: str | Path):
-    """(config, vocabulary, word vectors (V, D)) of a word2vec or glove run directory."""
+EMBEDDING_FAMILIES = ("word2vec", "glove", "fasttext")
+
+
+class Embeddings:
+    """A word-embedding run's vectors for ``axon embed``: the vocabulary (V words), their vectors
+    (V, D), and ``query(word)`` -> (vocabulary index or None, vector (D,)). A fasttext run answers
+    for a word outside the vocabulary too: the sum (or mean) of its n-gram rows."""
+
+    def __init__(self, cfg, vocab: Vocabulary, vectors: torch.Tensor, model=None):
+        self.cfg, self.vocab, self.vectors, self.model = cfg, vocab, vectors, model
+
+    def query(self, word: str) -> tuple[int | None, torch.Tensor]:
+        from axon.data.words import lookup
+
+        m = self.cfg.model
+        w = word.lower() if m.lowercase else word
+        if w in self.vocab.index or m.family != "fasttext":
+            try:
+                i = lookup(self.vocab, word, m.lowercase)
+            except DataError as e:
+                raise DataError(f"{e}; a {m.family} run has no vector for a word outside its vocabulary "
+                                "(a fasttext run builds one from its character n-grams)") from None
+            return i, self.vectors[i]
+        from axon.models.fasttext import subword_table
+
+        with torch.no_grad():
+            return None, self.model.word_vectors(torch.from_numpy(subword_table([w], m, self.vocab.index)))[0]
+
+
+def load_embeddings(run_dir: str | Path) -> Embeddings:
+    """The vectors of a word2vec, glove or fasttext run directory (``Embeddings``)."""
     from axon.train.run import load_run
 
     cfg, model, _ = load_run(run_dir, "cpu")
-    if cfg.model.family not in ("word2vec", "glove"):
-        raise ConfigError(f"{run_dir} is a {cfg.model.family} run; axon embed reads word2vec and glove runs")
+    if cfg.model.family not in EMBEDDING_FAMILIES:
+        raise ConfigError(f"{run_dir} is a {cfg.model.family} run; axon embed reads word2vec, glove and fasttext runs")
     vocab = Vocabulary.load(Path(run_dir) / VOCAB_FILE)
-    vectors = model.vectors()
-    if len(vocab) != vectors.size(0):
-        raise DataError(f"{run_dir}: {VOCAB_FILE} has {len(vocab)} words, the model {vectors.size(0)} vectors")
-    return cfg, vocab, vectors
+    if len(vocab) != cfg.model.vocab_size:
+        raise DataError(f"{run_dir}: {VOCAB_FILE} has {len(vocab)} words, the model {cfg.model.vocab_size} vectors")
+    if cfg.model.family == "fasttext":
+        from axon.models.fasttext import subword_table
+        from axon.tasks.fasttext import vocabulary_vectors
+
+        vectors = vocabulary_vectors(model, subword_table(vocab.words, cfg.model))
+    else:
+        vectors = model.vectors()
+    return Embeddings(cfg, vocab, vectors, model)
