@@ -972,10 +972,12 @@ def build_parser() -> argparse.ArgumentParser:
     f = sub.add_parser("finetune", help="fine-tune a pretrained run: an encoder (BERT) as a text classifier, "
                                         "or a causal LM on prompt/response pairs (--task=sft) or against a reward "
                                         "with PPO (--task=ppo)",
-                       epilog="The model is the pretrained run's (with a classification head for classify); its "
+                       epilog="The model is the pretrained run's (with a classification head for classify, a "
+                              "per-token one for tag); its "
                               "tokenizer is used.\n"
                               "Examples:\n  axon finetune runs/bert-mlm --config configs/bert_tiny_speakers.yaml\n"
                               "  axon finetune runs/bert-mlm --data.train_file=reviews.jsonl --model.pooling=mean\n"
+                              "  axon finetune runs/bert-mlm --config configs/tag_bert.yaml  # NER tags, head: tag\n"
                               "  axon finetune runs/shakespeare --task=sft --data.train_file=chats.jsonl  # docs/rlhf.md\n"
                               "  axon finetune runs/instruct --task=ppo --ppo.reward=gold:instructions  # docs/rlhf.md, PPO\n"
                               "  axon finetune runs/instruct --task=online_dpo  # docs/rlhf.md, online DPO\n"

@@ -105,7 +105,7 @@ class DataConfig:
 # The corpora shipped in the package (axon.data.corpus.CORPORA; tests/test_layering.py checks they agree).
 CORPUS_NAMES = ("shakespeare",)
 # The tasks a config may name (axon.tasks.TASKS; tests/test_layering.py checks they agree).
-TASK_NAMES = ("lm", "mlm", "classify", "seq2seq", "word2vec", "glove", "fasttext", "sft", "reward", "ppo", "dpo", "grpo", "online_dpo",
+TASK_NAMES = ("lm", "mlm", "classify", "seq2seq", "word2vec", "glove", "fasttext", "tag", "sft", "reward", "ppo", "dpo", "grpo", "online_dpo",
               "diffusion", "image_classify", "detect", "vq", "mixed_modal", "dpr", "rag", "wm_vae", "wm_mdn", "wm_controller", "mappo", "gato")
 # data.dataset of image_classify (digits: axon.tasks.image_classify) and detect (shapes: axon.tasks.detect)
 IMAGE_DATASETS = ("digits", "shapes")

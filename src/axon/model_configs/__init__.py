@@ -49,6 +49,8 @@ from axon.model_configs.wm import CONTROLLER_PRESETS, MDNRNN_PRESETS, VAE_PRESET
 from axon.model_configs.rnn import RNNConfig
 from axon.model_configs.rnn_classifier import PRESETS as RNN_CLASSIFIER_PRESETS
 from axon.model_configs.rnn_classifier import RNNClassifierConfig
+from axon.model_configs.rnn_tagger import PRESETS as RNN_TAGGER_PRESETS
+from axon.model_configs.rnn_tagger import RNNTaggerConfig
 from axon.model_configs.seq2seq import PRESETS as SEQ2SEQ_PRESETS
 from axon.model_configs.seq2seq import TransformerConfig
 from axon.model_configs.unet import PRESETS as UNET_PRESETS
@@ -81,6 +83,7 @@ FAMILY_CONFIGS: dict[str, FamilyConfig] = {
     "bert": FamilyConfig(BertConfig, BERT_PRESETS),
     "rnn": FamilyConfig(RNNConfig, RNN_PRESETS),
     "rnn_classifier": FamilyConfig(RNNClassifierConfig, RNN_CLASSIFIER_PRESETS),
+    "rnn_tagger": FamilyConfig(RNNTaggerConfig, RNN_TAGGER_PRESETS),
     "word2vec": FamilyConfig(Word2VecConfig, WORD2VEC_PRESETS),
     "glove": FamilyConfig(GloVeConfig, GLOVE_PRESETS),
     "fasttext": FamilyConfig(FastTextConfig, FASTTEXT_PRESETS),

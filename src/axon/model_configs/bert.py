@@ -26,8 +26,8 @@ class BertConfig:
     type_vocab_size: int = 2  # token types (BERT's sentence A / B segments)
     norm_eps: float = 1e-12
     dropout: float = 0.1  # embeddings, attention weights, residual branches, classifier input (BERT: 0.1)
-    head: Literal["mlm", "classify", "none"] = "mlm"  # what forward returns (see the module docstring)
-    num_labels: int | None = None  # classify: null = the task fills it from the label set
+    head: Literal["mlm", "classify", "tag", "none"] = "mlm"  # what forward returns (see the module docstring)
+    num_labels: int | None = None  # classify, tag: null = the task fills it from the label / tag set
     pooling: Literal["cls", "mean", "max"] = "cls"  # how classify (and pool()) summarise a sequence
     attn_impl: Literal["sdpa", "reference"] = "sdpa"
     init_std: float = 0.02
@@ -53,8 +53,9 @@ class BertConfig:
     @property
     def has_pooler(self) -> bool:
         """BERT's tanh pooler exists for [CLS] pooling in a model that pools (not an MLM model,
-        which matches transformers' BertForMaskedLM: no pooler)."""
-        return self.pooling == "cls" and self.head != "mlm"
+        which matches transformers' BertForMaskedLM: no pooler; not a tagger, which scores every
+        token and pools nothing, as BertForTokenClassification)."""
+        return self.pooling == "cls" and self.head not in ("mlm", "tag")
 
 
 # Named sizes. Parameter counts are what axon.models.bert builds with the preset's default head "mlm"

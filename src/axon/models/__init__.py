@@ -49,6 +49,8 @@ from axon.models.wm import (
 )
 from axon.models.rnn_classifier import PRESETS as RNN_CLASSIFIER_PRESETS
 from axon.models.rnn_classifier import RNNClassifier, RNNClassifierConfig
+from axon.models.rnn_tagger import PRESETS as RNN_TAGGER_PRESETS
+from axon.models.rnn_tagger import RNNTagger, RNNTaggerConfig
 from axon.models.seq2seq import PRESETS as SEQ2SEQ_PRESETS
 from axon.models.seq2seq import Transformer, TransformerConfig
 from axon.models.unet import PRESETS as UNET_PRESETS
@@ -84,9 +86,10 @@ CAUSAL_LM_TASKS = ("sft", "dpo", "online_dpo", "mixed_modal", "rag")
 
 FAMILIES: dict[str, Family] = {
     "decoder": Family(DecoderConfig, Decoder, DECODER_PRESETS, other_tasks=(*CAUSAL_LM_TASKS, "gato")),  # gato: axon.tasks.gato
-    "bert": Family(BertConfig, Bert, BERT_PRESETS, task="mlm", other_tasks=("classify",)),  # Devlin et al. 2019; task: classify to fine-tune
+    "bert": Family(BertConfig, Bert, BERT_PRESETS, task="mlm", other_tasks=("classify", "tag")),  # Devlin et al. 2019; task: classify / tag to fine-tune
     "rnn": Family(RNNConfig, RNNLM, RNN_PRESETS, other_tasks=CAUSAL_LM_TASKS),  # RNN / LSTM / GRU language models
     "rnn_classifier": Family(RNNClassifierConfig, RNNClassifier, RNN_CLASSIFIER_PRESETS, task="classify"),  # BiLSTM/GRU
+    "rnn_tagger": Family(RNNTaggerConfig, RNNTagger, RNN_TAGGER_PRESETS, task="tag"),  # BiLSTM(-CRF) tagger, Huang et al. 2015
     "word2vec": Family(Word2VecConfig, Word2Vec, WORD2VEC_PRESETS, task="word2vec"),  # Mikolov et al. 2013
     "glove": Family(GloVeConfig, GloVe, GLOVE_PRESETS, task="glove"),  # Pennington et al. 2014
     "fasttext": Family(FastTextConfig, FastText, FASTTEXT_PRESETS, task="fasttext"),  # Bojanowski et al. 2017

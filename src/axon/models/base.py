@@ -16,6 +16,8 @@ how a probe once silently dropped an MoE's balance loss under DDP.
                                          model keeps one (:func:`keep_ema`), else its own
     init_sources() -> {submodule: (run, field)}  run directories whose weights start submodules of a run
                                          (a routed model's experts)
+    tag_crf() -> CRF or None             a tagger's CRF over its per-token scores, which the tag task
+                                         trains (forward algorithm) and decodes (Viterbi) with
 
 Modelled on torchtitan's ``ModelProtocol`` (a written contract instead of duck typing), with a
 trainer-callback list in place of model-specific branches in the loop.
@@ -87,6 +89,11 @@ class Model(nn.Module):
         checkpoint initialises that submodule when a run starts (not when it resumes: the run's own
         checkpoint has it); none by default."""
         return {}
+
+    def tag_crf(self) -> nn.Module | None:
+        """A tagger's linear-chain CRF (``axon.nn.crf.CRF``) over its emissions; None: tags are
+        scored and predicted token by token (the default)."""
+        return None
 
     def callbacks(self) -> list[TrainerCallback]:
         """Hooks into the training loop: an EMA's update when the model keeps one (:func:`keep_ema`)."""

@@ -11,6 +11,8 @@
         |
     hidden (B, T, C) --+-- head "mlm":      LN(gelu(W h)) E^T + b   -> (B, T, V)  E = wte, tied
                        +-- head "classify": dropout(pool(h)) W + b -> (B, num_labels)
+                       +-- head "tag":      dropout(h) W + b       -> (B, T, num_labels)  one score
+                       |                    vector per token (the tag task reads each word's first)
                        +-- head "none":     h itself (features, sentence embeddings)
 
 Every position attends to every real position in both directions; padding is masked out of the
@@ -85,7 +87,7 @@ class Bert(Model):
         super().__init__()
         if cfg.vocab_size is None:
             raise ValueError("BertConfig.vocab_size must be set before building the model")
-        if cfg.head == "classify" and cfg.num_labels is None:
+        if cfg.head in ("classify", "tag") and cfg.num_labels is None:
             raise ValueError("BertConfig.num_labels must be set before building a classifier")
         self.config = cfg
         C = cfg.n_embd
@@ -97,7 +99,7 @@ class Bert(Model):
         self.layers = nn.ModuleList(EncoderLayer(cfg) for _ in range(cfg.n_layer))
         self.mlm = MaskedLMHead(cfg) if cfg.head == "mlm" else None
         self.pooler = nn.Linear(C, C) if cfg.has_pooler else None
-        self.classifier = nn.Linear(C, cfg.num_labels) if cfg.head == "classify" else None
+        self.classifier = nn.Linear(C, cfg.num_labels) if cfg.head in ("classify", "tag") else None
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -162,10 +164,13 @@ class Bert(Model):
     def forward(self, idx: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 token_type_ids: torch.Tensor | None = None, predict: torch.Tensor | None = None) -> torch.Tensor:
         """head mlm: logits (B, T, V), or (N, V) for the N positions where ``predict`` (B, T) is True
-        (in row-major order); head classify: logits (B, num_labels); head none: hidden (B, T, C)."""
+        (in row-major order); head classify: logits (B, num_labels); head tag: logits (B, T,
+        num_labels); head none: hidden (B, T, C)."""
         h = self.encode(idx, attention_mask, token_type_ids)
         if self.mlm is not None:
             return self.mlm(h if predict is None else h[predict], self.wte.weight)
+        if self.config.head == "tag":
+            return self.classifier(self.drop(h) if self.training and self.config.dropout else h)
         if self.classifier is not None:
             pooled = self.pool(h, attention_mask)
             if self.training and self.config.dropout:

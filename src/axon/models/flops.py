@@ -48,6 +48,7 @@ Family by family (what ``flops_per_token(model_cfg)`` returns):
                     keys: encoder T, decoder self T + cross T
     rnn             6 x (recurrent cell matrices + head matrix); no term grows with seq_len
     rnn_classifier  6 x recurrent cell matrices (the head runs once per sequence, not per token)
+    rnn_tagger      6 x (recurrent cell matrices + head matrix) per word (the CRF's K^2 is left out)
     mamba           6 x (projection and head matrices) + 3 x the conv and scan elementwise work
                     (2 D K + 8 D N per layer); no term grows with seq_len
     word2vec        per centre word: 6 n_embd (1 + negatives) per context slot (skip-gram), or

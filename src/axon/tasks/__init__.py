@@ -16,6 +16,8 @@ they read (files, tokenizers, datasets of batches) is ``axon.data``'s:
     classify  one label per text (JSONL / TSV), for every classifier family; fine-tuning a
               pretrained encoder under a new head is ``axon.tasks.finetune``
     seq2seq   sentence pairs for encoder-decoder models, scored by BLEU / chrF / exact match
+    tag       one tag per word (BIO NER) from CoNLL files: a BiLSTM (optionally with a CRF) or BERT
+              (first sub-token of each word); entity precision / recall / F1 by seqeval
     word2vec  skip-gram / CBOW examples with negatives from any text
     glove     GloVe's weighted least squares on sampled nonzero co-occurrence counts of any text
     fasttext  word2vec's skip-gram examples with each centre word read as its character n-grams
@@ -92,6 +94,7 @@ from axon.tasks import (
     reward,
     seq2seq,
     sft,
+    tag,
     vq,
     word2vec,
 )
@@ -106,6 +109,7 @@ TASKS: dict[str, TaskBuilder] = {
     "word2vec": word2vec.word2vec_task,
     "glove": glove.glove_task,
     "fasttext": fasttext.fasttext_task,
+    "tag": tag.tag_task,
     "sft": sft.sft_task,
     "reward": reward.reward_task,
     "ppo": ppo.ppo_task,

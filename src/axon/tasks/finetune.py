@@ -1,7 +1,8 @@
 """Fine-tuning a pretrained run: ``axon finetune``'s config and the checkpoint surgery behind it.
 
 ``finetune_config`` composes the config of ``axon finetune PRETRAINED_RUN``: the pretrained run's
-model with a classification head, its tokenizer, ``task: classify`` and ``train.init_from``; or,
+model with a classification head, its tokenizer, ``task: classify`` and ``train.init_from`` (with
+``--task=tag``, a token-classification head, ``head: tag``); or,
 with ``--task=sft``, ``--task=dpo`` or ``--task=online_dpo``, the pretrained run's model unchanged
 (``axon.tasks.sft``, ``axon.tasks.dpo``, ``axon.tasks.online_dpo``); with
 ``--task=reward`` or ``--task=ppo``, that model with a scalar head or a value head; with
@@ -167,7 +168,8 @@ def finetune_config(pretrained: str | Path, recipe: str | Path | None = None, ov
             raise ConfigError(f"{run} is a {pre.get('family')} run; a reward model starts from a decoder run (an sft run)")
         model, settable = {**pre, "family": "reward"}, (*KEEP_MODEL_FIELDS, *LABELLER_FIELDS)
     else:
-        model, settable = {**pre, "head": "classify", "num_labels": None}, FINETUNE_FIELDS
+        head = "tag" if task == "tag" else "classify"  # a token or a sequence classifier (axon.tasks.tag / classify)
+        model, settable = {**pre, "head": head, "num_labels": None}, FINETUNE_FIELDS
     model.update({k: v for k, v in (data.get("model") or {}).items() if k in settable})
     for k, v in (over.pop("model", None) or {}).items():
         if k not in settable and v != model.get(k):
