@@ -545,6 +545,15 @@ def cmd_finetune(args, overrides: list[str]) -> int:
     return 0
 
 
+def cmd_baseline(args, overrides: list[str]) -> int:
+    from axon.config import load_config
+    from axon.lab.baseline import baseline_line, tfidf_baseline
+
+    result = tfidf_baseline(load_config(args.config, overrides))
+    print(json.dumps(result, indent=1) if args.json else baseline_line(result))
+    return 0
+
+
 def cmd_translate(args, overrides: list[str]) -> int:
     """Decode new sources with a seq2seq run, or score it on a TSV of pairs (BLEU, chrF, exact match)."""
     from axon.errors import reading
@@ -988,6 +997,13 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--config", help="YAML recipe: data, optim, schedule, train (of its model section only "
                                     "head, num_labels, pooling, dropout, attn_impl are read)")
     f.set_defaults(func=cmd_finetune)
+    b = sub.add_parser("baseline", help="the TF-IDF + logistic-regression baseline on a classify config's train/val data",
+                       epilog="Takes the same --config and --section.key=value overrides as train; prints validation "
+                              "accuracy, macro F1 and the majority baseline (axon.lab.baseline).")
+    b.add_argument("--config", help="YAML recipe of a classify task")
+    b.add_argument("--json", action="store_true", help="print every figure as JSON")
+    b.set_defaults(func=cmd_baseline)
+
     tr = sub.add_parser("translate", help="translate with a seq2seq run (greedy or beam search), or score it (BLEU, chrF)",
                         epilog="Examples:\n  axon translate runs/dates --input \"the 3rd of May, 1999\" --input \"7/4/1976\"\n"
                                "  axon translate runs/dates --input-file sources.txt --beams 4\n"
@@ -1199,7 +1215,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 # Subcommands whose unrecognised arguments are config overrides (--section.key=value), passed on to
 # the command; any other subcommand refuses them in main(), before it runs.
-TAKE_OVERRIDES = ("train", "config", "finetune", "scaling", "compare", "pipeline", "iterated-dpo")
+TAKE_OVERRIDES = ("train", "config", "finetune", "baseline", "scaling", "compare", "pipeline", "iterated-dpo")
 
 
 _PYTHON_FORMATWARNING = warnings.formatwarning

@@ -1,5 +1,5 @@
 """Bad input to every subcommand other than config and train (test_config_and_train.py): sample,
-eval, prepare, convert, finetune, translate, embed, lora, scaling, compare, index and rag. Each case ends in
+eval, prepare, convert, finetune, baseline, translate, embed, lora, scaling, compare, index and rag. Each case ends in
 one line naming the flag (as typed) or the file, exit 2, no traceback (issue 16).
 
 A flag is refused by the check of the option object or keyword it feeds (SamplingOptions, the
@@ -173,6 +173,18 @@ FINETUNE = [
     Case("finetune-run-missing", ["finetune", "{tmp}/nope"], "nope is not a run directory (no such directory)"),
     Case("finetune-run-is-a-file", ["finetune", "{tmp}/f"], "f is not a run directory (it is a file)", setup=write("f", "x")),
     Case("finetune-recipe-missing", ["finetune", "{run}", "--config", "{tmp}/nope.yaml"], "nope.yaml"),
+]
+
+CLASSIFY_ROWS = "a fine day\tpos\nfoul weather\tneg\n"
+BASELINE = [
+    Case("baseline-not-classify", ["baseline"],
+         "task: the TF-IDF baseline reads a classify task's data; this config's task is 'lm'"),
+    Case("baseline-train-file-missing", ["baseline", "--task=classify", "--model.family=rnn_classifier",
+                                         "--data.train_file={tmp}/nope.tsv"], "data.train_file: {tmp}/nope.tsv not found"),
+    Case("baseline-val-label-unknown", ["baseline", "--task=classify", "--model.family=rnn_classifier",
+                                        "--data.train_file={tmp}/t.tsv", "--data.val_file={tmp}/v.tsv"],
+         "{tmp}/v.tsv:2: label 'meh' does not occur in the training file {tmp}/t.tsv",
+         setup=both(write("t.tsv", CLASSIFY_ROWS * 5), write("v.tsv", "fine\tpos\nso so\tmeh\n"))),
 ]
 
 TRANSLATE = [
@@ -392,7 +404,7 @@ RAG_CASES = [
     Case("rag-run-missing", ["rag", "{tmp}/nope", "--question", "q"], "nope is not a run directory (no such directory)"),
 ]
 
-CASES = (SAMPLE + SAMPLE_SCORES + EVAL + PREPARE + CONVERT + FINETUNE + TRANSLATE + EMBED + LORA + SCALING + COMPARE_CASES
+CASES = (SAMPLE + SAMPLE_SCORES + EVAL + PREPARE + CONVERT + FINETUNE + BASELINE + TRANSLATE + EMBED + LORA + SCALING + COMPARE_CASES
          + LABEL + PIPELINE_CASES + ITERATED_CASES + RAG_CASES)
 
 

@@ -4,7 +4,8 @@
 names a file that comes with the package, in one of two ways:
 
 * shipped inside the package, under ``axon/data/corpus/`` (``bundled:dates/train.tsv``, the
-  seq2seq date task; ``bundled:tinyshakespeare.txt``);
+  seq2seq date task; ``bundled:vader/{train,val}.tsv``, lines of the corpus labelled by VADER's
+  sentiment, ``axon.data.vader_lines``; ``bundled:tinyshakespeare.txt``);
 * built from the bundled corpus and written into the cache (``data.cache_dir``, ``$AXON_CACHE`` or
   ``~/.cache/axon``) on first use: ``bundled:speakers/{train.jsonl,val.jsonl,pretrain.txt,meta.json}``,
   the speaker task (``axon.data.speakers``); ``bundled:labellers/{train.jsonl,val.jsonl,meta.json}``,
