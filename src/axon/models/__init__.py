@@ -49,6 +49,8 @@ from axon.models.wm import (
 )
 from axon.models.rnn_classifier import PRESETS as RNN_CLASSIFIER_PRESETS
 from axon.models.rnn_classifier import RNNClassifier, RNNClassifierConfig
+from axon.models.rnn_seq2seq import PRESETS as RNN_SEQ2SEQ_PRESETS
+from axon.models.rnn_seq2seq import RNNSeq2Seq, RNNSeq2SeqConfig
 from axon.models.seq2seq import PRESETS as SEQ2SEQ_PRESETS
 from axon.models.seq2seq import Transformer, TransformerConfig
 from axon.models.unet import PRESETS as UNET_PRESETS
@@ -88,6 +90,7 @@ FAMILIES: dict[str, Family] = {
     "word2vec": Family(Word2VecConfig, Word2Vec, WORD2VEC_PRESETS, task="word2vec"),  # Mikolov et al. 2013
     "glove": Family(GloVeConfig, GloVe, GLOVE_PRESETS, task="glove"),  # Pennington et al. 2014
     "seq2seq": Family(TransformerConfig, Transformer, SEQ2SEQ_PRESETS, task="seq2seq", other_tasks=("rag",)),  # Vaswani et al. 2017
+    "rnn_seq2seq": Family(RNNSeq2SeqConfig, RNNSeq2Seq, RNN_SEQ2SEQ_PRESETS, task="seq2seq"),  # Bahdanau / Luong 2015
     "progressive": Family(ProgressiveConfig, ProgressiveDecoder, PROGRESSIVE_PRESETS, other_tasks=CAUSAL_LM_TASKS),  # grows by duplicating layers (ours)
     "conv_attention": Family(ConvAttentionConfig, ConvAttention, CONV_ATTENTION_PRESETS, other_tasks=CAUSAL_LM_TASKS),  # causal hourglass (ours)
     "mamba": Family(MambaConfig, Mamba, MAMBA_PRESETS, other_tasks=CAUSAL_LM_TASKS),  # selective state spaces, Gu & Dao 2023
