@@ -567,7 +567,7 @@ def cmd_translate(args, overrides: list[str]) -> int:
         sources = args.input
     cfg, model, tokenizer = load_run(args.run_dir, args.device)
     if not encoder_decoder(cfg.model):  # seq2seq, rnn_seq2seq: a config that declares the contract
-        raise ConfigError(f"{args.run_dir} is a {cfg.model.family} run; translate needs an encoder-decoder run "
+        raise ConfigError(f"{args.run_dir} is a {cfg.model.family} run; translate needs a seq2seq run, an encoder-decoder "
                           f"(model.family={' or '.join(ENCODER_DECODERS)}; axon sample continues text)")
     if tokenizer is None:
         raise ConfigError(f"{args.run_dir} has no tokenizer.json")
