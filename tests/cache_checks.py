@@ -31,6 +31,9 @@ def reductions(model, steps: int, encoder: bool = False) -> tuple[int, int]:
         return max(cfg.n_embd, cfg.hidden, steps), cfg.dec_layers + 1 + (cfg.enc_layers if encoder else 0)
     if cfg.family == "rnn":  # a gate sums W_ih x + W_hh h: n_embd (first layer) or hidden inputs, + hidden
         return max(cfg.n_embd, cfg.hidden) + cfg.hidden, cfg.n_layer * steps + 1
+    if cfg.family == "rnn_seq2seq":  # the widest sum: Bahdanau's readout [s; c; E y] or a gate's [E y; c] + state;
+        # the error passes the encoder's and the decoder's steps, then the attention, readout and head
+        return cfg.n_embd + 2 * cfg.hidden, 2 * cfg.n_layer * steps + 3
     if cfg.family == "mamba":
         return max(cfg.n_embd, cfg.d_inner, steps), cfg.n_layer + 1
     if cfg.family == "conv_attention":  # pre blocks, down, inner blocks, up, post blocks, head

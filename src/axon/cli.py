@@ -558,6 +558,7 @@ def cmd_translate(args, overrides: list[str]) -> int:
     """Decode new sources with a seq2seq run, or score it on a TSV of pairs (BLEU, chrF, exact match)."""
     from axon.errors import reading
     from axon.eval.translation import check_translate_options, evaluate_translation, translate
+    from axon.tasks.seq2seq import ENCODER_DECODERS, encoder_decoder
     from axon.train.run import load_run
 
     if sum(map(bool, (args.input, args.input_file, args.eval))) != 1:
@@ -575,8 +576,9 @@ def cmd_translate(args, overrides: list[str]) -> int:
     else:
         sources = args.input
     cfg, model, tokenizer = load_run(args.run_dir, args.device)
-    if cfg.model.family != "seq2seq":
-        raise ConfigError(f"{args.run_dir} is a {cfg.model.family} run; translate needs a seq2seq run (axon sample continues text)")
+    if not encoder_decoder(cfg.model):  # seq2seq, rnn_seq2seq: a config that declares the contract
+        raise ConfigError(f"{args.run_dir} is a {cfg.model.family} run; translate needs a seq2seq run, an encoder-decoder "
+                          f"(model.family={' or '.join(ENCODER_DECODERS)}; axon sample continues text)")
     if tokenizer is None:
         raise ConfigError(f"{args.run_dir} has no tokenizer.json")
     options = dict(beams=args.beams, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size)

@@ -247,6 +247,7 @@ CASES = {
     "decoder": ({}, ["*.qkv", "*.attn.proj", "*.mlp.*", "lm_head"], LM),
     "bert": ({"head": "classify", "num_labels": 3}, ["layers.*.attn.*", "layers.*.mlp.*"], CLS),
     "seq2seq": ({}, ["*attn.q", "*attn.kv", "*attn.qkv", "*.mlp.fc", "lm_head"], SEQ2SEQ),
+    "rnn_seq2seq": ({}, ["attn.*", "readout", "lm_head"], SEQ2SEQ),
     "rnn": ({}, ["lm_head"], LM),
     "rnn_classifier": ({"num_labels": 3}, ["head"], CLS),
     "progressive": ({}, ["*.qkv", "*.mlp.*"], LM),
@@ -264,6 +265,8 @@ def merge_reductions(family, model, T=12):
     the output, the head included."""
     cfg = model.config
     if family in ("decoder", "conv_attention", "mamba", "reward"):  # adapters from the first block on
+        return reductions(model, T)
+    if family == "rnn_seq2seq":  # the attention and readout at every decoder step: the recurrence's bound
         return reductions(model, T)
     if family == "progressive":
         return max(cfg.n_embd, cfg.hidden, T), len(model.blocks) + 1

@@ -49,6 +49,8 @@ from axon.model_configs.wm import CONTROLLER_PRESETS, MDNRNN_PRESETS, VAE_PRESET
 from axon.model_configs.rnn import RNNConfig
 from axon.model_configs.rnn_classifier import PRESETS as RNN_CLASSIFIER_PRESETS
 from axon.model_configs.rnn_classifier import RNNClassifierConfig
+from axon.model_configs.rnn_seq2seq import PRESETS as RNN_SEQ2SEQ_PRESETS
+from axon.model_configs.rnn_seq2seq import RNNSeq2SeqConfig
 from axon.model_configs.rnn_tagger import PRESETS as RNN_TAGGER_PRESETS
 from axon.model_configs.rnn_tagger import RNNTaggerConfig
 from axon.model_configs.seq2seq import PRESETS as SEQ2SEQ_PRESETS
@@ -88,6 +90,7 @@ FAMILY_CONFIGS: dict[str, FamilyConfig] = {
     "glove": FamilyConfig(GloVeConfig, GLOVE_PRESETS),
     "fasttext": FamilyConfig(FastTextConfig, FASTTEXT_PRESETS),
     "seq2seq": FamilyConfig(TransformerConfig, SEQ2SEQ_PRESETS),
+    "rnn_seq2seq": FamilyConfig(RNNSeq2SeqConfig, RNN_SEQ2SEQ_PRESETS),
     "progressive": FamilyConfig(ProgressiveConfig, PROGRESSIVE_PRESETS),
     "conv_attention": FamilyConfig(ConvAttentionConfig, CONV_ATTENTION_PRESETS),
     "mamba": FamilyConfig(MambaConfig, MAMBA_PRESETS),
@@ -132,6 +135,7 @@ __all__ = [
     "RoutedConfig",
     "RoutedVisionConfig",
     "RNNClassifierConfig",
+    "RNNSeq2SeqConfig",
     "TransformerConfig",
     "UNetConfig",
     "ViTConfig",

@@ -49,6 +49,10 @@ class TransformerConfig:
         check(0.0 <= self.dropout < 1.0, "model.dropout", "must be in [0, 1)")
         check(self.norm_eps > 0, "model.norm_eps", "must be positive")
 
+    #: the task's and ``axon translate``'s test: the model has ``forward(src, tgt_in, src_mask)`` and
+    #: ``conditioned(src, src_mask)`` (see docs/adding-a-family.md)
+    encoder_decoder = True
+
     @property
     def enc_layers(self) -> int:
         return self.n_enc_layer or self.n_layer

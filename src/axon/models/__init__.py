@@ -49,6 +49,8 @@ from axon.models.wm import (
 )
 from axon.models.rnn_classifier import PRESETS as RNN_CLASSIFIER_PRESETS
 from axon.models.rnn_classifier import RNNClassifier, RNNClassifierConfig
+from axon.models.rnn_seq2seq import PRESETS as RNN_SEQ2SEQ_PRESETS
+from axon.models.rnn_seq2seq import RNNSeq2Seq, RNNSeq2SeqConfig
 from axon.models.rnn_tagger import PRESETS as RNN_TAGGER_PRESETS
 from axon.models.rnn_tagger import RNNTagger, RNNTaggerConfig
 from axon.models.seq2seq import PRESETS as SEQ2SEQ_PRESETS
@@ -94,6 +96,7 @@ FAMILIES: dict[str, Family] = {
     "glove": Family(GloVeConfig, GloVe, GLOVE_PRESETS, task="glove"),  # Pennington et al. 2014
     "fasttext": Family(FastTextConfig, FastText, FASTTEXT_PRESETS, task="fasttext"),  # Bojanowski et al. 2017
     "seq2seq": Family(TransformerConfig, Transformer, SEQ2SEQ_PRESETS, task="seq2seq", other_tasks=("rag",)),  # Vaswani et al. 2017
+    "rnn_seq2seq": Family(RNNSeq2SeqConfig, RNNSeq2Seq, RNN_SEQ2SEQ_PRESETS, task="seq2seq"),  # Bahdanau / Luong 2015
     "progressive": Family(ProgressiveConfig, ProgressiveDecoder, PROGRESSIVE_PRESETS, other_tasks=CAUSAL_LM_TASKS),  # grows by duplicating layers (ours)
     "conv_attention": Family(ConvAttentionConfig, ConvAttention, CONV_ATTENTION_PRESETS, other_tasks=CAUSAL_LM_TASKS),  # causal hourglass (ours)
     "mamba": Family(MambaConfig, Mamba, MAMBA_PRESETS, other_tasks=CAUSAL_LM_TASKS),  # selective state spaces, Gu & Dao 2023

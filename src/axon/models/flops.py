@@ -46,6 +46,9 @@ Family by family (what ``flops_per_token(model_cfg)`` returns):
     bert            encoder weights (the MLM head runs on ~15% of positions and is left out)
     seq2seq         per (source, target) position pair: encoder + decoder + head weights;
                     keys: encoder T, decoder self T + cross T
+    rnn_seq2seq     per (source, target) position pair: 6 x (both encoder directions, the key and
+                    query projections, decoder cell, readout and head matrices), + per source key
+                    6 (attn_dim + hidden) (Bahdanau: v^T tanh and the context) or 12 hidden (Luong)
     rnn             6 x (recurrent cell matrices + head matrix); no term grows with seq_len
     rnn_classifier  6 x recurrent cell matrices (the head runs once per sequence, not per token)
     rnn_tagger      6 x (recurrent cell matrices + head matrix) per word (the CRF's K^2 is left out)

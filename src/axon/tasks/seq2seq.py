@@ -17,15 +17,26 @@ import torch
 
 from axon.data.pairs import PairDataset, SpecialIds, build_pair_tokenizer, pair_splits
 from axon.errors import ConfigError
+from axon.model_configs import FAMILY_CONFIGS
 from axon.tasks.base import TaskSetup, set_vocab_size
+
+
+#: the families whose config declares ``encoder_decoder`` (the contract in docs/adding-a-family.md)
+ENCODER_DECODERS = tuple(name for name, f in FAMILY_CONFIGS.items() if getattr(f.config, "encoder_decoder", False))
+
+
+def encoder_decoder(model_cfg) -> bool:
+    """Whether a run's model section is an encoder-decoder: ``forward(src, tgt_in, src_mask)`` and
+    ``conditioned(src, src_mask)``, what this task, ``axon eval`` and ``axon translate`` call."""
+    return getattr(model_cfg, "encoder_decoder", False)
 
 
 def seq2seq_task(cfg, device: torch.device) -> TaskSetup:
     from axon.eval.translation import evaluate_translation, format_examples
     from axon.objectives.seq2seq import Seq2SeqLoss
 
-    if cfg.model.family != "seq2seq":
-        raise ConfigError(f"task seq2seq needs an encoder-decoder model (model.family=seq2seq), "
+    if not encoder_decoder(cfg.model):
+        raise ConfigError(f"task seq2seq needs an encoder-decoder model (model.family={' or '.join(ENCODER_DECODERS)}), "
                           f"got {cfg.model.family!r}")
     train_pairs, val_pairs, train_name, val_name = pair_splits(cfg.data)
     tokenizer = build_pair_tokenizer(cfg.data, train_pairs, val_pairs)
