@@ -197,3 +197,37 @@ def test_the_task_takes_encoder_decoders_only(tmp_path):
     cfg = load_config(None, ["--task=seq2seq", "--model.family=rnn", f"--data.train_file={tmp_path / 'p.tsv'}"])
     with pytest.raises(ConfigError, match="set model.family=seq2seq or model.family=rnn_seq2seq"):
         build_task(cfg, torch.device("cpu"))
+
+
+@pytest.mark.parametrize("attention", ["bahdanau", "luong"])
+def test_a_run_resumed_from_a_checkpoint_logs_the_unbroken_runs_losses(tmp_path, attention):
+    """Exact resume: the run stopped after its step-3 checkpoint and resumed logs the unbroken run's
+    losses bit for bit (dropout on, so the generator state must come back too)."""
+    import shutil
+    from pathlib import Path
+
+    from axon.train.checkpoint import list_checkpoints
+    from axon.train.logging import read_metrics
+    from axon.train.run import train as train_run
+
+    pairs = [(w, w[::-1]) for w in ("abc", "bca", "cab", "aabb", "bbca", "cc", "acb", "ba", "cba", "abca", "bb", "cab")]
+    (tmp_path / "p.tsv").write_text("".join(f"{s}\t{t}\n" for s, t in pairs))
+    args = ["--model.family=rnn_seq2seq", "--model.preset=tiny", f"--model.attention={attention}", "--model.dropout=0.2",
+            f"--data.train_file={tmp_path / 'p.tsv'}", "--data.tokenizer=char", "--train.batch_size=4",
+            "--train.log_interval=1", "--train.eval_interval=100", "--train.eval_batches=1", "--train.sample_tokens=0",
+            "--train.checkpoint_interval=3", "--train.keep_checkpoints=10", "--train.threads=1", "--log.progress=false",
+            "--train.max_steps=6", f"--out_dir={tmp_path}", "--name=ref"]
+    ref = train_run(load_config(None, args))
+    ref_dir = Path(ref["run_dir"])
+
+    def losses(d):
+        return {r["step"]: r["train_loss"] for r in read_metrics(Path(d) / "metrics.jsonl") if "train_loss" in r}
+
+    run = tmp_path / "resumed"
+    shutil.copytree(ref_dir, run)
+    for ckpt in list_checkpoints(run / "checkpoints"):
+        if int(ckpt.name.split("_")[1]) > 3:
+            shutil.rmtree(ckpt)
+    resumed = train_run(resume=run)
+    assert len(losses(ref_dir)) == 6 and losses(run) == losses(ref_dir)
+    assert resumed["val_loss"] == ref["val_loss"]
