@@ -637,6 +637,7 @@ def cmd_tag(args, overrides: list[str]) -> int:
     """Tag new sentences with a tag run (rnn_tagger, or bert with head: tag), or score it on a CoNLL file."""
     from axon.config import load_config, run_config_file
     from axon.data.conll import read_conll
+    from axon.data.files import BUNDLED, resolve_file
     from axon.data.ner import tokenize
     from axon.errors import reading
     from axon.tasks import CHAT_TASKS, task_name
@@ -658,7 +659,8 @@ def cmd_tag(args, overrides: list[str]) -> int:
     for i, words in enumerate(sentences):
         if not words:
             raise DataError(f"{source} {i + 1}: no words to tag (an empty sentence)")
-    conll = read_conll(args.eval).sentences if args.eval else None
+    bundled = bool(args.eval) and args.eval.startswith(BUNDLED)  # in the run's cache: read once its config is
+    conll = read_conll(resolve_file(args.eval, "--eval")).sentences if args.eval and not bundled else None
     cfg = load_config(run_config_file(args.run_dir))  # the task, before any weights are read
     task = task_name(cfg)
     if task != "tag":
@@ -666,7 +668,9 @@ def cmd_tag(args, overrides: list[str]) -> int:
         raise ConfigError(f"{args.run_dir} is a {cfg.model.family} run trained for {task!r}; axon tag reads tag runs "
                           f"(model.family=rnn_tagger, or bert with model.head=tag){hint}")
     if args.eval:
-        scores = score_conll(load_tagger(args.run_dir, args.device), args.eval, conll)
+        path = resolve_file(args.eval, "--eval", cfg.data)
+        conll = read_conll(path).sentences if bundled else conll
+        scores = score_conll(load_tagger(args.run_dir, args.device), path, conll)
         if args.json:
             print(json.dumps(scores))
         else:
@@ -1102,7 +1106,8 @@ def build_parser() -> argparse.ArgumentParser:
     tg.add_argument("run_dir", metavar="RUN_DIR", help="a tag run: rnn_tagger (vocab.txt), or bert with head: tag (tokenizer.json)")
     tg.add_argument("--input", action="append", default=[], metavar="TEXT", help="a sentence to tag (repeatable)")
     tg.add_argument("--input-file", help="tag each line of this file, one tagged line out per line")
-    tg.add_argument("--eval", metavar="FILE.conll", help="score against a CoNLL file's tags (word ... tag per line)")
+    tg.add_argument("--eval", metavar="FILE.conll", help="score against a CoNLL file's tags (word ... tag per line; "
+                                                          "bundled:ner/val.conll is the bundled set's)")
     tg.add_argument("--json", action="store_true", help="one JSON list of {words, tags, entities}; with --eval, one object")
     tg.add_argument("--device", default="auto")
     tg.set_defaults(func=cmd_tag)

@@ -225,6 +225,7 @@ TAG = [
          "--input-file {tmp}/s.txt: not UTF-8 text (byte 1", setup=write("s.txt", b"a\xff\n")),
     Case("tag-eval-one-column", ["tag", "{run}", "--eval", "{tmp}/v.conll"], "v.conll:2: one column 'is'",
          setup=write("v.conll", "Romeo B-PER\nis\n")),
+    Case("tag-eval-missing", ["tag", "{run}", "--eval", "{tmp}/nope.conll"], "--eval: {tmp}/nope.conll not found"),
     Case("tag-not-a-tagger", ["tag", "{run}", "--input", "a"],
          "is a decoder run trained for 'lm'; axon tag reads tag runs (model.family=rnn_tagger, or bert with model.head=tag); "
          "use axon sample RUN_DIR"),
