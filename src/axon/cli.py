@@ -98,6 +98,12 @@ def cmd_config(args, overrides: list[str]) -> int:
     return 0
 
 
+# The command that reads a run of a task, for a refusal of another command (axon sample, axon tag).
+USE_INSTEAD = {"seq2seq": "; use axon translate RUN_DIR --input TEXT", "word2vec": "; use axon embed RUN_DIR --neighbors WORD",
+               "glove": "; use axon embed RUN_DIR --neighbors WORD", "fasttext": "; use axon embed RUN_DIR --neighbors WORD",
+               "tag": "; use axon tag RUN_DIR --input TEXT"}
+
+
 def cmd_sample(args, overrides: list[str]) -> int:
     import torch
 
@@ -137,11 +143,8 @@ def cmd_sample(args, overrides: list[str]) -> int:
         raise ConfigError(f"--response and --responses-file are scored by a reward run; {args.run_dir} is a {task!r} run")
     prompt = "\n" if prompt is None else prompt
     if task not in ("lm", *CHAT_TASKS):  # only a language model continues text
-        hint = {"seq2seq": "; use axon translate RUN_DIR --input TEXT", "word2vec": "; use axon embed RUN_DIR --neighbors WORD",
-                "glove": "; use axon embed RUN_DIR --neighbors WORD",
-                "fasttext": "; use axon embed RUN_DIR --neighbors WORD"}
         raise ConfigError(f"{args.run_dir} is a {cfg.model.family} run trained for {task!r}: it does not continue text"
-                          + hint.get(task, ""))
+                          + USE_INSTEAD.get(task, ""))
     if tokenizer is None:
         raise ConfigError(f"{args.run_dir} has no tokenizer.json; copy the model's tokenizer.json into it")
     check_stop_tokens("stop_tokens", args.stop_token, tokenizer.vocab_size)  # the vocabulary is known now
@@ -630,6 +633,61 @@ def cmd_embed(args, overrides: list[str]) -> int:
     return 0
 
 
+def cmd_tag(args, overrides: list[str]) -> int:
+    """Tag new sentences with a tag run (rnn_tagger, or bert with head: tag), or score it on a CoNLL file."""
+    from axon.config import load_config, run_config_file
+    from axon.data.conll import read_conll
+    from axon.data.files import BUNDLED, resolve_file
+    from axon.data.ner import tokenize
+    from axon.errors import reading
+    from axon.tasks import CHAT_TASKS, task_name
+    from axon.tasks.tag import entities, load_tagger, score_conll, tag_sentences
+
+    if sum(map(bool, (args.input, args.input_file, args.eval))) != 1:
+        raise ConfigError("give one of --input TEXT (repeatable), --input-file FILE or --eval FILE.conll")
+    source = "--input"
+    if args.input_file:  # the text is read before the run is loaded
+        with reading(args.input_file, "--input-file"):
+            text = Path(args.input_file).read_text(encoding="utf-8")
+        lines = [s.removesuffix("\r") for s in text.removesuffix("\n").split("\n")] if text else []
+        source = f"--input-file {args.input_file} line"
+        if not lines:
+            raise DataError(f"--input-file {args.input_file}: no sentences (the file is empty)")
+    else:
+        lines = args.input
+    sentences = [tokenize(line) for line in lines]
+    for i, words in enumerate(sentences):
+        if not words:
+            raise DataError(f"{source} {i + 1}: no words to tag (an empty sentence)")
+    bundled = bool(args.eval) and args.eval.startswith(BUNDLED)  # in the run's cache: read once its config is
+    conll = read_conll(resolve_file(args.eval, "--eval")).sentences if args.eval and not bundled else None
+    cfg = load_config(run_config_file(args.run_dir))  # the task, before any weights are read
+    task = task_name(cfg)
+    if task != "tag":
+        hint = USE_INSTEAD.get(task, "; use axon sample RUN_DIR" if task in ("lm", *CHAT_TASKS) else "")
+        raise ConfigError(f"{args.run_dir} is a {cfg.model.family} run trained for {task!r}; axon tag reads tag runs "
+                          f"(model.family=rnn_tagger, or bert with model.head=tag){hint}")
+    if args.eval:
+        path = resolve_file(args.eval, "--eval", cfg.data)
+        conll = read_conll(path).sentences if bundled else conll
+        scores = score_conll(load_tagger(args.run_dir, args.device), path, conll)
+        if args.json:
+            print(json.dumps(scores))
+        else:
+            print(f"{args.eval}: {scores['sentences']} sentences | precision {scores['precision']:.4f} | recall "
+                  f"{scores['recall']:.4f} | F1 {scores['f1']:.4f} | token accuracy {scores['token_accuracy']:.4f}")
+        return 0
+    tagger = load_tagger(args.run_dir, args.device)
+    tagged = tag_sentences(tagger, sentences, source)
+    if args.json:
+        print(json.dumps([{"words": w, "tags": t, "entities": [list(e) for e in entities(w, t)]}
+                          for w, t in zip(sentences, tagged)], ensure_ascii=False))
+    else:
+        for words, tags in zip(sentences, tagged):
+            print(" ".join(f"{w}/{t}" for w, t in zip(words, tags)))
+    return 0
+
+
 def cmd_index(args, overrides: list[str]) -> int:
     """axon index build | query: a passage collection searched by BM25 or a dpr run's encoders."""
     from axon.errors import check_count
@@ -1035,6 +1093,24 @@ def build_parser() -> argparse.ArgumentParser:
     em.add_argument("--k", type=int, default=10, help="how many words to list")
     em.add_argument("--export", metavar="FILE", help="write every vector in the word2vec text format")
     em.set_defaults(func=cmd_embed)
+    tg = sub.add_parser("tag", help="tag words (named entities, or any tag set) with a tag run, or score it on a CoNLL file",
+                        description="Text is split into words with axon.data.ner.tokenize (runs of letters, an\n"
+                                    "apostrophe with the letters after it, every other non-space character alone),\n"
+                                    "one sentence per --input or per line of --input-file; each word gets one tag\n"
+                                    "(argmax, or Viterbi for a CRF run; a bert run reads a word at its first piece).",
+                        epilog="examples:\n"
+                               "  axon tag runs/tag --input \"Romeo is gone to Mantua\"   # Romeo/B-PER is/O gone/O to/O Mantua/B-LOC\n"
+                               "  axon tag runs/tag --input-file lines.txt --json      # [{words, tags, entities: [[type, text]]}]\n"
+                               "  axon tag runs/tag --eval val.conll                   # entity P/R/F1 (seqeval), token accuracy\n",
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    tg.add_argument("run_dir", metavar="RUN_DIR", help="a tag run: rnn_tagger (vocab.txt), or bert with head: tag (tokenizer.json)")
+    tg.add_argument("--input", action="append", default=[], metavar="TEXT", help="a sentence to tag (repeatable)")
+    tg.add_argument("--input-file", help="tag each line of this file, one tagged line out per line")
+    tg.add_argument("--eval", metavar="FILE.conll", help="score against a CoNLL file's tags (word ... tag per line; "
+                                                          "bundled:ner/val.conll is the bundled set's)")
+    tg.add_argument("--json", action="store_true", help="one JSON list of {words, tags, entities}; with --eval, one object")
+    tg.add_argument("--device", default="auto")
+    tg.set_defaults(func=cmd_tag)
     ix = sub.add_parser("index", help="index a passage collection (BM25, or a dpr run's vectors in faiss) and query it",
                         epilog="examples:\n"
                                "  axon index build --passages passages.jsonl --out idx            # BM25\n"

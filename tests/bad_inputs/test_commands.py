@@ -1,5 +1,5 @@
 """Bad input to every subcommand other than config and train (test_config_and_train.py): sample,
-eval, prepare, convert, finetune, baseline, translate, embed, lora, scaling, compare, index and rag. Each case ends in
+eval, prepare, convert, finetune, baseline, translate, embed, tag, lora, scaling, compare, index and rag. Each case ends in
 one line naming the flag (as typed) or the file, exit 2, no traceback (issue 16).
 
 A flag is refused by the check of the option object or keyword it feeds (SamplingOptions, the
@@ -213,6 +213,25 @@ EMBED = [
     Case("embed-not-word2vec", ["embed", "{run}", "--neighbors", "king"], "is a decoder run; axon embed reads word2vec, glove and fasttext runs"),
 ]
 
+TAG = [
+    Case("tag-no-input", ["tag", "{run}"], "give one of --input TEXT (repeatable), --input-file FILE or --eval FILE.conll"),
+    Case("tag-input-empty", ["tag", "{run}", "--input", "Romeo", "--input", "  "],
+         "--input 2: no words to tag (an empty sentence)"),
+    Case("tag-input-file-empty", ["tag", "{run}", "--input-file", "{tmp}/s.txt"],
+         "--input-file {tmp}/s.txt: no sentences (the file is empty)", setup=write("s.txt", "")),
+    Case("tag-input-file-blank-line", ["tag", "{run}", "--input-file", "{tmp}/s.txt"],
+         "--input-file {tmp}/s.txt line 2: no words to tag (an empty sentence)", setup=write("s.txt", "Romeo\n\nJuliet\n")),
+    Case("tag-input-file-not-utf8", ["tag", "{run}", "--input-file", "{tmp}/s.txt"],
+         "--input-file {tmp}/s.txt: not UTF-8 text (byte 1", setup=write("s.txt", b"a\xff\n")),
+    Case("tag-eval-one-column", ["tag", "{run}", "--eval", "{tmp}/v.conll"], "v.conll:2: one column 'is'",
+         setup=write("v.conll", "Romeo B-PER\nis\n")),
+    Case("tag-eval-missing", ["tag", "{run}", "--eval", "{tmp}/nope.conll"], "--eval: {tmp}/nope.conll not found"),
+    Case("tag-not-a-tagger", ["tag", "{run}", "--input", "a"],
+         "is a decoder run trained for 'lm'; axon tag reads tag runs (model.family=rnn_tagger, or bert with model.head=tag); "
+         "use axon sample RUN_DIR"),
+    Case("tag-run-missing", ["tag", "{tmp}/nope", "--input", "a"], "nope is not a run directory (no such directory)"),
+]
+
 LORA = [
     Case("lora-metadata-not-json", ["lora", "apply", "{run}", "{tmp}/ad.safetensors", "--out", "{tmp}/m"],
          "{tmp}/ad.safetensors: its lora metadata is not valid JSON", setup=adapters('{"targets": ["*.qkv"], "rank": ')),
@@ -404,7 +423,7 @@ RAG_CASES = [
     Case("rag-run-missing", ["rag", "{tmp}/nope", "--question", "q"], "nope is not a run directory (no such directory)"),
 ]
 
-CASES = (SAMPLE + SAMPLE_SCORES + EVAL + PREPARE + CONVERT + FINETUNE + BASELINE + TRANSLATE + EMBED + LORA + SCALING + COMPARE_CASES
+CASES = (SAMPLE + SAMPLE_SCORES + EVAL + PREPARE + CONVERT + FINETUNE + BASELINE + TRANSLATE + EMBED + TAG + LORA + SCALING + COMPARE_CASES
          + LABEL + PIPELINE_CASES + ITERATED_CASES + RAG_CASES)
 
 

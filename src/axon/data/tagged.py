@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from axon.data.bert_tokens import BertTokens, pad_batch
-from axon.errors import DataError
+from axon.errors import DataError, reading
 
 IGNORE = -100  # the label of a position that is not a word's first (sub-)token: torch's ignore_index
 PAD, UNK, UNK_CAP = "<pad>", "<unk>", "<Unk>"
@@ -70,6 +70,20 @@ class WordVocab:
         """One word per line, in id order (<pad> and <unk> first)."""
         with open(path, "w", encoding="utf-8") as f:
             f.write("".join(w + "\n" for w in self.words))
+
+    @classmethod
+    def load(cls, path, lowercase: bool = False) -> "WordVocab":
+        """The vocabulary :meth:`save` wrote (a run's ``vocab.txt``); ``lowercase`` as the run's model.lowercase."""
+        with reading(path, "vocab"):
+            with open(path, encoding="utf-8") as f:
+                words = f.read().split("\n")
+        words = words[:-1] if words and words[-1] == "" else words
+        if words[:3] != [PAD, UNK, UNK_CAP]:
+            raise DataError(f"{path}: not a tagger vocabulary (its first lines must be {PAD}, {UNK}, {UNK_CAP})")
+        vocab = cls([], lowercase=lowercase)
+        vocab.words = words
+        vocab.index = {w: i for i, w in enumerate(words)}
+        return vocab
 
 
 def encode_words(sentences, tag_ids: Sequence[Sequence[int]], vocab: WordVocab, block_size: int, truncate: bool,

@@ -29,12 +29,31 @@ Tokenizer (bert): with ``train.init_from`` (fine-tuning, ``axon finetune RUN --t
 pretrained run's ``tokenizer.json``, and ``axon.tasks.finetune.load_pretrained_body`` loads its
 encoder under the new head; otherwise ``data.tokenizer`` built from the training sentences, as
 classify does. rnn_tagger has no tokenizer: its vocabulary is rebuilt from the training file.
+
+Tagging with a trained run (``axon tag``; :func:`load_tagger`, :func:`tag_sentences`,
+:func:`score_conll`), litgpt-style plain functions under the command:
+
+    run dir: config.yaml, tags.json, checkpoints/
+             + vocab.txt (rnn_tagger) or tokenizer.json (bert, head: tag)
+        |  load_tagger(run_dir)              -> Tagger(cfg, model in eval mode, tags, encode)
+    "Romeo is in Verona" --axon.data.ner.tokenize--> [Romeo, is, in, Verona]
+        |  tag_sentences(tagger, [[words]])  the training encoding (word ids, or [CLS] pieces [SEP]
+        |                                    with each word read at its first piece), batches of
+        |                                    train.batch_size, predict_tags: argmax, or Viterbi
+        v                                    under a CRF (decode_words)
+    [[B-PER, O, O, B-LOC]]   --entities()--> [("PER", "Romeo"), ("LOC", "Verona")]
+
+    score_conll(tagger, FILE.conll) -> {precision, recall, f1, token_accuracy, sentences}: the
+    sentences encoded and cut (data.truncate) as in training, batched in file order as the
+    trainer's final scores are, so the run's own validation file gives exactly its val_f1.
 """
 
 from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -139,3 +158,113 @@ def tag_task(cfg, device: torch.device) -> TaskSetup:
                      extra_files={TAGS_FILE: write_tags, **extra}, model_metrics=scores,
                      eval_fn=lambda model, step, run_dir: scores(model, "val"),
                      init_weights=load_pretrained_body)
+
+
+
+def entities(words: list[str], tags: list[str]) -> list[tuple[str, str]]:
+    """(type, words joined by spaces) of each entity of a tagged sentence, read as conlleval and
+    seqeval's default mode read BIO: B-X opens an X entity, I-X continues an open X entity and
+    opens one after O or another type; any other tag (O, or a tag without a B-/I- prefix) is none."""
+    out, kind = [], None
+    for w, t in zip(words, tags):
+        prefix, _, k = t.partition("-")
+        if prefix == "I" and k and k == kind:
+            out[-1][1].append(w)
+        elif prefix in ("B", "I") and k:
+            kind = k
+            out.append((k, [w]))
+        else:
+            kind = None
+    return [(k, " ".join(ws)) for k, ws in out]
+
+
+@dataclass
+class Tagger:
+    """A trained tag run ready to tag words (:func:`load_tagger`)."""
+
+    run_dir: Path
+    cfg: object
+    model: torch.nn.Module
+    tags: list[str]
+    encode: Callable  # (sentences, tag_ids, truncate, source) -> (seqs, labels, sentences cut): the training encoding
+    length: Callable  # words -> the positions the sentence takes (words, or pieces with [CLS] and [SEP])
+    pad_id: int
+
+
+def load_tagger(run_dir, device: str = "auto") -> Tagger:
+    """The run in ``run_dir`` (a tag run: rnn_tagger, or bert with head: tag), its newest checkpoint,
+    tag set (tags.json) and word encoding (vocab.txt, or the run's tokenizer.json)."""
+    from axon.config import load_config, run_config_file
+    from axon.errors import reading
+    from axon.tasks import task_name
+    from axon.train.run import load_run
+
+    run_dir = Path(run_dir)
+    cfg = load_config(run_config_file(run_dir))  # the task first: no weights are read for a refusal
+    if task_name(cfg) != "tag":
+        raise ConfigError(f"{run_dir} is a {cfg.model.family} run trained for {task_name(cfg)!r}, not a tagger (a tag run)")
+    with reading(run_dir / TAGS_FILE, "tag set"):
+        tags = json.loads((run_dir / TAGS_FILE).read_text(encoding="utf-8"))["tags"]
+    cfg, model, tokenizer = load_run(run_dir, device)
+    block = cfg.model.block_size
+    if cfg.model.family == "rnn_tagger":
+        vocab = WordVocab.load(run_dir / VOCAB_FILE, cfg.model.lowercase)
+        if len(vocab) != cfg.model.vocab_size:
+            raise DataError(f"{run_dir / VOCAB_FILE}: {len(vocab)} words, but the model has {cfg.model.vocab_size}")
+        encode = lambda s, ids, cut, src: encode_words(s, ids, vocab, block, cut, src)  # noqa: E731
+        return Tagger(run_dir, cfg, model, tags, encode, len, 0)
+    from axon.data.bert_tokens import BertTokens
+
+    if tokenizer is None:
+        raise ConfigError(f"{run_dir} has no tokenizer.json; a bert tagger reads words through the run's tokenizer")
+    tokens = BertTokens(tokenizer)
+    encode = lambda s, ids, cut, src: encode_subtokens(s, ids, tokens, block, cut, src)  # noqa: E731
+    length = lambda words: sum(max(len(p), 1) for p in tokens.encode_batch(list(words))) + 2  # noqa: E731
+    return Tagger(run_dir, cfg, model, tags, encode, length, tokens.pad_id)
+
+
+def _predict(tagger: Tagger, seqs, labels) -> tuple[list[list[str]], list[list[str]]]:
+    from axon.objectives.tagging import predict_tags
+
+    data = TaggedSentences(seqs, labels, tagger.pad_id)
+    bs, block = tagger.cfg.train.batch_size, tagger.cfg.model.block_size  # the trainer's evaluation batches
+    gold, pred = predict_tags(tagger.model, data.iter_eval_batches(bs, block))
+    return [[tagger.tags[i] for i in g] for g in gold], [[tagger.tags[i] for i in p] for p in pred]
+
+
+def tag_sentences(tagger: Tagger, sentences: list[list[str]], source: str = "input") -> list[list[str]]:
+    """One predicted tag per word of each sentence. An empty sentence, or one longer than the run's
+    model.block_size (words, or sub-tokens with [CLS] and [SEP]), is refused naming ``source`` and
+    its number (1-based)."""
+    if not sentences:
+        raise DataError(f"{source}: no sentences to tag")
+    block = tagger.cfg.model.block_size
+    for i, words in enumerate(sentences):
+        if not words:
+            raise DataError(f"{source} {i + 1}: no words to tag (an empty sentence)")
+        n = tagger.length(words)
+        if n > block:
+            unit = "words" if tagger.cfg.model.family == "rnn_tagger" else "sub-tokens with [CLS] and [SEP]"
+            raise DataError(f"{source} {i + 1}: {n} {unit}, more than the run's model.block_size={block}; split it")
+    seqs, labels, _ = tagger.encode(sentences, [[0] * len(w) for w in sentences], False, source)
+    return _predict(tagger, seqs, labels)[1]
+
+
+def score_conll(tagger: Tagger, path, sentences: list | None = None) -> dict:
+    """Entity precision, recall, F1 (seqeval) and token accuracy of the run's tags on a CoNLL file,
+    and its number of sentences: on the run's own validation file, exactly the run's final val_*
+    scores (same encoding, data.truncate, batches and order). A tag the run never saw is refused
+    naming the file's first line with it. ``sentences``: the file's, read already (read_conll)."""
+    from axon.eval.tagging import tagging_scores
+
+    sentences = read_conll(path).sentences if sentences is None else sentences
+    index = {t: i for i, t in enumerate(tagger.tags)}
+    for _, ts in sentences:
+        for t in ts:
+            if t not in index:
+                raise DataError(f"{path}:{_first_line_with_tag(path, t)}: tag {t!r} is not one of the run's tags "
+                                f"({', '.join(tagger.tags[:12])}{', ...' if len(tagger.tags) > 12 else ''})")
+    seqs, labels, _ = tagger.encode([w for w, _ in sentences], [[index[t] for t in ts] for _, ts in sentences],
+                                    tagger.cfg.data.truncate, str(path))
+    gold, pred = _predict(tagger, seqs, labels)
+    return {**tagging_scores(gold, pred), "sentences": len(sentences)}
