@@ -2,7 +2,8 @@
 
 The cache (``data.cache_dir``, else ``$AXON_CACHE``, else ``~/.cache/axon``) holds what a run
 prepares on first use and every later run reuses: the bundled corpus tokenised into shards
-(``data/<corpus>-<tokenizer>``), BERT tokenizers of the corpus, the speaker task's files.
+(``data/<corpus>-<tokenizer>``), BERT tokenizers of the corpus, and the bundled task files built
+from the corpus (``made_on_first_use``: speakers, labellers, sentiment, ner).
 """
 
 from __future__ import annotations
@@ -33,6 +34,24 @@ def cache_data_dir(data_cfg=None) -> Path:
                   else "$AXON_CACHE" if os.environ.get("AXON_CACHE") else "the data cache")
         raise DataError(f"{source}: cannot create {path}: {e.strerror or e}") from None
     return path
+
+
+def made_on_first_use(name: str, files: tuple[str, ...], version: int, cache_dir: Path, write) -> Path:
+    """The file of ``bundled:<dataset>/<file>`` (``name`` without "bundled:") that a module builds from
+    the bundled corpus: ``write(directory)`` writes all of ``files`` into
+    ``<cache_dir>/data/bundled-<dataset>-v<version>`` the first time one is asked for (atomically:
+    another process that wrote it first wins); an unknown file is one line listing the files."""
+    from axon.errors import ConfigError
+
+    dataset, _, file = name.partition("/")
+    if file not in files:
+        raise ConfigError(f"unknown bundled file {name!r}; choose one of: " + ", ".join(f"bundled:{dataset}/{f}" for f in files))
+    root = cache_dir / "data" / f"bundled-{dataset}-v{version}"
+    if not all((root / f).is_file() for f in files):
+        root.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_directory(root) as tmp:
+            write(tmp)
+    return root / file
 
 
 def resolve_data_dir(data_cfg) -> Path:

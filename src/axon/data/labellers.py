@@ -31,7 +31,6 @@ import json
 import random
 from pathlib import Path
 
-from axon.atomic import atomic_directory
 
 VERSION = 1
 LETTERS, MARK = "abcdefgh", "z"
@@ -95,17 +94,9 @@ def write_labeller_task(out_dir: str | Path) -> dict:
 
 def bundled_file(name: str, cache_dir: Path) -> Path:
     """The file ``labellers/<file>`` of a ``bundled:`` name, written into ``cache_dir`` on first use."""
-    from axon.errors import ConfigError
+    from axon.data.cache import made_on_first_use
 
-    dataset, _, file = name.partition("/")
-    if dataset != "labellers" or file not in FILES:
-        raise ConfigError(f"unknown bundled file {name!r}; choose one of: " + ", ".join(f"bundled:labellers/{f}" for f in FILES))
-    root = cache_dir / "data" / f"bundled-labellers-v{VERSION}"
-    if not (root / "meta.json").is_file():
-        root.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_directory(root) as tmp:  # another process that wrote it first wins
-            write_labeller_task(tmp)
-    return root / file
+    return made_on_first_use(name, FILES, VERSION, cache_dir, write_labeller_task)
 
 
 def main(argv: list[str] | None = None) -> int:

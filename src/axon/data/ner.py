@@ -58,7 +58,6 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from axon.atomic import atomic_directory
 
 VERSION = 1
 FILES = ("train.conll", "val.conll", "meta.json")
@@ -193,18 +192,9 @@ def write_ner_set(out_dir: str | Path) -> dict:
 
 def bundled_file(name: str, cache_dir: Path) -> Path:
     """The file ``ner/<file>`` of a ``bundled:`` name, written into ``cache_dir`` on first use."""
-    from axon.errors import ConfigError
+    from axon.data.cache import made_on_first_use
 
-    dataset, _, file = name.partition("/")
-    if dataset != "ner" or file not in FILES:
-        choices = ", ".join(f"bundled:ner/{f}" for f in FILES)
-        raise ConfigError(f"unknown bundled file {name!r}; choose one of: {choices}")
-    root = cache_dir / "data" / f"bundled-ner-v{VERSION}"
-    if not (root / "meta.json").is_file():
-        root.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_directory(root) as tmp:  # another process that wrote it first wins
-            write_ner_set(tmp)
-    return root / file
+    return made_on_first_use(name, FILES, VERSION, cache_dir, write_ner_set)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -20,7 +20,6 @@ import argparse
 import json
 from pathlib import Path
 
-from axon.atomic import atomic_directory
 
 VERSION = 1
 N_TRAIN, N_VAL, N_HELDOUT = 2000, 200, 200
@@ -44,17 +43,9 @@ def write_sentiment_files(out_dir: str | Path) -> dict[str, int]:
 
 def bundled_file(name: str, cache_dir: Path) -> Path:
     """The file ``sentiment/<file>`` of a ``bundled:`` name, written into ``cache_dir`` on first use."""
-    from axon.errors import ConfigError
+    from axon.data.cache import made_on_first_use
 
-    dataset, _, file = name.partition("/")
-    if dataset != "sentiment" or file not in FILES:
-        raise ConfigError(f"unknown bundled file {name!r}; choose one of: " + ", ".join(f"bundled:sentiment/{f}" for f in FILES))
-    root = cache_dir / "data" / f"bundled-sentiment-v{VERSION}"
-    if not (root / FILES[-1]).is_file():
-        root.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_directory(root) as tmp:  # another process that wrote it first wins
-            write_sentiment_files(tmp)
-    return root / file
+    return made_on_first_use(name, FILES, VERSION, cache_dir, write_sentiment_files)
 
 
 def main(argv: list[str] | None = None) -> int:
