@@ -178,3 +178,17 @@ def test_finetune_config_keeps_the_pretrained_architecture(tmp_path):
         finetune_config(run, None, ["--train.init_from=elsewhere"])
     with pytest.raises(ConfigError, match="not a run directory"):
         finetune_config(tmp_path, None)
+
+
+def test_finetune_records_the_pretrained_run_absolute(tmp_path, monkeypatch):
+    """A relative PRETRAINED_RUN is recorded absolute, so the fine-tuned run's config (axon eval, --resume)
+    still finds the pretrained tokenizer from another directory."""
+    from axon.config import dump_config
+
+    run = tmp_path / "runs" / "pre"
+    run.mkdir(parents=True)
+    (run / "config.yaml").write_text(dump_config(load_config(None, ["--model.family=bert", "--model.vocab_size=99"])))
+    (run / "tokenizer.json").write_text("{}")
+    monkeypatch.chdir(tmp_path)
+    cfg = finetune_config("runs/pre", None, ["--data.train_file=x.jsonl"])
+    assert cfg.train.init_from == str(run) and cfg.data.tokenizer == str(run / "tokenizer.json")

@@ -23,6 +23,9 @@ special tokens, or a path to a tokenizer.json (``axon.data.bert_tokens``). Each 
 encoded ``[CLS] text [SEP]``.
 
 Batches follow the classification contract of every classifier family (``axon.data.labelled``).
+Scores: accuracy and the majority baseline at every evaluation; the final result and ``axon eval``
+add ``macro_f1`` over the whole split (``axon.eval.classification``), the figure ``axon baseline``
+prints beside accuracy.
 
 Fine-tuning a pretrained encoder under a new head: ``axon.tasks.finetune.load_pretrained_body``
 is this task's ``init_weights``.
@@ -108,10 +111,18 @@ def classify_task(cfg, device: torch.device) -> TaskSetup:
     def summarize(loss: float, split: str) -> dict:
         return {"majority_baseline": majority[split]}  # accuracy of always answering the training majority label
 
+    def scores(model, split: str) -> dict:
+        """Macro F1 of the model's predictions over the whole split (axon.eval.classification)."""
+        from axon.eval.classification import macro_f1, predict_labels
+
+        data = {"train": train, "val": val}[split]
+        gold, pred = predict_labels(model, data.iter_eval_batches(cfg.train.batch_size, block))
+        return {"macro_f1": macro_f1(gold, pred, len(labels))}
+
     def write_labels(path: Path) -> None:
         path.write_text(json.dumps({"labels": labels, "train_file": str(data.train_file),
                                     "val_file": data.val_file}, indent=1, ensure_ascii=False) + "\n")
 
     return TaskSetup(train_data=train, val_data=val, objective=Classification(), tokenizer=tokenizer,
-                     summarize=summarize, extra_files={LABELS_FILE: write_labels},
+                     summarize=summarize, extra_files={LABELS_FILE: write_labels}, model_metrics=scores,
                      init_weights=load_pretrained_body)

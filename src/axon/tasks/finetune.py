@@ -19,6 +19,7 @@ anything else that does not match is an error.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -183,7 +184,9 @@ def finetune_config(pretrained: str | Path, recipe: str | Path | None = None, ov
     data = merge(data, over)
     data["model"] = model
     data["task"] = data.get("task") or "classify"
-    data = merge(data, {"train": {"init_from": str(run)}, "data": {"tokenizer": str(run / "tokenizer.json")}})
+    # recorded absolute: the run's config must still find them from another directory (axon eval, --resume)
+    where = Path(os.path.abspath(run))
+    data = merge(data, {"train": {"init_from": str(where)}, "data": {"tokenizer": str(where / "tokenizer.json")}})
     return build_config(data)
 
 
