@@ -879,12 +879,15 @@ def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
-    """A recipe's sections; a file that is missing, not UTF-8 or not YAML is one line naming it."""
+    """A recipe's sections; a file that is missing, not UTF-8, not YAML or empty is one line naming it."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     with reading(path, "config file"):
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    if data is None:  # nothing but blanks and comments: a mistake, not a request for every default
+        raise ConfigError(f"{path}: the file is empty; a recipe names at least one section (leave --config out "
+                          "for the default job)")
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of sections at the top level")
     return data
