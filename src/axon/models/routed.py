@@ -58,23 +58,97 @@ from axon.nn.moe import balance_loss, router_z_loss
 from axon.nn.precision import at_least_fp32
 
 
-class Routed(Model):
+class SwitchRouted(Model):
+    """What every router over whole models shares (this module's ``Routed`` and
+    ``axon.models.routed_vision.RoutedVision``): the experts built from the config's
+    ``expert_configs()``, the record of the last forward (scaled balance and z-losses, the routes,
+    the loads since ``metrics()``), and the contract methods that read it. A subclass builds its
+    router, defines ``routes(x) -> (B,)`` and ``router_params()``, and calls ``_record`` once per
+    forward."""
+
+    def _build_experts(self, cfg) -> None:
+        from axon.models import build_model  # the experts' families (axon.models imports this module)
+
+        self.config = cfg
+        self.experts = nn.ModuleList(build_model(c) for c in cfg.expert_configs())
+        self.last_aux: dict[str, torch.Tensor] = {}
+        self.last_route: torch.Tensor | None = None  # (B,) the last forward's main route per input
+        self._loads = torch.zeros(cfg.n_experts)  # inputs per expert (main route), training forwards since metrics()
+
+    def routes(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def router_params(self) -> int:
+        raise NotImplementedError
+
+    def routing_table(self, inputs: dict[str, torch.Tensor]) -> dict[str, list[float]]:
+        """Which inputs go where: for each named batch of inputs, the share routed to each expert (a
+        row of the table per input type)."""
+        E = self.config.n_experts
+        with torch.no_grad():
+            return {name: (torch.bincount(self.routes(x), minlength=E).float() / x.size(0)).tolist()
+                    for name, x in inputs.items()}
+
+    def _record(self, logits: torch.Tensor, main: torch.Tensor, expert_aux: dict[str, torch.Tensor] | None = None) -> None:
+        """The last forward's auxiliary losses (the router's, scaled, and the experts' own) and, in
+        training, the loads; logits (B, E), main (B,) the route of each input."""
+        cfg, E = self.config, self.config.n_experts
+        counts = torch.bincount(main, minlength=E)  # (E,) inputs per expert
+        aux: dict[str, torch.Tensor] = {}
+        if cfg.balance_loss > 0:
+            aux["routed_balance"] = cfg.balance_loss * balance_loss(logits, counts)
+        if cfg.z_loss > 0:
+            aux["routed_z"] = cfg.z_loss * router_z_loss(logits)
+        self.last_aux = {**aux, **(expert_aux or {})}
+        self.last_route = main.detach()
+        if self.training:
+            self._loads = self._loads.to(counts.device) + counts.to(self._loads.dtype)
+
+    # -- the model contract --------------------------------------------------------------------
+
+    def aux_losses(self) -> dict[str, torch.Tensor]:
+        """The router's balance and z-losses of the last forward, scaled, and the experts' own
+        (an MoE decoder's, as ``expert{i}_moe_balance``: of the rows routed to it)."""
+        return dict(self.last_aux)
+
+    def metrics(self) -> dict[str, float]:
+        """Since the last call (training forwards): ``routed_expert{i}_frac``, the share of inputs
+        routed to expert i; ``routed_max_load``, the busiest one's share times E (1 = balanced, E =
+        collapsed); the last forward's scaled router losses; each expert's own metrics as
+        ``expert{i}_...``. Empty when no training forward ran since the last call."""
+        total = float(self._loads.sum())
+        if total == 0:
+            return {}
+        E = self.config.n_experts
+        shares = (self._loads / total).cpu()
+        out = {f"routed_expert{i}_frac": float(shares[i]) for i in range(E)}
+        out["routed_max_load"] = float(shares.max()) * E
+        out.update({k: float(v.detach()) for k, v in self.last_aux.items() if k.startswith("routed_")})
+        for i, expert in enumerate(self.experts):
+            out.update({f"expert{i}_{k}": v for k, v in expert.metrics().items()})
+        self._loads = torch.zeros_like(self._loads)
+        return out
+
+    def init_sources(self) -> dict[str, tuple[str, str]]:
+        """experts.{i} -> the run directory of ``model.expert_runs[i]`` (loaded at a run's start)."""
+        runs = self.config.expert_runs or []
+        return {f"experts.{i}": (run, f"model.expert_runs[{i}]") for i, run in enumerate(runs) if run}
+
+    def active_params(self) -> int:
+        """The router and the largest expert's active parameters (module doc: a fixed bound)."""
+        return self.router_params() + max(expert.active_params() for expert in self.experts)
+
+
+class Routed(SwitchRouted):
     def __init__(self, cfg: RoutedConfig):
         super().__init__()
         if cfg.vocab_size is None:
             raise ValueError("RoutedConfig.vocab_size must be set before building the model")
-        from axon.models import build_model  # the experts' families (axon.models imports this module)
-
-        self.config = cfg
-        E = cfg.n_experts
-        self.experts = nn.ModuleList(build_model(c) for c in cfg.expert_configs())
+        self._build_experts(cfg)
         self.router_emb = nn.Embedding(cfg.vocab_size, cfg.router_embd)
-        self.router = nn.Linear(cfg.router_embd, E, bias=False)  # Switch: no bias
+        self.router = nn.Linear(cfg.router_embd, cfg.n_experts, bias=False)  # Switch: no bias
         nn.init.normal_(self.router_emb.weight, 0.0, cfg.init_std)
         nn.init.normal_(self.router.weight, 0.0, cfg.init_std)
-        self.last_aux: dict[str, torch.Tensor] = {}
-        self.last_route: torch.Tensor | None = None  # (B,) the last forward's main route per row
-        self._loads = torch.zeros(E)  # sequences per expert (main route), training forwards since metrics()
 
     # -- routing -------------------------------------------------------------------------------
 
@@ -91,14 +165,6 @@ class Routed(Model):
     def routes(self, idx: torch.Tensor) -> torch.Tensor:
         """The expert each sequence goes to, (B,): its route from tokens 0..r-1."""
         return self.route(idx)[1][:, -1].argmax(dim=-1)
-
-    def routing_table(self, inputs: dict[str, torch.Tensor]) -> dict[str, list[float]]:
-        """Which inputs go where: for each named batch of sequences (B, T), the share routed to each
-        expert (a row of the table per input type)."""
-        E = self.config.n_experts
-        with torch.no_grad():
-            return {name: (torch.bincount(self.routes(x), minlength=E).float() / x.size(0)).tolist()
-                    for name, x in inputs.items()}
 
     # -- forward -------------------------------------------------------------------------------
 
@@ -160,56 +226,10 @@ class Routed(Model):
         self._record(logits_r[:, -1], main, expert_aux)
         return out[:, -1:] if last_only else out
 
-    def _record(self, logits: torch.Tensor, main: torch.Tensor, expert_aux: dict[str, torch.Tensor]) -> None:
-        """The last forward's auxiliary losses (scaled) and, in training, the loads; logits (B, E)."""
-        cfg, E = self.config, self.config.n_experts
-        counts = torch.bincount(main, minlength=E)  # (E,) sequences per expert
-        aux: dict[str, torch.Tensor] = {}
-        if cfg.balance_loss > 0:
-            aux["routed_balance"] = cfg.balance_loss * balance_loss(logits, counts)
-        if cfg.z_loss > 0:
-            aux["routed_z"] = cfg.z_loss * router_z_loss(logits)
-        self.last_aux = {**aux, **expert_aux}
-        self.last_route = main.detach()
-        if self.training:
-            self._loads = self._loads.to(counts.device) + counts.to(self._loads.dtype)
-
-    # -- the model contract --------------------------------------------------------------------
-
-    def aux_losses(self) -> dict[str, torch.Tensor]:
-        """The router's balance and z-losses of the last forward, scaled, and the experts' own
-        (an MoE decoder's, as ``expert{i}_moe_balance``: of the rows routed to it)."""
-        return dict(self.last_aux)
-
-    def metrics(self) -> dict[str, float]:
-        """Since the last call (training forwards): ``routed_expert{i}_frac``, the share of sequences
-        routed to expert i; ``routed_max_load``, the busiest one's share times E (1 = balanced, E =
-        collapsed); the last forward's scaled router losses; each expert's own metrics as
-        ``expert{i}_...``. Empty when no training forward ran since the last call."""
-        total = float(self._loads.sum())
-        if total == 0:
-            return {}
-        E = self.config.n_experts
-        shares = (self._loads / total).cpu()
-        out = {f"routed_expert{i}_frac": float(shares[i]) for i in range(E)}
-        out["routed_max_load"] = float(shares.max()) * E
-        out.update({k: float(v.detach()) for k, v in self.last_aux.items() if k.startswith("routed_")})
-        for i, expert in enumerate(self.experts):
-            out.update({f"expert{i}_{k}": v for k, v in expert.metrics().items()})
-        self._loads = torch.zeros_like(self._loads)
-        return out
-
-    def init_sources(self) -> dict[str, tuple[str, str]]:
-        """experts.{i} -> the run directory of ``model.expert_runs[i]`` (loaded at a run's start)."""
-        runs = self.config.expert_runs or []
-        return {f"experts.{i}": (run, f"model.expert_runs[{i}]") for i, run in enumerate(runs) if run}
+    # -- the model contract (the rest: SwitchRouted) ----------------------------------------
 
     def router_params(self) -> int:
         return self.router_emb.weight.numel() + self.router.weight.numel()
-
-    def active_params(self) -> int:
-        """The router and the largest expert's active parameters (module doc: a fixed bound)."""
-        return self.router_params() + max(expert.active_params() for expert in self.experts)
 
     def flops_per_token(self, seq_len: int | None = None) -> float | None:
         """Training FLOPs per token at context ``seq_len`` (default block_size): the router's matmul
@@ -223,4 +243,4 @@ class Routed(Model):
         return router + max(per_expert)
 
 
-__all__ = ["PRESETS", "Routed", "RoutedConfig"]
+__all__ = ["PRESETS", "Routed", "RoutedConfig", "SwitchRouted"]

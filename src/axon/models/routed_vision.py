@@ -41,30 +41,23 @@ import torch.nn.functional as F
 from torch import nn
 
 from axon.model_configs.routed_vision import PRESETS, RoutedVisionConfig  # noqa: F401 (re-exported)
-from axon.models.base import Model
-from axon.nn.moe import balance_loss, router_z_loss
+from axon.models.routed import SwitchRouted
 from axon.nn.precision import at_least_fp32
 
 
-class RoutedVision(Model):
+class RoutedVision(SwitchRouted):
     def __init__(self, cfg: RoutedVisionConfig):
         super().__init__()
         if cfg.num_labels is None:
             raise ValueError("RoutedVisionConfig.num_labels must be set before building the model (the task sets it)")
-        from axon.models import build_model  # the experts' families (axon.models imports this module)
-
-        self.config = cfg
+        self._build_experts(cfg)
         E = cfg.n_experts
-        self.experts = nn.ModuleList(build_model(c) for c in cfg.expert_configs())
         g = cfg.route_grid or cfg.image_size
         self.router_in = nn.Linear(cfg.in_channels * g * g, cfg.router_embd)
         self.router = nn.Linear(cfg.router_embd, E, bias=False)  # Switch: no bias on the logits
         for w in (self.router_in.weight, self.router.weight):
             nn.init.normal_(w, 0.0, cfg.init_std)
         nn.init.zeros_(self.router_in.bias)
-        self.last_aux: dict[str, torch.Tensor] = {}
-        self.last_route: torch.Tensor | None = None  # (B,) the last forward's route per image
-        self._loads = torch.zeros(E)  # images per expert, training forwards since metrics()
 
     # -- routing -------------------------------------------------------------------------------
 
@@ -78,14 +71,6 @@ class RoutedVision(Model):
     def routes(self, images: torch.Tensor) -> torch.Tensor:
         """The expert each image goes to, (B,)."""
         return self.route(images)[1].argmax(dim=-1)
-
-    def routing_table(self, inputs: dict[str, torch.Tensor]) -> dict[str, list[float]]:
-        """Which inputs go where: for each named batch of images (B, C, H, W), the share routed to
-        each expert (a row of the table per input type)."""
-        E = self.config.n_experts
-        with torch.no_grad():
-            return {name: (torch.bincount(self.routes(x), minlength=E).float() / x.size(0)).tolist()
-                    for name, x in inputs.items()}
 
     # -- forward -------------------------------------------------------------------------------
 
@@ -121,51 +106,10 @@ class RoutedVision(Model):
         self._record(logits_r, main)
         return tuple(outs) if self.config.detects else outs[0]
 
-    def _record(self, logits: torch.Tensor, main: torch.Tensor) -> None:
-        cfg, E = self.config, self.config.n_experts
-        counts = torch.bincount(main, minlength=E)
-        aux: dict[str, torch.Tensor] = {}
-        if cfg.balance_loss > 0:
-            aux["routed_balance"] = cfg.balance_loss * balance_loss(logits, counts)
-        if cfg.z_loss > 0:
-            aux["routed_z"] = cfg.z_loss * router_z_loss(logits)
-        self.last_aux = aux
-        self.last_route = main.detach()
-        if self.training:
-            self._loads = self._loads.to(counts.device) + counts.to(self._loads.dtype)
-
-    # -- the model contract --------------------------------------------------------------------
-
-    def aux_losses(self) -> dict[str, torch.Tensor]:
-        """The router's balance and z-losses of the last forward, scaled."""
-        return dict(self.last_aux)
-
-    def metrics(self) -> dict[str, float]:
-        """Since the last call (training forwards): ``routed_expert{i}_frac``, the share of images
-        routed to expert i, and ``routed_max_load`` (1 = balanced, E = collapsed); empty when no
-        training forward ran since the last call."""
-        total = float(self._loads.sum())
-        if total == 0:
-            return {}
-        E = self.config.n_experts
-        shares = (self._loads / total).cpu()
-        out = {f"routed_expert{i}_frac": float(shares[i]) for i in range(E)}
-        out["routed_max_load"] = float(shares.max()) * E
-        out.update({k: float(v.detach()) for k, v in self.last_aux.items()})
-        self._loads = torch.zeros_like(self._loads)
-        return out
-
-    def init_sources(self) -> dict[str, tuple[str, str]]:
-        """experts.{i} -> the run directory of ``model.expert_runs[i]`` (loaded at a run's start)."""
-        runs = self.config.expert_runs or []
-        return {f"experts.{i}": (run, f"model.expert_runs[{i}]") for i, run in enumerate(runs) if run}
+    # -- the model contract (the rest: axon.models.routed.SwitchRouted) ---------------------
 
     def router_params(self) -> int:
         return sum(p.numel() for m in (self.router_in, self.router) for p in m.parameters())
-
-    def active_params(self) -> int:
-        """The router and the largest expert's active parameters (module doc: a fixed bound)."""
-        return self.router_params() + max(expert.active_params() for expert in self.experts)
 
     def flops_per_token(self, seq_len: int | None = None) -> float | None:
         """Training FLOPs per image: the router's two matrices (6 x weights) plus the most
